@@ -1,0 +1,317 @@
+"""Read an editor's article file into an `Article`.
+
+Two formats: the plain-text "ending explained" layout (title line, summary line, `Key: value`
+lines, then sections whose heading stands alone on its line) and Markdown with YAML front
+matter. Anything unreadable raises `ArticleError` naming the file and line, so one bad file
+never stops the rest of the queue.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import frontmatter
+import yaml
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from newsletter.errors import ArticleError
+
+RECAP_HEADING = "quick recap"
+ARTICLE_SUFFIXES = (".txt", ".md", ".markdown")
+
+# Headings the sample format uses; other short, unpunctuated lines count as headings too.
+KNOWN_HEADINGS = {
+    "quick recap",
+    "what happens in the ending",
+    "the meaning behind the ending",
+    "character arcs and resolution",
+    "alternate interpretations",
+    "themes and symbolism",
+    "final thoughts",
+}
+_RATING = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*$")
+_META = re.compile(r"^(Release Year|Year|Rating|Author)\s*:\s*(.*)$", re.IGNORECASE)
+_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+
+
+@dataclass(frozen=True)
+class Section:
+    """One headed part of an article; `html` is built from escaped text, never raw input."""
+
+    heading: str
+    text: str
+    html: Markup
+    line: int
+
+    @property
+    def is_recap(self) -> bool:
+        return self.heading.strip().lower() == RECAP_HEADING
+
+
+@dataclass(frozen=True)
+class Article:
+    path: Path
+    title: str
+    summary: str | None
+    year: int | None
+    rating: float | None
+    author: str | None
+    sections: tuple[Section, ...]
+    teaser_override: str | None = None
+    subject_override: str | None = None
+    not_before: datetime | date | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def recap(self) -> Section | None:
+        """The spoiler-safe part: the Quick Recap section, if the article has one."""
+        return next((s for s in self.sections if s.is_recap), None)
+
+    @property
+    def spoiler_sections(self) -> tuple[Section, ...]:
+        """Everything after the Quick Recap (or every section when there is none)."""
+        for i, section in enumerate(self.sections):
+            if section.is_recap:
+                return self.sections[i + 1 :]
+        return self.sections
+
+
+def read_article(path: Path | str) -> Article:
+    """Read one article file, choosing the format from its suffix."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ArticleError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
+    text = _decode(path, raw)
+    if path.suffix.lower() in (".md", ".markdown"):
+        return _read_markdown(path, text)
+    return _read_plain(path, text)
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ArticleError(
+            path, line, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def parse_rating(value: object, path: Path, line: int | None) -> float:
+    """A rating is a number out of 10 ("6.785/10", "7", 7.5)."""
+    if isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        match = _RATING.match(str(value))
+        if not match:
+            raise ArticleError(path, line, f"rating {str(value)!r} is not a number out of 10")
+        number = float(match.group(1))
+    if not 0 <= number <= 10:
+        raise ArticleError(path, line, f"rating {number:g} is not between 0 and 10")
+    return number
+
+
+def _parse_year(value: object, path: Path, line: int | None) -> int:
+    try:
+        year = int(str(value).strip())
+    except ValueError:
+        raise ArticleError(path, line, f"year {str(value)!r} is not a number") from None
+    if not 1870 <= year <= 2200:
+        raise ArticleError(path, line, f"year {year} is out of range")
+    return year
+
+
+def _is_heading(line: str, next_line: str | None) -> bool:
+    stripped = line.strip()
+    if not stripped or next_line is None or not next_line.strip():
+        return False
+    if stripped.lower() in KNOWN_HEADINGS:
+        return True
+    return (
+        len(stripped) <= 70
+        and stripped[-1] not in '.!?,;:"\u201d\u2019)'
+        and len(stripped.split()) <= 10
+        and stripped[0].isupper()
+    )
+
+
+def _paragraphs_html(paragraphs: list[str]) -> Markup:
+    return Markup("\n".join(f"<p>{html.escape(p, quote=False)}</p>" for p in paragraphs))
+
+
+def _read_plain(path: Path, text: str) -> Article:
+    lines = text.split("\n")
+    numbered = [(i + 1, line.strip()) for i, line in enumerate(lines)]
+    content = [(n, line) for n, line in numbered if line]
+    if not content:
+        raise ArticleError(path, 1, "the file is empty: expected a title on the first line")
+    title_line, title = content[0]
+    if _META.match(title):
+        raise ArticleError(path, title_line, "no title: the first line is a metadata line")
+    meta: dict[str, tuple[int, str]] = {}
+    summary: str | None = None
+    index = 1
+    while index < len(content):
+        n, line = content[index]
+        match = _META.match(line)
+        if match:
+            meta[match.group(1).lower()] = (n, match.group(2).strip())
+        elif summary is None and not meta and not _is_known_heading(line):
+            summary = line
+        elif line == title:
+            index += 1
+            break
+        else:
+            break
+        index += 1
+
+    year = rating = author = None
+    if "release year" in meta or "year" in meta:
+        n, value = meta.get("release year") or meta["year"]
+        year = _parse_year(value, path, n)
+    if "rating" in meta:
+        n, value = meta["rating"]
+        rating = parse_rating(value, path, n)
+    if "author" in meta:
+        author = meta["author"][1] or None
+
+    body = content[index:]
+    sections: list[Section] = []
+    heading: tuple[int, str] | None = None
+    paragraphs: list[str] = []
+
+    def close() -> None:
+        if heading is not None:
+            if not paragraphs:
+                raise ArticleError(path, heading[0], f"section {heading[1]!r} has no text")
+            sections.append(
+                Section(
+                    heading[1], "\n\n".join(paragraphs), _paragraphs_html(paragraphs), heading[0]
+                )
+            )
+
+    for pos, (n, line) in enumerate(body):
+        following = body[pos + 1][1] if pos + 1 < len(body) else None
+        if _is_heading(line, following) and (heading is None or paragraphs):
+            close()
+            heading, paragraphs = (n, line), []
+        elif heading is None:
+            raise ArticleError(
+                path,
+                n,
+                "text before the first section heading (e.g. 'Quick Recap' alone on a line)",
+            )
+        else:
+            paragraphs.append(line)
+    close()
+    if not sections:
+        raise ArticleError(
+            path,
+            len(lines),
+            "no sections: expected headings such as 'Quick Recap' on their own line",
+        )
+    return Article(path, title, summary, year, rating, author, tuple(sections))
+
+
+def _is_known_heading(line: str) -> bool:
+    return line.strip().lower() in KNOWN_HEADINGS
+
+
+def _read_markdown(path: Path, text: str) -> Article:
+    try:
+        post = frontmatter.loads(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark is not None else 1  # +1 for 0-based, +1 for the '---' line
+        raise ArticleError(path, line, f"front matter is not valid YAML: {exc}") from None
+    meta = post.metadata
+    body_offset = text[: len(text) - len(post.content)].count("\n") if post.content else 0
+
+    def meta_line(key: str) -> int | None:
+        for i, line in enumerate(text.split("\n")[:body_offset], start=1):
+            if line.startswith(f"{key}:"):
+                return i
+        return None
+
+    title = str(meta.get("title") or "").strip()
+    if not title:
+        raise ArticleError(path, 1, "no title: add 'title:' to the front matter")
+    year = _parse_year(meta["year"], path, meta_line("year")) if meta.get("year") else None
+    rating = (
+        parse_rating(meta["rating"], path, meta_line("rating"))
+        if meta.get("rating") not in (None, "")
+        else None
+    )
+    not_before = meta.get("not_before")
+    if not_before is not None and not isinstance(not_before, (datetime, date)):
+        try:
+            not_before = datetime.fromisoformat(str(not_before))
+        except ValueError:
+            raise ArticleError(
+                path, meta_line("not_before"), f"not_before {not_before!r} is not a date and time"
+            ) from None
+    sections = _markdown_sections(path, post.content, body_offset)
+    if not sections:
+        raise ArticleError(
+            path, body_offset + 1, "no sections: expected '## Quick Recap' and others"
+        )
+    return Article(
+        path=path,
+        title=title,
+        summary=str(meta["summary"]).strip() if meta.get("summary") else None,
+        year=year,
+        rating=rating,
+        author=str(meta["author"]).strip() if meta.get("author") else None,
+        sections=tuple(sections),
+        teaser_override=str(meta["teaser"]).strip() if meta.get("teaser") else None,
+        subject_override=str(meta["subject"]).strip() if meta.get("subject") else None,
+        not_before=not_before,
+    )
+
+
+def _markdown_sections(path: Path, body: str, offset: int) -> list[Section]:
+    tokens = _MD.parse(body)
+    heading_starts = [
+        i for i, tok in enumerate(tokens) if tok.type == "heading_open" and tok.tag in ("h1", "h2")
+    ]
+    if tokens and heading_starts and heading_starts[0] != 0:
+        first = tokens[0].map[0] + offset + 1 if tokens[0].map else offset + 1
+        raise ArticleError(path, first, "text before the first '## ' section heading")
+    sections = []
+    lines = body.split("\n")
+    for k, start in enumerate(heading_starts):
+        end = heading_starts[k + 1] if k + 1 < len(heading_starts) else len(tokens)
+        heading = tokens[start + 1].content.strip()
+        line_no = tokens[start].map[0] + offset + 1
+        inner = tokens[start + 3 : end]
+        if not inner:
+            raise ArticleError(path, line_no, f"section {heading!r} has no text")
+        first_line = inner[0].map[0] if inner[0].map else tokens[start].map[1]
+        last_line = max((t.map[1] for t in inner if t.map), default=first_line)
+        source = "\n".join(lines[first_line:last_line]).strip()
+        rendered = _MD.renderer.render(inner, _MD.options, {})
+        plain = "\n\n".join(
+            "".join(_inline_text(c) for c in (t.children or []))
+            for t in inner
+            if t.type == "inline"
+        )
+        sections.append(Section(heading, plain or source, Markup(rendered), line_no))
+    return sections
+
+
+def _inline_text(token) -> str:
+    if token.type in ("text", "code_inline"):
+        return token.content
+    if token.type in ("softbreak", "hardbreak"):
+        return " "
+    return ""

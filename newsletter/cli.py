@@ -1,0 +1,387 @@
+"""The `newsletter` command: parse arguments, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from newsletter import delivery, publish
+from newsletter.config import Settings, load_settings, write_default_config
+from newsletter.errors import NewsletterError
+from newsletter.providers import make_provider
+from newsletter.store import (
+    ISSUE_CANCELLED,
+    ISSUE_PAUSED,
+    ISSUE_SENDING,
+    PENDING,
+    SENT,
+    UNCERTAIN,
+    Store,
+)
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+
+
+class LibraryErrors(click.Group):
+    """Print a user's mistake as one line and exit 1: never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+class App:
+    """Settings and store, opened on first use so `init` and `--help` need neither."""
+
+    def __init__(self, config: Path | None) -> None:
+        self._config = config
+        self._settings: Settings | None = None
+        self._store: Store | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self._config)
+        return self._settings
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.database_url)
+        return self._store
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def _local(moment: datetime | None, settings: Settings) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(settings.timezone).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+@click.group(cls=LibraryErrors)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    envvar="NEWSLETTER_CONFIG",
+    help="Path to newsletter.toml (default: the nearest one).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="newsletter")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
+    """Publish article-driven email newsletters."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = App(config)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path), default=".")
+@click.option("--sample", is_flag=True, help="Queue the bundled sample articles and subscribers.")
+def init(folder: Path, sample: bool) -> None:
+    """Create newsletter.toml, issues/, outbox/ and the database in FOLDER."""
+    path = write_default_config(folder)
+    settings = load_settings(path)
+    store = Store(settings.database_url)
+    click.echo(f"created {path}")
+    if sample:
+        from newsletter.subscribers import import_csv
+
+        for article in sorted((SAMPLE_DIR / "articles").iterdir()):
+            publish.queue_add(store, settings, article)
+            click.echo(f"queued {article.name}")
+        result = import_csv(store, SAMPLE_DIR / "subscribers.csv")
+        click.echo(f"imported {result.imported} sample subscribers")
+
+
+# -- queue ----------------------------------------------------------------------------------
+@cli.group()
+def queue() -> None:
+    """The articles waiting to go out, in order."""
+
+
+@queue.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--not-before", help="Earliest send time, e.g. '2026-12-01 09:00'.")
+@click.option("--tz", help="Time zone of --not-before (default: the newsletter's).")
+@pass_app
+def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> None:
+    """Copy FILE into issues/ and queue it last."""
+    article, target = publish.queue_add(app.store, app.settings, file, not_before, tz)
+    click.echo(f"queued {target.name}: {article.title}")
+
+
+@queue.command("list")
+@pass_app
+def queue_list(app: App) -> None:
+    """Show the queue in sending order with the expected send date of each article."""
+    view = publish.queue_view(app.store, app.settings)
+    if not view.entries:
+        click.echo("the queue is empty")
+    for n, entry in enumerate(view.entries, start=1):
+        status = entry.status
+        if entry.status == "waiting":
+            status = f"not before {_local(entry.not_before, app.settings)}"
+        click.echo(f"{n:>3}. {entry.filename}  [{status}]  {entry.title}")
+        click.echo(f"     expected: {_local(entry.expected, app.settings)}")
+        if entry.error:
+            click.echo(f"     error: {entry.error}")
+    for tick in view.dry_ticks:
+        click.echo(
+            f"warning: nothing to send at {_local(tick, app.settings)}: the queue runs dry",
+            err=True,
+        )
+
+
+@queue.command("remove")
+@click.argument("article")
+@pass_app
+def queue_remove(app: App, article: str) -> None:
+    """Take ARTICLE (its file name in issues/) off the queue; the file is kept."""
+    row = app.store.remove_article(Path(article).name)
+    click.echo(f"removed {row['filename']} from the queue")
+
+
+# -- subscribers ----------------------------------------------------------------------------
+@cli.group()
+def subscribers() -> None:
+    """Import, list, export and remove subscribers."""
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_app
+def subscribers_import(app: App, file: Path) -> None:
+    """Import FILE.csv (columns email, name): valid rows in one transaction."""
+    from newsletter.subscribers import import_csv
+
+    result = import_csv(app.store, file)
+    for problem in result.problems:
+        click.echo(f"{file}:{problem}", err=True)
+    for skipped in result.skipped:
+        click.echo(f"{file}:{skipped}", err=True)
+    click.echo(
+        f"imported {result.imported}, updated {result.updated}, "
+        f"rejected {len(result.problems)}, skipped {len(result.skipped)}"
+    )
+
+
+@subscribers.command("list")
+@click.option("--status", help="Only this status (active, unsubscribed, bounced, ...).")
+@pass_app
+def subscribers_list(app: App, status: str | None) -> None:
+    """List subscribers."""
+    for row in app.store.list_subscribers(status):
+        click.echo(f"{row['email']}\t{row['name']}\t{row['status']}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@pass_app
+def subscribers_remove(app: App, email: str) -> None:
+    """Delete a subscriber and their delivery history."""
+    app.store.remove_subscriber(email)
+    click.echo(f"removed {email}")
+
+
+@subscribers.command("export")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
+)
+@pass_app
+def subscribers_export(app: App, out: Path | None) -> None:
+    """Write every subscriber with their status as CSV."""
+    from newsletter.subscribers import export_csv
+
+    if out is None:
+        export_csv(app.store.list_subscribers(), sys.stdout)
+        return
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        count = export_csv(app.store.list_subscribers(), handle)
+    click.echo(f"wrote {count} subscribers to {out}", err=True)
+
+
+# -- rendering ------------------------------------------------------------------------------
+@cli.command()
+@click.argument("source", nargs=-1, required=True)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="preview",
+    show_default=True,
+)
+@pass_app
+def preview(app: App, source: tuple[str, ...], out: Path) -> None:
+    """Write the finished email.html and email.txt for a sample subscriber. SOURCE is one or
+    more article files, or an issue number."""
+    from newsletter.preview import write_preview
+
+    paths = write_preview(app.settings, app.store if _is_issue(source) else None, source, out)
+    for path in paths:
+        click.echo(str(path))
+
+
+def _is_issue(source: tuple[str, ...]) -> bool:
+    return len(source) == 1 and source[0].isdigit() and not Path(source[0]).exists()
+
+
+# -- sending --------------------------------------------------------------------------------
+class _Bars:
+    """tqdm progress bars for the issues a command sends; closed when the command ends."""
+
+    def __init__(self) -> None:
+        self.bars: list[tqdm] = []
+
+    def __call__(self, issue_id: int, total: int):
+        bar = tqdm(
+            total=total, desc=f"issue {issue_id}", unit="rcpt", file=sys.stderr, disable=None
+        )
+        self.bars.append(bar)
+        return bar.update
+
+    def close(self) -> None:
+        for bar in self.bars:
+            bar.close()
+
+
+def _print_report(report: delivery.SendReport, settings: Settings) -> None:
+    counts = report.counts
+    click.echo(
+        f"issue {report.issue_id}: {report.status}; sent {counts.get(SENT, 0)}, "
+        f"failed {counts.get('failed', 0)}, uncertain {counts.get(UNCERTAIN, 0)}, "
+        f"skipped {counts.get('skipped', 0)}, pending {counts.get(PENDING, 0)}"
+    )
+    if report.last_error and not report.ok:
+        click.echo(f"  last error: {report.last_error}")
+    if counts.get(UNCERTAIN):
+        click.echo(
+            f"  {counts[UNCERTAIN]} uncertain: see 'newsletter status {report.issue_id}' "
+            f"and 'newsletter resolve {report.issue_id} --resend|--mark-sent'"
+        )
+
+
+@cli.command()
+@click.option("--once", is_flag=True, required=True, help="Do what a due tick does, now.")
+@pass_app
+def run(app: App, once: bool) -> None:
+    """Pick the queued articles, build the issue and send it to every active subscriber."""
+    provider = make_provider(app.settings)
+    bars = _Bars()
+    try:
+        result = publish.publish_tick(app.store, app.settings, provider, progress_factory=bars)
+    finally:
+        bars.close()
+    for error in result.errors:
+        click.echo(f"skipped: {error}", err=True)
+    for report in result.resumed:
+        click.echo("resumed an interrupted issue:")
+        _print_report(report, app.settings)
+    if result.report is None:
+        click.echo("nothing to send: no queued article is due")
+        return
+    click.echo(f"articles: {', '.join(result.articles)}")
+    _print_report(result.report, app.settings)
+    if result.report.status == ISSUE_PAUSED:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("issue_id", type=int)
+@pass_app
+def status(app: App, issue_id: int) -> None:
+    """Counts by delivery state, engagement and the last error of ISSUE."""
+    issue = app.store.get_issue(issue_id)
+    counts = app.store.delivery_counts(issue_id)
+    click.echo(f"issue {issue_id}: {issue['subject']}")
+    click.echo(f"status: {issue['status']}   created {_local(issue['created_at'], app.settings)}")
+    click.echo("  " + "  ".join(f"{state} {n}" for state, n in counts.items()))
+    click.echo(f"  opens {issue['opens']}  clicks {issue['clicks']}")
+    if issue["last_error"]:
+        click.echo(f"  last error: {issue['last_error']}")
+    uncertain = app.store.deliveries_in_state(issue_id, UNCERTAIN)
+    if uncertain:
+        click.echo(f"uncertain ({len(uncertain)}): resolve with --resend or --mark-sent")
+        for row in uncertain:
+            click.echo(f"  {row['email']}  batch {row['batch']}")
+
+
+@cli.command("issues")
+@pass_app
+def issues_list(app: App) -> None:
+    """List issues, newest first."""
+    for issue in app.store.list_issues():
+        click.echo(
+            f"{issue['id']:>4}  {issue['status']:<9} {_local(issue['created_at'], app.settings)}"
+            f"  {issue['subject']}"
+        )
+
+
+@cli.command()
+@click.argument("issue_id", type=int)
+@pass_app
+def pause(app: App, issue_id: int) -> None:
+    """Stop sending ISSUE after the batch in flight."""
+    delivery.change_issue_status(app.store, issue_id, ISSUE_PAUSED)
+    click.echo(f"issue {issue_id}: paused")
+
+
+@cli.command()
+@click.argument("issue_id", type=int)
+@pass_app
+def resume(app: App, issue_id: int) -> None:
+    """Let a paused ISSUE go on (the next run or scheduler tick sends the rest)."""
+    delivery.change_issue_status(app.store, issue_id, ISSUE_SENDING)
+    click.echo(f"issue {issue_id}: resumed; the next run or tick sends the rest")
+
+
+@cli.command()
+@click.argument("issue_id", type=int)
+@pass_app
+def cancel(app: App, issue_id: int) -> None:
+    """Send nothing more of ISSUE."""
+    delivery.change_issue_status(app.store, issue_id, ISSUE_CANCELLED)
+    click.echo(f"issue {issue_id}: cancelled")
+
+
+@cli.command()
+@click.argument("issue_id", type=int)
+@click.option("--resend", "action", flag_value="resend", help="Send the uncertain ones again.")
+@click.option("--mark-sent", "action", flag_value="mark-sent", help="Count them as delivered.")
+@pass_app
+def resolve(app: App, issue_id: int, action: str | None) -> None:
+    """Settle the uncertain deliveries of ISSUE."""
+    if action is None:
+        raise NewsletterError("say --resend or --mark-sent")
+    moved = delivery.resolve_uncertain(app.store, issue_id, resend=action == "resend")
+    click.echo(
+        f"issue {issue_id}: {moved} uncertain deliveries "
+        f"{'queued to send again' if action == 'resend' else 'counted as sent'}"
+    )
+
+
+@cli.command()
+@pass_app
+def scheduler(app: App) -> None:
+    """Run the publication cadence until stopped (Ctrl-C stops cleanly)."""
+    from newsletter.scheduler import run_scheduler
+
+    run_scheduler(app.settings, app.store, echo=click.echo)
+
+
+def main() -> None:
+    cli(prog_name="newsletter")
+
+
+if __name__ == "__main__":
+    main()

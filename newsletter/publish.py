@@ -1,0 +1,292 @@
+"""The editors' queue and the publication cadence: which articles go out at which tick, and
+building an issue from them. Sending itself is `delivery`'s job."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
+from newsletter.config import Settings
+from newsletter.delivery import DeliveryPolicy, SendReport, send_issue
+from newsletter.errors import ArticleError, NewsletterError
+from newsletter.providers import Provider
+from newsletter.render import render_fitting
+from newsletter.store import Store, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def cadence_trigger(settings: Settings) -> CronTrigger:
+    """The editors' cadence (e.g. Tuesdays and Fridays at 09:00 Europe/Paris) as a trigger."""
+    sched = settings.schedule
+    return CronTrigger(
+        day_of_week=",".join(sched.days),
+        hour=sched.at.hour,
+        minute=sched.at.minute,
+        timezone=settings.timezone,
+    )
+
+
+def next_ticks(settings: Settings, after: datetime, count: int) -> list[datetime]:
+    trigger = cadence_trigger(settings)
+    ticks: list[datetime] = []
+    previous = None
+    now = after
+    for _ in range(count):
+        tick = trigger.get_next_fire_time(previous, now)
+        if tick is None:
+            break
+        ticks.append(tick)
+        previous, now = tick, tick + timedelta(seconds=1)
+    return ticks
+
+
+def parse_local_time(value: str | datetime | date, tz: ZoneInfo) -> datetime:
+    """'2026-12-01 09:00' in the editor's zone -> aware datetime (stored as UTC)."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise NewsletterError(
+                f"{value!r} is not a date and time; use e.g. '2026-12-01 09:00'"
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+# -- the queue ------------------------------------------------------------------------------
+def sync_queue(store: Store, settings: Settings) -> list[str]:
+    """Queue article files an editor dropped into issues/ by hand, oldest first."""
+    folder = settings.issues_dir
+    if not folder.is_dir():
+        return []
+    known = store.known_article_files()
+    new = sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES and p.name not in known
+        ),
+        key=lambda p: (p.stat().st_mtime, p.name),
+    )
+    for path in new:
+        _queue_file(store, settings, path, None)
+    return [p.name for p in new]
+
+
+def _queue_file(store: Store, settings: Settings, path: Path, not_before: datetime | None) -> int:
+    try:
+        article = read_article(path)
+    except ArticleError as exc:
+        article_id = store.queue_article(path.name, path.stem, not_before)
+        store.set_article_error(article_id, str(exc))
+        return article_id
+    if not_before is None and article.not_before is not None:
+        not_before = parse_local_time(article.not_before, settings.timezone)
+    return store.queue_article(path.name, article.title, not_before)
+
+
+def queue_add(
+    store: Store,
+    settings: Settings,
+    source: Path,
+    not_before: str | None = None,
+    tz: str | None = None,
+) -> tuple[Article, Path]:
+    """Check the article reads cleanly, copy it into issues/ and put it at the end of the queue."""
+    article = read_article(source)  # refuse a broken article now, not at send time
+    when = None
+    if not_before:
+        when = parse_local_time(not_before, ZoneInfo(tz) if tz else settings.timezone)
+    settings.issues_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.issues_dir / source.name
+    if source.resolve() != target.resolve():
+        if target.exists() and target.read_bytes() != source.read_bytes():
+            raise NewsletterError(
+                f"{target} already exists with other content; rename {source.name} first"
+            )
+        shutil.copyfile(source, target)
+    if when is None and article.not_before is not None:
+        when = parse_local_time(article.not_before, settings.timezone)
+    store.queue_article(target.name, article.title, when)
+    return article, target
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    filename: str
+    title: str
+    status: str  # "queued", "waiting" (not before a time) or "error"
+    not_before: datetime | None
+    expected: datetime | None
+    error: str | None
+
+
+@dataclass
+class QueueView:
+    entries: list[QueueEntry]
+    ticks: list[datetime]
+    dry_ticks: list[datetime] = field(default_factory=list)
+
+
+def queue_view(
+    store: Store, settings: Settings, now: datetime | None = None, lookahead: int = 4
+) -> QueueView:
+    """The queue in sending order, each with the tick it is expected to go out at, and the
+    coming ticks that would find nothing to send."""
+    now = now or utcnow()
+    sync_queue(store, settings)
+    rows = store.queued_articles()
+    entries_state: list[dict] = []
+    for row in rows:
+        error = None
+        path = settings.issues_dir / row["filename"]
+        try:
+            read_article(path)
+        except ArticleError as exc:
+            error = str(exc)
+        entries_state.append({**row, "error": error, "expected": None})
+    horizon = max(lookahead, len(rows) + lookahead)
+    ticks = next_ticks(settings, now, horizon)
+    dry: list[datetime] = []
+    waiting = [e for e in entries_state if e["error"] is None]
+    for index, tick in enumerate(ticks):
+        due = [
+            e
+            for e in waiting
+            if e["expected"] is None and (e["not_before"] is None or e["not_before"] <= tick)
+        ]
+        chosen = due[: settings.schedule.articles_per_issue]
+        for e in chosen:
+            e["expected"] = tick
+        if not chosen and index < lookahead:
+            dry.append(tick)
+    entries = [
+        QueueEntry(
+            filename=e["filename"],
+            title=e["title"],
+            status="error"
+            if e["error"]
+            else ("waiting" if e["not_before"] and e["not_before"] > now else "queued"),
+            not_before=e["not_before"],
+            expected=e["expected"],
+            error=e["error"],
+        )
+        for e in entries_state
+    ]
+    return QueueView(entries, ticks[:lookahead], dry)
+
+
+# -- picking and building an issue ----------------------------------------------------------
+@dataclass(frozen=True)
+class Picked:
+    article_id: int
+    article: Article
+
+
+def pick(store: Store, settings: Settings, now: datetime) -> tuple[list[Picked], list[str]]:
+    """The next queued articles allowed out at `now` (FIFO, respecting not-before), up to the
+    issue size. Unreadable ones are skipped with their error; the others still go."""
+    sync_queue(store, settings)
+    picked: list[Picked] = []
+    errors: list[str] = []
+    for row in store.queued_articles():
+        if len(picked) >= settings.schedule.articles_per_issue:
+            break
+        if row["not_before"] is not None and row["not_before"] > now:
+            continue
+        try:
+            article = read_article(settings.issues_dir / row["filename"])
+        except ArticleError as exc:
+            store.set_article_error(row["id"], str(exc))
+            errors.append(str(exc))
+            log.error("not sending %s", exc)
+            continue
+        picked.append(Picked(row["id"], article))
+    return picked, errors
+
+
+def build_issue(
+    store: Store, settings: Settings, picked: list[Picked], scheduled_for: datetime | None = None
+) -> int:
+    """Render the issue once and create it with its delivery plan."""
+    articles = [p.article for p in picked]
+    base_slug = f"{(scheduled_for or utcnow()).date().isoformat()}-"
+    rendered = render_fitting(articles, settings, slug=_unique_slug(store, base_slug, articles[0]))
+    return store.create_issue(
+        slug=rendered.slug,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        html=rendered.html,
+        text=rendered.text,
+        archive_html=rendered.archive_html,
+        placeholder_nonce=rendered.nonce,
+        article_ids=[p.article_id for p in picked],
+        scheduled_for=scheduled_for,
+    )
+
+
+def _unique_slug(store: Store, prefix: str, lead: Article) -> str:
+    from newsletter.render import slugify
+
+    slug = prefix + slugify(lead.title)
+    candidate, n = slug, 2
+    while store.issue_by_slug(candidate) is not None:
+        candidate, n = f"{slug}-{n}", n + 1
+    return candidate
+
+
+@dataclass
+class TickResult:
+    issue_id: int | None
+    articles: list[str]
+    errors: list[str]
+    report: SendReport | None
+    resumed: list[SendReport] = field(default_factory=list)
+
+
+def publish_tick(
+    store: Store,
+    settings: Settings,
+    provider: Provider,
+    now: datetime | None = None,
+    *,
+    scheduled_for: datetime | None = None,
+    progress_factory: Callable[[int, int], Callable[[int], None]] | None = None,
+    policy: DeliveryPolicy | None = None,
+) -> TickResult:
+    """What one due tick does: finish any issue a crash interrupted, then pick the next
+    articles, build one issue and send it. A tick already served (same `scheduled_for`)
+    builds nothing new, so a repeated wake-up never sends an issue twice."""
+    now = now or utcnow()
+    resumed = [
+        _send(store, settings, provider, issue_id, progress_factory, policy)
+        for issue_id in store.unfinished_issues()
+    ]
+    if scheduled_for is not None and store.last_issue_for_tick(scheduled_for) is not None:
+        return TickResult(None, [], [], None, resumed)
+    picked, errors = pick(store, settings, now)
+    if not picked:
+        return TickResult(None, [], errors, None, resumed)
+    issue_id = build_issue(store, settings, picked, scheduled_for)
+    report = _send(store, settings, provider, issue_id, progress_factory, policy)
+    return TickResult(issue_id, [p.article.title for p in picked], errors, report, resumed)
+
+
+def _send(store, settings, provider, issue_id, progress_factory, policy) -> SendReport:
+    progress = None
+    if progress_factory is not None:
+        counts = store.delivery_counts(issue_id)
+        progress = progress_factory(issue_id, counts["pending"] + counts["in_flight"])
+    return send_issue(store, settings, provider, issue_id, policy=policy, progress=progress)

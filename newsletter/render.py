@@ -1,0 +1,245 @@
+"""Render an issue once: Jinja2 into HTML and text, premailer inlines the CSS once, and the
+per-subscriber values are left as placeholders that `personalize` (outbox) or SendGrid
+`substitutions` fill in. Inlining per subscriber would be thousands of times slower.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import logging
+import re
+import secrets
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from premailer import Premailer
+
+from newsletter.articles import Article
+from newsletter.config import Settings
+from newsletter.teaser import recap_teaser
+
+log = logging.getLogger(__name__)
+
+# Gmail clips messages whose HTML is larger than about 102 KB.
+GMAIL_CLIP_BYTES = 102 * 1024
+DEFAULT_NAME = "there"
+# Room kept for per-subscriber values when checking sizes: a 200-character escaped name
+# and a long unsubscribe URL.
+PERSONALIZATION_MARGIN = 2048
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Placeholders:
+    """Per-subscriber slots in the rendered issue. The random nonce means no article text can
+    collide with them (or trigger a SendGrid substitution by accident)."""
+
+    name_html: str
+    name_text: str
+    unsubscribe_url: str
+
+    @classmethod
+    def make(cls, nonce: str) -> Placeholders:
+        return cls(
+            name_html=f"nl_{nonce}_name_html",
+            name_text=f"nl_{nonce}_name_text",
+            unsubscribe_url=f"nl_{nonce}_unsubscribe_url",
+        )
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    archive_html: str
+    nonce: str
+    view_url: str
+    slug: str
+
+    @property
+    def placeholders(self) -> Placeholders:
+        return Placeholders.make(self.nonce)
+
+
+@dataclass(frozen=True)
+class Personalized:
+    html: str
+    text: str
+
+
+def header_safe(value: str, limit: int = 998) -> str:
+    """Collapse CR, LF and other control characters so a value can never add a header line."""
+    return " ".join(_CONTROL.sub(" ", value).split())[:limit]
+
+
+def slugify(value: str) -> str:
+    value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    value = re.sub(r"[^a-zA-Z0-9]+", "-", value).strip("-").lower()
+    return value[:80] or "issue"
+
+
+def unsubscribe_url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url}/unsubscribe/{token}"
+
+
+def view_url(settings: Settings, slug: str) -> str:
+    return f"{settings.base_url}/archive/{slug}"
+
+
+def make_environment(templates_dir: Path) -> Environment:
+    """Autoescape every template except the plain-text one. `select_autoescape` would only
+    match .html/.htm/.xml, so `issue.html.j2` would silently go unescaped with it."""
+    return Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=lambda name: name is not None and not name.endswith((".txt.j2", ".txt")),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _quiet_cssutils_logger() -> logging.Logger:
+    """cssutils warns about every email-specific property (mso-*, -webkit-*): keep it in the
+    log at debug level instead of a screenful of warnings per issue."""
+    logger = logging.getLogger("newsletter.cssutils")
+    logger.setLevel(logging.ERROR)
+    return logger
+
+
+def inline_css(document: str) -> str:
+    """Inline the stylesheet; media queries stay in a <style> block, with their !important."""
+    premailer = Premailer(
+        document,
+        allow_network=False,
+        strip_important=False,
+        keep_style_tags=False,
+        remove_classes=False,
+        disable_validation=True,
+        cssutils_logging_handler=logging.NullHandler(),
+        cssutils_logging_level=logging.CRITICAL,
+    )
+    _quiet_cssutils_logger()
+    return premailer.transform(pretty_print=False)
+
+
+def _article_context(article: Article, collapsed: bool) -> dict:
+    rating_text = None
+    if article.rating is not None:
+        rating_text = f"{article.rating:.1f}".rstrip("0").rstrip(".")
+    return {
+        "title": article.title,
+        "year": article.year,
+        "rating": article.rating,
+        "rating_text": rating_text,
+        "author": article.author,
+        "summary": article.summary,
+        "teaser": recap_teaser(article),
+        "recap": article.recap,
+        "spoilers": article.spoiler_sections,
+        "collapsed": collapsed,
+    }
+
+
+def subject_for(articles: Sequence[Article]) -> str:
+    """From the lead article only (or the editor's `subject:`): spoiler-safe by construction."""
+    lead = articles[0]
+    subject = lead.subject_override or lead.title
+    if len(articles) > 1 and not lead.subject_override:
+        subject = f"{subject} (+{len(articles) - 1} more)"
+    return header_safe(subject, 250)
+
+
+def render_issue(
+    articles: Sequence[Article],
+    settings: Settings,
+    *,
+    slug: str | None = None,
+    collapse_after: int | None = None,
+) -> RenderedIssue:
+    """Render and inline the issue once. `collapse_after` keeps only that many articles in
+    full; the rest show title, teaser and a link (to stay under Gmail's clipping limit)."""
+    if not articles:
+        raise ValueError("an issue needs at least one article")
+    nonce = secrets.token_hex(8)
+    slug = slug or slugify(articles[0].title)
+    env = make_environment(settings.templates_dir)
+    subject = subject_for(articles)
+    preheader = header_safe(recap_teaser(articles[0]), 300)
+    context = {
+        "newsletter": {
+            "name": settings.name,
+            "language": settings.language,
+            "postal_address": settings.postal_address,
+            "base_url": settings.base_url,
+        },
+        "issue": {"subject": subject, "preheader": preheader, "view_url": view_url(settings, slug)},
+        "articles": [
+            _article_context(a, collapse_after is not None and i >= collapse_after)
+            for i, a in enumerate(articles)
+        ],
+        "placeholders": Placeholders.make(nonce),
+    }
+    html_template = env.get_template("issue.html.j2")
+    email_html = inline_css(html_template.render(context, archive=False))
+    archive_html = inline_css(html_template.render(context, archive=True))
+    text = env.get_template("issue.txt.j2").render(context)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    return RenderedIssue(
+        subject=subject,
+        preheader=preheader,
+        html=email_html,
+        text=text,
+        archive_html=archive_html,
+        nonce=nonce,
+        view_url=view_url(settings, slug),
+        slug=slug,
+    )
+
+
+def render_fitting(
+    articles: Sequence[Article],
+    settings: Settings,
+    *,
+    slug: str | None = None,
+    limit: int = GMAIL_CLIP_BYTES,
+) -> RenderedIssue:
+    """Render in full, and if the HTML would be clipped collapse later articles one by one.
+    The lead article and the footer (with the unsubscribe link) always stay."""
+    rendered = render_issue(articles, settings, slug=slug)
+    keep = len(articles)
+    while html_size(rendered) > limit and keep > 1:
+        keep -= 1
+        rendered = render_issue(articles, settings, slug=slug, collapse_after=keep)
+    return rendered
+
+
+def html_size(rendered: RenderedIssue) -> int:
+    """Bytes of the HTML a subscriber gets, with room for a long name and unsubscribe URL."""
+    return len(rendered.html.encode("utf-8")) + PERSONALIZATION_MARGIN
+
+
+def substitution_values(rendered: RenderedIssue, name: str, unsubscribe: str) -> dict[str, str]:
+    """Placeholder -> value for one subscriber (the SendGrid `substitutions` object)."""
+    ph = rendered.placeholders
+    shown = header_safe(name) or DEFAULT_NAME
+    return {
+        ph.name_html: html_lib.escape(shown, quote=True),
+        ph.name_text: shown,
+        ph.unsubscribe_url: unsubscribe,
+    }
+
+
+def personalize(rendered: RenderedIssue, name: str, unsubscribe: str) -> Personalized:
+    """Fill one subscriber's values into the finished HTML and text by plain replacement."""
+    values = substitution_values(rendered, name, unsubscribe)
+    html, text = rendered.html, rendered.text
+    for key, value in values.items():
+        html = html.replace(key, value)
+        text = text.replace(key, value)
+    return Personalized(html=html, text=text)

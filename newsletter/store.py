@@ -1,0 +1,842 @@
+"""Every table and every SQL statement of the project (SQLAlchemy Core).
+
+The delivery log lives here: one row per (issue, subscriber) whose `state` is the truth about
+who has the issue. The scheduler, the CLI, the web side and the workers all go through `Store`,
+so the same code runs on the embedded SQLite file and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from newsletter.errors import NotFound, StoreError
+
+# Delivery states (see DESIGN.md): pending -> in_flight -> sent | failed | uncertain; skipped
+# when the subscriber left before their batch went out.
+PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = (
+    "pending",
+    "in_flight",
+    "sent",
+    "failed",
+    "uncertain",
+    "skipped",
+)
+DELIVERY_STATES = (PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED)
+
+# Subscriber statuses; only `active` ones get issues.
+ACTIVE, UNCONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED = (
+    "active",
+    "unconfirmed",
+    "unsubscribed",
+    "bounced",
+    "complained",
+)
+SUPPRESSED = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
+
+# Issue statuses.
+ISSUE_SENDING, ISSUE_PAUSED, ISSUE_SENT, ISSUE_CANCELLED, ISSUE_HELD = (
+    "sending",
+    "paused",
+    "sent",
+    "cancelled",
+    "held",
+)
+# Article statuses in the queue.
+QUEUED, PUBLISHED, REMOVED = "queued", "published", "removed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the backend stores."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+meta_table = Table(
+    "meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text)
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("status", String(20), nullable=False, default=ACTIVE),
+    Column("token", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_subscribers_status", "status", "id"),
+)
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("filename", String(255), nullable=False, unique=True),
+    Column("title", String(500), nullable=False, default=""),
+    Column("position", Integer, nullable=False),
+    Column("status", String(20), nullable=False, default=QUEUED),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Column("not_before", UTCDateTime),
+    Column("last_error", Text),
+    Column("issue_id", Integer, ForeignKey("issues.id")),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(200), nullable=False, unique=True),
+    Column("subject", String(500), nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("archive_html", Text, nullable=False, default=""),
+    Column("placeholder_nonce", String(32), nullable=False),
+    Column("status", String(20), nullable=False, default=ISSUE_SENDING),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("scheduled_for", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("next_batch", Integer, nullable=False, default=0),
+    Column("failed_batches", Integer, nullable=False, default=0),
+    Column("opens", Integer, nullable=False, default=0),
+    Column("clicks", Integer, nullable=False, default=0),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id"), primary_key=True),
+    Column("subscriber_id", Integer, primary_key=True),
+    Column("state", String(20), nullable=False, default=PENDING),
+    Column("batch", Integer),
+    Column("worker", String(100)),
+    Column("claimed_at", UTCDateTime),
+    Column("message_id", String(200)),
+    Column("error", Text),
+    Column("retryable", Boolean),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("updated_at", UTCDateTime),
+    Index("ix_deliveries_state", "issue_id", "state", "subscriber_id"),
+    Index("ix_deliveries_batch", "issue_id", "batch"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One subscriber in a claimed batch, with what a provider needs to address them."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    issue_id: int
+    number: int
+    recipients: tuple[Recipient, ...]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """The project's database: open it with a SQLAlchemy URL, then call its methods."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        self.safe_url = make_url(url).render_as_string(hide_password=True)
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if create:
+            with self._tx() as conn:
+                metadata.create_all(conn)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One transaction; database failures become a StoreError that says what broke."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except DBAPIError as exc:
+            detail = str(exc.orig).strip() or type(exc.orig).__name__
+            raise StoreError(f"database {self.safe_url}: {detail}") from exc
+
+    # -- meta ------------------------------------------------------------------------------
+    def secret_key(self) -> str:
+        """A per-database signing key, made once, for when NEWSLETTER_SECRET_KEY is not set."""
+        with self._tx() as conn:
+            value = conn.scalar(select(meta_table.c.value).where(meta_table.c.key == "secret"))
+            if value is None:
+                value = secrets.token_urlsafe(32)
+                conn.execute(insert(meta_table).values(key="secret", value=value))
+            return value
+
+    # -- subscribers -----------------------------------------------------------------------
+    def existing_subscribers(self, email_keys: Iterable[str]) -> dict[str, str]:
+        """email_key -> status for the given lower-cased addresses that are already known."""
+        keys = list(email_keys)
+        found: dict[str, str] = {}
+        with self._tx() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = conn.execute(
+                    select(subscribers.c.email_key, subscribers.c.status).where(
+                        subscribers.c.email_key.in_(chunk)
+                    )
+                )
+                found.update({k: s for k, s in rows})
+        return found
+
+    def add_subscribers(self, rows: Iterable[dict], chunk_size: int = 5000) -> int:
+        """Insert subscribers (dicts of email, name, status, token) in one transaction."""
+        now = utcnow()
+        count = 0
+        with self._tx() as conn:
+            chunk: list[dict] = []
+            for row in rows:
+                chunk.append(
+                    {
+                        "email": row["email"],
+                        "email_key": row["email"].lower(),
+                        "name": row.get("name", ""),
+                        "status": row.get("status", ACTIVE),
+                        "token": row["token"],
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                if len(chunk) >= chunk_size:
+                    conn.execute(insert(subscribers), chunk)
+                    count += len(chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert(subscribers), chunk)
+                count += len(chunk)
+        return count
+
+    def update_subscriber_names(self, rows: Iterable[tuple[str, str]]) -> int:
+        """Refresh names of known subscribers (email_key, name) without touching their status."""
+        params = [{"k": k, "n": n} for k, n in rows]
+        if not params:
+            return 0
+        with self._tx() as conn:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.email_key == bindparam("k"))
+                .values(name=bindparam("n"), updated_at=utcnow()),
+                params,
+            )
+        return len(params)
+
+    def list_subscribers(self, status: str | None = None) -> Iterator[dict]:
+        query = select(
+            subscribers.c.id,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.status,
+            subscribers.c.created_at,
+            subscribers.c.updated_at,
+        ).order_by(subscribers.c.id)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        with self._tx() as conn:
+            for row in conn.execute(query).mappings():
+                yield dict(row)
+
+    def subscriber_by_email(self, email: str) -> dict | None:
+        with self._tx() as conn:
+            row = (
+                conn.execute(
+                    select(subscribers).where(subscribers.c.email_key == email.strip().lower())
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def subscriber_by_token(self, token: str) -> dict | None:
+        with self._tx() as conn:
+            row = (
+                conn.execute(select(subscribers).where(subscribers.c.token == token))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def set_subscriber_status(self, subscriber_id: int, status: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(status=status, updated_at=utcnow())
+            )
+
+    def suppress_subscriber(self, email: str, status: str) -> bool:
+        """Mark an address unsubscribed/bounced/complained; a worse status is never undone."""
+        with self._tx() as conn:
+            result = conn.execute(
+                update(subscribers)
+                .where(subscribers.c.email_key == email.strip().lower())
+                .where(subscribers.c.status.in_((ACTIVE, UNCONFIRMED, UNSUBSCRIBED)))
+                .values(status=status, updated_at=utcnow())
+            )
+            return result.rowcount > 0
+
+    def remove_subscriber(self, email: str) -> None:
+        """Delete a subscriber and their delivery rows (a removal, not an unsubscribe)."""
+        with self._tx() as conn:
+            sid = conn.scalar(
+                select(subscribers.c.id).where(subscribers.c.email_key == email.strip().lower())
+            )
+            if sid is None:
+                raise NotFound(f"no subscriber {email!r}")
+            conn.execute(delete(deliveries).where(deliveries.c.subscriber_id == sid))
+            conn.execute(delete(subscribers).where(subscribers.c.id == sid))
+
+    def count_subscribers(self, status: str | None = ACTIVE) -> int:
+        query = select(func.count()).select_from(subscribers)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        with self._tx() as conn:
+            return conn.scalar(query)
+
+    # -- the article queue -----------------------------------------------------------------
+    def queue_article(self, filename: str, title: str, not_before: datetime | None) -> int:
+        """Put an article at the end of the queue (or back there if it was removed)."""
+        with self._tx() as conn:
+            position = (conn.scalar(select(func.max(articles.c.position))) or 0) + 1
+            existing = conn.execute(
+                select(articles.c.id, articles.c.status).where(articles.c.filename == filename)
+            ).first()
+            values = dict(
+                title=title,
+                position=position,
+                status=QUEUED,
+                queued_at=utcnow(),
+                not_before=not_before,
+                last_error=None,
+                issue_id=None,
+            )
+            if existing is not None:
+                if existing.status == QUEUED:
+                    conn.execute(
+                        update(articles)
+                        .where(articles.c.id == existing.id)
+                        .values(title=title, not_before=not_before)
+                    )
+                    return existing.id
+                conn.execute(update(articles).where(articles.c.id == existing.id).values(**values))
+                return existing.id
+            return conn.execute(
+                insert(articles).values(filename=filename, **values)
+            ).inserted_primary_key[0]
+
+    def known_article_files(self) -> set[str]:
+        with self._tx() as conn:
+            return set(conn.scalars(select(articles.c.filename)))
+
+    def queued_articles(self) -> list[dict]:
+        """Queued articles in the order they will go out (FIFO by position)."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(articles).where(articles.c.status == QUEUED).order_by(articles.c.position)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def set_article_error(self, article_id: int, error: str | None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(articles).where(articles.c.id == article_id).values(last_error=error)
+            )
+
+    def update_article(self, article_id: int, title: str, not_before: datetime | None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(articles)
+                .where(articles.c.id == article_id)
+                .values(title=title, not_before=not_before, last_error=None)
+            )
+
+    def remove_article(self, filename: str) -> dict:
+        with self._tx() as conn:
+            row = (
+                conn.execute(
+                    select(articles)
+                    .where(articles.c.filename == filename)
+                    .where(articles.c.status == QUEUED)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFound(f"no queued article {filename!r} (see 'newsletter queue list')")
+            conn.execute(update(articles).where(articles.c.id == row["id"]).values(status=REMOVED))
+            return dict(row)
+
+    def issue_articles(self, issue_id: int) -> list[dict]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(articles)
+                .where(articles.c.issue_id == issue_id)
+                .order_by(articles.c.position)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    # -- issues ----------------------------------------------------------------------------
+    def create_issue(
+        self,
+        *,
+        slug: str,
+        subject: str,
+        preheader: str,
+        html: str,
+        text: str,
+        archive_html: str,
+        placeholder_nonce: str,
+        article_ids: list[int],
+        scheduled_for: datetime | None = None,
+    ) -> int:
+        """Create the issue, take its articles off the queue and plan one delivery per active
+        subscriber, all in one transaction: either the issue exists with its whole plan, or
+        nothing changed."""
+        now = utcnow()
+        with self._tx() as conn:
+            issue_id = conn.execute(
+                insert(issues).values(
+                    slug=slug,
+                    subject=subject,
+                    preheader=preheader,
+                    html=html,
+                    text=text,
+                    archive_html=archive_html,
+                    placeholder_nonce=placeholder_nonce,
+                    status=ISSUE_SENDING,
+                    created_at=now,
+                    scheduled_for=scheduled_for,
+                    next_batch=0,
+                    failed_batches=0,
+                    opens=0,
+                    clicks=0,
+                )
+            ).inserted_primary_key[0]
+            if article_ids:
+                conn.execute(
+                    update(articles)
+                    .where(articles.c.id.in_(article_ids))
+                    .values(status=PUBLISHED, issue_id=issue_id, last_error=None)
+                )
+            conn.execute(
+                insert(deliveries).from_select(
+                    ["issue_id", "subscriber_id", "state", "attempts"],
+                    select(literal(issue_id), subscribers.c.id, literal(PENDING), literal(0)).where(
+                        subscribers.c.status == ACTIVE
+                    ),
+                )
+            )
+        return issue_id
+
+    def get_issue(self, issue_id: int) -> dict:
+        with self._tx() as conn:
+            row = conn.execute(select(issues).where(issues.c.id == issue_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no issue {issue_id} (see 'newsletter issues')")
+        return dict(row)
+
+    def issue_by_slug(self, slug: str) -> dict | None:
+        with self._tx() as conn:
+            row = conn.execute(select(issues).where(issues.c.slug == slug)).mappings().first()
+        return dict(row) if row else None
+
+    def list_issues(self) -> list[dict]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(
+                    issues.c.id,
+                    issues.c.slug,
+                    issues.c.subject,
+                    issues.c.preheader,
+                    issues.c.status,
+                    issues.c.created_at,
+                    issues.c.finished_at,
+                    issues.c.last_error,
+                ).order_by(issues.c.id.desc())
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def unfinished_issues(self) -> list[int]:
+        with self._tx() as conn:
+            return list(
+                conn.scalars(
+                    select(issues.c.id)
+                    .where(issues.c.status == ISSUE_SENDING)
+                    .order_by(issues.c.id)
+                )
+            )
+
+    def last_issue_for_tick(self, tick: datetime) -> int | None:
+        with self._tx() as conn:
+            return conn.scalar(select(issues.c.id).where(issues.c.scheduled_for == tick))
+
+    def set_issue_status(
+        self,
+        issue_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        only_from: tuple[str, ...] = (),
+    ) -> bool:
+        values: dict = {"status": status}
+        if error is not None:
+            values["last_error"] = error
+        if status in (ISSUE_SENT, ISSUE_CANCELLED):
+            values["finished_at"] = utcnow()
+        query = update(issues).where(issues.c.id == issue_id)
+        if only_from:
+            query = query.where(issues.c.status.in_(only_from))
+        with self._tx() as conn:
+            return conn.execute(query.values(**values)).rowcount > 0
+
+    def issue_status(self, issue_id: int) -> str:
+        with self._tx() as conn:
+            status = conn.scalar(select(issues.c.status).where(issues.c.id == issue_id))
+        if status is None:
+            raise NotFound(f"no issue {issue_id}")
+        return status
+
+    def record_failed_batch(self, issue_id: int, error: str) -> int:
+        with self._tx() as conn:
+            conn.execute(
+                update(issues)
+                .where(issues.c.id == issue_id)
+                .values(failed_batches=issues.c.failed_batches + 1, last_error=error)
+            )
+            return conn.scalar(select(issues.c.failed_batches).where(issues.c.id == issue_id))
+
+    def add_engagement(self, issue_id: int, opens: int = 0, clicks: int = 0) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(issues)
+                .where(issues.c.id == issue_id)
+                .values(opens=issues.c.opens + opens, clicks=issues.c.clicks + clicks)
+            )
+
+    # -- the delivery log ------------------------------------------------------------------
+    def claim_batch(self, issue_id: int, size: int, worker: str = "main") -> Batch | None:
+        """Take the next `size` pending rows, mark them in flight under a new batch number and
+        return who they are. Rows of subscribers who left since planning become `skipped`."""
+        now = utcnow()
+        with self._tx() as conn:
+            pending = (
+                select(deliveries.c.subscriber_id)
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.state == PENDING)
+                .order_by(deliveries.c.subscriber_id)
+                .limit(size)
+            )
+            if not self.is_sqlite:
+                pending = pending.with_for_update(skip_locked=True)
+            ids = list(conn.scalars(pending))
+            if not ids:
+                return None
+            number = conn.execute(
+                update(issues)
+                .where(issues.c.id == issue_id)
+                .values(next_batch=issues.c.next_batch + 1)
+                .returning(issues.c.next_batch)
+            ).scalar_one()
+            in_batch = and_(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id.in_(ids))
+            conn.execute(
+                update(deliveries)
+                .where(in_batch)
+                .values(
+                    state=IN_FLIGHT,
+                    batch=number,
+                    worker=worker,
+                    claimed_at=now,
+                    updated_at=now,
+                    attempts=deliveries.c.attempts + 1,
+                )
+            )
+            gone = select(subscribers.c.id).where(
+                subscribers.c.id.in_(ids), subscribers.c.status != ACTIVE
+            )
+            conn.execute(
+                update(deliveries)
+                .where(in_batch, deliveries.c.subscriber_id.in_(gone))
+                .values(state=SKIPPED, error="subscriber no longer active")
+            )
+            rows = conn.execute(
+                select(
+                    subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.token
+                )
+                .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.batch == number,
+                    deliveries.c.state == IN_FLIGHT,
+                )
+                .order_by(subscribers.c.id)
+            )
+            recipients = tuple(Recipient(r.id, r.email, r.name, r.token) for r in rows)
+        return Batch(issue_id, number, recipients)
+
+    def mark_sent(self, issue_id: int, batch: int, message_ids: dict[int, str] | str) -> int:
+        """Record the provider's acceptance: one id for the whole batch or one per subscriber."""
+        now = utcnow()
+        base = update(deliveries).where(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.batch == batch,
+            deliveries.c.state == IN_FLIGHT,
+        )
+        with self._tx() as conn:
+            if isinstance(message_ids, str):
+                return conn.execute(
+                    base.values(state=SENT, message_id=message_ids, updated_at=now, error=None)
+                ).rowcount
+            conn.execute(
+                base.where(deliveries.c.subscriber_id == bindparam("sid")).values(
+                    state=SENT, message_id=bindparam("mid"), updated_at=now, error=None
+                ),
+                [{"sid": sid, "mid": mid} for sid, mid in message_ids.items()],
+            )
+            return len(message_ids)
+
+    def release_batch(
+        self,
+        issue_id: int,
+        batch: int,
+        error: str | None = None,
+        subscriber_ids: Iterable[int] | None = None,
+    ) -> int:
+        """Put an in-flight batch (or part of it) back to pending: the provider surely did not
+        take it (a clear error answer), so sending it again later is safe."""
+        query = update(deliveries).where(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.batch == batch,
+            deliveries.c.state == IN_FLIGHT,
+        )
+        if subscriber_ids is not None:
+            query = query.where(deliveries.c.subscriber_id.in_(list(subscriber_ids)))
+        with self._tx() as conn:
+            return conn.execute(
+                query.values(state=PENDING, error=error, worker=None, updated_at=utcnow())
+            ).rowcount
+
+    def mark_batch(
+        self,
+        issue_id: int,
+        batch: int,
+        state: str,
+        error: str | None = None,
+        retryable: bool | None = None,
+    ) -> int:
+        """Move an in-flight batch to failed or uncertain, keeping the reason."""
+        with self._tx() as conn:
+            return conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.batch == batch,
+                    deliveries.c.state == IN_FLIGHT,
+                )
+                .values(state=state, error=error, retryable=retryable, updated_at=utcnow())
+            ).rowcount
+
+    def in_flight_to_uncertain(self, issue_id: int, older_than: datetime | None = None) -> int:
+        """After a crash: batches that were in flight may or may not have gone out."""
+        query = update(deliveries).where(
+            deliveries.c.issue_id == issue_id, deliveries.c.state == IN_FLIGHT
+        )
+        if older_than is not None:
+            query = query.where(deliveries.c.claimed_at < older_than)
+        with self._tx() as conn:
+            return conn.execute(
+                query.values(
+                    state=UNCERTAIN,
+                    updated_at=utcnow(),
+                    error="in flight when the sender stopped: it may or may not have gone out",
+                )
+            ).rowcount
+
+    def delivery_counts(self, issue_id: int) -> dict[str, int]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(deliveries.c.state, func.count())
+                .where(deliveries.c.issue_id == issue_id)
+                .group_by(deliveries.c.state)
+            )
+            counts = {state: 0 for state in DELIVERY_STATES}
+            counts.update({state: n for state, n in rows})
+        return counts
+
+    def deliveries_in_state(self, issue_id: int, state: str) -> list[dict]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(
+                    deliveries.c.subscriber_id,
+                    subscribers.c.email,
+                    deliveries.c.batch,
+                    deliveries.c.error,
+                    deliveries.c.message_id,
+                )
+                .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.state == state)
+                .order_by(deliveries.c.subscriber_id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def sent_emails(self, issue_id: int) -> list[str]:
+        with self._tx() as conn:
+            return list(
+                conn.scalars(
+                    select(subscribers.c.email)
+                    .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
+                    .where(deliveries.c.issue_id == issue_id, deliveries.c.state == SENT)
+                )
+            )
+
+    def settle_deliveries(
+        self,
+        issue_id: int,
+        from_state: str,
+        to_state: str,
+        subscriber_ids: Iterable[int] | None = None,
+    ) -> int:
+        """Editor's or provider's decision on rows (e.g. uncertain -> sent or -> pending)."""
+        query = update(deliveries).where(
+            deliveries.c.issue_id == issue_id, deliveries.c.state == from_state
+        )
+        if subscriber_ids is not None:
+            query = query.where(deliveries.c.subscriber_id.in_(list(subscriber_ids)))
+        values: dict = {"state": to_state, "updated_at": utcnow()}
+        if to_state == PENDING:
+            values.update(batch=None, worker=None)
+        with self._tx() as conn:
+            return conn.execute(query.values(**values)).rowcount
+
+    # -- leases (one active scheduler, crash-safe takeover) ---------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Take or renew the lease `name`; succeeds if free, expired, or already ours."""
+        now = utcnow()
+        with self._tx() as conn:
+            taken = conn.execute(
+                update(leases)
+                .where(leases.c.name == name)
+                .where((leases.c.holder == holder) | (leases.c.expires_at < now))
+                .values(holder=holder, expires_at=now + ttl)
+            ).rowcount
+            if taken:
+                return True
+            if conn.scalar(select(func.count()).select_from(leases).where(leases.c.name == name)):
+                return False
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(leases).values(name=name, holder=holder, expires_at=now + ttl)
+                    )
+            except IntegrityError:
+                return False
+            return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._tx() as conn:
+            conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
+
+    def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name)
+            ).first()
+        return (row.holder, row.expires_at) if row else None
+
+    # -- webhook idempotency ---------------------------------------------------------------
+    def first_time_event(self, event_id: str) -> bool:
+        """True the first time an event id is seen; redelivered events return False."""
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(webhook_events).values(event_id=event_id, received_at=utcnow()))
+            return True
+        except IntegrityError:
+            return False
