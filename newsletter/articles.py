@@ -217,7 +217,7 @@ def _read_plain(path: Path, text: str) -> Article:
     if not sections:
         raise ArticleError(
             path,
-            len(lines),
+            content[-1][0],
             "no sections: expected headings such as 'Quick Recap' on their own line",
         )
     return Article(path, title, summary, year, rating, author, tuple(sections))

@@ -1,0 +1,106 @@
+from pathlib import Path
+
+import pytest
+
+from newsletter.articles import read_article
+from newsletter.errors import ArticleError
+from tests.conftest import write
+
+SEED_HEADINGS = [
+    "Quick Recap",
+    "What Happens in the Ending",
+    "The Meaning Behind the Ending",
+    "Character Arcs and Resolution",
+    "Alternate Interpretations",
+    "Themes and Symbolism",
+    "Final Thoughts",
+]
+
+
+def test_reads_the_seed_article(seed_path):
+    article = read_article(seed_path)
+    assert article.title == "Red Rocket (2021): Ending Explained"
+    assert article.summary == "Comprehensive ending explained for red rocket (2021)."
+    assert article.year == 2021
+    assert article.rating == pytest.approx(6.785)
+    assert article.author == "Ellis Carver"
+    assert [s.heading for s in article.sections] == SEED_HEADINGS
+    assert article.recap.text.startswith("In Red Rocket, directed by Sean Baker")
+    assert [s.heading for s in article.spoiler_sections] == SEED_HEADINGS[1:]
+    assert article.sections[1].line == 11
+
+
+def test_bom_and_crlf_read_the_same(seed_path, tmp_path):
+    text = seed_path.read_text(encoding="utf-8")
+    variant = tmp_path / "crlf.txt"
+    variant.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    a, b = read_article(seed_path), read_article(variant)
+    assert (a.title, a.year, a.rating, a.author) == (b.title, b.year, b.rating, b.author)
+    assert [s.text for s in a.sections] == [s.text for s in b.sections]
+
+
+def test_markdown_with_front_matter(tmp_path):
+    path = write(
+        tmp_path / "piece.md",
+        "---\ntitle: Night Train (2020)\nyear: 2020\nrating: 7.5/10\nauthor: Ana Ruiz\n"
+        "teaser: A train, a secret.\nsubject: \"This week: Night Train\"\nnot_before: 2026-12-01 09:00\n"
+        "---\n\n## Quick Recap\n\nA *conductor* finds a\nletter. <b>bold</b>\n\n## The Ending\n\nShe jumps.\n",
+    )
+    article = read_article(path)
+    assert (article.title, article.year, article.rating, article.author) == (
+        "Night Train (2020)", 2020, 7.5, "Ana Ruiz")
+    assert article.teaser_override == "A train, a secret."
+    assert article.subject_override == "This week: Night Train"
+    assert article.not_before.year == 2026
+    assert [s.heading for s in article.sections] == ["Quick Recap", "The Ending"]
+    assert article.recap.text == "A conductor finds a letter. <b>bold</b>"
+    # Raw HTML in an article is text, never markup.
+    assert "<b>" not in article.recap.html and "&lt;b&gt;" in article.recap.html
+    assert "<em>conductor</em>" in article.recap.html
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "fragment"),
+    [
+        ("", 1, "empty"),
+        ("Release Year: 2020\nRating: 5/10\n", 1, "no title"),
+        ("A Title\nA summary.\nRelease Year: 2020\nRating: 5/10\n", 4, "no sections"),
+        ("A Title\nsummary.\nRating: great\nQuick Recap\nText.\n", 3, "not a number out of 10"),
+        ("A Title\nsummary.\nRating: 11/10\nQuick Recap\nText.\n", 3, "between 0 and 10"),
+        ("A Title\nsummary.\nRelease Year: soon\nQuick Recap\nText.\n", 3, "year"),
+    ],
+)
+def test_plain_text_errors_name_file_and_line(tmp_path, content, line, fragment):
+    path = write(tmp_path / "bad.txt", content)
+    with pytest.raises(ArticleError) as info:
+        read_article(path)
+    assert info.value.line == line
+    assert fragment in str(info.value)
+    assert str(info.value).startswith(f"{path}:{line}:")
+
+
+def test_undecodable_bytes_name_the_line(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Title\nSummary.\nQuick Recap\nCaf\xe9 scene.\n".encode("latin-1"))
+    with pytest.raises(ArticleError) as info:
+        read_article(path)
+    assert info.value.line == 4 and "UTF-8" in str(info.value)
+
+
+def test_markdown_errors(tmp_path):
+    no_title = write(tmp_path / "a.md", "---\nyear: 2020\n---\n## Quick Recap\nx\n")
+    with pytest.raises(ArticleError, match="no title"):
+        read_article(no_title)
+    bad_yaml = write(tmp_path / "b.md", "---\ntitle: [unclosed\n---\n## Quick Recap\nx\n")
+    with pytest.raises(ArticleError, match="YAML") as info:
+        read_article(bad_yaml)
+    assert info.value.line is not None
+    bad_rating = write(tmp_path / "c.md", "---\ntitle: T\nrating: lots\n---\n## Quick Recap\nx\n")
+    with pytest.raises(ArticleError, match="out of 10") as info:
+        read_article(bad_rating)
+    assert info.value.line == 3
+
+
+def test_missing_file_is_an_article_error(tmp_path):
+    with pytest.raises(ArticleError, match="cannot read"):
+        read_article(Path(tmp_path / "nope.txt"))
