@@ -27,6 +27,7 @@ def write_preview(
 ) -> list[Path]:
     rendered = rendered_for(settings, store, source)
     body = personalize(rendered, SAMPLE_NAME, unsubscribe_url(settings, SAMPLE_TOKEN))
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     html_path, text_path = out / "email.html", out / "email.txt"
     html_path.write_text(body.html, encoding="utf-8")

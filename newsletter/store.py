@@ -238,8 +238,6 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except IntegrityError:
-            raise
         except DBAPIError as exc:
             detail = str(exc.orig).strip() or type(exc.orig).__name__
             raise StoreError(f"database {self.safe_url}: {detail}") from exc
@@ -834,9 +832,28 @@ class Store:
     # -- webhook idempotency ---------------------------------------------------------------
     def first_time_event(self, event_id: str) -> bool:
         """True the first time an event id is seen; redelivered events return False."""
-        try:
-            with self._tx() as conn:
-                conn.execute(insert(webhook_events).values(event_id=event_id, received_at=utcnow()))
+        with self._tx() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(webhook_events).values(event_id=event_id, received_at=utcnow())
+                    )
+            except IntegrityError:
+                return False
             return True
-        except IntegrityError:
-            return False
+
+    # -- double opt-in ---------------------------------------------------------------------
+    def confirm_subscriber(self, subscriber_id: int) -> bool:
+        """Activate a pending (unconfirmed) subscriber. One conditional UPDATE, so a confirm
+        link can never reactivate an address that unsubscribed, bounced or complained, even
+        if that happened a moment before the click."""
+        with self._tx() as conn:
+            return (
+                conn.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id == subscriber_id)
+                    .where(subscribers.c.status == UNCONFIRMED)
+                    .values(status=ACTIVE, updated_at=utcnow())
+                ).rowcount
+                > 0
+            )

@@ -18,6 +18,10 @@ from newsletter.config import Settings
 from newsletter.providers import Accepted, OutgoingBatch, TransientError
 from newsletter.render import header_safe, personalize
 
+# Long URL headers (List-Unsubscribe) stay on one line: folding them right after the colon
+# trips some parsers. 998 is the hard limit of RFC 5322.
+EMAIL_POLICY = SMTP.clone(max_line_length=998)
+
 
 def build_message(
     settings: Settings, batch: OutgoingBatch, index: int, message_id: str
@@ -26,7 +30,7 @@ def build_message(
     recipient = batch.recipients[index]
     unsubscribe = batch.unsubscribe_urls[index]
     body = personalize(batch.rendered, recipient.name, unsubscribe)
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=EMAIL_POLICY)
     msg["From"] = Address(
         display_name=header_safe(settings.from_name), addr_spec=settings.from_email
     )
