@@ -578,6 +578,16 @@ def test_drop_after_accept_raises_in_the_client_but_the_message_is_recorded(serv
     assert send(client, base_body()).status_code == 202
 
 
+def test_one_fault_per_request_even_with_slow_and_drop_armed(server, client):
+    server.faults.slow, server.faults.slow_seconds = 1, 0.05
+    server.faults.drop_after_accept = 1
+    assert send(client, base_body()).status_code == 202  # slow (answered), not dropped
+    assert server.faults.drop_after_accept == 1
+    with pytest.raises((ConnectionError, http.client.HTTPException, urllib.error.URLError)):
+        send(client, base_body())
+    assert server.requests_accepted == 2
+
+
 def test_invalid_request_does_not_consume_drop_after_accept(server, client):
     server.faults.drop_after_accept = 1
     body = base_body()
