@@ -370,6 +370,67 @@ def resolve(app: App, issue_id: int, action: str | None) -> None:
     )
 
 
+@cli.command("send-test")
+@click.argument("issue_id", type=int)
+@click.option("--to", "to", help="Send one copy to this address.")
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Validate every request of the issue in SendGrid's sandbox; nothing is delivered.",
+)
+@pass_app
+def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
+    """Send ISSUE once to the editor, or validate it whole with --sandbox."""
+    from newsletter import proofs
+
+    provider = make_provider(app.settings)
+    if sandbox:
+        if provider.name != "sendgrid":
+            raise NewsletterError('--sandbox needs provider = "sendgrid"')
+        bars = _Bars()
+        try:
+            report = proofs.sandbox_validate(
+                app.store,
+                app.settings,
+                provider,
+                issue_id,
+                progress=bars(issue_id, app.store.count_subscribers()),
+            )
+        finally:
+            bars.close()
+        click.echo(
+            f"sandbox: {report.requests} requests, {report.recipients} recipients, "
+            f"{len(report.problems)} problems"
+        )
+        for problem in report.problems:
+            click.echo(f"  {problem}")
+        if report.problems:
+            sys.exit(1)
+        return
+    if not to:
+        raise NewsletterError("say --to ADDRESS (or --sandbox)")
+    proofs.send_test(app.store, app.settings, provider, issue_id, to)
+    click.echo(f"sent issue {issue_id} to {to} through {provider.name}")
+
+
+@cli.command("sendgrid-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8025, show_default=True, type=int)
+@click.option(
+    "--api-key",
+    envvar="SENDGRID_API_KEY",
+    default="SG.local-test-key",
+    help="The key it accepts (default: SENDGRID_API_KEY).",
+)
+@click.option("--no-record", is_flag=True, help="Count messages only (for benchmarks).")
+def sendgrid_server(host: str, port: int, api_key: str, no_record: bool) -> None:
+    """Run the local SendGrid-compatible server (for demos and tests) until Ctrl-C."""
+    from newsletter.testing.sendgrid_server import main as server_main
+
+    args = ["--host", host, "--port", str(port), "--api-key", api_key]
+    server_main(args + (["--no-record"] if no_record else []))
+
+
 @cli.command()
 @pass_app
 def scheduler(app: App) -> None:

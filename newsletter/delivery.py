@@ -201,6 +201,7 @@ def send_issue(
                 progress(len(batch.recipients))
             continue
         consecutive_failures = 0
+        store.fail_deliveries(issue_id, batch.number, accepted.rejected)
         store.mark_sent(issue_id, batch.number, accepted.message_ids)
         if progress:
             progress(len(batch.recipients))

@@ -374,6 +374,27 @@ class Store:
             conn.execute(delete(deliveries).where(deliveries.c.subscriber_id == sid))
             conn.execute(delete(subscribers).where(subscribers.c.id == sid))
 
+    def active_subscriber_batches(self, size: int) -> Iterator[list[Recipient]]:
+        """Active subscribers in id order, `size` at a time, without loading them all."""
+        last = 0
+        while True:
+            with self._tx() as conn:
+                rows = conn.execute(
+                    select(
+                        subscribers.c.id,
+                        subscribers.c.email,
+                        subscribers.c.name,
+                        subscribers.c.token,
+                    )
+                    .where(subscribers.c.status == ACTIVE, subscribers.c.id > last)
+                    .order_by(subscribers.c.id)
+                    .limit(size)
+                ).all()
+            if not rows:
+                return
+            yield [Recipient(r.id, r.email, r.name, r.token) for r in rows]
+            last = rows[-1].id
+
     def count_subscribers(self, status: str | None = ACTIVE) -> int:
         query = select(func.count()).select_from(subscribers)
         if status:
@@ -680,6 +701,24 @@ class Store:
                 [{"sid": sid, "mid": mid} for sid, mid in message_ids.items()],
             )
             return len(message_ids)
+
+    def fail_deliveries(self, issue_id: int, batch: int, reasons: dict[int, str]) -> int:
+        """Mark some rows of an in-flight batch failed for good (the provider refuses them)."""
+        if not reasons:
+            return 0
+        with self._tx() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.batch == batch,
+                    deliveries.c.state == IN_FLIGHT,
+                    deliveries.c.subscriber_id == bindparam("sid"),
+                )
+                .values(state=FAILED, error=bindparam("why"), retryable=False, updated_at=utcnow()),
+                [{"sid": sid, "why": why} for sid, why in reasons.items()],
+            )
+        return len(reasons)
 
     def release_batch(
         self,

@@ -2,9 +2,8 @@ import csv
 import io
 
 from newsletter.store import ACTIVE, BOUNCED, UNSUBSCRIBED
-from newsletter.subscribers import export_csv, import_csv, spreadsheet_safe
+from newsletter.subscribers import export_csv, import_csv, signing_secret, spreadsheet_safe
 from newsletter.tokens import verify_token
-from newsletter.subscribers import signing_secret
 
 
 def _csv(tmp_path, body: bytes):

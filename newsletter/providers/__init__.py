@@ -3,7 +3,7 @@ outcomes, so the delivery state machine never needs to know which provider it is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from newsletter.config import Settings
@@ -27,9 +27,11 @@ class OutgoingBatch:
 
 @dataclass(frozen=True)
 class Accepted:
-    """The provider took the batch: one message id for all, or one per subscriber id."""
+    """The provider took the batch: one message id for all, or one per subscriber id.
+    `rejected` names recipients left out because the provider would refuse them."""
 
     message_ids: str | dict[int, str]
+    rejected: dict[int, str] = field(default_factory=dict)
 
 
 class ProviderError(NewsletterError):

@@ -1103,7 +1103,12 @@ class SendGridServer:
             self._requests_rejected += 1
 
     def _accept(
-        self, body: dict[str, Any], message_id: str, sandbox: bool, *, may_drop: bool,
+        self,
+        body: dict[str, Any],
+        message_id: str,
+        sandbox: bool,
+        *,
+        may_drop: bool,
     ) -> bool:
         """Count (and record) a valid request; True if it must be dropped unanswered."""
         recipients = sum(len(p["to"]) for p in body["personalizations"])

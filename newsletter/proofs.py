@@ -1,0 +1,91 @@
+"""Proofs before the real send: one copy to the editor, or a whole issue validated by the
+provider's sandbox (SendGrid answers 200 and delivers nothing). Neither touches the
+delivery log, so a proof can never count as, or stand in for, a subscriber's delivery."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from newsletter.config import Settings
+from newsletter.delivery import rendered_from_row
+from newsletter.errors import NewsletterError
+from newsletter.providers import OutgoingBatch, Provider, ProviderError
+from newsletter.render import unsubscribe_url
+from newsletter.store import Recipient, Store
+from newsletter.subscribers import clean_name, normalize_address
+
+PROOF_TOKEN = "proof.not-a-subscriber"
+
+
+def send_test(
+    store: Store,
+    settings: Settings,
+    provider: Provider,
+    issue_id: int,
+    to: str,
+    name: str = "Editor",
+) -> None:
+    """Send one copy of the issue to `to`, as a subscriber would get it."""
+    try:
+        address = normalize_address(to)
+    except ValueError as exc:
+        raise NewsletterError(f"--to {to!r} is not a valid address: {exc}") from None
+    rendered = rendered_from_row(store.get_issue(issue_id), settings)
+    recipient = Recipient(0, address, clean_name(name), PROOF_TOKEN)
+    provider.send(
+        OutgoingBatch(
+            issue_id=issue_id,
+            batch=0,
+            rendered=rendered,
+            recipients=(recipient,),
+            unsubscribe_urls=(unsubscribe_url(settings, PROOF_TOKEN),),
+            categories=("proof",),
+        )
+    )
+
+
+@dataclass
+class SandboxReport:
+    requests: int = 0
+    recipients: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def sandbox_validate(
+    store: Store,
+    settings: Settings,
+    provider: Provider,
+    issue_id: int,
+    progress: Callable[[int], None] | None = None,
+) -> SandboxReport:
+    """Build every request of the issue exactly as the real send would, and have the
+    provider validate them in sandbox mode."""
+    rendered = rendered_from_row(store.get_issue(issue_id), settings)
+    report = SandboxReport()
+    for number, recipients in enumerate(store.active_subscriber_batches(provider.max_batch), 1):
+        batch = OutgoingBatch(
+            issue_id=issue_id,
+            batch=number,
+            rendered=rendered,
+            recipients=tuple(recipients),
+            unsubscribe_urls=tuple(unsubscribe_url(settings, r.token) for r in recipients),
+            categories=settings.sendgrid.categories,
+            sandbox=True,
+        )
+        try:
+            accepted = provider.send(batch)
+        except ProviderError as exc:
+            details = getattr(exc, "details", [])
+            report.problems.append(
+                f"request {number}: {exc}" + (f": {'; '.join(details)}" if details else "")
+            )
+        else:
+            report.problems.extend(
+                f"subscriber {sid}: {why}" for sid, why in accepted.rejected.items()
+            )
+        report.requests += 1
+        report.recipients += len(recipients)
+        if progress:
+            progress(len(recipients))
+    return report

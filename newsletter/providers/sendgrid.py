@@ -1,0 +1,273 @@
+"""SendGrid v3 Mail Send through the official `sendgrid` library.
+
+One request carries up to 1000 recipients, one personalization each. The issue's HTML and
+text were rendered and inlined once; per-subscriber values travel as `substitutions`. Every
+rule SendGrid would answer with a 400 for the whole request is checked here first, and each
+answer is turned into one of the typed outcomes the delivery layer acts on.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import urllib.error
+from dataclasses import dataclass
+
+import python_http_client.exceptions as http_errors
+from sendgrid import SendGridAPIClient
+
+from newsletter.config import SendGridSettings, Settings, secret
+from newsletter.errors import ConfigError
+from newsletter.providers import (
+    Accepted,
+    CredentialsRefused,
+    OutgoingBatch,
+    RateLimited,
+    Rejected,
+    TooLarge,
+    TransientError,
+    Uncertain,
+)
+from newsletter.render import header_safe, substitution_values
+
+log = logging.getLogger(__name__)
+
+MAX_PERSONALIZATIONS = 1000
+MAX_SUBSTITUTION_BYTES = 10_000
+MAX_CUSTOM_ARG_BYTES = 10_000
+MAX_REQUEST_BYTES = 30 * 1024 * 1024  # SendGrid's limit for the whole message
+MAX_CATEGORIES = 10
+MAX_CATEGORY_LENGTH = 255
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "x-sg-id",
+        "x-sg-eid",
+        "received",
+        "dkim-signature",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "To",
+        "From",
+        "Subject",
+        "Reply-To",
+        "CC",
+        "BCC",
+    )
+)
+_DISPLAY_NAME_FORBIDDEN = str.maketrans({";": " ", ",": " ", '"': " "})
+
+
+class _RedactKey(logging.Filter):
+    """python_http_client logs request headers (the Bearer key) at DEBUG: never let a record
+    that carries the key through, at any level."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.key and self.key in message:
+            record.msg, record.args = message.replace(self.key, "[redacted]"), None
+        return True
+
+
+def _guard_library_logging(key: str) -> None:
+    library_log = logging.getLogger("python_http_client")
+    library_log.setLevel(logging.INFO)  # its DEBUG lines hold headers and whole payloads
+    if not any(isinstance(f, _RedactKey) and f.key == key for f in library_log.filters):
+        library_log.addFilter(_RedactKey(key))
+
+
+def validate_categories(categories: tuple[str, ...]) -> tuple[str, ...]:
+    if len(categories) > MAX_CATEGORIES:
+        raise ConfigError(f"sendgrid.categories: at most {MAX_CATEGORIES}, got {len(categories)}")
+    seen = set()
+    for category in categories:
+        if not category or len(category) > MAX_CATEGORY_LENGTH or not category.isascii():
+            raise ConfigError(
+                f"sendgrid.categories: {category!r} must be 1-{MAX_CATEGORY_LENGTH} ASCII characters"
+            )
+        if category.lower() in seen:
+            raise ConfigError(f"sendgrid.categories: {category!r} is listed twice")
+        seen.add(category.lower())
+    return categories
+
+
+def display_name(name: str) -> str:
+    """SendGrid refuses unquoted display names holding ';' or ','; quotes are not ours to add."""
+    return " ".join(header_safe(name).translate(_DISPLAY_NAME_FORBIDDEN).split())
+
+
+@dataclass(frozen=True)
+class BuiltRequest:
+    body: dict
+    skipped: dict[int, str]  # subscriber id -> why SendGrid would refuse them
+
+
+class SendGridProvider:
+    name = "sendgrid"
+    max_batch = MAX_PERSONALIZATIONS
+
+    def __init__(self, settings: Settings, api_key: str, config: SendGridSettings | None = None):
+        self.settings = settings
+        self.config = config or settings.sendgrid
+        self.categories = validate_categories(tuple(self.config.categories))
+        _guard_library_logging(api_key)
+        self.client = SendGridAPIClient(api_key=api_key, host=self.config.api_host.rstrip("/"))
+        # The library sets no timeout, and socket.setdefaulttimeout does not reach urllib here.
+        self.client.client.timeout = self.config.timeout_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SendGridProvider:
+        key = secret("SENDGRID_API_KEY")
+        if not key:
+            raise ConfigError(
+                "provider is sendgrid but SENDGRID_API_KEY is not set in the environment"
+            )
+        return cls(settings, key)
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"SendGridProvider(host={self.config.api_host!r})"
+
+    # -- building the request ----------------------------------------------------------
+    def build_request(self, batch: OutgoingBatch) -> BuiltRequest:
+        """The v3 Mail Send body for a batch, minus recipients SendGrid would refuse."""
+        personalizations = []
+        skipped: dict[int, str] = {}
+        seen: set[str] = set()
+        for recipient, unsubscribe in zip(batch.recipients, batch.unsubscribe_urls, strict=True):
+            key = recipient.email.lower()
+            if key in seen:
+                skipped[recipient.subscriber_id] = "duplicate address in the request"
+                continue
+            substitutions = substitution_values(batch.rendered, recipient.name, unsubscribe)
+            custom_args = {
+                "issue_id": str(batch.issue_id),
+                "batch": str(batch.batch),
+                "subscriber_id": str(recipient.subscriber_id),
+            }
+            if _kv_bytes(substitutions) > MAX_SUBSTITUTION_BYTES:
+                skipped[recipient.subscriber_id] = "substitutions over 10,000 bytes"
+                continue
+            if _kv_bytes(custom_args) > MAX_CUSTOM_ARG_BYTES:
+                skipped[recipient.subscriber_id] = "custom_args over 10,000 bytes"
+                continue
+            seen.add(key)
+            to = {"email": recipient.email}
+            name = display_name(recipient.name)
+            if name:
+                to["name"] = name
+            personalizations.append(
+                {
+                    "to": [to],
+                    "substitutions": substitutions,
+                    "custom_args": custom_args,
+                    "headers": {
+                        "List-Unsubscribe": f"<{unsubscribe}>",
+                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                    },
+                }
+            )
+        rendered = batch.rendered
+        body: dict = {
+            "personalizations": personalizations,
+            "from": {"email": self.settings.from_email},
+            "subject": header_safe(rendered.subject),
+            "content": [
+                {"type": "text/plain", "value": rendered.text},
+                {"type": "text/html", "value": rendered.html},
+            ],
+        }
+        from_name = display_name(self.settings.from_name)
+        if from_name:
+            body["from"]["name"] = from_name
+        categories = batch.categories or self.categories
+        if categories:
+            body["categories"] = list(validate_categories(tuple(categories)))
+        if batch.sandbox:
+            body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        for personalization in personalizations:
+            for header in personalization["headers"]:
+                assert header.lower() not in RESERVED_HEADERS
+        return BuiltRequest(body, skipped)
+
+    # -- sending -----------------------------------------------------------------------
+    def send(self, batch: OutgoingBatch) -> Accepted:
+        built = self.build_request(batch)
+        if not built.body["personalizations"]:
+            return Accepted(message_ids={}, rejected=built.skipped)
+        payload_size = len(json.dumps(built.body, separators=(",", ":")).encode("utf-8"))
+        if payload_size > MAX_REQUEST_BYTES:
+            raise TooLarge(f"request of {payload_size:,} bytes is over SendGrid's 30 MB limit")
+        response = self._post(built.body)
+        message_id = response.headers.get("X-Message-Id") or ""
+        return Accepted(message_ids=message_id, rejected=built.skipped)
+
+    def _post(self, body: dict):
+        try:
+            return self.client.client.mail.send.post(request_body=body)
+        except http_errors.HTTPError as exc:
+            raise _outcome_for(exc) from None
+        except urllib.error.URLError as exc:
+            # urllib raises URLError while connecting or writing the request: SendGrid cannot
+            # have taken it, so trying again is safe.
+            raise TransientError(f"SendGrid could not be reached: {exc.reason}") from None
+        except TimeoutError as exc:
+            raise Uncertain(
+                f"no answer from SendGrid within {self.config.timeout_seconds:g}s after the "
+                "request was sent: it may or may not have been accepted"
+            ) from exc
+        except (http.client.RemoteDisconnected, ConnectionError, http.client.HTTPException) as exc:
+            raise Uncertain(
+                f"connection lost after the request was sent ({type(exc).__name__}): "
+                "it may or may not have been accepted"
+            ) from exc
+
+
+def _kv_bytes(mapping: dict[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) for k, v in mapping.items())
+
+
+def _error_messages(exc: http_errors.HTTPError) -> list[str]:
+    """SendGrid's own `errors[].message` (and field), or the raw body when it is not JSON."""
+    raw = exc.body or b""
+    try:
+        errors = json.loads(raw.decode("utf-8", "replace")).get("errors", [])
+        return [
+            f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
+            for e in errors
+        ]
+    except (ValueError, AttributeError):
+        text = raw.decode("utf-8", "replace").strip()
+        return [text[:200]] if text else []
+
+
+def _outcome_for(exc: http_errors.HTTPError) -> Exception:
+    status = exc.status_code
+    messages = _error_messages(exc)
+    detail = "; ".join(messages) or str(exc.reason)
+    if status == 429:
+        reset = (exc.headers or {}).get("X-RateLimit-Reset")
+        retry_at = float(reset) if reset and reset.replace(".", "", 1).isdigit() else None
+        return RateLimited(f"SendGrid rate limit reached (429): {detail}", retry_at)
+    if status == 401:
+        return CredentialsRefused(
+            f"SendGrid refused the API key (401): {detail}. Check SENDGRID_API_KEY; a 401 can "
+            "also mean the account's credits ran out. Nothing more will be sent for this issue."
+        )
+    if status == 403:
+        return CredentialsRefused(
+            f"SendGrid refused the request (403): {detail}. The key may lack the Mail Send "
+            "permission or the sender address is not a verified sender identity. Nothing more "
+            "will be sent for this issue."
+        )
+    if status == 413:
+        return TooLarge(f"SendGrid says the request is too large (413): {detail}")
+    if status == 400:
+        return Rejected("SendGrid rejected the batch (400)", messages)
+    if status >= 500 or status == 408:
+        return TransientError(f"SendGrid answered {status}: {detail}")
+    return Rejected(f"SendGrid answered {status}", messages)
