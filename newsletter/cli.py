@@ -136,6 +136,13 @@ def queue_list(app: App) -> None:
         click.echo(f"     expected: {_local(entry.expected, app.settings)}")
         if entry.error:
             click.echo(f"     error: {entry.error}")
+    held = publish.held_tick(app.store)
+    if held:
+        click.echo(
+            f"held: the issue due at {_local(held, app.settings)} was missed while the scheduler "
+            "was down; run 'newsletter run --once' to send it now",
+            err=True,
+        )
     for tick in view.dry_ticks:
         click.echo(
             f"warning: nothing to send at {_local(tick, app.settings)}: the queue runs dry",
@@ -411,6 +418,17 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
         raise NewsletterError("say --to ADDRESS (or --sandbox)")
     proofs.send_test(app.store, app.settings, provider, issue_id, to)
     click.echo(f"sent issue {issue_id} to {to} through {provider.name}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@pass_app
+def serve(app: App, host: str, port: int) -> None:
+    """Run the subscribers' web side: sign-up, unsubscribe, archive, SendGrid events."""
+    from newsletter.web.app import serve as serve_web
+
+    serve_web(app.settings, host, port)
 
 
 @cli.command("sendgrid-server")

@@ -47,6 +47,16 @@ articles_per_issue = 1
 # A tick missed while the scheduler was down still goes out within this many hours;
 # after that the issue waits for the editor.
 grace_hours = 6
+# Two schedulers on one database never both send: one holds a lease for this long, renewed
+# while it lives; if it dies, the other takes over once the lease runs out.
+lease_seconds = 60
+heartbeat_seconds = 10
+
+[delivery]
+# A batch in flight when the sender crashed may or may not have gone out. false: hold those
+# subscribers as "uncertain" for provider events or the editor; true: resend them (for a list
+# that prefers a rare duplicate to a gap).
+resend_uncertain = false
 
 [outbox]
 path = "outbox"
@@ -68,6 +78,10 @@ class Schedule:
     at: time = time(9, 0)
     articles_per_issue: int = 1
     grace: timedelta = timedelta(hours=6)
+    # The sending lease: a scheduler that dies loses it after this long and a standby takes
+    # over; the heartbeat renews it and looks for due work.
+    lease: timedelta = timedelta(seconds=60)
+    heartbeat: timedelta = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -205,6 +219,8 @@ def settings_from_dict(
             at=at,
             articles_per_issue=per_issue,
             grace=timedelta(hours=float(sched.get("grace_hours", 6))),
+            lease=timedelta(seconds=float(sched.get("lease_seconds", 60))),
+            heartbeat=timedelta(seconds=float(sched.get("heartbeat_seconds", 10))),
         ),
         outbox_path=root / outbox.get("path", "outbox"),
         sendgrid=SendGridSettings(

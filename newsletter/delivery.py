@@ -7,10 +7,14 @@ settled by the provider's events) -- never silently sent twice.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
@@ -78,6 +82,73 @@ class SendReport:
         )
 
 
+SENDER_LEASE = "sender"
+
+
+class SenderBusy(NewsletterError):
+    """Another process holds the sending lease (a second scheduler, or a run in progress)."""
+
+
+class LeaseLost(NewsletterError):
+    """This process stalled past its lease and another sender may have taken over."""
+
+
+class SendingLease:
+    """Only one process sends at a time. The lease expires if its holder dies, so a standby
+    (or the next `run`) takes over; in-flight rows are only recovered by the new holder."""
+
+    def __init__(self, store: Store, ttl: timedelta, holder: str | None = None) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.held = False
+
+    def acquire(self) -> bool:
+        self.held = self.store.acquire_lease(SENDER_LEASE, self.holder, self.ttl)
+        if not self.held:
+            current = self.store.lease_holder(SENDER_LEASE)
+            if current and _dead_local_process(current[0]):
+                # Its holder was killed on this machine: no need to wait for the lease to expire.
+                self.held = self.store.take_over_lease(
+                    SENDER_LEASE, current[0], self.holder, self.ttl
+                )
+        return self.held
+
+    def renew(self) -> None:
+        if not self.store.acquire_lease(SENDER_LEASE, self.holder, self.ttl):
+            self.held = False
+            raise LeaseLost("the sending lease was lost (this process stalled); stopping")
+
+    def release(self) -> None:
+        if self.held:
+            self.store.release_lease(SENDER_LEASE, self.holder)
+            self.held = False
+
+    def __enter__(self) -> SendingLease:
+        if not self.acquire():
+            current = self.store.lease_holder(SENDER_LEASE)
+            who = f"{current[0]} (lease until {current[1]:%H:%M:%S} UTC)" if current else "another"
+            raise SenderBusy(f"another sender is active: {who}; not sending from here")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def _dead_local_process(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def rendered_from_row(issue: dict, settings: Settings) -> RenderedIssue:
     """Rebuild the rendered issue from its stored row: it was rendered once, at creation."""
     return RenderedIssue(
@@ -122,6 +193,7 @@ def send_issue(
     sleep: Callable[[float], None] = time.sleep,
     categories: tuple[str, ...] = (),
     recover: bool = True,
+    heartbeat: Callable[[], None] | None = None,
 ) -> SendReport:
     """Send every pending delivery of an issue, batch by batch, until none is left, the
     issue is paused or cancelled, or the provider refuses the credentials."""
@@ -134,7 +206,17 @@ def send_issue(
     batch_size = max(1, min(policy.batch_size, provider.max_batch))
     consecutive_failures = 0
 
+    def wait(seconds: float) -> None:
+        # Keep the lease alive through long rate-limit waits.
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            sleep(min(left, 5.0))
+            if heartbeat:
+                heartbeat()
+
     while True:
+        if heartbeat:
+            heartbeat()  # between batches: renews the lease, or stops a stopping scheduler
         status = store.issue_status(issue_id)
         if status != ISSUE_SENDING:
             report.status = status
@@ -173,7 +255,7 @@ def send_issue(
             log.warning(
                 "issue %s batch %s: %s; retrying in %.1fs", issue_id, batch.number, exc, delay
             )
-            sleep(delay)
+            wait(delay)
             continue
         except TooLarge as exc:
             store.release_batch(issue_id, batch.number, error=str(exc))

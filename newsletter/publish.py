@@ -3,6 +3,7 @@ building an issue from them. Sending itself is `delivery`'s job."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
 from newsletter.config import Settings
-from newsletter.delivery import DeliveryPolicy, SendReport, send_issue
+from newsletter.delivery import DeliveryPolicy, SendingLease, SendReport, send_issue
 from newsletter.errors import ArticleError, NewsletterError
 from newsletter.providers import Provider
 from newsletter.render import render_fitting
@@ -254,6 +255,29 @@ class TickResult:
     errors: list[str]
     report: SendReport | None
     resumed: list[SendReport] = field(default_factory=list)
+    tick: datetime | None = None
+    held: bool = False
+
+
+LAST_TICK, HELD_TICK = "last_served_tick", "held_tick"
+
+
+def latest_tick(settings: Settings, now: datetime) -> datetime | None:
+    """The most recent cadence time at or before `now`."""
+    ticks = next_ticks(settings, now - timedelta(days=8), 8 * 7 + 2)
+    past = [t for t in ticks if t <= now]
+    return past[-1] if past else None
+
+
+def held_tick(store: Store) -> datetime | None:
+    """A tick missed by more than the grace period, waiting for the editor."""
+    value = store.get_meta(HELD_TICK)
+    return datetime.fromisoformat(value) if value else None
+
+
+def _served(store: Store, tick: datetime) -> bool:
+    value = store.get_meta(LAST_TICK)
+    return value is not None and datetime.fromisoformat(value) >= tick
 
 
 def publish_tick(
@@ -265,28 +289,105 @@ def publish_tick(
     scheduled_for: datetime | None = None,
     progress_factory: Callable[[int, int], Callable[[int], None]] | None = None,
     policy: DeliveryPolicy | None = None,
+    lease: SendingLease | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> TickResult:
-    """What one due tick does: finish any issue a crash interrupted, then pick the next
-    articles, build one issue and send it. A tick already served (same `scheduled_for`)
-    builds nothing new, so a repeated wake-up never sends an issue twice."""
+    """What one due tick does, under the sending lease: finish any issue a crash
+    interrupted, then pick the next articles, build one issue and send it. A tick already
+    served (same `scheduled_for`) builds nothing new, so a repeated wake-up never sends an
+    issue twice."""
     now = now or utcnow()
-    resumed = [
-        _send(store, settings, provider, issue_id, progress_factory, policy)
-        for issue_id in store.unfinished_issues()
-    ]
-    if scheduled_for is not None and store.last_issue_for_tick(scheduled_for) is not None:
-        return TickResult(None, [], [], None, resumed)
-    picked, errors = pick(store, settings, now)
-    if not picked:
-        return TickResult(None, [], errors, None, resumed)
-    issue_id = build_issue(store, settings, picked, scheduled_for)
-    report = _send(store, settings, provider, issue_id, progress_factory, policy)
-    return TickResult(issue_id, [p.article.title for p in picked], errors, report, resumed)
+    own_lease = lease is None
+    lease = lease or SendingLease(store, settings.schedule.lease)
+    if own_lease:
+        lease.__enter__()
+    try:
+        send = functools.partial(
+            _send, store, settings, provider, progress_factory, policy, heartbeat or lease.renew
+        )
+        resumed = [send(issue_id) for issue_id in store.unfinished_issues()]
+        if scheduled_for is not None and _served(store, scheduled_for):
+            return TickResult(None, [], [], None, resumed, scheduled_for)
+        picked, errors = pick(store, settings, now)
+        issue_id = build_issue(store, settings, picked, scheduled_for) if picked else None
+        if scheduled_for is not None:
+            store.set_meta(LAST_TICK, scheduled_for.isoformat())
+        else:
+            store.set_meta(HELD_TICK, None)  # the editor sent by hand: nothing is held any more
+        if issue_id is None:
+            return TickResult(None, [], errors, None, resumed, scheduled_for)
+        report = send(issue_id)
+        return TickResult(
+            issue_id, [p.article.title for p in picked], errors, report, resumed, scheduled_for
+        )
+    finally:
+        if own_lease:
+            lease.release()
 
 
-def _send(store, settings, provider, issue_id, progress_factory, policy) -> SendReport:
+def scheduled_work(
+    store: Store,
+    settings: Settings,
+    provider: Provider,
+    lease: SendingLease,
+    now: datetime | None = None,
+    *,
+    heartbeat: Callable[[], None] | None = None,
+    **kwargs,
+) -> TickResult | None:
+    """What the scheduler does at each wake-up while it holds the lease: serve the latest
+    cadence tick once. Missed by at most the grace period (the scheduler was down), it still
+    goes out; missed by more, it is held for the editor instead of surprising anyone days
+    later. Interrupted issues are finished either way."""
+    now = now or utcnow()
+    tick = latest_tick(settings, now)
+    if tick is not None and not _served(store, tick) and now - tick > settings.schedule.grace:
+        store.set_meta(LAST_TICK, tick.isoformat())
+        store.set_meta(HELD_TICK, tick.isoformat())
+        log.warning(
+            "the issue due at %s was missed by more than %s (the scheduler was not running): "
+            "holding it; run 'newsletter run --once' to send it now",
+            tick,
+            settings.schedule.grace,
+        )
+        tick = None
+    if tick is None or _served(store, tick):
+        resumed = [
+            _send(
+                store,
+                settings,
+                provider,
+                kwargs.get("progress_factory"),
+                kwargs.get("policy"),
+                heartbeat or lease.renew,
+                issue_id,
+            )
+            for issue_id in store.unfinished_issues()
+        ]
+        return TickResult(None, [], [], None, resumed) if resumed else None
+    return publish_tick(
+        store,
+        settings,
+        provider,
+        now,
+        scheduled_for=tick,
+        lease=lease,
+        heartbeat=heartbeat,
+        **kwargs,
+    )
+
+
+def _send(store, settings, provider, progress_factory, policy, heartbeat, issue_id) -> SendReport:
     progress = None
     if progress_factory is not None:
         counts = store.delivery_counts(issue_id)
         progress = progress_factory(issue_id, counts["pending"] + counts["in_flight"])
-    return send_issue(store, settings, provider, issue_id, policy=policy, progress=progress)
+    return send_issue(
+        store,
+        settings,
+        provider,
+        issue_id,
+        policy=policy,
+        progress=progress,
+        heartbeat=heartbeat,
+    )

@@ -252,6 +252,17 @@ class Store:
                 conn.execute(insert(meta_table).values(key="secret", value=value))
             return value
 
+    def get_meta(self, key: str) -> str | None:
+        with self._tx() as conn:
+            return conn.scalar(select(meta_table.c.value).where(meta_table.c.key == key))
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or with None, delete) a small piece of state such as the last served tick."""
+        with self._tx() as conn:
+            conn.execute(delete(meta_table).where(meta_table.c.key == key))
+            if value is not None:
+                conn.execute(insert(meta_table).values(key=key, value=value))
+
     # -- subscribers -----------------------------------------------------------------------
     def existing_subscribers(self, email_keys: Iterable[str]) -> dict[str, str]:
         """email_key -> status for the given lower-cased addresses that are already known."""
@@ -856,6 +867,18 @@ class Store:
             except IntegrityError:
                 return False
             return True
+
+    def take_over_lease(self, name: str, old_holder: str, holder: str, ttl: timedelta) -> bool:
+        """Take a lease from a holder known to be dead, only if it is still theirs."""
+        with self._tx() as conn:
+            return (
+                conn.execute(
+                    update(leases)
+                    .where(leases.c.name == name, leases.c.holder == old_holder)
+                    .values(holder=holder, expires_at=utcnow() + ttl)
+                ).rowcount
+                > 0
+            )
 
     def release_lease(self, name: str, holder: str) -> None:
         with self._tx() as conn:

@@ -1,0 +1,184 @@
+"""APScheduler wiring only: it wakes `publish`, it decides nothing.
+
+The cadence job lives in APScheduler's SQLAlchemy job store in the project's database (fixed
+id, replaced at each start so restarts never pile up copies; misfire grace time set from the
+config instead of APScheduler's 1-second default; coalesced). A heartbeat job renews the
+sending lease and catches up on anything due. Which issue goes out, and to whom, is decided
+by `publish.scheduled_work` and the delivery log, so two schedulers on one database, a crash
+or a restart never send an issue twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from newsletter import publish
+from newsletter.config import Settings
+from newsletter.delivery import LeaseLost, SendingLease
+from newsletter.errors import NewsletterError
+from newsletter.providers import make_provider
+from newsletter.store import Store, utcnow
+
+log = logging.getLogger(__name__)
+
+TICK_JOB_ID = "newsletter-publication-tick"
+HEARTBEAT_JOB_ID = "newsletter-heartbeat"
+JOBS_TABLE = "apscheduler_jobs"
+
+
+class Stopping(NewsletterError):
+    """Raised between batches once a stop was asked for: the issue stays resumable."""
+
+
+class SchedulerRunner:
+    """One scheduler process: its lease, its provider, and a lock so its own two jobs never
+    send at the same time."""
+
+    def __init__(self, settings: Settings, store: Store, echo: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.store = store
+        self.echo = echo
+        self.provider = make_provider(settings)
+        self.lease = SendingLease(store, settings.schedule.lease)
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.was_holder = False
+
+    def heartbeat(self) -> None:
+        """Between batches: stop if asked, else keep the lease."""
+        if self.stopping.is_set():
+            raise Stopping("stopping: the rest of the issue goes out at the next start")
+        self.lease.renew()
+
+    def wake(self, reason: str) -> None:
+        if self.stopping.is_set() or not self.lock.acquire(blocking=False):
+            return
+        try:
+            if not self.lease.acquire():
+                if self.was_holder:
+                    self.echo("lost the sending lease: standing by")
+                self.was_holder = False
+                return
+            if not self.was_holder:
+                self.echo(f"holding the sending lease as {self.lease.holder}")
+            self.was_holder = True
+            result = publish.scheduled_work(
+                self.store, self.settings, self.provider, self.lease, heartbeat=self.heartbeat
+            )
+            self._report(result, reason)
+        except (Stopping, LeaseLost) as exc:
+            self.echo(str(exc))
+        except NewsletterError as exc:
+            self.echo(f"error: {exc}")
+        except Exception:  # a job must never kill the scheduler; the log keeps the details
+            log.exception("scheduled work failed")
+        finally:
+            self.lock.release()
+
+    def _report(self, result: publish.TickResult | None, reason: str) -> None:
+        if result is None:
+            return
+        for report in result.resumed:
+            self.echo(f"issue {report.issue_id}: {report.status}; {_counts(report.counts)}")
+        if result.tick is not None and result.report is None:
+            self.echo(f"tick {result.tick:%Y-%m-%d %H:%M %Z}: nothing to send (queue empty)")
+        if result.report is not None:
+            self.echo(
+                f"tick {result.tick:%Y-%m-%d %H:%M %Z} ({reason}): issue {result.issue_id} "
+                f"({', '.join(result.articles)}): {result.report.status}; "
+                f"{_counts(result.report.counts)}"
+            )
+        for error in result.errors:
+            self.echo(f"skipped: {error}")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{state} {n}" for state, n in counts.items() if n)
+
+
+_RUNNER: SchedulerRunner | None = None
+
+
+def scheduled_tick() -> None:
+    """The persisted cadence job's target: wake this process's runner."""
+    if _RUNNER is not None:
+        _RUNNER.wake("cadence")
+
+
+def heartbeat_tick() -> None:
+    if _RUNNER is not None:
+        _RUNNER.wake("heartbeat")
+
+
+def build_scheduler(settings: Settings, store: Store) -> BlockingScheduler:
+    grace = int(settings.schedule.grace.total_seconds())
+    scheduler = BlockingScheduler(
+        jobstores={
+            "default": SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE),
+            "memory": MemoryJobStore(),
+        },
+        executors={"default": ThreadPoolExecutor(2)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
+        timezone=settings.timezone,
+    )
+    scheduler.add_job(
+        scheduled_tick,
+        trigger=publish.cadence_trigger(settings),
+        id=TICK_JOB_ID,
+        name="publication cadence",
+        replace_existing=True,
+        jobstore="default",
+    )
+    scheduler.add_job(
+        heartbeat_tick,
+        "interval",
+        seconds=settings.schedule.heartbeat.total_seconds(),
+        id=HEARTBEAT_JOB_ID,
+        jobstore="memory",
+        next_run_time=utcnow(),
+    )
+    return scheduler
+
+
+def run_scheduler(settings: Settings, store: Store, echo: Callable[[str], None] = print) -> None:
+    """Run until Ctrl-C or SIGTERM; a send in progress stops cleanly between batches."""
+    global _RUNNER
+    _RUNNER = runner = SchedulerRunner(settings, store, echo)
+    scheduler = build_scheduler(settings, store)
+
+    def stop(signum, _frame) -> None:
+        runner.stopping.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    ticks = publish.next_ticks(settings, utcnow(), 3)
+    echo(
+        "scheduler running; next ticks: "
+        + ", ".join(f"{t.astimezone(settings.timezone):%a %Y-%m-%d %H:%M %Z}" for t in ticks)
+    )
+    held = publish.held_tick(store)
+    if held:
+        echo(
+            f"held: the issue due at {held.astimezone(settings.timezone):%Y-%m-%d %H:%M %Z} "
+            "was missed; run 'newsletter run --once' to send it now"
+        )
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        runner.stopping.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+        runner.lease.release()
+        signal.signal(signal.SIGTERM, previous)
+        _RUNNER = None
+        echo("scheduler stopped")

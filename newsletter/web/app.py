@@ -1,0 +1,220 @@
+"""The Starlette app for subscribers and SendGrid, built by `create_app(settings, store)`.
+
+Routes (the first two are the links every email carries, see `newsletter.render`):
+    GET  /unsubscribe/{token}   confirmation page with a button (changes nothing)
+    POST /unsubscribe/{token}   RFC 8058 one-click unsubscribe: 200, no redirect
+    GET  /archive/{slug}        an issue's web edition
+    GET  /archive               past issues with teasers and dates
+    GET  /feed.xml              Atom feed
+    GET  /subscribe             sign-up form (no JavaScript needed)
+    POST /subscribe             records a pending subscriber, emails the confirmation link
+    GET  /confirm/{token}       page with a confirm button (mail scanners prefetch GETs)
+    POST /confirm/{token}       activates the subscription
+    POST /webhooks/sendgrid     SendGrid's signed Event Webhook
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from newsletter.config import Settings, secret
+from newsletter.store import Store
+from newsletter.subscribers import signing_secret
+from newsletter.web import archive, pages
+from newsletter.web.events import (
+    PUBLIC_KEY_ENV,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookVerifier,
+    apply_events,
+    parse_events,
+)
+from newsletter.web.state import BODY_LIMIT_WEBHOOK, BodyTooLarge, WebState, read_body, web_state
+
+log = logging.getLogger(__name__)
+
+# Our own pages: inline styles only, no scripts, no third-party anything; forms post back to
+# us, and no page may be framed (clickjacking an unsubscribe or confirm button).
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": PAGE_CSP,
+    "x-content-type-options": "nosniff",
+    # Token links must not leak to other sites through the Referer header.
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+
+
+class SecurityHeaders:
+    """Adds the headers above to every response that does not set its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# -- the event webhook -------------------------------------------------------------------------
+async def sendgrid_webhook(request: Request) -> Response:
+    state = web_state(request)
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+    if not signature or not timestamp:
+        return PlainTextResponse("missing signature headers\n", status_code=401)
+    if state.verifier is None:
+        log.error(
+            "SendGrid event refused: %s is not set, so no signature can be checked", PUBLIC_KEY_ENV
+        )
+        return PlainTextResponse("event webhook not configured\n", status_code=503)
+    try:
+        body = await read_body(request, BODY_LIMIT_WEBHOOK)
+    except BodyTooLarge:
+        return PlainTextResponse("payload too large\n", status_code=413)
+    if not await run_in_threadpool(state.verifier.verify, body, signature, timestamp):
+        return PlainTextResponse("bad or stale signature\n", status_code=403)
+    try:
+        events = parse_events(body)
+    except ValueError:
+        return PlainTextResponse("body is not a JSON array of events\n", status_code=400)
+    summary = await run_in_threadpool(apply_events, state.store, events)
+    if summary.suppressed or summary.confirmed or summary.duplicates or summary.ignored:
+        log.info("SendGrid events: %s", summary.as_dict())
+    return JSONResponse(summary.as_dict())
+
+
+# -- errors ------------------------------------------------------------------------------------
+_MESSAGES = {
+    404: ("Page not found", "There is nothing at this address."),
+    405: ("Not allowed", "This address does not accept that kind of request."),
+}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    heading, message = _MESSAGES.get(exc.status_code, ("Request refused", str(exc.detail)))
+    response = web_state(request).page(
+        "error.html", exc.status_code, heading=heading, message=message
+    )
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    return web_state(request).page(
+        "error.html",
+        500,
+        heading="Something went wrong",
+        message="The page could not be shown. Please try again in a few minutes.",
+    )
+
+
+def _home(request: Request) -> Response:
+    return RedirectResponse(f"{web_state(request).settings.base_url}/subscribe", status_code=303)
+
+
+BOTH = ["GET", "POST"]
+Handler = Callable[[Request], Response | Awaitable[Response]]
+
+
+def by_method(get: Handler, post: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """One route for a page and its form (GET/HEAD and POST), so a wrong method gets 405
+    with the full Allow header. Blocking (database) handlers run in the thread pool, as
+    Starlette would run them."""
+
+    async def endpoint(request: Request) -> Response:
+        handler = post if request.method == "POST" else get
+        if inspect.iscoroutinefunction(handler):
+            return await handler(request)
+        return await run_in_threadpool(handler, request)
+
+    return endpoint
+
+
+# -- the app -----------------------------------------------------------------------------------
+def create_app(
+    settings: Settings, store: Store, *, webhook_public_key: str | None = None
+) -> Starlette:
+    """The web app on `store`. The webhook's public key comes from the argument or from the
+    SENDGRID_WEBHOOK_PUBLIC_KEY environment variable; without one, every event is refused."""
+    key = webhook_public_key or secret(PUBLIC_KEY_ENV)
+    verifier = WebhookVerifier(key) if key else None
+    if verifier is None:
+        log.warning("%s is not set: the SendGrid event webhook will refuse events", PUBLIC_KEY_ENV)
+    if settings.provider != "outbox":
+        log.warning(
+            "sign-up confirmation emails are not implemented for the %r provider yet",
+            settings.provider,
+        )
+    state = WebState(
+        settings=settings,
+        store=store,
+        token_secret=signing_secret(store),
+        verifier=verifier,
+    )
+    routes = [
+        Route("/", _home, methods=["GET"]),
+        Route("/subscribe", by_method(pages.subscribe_form, pages.subscribe_submit), methods=BOTH),
+        # `path` so that a token mangled with slashes still reaches the same 400 page.
+        Route(
+            "/confirm/{token:path}",
+            by_method(pages.confirm_page, pages.confirm_submit),
+            methods=BOTH,
+        ),
+        Route(
+            "/unsubscribe/{token:path}",
+            by_method(pages.unsubscribe_page, pages.unsubscribe_submit),
+            methods=BOTH,
+        ),
+        Route("/archive", archive.archive_index, methods=["GET"]),
+        Route("/archive/{slug}", archive.archive_issue, methods=["GET"]),
+        Route("/feed.xml", archive.feed_xml, methods=["GET"]),
+        Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.web = state
+    return app
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the web side under uvicorn until interrupted (`newsletter serve`)."""
+    import uvicorn
+
+    store = Store(settings.database_url)
+    try:
+        app = create_app(settings, store)
+        uvicorn.run(app, host=host, port=port, server_header=False, log_level="info")
+    finally:
+        store.close()

@@ -1,0 +1,123 @@
+"""The web edition of past issues: one page per issue (the stored `archive_html`, rendered at
+publication), an index with teasers and dates, and an Atom feed. Only issues that went out
+(sending or sent) are public; held, paused and cancelled ones stay unpublished."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from newsletter.config import Settings
+from newsletter.render import view_url
+from newsletter.store import ISSUE_SENDING, ISSUE_SENT, Store
+from newsletter.web.state import web_state
+
+PUBLIC_STATUSES = (ISSUE_SENDING, ISSUE_SENT)
+FEED_ENTRIES = 50
+ATOM_NS = "http://www.w3.org/2005/Atom"
+# The issue's own HTML has inline styles and may show images; it never needs scripts, frames
+# or forms.
+ARCHIVE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def published_issues(store: Store) -> list[dict]:
+    """Issues readers may see, newest first."""
+    return [i for i in store.list_issues() if i["status"] in PUBLIC_STATUSES]
+
+
+def archive_issue(request: Request) -> Response:
+    state = web_state(request)
+    issue = state.store.issue_by_slug(request.path_params["slug"])
+    if issue is None or issue["status"] not in PUBLIC_STATUSES or not issue["archive_html"]:
+        return state.page(
+            "error.html",
+            404,
+            heading="Issue not found",
+            message="There is no published issue at this address.",
+        )
+    return HTMLResponse(
+        issue["archive_html"],
+        headers={"Content-Security-Policy": ARCHIVE_CSP, "Cache-Control": "public, max-age=300"},
+    )
+
+
+def _local(settings: Settings, moment: datetime) -> datetime:
+    return moment.astimezone(settings.timezone)
+
+
+def archive_index(request: Request) -> Response:
+    state = web_state(request)
+    settings = state.settings
+    entries = []
+    for issue in published_issues(state.store):
+        when = _local(settings, issue["created_at"])
+        entries.append(
+            {
+                "url": view_url(settings, issue["slug"]),
+                "subject": issue["subject"],
+                "preheader": issue["preheader"],
+                "iso": when.isoformat(timespec="seconds"),
+                "date": f"{when.day} {when:%B %Y}",
+            }
+        )
+    return state.page("archive_index.html", private=False, issues=entries)
+
+
+def _text(value: object) -> str:
+    return _XML_INVALID.sub("", "" if value is None else str(value))
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def atom_feed(settings: Settings, issues: list[dict]) -> bytes:
+    """An Atom 1.0 document (RFC 4287) for the newest published issues."""
+    issues = issues[:FEED_ENTRIES]
+    feed = ET.Element("feed", {"xmlns": ATOM_NS, "xml:lang": settings.language or "en"})
+
+    def child(parent: ET.Element, tag: str, text: str | None = None, **attrs) -> ET.Element:
+        element = ET.SubElement(parent, tag, attrs)
+        if text is not None:
+            element.text = _text(text)
+        return element
+
+    archive_url = f"{settings.base_url}/archive"
+    child(feed, "id", archive_url)
+    child(feed, "title", settings.name)
+    newest = max((i["created_at"] for i in issues), default=None)
+    child(feed, "updated", _rfc3339(newest) if newest else "1970-01-01T00:00:00Z")
+    child(
+        feed, "link", rel="self", type="application/atom+xml", href=f"{settings.base_url}/feed.xml"
+    )
+    child(feed, "link", rel="alternate", type="text/html", href=archive_url)
+    author = child(feed, "author")
+    child(author, "name", settings.from_name or settings.name)
+    for issue in issues:
+        url = view_url(settings, issue["slug"])
+        entry = child(feed, "entry")
+        child(entry, "id", url)
+        child(entry, "title", issue["subject"])
+        child(entry, "link", rel="alternate", type="text/html", href=url)
+        child(entry, "published", _rfc3339(issue["created_at"]))
+        child(entry, "updated", _rfc3339(issue["finished_at"] or issue["created_at"]))
+        child(entry, "summary", issue["preheader"], type="text")
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+
+
+def feed_xml(request: Request) -> Response:
+    state = web_state(request)
+    body = atom_feed(state.settings, published_issues(state.store))
+    return Response(
+        body,
+        media_type="application/atom+xml; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=300"},
+    )

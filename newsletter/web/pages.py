@@ -1,0 +1,157 @@
+"""Sign-up with double opt-in, confirmation and one-click unsubscribe.
+
+Every token is checked against its HMAC before the database is asked anything, and every
+kind of bad token (tampered, truncated, foreign, garbage, unknown) gets the same 400 page.
+GET never changes anything (mail scanners prefetch links); POST does the change.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from email_validator import EmailNotValidError
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from newsletter.errors import NewsletterError
+from newsletter.store import ACTIVE, SUPPRESSED, UNCONFIRMED, UNSUBSCRIBED
+from newsletter.subscribers import add_subscriber, normalize_address
+from newsletter.tokens import verify_token
+from newsletter.web.confirm import send_confirmation
+from newsletter.web.state import BODY_LIMIT_FORM, BodyTooLarge, WebState, read_body, web_state
+
+log = logging.getLogger(__name__)
+
+MAX_EMAIL_LENGTH = 320
+MAX_NAME_LENGTH = 200
+
+
+# -- sign-up ---------------------------------------------------------------------------------
+def subscribe_form(request: Request) -> Response:
+    return web_state(request).page("subscribe.html", private=False, email="", name="", error="")
+
+
+async def subscribe_submit(request: Request) -> Response:
+    state = web_state(request)
+    try:
+        fields = await read_form(request)
+    except BodyTooLarge:
+        return state.page("subscribe.html", 413, email="", name="", error="The form is too long.")
+    except ValueError:
+        fields = {}
+    email = fields.get("email", "")[:MAX_EMAIL_LENGTH]
+    name = fields.get("name", "")[:MAX_NAME_LENGTH]
+    try:
+        address = normalize_address(email)
+    except EmailNotValidError as exc:
+        message = str(exc) if email.strip() else "Enter your email address."
+        return state.page("subscribe.html", 400, email=email, name=name, error=message)
+    pending = await run_in_threadpool(sign_up, state, address, name)
+    task = BackgroundTask(_send_confirmation, state, pending) if pending else None
+    # The same answer whether the address is new, pending, subscribed or has left the list,
+    # so the form cannot be used to find out who reads the newsletter.
+    return state.page("subscribe_sent.html", background=task)
+
+
+def sign_up(state: WebState, address: str, name: str) -> dict | None:
+    """Record a pending subscriber; return the row to send a confirmation to, if any.
+    Known addresses are never changed: active ones stay, suppressed ones are not resubscribed."""
+    store = state.store
+    existing = store.subscriber_by_email(address)
+    if existing is None:
+        try:
+            existing = add_subscriber(store, address, name, status=UNCONFIRMED)
+        except NewsletterError:
+            # Lost a race with a simultaneous sign-up of the same address (unique key).
+            existing = store.subscriber_by_email(address)
+            if existing is None:
+                raise
+    if existing["status"] != UNCONFIRMED:
+        return None
+    if not state.confirmations.allow(existing["email"].lower()):
+        return None
+    return existing
+
+
+def _send_confirmation(state: WebState, subscriber: dict) -> None:
+    """Runs after the answer is sent: a slow provider never delays (or reveals) anything."""
+    try:
+        send_confirmation(state.settings, subscriber)
+    except NewsletterError as exc:
+        log.error("sign-up confirmation for subscriber %s not sent: %s", subscriber["id"], exc)
+    except Exception:
+        log.exception("sign-up confirmation for subscriber %s not sent", subscriber["id"])
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """Fields of an application/x-www-form-urlencoded body (what a plain HTML form sends)."""
+    body = await read_body(request, BODY_LIMIT_FORM)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("", "application/x-www-form-urlencoded"):
+        raise ValueError(f"unsupported form encoding {content_type!r}")
+    pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        fields.setdefault(key, value)
+    return fields
+
+
+# -- tokens ------------------------------------------------------------------------------------
+def subscriber_for_token(state: WebState, token: str) -> dict | None:
+    """The subscriber a link belongs to, or None for any bad token. The signature is checked
+    in constant time first, so forged tokens never reach the database."""
+    # verify_token raises TypeError on non-ASCII input (hmac.compare_digest): no real token
+    # is anything but ASCII, so such input is simply a bad token.
+    if not token.isascii() or not verify_token(state.token_secret, token):
+        return None
+    return state.store.subscriber_by_token(token)
+
+
+def invalid_link(state: WebState) -> Response:
+    return state.page("invalid_link.html", 400)
+
+
+# -- confirmation ------------------------------------------------------------------------------
+def confirm_page(request: Request) -> Response:
+    state = web_state(request)
+    subscriber = subscriber_for_token(state, request.path_params["token"])
+    if subscriber is None:
+        return invalid_link(state)
+    if subscriber["status"] == UNCONFIRMED:
+        return state.page("confirm.html")
+    return state.page("confirmed.html", left=subscriber["status"] in SUPPRESSED)
+
+
+def confirm_submit(request: Request) -> Response:
+    state = web_state(request)
+    subscriber = subscriber_for_token(state, request.path_params["token"])
+    if subscriber is None:
+        return invalid_link(state)
+    if subscriber["status"] == UNCONFIRMED:
+        state.store.confirm_subscriber(subscriber["id"])
+        subscriber = state.store.subscriber_by_token(request.path_params["token"]) or subscriber
+    return state.page("confirmed.html", left=subscriber["status"] != ACTIVE)
+
+
+# -- unsubscribe -------------------------------------------------------------------------------
+def unsubscribe_page(request: Request) -> Response:
+    state = web_state(request)
+    if subscriber_for_token(state, request.path_params["token"]) is None:
+        return invalid_link(state)
+    return state.page("unsubscribe.html")
+
+
+def unsubscribe_submit(request: Request) -> Response:
+    """RFC 8058 one-click: the POST itself is the decision. No cookie, no redirect, no form
+    field required (mail providers send `List-Unsubscribe=One-Click`, people press a button),
+    and a second POST answers the same 200."""
+    state = web_state(request)
+    subscriber = subscriber_for_token(state, request.path_params["token"])
+    if subscriber is None:
+        return invalid_link(state)
+    # suppress_subscriber never turns a bounce or a complaint into a mere unsubscribe.
+    state.store.suppress_subscriber(subscriber["email"], UNSUBSCRIBED)
+    return state.page("unsubscribed.html")
