@@ -228,8 +228,13 @@ def subscribers_export(app: App, out: Path | None) -> None:
     default="preview",
     show_default=True,
 )
+@click.option(
+    "--screenshot",
+    is_flag=True,
+    help="Also save desktop, phone and dark-mode PNGs (needs chromium).",
+)
 @pass_app
-def preview(app: App, source: tuple[str, ...], out: Path) -> None:
+def preview(app: App, source: tuple[str, ...], out: Path, screenshot: bool) -> None:
     """Write the finished email.html and email.txt for a sample subscriber. SOURCE is one or
     more article files, or an issue number."""
     from newsletter.preview import write_preview
@@ -237,6 +242,30 @@ def preview(app: App, source: tuple[str, ...], out: Path) -> None:
     paths = write_preview(app.settings, app.store if _is_issue(source) else None, source, out)
     for path in paths:
         click.echo(str(path))
+    if screenshot:
+        from newsletter.screenshot import capture
+
+        for shot in capture(paths[0], paths[0].parent):
+            click.echo(str(shot.path))
+            if shot.scrolls_sideways:
+                click.echo(
+                    f"warning: {shot.view.name}: the layout is {shot.scroll_width}px wide "
+                    "and scrolls sideways",
+                    err=True,
+                )
+
+
+@cli.command()
+@click.argument("source", nargs=-1, required=True)
+@pass_app
+def check(app: App, source: tuple[str, ...]) -> None:
+    """Lint the finished email of SOURCE (article files or an issue number) before sending."""
+    from newsletter.check import check_source, format_findings, has_errors
+
+    findings = check_source(app.settings, app.store if _is_issue(source) else None, source)
+    click.echo(format_findings(findings))
+    if has_errors(findings):
+        sys.exit(1)
 
 
 def _is_issue(source: tuple[str, ...]) -> bool:
@@ -280,13 +309,16 @@ def _print_report(report: delivery.SendReport, settings: Settings) -> None:
 
 @cli.command()
 @click.option("--once", is_flag=True, required=True, help="Do what a due tick does, now.")
+@click.option("--force", is_flag=True, help="Send even if the issue's check finds errors.")
 @pass_app
-def run(app: App, once: bool) -> None:
+def run(app: App, once: bool, force: bool) -> None:
     """Pick the queued articles, build the issue and send it to every active subscriber."""
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
-        result = publish.publish_tick(app.store, app.settings, provider, progress_factory=bars)
+        result = publish.publish_tick(
+            app.store, app.settings, provider, progress_factory=bars, force=force
+        )
     finally:
         bars.close()
     for error in result.errors:

@@ -58,6 +58,11 @@ heartbeat_seconds = 10
 # that prefers a rare duplicate to a gap).
 resend_uncertain = false
 
+[check]
+# An issue too large for Gmail (about 102 KB of HTML) has its later articles shortened to
+# title, teaser and a link. true: refuse to send it instead.
+collapse_is_error = false
+
 [outbox]
 path = "outbox"
 
@@ -69,6 +74,8 @@ batch_size = 1000
 categories = ["newsletter"]
 max_retries = 5
 max_failed_batches = 3
+# Requests in flight at once for one issue (each its own batch in the delivery log).
+concurrency = 4
 """
 
 
@@ -92,6 +99,7 @@ class SendGridSettings:
     categories: tuple[str, ...] = ("newsletter",)
     max_retries: int = 5
     max_failed_batches: int = 3
+    concurrency: int = 4
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class Settings:
     outbox_path: Path = Path("outbox")
     sendgrid: SendGridSettings = field(default_factory=SendGridSettings)
     resend_uncertain: bool = False
+    collapse_is_error: bool = False
 
     @property
     def issues_dir(self) -> Path:
@@ -232,8 +241,10 @@ def settings_from_dict(
             categories=tuple(sg.get("categories", ["newsletter"])),
             max_retries=int(sg.get("max_retries", 5)),
             max_failed_batches=int(sg.get("max_failed_batches", 3)),
+            concurrency=max(1, int(sg.get("concurrency", 4))),
         ),
         resend_uncertain=bool(data.get("delivery", {}).get("resend_uncertain", False)),
+        collapse_is_error=bool(data.get("check", {}).get("collapse_is_error", False)),
     )
 
 

@@ -10,9 +10,11 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -31,6 +33,7 @@ from newsletter.providers import (
 from newsletter.render import RenderedIssue, unsubscribe_url, view_url
 from newsletter.store import (
     FAILED,
+    IN_FLIGHT,
     ISSUE_CANCELLED,
     ISSUE_PAUSED,
     ISSUE_SENDING,
@@ -52,6 +55,7 @@ class DeliveryPolicy:
     backoff_base: float = 0.5
     backoff_cap: float = 60.0
     resend_uncertain: bool = False
+    concurrency: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
@@ -61,6 +65,7 @@ class DeliveryPolicy:
             max_retries=sg.max_retries,
             max_failed_batches=sg.max_failed_batches,
             resend_uncertain=settings.resend_uncertain,
+            concurrency=sg.concurrency,
         )
 
 
@@ -196,114 +201,190 @@ def send_issue(
     heartbeat: Callable[[], None] | None = None,
 ) -> SendReport:
     """Send every pending delivery of an issue, batch by batch, until none is left, the
-    issue is paused or cancelled, or the provider refuses the credentials."""
+    issue is paused or cancelled, or the provider refuses the credentials. With
+    `policy.concurrency` > 1 several batches are in flight at once (each thread claims its own
+    batch from the log), so the database and the network overlap."""
     policy = policy or DeliveryPolicy.from_settings(settings)
     issue = store.get_issue(issue_id)
-    rendered = rendered_from_row(issue, settings)
     report = SendReport(issue_id, issue["status"])
     if recover:
         report.newly_uncertain = recover_in_flight(store, issue_id, policy)
-    batch_size = max(1, min(policy.batch_size, provider.max_batch))
-    consecutive_failures = 0
-
-    def wait(seconds: float) -> None:
-        # Keep the lease alive through long rate-limit waits.
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            sleep(min(left, 5.0))
-            if heartbeat:
-                heartbeat()
-
-    while True:
-        if heartbeat:
-            heartbeat()  # between batches: renews the lease, or stops a stopping scheduler
-        status = store.issue_status(issue_id)
-        if status != ISSUE_SENDING:
-            report.status = status
-            break
-        batch = store.claim_batch(issue_id, batch_size, worker=worker)
-        if batch is None:
-            store.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
-            report.status = ISSUE_SENT
-            break
-        if not batch.recipients:
-            continue
-        report.batches += 1
-        outgoing = OutgoingBatch(
-            issue_id=issue_id,
-            batch=batch.number,
-            rendered=rendered,
-            recipients=batch.recipients,
-            unsubscribe_urls=tuple(unsubscribe_url(settings, r.token) for r in batch.recipients),
-            categories=categories or settings.sendgrid.categories,
-        )
-        try:
-            accepted = provider.send(outgoing)
-        except (RateLimited, TransientError) as exc:
-            consecutive_failures += 1
-            report.last_error = str(exc)
-            if consecutive_failures > policy.max_retries:
-                store.mark_batch(issue_id, batch.number, FAILED, str(exc), retryable=True)
-                consecutive_failures = 0
-                if _too_many_failures(store, issue_id, policy, str(exc), report):
-                    break
-                continue
-            store.release_batch(issue_id, batch.number, error=str(exc))
-            delay = backoff_delay(consecutive_failures, policy)
-            if isinstance(exc, RateLimited) and exc.retry_at is not None:
-                delay = max(0.0, exc.retry_at - time.time()) + random.uniform(0, 0.25)
-            log.warning(
-                "issue %s batch %s: %s; retrying in %.1fs", issue_id, batch.number, exc, delay
-            )
-            wait(delay)
-            continue
-        except TooLarge as exc:
-            store.release_batch(issue_id, batch.number, error=str(exc))
-            if len(batch.recipients) == 1:
-                store.mark_batch(issue_id, batch.number, FAILED, str(exc), retryable=False)
-            batch_size = max(1, len(batch.recipients) // 2)
-            log.warning("issue %s: request too large; batches of %d now", issue_id, batch_size)
-            continue
-        except Rejected as exc:
-            detail = "; ".join(exc.details) or str(exc)
-            store.mark_batch(issue_id, batch.number, FAILED, detail, retryable=False)
-            report.last_error = f"{exc}: {detail}" if exc.details else str(exc)
-            if _too_many_failures(store, issue_id, policy, report.last_error, report):
-                break
-            continue
-        except CredentialsRefused as exc:
-            store.release_batch(issue_id, batch.number, error=str(exc))
-            store.set_issue_status(issue_id, ISSUE_PAUSED, error=str(exc))
-            report.status, report.last_error = ISSUE_PAUSED, str(exc)
-            break
-        except Uncertain as exc:
-            store.mark_batch(issue_id, batch.number, UNCERTAIN, str(exc))
-            report.last_error = str(exc)
-            if progress:
-                progress(len(batch.recipients))
-            continue
-        consecutive_failures = 0
-        store.fail_deliveries(issue_id, batch.number, accepted.rejected)
-        store.mark_sent(issue_id, batch.number, accepted.message_ids)
-        if progress:
-            progress(len(batch.recipients))
-
+    sender = _IssueSender(
+        store,
+        settings,
+        provider,
+        issue,
+        policy,
+        report,
+        progress,
+        worker,
+        sleep,
+        categories or settings.sendgrid.categories,
+        heartbeat,
+    )
+    threads = max(1, policy.concurrency)
+    if threads == 1:
+        sender.run()
+    else:
+        with ThreadPoolExecutor(threads, thread_name_prefix=f"issue-{issue_id}") as pool:
+            for future in [pool.submit(sender.run) for _ in range(threads)]:
+                future.result()  # re-raises a thread's StoreError, LeaseLost, ...
     report.counts = store.delivery_counts(issue_id)
+    if report.status == ISSUE_SENDING:
+        report.status = store.issue_status(issue_id)
     if report.last_error is None:
         report.last_error = store.get_issue(issue_id)["last_error"]
     return report
 
 
-def _too_many_failures(
-    store: Store, issue_id: int, policy: DeliveryPolicy, error: str, report: SendReport
-) -> bool:
-    failed = store.record_failed_batch(issue_id, error)
-    if failed < policy.max_failed_batches:
-        return False
-    message = f"paused after {failed} failed batches; last error: {error}"
-    store.set_issue_status(issue_id, ISSUE_PAUSED, error=message)
-    report.status, report.last_error = ISSUE_PAUSED, message
-    return True
+class _IssueSender:
+    """The per-batch loop of `send_issue`; each thread runs `run` on the same instance."""
+
+    def __init__(
+        self,
+        store,
+        settings,
+        provider,
+        issue,
+        policy,
+        report,
+        progress,
+        worker,
+        sleep,
+        categories,
+        heartbeat,
+    ) -> None:
+        self.store, self.settings, self.provider = store, settings, provider
+        self.issue_id = issue["id"]
+        self.rendered = rendered_from_row(issue, settings)
+        self.policy, self.report, self.progress = policy, report, progress
+        self.worker, self.sleep, self.categories, self.heartbeat = (
+            worker,
+            sleep,
+            categories,
+            heartbeat,
+        )
+        self.batch_size = max(1, min(policy.batch_size, provider.max_batch))
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def wait(self, seconds: float) -> None:
+        # Keep the lease alive through long rate-limit waits.
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self.done.is_set():
+            self.sleep(min(left, 5.0))
+            if self.heartbeat:
+                self.heartbeat()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        with self.lock:
+            self.report.status = status
+            if error:
+                self.report.last_error = error
+        self.done.set()
+
+    def note(self, error: str | None = None, recipients: int = 0, batch: bool = False) -> None:
+        with self.lock:
+            if error:
+                self.report.last_error = error
+            if batch:
+                self.report.batches += 1
+        if recipients and self.progress:
+            with self.lock:
+                self.progress(recipients)
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException:
+            self.done.set()
+            raise
+
+    def _run(self) -> None:
+        store, issue_id, policy = self.store, self.issue_id, self.policy
+        consecutive_failures = 0
+        while not self.done.is_set():
+            if self.heartbeat:
+                self.heartbeat()  # between batches: renews the lease, or stops a scheduler
+            status = store.issue_status(issue_id)
+            if status != ISSUE_SENDING:
+                return self.finish(status)
+            batch = store.claim_batch(issue_id, self.batch_size, worker=self.worker)
+            if batch is None:
+                if not store.delivery_counts(issue_id)[IN_FLIGHT]:
+                    store.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
+                    return self.finish(store.issue_status(issue_id))
+                return None  # other threads still have batches in flight
+            if not batch.recipients:
+                continue
+            self.note(batch=True)
+            outgoing = OutgoingBatch(
+                issue_id=issue_id,
+                batch=batch.number,
+                rendered=self.rendered,
+                recipients=batch.recipients,
+                unsubscribe_urls=tuple(
+                    unsubscribe_url(self.settings, r.token) for r in batch.recipients
+                ),
+                categories=self.categories,
+            )
+            try:
+                accepted = self.provider.send(outgoing)
+            except (RateLimited, TransientError) as exc:
+                consecutive_failures += 1
+                self.note(str(exc))
+                if consecutive_failures > policy.max_retries:
+                    store.mark_batch(issue_id, batch.number, FAILED, str(exc), retryable=True)
+                    consecutive_failures = 0
+                    self._count_failed_batch(str(exc))
+                    continue
+                store.release_batch(issue_id, batch.number, error=str(exc))
+                delay = backoff_delay(consecutive_failures, policy)
+                if isinstance(exc, RateLimited) and exc.retry_at is not None:
+                    delay = max(0.0, exc.retry_at - time.time()) + random.uniform(0, 0.25)
+                log.warning(
+                    "issue %s batch %s: %s; retrying in %.1fs", issue_id, batch.number, exc, delay
+                )
+                self.wait(delay)
+                continue
+            except TooLarge as exc:
+                if len(batch.recipients) == 1:
+                    store.mark_batch(issue_id, batch.number, FAILED, str(exc), retryable=False)
+                    continue
+                store.release_batch(issue_id, batch.number, error=str(exc))
+                with self.lock:
+                    self.batch_size = max(1, min(self.batch_size, len(batch.recipients) // 2))
+                log.warning(
+                    "issue %s: request too large; batches of %d now", issue_id, self.batch_size
+                )
+                continue
+            except Rejected as exc:
+                detail = "; ".join(exc.details) or str(exc)
+                store.mark_batch(issue_id, batch.number, FAILED, detail, retryable=False)
+                error = f"{exc}: {detail}" if exc.details else str(exc)
+                self.note(error)
+                self._count_failed_batch(error)
+                continue
+            except CredentialsRefused as exc:
+                store.release_batch(issue_id, batch.number, error=str(exc))
+                store.set_issue_status(issue_id, ISSUE_PAUSED, error=str(exc))
+                return self.finish(ISSUE_PAUSED, str(exc))
+            except Uncertain as exc:
+                store.mark_batch(issue_id, batch.number, UNCERTAIN, str(exc))
+                self.note(str(exc), recipients=len(batch.recipients))
+                continue
+            consecutive_failures = 0
+            store.fail_deliveries(issue_id, batch.number, accepted.rejected)
+            store.mark_sent(issue_id, batch.number, accepted.message_ids)
+            self.note(recipients=len(batch.recipients))
+        return None
+
+    def _count_failed_batch(self, error: str) -> None:
+        failed = self.store.record_failed_batch(self.issue_id, error)
+        if failed >= self.policy.max_failed_batches:
+            message = f"paused after {failed} failed batches; last error: {error}"
+            self.store.set_issue_status(self.issue_id, ISSUE_PAUSED, error=message)
+            self.finish(ISSUE_PAUSED, message)
 
 
 # Which editor actions are allowed from which issue status.

@@ -218,13 +218,32 @@ def pick(store: Store, settings: Settings, now: datetime) -> tuple[list[Picked],
     return picked, errors
 
 
+class CheckFailed(NewsletterError):
+    """The finished email has errors (`newsletter check`); nothing was sent."""
+
+
 def build_issue(
-    store: Store, settings: Settings, picked: list[Picked], scheduled_for: datetime | None = None
+    store: Store,
+    settings: Settings,
+    picked: list[Picked],
+    scheduled_for: datetime | None = None,
+    *,
+    force: bool = False,
 ) -> int:
-    """Render the issue once and create it with its delivery plan."""
+    """Render the issue once, check it, and create it with its delivery plan. An issue whose
+    check finds errors is refused unless `force`."""
+    from newsletter.check import ERROR, check_rendered, format_findings
+
     articles = [p.article for p in picked]
     base_slug = f"{(scheduled_for or utcnow()).date().isoformat()}-"
     rendered = render_fitting(articles, settings, slug=_unique_slug(store, base_slug, articles[0]))
+    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+    errors = [f for f in findings if f.severity == ERROR]
+    if errors and not force:
+        raise CheckFailed(
+            "the issue was not sent: its check found errors (see 'newsletter check'; "
+            "'newsletter run --once --force' sends anyway):\n" + format_findings(errors)
+        )
     return store.create_issue(
         slug=rendered.slug,
         subject=rendered.subject,
@@ -291,6 +310,7 @@ def publish_tick(
     policy: DeliveryPolicy | None = None,
     lease: SendingLease | None = None,
     heartbeat: Callable[[], None] | None = None,
+    force: bool = False,
 ) -> TickResult:
     """What one due tick does, under the sending lease: finish any issue a crash
     interrupted, then pick the next articles, build one issue and send it. A tick already
@@ -309,7 +329,15 @@ def publish_tick(
         if scheduled_for is not None and _served(store, scheduled_for):
             return TickResult(None, [], [], None, resumed, scheduled_for)
         picked, errors = pick(store, settings, now)
-        issue_id = build_issue(store, settings, picked, scheduled_for) if picked else None
+        try:
+            issue_id = (
+                build_issue(store, settings, picked, scheduled_for, force=force) if picked else None
+            )
+        except CheckFailed:
+            if scheduled_for is not None:  # hold the tick for the editor, do not retry it
+                store.set_meta(LAST_TICK, scheduled_for.isoformat())
+                store.set_meta(HELD_TICK, scheduled_for.isoformat())
+            raise
         if scheduled_for is not None:
             store.set_meta(LAST_TICK, scheduled_for.isoformat())
         else:

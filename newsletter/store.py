@@ -204,12 +204,22 @@ class Batch:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy's "begin" event below start transactions, not the sqlite3 module.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Writers take SQLite's write lock up front (BEGIN IMMEDIATE): a transaction that reads
+    and then writes (claiming a batch, taking a lease) can then neither fail half-way with
+    "database is locked" nor act on a stale read while another process writes."""
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Store:
@@ -221,6 +231,7 @@ class Store:
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         if create:
             with self._tx() as conn:
                 metadata.create_all(conn)
@@ -233,11 +244,15 @@ class Store:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        """One transaction; database failures become a StoreError that says what broke."""
+    def _tx(self, write: bool = True) -> Iterator[Connection]:
+        """One transaction; database failures become a StoreError that says what broke.
+        Read-only ones (`write=False`) do not take SQLite's write lock."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                if not write:
+                    conn = conn.execution_options(sqlite_begin="DEFERRED")
+                with conn.begin():
+                    yield conn
         except DBAPIError as exc:
             detail = str(exc.orig).strip() or type(exc.orig).__name__
             raise StoreError(f"database {self.safe_url}: {detail}") from exc
@@ -253,7 +268,7 @@ class Store:
             return value
 
     def get_meta(self, key: str) -> str | None:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return conn.scalar(select(meta_table.c.value).where(meta_table.c.key == key))
 
     def set_meta(self, key: str, value: str | None) -> None:
@@ -268,7 +283,7 @@ class Store:
         """email_key -> status for the given lower-cased addresses that are already known."""
         keys = list(email_keys)
         found: dict[str, str] = {}
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 rows = conn.execute(
@@ -331,12 +346,12 @@ class Store:
         ).order_by(subscribers.c.id)
         if status:
             query = query.where(subscribers.c.status == status)
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             for row in conn.execute(query).mappings():
                 yield dict(row)
 
     def subscriber_by_email(self, email: str) -> dict | None:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = (
                 conn.execute(
                     select(subscribers).where(subscribers.c.email_key == email.strip().lower())
@@ -347,7 +362,7 @@ class Store:
         return dict(row) if row else None
 
     def subscriber_by_token(self, token: str) -> dict | None:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = (
                 conn.execute(select(subscribers).where(subscribers.c.token == token))
                 .mappings()
@@ -389,7 +404,7 @@ class Store:
         """Active subscribers in id order, `size` at a time, without loading them all."""
         last = 0
         while True:
-            with self._tx() as conn:
+            with self._tx(write=False) as conn:
                 rows = conn.execute(
                     select(
                         subscribers.c.id,
@@ -410,7 +425,7 @@ class Store:
         query = select(func.count()).select_from(subscribers)
         if status:
             query = query.where(subscribers.c.status == status)
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return conn.scalar(query)
 
     # -- the article queue -----------------------------------------------------------------
@@ -445,12 +460,12 @@ class Store:
             ).inserted_primary_key[0]
 
     def known_article_files(self) -> set[str]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return set(conn.scalars(select(articles.c.filename)))
 
     def queued_articles(self) -> list[dict]:
         """Queued articles in the order they will go out (FIFO by position)."""
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             rows = conn.execute(
                 select(articles).where(articles.c.status == QUEUED).order_by(articles.c.position)
             ).mappings()
@@ -487,7 +502,7 @@ class Store:
             return dict(row)
 
     def issue_articles(self, issue_id: int) -> list[dict]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             rows = conn.execute(
                 select(articles)
                 .where(articles.c.issue_id == issue_id)
@@ -549,19 +564,19 @@ class Store:
         return issue_id
 
     def get_issue(self, issue_id: int) -> dict:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = conn.execute(select(issues).where(issues.c.id == issue_id)).mappings().first()
         if row is None:
             raise NotFound(f"no issue {issue_id} (see 'newsletter issues')")
         return dict(row)
 
     def issue_by_slug(self, slug: str) -> dict | None:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = conn.execute(select(issues).where(issues.c.slug == slug)).mappings().first()
         return dict(row) if row else None
 
     def list_issues(self) -> list[dict]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             rows = conn.execute(
                 select(
                     issues.c.id,
@@ -577,7 +592,7 @@ class Store:
             return [dict(r) for r in rows]
 
     def unfinished_issues(self) -> list[int]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return list(
                 conn.scalars(
                     select(issues.c.id)
@@ -587,7 +602,7 @@ class Store:
             )
 
     def last_issue_for_tick(self, tick: datetime) -> int | None:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return conn.scalar(select(issues.c.id).where(issues.c.scheduled_for == tick))
 
     def set_issue_status(
@@ -610,7 +625,7 @@ class Store:
             return conn.execute(query.values(**values)).rowcount > 0
 
     def issue_status(self, issue_id: int) -> str:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             status = conn.scalar(select(issues.c.status).where(issues.c.id == issue_id))
         if status is None:
             raise NotFound(f"no issue {issue_id}")
@@ -789,7 +804,7 @@ class Store:
             ).rowcount
 
     def delivery_counts(self, issue_id: int) -> dict[str, int]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             rows = conn.execute(
                 select(deliveries.c.state, func.count())
                 .where(deliveries.c.issue_id == issue_id)
@@ -800,7 +815,7 @@ class Store:
         return counts
 
     def deliveries_in_state(self, issue_id: int, state: str) -> list[dict]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             rows = conn.execute(
                 select(
                     deliveries.c.subscriber_id,
@@ -816,7 +831,7 @@ class Store:
             return [dict(r) for r in rows]
 
     def sent_emails(self, issue_id: int) -> list[str]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return list(
                 conn.scalars(
                     select(subscribers.c.email)
@@ -885,7 +900,7 @@ class Store:
             conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
 
     def lease_holder(self, name: str) -> tuple[str, datetime] | None:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = conn.execute(
                 select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name)
             ).first()

@@ -46,19 +46,19 @@ def check_exactly_once(server, store, issue_id, subscribers, uncertain_expected)
 
 @pytest.mark.parametrize("trial", range(3))
 def test_sigkill_mid_send_then_resume(tmp_path, server, trial):
-    subscribers = 120
+    subscribers = 400
     env = make_folder(tmp_path, server.url, subscribers=subscribers, batch_size=10)
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.15
     proc = start(["run", "--once"], tmp_path, env)
     store = open_store(tmp_path)
     # Wait for the send to be under way, then kill at a random point.
-    assert wait_until(lambda: server.requests_accepted >= 1 + trial, timeout=60)
+    assert wait_until(lambda: server.requests_accepted >= 1 + 4 * trial, timeout=60)
     time.sleep(random.uniform(0.0, 0.4))
     kill9(proc)
     issue_id = store.unfinished_issues()[0]
     caught = in_flight(store, issue_id)
-    assert len(caught) <= 10
+    assert len(caught) <= 10 * 4  # at most `concurrency` batches of 10 in flight
     server.faults.slow = 0
     again = run_cli(["run", "--once"], tmp_path, env=env)
     assert again.returncode == 0, again.stderr
@@ -82,7 +82,7 @@ def test_sigkill_mid_send_then_resume(tmp_path, server, trial):
 
 
 def test_resend_uncertain_setting_prefers_a_duplicate_to_a_gap(tmp_path, server):
-    env = make_folder(tmp_path, server.url, subscribers=60, batch_size=10)
+    env = make_folder(tmp_path, server.url, subscribers=200, batch_size=10)
     config = tmp_path / "newsletter.toml"
     config.write_text(
         config.read_text().replace("resend_uncertain = false", "resend_uncertain = true")
@@ -97,8 +97,8 @@ def test_resend_uncertain_setting_prefers_a_duplicate_to_a_gap(tmp_path, server)
     server.faults.slow = 0
     assert run_cli(["run", "--once"], tmp_path, env=env).returncode == 0
     counts = store.delivery_counts(issue_id)
-    assert counts["sent"] == 60 and counts["uncertain"] == 0
-    assert {m.to for m in server.messages} == {f"reader{i:04d}@example.com" for i in range(60)}
+    assert counts["sent"] == 200 and counts["uncertain"] == 0
+    assert {m.to for m in server.messages} == {f"reader{i:04d}@example.com" for i in range(200)}
     store.close()
 
 
@@ -128,33 +128,28 @@ def test_two_schedulers_on_one_database_send_once(tmp_path, server):
 
 
 def test_standby_scheduler_takes_over_when_the_holder_is_killed(tmp_path, server):
-    env = make_folder(
-        tmp_path, server.url, subscribers=150, batch_size=10, tick_ago=timedelta(minutes=5)
-    )
+    env = make_folder(tmp_path, server.url, subscribers=600, batch_size=10,
+                      tick_ago=timedelta(minutes=5))
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.1
-    first = start(["scheduler"], tmp_path, env)
+    procs = [start(["scheduler"], tmp_path, env) for _ in range(2)]
     store = open_store(tmp_path)
     assert wait_until(lambda: server.requests_accepted >= 3, timeout=60)
-    second = start(["scheduler"], tmp_path, env)
-    time.sleep(1.0)
-    kill9(first)
+    holder_pid = int(store.lease_holder("sender")[0].split(":")[1])
+    holder = next(p for p in procs if p.pid == holder_pid)
+    standby = next(p for p in procs if p.pid != holder_pid)
+    kill9(holder)
     issue_id = store.list_issues()[0]["id"]
     caught = in_flight(store, issue_id)
     try:
-        assert wait_until(
-            lambda: (
-                store.delivery_counts(issue_id)["pending"] == 0
-                and store.delivery_counts(issue_id)["in_flight"] == 0
-            ),
-            timeout=90,
-        )
+        assert wait_until(lambda: store.delivery_counts(issue_id)["pending"] == 0
+                          and store.delivery_counts(issue_id)["in_flight"] == 0, timeout=90)
     finally:
-        second.terminate()
-        out, _ = second.communicate(timeout=30)
-    assert "holding the sending lease" in out
+        standby.terminate()
+        out, _ = standby.communicate(timeout=30)
+    assert "holding the sending lease" in out  # the standby took over
     time.sleep(0.3)
-    check_exactly_once(server, store, issue_id, 150, caught)
+    check_exactly_once(server, store, issue_id, 600, caught)
     store.close()
 
 
@@ -193,9 +188,9 @@ def run_scheduler_for(folder, env, seconds: float) -> str:
 
 
 def test_pause_resume_cancel_between_batches(tmp_path, server):
-    env = make_folder(tmp_path, server.url, subscribers=100, batch_size=10)
+    env = make_folder(tmp_path, server.url, subscribers=600, batch_size=10)
     server.faults.slow = 10**6
-    server.faults.slow_seconds = 0.1
+    server.faults.slow_seconds = 0.2
     proc = start(["run", "--once"], tmp_path, env)
     assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
     assert run_cli(["pause", "1"], tmp_path, env=env).returncode == 0
@@ -215,7 +210,7 @@ def test_pause_resume_cancel_between_batches(tmp_path, server):
     server.faults.slow = 0
     assert run_cli(["resume", "1"], tmp_path, env=env).returncode == 0
     assert run_cli(["run", "--once"], tmp_path, env=env).returncode == 0
-    assert store.delivery_counts(1)["sent"] == 100 and len(server.messages) == 100
+    assert store.delivery_counts(1)["sent"] == 600 and len(server.messages) == 600
     # A finished issue cannot be cancelled; the error says why.
     cancel = run_cli(["cancel", "1"], tmp_path, env=env)
     assert cancel.returncode == 1 and "issue 1 is sent" in cancel.stderr
@@ -223,9 +218,9 @@ def test_pause_resume_cancel_between_batches(tmp_path, server):
 
 
 def test_cancel_stops_a_send(tmp_path, server):
-    env = make_folder(tmp_path, server.url, subscribers=100, batch_size=10)
+    env = make_folder(tmp_path, server.url, subscribers=600, batch_size=10)
     server.faults.slow = 10**6
-    server.faults.slow_seconds = 0.1
+    server.faults.slow_seconds = 0.2
     proc = start(["run", "--once"], tmp_path, env)
     assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
     assert run_cli(["cancel", "1"], tmp_path, env=env).returncode == 0
@@ -233,12 +228,12 @@ def test_cancel_stops_a_send(tmp_path, server):
     sent = len(server.messages)
     server.faults.slow = 0
     run_cli(["run", "--once"], tmp_path, env=env)
-    assert len(server.messages) == sent < 100
+    assert len(server.messages) == sent < 600
 
 
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr is not installed")
 def test_database_that_stops_writing_mid_send_loses_nothing(tmp_path, server):
-    env = make_folder(tmp_path, server.url, subscribers=80, batch_size=10)
+    env = make_folder(tmp_path, server.url, subscribers=400, batch_size=10)
     db = tmp_path / "newsletter.db"
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.2
@@ -266,5 +261,5 @@ def test_database_that_stops_writing_mid_send_loses_nothing(tmp_path, server):
     assert len(delivered) == len(set(delivered))
     counts = store.delivery_counts(1)
     assert counts["pending"] == 0 and counts["in_flight"] == 0
-    assert counts["sent"] + counts["uncertain"] == 80
+    assert counts["sent"] + counts["uncertain"] == 400
     store.close()

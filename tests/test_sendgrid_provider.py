@@ -4,6 +4,7 @@ SendGrid-compatible server: contract, batching, every fault kind, and key hygien
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -91,7 +92,7 @@ def test_2500_subscribers_in_batches_each_exactly_once(server, sg_settings, sg_s
             url = f"{sg_settings.base_url}/unsubscribe/{tokens[m.to]}"
             assert m.headers["List-Unsubscribe"] == f"<{url}>"
             assert url in m.html and url in m.text
-        assert "nl_" not in m.html and "nl_" not in m.text
+        assert not re.search(r"nl_[0-9a-f]{16}_", m.html + m.text)  # no placeholder left
         assert "Red Rocket" in m.subject
     # Each row's message id is SendGrid's X-Message-Id of its request.
     assert {r["message_id"] for r in sg_store.deliveries_in_state(issue_id, "sent")} == {
@@ -137,7 +138,8 @@ def test_rate_limit_waits_for_reset_then_sends(server, sg_settings, sg_store, se
     report = send_issue(sg_store, sg_settings, provider(sg_settings), issue_id, policy=FAST,
                         sleep=sleep)
     assert report.counts["sent"] == 10 and len(server.messages) == 10
-    assert len(slept) == 2 and all(0.2 < s < 1.5 for s in slept)  # waited for X-RateLimit-Reset
+    # Waited for X-RateLimit-Reset (whole epoch seconds, so up to 1 s later, plus jitter).
+    assert len(slept) == 2 and all(0.2 < s < 2.5 for s in slept)
 
 
 @pytest.mark.parametrize("fault", ["server_error", "bad_gateway", "unavailable"])

@@ -1,0 +1,174 @@
+"""Send one issue to 1,000,000 subscribers through the whole pipeline and print the figures.
+
+    .venv/bin/python benchmarks/send_million.py [--subscribers 1000000] [--naive-sample 50]
+
+What runs: a real SQLite database with N subscribers (signed tokens made at insert time, as
+an import would), one issue rendered and inlined once, then the real `newsletter run --once`
+command in a child process sending through the official `sendgrid` library to the local
+SendGrid-compatible server (another child process, validating every request, recording
+nothing). Measured in the same run, for comparison:
+- ceiling: pre-built request bodies of the same size posted to the same server, same client
+  library and concurrency: the most any sender could do against this server here;
+- naive: rendering and inlining the issue per recipient (sampled, then extrapolated).
+Targets (2 cores): 1,000,000 recipients within 60 s, peak memory under 300 MB, at least half
+the ceiling's rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from newsletter import publish  # noqa: E402
+from newsletter.articles import read_article  # noqa: E402
+from newsletter.config import load_settings, write_default_config  # noqa: E402
+from newsletter.delivery import rendered_from_row  # noqa: E402
+from newsletter.providers import OutgoingBatch  # noqa: E402
+from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
+from newsletter.render import personalize, render_issue, unsubscribe_url  # noqa: E402
+from newsletter.store import Store  # noqa: E402
+from newsletter.subscribers import signing_secret  # noqa: E402
+from newsletter.tokens import new_token  # noqa: E402
+
+KEY = "SG.benchmark-key"
+SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
+SAMPLE = REPO / "newsletter" / "sample" / "articles" / "001_the-lighthouse-keepers-daughter.txt"
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter.testing.sendgrid_server", "--port", "0",
+         "--api-key", KEY, "--no-record", "--quiet"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    url = proc.stdout.readline().strip()
+    proc.stdout.readline()  # the webhook key line
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    return out.strip().splitlines()[-1] if out.strip() else ""
+
+
+def setup(folder: Path, count: int, server_url: str):
+    write_default_config(folder)
+    config = folder / "newsletter.toml"
+    config.write_text(config.read_text().replace('provider = "outbox"', 'provider = "sendgrid"'))
+    env = {"SENDGRID_API_HOST": server_url, "SENDGRID_API_KEY": KEY}
+    settings = load_settings(config, env=env)
+    store = Store(settings.database_url)
+    secret = signing_secret(store)
+    started = time.perf_counter()
+    store.add_subscribers(
+        ({"email": f"reader{i:07d}@example.com", "name": f"Reader {i}",
+          "token": new_token(secret)} for i in range(count)),
+        chunk_size=20_000,
+    )
+    insert_seconds = time.perf_counter() - started
+    article = SEED if SEED.exists() else SAMPLE
+    publish.queue_add(store, settings, article)
+    started = time.perf_counter()
+    picked, _ = publish.pick(store, settings, datetime.now(UTC))
+    issue_id = publish.build_issue(store, settings, picked)
+    plan_seconds = time.perf_counter() - started
+    return settings, store, issue_id, env, insert_seconds, plan_seconds
+
+
+def run_pipeline(folder: Path, env: dict) -> tuple[float, int, str]:
+    """The real command, in its own process so its peak memory is its own."""
+    full_env = {**os.environ, **env, "NEWSLETTER_CONFIG": str(folder / "newsletter.toml")}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsletter.cli", "run", "--once"],
+        cwd=folder, env=full_env, capture_output=True, text=True,
+    )
+    seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
+    return seconds, peak_kb, proc.stdout.strip()
+
+
+def ceiling(settings, store, issue_id, server_url, total: int, concurrency: int) -> float:
+    """Post pre-built 1000-recipient bodies (built before the clock starts)."""
+    rendered = rendered_from_row(store.get_issue(issue_id), settings)
+    provider = SendGridProvider(settings, KEY)
+    bodies = []
+    for n, recipients in enumerate(store.active_subscriber_batches(1000)):
+        if n == 20:
+            break
+        batch = OutgoingBatch(issue_id, n, rendered, tuple(recipients),
+                              tuple(unsubscribe_url(settings, r.token) for r in recipients))
+        bodies.append(provider.build_request(batch).body)
+    requests = total // 1000
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda i: provider.client.client.mail.send.post(
+            request_body=bodies[i % len(bodies)]), range(requests)))
+    return requests * 1000 / (time.perf_counter() - started)
+
+
+def naive(settings, store, issue_id, sample: int) -> float:
+    """Render and inline per recipient: recipients per second."""
+    article = read_article(SEED if SEED.exists() else SAMPLE)
+    recipients = next(store.active_subscriber_batches(sample))
+    started = time.perf_counter()
+    for r in recipients:
+        personalize(render_issue([article], settings), r.name, unsubscribe_url(settings, r.token))
+    return len(recipients) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--naive-sample", type=int, default=50)
+    args = parser.parse_args()
+    n = args.subscribers
+    server, url = start_server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="nl-bench-") as tmp:
+            folder = Path(tmp)
+            settings, store, issue_id, env, insert_s, plan_s = setup(folder, n, url)
+            print(f"setup: {n:,} subscribers inserted with signed tokens in {insert_s:.1f}s; "
+                  f"issue rendered once and {n:,} deliveries planned in {plan_s:.1f}s")
+            store.close()
+            seconds, peak_kb, summary = run_pipeline(folder, env)
+            store = Store(settings.database_url)
+            counts = store.delivery_counts(issue_id)
+            rate = n / seconds
+            print(f"pipeline: {n:,} recipients in {seconds:.1f}s = {rate:,.0f} recipients/s; "
+                  f"peak memory {peak_kb / 1024:.0f} MB")
+            print(f"  {summary.splitlines()[-1]}")
+            concurrency = settings.sendgrid.concurrency
+            ceil = ceiling(settings, store, issue_id, url, min(n, 200_000), concurrency)
+            print(f"ceiling: pre-built bodies, same server and client, {concurrency} in flight: "
+                  f"{ceil:,.0f} recipients/s; ours is {rate / ceil:.0%} of it")
+            naive_rate = naive(settings, store, issue_id, args.naive_sample)
+            print(f"naive: render + inline per recipient ({args.naive_sample} sampled): "
+                  f"{naive_rate:,.1f} recipients/s = {n / naive_rate / 3600:.1f} h for {n:,}; "
+                  f"ours is {rate / naive_rate:,.0f}x faster")
+            exactly_once = counts["sent"] == n and sum(counts.values()) == n
+            print(f"exactly once: delivery log {json.dumps(counts)} -> "
+                  f"{'OK' if exactly_once else 'MISMATCH'}")
+            store.close()
+    finally:
+        print(f"server: {stop_server(server)}")
+
+
+if __name__ == "__main__":
+    main()
