@@ -5,6 +5,7 @@ per-subscriber values are left as placeholders that `personalize` (outbox) or Se
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import logging
 import re
@@ -61,7 +62,7 @@ class RenderedIssue:
     view_url: str
     slug: str
 
-    @property
+    @functools.cached_property
     def placeholders(self) -> Placeholders:
         return Placeholders.make(self.nonce)
 
@@ -227,7 +228,7 @@ def html_size(rendered: RenderedIssue) -> int:
 def substitution_values(rendered: RenderedIssue, name: str, unsubscribe: str) -> dict[str, str]:
     """Placeholder -> value for one subscriber (the SendGrid `substitutions` object)."""
     ph = rendered.placeholders
-    shown = header_safe(name) or DEFAULT_NAME
+    shown = (name if name.isprintable() else header_safe(name)).strip() or DEFAULT_NAME
     return {
         ph.name_html: html_lib.escape(shown, quote=True),
         ph.name_text: shown,
