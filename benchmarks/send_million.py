@@ -64,10 +64,13 @@ def stop_server(proc: subprocess.Popen) -> str:
     return out.strip().splitlines()[-1] if out.strip() else ""
 
 
-def setup(folder: Path, count: int, server_url: str):
+def setup(folder: Path, count: int, server_url: str, concurrency: int | None = None):
     write_default_config(folder)
     config = folder / "newsletter.toml"
-    config.write_text(config.read_text().replace('provider = "outbox"', 'provider = "sendgrid"'))
+    text = config.read_text().replace('provider = "outbox"', 'provider = "sendgrid"')
+    if concurrency:
+        text = text.replace("concurrency = 4", f"concurrency = {concurrency}")
+    config.write_text(text)
     env = {"SENDGRID_API_HOST": server_url, "SENDGRID_API_KEY": KEY}
     settings = load_settings(config, env=env)
     store = Store(settings.database_url)
@@ -132,13 +135,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--naive-sample", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="requests in flight (default: the config's, 4)")
     args = parser.parse_args()
     n = args.subscribers
     server, url = start_server()
     try:
         with tempfile.TemporaryDirectory(prefix="nl-bench-") as tmp:
             folder = Path(tmp)
-            settings, store, env, insert_s = setup(folder, n, url)
+            settings, store, env, insert_s = setup(folder, n, url, args.concurrency)
             print(f"setup: {n:,} subscribers inserted with signed tokens in {insert_s:.1f}s "
                   "(as an import would; not part of the send)")
             store.close()

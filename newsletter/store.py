@@ -698,6 +698,8 @@ class Store:
                     attempts=deliveries.c.attempts + 1,
                 )
             )
+            # Who they are: a primary-key range scan of subscribers, kept to the claimed ids.
+            claimed = set(ids)
             rows = conn.execute(
                 select(
                     subscribers.c.id,
@@ -706,15 +708,18 @@ class Store:
                     subscribers.c.token,
                     subscribers.c.status,
                 )
-                .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
-                .where(
-                    deliveries.c.issue_id == issue_id,
-                    deliveries.c.state == IN_FLIGHT,
-                    deliveries.c.batch == number,
-                )
+                .where(subscribers.c.id.between(ids[0], ids[-1]))
                 .order_by(subscribers.c.id)
-            ).all()
-            gone = [r.id for r in rows if r.status != ACTIVE]
+            )
+            recipients = []
+            gone = []
+            for sid, email, name, token, status in rows:
+                if sid not in claimed:
+                    continue
+                if status == ACTIVE:
+                    recipients.append(Recipient(sid, email, name, token))
+                else:
+                    gone.append(sid)
             if gone:  # unsubscribed or bounced since the issue was planned
                 conn.execute(
                     update(deliveries)
@@ -725,10 +730,7 @@ class Store:
                     )
                     .values(state=SKIPPED, error="subscriber no longer active")
                 )
-            recipients = tuple(
-                Recipient(r.id, r.email, r.name, r.token) for r in rows if r.status == ACTIVE
-            )
-        return Batch(issue_id, number, recipients)
+        return Batch(issue_id, number, tuple(recipients))
 
     def mark_sent(self, issue_id: int, batch: int, message_ids: dict[int, str] | str) -> int:
         """Record the provider's acceptance: one id for the whole batch or one per subscriber."""

@@ -99,7 +99,9 @@ def display_name(name: str) -> str:
     """SendGrid refuses unquoted display names holding ';' or ','; quotes are not ours to add."""
     if not name.isprintable():
         name = header_safe(name)
-    return " ".join(name.translate(_DISPLAY_NAME_FORBIDDEN).split())
+    if ";" in name or "," in name or '"' in name:
+        name = name.translate(_DISPLAY_NAME_FORBIDDEN)
+    return " ".join(name.split())
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class SendGridProvider:
         skipped: dict[int, str] = {}
         seen: set[str] = set()
         largest = 0
+        issue_id, batch_number = str(batch.issue_id), str(batch.batch)
         for recipient, unsubscribe in zip(batch.recipients, batch.unsubscribe_urls, strict=True):
             key = recipient.email.lower()
             if key in seen:
@@ -153,11 +156,12 @@ class SendGridProvider:
                 continue
             # custom_args are three short numbers: far below SendGrid's 10,000-byte limit.
             custom_args = {
-                "issue_id": str(batch.issue_id),
-                "batch": str(batch.batch),
+                "issue_id": issue_id,
+                "batch": batch_number,
                 "subscriber_id": str(recipient.subscriber_id),
             }
-            largest = max(largest, substitution_bytes)
+            if substitution_bytes > largest:
+                largest = substitution_bytes
             seen.add(key)
             to = {"email": recipient.email}
             name = display_name(recipient.name)
