@@ -482,6 +482,36 @@ def sendgrid_server(host: str, port: int, api_key: str, no_record: bool) -> None
 
 
 @cli.command()
+@click.option("--once", is_flag=True, help="Stop when no issue has anything left to claim.")
+@pass_app
+def worker(app: App, once: bool) -> None:
+    """Help send the issues in progress, alongside other workers on the same database."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # finish the batch in flight, then stop
+        signal.signal(signum, lambda *_: stop.set())
+    provider = make_provider(app.settings)
+    click.echo(f"worker {delivery.PROCESS_ID} on {app.store.safe_url}")
+    try:
+        report = delivery.run_worker(
+            app.store, app.settings, provider, stop=stop, once=once, echo=click.echo
+        )
+    except KeyboardInterrupt:
+        stop.set()
+        click.echo("worker stopped")
+        return
+    except delivery.WorkerStopping:
+        click.echo("worker stopped between batches")
+        return
+    click.echo(
+        f"worker done: {report.batches} batches for issues "
+        f"{', '.join(map(str, sorted(report.issues))) or '-'}"
+    )
+
+
+@cli.command()
 @pass_app
 def scheduler(app: App) -> None:
     """Run the publication cadence until stopped (Ctrl-C stops cleanly)."""

@@ -57,6 +57,9 @@ heartbeat_seconds = 10
 # subscribers as "uncertain" for provider events or the editor; true: resend them (for a list
 # that prefers a rare duplicate to a gap).
 resend_uncertain = false
+# A batch claimed by a sender on another machine that has been in flight this long is taken
+# as abandoned (its sender died) and becomes uncertain. Keep it above the request timeout.
+claim_timeout_seconds = 120
 
 [check]
 # An issue too large for Gmail (about 102 KB of HTML) has its later articles shortened to
@@ -118,6 +121,7 @@ class Settings:
     outbox_path: Path = Path("outbox")
     sendgrid: SendGridSettings = field(default_factory=SendGridSettings)
     resend_uncertain: bool = False
+    claim_timeout: timedelta = timedelta(seconds=120)
     collapse_is_error: bool = False
 
     @property
@@ -244,6 +248,9 @@ def settings_from_dict(
             concurrency=max(1, int(sg.get("concurrency", 4))),
         ),
         resend_uncertain=bool(data.get("delivery", {}).get("resend_uncertain", False)),
+        claim_timeout=timedelta(
+            seconds=float(data.get("delivery", {}).get("claim_timeout_seconds", 120))
+        ),
         collapse_is_error=bool(data.get("check", {}).get("collapse_is_error", False)),
     )
 

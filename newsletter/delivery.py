@@ -42,6 +42,7 @@ from newsletter.store import (
     SENT,
     UNCERTAIN,
     Store,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class DeliveryPolicy:
     backoff_cap: float = 60.0
     resend_uncertain: bool = False
     concurrency: int = 1
+    claim_timeout: timedelta = timedelta(seconds=120)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
@@ -66,6 +68,7 @@ class DeliveryPolicy:
             max_failed_batches=sg.max_failed_batches,
             resend_uncertain=settings.resend_uncertain,
             concurrency=sg.concurrency,
+            claim_timeout=settings.claim_timeout,
         )
 
 
@@ -88,6 +91,8 @@ class SendReport:
 
 
 SENDER_LEASE = "sender"
+# Who this process is in the delivery log and the lease table: host, pid and a random part.
+PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class SenderBusy(NewsletterError):
@@ -105,7 +110,7 @@ class SendingLease:
     def __init__(self, store: Store, ttl: timedelta, holder: str | None = None) -> None:
         self.store = store
         self.ttl = ttl
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = holder or PROCESS_ID
         self.held = False
 
     def acquire(self) -> bool:
@@ -173,13 +178,25 @@ def backoff_delay(attempt: int, policy: DeliveryPolicy) -> float:
     return random.uniform(0, min(policy.backoff_cap, policy.backoff_base * 2**attempt))
 
 
-def recover_in_flight(store: Store, issue_id: int, policy: DeliveryPolicy, older_than=None) -> int:
-    """Batches left in flight by a dead sender become uncertain (or pending again when the
-    list prefers a duplicate to a gap). Call only while holding the sending lease."""
-    moved = store.in_flight_to_uncertain(issue_id, older_than=older_than)
+def recover_in_flight(store: Store, issue_id: int, policy: DeliveryPolicy) -> int:
+    """Batches left in flight by a sender that died become uncertain (or pending again when
+    the list prefers a duplicate to a gap): at once when that sender was a process of this
+    machine that no longer exists, otherwise once its claim is older than the claim timeout
+    (a live sender never keeps a batch in flight longer than one request)."""
+    moved = 0
+    stale = utcnow() - policy.claim_timeout
+    for worker, oldest in store.in_flight_claims(issue_id):
+        if worker == PROCESS_ID:
+            continue  # our own threads' batches
+        if worker is None or _dead_local_process(worker):
+            moved += store.in_flight_to_uncertain(issue_id, worker=worker)
+        elif oldest < stale:
+            moved += store.in_flight_to_uncertain(issue_id, older_than=stale, worker=worker)
     if moved:
         log.warning(
-            "issue %s: %d deliveries were in flight at a crash: now uncertain", issue_id, moved
+            "issue %s: %d deliveries were in flight when their sender stopped: now uncertain",
+            issue_id,
+            moved,
         )
     if policy.resend_uncertain:
         store.settle_deliveries(issue_id, UNCERTAIN, PENDING)
@@ -194,7 +211,7 @@ def send_issue(
     *,
     policy: DeliveryPolicy | None = None,
     progress: Callable[[int], None] | None = None,
-    worker: str = "main",
+    worker: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     categories: tuple[str, ...] = (),
     recover: bool = True,
@@ -217,7 +234,7 @@ def send_issue(
         policy,
         report,
         progress,
-        worker,
+        worker or PROCESS_ID,
         sleep,
         categories or settings.sendgrid.categories,
         heartbeat,
@@ -409,3 +426,53 @@ def resolve_uncertain(store: Store, issue_id: int, resend: bool) -> int:
     if resend and moved:
         store.set_issue_status(issue_id, ISSUE_SENDING)
     return moved
+
+
+@dataclass
+class WorkerReport:
+    batches: int = 0
+    recipients: int = 0
+    issues: set[int] = field(default_factory=set)
+
+
+def run_worker(
+    store: Store,
+    settings: Settings,
+    provider: Provider,
+    *,
+    stop: threading.Event,
+    once: bool = False,
+    poll_seconds: float = 1.0,
+    echo: Callable[[str], None] = print,
+) -> WorkerReport:
+    """Share the sending of every issue in progress with any other workers on this database:
+    each claims its own batches atomically, so no two send to the same subscriber. With
+    `once`, stop when nothing is left to claim; otherwise poll until `stop` is set."""
+    report = WorkerReport()
+
+    def heartbeat() -> None:
+        if stop.is_set():
+            raise WorkerStopping("stopping between batches")
+
+    while not stop.is_set():
+        worked = False
+        for issue_id in store.unfinished_issues():
+            result = send_issue(store, settings, provider, issue_id, heartbeat=heartbeat)
+            if result.batches:
+                worked = True
+                report.batches += result.batches
+                report.issues.add(issue_id)
+                echo(
+                    f"issue {issue_id}: {result.batches} batches sent from here; "
+                    f"now {result.status}"
+                )
+        report.recipients = sum(store.delivery_counts(i)[SENT] for i in report.issues)
+        if once and not worked:
+            break
+        if not worked:
+            stop.wait(poll_seconds)
+    return report
+
+
+class WorkerStopping(NewsletterError):
+    """Raised between batches when a worker is asked to stop; its issue stays resumable."""

@@ -812,19 +812,38 @@ class Store:
                 .values(state=state, error=error, retryable=retryable, updated_at=utcnow())
             ).rowcount
 
-    def in_flight_to_uncertain(self, issue_id: int, older_than: datetime | None = None) -> int:
+    def in_flight_claims(self, issue_id: int) -> list[tuple[str | None, datetime]]:
+        """(worker, oldest claim time) for each sender with rows in flight for an issue."""
+        with self._tx(write=False) as conn:
+            return [
+                (worker, oldest)
+                for worker, oldest in conn.execute(
+                    select(deliveries.c.worker, func.min(deliveries.c.claimed_at))
+                    .where(deliveries.c.issue_id == issue_id, deliveries.c.state == IN_FLIGHT)
+                    .group_by(deliveries.c.worker)
+                )
+            ]
+
+    def in_flight_to_uncertain(
+        self,
+        issue_id: int,
+        older_than: datetime | None = None,
+        worker: str | None = None,
+    ) -> int:
         """After a crash: batches that were in flight may or may not have gone out."""
         query = update(deliveries).where(
             deliveries.c.issue_id == issue_id, deliveries.c.state == IN_FLIGHT
         )
         if older_than is not None:
             query = query.where(deliveries.c.claimed_at < older_than)
+        if worker is not None:
+            query = query.where(deliveries.c.worker == worker)
         with self._tx() as conn:
             return conn.execute(
                 query.values(
                     state=UNCERTAIN,
                     updated_at=utcnow(),
-                    error="in flight when the sender stopped: it may or may not have gone out",
+                    error="in flight when its sender stopped: it may or may not have gone out",
                 )
             ).rowcount
 
@@ -846,6 +865,7 @@ class Store:
                     deliveries.c.subscriber_id,
                     subscribers.c.email,
                     deliveries.c.batch,
+                    deliveries.c.worker,
                     deliveries.c.error,
                     deliveries.c.message_id,
                 )

@@ -1,0 +1,82 @@
+"""Several `newsletter worker` processes sharing one issue: each batch claimed once, a dead
+worker's batch held as uncertain, every subscriber exactly once."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from newsletter import publish
+from newsletter.config import load_settings
+from newsletter.delivery import DeliveryPolicy, recover_in_flight
+from newsletter.store import Store
+from newsletter.testing.sendgrid_server import SendGridServer
+from tests.faults import KEY, kill9, make_folder, start, wait_until
+
+
+@pytest.fixture
+def server():
+    with SendGridServer(api_key=KEY) as srv:
+        yield srv
+
+
+def prepared(folder, server, subscribers: int, batch_size: int):
+    """A folder with an issue built and planned, waiting for workers."""
+    env = make_folder(folder, server.url, subscribers=subscribers, batch_size=batch_size)
+    settings = load_settings(folder / "newsletter.toml", env={})
+    store = Store(settings.database_url)
+    picked, _ = publish.pick(store, settings, datetime.now(UTC))
+    issue_id = publish.build_issue(store, settings, picked)
+    return env, store, issue_id
+
+
+def test_three_workers_share_one_issue_exactly_once(tmp_path, server):
+    env, store, issue_id = prepared(tmp_path, server, subscribers=3000, batch_size=50)
+    server.faults.slow = 10**6
+    server.faults.slow_seconds = 0.02
+    workers = [start(["worker", "--once"], tmp_path, env) for _ in range(3)]
+    outputs = [w.communicate(timeout=120) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    delivered = [m.to for m in server.messages]
+    assert len(delivered) == 3000 and len(set(delivered)) == 3000
+    sent = store.deliveries_in_state(issue_id, "sent")
+    assert len(sent) == 3000
+    assert len({row["worker"] for row in sent}) >= 2  # the work really was shared
+    assert store.get_issue(issue_id)["status"] == "sent"
+    store.close()
+
+
+def test_a_killed_worker_leaves_only_its_batch_uncertain(tmp_path, server):
+    env, store, issue_id = prepared(tmp_path, server, subscribers=2000, batch_size=20)
+    server.faults.slow = 10**6
+    server.faults.slow_seconds = 0.1
+    victim = start(["worker"], tmp_path, env)
+    others = [start(["worker", "--once"], tmp_path, env) for _ in range(2)]
+    assert wait_until(lambda: server.requests_accepted >= 10, timeout=60)
+    kill9(victim)
+    rows = store.deliveries_in_state(issue_id, "in_flight")
+    caught = {r["email"] for r in rows if r["worker"].split(":")[1] == str(victim.pid)}
+    for proc in others:
+        proc.communicate(timeout=120)
+    time.sleep(0.3)
+    delivered = [m.to for m in server.messages]
+    assert len(delivered) == len(set(delivered))
+    uncertain = {r["email"] for r in store.deliveries_in_state(issue_id, "uncertain")}
+    assert uncertain == caught
+    counts = store.delivery_counts(issue_id)
+    assert counts["sent"] + counts["uncertain"] == 2000 and counts["pending"] == 0
+    store.close()
+
+
+def test_a_remote_workers_claim_is_taken_over_only_after_the_timeout(tmp_path, server):
+    _, store, issue_id = prepared(tmp_path, server, subscribers=30, batch_size=10)
+    batch = store.claim_batch(issue_id, 10, worker="another-host:4242:cafe")
+    policy = DeliveryPolicy(claim_timeout=timedelta(seconds=1))
+    assert recover_in_flight(store, issue_id, policy) == 0  # a live remote sender's batch
+    assert len(store.deliveries_in_state(issue_id, "in_flight")) == 10
+    time.sleep(1.2)
+    assert recover_in_flight(store, issue_id, policy) == 10  # abandoned: now uncertain
+    assert {r["batch"] for r in store.deliveries_in_state(issue_id, "uncertain")} == {batch.number}
+    store.close()
