@@ -288,3 +288,17 @@ def test_missing_key_is_a_clear_error(tmp_path):
     out = run_cli(["send-test", "1", "--to", "a@example.com"], tmp_path,
                   env={"NEWSLETTER_PROVIDER": "sendgrid"})
     assert out.returncode == 1 and "SENDGRID_API_KEY is not set" in out.stderr
+
+
+def test_sign_up_confirmation_goes_through_sendgrid(server, sg_settings, monkeypatch):
+    from newsletter.web.confirm import send_confirmation
+
+    subscriber = {"id": 7, "email": "new@example.com", "name": "New, Reader", "token": "abc.def"}
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    message_id = send_confirmation(sg_settings, subscriber)
+    [sent] = server.messages
+    assert message_id == sent.message_id
+    assert sent.to == "new@example.com" and sent.to_name == "New Reader"
+    assert sent.categories == ["confirmations"]
+    assert f"{sg_settings.base_url}/confirm/abc.def" in sent.html
+    assert f"{sg_settings.base_url}/confirm/abc.def" in sent.text

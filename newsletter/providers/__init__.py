@@ -26,6 +26,20 @@ class OutgoingBatch:
 
 
 @dataclass(frozen=True)
+class Message:
+    """One transactional email (a sign-up confirmation): not part of any issue's delivery log.
+    `category` groups it (an outbox folder, a SendGrid category), `key` names it there."""
+
+    to_email: str
+    to_name: str
+    subject: str
+    text: str
+    html: str
+    category: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Accepted:
     """The provider took the batch: one message id for all, or one per subscriber id.
     `rejected` names recipients left out because the provider would refuse them."""
@@ -73,6 +87,10 @@ class Provider(Protocol):
     max_batch: int
 
     def send(self, batch: OutgoingBatch) -> Accepted: ...
+
+    def send_message(self, message: Message) -> str:
+        """Send one transactional email; returns the provider's message id."""
+        ...
 
 
 def make_provider(settings: Settings) -> Provider:

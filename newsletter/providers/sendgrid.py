@@ -22,6 +22,7 @@ from newsletter.errors import ConfigError
 from newsletter.providers import (
     Accepted,
     CredentialsRefused,
+    Message,
     OutgoingBatch,
     RateLimited,
     Rejected,
@@ -217,6 +218,24 @@ class SendGridProvider:
         response = self._post(built.body)
         message_id = response.headers.get("X-Message-Id") or ""
         return Accepted(message_ids=message_id, rejected=built.skipped)
+
+    def send_message(self, message: Message) -> str:
+        to = {"email": message.to_email}
+        if name := display_name(message.to_name):
+            to["name"] = name
+        body = {
+            "personalizations": [{"to": [to]}],
+            "from": {"email": self.settings.from_email},
+            "subject": header_safe(message.subject),
+            "content": [
+                {"type": "text/plain", "value": message.text},
+                {"type": "text/html", "value": message.html},
+            ],
+            "categories": [message.category],
+        }
+        if from_name := display_name(self.settings.from_name):
+            body["from"]["name"] = from_name
+        return self._post(body).headers.get("X-Message-Id") or ""
 
     def _post(self, body: dict):
         try:

@@ -169,11 +169,6 @@ def create_app(
     verifier = WebhookVerifier(key) if key else None
     if verifier is None:
         log.warning("%s is not set: the SendGrid event webhook will refuse events", PUBLIC_KEY_ENV)
-    if settings.provider != "outbox":
-        log.warning(
-            "sign-up confirmation emails are not implemented for the %r provider yet",
-            settings.provider,
-        )
     state = WebState(
         settings=settings,
         store=store,

@@ -8,7 +8,7 @@ migrations this is a no-op, and so is the downgrade (revision 0001 has no such i
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-01-01 00:00:01
+Create Date: 2026-11-25 00:00:01
 """
 
 from __future__ import annotations
