@@ -93,3 +93,17 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool
             return True
         time.sleep(interval)
     return False
+
+
+def check_exactly_once(server, store, issue_id, subscribers, uncertain_expected) -> None:
+    """The promise after any crash: nobody got the issue twice, everyone has it or is listed
+    as uncertain, and the uncertain ones are exactly those in flight at the crash."""
+    delivered = [m.to for m in server.messages]
+    assert len(delivered) == len(set(delivered)), "somebody got the issue twice"
+    uncertain = {r["email"] for r in store.deliveries_in_state(issue_id, "uncertain")}
+    assert uncertain == uncertain_expected
+    everyone = {f"reader{i:04d}@example.com" for i in range(subscribers)}
+    sent = {r["email"] for r in store.deliveries_in_state(issue_id, "sent")}
+    assert sent | uncertain == everyone
+    assert sent <= set(delivered)  # recorded as sent => SendGrid really took it
+    assert set(delivered) - sent <= uncertain  # anything else delivered was in flight

@@ -1,0 +1,331 @@
+"""The Alembic migrations on both backends: they make exactly store.py's schema, are safe to run
+on every start and from several processes at once, adopt databases made before migrations,
+and the Store works on what they make (PostgreSQL included)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.pool import NullPool
+
+from newsletter import migrations
+from newsletter.errors import StoreError
+from newsletter.store import (
+    IN_FLIGHT,
+    PENDING,
+    SENT,
+    Store,
+    deliveries,
+    metadata,
+    subscribers,
+)
+from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
+
+OUR_TABLES = set(migrations.INITIAL_TABLES)
+DDL_WORDS = ("CREATE", "ALTER", "DROP", "INSERT INTO alembic_version", "UPDATE alembic_version")
+
+
+@pytest.fixture
+def engine(database_url: str):  # noqa: F811
+    engine = create_engine(database_url, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+def statements(engine: Engine) -> list[str]:
+    """Every SQL statement the engine runs from now on."""
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda c, cur, sql, *a: seen.append(sql))
+    return seen
+
+
+def tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+def index_names(engine: Engine, table: str) -> set[str]:
+    return {ix["name"] for ix in inspect(engine).get_indexes(table)}
+
+
+def test_upgrade_on_an_empty_database_makes_the_schema_of_store_py(engine):
+    assert migrations.current_revision(engine) is None
+    migrations.upgrade(engine)
+    assert migrations.current_revision(engine) == migrations.head_revision()
+    assert OUR_TABLES <= tables(engine)
+    assert migrations.schema_differences(engine) == []
+    assert index_names(engine, "subscribers") >= {"ix_subscribers_status"}
+    assert index_names(engine, "deliveries") >= {"ix_deliveries_state"}
+    # The time columns are plain DateTime holding naive UTC, as UTCDateTime expects.
+    columns = {c["name"]: c for c in inspect(engine).get_columns("subscribers")}
+    assert "TIME ZONE" not in str(columns["created_at"]["type"]).upper()
+
+
+def test_upgrade_at_head_is_a_no_op(engine):
+    migrations.upgrade(engine)
+    seen = statements(engine)
+    migrations.upgrade(engine)
+    migrations.upgrade(engine, "head")
+    assert migrations.current_revision(engine) == migrations.head_revision()
+    assert not [s for s in seen if any(word in s for word in DDL_WORDS)], seen
+    # At head it only reads: no lock, no write transaction.
+    assert not [s for s in seen if "pg_advisory" in s or "IMMEDIATE" in s], seen
+
+
+def test_downgrade_to_base_then_upgrade_again(engine):
+    migrations.upgrade(engine)
+    migrations.downgrade(engine, "base")
+    assert migrations.current_revision(engine) is None
+    assert not (OUR_TABLES & tables(engine))
+    migrations.upgrade(engine, migrations.INITIAL_REVISION)
+    assert migrations.current_revision(engine) == migrations.INITIAL_REVISION
+    migrations.upgrade(engine)
+    assert migrations.current_revision(engine) == migrations.head_revision()
+    assert migrations.schema_differences(engine) == []
+
+
+def test_a_database_made_by_create_all_is_adopted_with_its_data(engine):
+    # What code from before migrations left: create_all's tables, no alembic_version, and on
+    # the oldest databases also an index that was dropped from store.py since.
+    metadata.create_all(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE INDEX ix_deliveries_batch ON deliveries (issue_id, batch)"))
+        conn.execute(
+            insert(subscribers).values(
+                email="Ann@example.com",
+                email_key="ann@example.com",
+                name="Ann",
+                status="active",
+                token="t1",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    assert migrations.current_revision(engine) is None
+
+    migrations.upgrade(engine, migrations.INITIAL_REVISION)  # stamped, not run
+    assert migrations.current_revision(engine) == migrations.INITIAL_REVISION
+    assert "ix_deliveries_batch" in index_names(engine, "deliveries")
+
+    migrations.upgrade(engine)
+    assert migrations.current_revision(engine) == migrations.head_revision()
+    assert "ix_deliveries_batch" not in index_names(engine, "deliveries")
+    assert migrations.schema_differences(engine) == []
+    with engine.connect() as conn:
+        assert conn.scalar(select(subscribers.c.email)) == "Ann@example.com"
+
+
+def test_a_partial_schema_without_version_is_refused(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'odd.db'}", poolclass=NullPool)
+    subscribers.create(engine)
+    with pytest.raises(StoreError, match="some of the newsletter's tables"):
+        migrations.upgrade(engine)
+    assert migrations.current_revision(engine) is None
+    assert tables(engine) == {"subscribers"}  # nothing half-done left behind
+
+
+def test_the_scheduler_table_is_not_ours(engine):
+    """APScheduler keeps its jobs in the same database: the migrations neither count its table
+    as a sign of an old schema, nor report it as a difference, nor drop it."""
+    jobs = Table(
+        "apscheduler_jobs",
+        MetaData(),
+        Column("id", String(191), primary_key=True),
+        Column("next_run_time", Integer, index=True),
+    )
+    jobs.create(engine)
+    migrations.upgrade(engine)
+    assert OUR_TABLES <= tables(engine)
+    assert migrations.schema_differences(engine) == []
+    migrations.downgrade(engine, "base")
+    assert tables(engine) & (OUR_TABLES | {"apscheduler_jobs"}) == {"apscheduler_jobs"}
+
+
+def test_upgrade_through_the_store_engine_on_sqlite(tmp_path):
+    """The Store's SQLite engine begins its own transactions (isolation_level None, BEGIN
+    IMMEDIATE from a "begin" event): the migration runs inside one of them."""
+    store = Store(f"sqlite:///{tmp_path / 'newsletter.db'}", create=False)
+    try:
+        seen = statements(store.engine)
+        migrations.upgrade(store.engine)
+        assert migrations.current_revision(store.engine) == migrations.head_revision()
+        assert migrations.schema_differences(store.engine) == []
+        first_create = next(i for i, s in enumerate(seen) if "CREATE TABLE" in s)
+        assert "BEGIN IMMEDIATE" in seen[:first_create]
+        assert "COMMIT" not in " ".join(seen[:first_create])
+        assert store.add_subscribers([{"email": "a@example.com", "name": "A", "token": "t"}]) == 1
+    finally:
+        store.close()
+
+
+def test_upgrade_through_a_plain_sqlite_engine_takes_the_write_lock(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'plain.db'}", poolclass=NullPool)
+    seen = statements(engine)
+    migrations.upgrade(engine)
+    first_create = next(i for i, s in enumerate(seen) if "CREATE TABLE" in s)
+    assert "BEGIN IMMEDIATE" in seen[:first_create]
+    assert migrations.schema_differences(engine) == []
+
+
+RACER = textwrap.dedent(
+    """
+    import sys
+    from sqlalchemy import create_engine
+    from newsletter import migrations
+    from newsletter.store import Store
+
+    url, use_store = sys.argv[1], sys.argv[2] == "store"
+    engine = Store(url, create=False).engine if use_store else create_engine(url)
+    with engine.connect():  # connected and imported: ready to race
+        pass
+    print("ready", flush=True)
+    sys.stdin.readline()
+    migrations.upgrade(engine)
+    print(migrations.current_revision(engine), flush=True)
+    """
+)
+
+
+def test_processes_starting_together_all_succeed(database_url):  # noqa: F811
+    """Several processes upgrade one new database at the same moment: one migrates, the
+    others wait for its lock and then find the schema at head."""
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, database_url, "store" if i % 2 else "plain"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    try:
+        for racer in racers:
+            assert racer.stdout.readline().strip() == "ready", racer.stderr.read()
+        for racer in racers:  # go!
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        results = [racer.communicate(timeout=60) for racer in racers]
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+    head = migrations.head_revision()
+    for racer, (out, err) in zip(racers, results, strict=True):
+        assert racer.returncode == 0, err
+        assert out.strip() == head, (out, err)
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        assert migrations.schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_waits_for_the_advisory_lock_on_postgresql(fresh_postgres_url):  # noqa: F811
+    engine = create_engine(fresh_postgres_url, poolclass=NullPool)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            migrations.upgrade(engine)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    try:
+        with engine.connect() as holder, holder.begin():
+            holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": migrations.PG_LOCK_KEY})
+            thread = threading.Thread(target=migrate)
+            thread.start()
+            time.sleep(0.5)
+            assert not done.is_set(), "upgrade did not wait for the migration lock"
+            assert not (OUR_TABLES & tables(engine))
+        # The holder's transaction ended: the lock is free.
+        assert done.wait(30)
+        thread.join()
+        assert not errors, errors
+        assert migrations.current_revision(engine) == migrations.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F811
+    """A few calls of each kind through the real Store; on PostgreSQL this checks store.py's
+    SQL is not SQLite-only (RETURNING, INSERT .. SELECT with literals, FOR UPDATE SKIP LOCKED,
+    savepoints after an IntegrityError, naive-UTC timestamps)."""
+    store = Store(database_url)
+    try:
+        migrations.upgrade(store.engine)  # adopts create_all's schema if Store() still makes it
+        assert migrations.current_revision(store.engine) == migrations.head_revision()
+
+        rows = [
+            {"email": f"r{i}@example.com", "name": f"Reader {i}", "token": f"tok{i}"}
+            for i in range(5)
+        ]
+        assert store.add_subscribers(rows) == 5
+        assert store.count_subscribers() == 5
+        article = store.queue_article("001_first.txt", "First", None)
+        issue = store.create_issue(
+            slug="first",
+            subject="First",
+            preheader="p",
+            html="<p>x</p>",
+            text="x",
+            archive_html="<p>x</p>",
+            placeholder_nonce="n0nce",
+            article_ids=[article],
+            scheduled_for=datetime(2030, 1, 6, 9, 0, tzinfo=UTC),
+        )
+        assert store.delivery_counts(issue)[PENDING] == 5
+        assert store.get_issue(issue)["scheduled_for"] == datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
+
+        first = store.claim_batch(issue, 3, worker="w1")
+        second = store.claim_batch(issue, 3, worker="w2")
+        assert (first.number, second.number) == (1, 2)
+        assert len(first.recipients) == 3 and len(second.recipients) == 2
+        first_ids = {r.subscriber_id for r in first.recipients}
+        assert first_ids.isdisjoint(r.subscriber_id for r in second.recipients)
+        assert store.claim_batch(issue, 3) is None
+        assert store.mark_sent(issue, first.number, "msg-1") == 3
+        assert store.mark_sent(issue, second.number, {r.subscriber_id: f"m{r.subscriber_id}" for r in second.recipients}) == 2
+        counts = store.delivery_counts(issue)
+        assert counts[SENT] == 5 and counts[IN_FLIGHT] == 0
+        with store.engine.connect() as conn:
+            attempts = set(conn.scalars(select(deliveries.c.attempts)))
+        assert attempts == {1}
+
+        ttl = timedelta(minutes=5)
+        assert store.acquire_lease("sender", "host-a", ttl) is True
+        assert store.acquire_lease("sender", "host-b", ttl) is False
+        assert store.acquire_lease("sender", "host-a", ttl) is True  # renewal
+        holder, expires = store.lease_holder("sender")
+        assert holder == "host-a" and expires.tzinfo is not None
+
+        assert store.first_time_event("evt-1") is True
+        assert store.first_time_event("evt-1") is False
+        assert store.first_time_event("evt-2") is True
+        assert store.secret_key() == store.secret_key()
+    finally:
+        store.close()
