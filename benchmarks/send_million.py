@@ -49,9 +49,20 @@ SAMPLE = REPO / "newsletter" / "sample" / "articles" / "001_the-lighthouse-keepe
 
 def start_server() -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter.testing.sendgrid_server", "--port", "0",
-         "--api-key", KEY, "--no-record", "--quiet"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "newsletter.testing.sendgrid_server",
+            "--port",
+            "0",
+            "--api-key",
+            KEY,
+            "--no-record",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     url = proc.stdout.readline().strip()
     proc.stdout.readline()  # the webhook key line
@@ -77,8 +88,14 @@ def setup(folder: Path, count: int, server_url: str, concurrency: int | None = N
     secret = signing_secret(store)
     started = time.perf_counter()
     store.add_subscribers(
-        ({"email": f"reader{i:07d}@example.com", "name": f"Reader {i}",
-          "token": new_token(secret)} for i in range(count)),
+        (
+            {
+                "email": f"reader{i:07d}@example.com",
+                "name": f"Reader {i}",
+                "token": new_token(secret),
+            }
+            for i in range(count)
+        ),
         chunk_size=20_000,
     )
     insert_seconds = time.perf_counter() - started
@@ -93,7 +110,10 @@ def run_pipeline(folder: Path, env: dict) -> tuple[float, int, str]:
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "newsletter.cli", "run", "--once"],
-        cwd=folder, env=full_env, capture_output=True, text=True,
+        cwd=folder,
+        env=full_env,
+        capture_output=True,
+        text=True,
     )
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -110,14 +130,19 @@ def ceiling(settings, store, issue_id, server_url, total: int, concurrency: int)
     for n, recipients in enumerate(store.active_subscriber_batches(1000)):
         if n == 20:
             break
-        batch = OutgoingBatch(issue_id, n, rendered, tuple(recipients),
-                              tuple(unsubscribe_url(settings, r.token) for r in recipients))
+        batch = OutgoingBatch.of(settings, issue_id, n, rendered, tuple(recipients))
         bodies.append(provider.build_request(batch).body)
     requests = total // 1000
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda i: provider.client.client.mail.send.post(
-            request_body=bodies[i % len(bodies)]), range(requests)))
+        list(
+            pool.map(
+                lambda i: provider.client.client.mail.send.post(
+                    request_body=bodies[i % len(bodies)]
+                ),
+                range(requests),
+            )
+        )
     return requests * 1000 / (time.perf_counter() - started)
 
 
@@ -135,8 +160,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--naive-sample", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="requests in flight (default: the config's, 4)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests in flight (default: the config's, 4)",
+    )
     args = parser.parse_args()
     n = args.subscribers
     server, url = start_server()
@@ -144,28 +173,38 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="nl-bench-") as tmp:
             folder = Path(tmp)
             settings, store, env, insert_s = setup(folder, n, url, args.concurrency)
-            print(f"setup: {n:,} subscribers inserted with signed tokens in {insert_s:.1f}s "
-                  "(as an import would; not part of the send)")
+            print(
+                f"setup: {n:,} subscribers inserted with signed tokens in {insert_s:.1f}s "
+                "(as an import would; not part of the send)"
+            )
             store.close()
             seconds, peak_kb, summary = run_pipeline(folder, env)
             store = Store(settings.database_url)
             issue_id = store.list_issues()[0]["id"]
             counts = store.delivery_counts(issue_id)
             rate = n / seconds
-            print(f"pipeline: {n:,} recipients in {seconds:.1f}s = {rate:,.0f} recipients/s; "
-                  f"peak memory {peak_kb / 1024:.0f} MB")
+            print(
+                f"pipeline: {n:,} recipients in {seconds:.1f}s = {rate:,.0f} recipients/s; "
+                f"peak memory {peak_kb / 1024:.0f} MB"
+            )
             print("  " + "\n  ".join(summary.splitlines()))
             concurrency = settings.sendgrid.concurrency
             ceil = ceiling(settings, store, issue_id, url, min(n, 200_000), concurrency)
-            print(f"ceiling: pre-built bodies, same server and client, {concurrency} in flight: "
-                  f"{ceil:,.0f} recipients/s; ours is {rate / ceil:.0%} of it")
+            print(
+                f"ceiling: pre-built bodies, same server and client, {concurrency} in flight: "
+                f"{ceil:,.0f} recipients/s; ours is {rate / ceil:.0%} of it"
+            )
             naive_rate = naive(settings, store, issue_id, args.naive_sample)
-            print(f"naive: render + inline per recipient ({args.naive_sample} sampled): "
-                  f"{naive_rate:,.1f} recipients/s = {n / naive_rate / 3600:.1f} h for {n:,}; "
-                  f"ours is {rate / naive_rate:,.0f}x faster")
+            print(
+                f"naive: render + inline per recipient ({args.naive_sample} sampled): "
+                f"{naive_rate:,.1f} recipients/s = {n / naive_rate / 3600:.1f} h for {n:,}; "
+                f"ours is {rate / naive_rate:,.0f}x faster"
+            )
             exactly_once = counts["sent"] == n and sum(counts.values()) == n
-            print(f"exactly once: delivery log {json.dumps(counts)} -> "
-                  f"{'OK' if exactly_once else 'MISMATCH'}")
+            print(
+                f"exactly once: delivery log {json.dumps(counts)} -> "
+                f"{'OK' if exactly_once else 'MISMATCH'}"
+            )
             store.close()
     finally:
         print(f"server: {stop_server(server)}")

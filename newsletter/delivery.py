@@ -30,7 +30,7 @@ from newsletter.providers import (
     TransientError,
     Uncertain,
 )
-from newsletter.render import RenderedIssue, unsubscribe_url, view_url
+from newsletter.render import RenderedIssue, view_url
 from newsletter.store import (
     FAILED,
     IN_FLIGHT,
@@ -335,14 +335,12 @@ class _IssueSender:
             if not batch.recipients:
                 continue
             self.note(batch=True)
-            outgoing = OutgoingBatch(
-                issue_id=issue_id,
-                batch=batch.number,
-                rendered=self.rendered,
-                recipients=batch.recipients,
-                unsubscribe_urls=tuple(
-                    unsubscribe_url(self.settings, r.token) for r in batch.recipients
-                ),
+            outgoing = OutgoingBatch.of(
+                self.settings,
+                issue_id,
+                batch.number,
+                self.rendered,
+                batch.recipients,
                 categories=self.categories,
             )
             try:

@@ -64,14 +64,8 @@ def sandbox_validate(
     rendered = rendered_from_row(store.get_issue(issue_id), settings)
     report = SandboxReport()
     for number, recipients in enumerate(store.active_subscriber_batches(provider.max_batch), 1):
-        batch = OutgoingBatch(
-            issue_id=issue_id,
-            batch=number,
-            rendered=rendered,
-            recipients=tuple(recipients),
-            unsubscribe_urls=tuple(unsubscribe_url(settings, r.token) for r in recipients),
-            categories=settings.sendgrid.categories,
-            sandbox=True,
+        batch = OutgoingBatch.of(
+            settings, issue_id, number, rendered, tuple(recipients), sandbox=True
         )
         try:
             accepted = provider.send(batch)

@@ -5,29 +5,17 @@ off: every step must work with a plain HTML form."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
+from newsletter.screenshot import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
 from newsletter.store import ACTIVE, UNCONFIRMED, UNSUBSCRIBED
 from newsletter.subscribers import add_subscriber
 from newsletter.web.confirm import confirmation_path
 from tests.test_web import confirmation_link, live_web, read_eml, status_of, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=390,844",  # a phone's viewport
-)
+# The same browser and flags as `newsletter preview --screenshot`, on a phone's viewport.
+FLAGS = (*CHROMIUM_FLAGS, "--disable-dev-shm-usage", "--window-size=390,844")
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.render import RenderedIssue
+from newsletter.render import RenderedIssue, unsubscribe_url
 from newsletter.store import Recipient
 
 
@@ -23,6 +23,29 @@ class OutgoingBatch:
     unsubscribe_urls: tuple[str, ...]
     categories: tuple[str, ...] = ()
     sandbox: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        issue_id: int,
+        batch: int,
+        rendered: RenderedIssue,
+        recipients: tuple[Recipient, ...],
+        *,
+        categories: tuple[str, ...] | None = None,
+        sandbox: bool = False,
+    ) -> OutgoingBatch:
+        """The batch for these recipients, each with their own unsubscribe link."""
+        return cls(
+            issue_id=issue_id,
+            batch=batch,
+            rendered=rendered,
+            recipients=recipients,
+            unsubscribe_urls=tuple(unsubscribe_url(settings, r.token) for r in recipients),
+            categories=settings.sendgrid.categories if categories is None else categories,
+            sandbox=sandbox,
+        )
 
 
 @dataclass(frozen=True)
