@@ -37,9 +37,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from newsletter import migrations
 from newsletter.errors import NotFound, StoreError
 
 # Delivery states (see DESIGN.md): pending -> in_flight -> sent | failed | uncertain; skipped
@@ -235,8 +238,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         if create:
-            with self._tx() as conn:
-                metadata.create_all(conn)
+            migrations.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -266,7 +268,13 @@ class Store:
             value = conn.scalar(select(meta_table.c.value).where(meta_table.c.key == "secret"))
             if value is None:
                 value = secrets.token_urlsafe(32)
-                conn.execute(insert(meta_table).values(key="secret", value=value))
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(meta_table).values(key="secret", value=value))
+                except IntegrityError:  # another process made it first: use theirs
+                    value = conn.scalar(
+                        select(meta_table.c.value).where(meta_table.c.key == "secret")
+                    )
             return value
 
     def get_meta(self, key: str) -> str | None:
@@ -276,9 +284,17 @@ class Store:
     def set_meta(self, key: str, value: str | None) -> None:
         """Set (or with None, delete) a small piece of state such as the last served tick."""
         with self._tx() as conn:
-            conn.execute(delete(meta_table).where(meta_table.c.key == key))
-            if value is not None:
-                conn.execute(insert(meta_table).values(key=key, value=value))
+            if value is None:
+                conn.execute(delete(meta_table).where(meta_table.c.key == key))
+                return
+            upsert = (sqlite_insert if self.is_sqlite else pg_insert)(meta_table).values(
+                key=key, value=value
+            )
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[meta_table.c.key], set_={"value": upsert.excluded.value}
+                )
+            )
 
     # -- subscribers -----------------------------------------------------------------------
     def existing_subscribers(self, email_keys: Iterable[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ import pytest
 
 from newsletter.config import load_settings, write_default_config
 from newsletter.store import Store
+from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"

@@ -31,9 +31,11 @@ def make_folder(
     grace_hours: float = 6,
     lease_seconds: float = 60,
     heartbeat_seconds: float = 0.5,
+    database_url: str | None = None,
 ) -> dict:
     """A newsletter folder (SendGrid provider), its subscribers and one queued article. With
-    `tick_ago`, the cadence has one tick that long ago (today or yesterday, Paris time)."""
+    `tick_ago`, the cadence has one tick that long ago (today or yesterday, Paris time); with
+    `database_url`, the store is there instead of the folder's SQLite file."""
     write_default_config(path)
     config = path / "newsletter.toml"
     text = config.read_text()
@@ -42,6 +44,10 @@ def make_folder(
     text = text.replace("grace_hours = 6", f"grace_hours = {grace_hours}")
     text = text.replace("lease_seconds = 60", f"lease_seconds = {lease_seconds}")
     text = text.replace("heartbeat_seconds = 10", f"heartbeat_seconds = {heartbeat_seconds}")
+    if database_url is not None:  # e.g. a throwaway PostgreSQL database
+        text = text.replace(
+            'database_url = "sqlite:///newsletter.db"', f'database_url = "{database_url}"'
+        )
     if tick_ago is not None:
         tick = datetime.now(ZoneInfo("Europe/Paris")) - tick_ago
         day = tick.strftime("%a").lower()

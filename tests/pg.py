@@ -43,44 +43,75 @@ def _admin_engine(url: str):
     return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL server for the whole session (its URL names database newsletter_test)."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError as exc:
-        _unavailable(f"the psycopg driver is not installed ({exc})")
+class _Server:
+    """The session's server, shared by every copy of the fixture: importing the fixtures into
+    both a conftest.py and a test module makes pytest set the session fixture up twice, and
+    that must not start two servers. The last user stops it."""
 
-    url = os.environ.get(URL_VARIABLE)
-    if url:
-        _check_server(url)
-        yield url
-        return
+    url: str | None = None
+    problem: str | None = None
+    folder: str | None = None
+    users = 0
 
-    if shutil.which("bash") is None:
-        _unavailable("bash is needed to run scripts/postgres")
-    # Not pytest's tmp_path: its parent folders are private to us, and as root the server runs
-    # as the `postgres` user, who must be able to enter the folder. /tmp is open to all.
-    folder = tempfile.mkdtemp(prefix="newsletter-pg-")
-    try:
+    @classmethod
+    def acquire(cls) -> str:
+        if cls.url is None and cls.problem is None:
+            try:
+                cls.url = cls._start()
+            except _Unavailable as exc:
+                cls.problem = str(exc)
+        if cls.problem is not None:
+            _unavailable(cls.problem)
+        cls.users += 1
+        return cls.url
+
+    @classmethod
+    def release(cls) -> None:
+        cls.users -= 1
+        if cls.users == 0:
+            cls._stop()
+
+    @classmethod
+    def _start(cls) -> str:
         try:
-            result = subprocess.run(
-                ["bash", str(SCRIPT), "start", folder],
-                capture_output=True,
-                text=True,
-                timeout=START_TIMEOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            _unavailable(f"scripts/postgres start took more than {START_TIMEOUT} s")
-        lines = result.stdout.strip().splitlines()
-        if result.returncode != 0 or not lines:
-            detail = result.stderr.strip().splitlines()[-5:]
-            _unavailable(f"scripts/postgres start failed: {' | '.join(detail) or 'no output'}")
-        url = lines[-1]
-        _check_server(url)
-        yield url
-    finally:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            raise _Unavailable(f"the psycopg driver is not installed ({exc})") from exc
+        url = os.environ.get(URL_VARIABLE)
+        if url:
+            _check_server(url)
+            return url
+        if shutil.which("bash") is None:
+            raise _Unavailable("bash is needed to run scripts/postgres")
+        # Not pytest's tmp_path: its parent folders are private to us, and as root the server
+        # runs as the `postgres` user, who must be able to enter the folder. /tmp is open to all.
+        cls.folder = tempfile.mkdtemp(prefix="newsletter-pg-")
+        try:
+            try:
+                result = subprocess.run(
+                    ["bash", str(SCRIPT), "start", cls.folder],
+                    capture_output=True,
+                    text=True,
+                    timeout=START_TIMEOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise _Unavailable(f"scripts/postgres start took over {START_TIMEOUT} s") from exc
+            lines = result.stdout.strip().splitlines()
+            if result.returncode != 0 or not lines:
+                detail = " | ".join(result.stderr.strip().splitlines()[-5:]) or "no output"
+                raise _Unavailable(f"scripts/postgres start failed: {detail}")
+            _check_server(lines[-1])
+            return lines[-1]
+        except BaseException:
+            cls._stop()
+            raise
+
+    @classmethod
+    def _stop(cls) -> None:
+        folder, cls.folder, cls.url = cls.folder, None, None
+        if folder is None:
+            return  # a server of NEWSLETTER_TEST_POSTGRES_URL is not ours to stop
         # Whatever happened, stop what may have started (a no-op when nothing did).
         subprocess.run(
             ["bash", str(SCRIPT), "stop", folder],
@@ -91,13 +122,27 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class _Unavailable(Exception):
+    pass
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server for the whole session (its URL names database newsletter_test)."""
+    url = _Server.acquire()
+    try:
+        yield url
+    finally:
+        _Server.release()
+
+
 def _check_server(url: str) -> None:
     engine = _admin_engine(url)
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
     except Exception as exc:  # any failure to connect means: no PostgreSQL for these tests
-        _unavailable(f"cannot connect to {make_url(url).render_as_string()}: {exc}")
+        raise _Unavailable(f"cannot connect to {make_url(url).render_as_string()}: {exc}") from exc
     finally:
         engine.dispose()
 

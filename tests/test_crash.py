@@ -32,10 +32,21 @@ def in_flight(store: Store, issue_id: int) -> set[str]:
     return {r["email"] for r in store.deliveries_in_state(issue_id, "in_flight")}
 
 
-@pytest.mark.parametrize("trial", range(3))
-def test_sigkill_mid_send_then_resume(tmp_path, server, trial):
+def backend(database_url: str) -> str | None:
+    """The fixture's URL for PostgreSQL; None keeps the folder's own SQLite file."""
+    return None if database_url.startswith("sqlite") else database_url
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_sigkill_mid_send_then_resume(tmp_path, server, trial, database_url):
     subscribers = 400
-    env = make_folder(tmp_path, server.url, subscribers=subscribers, batch_size=10)
+    env = make_folder(
+        tmp_path,
+        server.url,
+        subscribers=subscribers,
+        batch_size=10,
+        database_url=backend(database_url),
+    )
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.15
     proc = start(["run", "--once"], tmp_path, env)
@@ -90,9 +101,14 @@ def test_resend_uncertain_setting_prefers_a_duplicate_to_a_gap(tmp_path, server)
     store.close()
 
 
-def test_two_schedulers_on_one_database_send_once(tmp_path, server):
+def test_two_schedulers_on_one_database_send_once(tmp_path, server, database_url):
     env = make_folder(
-        tmp_path, server.url, subscribers=200, batch_size=20, tick_ago=timedelta(minutes=5)
+        tmp_path,
+        server.url,
+        subscribers=200,
+        batch_size=20,
+        tick_ago=timedelta(minutes=5),
+        database_url=backend(database_url),
     )
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.05
@@ -115,9 +131,14 @@ def test_two_schedulers_on_one_database_send_once(tmp_path, server):
     store.close()
 
 
-def test_standby_scheduler_takes_over_when_the_holder_is_killed(tmp_path, server):
+def test_standby_scheduler_takes_over_when_the_holder_is_killed(tmp_path, server, database_url):
     env = make_folder(
-        tmp_path, server.url, subscribers=600, batch_size=10, tick_ago=timedelta(minutes=5)
+        tmp_path,
+        server.url,
+        subscribers=600,
+        batch_size=10,
+        tick_ago=timedelta(minutes=5),
+        database_url=backend(database_url),
     )
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.1
@@ -131,7 +152,7 @@ def test_standby_scheduler_takes_over_when_the_holder_is_killed(tmp_path, server
     issue_id = store.list_issues()[0]["id"]
     caught = in_flight(store, issue_id)
     try:
-        assert wait_until(
+        finished = wait_until(
             lambda: (
                 store.delivery_counts(issue_id)["pending"] == 0
                 and store.delivery_counts(issue_id)["in_flight"] == 0
@@ -140,7 +161,8 @@ def test_standby_scheduler_takes_over_when_the_holder_is_killed(tmp_path, server
         )
     finally:
         standby.terminate()
-        out, _ = standby.communicate(timeout=30)
+        out, err = standby.communicate(timeout=30)
+    assert finished, (store.delivery_counts(issue_id), out, err[-3000:])
     assert "holding the sending lease" in out  # the standby took over
     time.sleep(0.3)
     check_exactly_once(server, store, issue_id, 600, caught)

@@ -1,5 +1,6 @@
 """Several `newsletter worker` processes sharing one issue: each batch claimed once, a dead
-worker's batch held as uncertain, every subscriber exactly once."""
+worker's batch held as uncertain, every subscriber exactly once -- on SQLite (one writer at a
+time) and on PostgreSQL (SELECT ... FOR UPDATE SKIP LOCKED)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,17 @@ def server():
         yield srv
 
 
-def prepared(folder, server, subscribers: int, batch_size: int):
+def prepared(folder, server, subscribers: int, batch_size: int, database_url: str):
     """A folder with an issue built and planned, waiting for workers."""
-    env = make_folder(folder, server.url, subscribers=subscribers, batch_size=batch_size)
+    if database_url.startswith("sqlite"):
+        database_url = None  # the folder's own newsletter.db
+    env = make_folder(
+        folder,
+        server.url,
+        subscribers=subscribers,
+        batch_size=batch_size,
+        database_url=database_url,
+    )
     settings = load_settings(folder / "newsletter.toml", env={})
     store = Store(settings.database_url)
     picked, _ = publish.pick(store, settings, datetime.now(UTC))
@@ -32,8 +41,8 @@ def prepared(folder, server, subscribers: int, batch_size: int):
     return env, store, issue_id
 
 
-def test_three_workers_share_one_issue_exactly_once(tmp_path, server):
-    env, store, issue_id = prepared(tmp_path, server, subscribers=3000, batch_size=50)
+def test_three_workers_share_one_issue_exactly_once(tmp_path, server, database_url):
+    env, store, issue_id = prepared(tmp_path, server, 3000, 50, database_url)
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.02
     workers = [start(["worker", "--once"], tmp_path, env) for _ in range(3)]
@@ -48,8 +57,8 @@ def test_three_workers_share_one_issue_exactly_once(tmp_path, server):
     store.close()
 
 
-def test_a_killed_worker_leaves_only_its_batch_uncertain(tmp_path, server):
-    env, store, issue_id = prepared(tmp_path, server, subscribers=2000, batch_size=20)
+def test_a_killed_worker_leaves_only_its_batch_uncertain(tmp_path, server, database_url):
+    env, store, issue_id = prepared(tmp_path, server, 2000, 20, database_url)
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.1
     victim = start(["worker"], tmp_path, env)
@@ -70,8 +79,10 @@ def test_a_killed_worker_leaves_only_its_batch_uncertain(tmp_path, server):
     store.close()
 
 
-def test_a_remote_workers_claim_is_taken_over_only_after_the_timeout(tmp_path, server):
-    _, store, issue_id = prepared(tmp_path, server, subscribers=30, batch_size=10)
+def test_a_remote_workers_claim_is_taken_over_only_after_the_timeout(
+    tmp_path, server, database_url
+):
+    _, store, issue_id = prepared(tmp_path, server, 30, 10, database_url)
     batch = store.claim_batch(issue_id, 10, worker="another-host:4242:cafe")
     policy = DeliveryPolicy(claim_timeout=timedelta(seconds=1))
     assert recover_in_flight(store, issue_id, policy) == 0  # a live remote sender's batch

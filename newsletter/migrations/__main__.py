@@ -1,10 +1,10 @@
 """Developer commands for the schema history (no alembic.ini needed):
 
-    python -m newsletter.migrations revision "add a column"   # autogenerate the next revision
-    python -m newsletter.migrations revision --empty "data fix"
-    python -m newsletter.migrations current URL
-    python -m newsletter.migrations upgrade URL [REVISION]
-    python -m newsletter.migrations check URL                 # differences from store.py
+python -m newsletter.migrations revision "add a column"   # autogenerate the next revision
+python -m newsletter.migrations revision --empty "data fix"
+python -m newsletter.migrations current URL
+python -m newsletter.migrations upgrade URL [REVISION]
+python -m newsletter.migrations check URL                 # differences from store.py
 """
 
 from __future__ import annotations
