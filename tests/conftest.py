@@ -43,13 +43,22 @@ def store(settings):
     store.close()
 
 
-def run_cli(args: list[str], cwd: Path, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, env: dict | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     """Run the real `newsletter` command in a subprocess, as a user would."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))
+    }
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "newsletter.cli", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120, **kwargs,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
     )
 
 

@@ -43,12 +43,16 @@ def test_markdown_with_front_matter(tmp_path):
     path = write(
         tmp_path / "piece.md",
         "---\ntitle: Night Train (2020)\nyear: 2020\nrating: 7.5/10\nauthor: Ana Ruiz\n"
-        "teaser: A train, a secret.\nsubject: \"This week: Night Train\"\nnot_before: 2026-12-01 09:00\n"
+        'teaser: A train, a secret.\nsubject: "This week: Night Train"\nnot_before: 2026-12-01 09:00\n'
         "---\n\n## Quick Recap\n\nA *conductor* finds a\nletter. <b>bold</b>\n\n## The Ending\n\nShe jumps.\n",
     )
     article = read_article(path)
     assert (article.title, article.year, article.rating, article.author) == (
-        "Night Train (2020)", 2020, 7.5, "Ana Ruiz")
+        "Night Train (2020)",
+        2020,
+        7.5,
+        "Ana Ruiz",
+    )
     assert article.teaser_override == "A train, a secret."
     assert article.subject_override == "This week: Night Train"
     assert article.not_before.year == 2026

@@ -16,7 +16,7 @@ from tests.conftest import run_cli, write
 SUBSCRIBERS = (
     "email,name\r\n"
     "ann@example.com,Ann Archer\r\n"
-    "bob@example.org,\"Bob, the Builder\"\r\n"
+    'bob@example.org,"Bob, the Builder"\r\n'
     "carla@example.net,Carla\r\n"
 )
 
@@ -73,8 +73,10 @@ def test_seed_article_end_to_end(tmp_path, seed_path):
 def test_a_broken_article_is_skipped_and_the_others_go_out(tmp_path, seed_path):
     run_cli(["init", "."], tmp_path)
     (tmp_path / "newsletter.toml").write_text(
-        (tmp_path / "newsletter.toml").read_text().replace("articles_per_issue = 1",
-                                                           "articles_per_issue = 2"))
+        (tmp_path / "newsletter.toml")
+        .read_text()
+        .replace("articles_per_issue = 1", "articles_per_issue = 2")
+    )
     write(tmp_path / "subs.csv", SUBSCRIBERS)
     run_cli(["subscribers", "import", "subs.csv"], tmp_path)
     # Dropped straight into issues/: picked up without `queue add`.
@@ -90,10 +92,26 @@ def test_a_broken_article_is_skipped_and_the_others_go_out(tmp_path, seed_path):
 
 def test_queue_add_list_remove_and_not_before(tmp_path, seed_path):
     run_cli(["init", "."], tmp_path)
-    second = write(tmp_path / "second.md", "---\ntitle: Second Film (1999)\n---\n"
-                                           "## Quick Recap\nIt starts.\n## Final Thoughts\nGood.\n")
-    assert run_cli(["queue", "add", str(seed_path), "--not-before", "2099-12-01 09:00",
-                    "--tz", "America/New_York"], tmp_path).returncode == 0
+    second = write(
+        tmp_path / "second.md",
+        "---\ntitle: Second Film (1999)\n---\n"
+        "## Quick Recap\nIt starts.\n## Final Thoughts\nGood.\n",
+    )
+    assert (
+        run_cli(
+            [
+                "queue",
+                "add",
+                str(seed_path),
+                "--not-before",
+                "2099-12-01 09:00",
+                "--tz",
+                "America/New_York",
+            ],
+            tmp_path,
+        ).returncode
+        == 0
+    )
     assert run_cli(["queue", "add", str(second)], tmp_path).returncode == 0
     listing = run_cli(["queue", "list"], tmp_path)
     lines = listing.stdout.splitlines()
@@ -146,8 +164,11 @@ def test_environment_overrides_the_database_url(tmp_path):
     run_cli(["init", "."], tmp_path)
     other = tmp_path / "elsewhere.db"
     write(tmp_path / "s.csv", SUBSCRIBERS)
-    run_cli(["subscribers", "import", "s.csv"], tmp_path,
-            env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{other}"})
+    run_cli(
+        ["subscribers", "import", "s.csv"],
+        tmp_path,
+        env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{other}"},
+    )
     assert other.exists()
     listing = run_cli(["subscribers", "list"], tmp_path)
     assert "ann@example.com" not in listing.stdout  # the default database is untouched

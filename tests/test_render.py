@@ -12,10 +12,12 @@ from newsletter.render import (
 )
 from tests.conftest import write
 
-HOSTILE = "---\ntitle: \"<script>alert(1)</script> {{ 7*7 }}\\r\\nBcc: x@evil.test\"\n" \
-    "author: \"{% raw %}{{ config }}{% endraw %}\"\n---\n## Quick Recap\n\n" \
-    "A <img src=x onerror=alert(1)> recap with {{ 7*7 }} and {% if true %}x{% endif %}.\n\n" \
+HOSTILE = (
+    '---\ntitle: "<script>alert(1)</script> {{ 7*7 }}\\r\\nBcc: x@evil.test"\n'
+    'author: "{% raw %}{{ config }}{% endraw %}"\n---\n## Quick Recap\n\n'
+    "A <img src=x onerror=alert(1)> recap with {{ 7*7 }} and {% if true %}x{% endif %}.\n\n"
     "## The Ending\n\nSecret ending.\n"
+)
 
 
 def test_autoescape_article_text_is_never_html_or_template_code(tmp_path, settings):
@@ -49,10 +51,11 @@ def test_subscriber_name_is_escaped_in_html_and_plain_in_text(seed_path, setting
 def test_css_is_inlined_and_media_queries_keep_important(seed_path, settings):
     rendered = render_issue([read_article(seed_path)], settings)
     assert 'class="title"' in rendered.html and "font-family:Georgia" in rendered.html.replace(
-        ": ", ":")
+        ": ", ":"
+    )
     assert "@media screen and (max-width" in rendered.html
     assert "prefers-color-scheme: dark" in rendered.html
-    media = rendered.html[rendered.html.index("@media"):]
+    media = rendered.html[rendered.html.index("@media") :]
     assert "!important" in media[: media.index("</style>")]
 
 
@@ -78,8 +81,13 @@ def test_spoilers_sit_behind_the_divider(seed_path, settings):
 
 
 def test_an_issue_of_several_articles(seed_path, settings, tmp_path):
-    other = read_article(write(tmp_path / "b.md", "---\ntitle: Second Film\nyear: 1999\n"
-                               "rating: 8\nauthor: B\n---\n## Quick Recap\nIt begins.\n"))
+    other = read_article(
+        write(
+            tmp_path / "b.md",
+            "---\ntitle: Second Film\nyear: 1999\n"
+            "rating: 8\nauthor: B\n---\n## Quick Recap\nIt begins.\n",
+        )
+    )
     rendered = render_issue([read_article(seed_path), other], settings)
     assert rendered.subject == "Red Rocket (2021): Ending Explained (+1 more)"
     assert "Second Film" in rendered.html and "Second Film" in rendered.text
@@ -109,7 +117,9 @@ def test_premailer_never_fetches_linked_stylesheets():
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/evil.css"
-        html = f'<html><head><link rel="stylesheet" href="{url}"></head><body><p>x</p></body></html>'
+        html = (
+            f'<html><head><link rel="stylesheet" href="{url}"></head><body><p>x</p></body></html>'
+        )
         inline_css(html)
     finally:
         server.shutdown()

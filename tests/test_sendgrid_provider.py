@@ -22,8 +22,9 @@ from newsletter.tokens import new_token
 from tests.conftest import run_cli
 
 KEY = "SG.test-key-that-must-never-be-printed"
-FAST = DeliveryPolicy(batch_size=1000, max_retries=4, max_failed_batches=3,
-                      backoff_base=0.01, backoff_cap=0.05)
+FAST = DeliveryPolicy(
+    batch_size=1000, max_retries=4, max_failed_batches=3, backoff_base=0.01, backoff_cap=0.05
+)
 
 
 @pytest.fixture
@@ -34,8 +35,10 @@ def server():
 
 @pytest.fixture
 def sg_settings(folder, server):
-    return load_settings(folder / "newsletter.toml", env={
-        "NEWSLETTER_PROVIDER": "sendgrid", "SENDGRID_API_HOST": server.url})
+    return load_settings(
+        folder / "newsletter.toml",
+        env={"NEWSLETTER_PROVIDER": "sendgrid", "SENDGRID_API_HOST": server.url},
+    )
 
 
 @pytest.fixture
@@ -79,8 +82,10 @@ def test_2500_subscribers_in_batches_each_exactly_once(server, sg_settings, sg_s
     assert sorted(len(v) for v in by_batch.values()) == [500, 1000, 1000]
     # Per-subscriber values land in the right message.
     rows = {r["email"]: r for r in sg_store.list_subscribers()}
-    tokens = {r["email"]: sg_store.subscriber_by_email(r["email"])["token"] for r in
-              list(rows.values())[:50]}
+    tokens = {
+        r["email"]: sg_store.subscriber_by_email(r["email"])["token"]
+        for r in list(rows.values())[:50]
+    }
     for m in messages:
         number = int(m.to[6:11])
         assert f"Hi Reader {number}," in m.html and f"Hi Reader {number}," in m.text
@@ -96,7 +101,8 @@ def test_2500_subscribers_in_batches_each_exactly_once(server, sg_settings, sg_s
         assert "Red Rocket" in m.subject
     # Each row's message id is SendGrid's X-Message-Id of its request.
     assert {r["message_id"] for r in sg_store.deliveries_in_state(issue_id, "sent")} == {
-        m.message_id for m in messages}
+        m.message_id for m in messages
+    }
 
 
 def test_build_request_passes_the_contract_and_drops_what_sendgrid_refuses(sg_settings):
@@ -117,8 +123,10 @@ def test_build_request_passes_the_contract_and_drops_what_sendgrid_refuses(sg_se
     tos = [p["to"][0] for p in built.body["personalizations"]]
     assert [t["email"] for t in tos] == ["ann@example.com", "bob@example.com"]
     assert tos[0]["name"] == "Doe Ann PhD" and tos[1]["name"] == "Bob Bobby Bcc: x"
-    assert built.skipped == {2: "duplicate address in the request",
-                             4: "substitutions over 10,000 bytes"}
+    assert built.skipped == {
+        2: "duplicate address in the request",
+        4: "substitutions over 10,000 bytes",
+    }
     assert [c["type"] for c in built.body["content"]] == ["text/plain", "text/html"]
 
 
@@ -135,8 +143,9 @@ def test_rate_limit_waits_for_reset_then_sends(server, sg_settings, sg_store, se
 
         time.sleep(seconds)
 
-    report = send_issue(sg_store, sg_settings, provider(sg_settings), issue_id, policy=FAST,
-                        sleep=sleep)
+    report = send_issue(
+        sg_store, sg_settings, provider(sg_settings), issue_id, policy=FAST, sleep=sleep
+    )
     assert report.counts["sent"] == 10 and len(server.messages) == 10
     # Waited for X-RateLimit-Reset (whole epoch seconds, so up to 1 s later, plus jitter).
     assert len(slept) == 2 and all(0.2 < s < 2.5 for s in slept)
@@ -164,10 +173,13 @@ def test_too_many_failures_pause_the_issue(server, sg_settings, sg_store, seed_p
     assert server.messages == []
 
 
-@pytest.mark.parametrize(("fault", "words"), [
-    ("credits_exceeded", "refused the API key (401)"),
-    ("forbidden", "refused the request (403)"),
-])
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        ("credits_exceeded", "refused the API key (401)"),
+        ("forbidden", "refused the request (403)"),
+    ],
+)
 def test_401_and_403_stop_the_issue_at_once(server, sg_settings, sg_store, seed_path, fault, words):
     add_subscribers(sg_store, 25)
     issue_id = make_issue(sg_store, sg_settings, seed_path)
@@ -184,16 +196,18 @@ def test_wrong_key_is_refused_and_never_printed(server, sg_settings, sg_store, s
     add_subscribers(sg_store, 5)
     issue_id = make_issue(sg_store, sg_settings, seed_path)
     wrong = "SG.wrong-key-also-secret"
-    report = send_issue(sg_store, sg_settings, provider(sg_settings, key=wrong), issue_id,
-                        policy=FAST)
+    report = send_issue(
+        sg_store, sg_settings, provider(sg_settings, key=wrong), issue_id, policy=FAST
+    )
     assert report.status == "paused" and "401" in report.last_error
     assert wrong not in report.last_error
 
 
-def test_400_fails_the_batch_with_sendgrids_messages_and_is_not_retried(
-        server, folder, seed_path):
-    settings = load_settings(folder / "newsletter.toml", env={
-        "NEWSLETTER_PROVIDER": "sendgrid", "SENDGRID_API_HOST": server.url})
+def test_400_fails_the_batch_with_sendgrids_messages_and_is_not_retried(server, folder, seed_path):
+    settings = load_settings(
+        folder / "newsletter.toml",
+        env={"NEWSLETTER_PROVIDER": "sendgrid", "SENDGRID_API_HOST": server.url},
+    )
     settings = dataclasses.replace(settings, from_email="not-an-address")
     store = Store(settings.database_url)
     add_subscribers(store, 5)
@@ -207,8 +221,10 @@ def test_400_fails_the_batch_with_sendgrids_messages_and_is_not_retried(
 
 def test_413_splits_the_batch(folder, seed_path):
     with SendGridServer(api_key=KEY, max_body_bytes=120_000) as server:
-        settings = load_settings(folder / "newsletter.toml", env={
-            "NEWSLETTER_PROVIDER": "sendgrid", "SENDGRID_API_HOST": server.url})
+        settings = load_settings(
+            folder / "newsletter.toml",
+            env={"NEWSLETTER_PROVIDER": "sendgrid", "SENDGRID_API_HOST": server.url},
+        )
         store = Store(settings.database_url)
         add_subscribers(store, 400)
         issue_id = make_issue(store, settings, seed_path)
@@ -221,14 +237,16 @@ def test_413_splits_the_batch(folder, seed_path):
 
 @pytest.mark.parametrize("fault", ["slow", "drop_after_accept"])
 def test_timeout_or_drop_after_sending_is_uncertain_not_resent(
-        server, sg_settings, sg_store, seed_path, fault):
+    server, sg_settings, sg_store, seed_path, fault
+):
     add_subscribers(sg_store, 30)
     issue_id = make_issue(sg_store, sg_settings, seed_path)
     setattr(server.faults, fault, 1)
     server.faults.slow_seconds = 2.5
     policy = dataclasses.replace(FAST, batch_size=10)
-    report = send_issue(sg_store, sg_settings, provider(sg_settings, timeout=1.0), issue_id,
-                        policy=policy)
+    report = send_issue(
+        sg_store, sg_settings, provider(sg_settings, timeout=1.0), issue_id, policy=policy
+    )
     assert report.counts["uncertain"] == 10 and report.counts["sent"] == 20
     uncertain = {r["email"] for r in sg_store.deliveries_in_state(issue_id, "uncertain")}
     # The server did take that batch: resending it silently would have been a duplicate.
@@ -258,8 +276,11 @@ def test_connection_refused_is_transient(sg_settings, sg_store, seed_path):
 
 
 def test_cli_send_with_debug_logging_never_shows_the_key(server, tmp_path, seed_path):
-    env = {"NEWSLETTER_PROVIDER": "sendgrid", "SENDGRID_API_HOST": server.url,
-           "SENDGRID_API_KEY": KEY}
+    env = {
+        "NEWSLETTER_PROVIDER": "sendgrid",
+        "SENDGRID_API_HOST": server.url,
+        "SENDGRID_API_KEY": KEY,
+    }
     run_cli(["init", "."], tmp_path)
     (tmp_path / "s.csv").write_text("email,name\nann@example.com,Ann\nbob@example.com,Bob\n")
     run_cli(["subscribers", "import", "s.csv"], tmp_path, env=env)
@@ -285,8 +306,11 @@ def test_cli_send_with_debug_logging_never_shows_the_key(server, tmp_path, seed_
 
 def test_missing_key_is_a_clear_error(tmp_path):
     run_cli(["init", "."], tmp_path)
-    out = run_cli(["send-test", "1", "--to", "a@example.com"], tmp_path,
-                  env={"NEWSLETTER_PROVIDER": "sendgrid"})
+    out = run_cli(
+        ["send-test", "1", "--to", "a@example.com"],
+        tmp_path,
+        env={"NEWSLETTER_PROVIDER": "sendgrid"},
+    )
     assert out.returncode == 1 and "SENDGRID_API_KEY is not set" in out.stderr
 
 

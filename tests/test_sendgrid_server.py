@@ -169,7 +169,11 @@ def test_accepted_mail_is_recorded_per_recipient_with_substitutions(server, clie
     assert MESSAGE_ID.match(message_id)
     alice, bob, carol = server.messages
     assert (alice.to, alice.to_name, bob.to, carol.to, carol.to_name) == (
-        "alice@example.com", "Alice", "bob@example.com", "carol@example.com", None,
+        "alice@example.com",
+        "Alice",
+        "bob@example.com",
+        "carol@example.com",
+        None,
     )
     assert alice.subject == bob.subject == "Issue 7 for friends"
     assert alice.text == "Hi friends, read https://example.com/a"
@@ -184,7 +188,9 @@ def test_accepted_mail_is_recorded_per_recipient_with_substitutions(server, clie
     assert (alice.from_email, alice.from_name) == ("news@example.com", "The Newsletter")
     assert {m.message_id for m in server.messages} == {message_id}
     assert [m.sg_message_id for m in server.messages] == [
-        f"{message_id}.0", f"{message_id}.1", f"{message_id}.2",
+        f"{message_id}.0",
+        f"{message_id}.1",
+        f"{message_id}.2",
     ]
     assert not any(m.sandbox for m in server.messages)
     assert (server.requests_accepted, server.recipients_accepted) == (1, 3)
@@ -199,8 +205,12 @@ def test_each_accepted_request_gets_a_fresh_message_id(server, client):
 
 
 def test_sandbox_mode_answers_200_and_delivers_nothing(server, client):
-    mail = Mail(from_email="news@example.com", to_emails="alice@example.com",
-                subject="Sandboxed", plain_text_content="hi")
+    mail = Mail(
+        from_email="news@example.com",
+        to_emails="alice@example.com",
+        subject="Sandboxed",
+        plain_text_content="hi",
+    )
     mail.mail_settings = MailSettings(sandbox_mode=SandBoxMode(True))
 
     response = client.send(mail)
@@ -237,8 +247,12 @@ def test_gzip_body_and_keep_alive_connection(server):
         first = conn.getresponse()
         first.read()
         sock = conn.sock
-        conn.request("POST", "/v3/mail/send", body=gzip.compress(body),
-                     headers={**headers, "Content-Encoding": "gzip"})
+        conn.request(
+            "POST",
+            "/v3/mail/send",
+            body=gzip.compress(body),
+            headers={**headers, "Content-Encoding": "gzip"},
+        )
         second = conn.getresponse()
         second.read()
         assert conn.sock is sock, "HTTP/1.1 keep-alive should reuse the connection"
@@ -290,8 +304,10 @@ def test_record_false_keeps_counters_only_for_a_benchmark_sized_request():
         assert (srv.requests_accepted, srv.recipients_accepted) == (1, 1000)
         with pytest.raises(RuntimeError):
             srv.events_for_accepted()
-        print(f"\n1000-personalization request: validate {validate_ms:.1f} ms, "
-              f"server CPU {srv.server_cpu_seconds * 1000:.1f} ms")
+        print(
+            f"\n1000-personalization request: validate {validate_ms:.1f} ms, "
+            f"server CPU {srv.server_cpu_seconds * 1000:.1f} ms"
+        )
 
 
 # --------------------------------------------------------------------------- auth and size
@@ -301,14 +317,20 @@ def test_wrong_or_missing_api_key_is_401_without_echoing_it(server):
     wrong = sendgrid.SendGridAPIClient(api_key="SG.wrong", host=server.url)
     with pytest.raises(UnauthorizedError) as info:
         send(wrong, base_body())
-    assert json.loads(info.value.body) == {"errors": [{
-        "message": "The provided authorization grant is invalid, expired, or revoked",
-        "field": None, "help": None,
-    }]}
+    assert json.loads(info.value.body) == {
+        "errors": [
+            {
+                "message": "The provided authorization grant is invalid, expired, or revoked",
+                "field": None,
+                "help": None,
+            }
+        ]
+    }
     assert b"SG." not in info.value.body
 
-    status, body = raw_post(server, json.dumps(base_body()).encode(),
-                            {"Content-Type": "application/json"})
+    status, body = raw_post(
+        server, json.dumps(base_body()).encode(), {"Content-Type": "application/json"}
+    )
     assert status == 401 and json.loads(body)["errors"][0]["field"] is None
     assert server.messages == [] and server.requests_accepted == 0
 
@@ -355,6 +377,7 @@ def raw_post_path(server: SendGridServer, path: str) -> tuple[int, bytes]:
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     """Mutation setting a dotted path (list indexes as numbers) in the body."""
+
     def mutate(body: dict[str, Any]) -> None:
         *parents, last = path.split(".")
         node: Any = body
@@ -364,6 +387,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
             node[int(last)] = value
         else:
             node[last] = value
+
     return mutate
 
 
@@ -371,13 +395,12 @@ def _delete(*keys: str) -> Callable[[dict[str, Any]], None]:
     def mutate(body: dict[str, Any]) -> None:
         for key in keys:
             del body[key]
+
     return mutate
 
 
 def _many_personalizations(body: dict[str, Any]) -> None:
-    body["personalizations"] = [
-        {"to": [{"email": f"user{i}@example.com"}]} for i in range(1001)
-    ]
+    body["personalizations"] = [{"to": [{"email": f"user{i}@example.com"}]} for i in range(1001)]
 
 
 def _many_recipients(body: dict[str, Any]) -> None:
@@ -402,57 +425,96 @@ def _subject_only_in_first(body: dict[str, Any]) -> None:
 REJECTIONS = [
     # (id, mutation, field SendGrid names)
     ("schema-missing-from", _delete("from"), "from"),
-    ("schema-bad-email", _set("personalizations.0.to.0.email", "not-an-address"),
-     "personalizations.0.to.0.email"),
-    ("schema-string-boolean-sandbox", _set("mail_settings.sandbox_mode.enable", "true"),
-     "mail_settings.sandbox_mode.enable"),
-    ("schema-string-boolean-tracking", _set("tracking_settings.open_tracking.enable", "false"),
-     "tracking_settings.open_tracking.enable"),
+    (
+        "schema-bad-email",
+        _set("personalizations.0.to.0.email", "not-an-address"),
+        "personalizations.0.to.0.email",
+    ),
+    (
+        "schema-string-boolean-sandbox",
+        _set("mail_settings.sandbox_mode.enable", "true"),
+        "mail_settings.sandbox_mode.enable",
+    ),
+    (
+        "schema-string-boolean-tracking",
+        _set("tracking_settings.open_tracking.enable", "false"),
+        "tracking_settings.open_tracking.enable",
+    ),
     ("schema-too-many-personalizations", _many_personalizations, "personalizations"),
-    ("schema-too-many-categories", _set("categories", [f"c{i}" for i in range(11)]),
-     "categories"),
+    ("schema-too-many-categories", _set("categories", [f"c{i}" for i in range(11)]), "categories"),
     ("schema-category-too-long", _set("categories", ["x" * 256]), "categories.0"),
     ("schema-duplicate-categories", _set("categories", ["news", "news"]), "categories"),
     ("schema-empty-content-value", _set("content.0.value", ""), "content.0.value"),
     ("schema-header-value-not-string", _set("headers", {"X-Count": 3}), "headers.X-Count"),
-    ("schema-custom-arg-not-string", _set("personalizations.0.custom_args", {"n": 1}),
-     "personalizations.0.custom_args.n"),
-    ("schema-personalization-without-to", _set("personalizations.1", {"subject": "x"}),
-     "personalizations.1.to"),
-    ("duplicate-address-same-personalization",
-     _set("personalizations.0.cc", [{"email": "ALICE@example.com"}]),
-     "personalizations.0.cc.0.email"),
-    ("duplicate-address-across-personalizations",
-     _set("personalizations.1.to.0.email", "Alice@Example.COM"),
-     "personalizations.1.to.0.email"),
+    (
+        "schema-custom-arg-not-string",
+        _set("personalizations.0.custom_args", {"n": 1}),
+        "personalizations.0.custom_args.n",
+    ),
+    (
+        "schema-personalization-without-to",
+        _set("personalizations.1", {"subject": "x"}),
+        "personalizations.1.to",
+    ),
+    (
+        "duplicate-address-same-personalization",
+        _set("personalizations.0.cc", [{"email": "ALICE@example.com"}]),
+        "personalizations.0.cc.0.email",
+    ),
+    (
+        "duplicate-address-across-personalizations",
+        _set("personalizations.1.to.0.email", "Alice@Example.COM"),
+        "personalizations.1.to.0.email",
+    ),
     ("too-many-recipients-in-personalization", _many_recipients, "personalizations.0"),
-    ("substitutions-too-big", _set("personalizations.0.substitutions", {"-big-": "x" * 10_000}),
-     "personalizations.0.substitutions"),
+    (
+        "substitutions-too-big",
+        _set("personalizations.0.substitutions", {"-big-": "x" * 10_000}),
+        "personalizations.0.substitutions",
+    ),
     ("custom-args-too-big", _set("custom_args", {"blob": "x" * 10_001}), "custom_args"),
-    ("reserved-header-message-level", _set("headers", {"DKIM-Signature": "forged"}),
-     "headers.DKIM-Signature"),
-    ("reserved-header-personalization", _set("personalizations.1.headers", {"reply-to": "a@b.c"}),
-     "personalizations.1.headers.reply-to"),
+    (
+        "reserved-header-message-level",
+        _set("headers", {"DKIM-Signature": "forged"}),
+        "headers.DKIM-Signature",
+    ),
+    (
+        "reserved-header-personalization",
+        _set("personalizations.1.headers", {"reply-to": "a@b.c"}),
+        "personalizations.1.headers.reply-to",
+    ),
     ("content-html-before-text", _html_then_text, "content.1.type"),
     ("content-missing", _delete("content"), "content"),
     ("send-at-beyond-72h", _set("send_at", _in_hours(73)), "send_at"),
-    ("personalization-send-at-beyond-72h", _set("personalizations.0.send_at", _in_hours(100)),
-     "personalizations.0.send_at"),
-    ("name-with-comma", _set("personalizations.0.to.0.name", "Doe, Alice"),
-     "personalizations.0.to.0.name"),
-    ("name-with-semicolon", _set("personalizations.1.to.0.name", "Bob; admin"),
-     "personalizations.1.to.0.name"),
+    (
+        "personalization-send-at-beyond-72h",
+        _set("personalizations.0.send_at", _in_hours(100)),
+        "personalizations.0.send_at",
+    ),
+    (
+        "name-with-comma",
+        _set("personalizations.0.to.0.name", "Doe, Alice"),
+        "personalizations.0.to.0.name",
+    ),
+    (
+        "name-with-semicolon",
+        _set("personalizations.1.to.0.name", "Bob; admin"),
+        "personalizations.1.to.0.name",
+    ),
     ("subject-missing-in-a-personalization", _subject_only_in_first, "subject"),
     ("no-personalizations", _set("personalizations", []), "personalizations"),
     ("empty-to", _set("personalizations.0.to", []), "personalizations.0.to"),
-    ("reply-to-and-reply-to-list",
-     _set("reply_to_list", [{"email": "r@example.com"}]),
-     "reply_to_list"),
+    (
+        "reply-to-and-reply-to-list",
+        _set("reply_to_list", [{"email": "r@example.com"}]),
+        "reply_to_list",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "field"), [r[1:] for r in REJECTIONS],
-                         ids=[r[0] for r in REJECTIONS])
+@pytest.mark.parametrize(
+    ("mutate", "field"), [r[1:] for r in REJECTIONS], ids=[r[0] for r in REJECTIONS]
+)
 def test_invalid_body_is_rejected_with_the_field_named(server, client, mutate, field):
     body = base_body()
     body["reply_to"] = {"email": "replies@example.com"}
@@ -616,7 +678,9 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         payload = self.rfile.read(int(self.headers["Content-Length"])).decode()
         ok = self.server.verifier.verify_signature(
-            payload, self.headers[SIGNATURE_HEADER], self.headers[TIMESTAMP_HEADER],
+            payload,
+            self.headers[SIGNATURE_HEADER],
+            self.headers[TIMESTAMP_HEADER],
         )
         self.server.received.append((ok, json.loads(payload)))
         self.send_response(204 if ok else 403)
@@ -639,7 +703,9 @@ def receiver(server: SendGridServer) -> Iterator[_Receiver]:
 
 
 def test_signed_events_verify_with_the_official_helper_and_tampering_fails(
-    server, client, receiver,
+    server,
+    client,
+    receiver,
 ):
     message_id = send(client, base_body()).headers["X-Message-Id"]
     events = server.events_for_accepted("delivered")
@@ -652,7 +718,9 @@ def test_signed_events_verify_with_the_official_helper_and_tampering_fails(
     url = f"http://127.0.0.1:{receiver.server_address[1]}/events"
     assert server.post_events(events, url) == 204
     assert server.post_events(events, url, tamper=True) == 403
-    assert server.post_events(server.events_for_accepted("open"), url, timestamp=1_700_000_000) == 204
+    assert (
+        server.post_events(server.events_for_accepted("open"), url, timestamp=1_700_000_000) == 204
+    )
     assert [ok for ok, _ in receiver.received] == [True, False, True]
     assert receiver.received[0][1] == events
     assert receiver.received[1][1] != events
@@ -660,12 +728,15 @@ def test_signed_events_verify_with_the_official_helper_and_tampering_fails(
 
 def test_event_key_can_be_supplied_and_is_exposed_in_both_forms(receiver):
     private = ec.generate_private_key(ec.SECP256R1())
-    with SendGridServer(api_key=API_KEY, event_private_key=private,
-                        event_webhook_url="http://127.0.0.1:1/unused") as srv:
+    with SendGridServer(
+        api_key=API_KEY, event_private_key=private, event_webhook_url="http://127.0.0.1:1/unused"
+    ) as srv:
         public = private.public_key()
         assert srv.public_key_pem.startswith("-----BEGIN PUBLIC KEY-----")
-        assert EventWebhook(srv.public_key_base64).public_key.public_numbers() == \
-            public.public_numbers()
+        assert (
+            EventWebhook(srv.public_key_base64).public_key.public_numbers()
+            == public.public_numbers()
+        )
         # The receiver trusts another server's key, so this server's posts must fail.
         url = f"http://127.0.0.1:{receiver.server_address[1]}/events"
         assert srv.post_events([{"event": "processed", "email": "a@example.com"}], url) == 403
@@ -679,9 +750,20 @@ def test_event_key_can_be_supplied_and_is_exposed_in_both_forms(receiver):
 def test_command_line_runs_until_ctrl_c_and_prints_its_url():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter.testing.sendgrid_server", "--port", "0",
-         "--api-key", API_KEY],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "newsletter.testing.sendgrid_server",
+            "--port",
+            "0",
+            "--api-key",
+            API_KEY,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         url = proc.stdout.readline().strip()

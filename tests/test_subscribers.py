@@ -48,7 +48,9 @@ def test_import_never_resubscribes_suppressed_addresses(tmp_path, store):
     import_csv(store, _csv(tmp_path, b"email,name\nann@example.com,Ann\nbob@example.com,Bob\n"))
     store.suppress_subscriber("ann@example.com", UNSUBSCRIBED)
     store.suppress_subscriber("bob@example.com", BOUNCED)
-    result = import_csv(store, _csv(tmp_path, b"email,name\nAnn@example.com,Ann\nbob@example.com,B\n"))
+    result = import_csv(
+        store, _csv(tmp_path, b"email,name\nAnn@example.com,Ann\nbob@example.com,B\n")
+    )
     assert result.imported == 0 and len(result.skipped) == 2
     assert store.subscriber_by_email("ann@example.com")["status"] == UNSUBSCRIBED
     assert store.subscriber_by_email("bob@example.com")["status"] == BOUNCED
@@ -69,20 +71,26 @@ def test_import_is_one_transaction(tmp_path, store, settings):
             "CREATE TRIGGER refuse BEFORE INSERT ON subscribers "
             "WHEN NEW.email = 'user30@example.com' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
         )
-    path = _csv(tmp_path, b"email,name\n" + b"".join(
-        f"user{i}@example.com,User {i}\n".encode() for i in range(50)))
+    path = _csv(
+        tmp_path,
+        b"email,name\n" + b"".join(f"user{i}@example.com,User {i}\n".encode() for i in range(50)),
+    )
     with pytest.raises(StoreError, match="disk says no"):
         import_csv(store, path)
     assert store.count_subscribers() == 1
 
 
 def test_export_neutralises_formulas(store, tmp_path):
-    import_csv(store, _csv(tmp_path, b'email,name\nann@example.com,"=HYPERLINK(""x"")"\n'
-                                     b"bob@example.com,+1 555\n"))
+    import_csv(
+        store,
+        _csv(
+            tmp_path, b'email,name\nann@example.com,"=HYPERLINK(""x"")"\nbob@example.com,+1 555\n'
+        ),
+    )
     out = io.StringIO()
     assert export_csv(store.list_subscribers(), out) == 2
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert rows[0]["name"] == "'=HYPERLINK(\"x\")"
+    assert rows[0]["name"] == '\'=HYPERLINK("x")'
     assert rows[1]["name"] == "'+1 555"
     assert rows[0]["status"] == "active"
     assert spreadsheet_safe("@SUM(A1)") == "'@SUM(A1)" and spreadsheet_safe("plain") == "plain"

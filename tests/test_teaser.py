@@ -41,16 +41,22 @@ def test_short_text_is_kept_whole():
 
 def test_abbreviations_do_not_end_sentences():
     assert split_sentences("Dr. Strange waits. Then he leaves.") == [
-        "Dr. Strange waits.", "Then he leaves."]
+        "Dr. Strange waits.",
+        "Then he leaves.",
+    ]
 
 
 def test_editor_teaser_overrides(tmp_path):
-    path = write(tmp_path / "a.md", "---\ntitle: T\nteaser: Mine.\n---\n## Quick Recap\nRecap text.\n")
+    path = write(
+        tmp_path / "a.md", "---\ntitle: T\nteaser: Mine.\n---\n## Quick Recap\nRecap text.\n"
+    )
     assert recap_teaser(read_article(path)) == "Mine."
 
 
 def test_no_recap_falls_back_to_summary_never_to_spoilers(tmp_path):
-    path = write(tmp_path / "a.txt", "Title\nThe one-line summary.\nWhat Happens in the Ending\nHe dies.\n")
+    path = write(
+        tmp_path / "a.txt", "Title\nThe one-line summary.\nWhat Happens in the Ending\nHe dies.\n"
+    )
     teaser = recap_teaser(read_article(path))
     assert teaser == "The one-line summary."
     assert "dies" not in teaser
