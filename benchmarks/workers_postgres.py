@@ -1,0 +1,190 @@
+"""One issue to 1,000,000 subscribers on PostgreSQL, sent by 1, 2 and 4 `newsletter worker`
+processes sharing it, and an exactly-once check after each run.
+
+    .venv/bin/python benchmarks/workers_postgres.py [--subscribers 1000000] [--workers 1 2 4]
+
+PostgreSQL: NEWSLETTER_TEST_POSTGRES_URL if set, else a throwaway server started with
+scripts/postgres (stopped at the end). For each worker count: a fresh issue is built and its
+deliveries planned, a fresh local SendGrid-compatible server (another process, validating every
+request, recording nothing) is started, N workers run `newsletter worker --once` until nothing
+is left to claim, and the figures are printed: wall time, recipients per second, how the
+batches were shared, and whether the delivery log and the server agree that every subscriber
+got the issue exactly once. The machine has 2 cores, shared by the workers, the server and
+PostgreSQL: expect scaling to flatten past 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from newsletter import publish  # noqa: E402
+from newsletter.config import load_settings, write_default_config  # noqa: E402
+from newsletter.store import Store  # noqa: E402
+from newsletter.subscribers import signing_secret  # noqa: E402
+from newsletter.tokens import new_token  # noqa: E402
+
+KEY = "SG.benchmark-key"
+SAMPLE = REPO / "newsletter" / "sample" / "articles" / "001_the-lighthouse-keepers-daughter.txt"
+
+
+def postgres(tmp: Path) -> tuple[str, Path | None]:
+    url = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
+    if url:
+        return url, None
+    folder = tmp / "pg"
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "postgres"), "start", str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1], folder
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "newsletter.testing.sendgrid_server",
+            "--port",
+            "0",
+            "--api-key",
+            KEY,
+            "--no-record",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    url = proc.stdout.readline().strip()
+    proc.stdout.readline()
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen) -> int:
+    """Stop it and return how many recipients it accepted."""
+    proc.send_signal(2)
+    out, _ = proc.communicate(timeout=60)
+    last = out.strip().splitlines()[-1]  # "stopped: N requests / M recipients accepted"
+    return int(last.split("/")[1].split()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    args = parser.parse_args()
+    n = args.subscribers
+    with tempfile.TemporaryDirectory(prefix="nl-workers-") as tmp_name:
+        tmp = Path(tmp_name)
+        tmp.chmod(0o755)  # the server runs as the postgres user and must reach its folder
+        admin_url, pg_folder = postgres(tmp)
+        try:
+            database_url = fresh_database(admin_url, "newsletter_bench")
+            folder = tmp / "newsletter"
+            write_default_config(folder)
+            config = folder / "newsletter.toml"
+            config.write_text(
+                config.read_text()
+                .replace('provider = "outbox"', 'provider = "sendgrid"')
+                .replace(
+                    'database_url = "sqlite:///newsletter.db"', f'database_url = "{database_url}"'
+                )
+            )
+            settings = load_settings(config, env={})
+            store = Store(settings.database_url)
+            started = time.perf_counter()
+            secret = signing_secret(store)
+            store.add_subscribers(
+                (
+                    {
+                        "email": f"reader{i:07d}@example.com",
+                        "name": f"Reader {i}",
+                        "token": new_token(secret),
+                    }
+                    for i in range(n)
+                ),
+                chunk_size=20_000,
+            )
+            print(f"setup: {n:,} subscribers in PostgreSQL in {time.perf_counter() - started:.1f}s")
+            for workers in args.workers:
+                publish.queue_add(store, settings, SAMPLE)
+                started = time.perf_counter()
+                picked, _ = publish.pick(store, settings, datetime.now(UTC))
+                issue_id = publish.build_issue(store, settings, picked)
+                plan = time.perf_counter() - started
+                server, server_url = start_server()
+                env = {
+                    **os.environ,
+                    "NEWSLETTER_CONFIG": str(config),
+                    "SENDGRID_API_KEY": KEY,
+                    "SENDGRID_API_HOST": server_url,
+                }
+                started = time.perf_counter()
+                procs = [
+                    subprocess.Popen(
+                        [sys.executable, "-m", "newsletter.cli", "worker", "--once"],
+                        cwd=folder,
+                        env=env,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                    for _ in range(workers)
+                ]
+                for proc in procs:
+                    _, err = proc.communicate()
+                    if proc.returncode != 0:
+                        raise SystemExit(f"a worker failed:\n{err}")
+                seconds = time.perf_counter() - started
+                accepted = stop_server(server)
+                counts = store.delivery_counts(issue_id)
+                shares = Counter(
+                    r["worker"].split(":")[1] for r in store.deliveries_in_state(issue_id, "sent")
+                )
+                peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                ok = counts["sent"] == n == accepted and counts["pending"] == 0
+                print(
+                    f"{workers} worker(s): {n:,} recipients in {seconds:.1f}s = "
+                    f"{n / seconds:,.0f}/s (issue built and planned in {plan:.1f}s); "
+                    f"shares {sorted(shares.values(), reverse=True)}; peak RSS of any child "
+                    f"{peak:.0f} MB; exactly once: "
+                    f"{'OK' if ok else 'MISMATCH'} (log sent {counts['sent']:,}, "
+                    f"server accepted {accepted:,})"
+                )
+            store.close()
+        finally:
+            if pg_folder is not None:
+                subprocess.run(
+                    ["bash", str(REPO / "scripts" / "postgres"), "stop", str(pg_folder)],
+                    capture_output=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
