@@ -188,3 +188,23 @@ def test_unsubscribed_before_their_batch_do_not_get_it(settings, store, seed_pat
     report = send_issue(store, settings, OutboxProvider(settings), issue_id)
     assert report.counts["sent"] == 4 and report.counts["skipped"] == 1
     assert "user3@example.com" not in store.sent_emails(issue_id)
+
+
+def test_run_refuses_an_issue_whose_check_fails_unless_forced(tmp_path):
+    run_cli(["init", "."], tmp_path)
+    write(tmp_path / "s.csv", SUBSCRIBERS)
+    run_cli(["subscribers", "import", "s.csv"], tmp_path)
+    draft = write(
+        tmp_path / "draft.md",
+        "---\ntitle: Unfinished Film (2021)\n---\n## Quick Recap\n\nThe hero TK arrives.\n"
+        "\n## The Ending\n\nLorem ipsum dolor sit amet.\n",
+    )
+    run_cli(["queue", "add", str(draft)], tmp_path)
+    check = run_cli(["check", str(draft)], tmp_path)
+    assert check.returncode == 1 and "TK" in check.stdout
+    refused = run_cli(["run", "--once"], tmp_path)
+    assert refused.returncode == 1
+    assert "its check found errors" in refused.stderr and "Traceback" not in refused.stderr
+    assert not list((tmp_path / "outbox").rglob("*.eml"))
+    forced = run_cli(["run", "--once", "--force"], tmp_path)
+    assert forced.returncode == 0 and "sent 3" in forced.stdout
