@@ -284,6 +284,7 @@ class _IssueSender:
         self.batch_size = max(1, min(policy.batch_size, provider.max_batch))
         self.lock = threading.Lock()
         self.done = threading.Event()
+        self.cursor = 0  # the highest subscriber id this send has claimed so far
 
     def wait(self, seconds: float) -> None:
         # Keep the lease alive through long rate-limit waits.
@@ -326,7 +327,16 @@ class _IssueSender:
             status = store.issue_status(issue_id)
             if status != ISSUE_SENDING:
                 return self.finish(status)
-            batch = store.claim_batch(issue_id, self.batch_size, worker=self.worker)
+            batch = store.claim_batch(
+                issue_id, self.batch_size, worker=self.worker, after=self.cursor
+            )
+            if batch is None and self.cursor:
+                # Rows released for a retry (or left by others) may sit below the cursor.
+                self.cursor = 0
+                batch = store.claim_batch(issue_id, self.batch_size, worker=self.worker)
+            if batch is not None:
+                with self.lock:
+                    self.cursor = max(self.cursor, batch.last_id)
             if batch is None:
                 if not store.delivery_counts(issue_id)[IN_FLIGHT]:
                     store.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
@@ -349,11 +359,11 @@ class _IssueSender:
                 consecutive_failures += 1
                 self.note(str(exc))
                 if consecutive_failures > policy.max_retries:
-                    store.mark_batch(issue_id, batch.number, FAILED, str(exc), retryable=True)
+                    store.mark_batch(batch, FAILED, str(exc), retryable=True)
                     consecutive_failures = 0
                     self._count_failed_batch(str(exc))
                     continue
-                store.release_batch(issue_id, batch.number, error=str(exc))
+                store.release_batch(batch, error=str(exc))
                 delay = backoff_delay(consecutive_failures, policy)
                 if isinstance(exc, RateLimited) and exc.retry_at is not None:
                     delay = max(0.0, exc.retry_at - time.time()) + random.uniform(0, 0.25)
@@ -364,9 +374,9 @@ class _IssueSender:
                 continue
             except TooLarge as exc:
                 if len(batch.recipients) == 1:
-                    store.mark_batch(issue_id, batch.number, FAILED, str(exc), retryable=False)
+                    store.mark_batch(batch, FAILED, str(exc), retryable=False)
                     continue
-                store.release_batch(issue_id, batch.number, error=str(exc))
+                store.release_batch(batch, error=str(exc))
                 with self.lock:
                     self.batch_size = max(1, min(self.batch_size, len(batch.recipients) // 2))
                 log.warning(
@@ -375,22 +385,22 @@ class _IssueSender:
                 continue
             except Rejected as exc:
                 detail = "; ".join(exc.details) or str(exc)
-                store.mark_batch(issue_id, batch.number, FAILED, detail, retryable=False)
+                store.mark_batch(batch, FAILED, detail, retryable=False)
                 error = f"{exc}: {detail}" if exc.details else str(exc)
                 self.note(error)
                 self._count_failed_batch(error)
                 continue
             except CredentialsRefused as exc:
-                store.release_batch(issue_id, batch.number, error=str(exc))
+                store.release_batch(batch, error=str(exc))
                 store.set_issue_status(issue_id, ISSUE_PAUSED, error=str(exc))
                 return self.finish(ISSUE_PAUSED, str(exc))
             except Uncertain as exc:
-                store.mark_batch(issue_id, batch.number, UNCERTAIN, str(exc))
+                store.mark_batch(batch, UNCERTAIN, str(exc))
                 self.note(str(exc), recipients=len(batch.recipients))
                 continue
             consecutive_failures = 0
-            store.fail_deliveries(issue_id, batch.number, accepted.rejected)
-            store.mark_sent(issue_id, batch.number, accepted.message_ids)
+            store.fail_deliveries(batch, accepted.rejected)
+            store.mark_sent(batch, accepted.message_ids)
             self.note(recipients=len(batch.recipients))
         return None
 

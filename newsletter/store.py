@@ -37,6 +37,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -206,6 +207,8 @@ class Batch:
     issue_id: int
     number: int
     recipients: tuple[Recipient, ...]
+    first_id: int  # the lowest and highest subscriber ids claimed: the next claim starts
+    last_id: int  # after `last_id`, and the batch's rows lie between the two
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -667,53 +670,62 @@ class Store:
             )
 
     # -- the delivery log ------------------------------------------------------------------
-    def claim_batch(self, issue_id: int, size: int, worker: str = "main") -> Batch | None:
-        """Take the next `size` pending rows, mark them in flight under a new batch number and
-        return who they are. Rows of subscribers who left since planning become `skipped`."""
+    def claim_batch(
+        self, issue_id: int, size: int, worker: str = "main", after: int = 0
+    ) -> Batch | None:
+        """Take the next `size` pending rows (of subscribers after `after`), mark them in flight
+        under a new batch number and return who they are. Rows of subscribers who left since
+        planning become `skipped`. Senders pass the last id they claimed as `after`: on
+        PostgreSQL the index still holds the old versions of rows already claimed, and
+        starting past them keeps each claim from wading through them."""
         now = utcnow()
         with self._tx() as conn:
-            pending = (
-                select(deliveries.c.subscriber_id)
-                .where(deliveries.c.issue_id == issue_id, deliveries.c.state == PENDING)
-                .order_by(deliveries.c.subscriber_id)
-                .limit(size)
-            )
-            if not self.is_sqlite:
-                pending = pending.with_for_update(skip_locked=True)
-            ids = list(conn.scalars(pending))
-            if not ids:
-                return None
             number = conn.execute(
                 update(issues)
                 .where(issues.c.id == issue_id)
                 .values(next_batch=issues.c.next_batch + 1)
                 .returning(issues.c.next_batch)
             ).scalar_one()
-            if self.is_sqlite:
-                # The claim holds SQLite's write lock (BEGIN IMMEDIATE), so the first `size`
-                # pending rows are exactly the pending rows in this id range: no IN list of
-                # a thousand parameters to compile.
-                in_batch = and_(
+            pending = (
+                select(deliveries.c.subscriber_id)
+                .where(
                     deliveries.c.issue_id == issue_id,
                     deliveries.c.state == PENDING,
-                    deliveries.c.subscriber_id.between(ids[0], ids[-1]),
+                    deliveries.c.subscriber_id > after,
                 )
-            else:
-                in_batch = and_(
-                    deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id.in_(ids)
-                )
-            conn.execute(
-                update(deliveries)
-                .where(in_batch)
-                .values(
-                    state=IN_FLIGHT,
-                    batch=number,
-                    worker=worker,
-                    claimed_at=now,
-                    updated_at=now,
-                    attempts=deliveries.c.attempts + 1,
-                )
+                .order_by(deliveries.c.subscriber_id)
+                .limit(size)
             )
+            if self.is_sqlite:
+                # The transaction holds SQLite's write lock (BEGIN IMMEDIATE), so the first
+                # `size` pending rows are exactly the pending rows of their id range.
+                ids = list(conn.scalars(pending))
+                claim = deliveries.c.subscriber_id.between(ids[0], ids[-1]) if ids else None
+                claim = and_(claim, deliveries.c.state == PENDING) if ids else None
+            else:
+                # Concurrent claimers skip each other's locked rows. The ids travel as one
+                # array: an IN list of a thousand parameters is slow to plan, and the
+                # one-statement form UPDATE ... IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)
+                # may re-run the subquery per row and claim far more than n rows.
+                ids = list(conn.scalars(pending.with_for_update(skip_locked=True)))
+                claim = deliveries.c.subscriber_id == func.any(
+                    bindparam("claimed", ids, type_=postgresql.ARRAY(Integer))
+                )
+            if ids:
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.issue_id == issue_id, claim)
+                    .values(
+                        state=IN_FLIGHT,
+                        batch=number,
+                        worker=worker,
+                        claimed_at=now,
+                        updated_at=now,
+                        attempts=deliveries.c.attempts + 1,
+                    )
+                )
+            if not ids:
+                return None
             # Who they are: a primary-key range scan of subscribers, kept to the claimed ids.
             claimed = set(ids)
             rows = conn.execute(
@@ -746,16 +758,23 @@ class Store:
                     )
                     .values(state=SKIPPED, error="subscriber no longer active")
                 )
-        return Batch(issue_id, number, tuple(recipients))
+        return Batch(issue_id, number, tuple(recipients), ids[0], ids[-1])
 
-    def mark_sent(self, issue_id: int, batch: int, message_ids: dict[int, str] | str) -> int:
+    @staticmethod
+    def _in_flight(batch: Batch):
+        """The rows of a claimed batch. The id range keeps the index scan to this batch: on
+        PostgreSQL the index still holds the old in-flight versions of every earlier batch."""
+        return and_(
+            deliveries.c.issue_id == batch.issue_id,
+            deliveries.c.state == IN_FLIGHT,
+            deliveries.c.subscriber_id.between(batch.first_id, batch.last_id),
+            deliveries.c.batch == batch.number,
+        )
+
+    def mark_sent(self, batch: Batch, message_ids: dict[int, str] | str) -> int:
         """Record the provider's acceptance: one id for the whole batch or one per subscriber."""
         now = utcnow()
-        base = update(deliveries).where(
-            deliveries.c.issue_id == issue_id,
-            deliveries.c.batch == batch,
-            deliveries.c.state == IN_FLIGHT,
-        )
+        base = update(deliveries).where(self._in_flight(batch))
         with self._tx() as conn:
             if isinstance(message_ids, str):
                 return conn.execute(
@@ -769,62 +788,37 @@ class Store:
             )
             return len(message_ids)
 
-    def fail_deliveries(self, issue_id: int, batch: int, reasons: dict[int, str]) -> int:
+    def fail_deliveries(self, batch: Batch, reasons: dict[int, str]) -> int:
         """Mark some rows of an in-flight batch failed for good (the provider refuses them)."""
         if not reasons:
             return 0
         with self._tx() as conn:
             conn.execute(
                 update(deliveries)
-                .where(
-                    deliveries.c.issue_id == issue_id,
-                    deliveries.c.batch == batch,
-                    deliveries.c.state == IN_FLIGHT,
-                    deliveries.c.subscriber_id == bindparam("sid"),
-                )
+                .where(self._in_flight(batch), deliveries.c.subscriber_id == bindparam("sid"))
                 .values(state=FAILED, error=bindparam("why"), retryable=False, updated_at=utcnow()),
                 [{"sid": sid, "why": why} for sid, why in reasons.items()],
             )
         return len(reasons)
 
-    def release_batch(
-        self,
-        issue_id: int,
-        batch: int,
-        error: str | None = None,
-        subscriber_ids: Iterable[int] | None = None,
-    ) -> int:
-        """Put an in-flight batch (or part of it) back to pending: the provider surely did not
-        take it (a clear error answer), so sending it again later is safe."""
-        query = update(deliveries).where(
-            deliveries.c.issue_id == issue_id,
-            deliveries.c.batch == batch,
-            deliveries.c.state == IN_FLIGHT,
-        )
-        if subscriber_ids is not None:
-            query = query.where(deliveries.c.subscriber_id.in_(list(subscriber_ids)))
+    def release_batch(self, batch: Batch, error: str | None = None) -> int:
+        """Put an in-flight batch back to pending: the provider surely did not take it (a
+        clear error answer), so sending it again later is safe."""
         with self._tx() as conn:
             return conn.execute(
-                query.values(state=PENDING, error=error, worker=None, updated_at=utcnow())
+                update(deliveries)
+                .where(self._in_flight(batch))
+                .values(state=PENDING, error=error, worker=None, updated_at=utcnow())
             ).rowcount
 
     def mark_batch(
-        self,
-        issue_id: int,
-        batch: int,
-        state: str,
-        error: str | None = None,
-        retryable: bool | None = None,
+        self, batch: Batch, state: str, error: str | None = None, retryable: bool | None = None
     ) -> int:
         """Move an in-flight batch to failed or uncertain, keeping the reason."""
         with self._tx() as conn:
             return conn.execute(
                 update(deliveries)
-                .where(
-                    deliveries.c.issue_id == issue_id,
-                    deliveries.c.batch == batch,
-                    deliveries.c.state == IN_FLIGHT,
-                )
+                .where(self._in_flight(batch))
                 .values(state=state, error=error, retryable=retryable, updated_at=utcnow())
             ).rowcount
 

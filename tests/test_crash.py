@@ -55,7 +55,9 @@ def test_sigkill_mid_send_then_resume(tmp_path, server, trial, database_url):
     assert wait_until(lambda: server.requests_accepted >= 1 + 4 * trial, timeout=60)
     time.sleep(random.uniform(0.0, 0.4))
     kill9(proc)
-    issue_id = store.unfinished_issues()[0]
+    [issue] = store.list_issues()
+    assert issue["status"] == "sending", (issue, store.delivery_counts(issue["id"]))
+    issue_id = issue["id"]
     caught = in_flight(store, issue_id)
     assert len(caught) <= 10 * 4  # at most `concurrency` batches of 10 in flight
     server.faults.slow = 0

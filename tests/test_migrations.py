@@ -324,11 +324,10 @@ def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F81
         first_ids = {r.subscriber_id for r in first.recipients}
         assert first_ids.isdisjoint(r.subscriber_id for r in second.recipients)
         assert store.claim_batch(issue, 3) is None
-        assert store.mark_sent(issue, first.number, "msg-1") == 3
+        assert store.mark_sent(first, "msg-1") == 3
         assert (
             store.mark_sent(
-                issue,
-                second.number,
+                second,
                 {r.subscriber_id: f"m{r.subscriber_id}" for r in second.recipients},
             )
             == 2

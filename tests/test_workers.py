@@ -91,3 +91,17 @@ def test_a_remote_workers_claim_is_taken_over_only_after_the_timeout(
     assert recover_in_flight(store, issue_id, policy) == 10  # abandoned: now uncertain
     assert {r["batch"] for r in store.deliveries_in_state(issue_id, "uncertain")} == {batch.number}
     store.close()
+
+
+def test_a_claim_takes_exactly_its_batch(tmp_path, server, database_url):
+    """Regression: on PostgreSQL, UPDATE ... IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)
+    can re-run its subquery per row and claim every pending row at once."""
+    _, store, issue_id = prepared(tmp_path, server, 95, 10, database_url)
+    sizes = []
+    after = 0
+    while batch := store.claim_batch(issue_id, 10, worker="w", after=after):
+        sizes.append(len(batch.recipients))
+        after = batch.last_id
+        assert store.delivery_counts(issue_id)["in_flight"] == sum(sizes)
+    assert sizes == [10] * 9 + [5]
+    store.close()
