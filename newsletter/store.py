@@ -885,6 +885,16 @@ class Store:
             ).mappings()
             return [dict(r) for r in rows]
 
+    def sent_by_worker(self, issue_id: int) -> dict[str, int]:
+        """How many deliveries of an issue each sender recorded as sent."""
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                select(deliveries.c.worker, func.count())
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.state == SENT)
+                .group_by(deliveries.c.worker)
+            )
+            return {worker or "-": n for worker, n in rows}
+
     def sent_emails(self, issue_id: int) -> list[str]:
         with self._tx(write=False) as conn:
             return list(
