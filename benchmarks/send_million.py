@@ -21,7 +21,6 @@ import concurrent.futures
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,39 +39,12 @@ from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
 from newsletter.render import personalize, render_issue, unsubscribe_url  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import signing_secret  # noqa: E402
+from newsletter.testing.sendgrid_server import ServerProcess  # noqa: E402
 from newsletter.tokens import new_token  # noqa: E402
 
 KEY = "SG.benchmark-key"
 SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
 SAMPLE = REPO / "newsletter" / "sample" / "articles" / "001_the-lighthouse-keepers-daughter.txt"
-
-
-def start_server() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "newsletter.testing.sendgrid_server",
-            "--port",
-            "0",
-            "--api-key",
-            KEY,
-            "--no-record",
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    url = proc.stdout.readline().strip()
-    proc.stdout.readline()  # the webhook key line
-    return proc, url
-
-
-def stop_server(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
-    return out.strip().splitlines()[-1] if out.strip() else ""
 
 
 def setup(folder: Path, count: int, server_url: str, concurrency: int | None = None):
@@ -168,7 +140,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     n = args.subscribers
-    server, url = start_server()
+    server = ServerProcess(KEY)
+    url = server.url
     try:
         with tempfile.TemporaryDirectory(prefix="nl-bench-") as tmp:
             folder = Path(tmp)
@@ -207,7 +180,7 @@ def main() -> None:
             )
             store.close()
     finally:
-        print(f"server: {stop_server(server)}")
+        print(f"server: accepted {server.stop():,} recipients in all (pipeline and ceiling)")
 
 
 if __name__ == "__main__":

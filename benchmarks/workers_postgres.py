@@ -33,6 +33,7 @@ from newsletter import publish  # noqa: E402
 from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import signing_secret  # noqa: E402
+from newsletter.testing.sendgrid_server import ServerProcess  # noqa: E402
 from newsletter.tokens import new_token  # noqa: E402
 
 KEY = "SG.benchmark-key"
@@ -60,36 +61,6 @@ def fresh_database(admin_url: str, name: str) -> str:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def start_server() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "newsletter.testing.sendgrid_server",
-            "--port",
-            "0",
-            "--api-key",
-            KEY,
-            "--no-record",
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    url = proc.stdout.readline().strip()
-    proc.stdout.readline()
-    return proc, url
-
-
-def stop_server(proc: subprocess.Popen) -> int:
-    """Stop it and return how many recipients it accepted."""
-    proc.send_signal(2)
-    out, _ = proc.communicate(timeout=60)
-    last = out.strip().splitlines()[-1]  # "stopped: N requests / M recipients accepted"
-    return int(last.split("/")[1].split()[0])
 
 
 def main() -> None:
@@ -136,7 +107,8 @@ def main() -> None:
                 picked, _ = publish.pick(store, settings, datetime.now(UTC))
                 issue_id = publish.build_issue(store, settings, picked)
                 plan = time.perf_counter() - started
-                server, server_url = start_server()
+                server = ServerProcess(KEY)
+                server_url = server.url
                 env = {
                     **os.environ,
                     "NEWSLETTER_CONFIG": str(config),
@@ -163,7 +135,7 @@ def main() -> None:
                     if proc.returncode != 0:
                         raise SystemExit(f"a worker failed:\n{log.read_text()}")
                 seconds = time.perf_counter() - started
-                accepted = stop_server(server)
+                accepted = server.stop()
                 counts = store.delivery_counts(issue_id)
                 # Counted in SQL: a million rows loaded here would also inflate the peak
                 # memory the next workers report (a forked child starts with our pages).

@@ -1150,6 +1150,27 @@ def _load_private_key(
 # --------------------------------------------------------------------------- CLI
 
 
+class ServerProcess:
+    """The server in a process of its own (benchmarks: it then has a core to itself instead
+    of sharing the sender's interpreter). `stop()` returns the recipients it accepted."""
+
+    def __init__(self, api_key: str, *, record: bool = False) -> None:
+        import subprocess
+
+        args = [sys.executable, "-m", __name__, "--port", "0", "--api-key", api_key, "--quiet"]
+        self.process = subprocess.Popen(
+            args + ([] if record else ["--no-record"]), stdout=subprocess.PIPE, text=True
+        )
+        self.url = self.process.stdout.readline().strip()
+        self.process.stdout.readline()  # the webhook public key line
+
+    def stop(self) -> int:
+        self.process.send_signal(2)  # SIGINT: prints "stopped: N requests / M recipients ..."
+        out, _ = self.process.communicate(timeout=60)
+        last = out.strip().splitlines()[-1]
+        return int(last.split("/")[1].split()[0])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the server in the foreground until Ctrl-C (demos, manual runs, benchmarks)."""
     parser = argparse.ArgumentParser(
