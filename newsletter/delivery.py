@@ -439,7 +439,6 @@ def resolve_uncertain(store: Store, issue_id: int, resend: bool) -> int:
 @dataclass
 class WorkerReport:
     batches: int = 0
-    recipients: int = 0
     issues: set[int] = field(default_factory=set)
 
 
@@ -474,7 +473,6 @@ def run_worker(
                     f"issue {issue_id}: {result.batches} batches sent from here; "
                     f"now {result.status}"
                 )
-        report.recipients = sum(store.delivery_counts(i)[SENT] for i in report.issues)
         if once and not worked:
             break
         if not worked:

@@ -498,14 +498,6 @@ class Store:
                 update(articles).where(articles.c.id == article_id).values(last_error=error)
             )
 
-    def update_article(self, article_id: int, title: str, not_before: datetime | None) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                update(articles)
-                .where(articles.c.id == article_id)
-                .values(title=title, not_before=not_before, last_error=None)
-            )
-
     def remove_article(self, filename: str) -> dict:
         with self._tx() as conn:
             row = (
@@ -522,16 +514,6 @@ class Store:
             conn.execute(update(articles).where(articles.c.id == row["id"]).values(status=REMOVED))
             return dict(row)
 
-    def issue_articles(self, issue_id: int) -> list[dict]:
-        with self._tx(write=False) as conn:
-            rows = conn.execute(
-                select(articles)
-                .where(articles.c.issue_id == issue_id)
-                .order_by(articles.c.position)
-            ).mappings()
-            return [dict(r) for r in rows]
-
-    # -- issues ----------------------------------------------------------------------------
     def create_issue(
         self,
         *,
@@ -621,10 +603,6 @@ class Store:
                     .order_by(issues.c.id)
                 )
             )
-
-    def last_issue_for_tick(self, tick: datetime) -> int | None:
-        with self._tx(write=False) as conn:
-            return conn.scalar(select(issues.c.id).where(issues.c.scheduled_for == tick))
 
     def set_issue_status(
         self,
