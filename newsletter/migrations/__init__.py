@@ -206,6 +206,7 @@ def schema_differences(engine: Engine) -> list:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    from newsletter import store_editors  # noqa: F401  (its tables join the metadata)
     from newsletter.store import metadata
 
     with _reading(engine) as conn:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from newsletter import store_editors  # noqa: F401  (its tables join the metadata)
 from newsletter.migrations import include_object
 from newsletter.store import metadata
 

@@ -1,0 +1,483 @@
+"""The SQL of the editors' workspace: editor accounts, sign-in throttling counters,
+engagement over time, alerts already sent, and the look-ups the admin pages need (queue
+moves, subscriber search with keyset pagination, a page of uncertain rows).
+
+Every function takes the project's `Store` and runs in its transactions, so the same code
+runs on SQLite and PostgreSQL. The tables live in the store's metadata (and its migrations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    String,
+    Text,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import Table
+
+from newsletter.errors import NewsletterError, NotFound
+from newsletter.store import (
+    QUEUED,
+    UNCERTAIN,
+    Store,
+    UTCDateTime,
+    articles,
+    deliveries,
+    issues,
+    metadata,
+    subscribers,
+    utcnow,
+)
+
+editors = Table(
+    "editors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    # Part of every session cookie: bumped on a password change, so older sessions end.
+    Column("session_version", Integer, nullable=False, default=1),
+    Column("timezone", String(64), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Counters of the `limits` fixed windows (failed sign-ins per account and per client),
+# shared by every `serve` process on the database.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("hits", Integer, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Opens and clicks per issue and hour, fed by the event webhook: the chart's data.
+engagement_hours = Table(
+    "engagement_hours",
+    metadata,
+    Column("issue_id", Integer, primary_key=True),
+    Column("kind", String(10), primary_key=True),
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+# One row per alert sent to the editors: its key makes "at most once per event".
+alerts_sent = Table(
+    "alerts_sent",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("sent_at", UTCDateTime, nullable=False),
+)
+
+# Subscriber search by name prefix, case-insensitive (the address has its unique key).
+ix_subscribers_name = Index("ix_subscribers_name_lower", func.lower(subscribers.c.name))
+
+
+@dataclass(frozen=True)
+class EditorRow:
+    id: int
+    email: str
+    password_hash: str
+    session_version: int
+    timezone: str
+    created_at: datetime
+
+    def __repr__(self) -> str:  # the hash is not a secret, but has no place in logs
+        return f"EditorRow(id={self.id}, email={self.email!r})"
+
+
+def _upsert(store: Store, table: Table):
+    return (sqlite_insert if store.is_sqlite else pg_insert)(table)
+
+
+# -- editors -------------------------------------------------------------------------------
+def _editor(row) -> EditorRow:
+    return EditorRow(
+        row.id, row.email, row.password_hash, row.session_version, row.timezone, row.created_at
+    )
+
+
+def insert_editor(store: Store, email: str, password_hash: str, timezone: str = "") -> EditorRow:
+    now = utcnow()
+    with store._tx() as conn:
+        try:
+            with conn.begin_nested():
+                new_id = conn.execute(
+                    insert(editors).values(
+                        email=email,
+                        email_key=email.lower(),
+                        password_hash=password_hash,
+                        session_version=1,
+                        timezone=timezone,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                ).inserted_primary_key[0]
+        except IntegrityError:
+            raise NewsletterError(
+                f"editor {email} already exists (change the password with "
+                "'newsletter editors password')"
+            ) from None
+        return _editor(conn.execute(select(editors).where(editors.c.id == new_id)).one())
+
+
+def editor_by_email(store: Store, email: str) -> EditorRow | None:
+    with store._tx(write=False) as conn:
+        row = conn.execute(
+            select(editors).where(editors.c.email_key == email.strip().lower())
+        ).first()
+    return _editor(row) if row else None
+
+
+def editor_by_id(store: Store, editor_id: int) -> EditorRow | None:
+    with store._tx(write=False) as conn:
+        row = conn.execute(select(editors).where(editors.c.id == editor_id)).first()
+    return _editor(row) if row else None
+
+
+def all_editors(store: Store) -> list[EditorRow]:
+    with store._tx(write=False) as conn:
+        return [_editor(r) for r in conn.execute(select(editors).order_by(editors.c.email_key))]
+
+
+def update_password(store: Store, editor_id: int, password_hash: str, *, new_session: bool) -> None:
+    """Store a new hash; `new_session` ends every session of the editor (a password change),
+    a mere rehash with stronger parameters keeps them."""
+    values: dict = {"password_hash": password_hash, "updated_at": utcnow()}
+    if new_session:
+        values["session_version"] = editors.c.session_version + 1
+    with store._tx() as conn:
+        conn.execute(update(editors).where(editors.c.id == editor_id).values(**values))
+
+
+def delete_editor(store: Store, email: str) -> None:
+    with store._tx() as conn:
+        gone = conn.execute(
+            delete(editors).where(editors.c.email_key == email.strip().lower())
+        ).rowcount
+    if not gone:
+        raise NotFound(f"no editor {email!r} (see 'newsletter editors list')")
+
+
+# -- rate limit counters -------------------------------------------------------------------
+def incr_counter(store: Store, key: str, expiry: float, amount: int = 1) -> int:
+    """Add to a fixed-window counter, starting a new window when the old one has ended."""
+    now = utcnow()
+    ends = now + timedelta(seconds=expiry)
+    stmt = _upsert(store, rate_limits).values(key=key, hits=amount, expires_at=ends)
+    expired = rate_limits.c.expires_at <= now
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[rate_limits.c.key],
+        set_={
+            "hits": case((expired, amount), else_=rate_limits.c.hits + amount),
+            "expires_at": case((expired, ends), else_=rate_limits.c.expires_at),
+        },
+    ).returning(rate_limits.c.hits)
+    with store._tx() as conn:
+        hits = conn.execute(stmt).scalar_one()
+        # Old windows are of no use to anyone: sweep a few on the way.
+        conn.execute(
+            delete(rate_limits).where(
+                rate_limits.c.key.in_(
+                    select(rate_limits.c.key)
+                    .where(rate_limits.c.expires_at < now - timedelta(hours=1))
+                    .limit(100)
+                    .scalar_subquery()
+                )
+            )
+        )
+        return hits
+
+
+def counter(store: Store, key: str) -> tuple[int, datetime | None]:
+    """(hits, window end) of a live window, (0, None) when there is none."""
+    with store._tx(write=False) as conn:
+        row = conn.execute(
+            select(rate_limits.c.hits, rate_limits.c.expires_at).where(
+                rate_limits.c.key == key, rate_limits.c.expires_at > utcnow()
+            )
+        ).first()
+    return (row.hits, row.expires_at) if row else (0, None)
+
+
+def clear_counters(store: Store, key: str | None = None) -> int:
+    with store._tx() as conn:
+        query = delete(rate_limits)
+        if key is not None:
+            query = query.where(rate_limits.c.key == key)
+        return conn.execute(query).rowcount
+
+
+# -- the queue -----------------------------------------------------------------------------
+def queued_article(store: Store, article_id: int) -> dict:
+    with store._tx(write=False) as conn:
+        row = (
+            conn.execute(
+                select(articles).where(articles.c.id == article_id, articles.c.status == QUEUED)
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise NotFound(f"no queued article {article_id} (see 'newsletter queue list')")
+    return dict(row)
+
+
+def swap_with_neighbour(store: Store, filename: str, up: bool) -> bool:
+    """Swap a queued article's position with the one before (up) or after it; False when it
+    is already first (last). One transaction, so two editors cannot interleave a swap."""
+    with store._tx() as conn:
+        row = conn.execute(
+            select(articles.c.id, articles.c.position).where(
+                articles.c.filename == filename, articles.c.status == QUEUED
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"no queued article {filename!r} (see 'newsletter queue list')")
+        neighbour_query = select(articles.c.id, articles.c.position).where(
+            articles.c.status == QUEUED
+        )
+        if up:
+            neighbour_query = neighbour_query.where(articles.c.position < row.position).order_by(
+                articles.c.position.desc()
+            )
+        else:
+            neighbour_query = neighbour_query.where(articles.c.position > row.position).order_by(
+                articles.c.position
+            )
+        other = conn.execute(neighbour_query.limit(1)).first()
+        if other is None:
+            return False
+        conn.execute(
+            update(articles).where(articles.c.id == row.id).values(position=other.position)
+        )
+        conn.execute(
+            update(articles).where(articles.c.id == other.id).values(position=row.position)
+        )
+        return True
+
+
+def set_not_before(store: Store, filename: str, when: datetime | None) -> None:
+    with store._tx() as conn:
+        changed = conn.execute(
+            update(articles)
+            .where(articles.c.filename == filename, articles.c.status == QUEUED)
+            .values(not_before=when)
+        ).rowcount
+    if not changed:
+        raise NotFound(f"no queued article {filename!r} (see 'newsletter queue list')")
+
+
+def articles_with_errors(store: Store) -> list[dict]:
+    """Queued articles the scheduler could not read (held back with their reason)."""
+    with store._tx(write=False) as conn:
+        rows = conn.execute(
+            select(articles.c.id, articles.c.filename, articles.c.last_error).where(
+                articles.c.status == QUEUED, articles.c.last_error.is_not(None)
+            )
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+# -- subscribers ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SubscriberRow:
+    id: int
+    email: str
+    name: str
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SubscriberPage:
+    rows: list[SubscriberRow]
+    next_after: int | None  # pass as `after` for the next page; None on the last page
+
+
+def _prefix_range(column, prefix: str):
+    """`column` starts with `prefix`, written as a range the column's index can serve."""
+    return (column >= prefix) & (column < prefix + "\U0010ffff")
+
+
+def search_subscribers(
+    store: Store,
+    query: str = "",
+    status: str | None = None,
+    after: int = 0,
+    limit: int = 50,
+) -> SubscriberPage:
+    """A page of subscribers in id order after `after` (keyset pagination).
+
+    With a query, matches are addresses or names starting with it (case-insensitive), each
+    found through its index; without one, the primary key (or the status index) serves.
+    """
+    columns = (
+        subscribers.c.id,
+        subscribers.c.email,
+        subscribers.c.name,
+        subscribers.c.status,
+        subscribers.c.created_at,
+    )
+    needle = query.strip().lower()
+    with store._tx(write=False) as conn:
+        if not needle:
+            stmt = select(*columns).where(subscribers.c.id > after)
+            if status:
+                stmt = stmt.where(subscribers.c.status == status)
+            rows = conn.execute(stmt.order_by(subscribers.c.id).limit(limit + 1)).all()
+        else:
+            # Matching ids come from the two indexes (address key, lower(name)); there are
+            # few for any useful prefix, and the page is cut from them in id order.
+            by_email = select(subscribers.c.id).where(
+                _prefix_range(subscribers.c.email_key, needle)
+            )
+            by_name = select(subscribers.c.id).where(
+                _prefix_range(func.lower(subscribers.c.name), needle)
+            )
+            stmt = select(*columns).where(
+                or_(subscribers.c.id.in_(by_email), subscribers.c.id.in_(by_name)),
+                subscribers.c.id > after,
+            )
+            if status:
+                stmt = stmt.where(subscribers.c.status == status)
+            rows = conn.execute(stmt.order_by(subscribers.c.id).limit(limit + 1)).all()
+    page = [SubscriberRow(*r) for r in rows[:limit]]
+    return SubscriberPage(page, page[-1].id if len(rows) > limit else None)
+
+
+def subscriber_by_id(store: Store, subscriber_id: int) -> SubscriberRow | None:
+    with store._tx(write=False) as conn:
+        row = conn.execute(
+            select(
+                subscribers.c.id,
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.status,
+                subscribers.c.created_at,
+            ).where(subscribers.c.id == subscriber_id)
+        ).first()
+    return SubscriberRow(*row) if row else None
+
+
+# -- issues --------------------------------------------------------------------------------
+def uncertain_page(store: Store, issue_id: int, limit: int = 100) -> list[dict]:
+    """The first uncertain deliveries of an issue (the page lists at most `limit`)."""
+    with store._tx(write=False) as conn:
+        rows = conn.execute(
+            select(
+                deliveries.c.subscriber_id,
+                subscribers.c.email,
+                deliveries.c.batch,
+                deliveries.c.error,
+            )
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.state == UNCERTAIN)
+            .order_by(deliveries.c.subscriber_id)
+            .limit(limit)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def issues_needing_editors(store: Store) -> list[dict]:
+    """Paused issues and issues with uncertain deliveries: what the alerts look at."""
+    with store._tx(write=False) as conn:
+        paused = conn.execute(
+            select(issues.c.id, issues.c.subject, issues.c.status, issues.c.last_error).where(
+                issues.c.status == "paused"
+            )
+        ).mappings()
+        found = [dict(r) | {"uncertain": 0} for r in paused]
+        uncertain = conn.execute(
+            select(deliveries.c.issue_id, func.count())
+            .where(deliveries.c.state == UNCERTAIN)
+            .group_by(deliveries.c.issue_id)
+        ).all()
+        by_id = {f["id"]: f for f in found}
+        for issue_id, count in uncertain:
+            if issue_id in by_id:
+                by_id[issue_id]["uncertain"] = count
+                continue
+            row = (
+                conn.execute(
+                    select(
+                        issues.c.id, issues.c.subject, issues.c.status, issues.c.last_error
+                    ).where(issues.c.id == issue_id)
+                )
+                .mappings()
+                .first()
+            )
+            if row is not None and row["status"] != "sending":
+                found.append(dict(row) | {"uncertain": count})
+    return found
+
+
+# -- engagement over time ------------------------------------------------------------------
+def add_engagement_hours(store: Store, counts: Iterable[tuple[int, str, datetime, int]]) -> None:
+    """Add (issue_id, kind, hour, count) rows to the per-hour tallies."""
+    params = list(counts)
+    if not params:
+        return
+    with store._tx() as conn:
+        for issue_id, kind, hour, count in params:
+            stmt = _upsert(store, engagement_hours).values(
+                issue_id=issue_id, kind=kind, hour=hour, count=count
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[
+                        engagement_hours.c.issue_id,
+                        engagement_hours.c.kind,
+                        engagement_hours.c.hour,
+                    ],
+                    set_={"count": engagement_hours.c.count + count},
+                )
+            )
+
+
+def engagement_series(store: Store, issue_id: int) -> list[tuple[str, datetime, int]]:
+    with store._tx(write=False) as conn:
+        return [
+            (kind, hour, count)
+            for kind, hour, count in conn.execute(
+                select(engagement_hours.c.kind, engagement_hours.c.hour, engagement_hours.c.count)
+                .where(engagement_hours.c.issue_id == issue_id)
+                .order_by(engagement_hours.c.hour)
+            )
+        ]
+
+
+# -- alerts --------------------------------------------------------------------------------
+def claim_alert(store: Store, key: str) -> bool:
+    """True the first time `key` is claimed: the caller then sends that alert, once."""
+    with store._tx() as conn:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(alerts_sent).values(key=key[:200], sent_at=utcnow()))
+        except IntegrityError:
+            return False
+        return True
+
+
+def release_alert(store: Store, key: str) -> None:
+    """Forget a claimed alert whose sending failed, so the next wake-up tries again."""
+    with store._tx() as conn:
+        conn.execute(delete(alerts_sent).where(alerts_sent.c.key == key[:200]))
