@@ -150,6 +150,21 @@ def queue_list(app: App) -> None:
         )
 
 
+@queue.command("move")
+@click.argument("article")
+@click.option("--up", "direction", flag_value="up", help="One place earlier.")
+@click.option("--down", "direction", flag_value="down", help="One place later.")
+@pass_app
+def queue_move(app: App, article: str, direction: str | None) -> None:
+    """Move ARTICLE (its file name in issues/) one place up or down the queue."""
+    if direction is None:
+        raise NewsletterError("say --up or --down")
+    if publish.queue_move(app.store, article, up=direction == "up"):
+        click.echo(f"moved {Path(article).name} {direction}")
+    else:
+        click.echo(f"{Path(article).name} is already {'first' if direction == 'up' else 'last'}")
+
+
 @queue.command("remove")
 @click.argument("article")
 @pass_app

@@ -11,7 +11,7 @@ from newsletter.config import Settings
 from newsletter.delivery import rendered_from_row
 from newsletter.errors import NewsletterError
 from newsletter.providers import OutgoingBatch, Provider, ProviderError
-from newsletter.render import unsubscribe_url
+from newsletter.render import RenderedIssue, unsubscribe_url
 from newsletter.store import Recipient, Store
 from newsletter.subscribers import clean_name, normalize_address
 
@@ -27,11 +27,24 @@ def send_test(
     name: str = "Editor",
 ) -> None:
     """Send one copy of the issue to `to`, as a subscriber would get it."""
+    rendered = rendered_from_row(store.get_issue(issue_id), settings)
+    send_proof(settings, provider, rendered, to, name, issue_id)
+
+
+def send_proof(
+    settings: Settings,
+    provider: Provider,
+    rendered: RenderedIssue,
+    to: str,
+    name: str = "Editor",
+    issue_id: int = 0,
+) -> None:
+    """Send one copy of a rendered email (a stored issue, or a queued article's preview) to
+    `to`, as a subscriber would get it, outside every delivery log."""
     try:
         address = normalize_address(to)
     except ValueError as exc:
         raise NewsletterError(f"--to {to!r} is not a valid address: {exc}") from None
-    rendered = rendered_from_row(store.get_issue(issue_id), settings)
     recipient = Recipient(0, address, clean_name(name), PROOF_TOKEN)
     provider.send(
         OutgoingBatch(

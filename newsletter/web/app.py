@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from newsletter.config import Settings, secret
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
-from newsletter.web import archive, pages
+from newsletter.web import admin, archive, pages
 from newsletter.web.events import (
     PUBLIC_KEY_ENV,
     SIGNATURE_HEADER,
@@ -193,6 +193,7 @@ def create_app(
         Route("/archive/{slug}", archive.archive_issue, methods=["GET"]),
         Route("/feed.xml", archive.feed_xml, methods=["GET"]),
         Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+        *admin.routes(),  # the editors' workspace, /admin
     ]
     app = Starlette(
         routes=routes,
@@ -200,6 +201,7 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.web = state
+    app.state.admin = admin.AdminState.for_web(state)
     return app
 
 

@@ -1,0 +1,80 @@
+"""Issues: their states, live delivery counts, pause/resume/cancel, the uncertain
+recipients and the engagement chart. The actions are `delivery`'s functions, as in the CLI."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from newsletter import delivery
+from newsletter.store import (
+    DELIVERY_STATES,
+    ISSUE_CANCELLED,
+    ISSUE_PAUSED,
+    ISSUE_SENDING,
+)
+from newsletter.store_editors import engagement_series, uncertain_page
+from newsletter.web.admin.base import Ctx, json_response
+from newsletter.web.admin.chart import cumulative_chart
+
+ACTIONS = {"pause": ISSUE_PAUSED, "resume": ISSUE_SENDING, "cancel": ISSUE_CANCELLED}
+UNCERTAIN_SHOWN = 100
+
+
+def _issue_id(ctx: Ctx) -> int:
+    return int(ctx.request.path_params["issue_id"])
+
+
+def issues_page(ctx: Ctx) -> Response:
+    return ctx.page("admin/issues.html", issues=ctx.store.list_issues())
+
+
+def issue_page(ctx: Ctx) -> Response:
+    issue_id = _issue_id(ctx)
+    issue = ctx.store.get_issue(issue_id)
+    counts = ctx.store.delivery_counts(issue_id)
+    chart = cumulative_chart(engagement_series(ctx.store, issue_id), ctx.zone)
+    return ctx.page(
+        "admin/issue.html",
+        issue=issue,
+        counts=counts,
+        states=DELIVERY_STATES,
+        total=sum(counts.values()),
+        uncertain=uncertain_page(ctx.store, issue_id, UNCERTAIN_SHOWN),
+        uncertain_shown=UNCERTAIN_SHOWN,
+        chart=chart,
+        live=issue["status"] == ISSUE_SENDING,
+    )
+
+
+def issue_counts(ctx: Ctx) -> Response:
+    """The live view's poll: the issue's state and its counts by delivery state."""
+    issue_id = _issue_id(ctx)
+    return json_response(
+        {
+            "status": ctx.store.issue_status(issue_id),
+            "counts": ctx.store.delivery_counts(issue_id),
+        }
+    )
+
+
+def change_status(ctx: Ctx) -> Response:
+    issue_id = _issue_id(ctx)
+    action = ctx.form.get("action", "")
+    if action not in ACTIONS:
+        return ctx.redirect(f"/admin/issues/{issue_id}", "Unknown action.")
+    delivery.change_issue_status(ctx.store, issue_id, ACTIONS[action])
+    done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
+    note = " The scheduler or the next run sends the rest." if action == "resume" else ""
+    return ctx.redirect(f"/admin/issues/{issue_id}", f"Issue {issue_id} {done}.{note}")
+
+
+def resolve(ctx: Ctx) -> Response:
+    issue_id = _issue_id(ctx)
+    action = ctx.form.get("action", "")
+    if action not in ("resend", "mark-sent"):
+        return ctx.redirect(f"/admin/issues/{issue_id}", "Unknown action.")
+    subscriber = ctx.form.get("subscriber_id", "")
+    ids = [int(subscriber)] if subscriber.isdigit() else None
+    moved = delivery.resolve_uncertain(ctx.store, issue_id, action == "resend", ids)
+    what = "queued to send again" if action == "resend" else "counted as sent"
+    return ctx.redirect(f"/admin/issues/{issue_id}", f"{moved} uncertain deliveries {what}.")

@@ -1,0 +1,88 @@
+"""Subscribers: search, filter by status, keyset pages, CSV import with the line-numbered
+report (`subscribers.import_csv`), export (`subscribers.export_csv`), unsubscribe one."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse, Response
+
+from newsletter.errors import NotFound
+from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNCONFIRMED, UNSUBSCRIBED
+from newsletter.store_editors import search_subscribers, subscriber_by_id
+from newsletter.subscribers import export_csv, import_csv
+from newsletter.web.admin.base import Ctx
+
+STATUSES = (ACTIVE, UNCONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+PAGE_SIZE = 50
+
+
+def subscribers_page(ctx: Ctx, report=None, report_name: str = "") -> Response:
+    params = ctx.request.query_params
+    query = params.get("q", "")[:320]
+    status = params.get("status", "")
+    status = status if status in STATUSES else ""
+    after = params.get("after", "")
+    page = search_subscribers(
+        ctx.store,
+        query,
+        status or None,
+        int(after) if after.isdigit() else 0,
+        PAGE_SIZE,
+    )
+    return ctx.page(
+        "admin/subscribers.html",
+        page=page,
+        q=query,
+        status=status,
+        statuses=STATUSES,
+        report=report,
+        report_name=report_name,
+        first=not after.isdigit() or after == "0",
+    )
+
+
+def import_subscribers(ctx: Ctx) -> Response:
+    upload = ctx.files.get("file")
+    if not upload or not upload[1]:
+        return ctx.redirect("/admin/subscribers", "Choose a CSV file to import.")
+    name = Path(upload[0].replace("\\", "/")).name or "subscribers.csv"
+    with tempfile.TemporaryDirectory(prefix="newsletter-import-") as folder:
+        source = Path(folder) / "upload.csv"
+        source.write_bytes(upload[1])
+        result = import_csv(ctx.store, source)
+    return subscribers_page(ctx, report=result, report_name=name)
+
+
+def export_subscribers(ctx: Ctx) -> Response:
+    """Every subscriber as CSV, written to a temporary file first (a million rows must not
+    sit in memory) and removed once sent."""
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", newline="", suffix=".csv", delete=False
+    )
+    try:
+        with handle:
+            export_csv(ctx.store.list_subscribers(), handle)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        handle.name,
+        media_type="text/csv; charset=utf-8",
+        filename="subscribers.csv",
+        headers={"Cache-Control": "no-store"},
+        background=BackgroundTask(Path(handle.name).unlink, missing_ok=True),
+    )
+
+
+def unsubscribe(ctx: Ctx) -> Response:
+    row = subscriber_by_id(ctx.store, int(ctx.request.path_params["subscriber_id"]))
+    if row is None:
+        raise NotFound("no such subscriber")
+    # The same rule as the one-click link: a bounce or complaint is never softened.
+    ctx.store.suppress_subscriber(row.email, UNSUBSCRIBED)
+    back = ctx.form.get("back", "")
+    target = back if back.startswith("/admin/subscribers") else "/admin/subscribers"
+    return ctx.redirect(target, f"Unsubscribed {row.email}.")
