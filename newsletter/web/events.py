@@ -15,12 +15,14 @@ import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from newsletter.errors import ConfigError
-from newsletter.store import BOUNCED, COMPLAINED, SENT, UNCERTAIN, UNSUBSCRIBED, Store
+from newsletter.store import BOUNCED, COMPLAINED, SENT, UNCERTAIN, UNSUBSCRIBED, Store, utcnow
+from newsletter.store_editors import add_engagement_hours
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +135,22 @@ def suppression_status(event: dict) -> str | None:
     return status
 
 
+def event_hour(stamp: object) -> datetime:
+    """The hour (UTC) an event happened, from its unix `timestamp`; now if it has none."""
+    moment = utcnow()
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool) and stamp > 0:
+        try:
+            moment = datetime.fromtimestamp(stamp, UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
 def apply_events(store: Store, events: list) -> EventSummary:
     """Apply a verified batch of events to the subscriber list and the delivery log."""
     summary = EventSummary()
     to_confirm: dict[int, set[int]] = defaultdict(set)
-    engagement: list[tuple[str, int, str]] = []
+    engagement: list[tuple[str, int, str, object]] = []
     for event in events:
         if not isinstance(event, dict) or not isinstance(event.get("event"), str):
             summary.ignored += 1
@@ -158,7 +171,7 @@ def apply_events(store: Store, events: list) -> EventSummary:
             issue_id = _int_arg(event, "issue_id")
             event_id = event.get("sg_event_id")
             if issue_id and isinstance(event_id, str) and event_id:
-                engagement.append((kind, issue_id, event_id))
+                engagement.append((kind, issue_id, event_id, event.get("timestamp")))
             else:
                 summary.ignored += 1
     for issue_id, subscriber_ids in to_confirm.items():
@@ -166,11 +179,14 @@ def apply_events(store: Store, events: list) -> EventSummary:
             issue_id, UNCERTAIN, SENT, sorted(subscriber_ids)
         )
     counts: dict[int, Counter] = defaultdict(Counter)
-    for kind, issue_id, event_id in engagement:
+    hours: Counter = Counter()  # (issue, kind, hour) -> count: the editors' chart
+    for kind, issue_id, event_id, stamp in engagement:
         if store.first_time_event(event_id):
             counts[issue_id][kind] += 1
+            hours[(issue_id, kind, event_hour(stamp))] += 1
         else:
             summary.duplicates += 1
+    add_engagement_hours(store, [(*key, n) for key, n in hours.items()])
     for issue_id, counter in counts.items():
         store.add_engagement(issue_id, opens=counter["open"], clicks=counter["click"])
         summary.opens += counter["open"]
