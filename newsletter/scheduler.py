@@ -70,10 +70,13 @@ class SchedulerRunner:
             if not self.was_holder:
                 self.echo(f"holding the sending lease as {self.lease.holder}")
             self.was_holder = True
-            result = publish.scheduled_work(
-                self.store, self.settings, self.provider, self.lease, heartbeat=self.heartbeat
-            )
-            self._report(result, reason)
+            try:
+                result = publish.scheduled_work(
+                    self.store, self.settings, self.provider, self.lease, heartbeat=self.heartbeat
+                )
+                self._report(result, reason)
+            finally:
+                self._alert()
         except (Stopping, LeaseLost) as exc:
             self.echo(str(exc))
         except NewsletterError as exc:
@@ -82,6 +85,16 @@ class SchedulerRunner:
             log.exception("scheduled work failed")
         finally:
             self.lock.release()
+
+    def _alert(self) -> None:
+        """Email the editors what needs them (each event once); never stops the scheduler."""
+        from newsletter.alerts import send_alerts
+
+        try:
+            for alert in send_alerts(self.store, self.settings, self.provider):
+                self.echo(f"alerted the editors: {alert.subject}")
+        except Exception:
+            log.exception("alerting the editors failed")
 
     def _report(self, result: publish.TickResult | None, reason: str) -> None:
         if result is None:

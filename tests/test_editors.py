@@ -1,0 +1,161 @@
+"""The library and CLI behind the editors' workspace: editor accounts from the command line,
+queue moves, the cadence written into newsletter.toml, subscriber search with keyset pages,
+and alerts sent once per event. Real SQLite files, real subprocesses, the outbox provider."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from newsletter import alerts, publish
+from newsletter.cadence import update_cadence
+from newsletter.config import load_settings
+from newsletter.editors import add_editor, authenticate, change_password
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.providers import make_provider
+from newsletter.store import ISSUE_PAUSED
+from newsletter.store_editors import search_subscribers
+from newsletter.subscribers import add_subscriber, signing_secret
+from newsletter.tokens import new_token
+from tests.conftest import run_cli, write
+from tests.test_web import SAMPLE_ARTICLES, uncertain_issue
+
+PASSWORD = "correct horse battery"
+
+
+def test_editors_from_the_command_line(folder):
+    added = run_cli(
+        ["editors", "add", "Ed@Example.com", "--tz", "America/New_York"],
+        folder,
+        input=PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert "added editor Ed@example.com" in added.stdout
+    assert PASSWORD not in added.stdout + added.stderr
+    listed = run_cli(["editors", "list"], folder)
+    assert "Ed@example.com" in listed.stdout and "America/New_York" in listed.stdout
+
+    again = run_cli(["editors", "add", "ed@example.com"], folder, input=PASSWORD + "\n")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
+    short = run_cli(["editors", "add", "new@example.com"], folder, input="short\n")
+    assert short.returncode == 1 and "at least 10 characters" in short.stderr
+
+    changed = run_cli(["editors", "password", "ed@example.com"], folder, input="another long one\n")
+    assert changed.returncode == 0, changed.stderr
+    removed = run_cli(["editors", "remove", "ed@example.com"], folder)
+    assert removed.returncode == 0 and "removed editor" in removed.stdout
+    assert "no editors yet" in run_cli(["editors", "list"], folder).stdout
+    gone = run_cli(["editors", "remove", "ed@example.com"], folder)
+    assert gone.returncode == 1 and "no editor" in gone.stderr
+
+
+def test_passwords_are_argon2_hashes_and_changes_bump_the_session(store):
+    editor = add_editor(store, "ed@example.com", PASSWORD)
+    from newsletter.store_editors import editor_by_email
+
+    assert editor_by_email(store, "ed@example.com").password_hash.startswith("$argon2id$")
+    assert authenticate(store, "ED@example.com", PASSWORD) == editor
+    assert authenticate(store, "ed@example.com", PASSWORD + "!") is None
+    assert authenticate(store, "nobody@example.com", PASSWORD) is None
+    changed = change_password(store, "ed@example.com", "a new long password")
+    assert changed.session_version == editor.session_version + 1
+    with pytest.raises(NewsletterError, match="not a valid address"):
+        add_editor(store, "not an address", PASSWORD)
+
+
+def test_queue_move_on_the_command_line(folder):
+    for name in sorted(p.name for p in SAMPLE_ARTICLES.iterdir()):
+        assert run_cli(["queue", "add", str(SAMPLE_ARTICLES / name)], folder).returncode == 0
+
+    def order() -> list[str]:
+        out = run_cli(["queue", "list"], folder).stdout
+        return [line.split()[1] for line in out.splitlines() if line.strip()[:1].isdigit()]
+
+    first, second, third = order()
+    moved = run_cli(["queue", "move", third, "--up"], folder)
+    assert moved.returncode == 0 and f"moved {third} up" in moved.stdout
+    assert order() == [first, third, second]
+    assert "already first" in run_cli(["queue", "move", first, "--up"], folder).stdout
+    assert run_cli(["queue", "move", first, "--down"], folder).returncode == 0
+    assert order() == [third, first, second]
+    missing = run_cli(["queue", "move", "nope.md", "--down"], folder)
+    assert missing.returncode == 1 and "no queued article" in missing.stderr
+
+
+def test_the_cadence_is_written_into_newsletter_toml_keeping_comments(folder):
+    path = folder / "newsletter.toml"
+    before = path.read_text()
+    schedule = update_cadence(folder, ["mon", "thu"], "07:30", 2)
+    after = path.read_text()
+    assert "# Publication cadence, in the timezone above." in after
+    assert tomllib.loads(after)["schedule"]["days"] == ["mon", "thu"]
+    assert schedule.days == ("mon", "thu") and schedule.articles_per_issue == 2
+    settings = load_settings(path, env={})
+    assert settings.schedule == schedule
+    # What the loader refuses is never written.
+    for days, at, per_issue, setting in (
+        (["mon"], "25:99", 1, "schedule.time"),
+        (["someday"], "09:00", 1, "schedule.days"),
+        (["mon"], "09:00", 0, "schedule.articles_per_issue"),
+    ):
+        with pytest.raises(ConfigError, match=setting):
+            update_cadence(folder, days, at, per_issue)
+        assert path.read_text() == after
+    assert before != after
+
+
+def test_subscriber_search_uses_keyset_pages(store):
+    secret = signing_secret(store)
+    store.add_subscribers(
+        {"email": f"reader{i:04d}@example.com", "name": f"Name {i:04d}", "token": new_token(secret)}
+        for i in range(130)
+    )
+    add_subscriber(store, "zed@example.com", "Ann Lovelace")
+    seen: list[str] = []
+    after = 0
+    while True:
+        page = search_subscribers(store, after=after, limit=50)
+        seen.extend(r.email for r in page.rows)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert len(seen) == 131 and len(set(seen)) == 131
+    assert [r.email for r in search_subscribers(store, "READER012").rows] == [
+        f"reader{i:04d}@example.com" for i in range(120, 130)
+    ]
+    assert [r.email for r in search_subscribers(store, "ann").rows] == ["zed@example.com"]
+    assert search_subscribers(store, "ann", status="unsubscribed").rows == []
+
+
+def test_alerts_go_to_every_editor_once_per_event(store, settings):
+    add_editor(store, "ed@example.com", PASSWORD)
+    add_editor(store, "ann@example.com", PASSWORD)
+    provider = make_provider(settings)
+    assert alerts.send_alerts(store, settings, provider) == []
+
+    # A held article, a paused issue and uncertain recipients left.
+    settings.issues_dir.mkdir(exist_ok=True)
+    broken = write(settings.issues_dir / "broken.md", "---\ntitle: [unclosed\n---\n")
+    publish.sync_queue(store, settings)
+    publish.pick(store, settings, publish.utcnow())  # the scheduler notes the error
+    issue_id, _ = uncertain_issue(store, ["u@example.com"])
+    store.set_issue_status(issue_id, ISSUE_PAUSED, error="the key was refused (401)")
+
+    sent = alerts.send_alerts(store, settings, provider)
+    subjects = sorted(a.subject for a in sent)
+    assert any(s.startswith("Held article: broken.md") for s in subjects)
+    assert f"Issue {issue_id} paused: the provider refused the key" in subjects
+    assert f"Issue {issue_id}: 1 uncertain recipients" in subjects
+    emails = sorted((settings.outbox_path / "alerts").glob("*.eml"))
+    assert len(emails) == 2 * len(sent)
+    assert alerts.send_alerts(store, settings, provider) == []  # at most once per event
+    assert len(sorted((settings.outbox_path / "alerts").glob("*.eml"))) == len(emails)
+
+    # A new event (another error on the same article) is told again.
+    write(broken, "---\ntitle: still [unclosed\n---\n")
+    publish.pick(store, settings, publish.utcnow())
+    assert [a.subject for a in alerts.send_alerts(store, settings, provider)] == [
+        "Held article: broken.md"
+    ]
