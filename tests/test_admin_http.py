@@ -317,3 +317,108 @@ def test_uncertain_rows_are_listed_and_resolved_one_by_one(web):
     assert counts["uncertain"] == 1 and counts["sent"] == 1
     counts_json = browser.get(f"/admin/issues/{issue_id}/counts.json")
     assert counts_json.status == 200 and '"uncertain":1' in counts_json.text
+
+
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = "----admin-test-boundary"
+    parts = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
+    for name, (filename, content) in files.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{filename}"\r\nContent-Type: text/csv\r\n\r\n'.encode()
+            + content
+            + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def test_import_report_export_and_unsubscribe(web):
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/subscribers"))
+    csv = b"email,name\nann@example.com,Ann\nnot-an-address,Bad\nbob@example.com,Bob\n"
+    body, content_type = multipart({"csrf_token": token}, {"file": ("list.csv", csv)})
+    headers = {
+        "Content-Type": content_type,
+        "Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items()),
+    }
+    reply = web.request("POST", "/admin/subscribers/import", body, headers)
+    assert reply.status == 200, reply.text[:300]
+    assert "imported 2" in reply.text and "list.csv:line 3: not-an-address" in reply.text
+    # Without the token the same upload is refused.
+    body, content_type = multipart({}, {"file": ("list.csv", csv)})
+    refused = web.request(
+        "POST", "/admin/subscribers/import", body, {**headers, "Content-Type": content_type}
+    )
+    assert refused.status == 403
+
+    export = browser.get("/admin/subscribers/export")
+    assert export.status == 200 and export.headers["content-type"].startswith("text/csv")
+    assert "ann@example.com" in export.text and "bob@example.com" in export.text
+    ann = web.store.subscriber_by_email("ann@example.com")
+    reply = browser.post(f"/admin/subscribers/{ann['id']}/unsubscribe", {"csrf_token": token})
+    assert reply.status == 303
+    assert web.store.subscriber_by_email("ann@example.com")["status"] == "unsubscribed"
+    found = browser.get("/admin/subscribers?q=bob")
+    assert '<td class="email">bob@example.com' in found.text
+    assert '<td class="email">ann@example.com' not in found.text
+
+
+def test_not_before_is_read_in_the_editors_time_zone(web):
+    from datetime import UTC, datetime
+
+    add_editor(web.store, "ny@example.com", PASSWORD, timezone="America/New_York")
+    article_id = queue_one(web)
+    browser = Browser(web)
+    assert browser.sign_in("ny@example.com").status == 303
+    token = csrf_of(browser.get("/admin/queue"))
+    reply = browser.post(
+        f"/admin/queue/{article_id}/not-before",
+        {"csrf_token": token, "not_before": "2030-12-24T09:00"},
+    )
+    assert reply.status == 303
+    assert web.store.queued_articles()[0]["not_before"] == datetime(2030, 12, 24, 14, 0, tzinfo=UTC)
+    page = browser.get("/admin/queue")
+    assert 'value="2030-12-24T09:00"' in page.text and "EST" in page.text
+    reply = browser.post(
+        f"/admin/queue/{article_id}/not-before", {"csrf_token": token, "clear": "1"}
+    )
+    assert reply.status == 303 and web.store.queued_articles()[0]["not_before"] is None
+    bad = browser.post(
+        f"/admin/queue/{article_id}/not-before", {"csrf_token": token, "not_before": "soon"}
+    )
+    assert bad.status == 400 and "is not a date and time" in bad.text
+
+
+def test_the_cadence_form_writes_newsletter_toml(web):
+    import tomllib
+
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/schedule"))
+    reply = browser.post(
+        "/admin/schedule",
+        {
+            "csrf_token": token,
+            "day_mon": "1",
+            "day_wed": "1",
+            "time": "07:15",
+            "articles_per_issue": "2",
+        },
+    )
+    assert reply.status == 303
+    written = tomllib.loads((web.settings.root / "newsletter.toml").read_text())["schedule"]
+    assert written["days"] == ["mon", "wed"] and written["time"] == "07:15"
+    page = browser.get("/admin/schedule")
+    assert "<strong>mon, wed</strong> at <strong>07:15</strong>" in page.text
+    assert "Wed" in page.text
+    bad = browser.post(
+        "/admin/schedule",
+        {"csrf_token": token, "time": "25:00", "articles_per_issue": "1", "day_mon": "1"},
+    )
+    assert bad.status == 400 and "schedule.time" in bad.text
