@@ -193,7 +193,8 @@ def main() -> None:
                 f"/admin/subscribers?after={args.subscribers // 2}",
                 "/admin/subscribers?status=unsubscribed",
                 "/admin/subscribers?q=reader05",
-                "/admin/subscribers?q=reader 4242",
+                "/admin/subscribers?q=reader05&after=reader0550000@example.com",
+                "/admin/subscribers?q=reader 4242&field=name",
                 "/admin/subscribers?q=nobody",
             ]
             print(f"{'page':<44} {'median ms':>9} {'max ms':>8}")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     case,
     delete,
     func,
@@ -310,7 +311,11 @@ class SubscriberRow:
 @dataclass(frozen=True)
 class SubscriberPage:
     rows: list[SubscriberRow]
-    next_after: int | None  # pass as `after` for the next page; None on the last page
+    next_cursor: str | None  # pass as `after` for the next page; None on the last page
+
+
+SEARCH_FIELDS = ("address", "name")
+_SEP = "\x1f"
 
 
 def _prefix_range(column, prefix: str):
@@ -322,13 +327,16 @@ def search_subscribers(
     store: Store,
     query: str = "",
     status: str | None = None,
-    after: int = 0,
+    after: str = "",
     limit: int = 50,
+    field: str = "address",
 ) -> SubscriberPage:
-    """A page of subscribers in id order after `after` (keyset pagination).
+    """One page of subscribers (keyset pagination: `after` is the previous page's cursor).
 
-    With a query, matches are addresses or names starting with it (case-insensitive), each
-    found through its index; without one, the primary key (or the status index) serves.
+    Without a query, in id order (the primary key, or the status index). With one, the
+    addresses (or names) starting with it, case-insensitive, in the order of the index that
+    finds them (the address key, or lower(name) then id): every page reads about `limit`
+    index entries, however many rows match or where the page starts.
     """
     columns = (
         subscribers.c.id,
@@ -338,30 +346,42 @@ def search_subscribers(
         subscribers.c.created_at,
     )
     needle = query.strip().lower()
+    stmt = select(*columns)
+    if status:
+        stmt = stmt.where(subscribers.c.status == status)
+    if not needle:
+        start = int(after) if after.isdigit() else 0
+        stmt = stmt.where(subscribers.c.id > start).order_by(subscribers.c.id)
+
+        def cursor(row) -> str:
+            return str(row.id)
+    elif field == "name":
+        key = func.lower(subscribers.c.name)
+        stmt = stmt.add_columns(key.label("sort_key")).where(_prefix_range(key, needle))
+        last_name, _, last_id = after.rpartition(_SEP)
+        if after and last_id.isdigit():
+            stmt = stmt.where(
+                or_(key > last_name, and_(key == last_name, subscribers.c.id > int(last_id)))
+            )
+        stmt = stmt.order_by(key, subscribers.c.id)
+
+        def cursor(row) -> str:
+            return f"{row.sort_key}{_SEP}{row.id}"
+    else:
+        stmt = stmt.add_columns(subscribers.c.email_key).where(
+            _prefix_range(subscribers.c.email_key, needle)
+        )
+        if after:
+            stmt = stmt.where(subscribers.c.email_key > after)
+        stmt = stmt.order_by(subscribers.c.email_key)
+
+        def cursor(row) -> str:
+            return row.email_key
+
     with store._tx(write=False) as conn:
-        if not needle:
-            stmt = select(*columns).where(subscribers.c.id > after)
-            if status:
-                stmt = stmt.where(subscribers.c.status == status)
-            rows = conn.execute(stmt.order_by(subscribers.c.id).limit(limit + 1)).all()
-        else:
-            # Matching ids come from the two indexes (address key, lower(name)); there are
-            # few for any useful prefix, and the page is cut from them in id order.
-            by_email = select(subscribers.c.id).where(
-                _prefix_range(subscribers.c.email_key, needle)
-            )
-            by_name = select(subscribers.c.id).where(
-                _prefix_range(func.lower(subscribers.c.name), needle)
-            )
-            stmt = select(*columns).where(
-                or_(subscribers.c.id.in_(by_email), subscribers.c.id.in_(by_name)),
-                subscribers.c.id > after,
-            )
-            if status:
-                stmt = stmt.where(subscribers.c.status == status)
-            rows = conn.execute(stmt.order_by(subscribers.c.id).limit(limit + 1)).all()
-    page = [SubscriberRow(*r) for r in rows[:limit]]
-    return SubscriberPage(page, page[-1].id if len(rows) > limit else None)
+        rows = conn.execute(stmt.limit(limit + 1)).all()
+    page = [SubscriberRow(*r[:5]) for r in rows[:limit]]
+    return SubscriberPage(page, cursor(rows[limit - 1]) if len(rows) > limit else None)
 
 
 def subscriber_by_id(store: Store, subscriber_id: int) -> SubscriberRow | None:
@@ -481,3 +501,27 @@ def release_alert(store: Store, key: str) -> None:
     """Forget a claimed alert whose sending failed, so the next wake-up tries again."""
     with store._tx() as conn:
         conn.execute(delete(alerts_sent).where(alerts_sent.c.key == key[:200]))
+
+
+# -- delivery counts of a finished issue ---------------------------------------------------
+def delivery_total(store: Store, issue_id: int) -> int:
+    """Deliveries planned for an issue (fixed once planned, but for removed subscribers)."""
+    with store._tx(write=False) as conn:
+        return conn.scalar(
+            select(func.count()).select_from(deliveries).where(deliveries.c.issue_id == issue_id)
+        )
+
+
+def counts_in_states(store: Store, issue_id: int, states: Iterable[str]) -> dict[str, int]:
+    """Rows per state for a few states: one index range per state, so the cost follows the
+    rows in those states, not the size of the issue."""
+    wanted = list(states)
+    with store._tx(write=False) as conn:
+        rows = conn.execute(
+            select(deliveries.c.state, func.count())
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.state.in_(wanted))
+            .group_by(deliveries.c.state)
+        )
+        found = {state: 0 for state in wanted}
+        found.update({state: n for state, n in rows})
+    return found

@@ -114,19 +114,30 @@ def test_subscriber_search_uses_keyset_pages(store):
     )
     add_subscriber(store, "zed@example.com", "Ann Lovelace")
     seen: list[str] = []
-    after = 0
+    after = ""
     while True:
         page = search_subscribers(store, after=after, limit=50)
         seen.extend(r.email for r in page.rows)
-        if page.next_after is None:
+        if page.next_cursor is None:
             break
-        after = page.next_after
+        after = page.next_cursor
     assert len(seen) == 131 and len(set(seen)) == 131
-    assert [r.email for r in search_subscribers(store, "READER012").rows] == [
-        f"reader{i:04d}@example.com" for i in range(120, 130)
+    # Address prefixes, paged along the address index.
+    first = search_subscribers(store, "READER01", limit=20)
+    assert [r.email for r in first.rows] == [f"reader{i:04d}@example.com" for i in range(100, 120)]
+    rest = search_subscribers(store, "reader01", after=first.next_cursor, limit=20)
+    assert [r.email for r in rest.rows] == [f"reader{i:04d}@example.com" for i in range(120, 130)]
+    assert rest.next_cursor is None
+    # Name prefixes, paged along lower(name) then id.
+    named = search_subscribers(store, "name 00", field="name", limit=60)
+    assert [r.name for r in named.rows] == [f"Name {i:04d}" for i in range(60)]
+    more = search_subscribers(store, "name 00", field="name", after=named.next_cursor, limit=60)
+    assert [r.name for r in more.rows] == [f"Name {i:04d}" for i in range(60, 100)]
+    assert [r.email for r in search_subscribers(store, "ann", field="name").rows] == [
+        "zed@example.com"
     ]
-    assert [r.email for r in search_subscribers(store, "ann").rows] == ["zed@example.com"]
-    assert search_subscribers(store, "ann", status="unsubscribed").rows == []
+    assert search_subscribers(store, "ann").rows == []  # no address starts with it
+    assert search_subscribers(store, "ann", status="unsubscribed", field="name").rows == []
 
 
 def test_alerts_go_to_every_editor_once_per_event(store, settings):

@@ -55,6 +55,7 @@ class AdminState:
     throttle: LoginThrottle
     flash: URLSafeTimedSerializer
     previews: dict = field(default_factory=dict)  # (file, mtime, size) -> rendered preview
+    totals: dict = field(default_factory=dict)  # issue id -> (deliveries planned, when counted)
 
     @classmethod
     def for_web(cls, state: WebState) -> AdminState:

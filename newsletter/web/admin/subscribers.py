@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from urllib.parse import urlencode
 
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, Response
 
 from newsletter.errors import NotFound
 from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNCONFIRMED, UNSUBSCRIBED
-from newsletter.store_editors import search_subscribers, subscriber_by_id
+from newsletter.store_editors import SEARCH_FIELDS, search_subscribers, subscriber_by_id
 from newsletter.subscribers import export_csv, import_csv
 from newsletter.web.admin.base import Ctx
 
@@ -24,23 +25,24 @@ def subscribers_page(ctx: Ctx, report=None, report_name: str = "") -> Response:
     query = params.get("q", "")[:320]
     status = params.get("status", "")
     status = status if status in STATUSES else ""
-    after = params.get("after", "")
-    page = search_subscribers(
-        ctx.store,
-        query,
-        status or None,
-        int(after) if after.isdigit() else 0,
-        PAGE_SIZE,
-    )
+    field = params.get("field", "address")
+    field = field if field in SEARCH_FIELDS else "address"
+    after = params.get("after", "")[:700]
+    page = search_subscribers(ctx.store, query, status or None, after, PAGE_SIZE, field)
+    base = "/admin/subscribers?" + urlencode({"q": query, "status": status, "field": field})
     return ctx.page(
         "admin/subscribers.html",
         page=page,
         q=query,
         status=status,
         statuses=STATUSES,
+        field=field,
+        fields=SEARCH_FIELDS,
         report=report,
         report_name=report_name,
-        first=not after.isdigit() or after == "0",
+        first_url=base if after else "",
+        next_url=f"{base}&{urlencode({'after': page.next_cursor})}" if page.next_cursor else "",
+        back=base,
     )
 
 
