@@ -3,8 +3,9 @@ or non-compliant in the inboxes that matter.
 
 Errors are things to fix before sending (Gmail would clip it, no unsubscribe link, broken
 links, leftover placeholders); warnings are worth a look (a long subject, CSS or HTML that
-some major clients drop). Client support comes from the caniemail data; findings about it
-are grouped by feature, so an editor reads one line per feature, not one per element.
+some major clients drop). Client support comes from the caniemail data shipped in `data/`
+(MIT, refreshed by scripts/refresh-caniemail); findings about it are grouped by feature, so
+an editor reads one line per feature, not one per element.
 
 Modules, by kind of rule: `size` (Gmail clipping), `content` (text part, subject,
 preheader, unsubscribe link, leftover placeholders), `links` (links and images),

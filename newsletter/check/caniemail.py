@@ -39,14 +39,10 @@ ACCEPTED_FALLBACKS: Mapping[str, str] = {
     "html-aria-hidden": "Yahoo strips it; the preheader it marks is hidden by CSS anyway",
 }
 
-# Where the npm package keeps its data (1.x ships both copies).
-CANIEMAIL_JSONS = (
-    Path("node_modules/caniemail/data/caniemail.json"),
-    Path("node_modules/caniemail/dist/data/caniemail.json"),
-)
+# Shipped inside the package (scripts/refresh-caniemail regenerates it from the npm package);
+# the runtime never looks in node_modules. The variable points a check at other data.
+CANIEMAIL_JSON = Path(__file__).resolve().parent / "data" / "caniemail.json"
 CANIEMAIL_ENV = "NEWSLETTER_CANIEMAIL_JSON"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-NPM_HINT = "npm ci (or: npm install caniemail@1)"
 
 
 @dataclass
@@ -78,20 +74,16 @@ class Catalog:
         return (latest or "u").strip()[:1] or "u"
 
 
-def find_caniemail_json() -> Path | None:
-    """The caniemail JSON: $NEWSLETTER_CANIEMAIL_JSON, else node_modules here or above, else
-    in the project this package was installed from."""
+def caniemail_json_path() -> Path:
+    """Where the data should be: $NEWSLETTER_CANIEMAIL_JSON, else the copy in the package."""
     override = os.environ.get(CANIEMAIL_ENV)
-    if override:
-        path = Path(override)
-        return path if path.is_file() else None
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents, PROJECT_ROOT):
-        for relative in CANIEMAIL_JSONS:
-            candidate = folder / relative
-            if candidate.is_file():
-                return candidate
-    return None
+    return Path(override) if override else CANIEMAIL_JSON
+
+
+def find_caniemail_json() -> Path | None:
+    """The caniemail JSON to read, or None when it is not there."""
+    path = caniemail_json_path()
+    return path if path.is_file() else None
 
 
 @functools.lru_cache(maxsize=4)

@@ -3,15 +3,16 @@ feature naming the clients, from the caniemail data."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from newsletter.check.caniemail import (
-    NPM_HINT,
-    PROJECT_ROOT,
+    CANIEMAIL_ENV,
     Catalog,
+    caniemail_json_path,
     find_caniemail_json,
     load_catalog,
 )
@@ -31,12 +32,18 @@ class _Use:
 def check_client_support(doc: Document, accept: set[str], clients: Sequence[str]) -> list[Finding]:
     path = find_caniemail_json()
     if path is None:
+        wanted = caniemail_json_path()
+        where = (
+            f"${CANIEMAIL_ENV} names {wanted}, which does not exist"
+            if os.environ.get(CANIEMAIL_ENV)
+            else f"{wanted} is missing from this installation: reinstall newsletter"
+        )
         return [
             Finding(
                 WARNING,
                 "caniemail-missing",
-                "email-client support data (the npm package caniemail) not found, so CSS and "
-                f"HTML were not checked against email clients: run `{NPM_HINT}` in {PROJECT_ROOT}",
+                f"email-client support data (caniemail) not found, so CSS and HTML were not "
+                f"checked against email clients: {where}",
             )
         ]
     try:
@@ -46,8 +53,8 @@ def check_client_support(doc: Document, accept: set[str], clients: Sequence[str]
             Finding(
                 WARNING,
                 "caniemail-missing",
-                f"cannot read the email-client support data {path} ({exc}): run `{NPM_HINT}` "
-                f"in {PROJECT_ROOT}",
+                f"cannot read the email-client support data {path} ({exc}), so CSS and HTML "
+                "were not checked against email clients",
             )
         ]
     uses = list(_html_uses(doc, catalog)) + list(_css_uses(doc, catalog, clients))
