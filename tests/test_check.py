@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
@@ -374,3 +376,85 @@ def test_installed_copy_checks_client_support_without_node_modules(tmp_path):
     assert "not checked against email clients" not in result.stdout + result.stderr
     assert "css-display-flex" in result.stdout, result.stdout + result.stderr
     assert "Outlook (Windows" in result.stdout
+
+
+# -- leftover template syntax: ours, not the article's ---------------------------------------
+def templating_article(folder: Path, braces: bool = True) -> Path:
+    """A piece about templating: its own text quotes Jinja syntax (escaped, never evaluated)."""
+    recap = (
+        "A chef prints the menu with a template: {% for dish in menu %}{{ dish }}{% endfor %}, "
+        "and the waiter reads {{ name }} aloud to every table."
+        if braces
+        else "A chef prints the menu with a template, and the waiter reads it aloud."
+    )
+    body = [
+        "The Menu Card (2024): Ending Explained",
+        "Why the kitchen's template never filled in.",
+        "Release Year: 2024",
+        "Rating: 7/10",
+        "Author: Test Writer",
+        "The Menu Card (2024): Ending Explained",
+        "Quick Recap",
+        recap,
+        "What Happens in the Ending",
+        "The last card still says {{ price }} where the price should be."
+        if braces
+        else "The last card has no price.",
+    ]
+    path = folder / "piece.txt"
+    path.write_text("\n".join(body) + "\n", encoding="utf-8")
+    return path
+
+
+def test_article_quoting_template_syntax_passes_check_and_is_sent(tmp_path):
+    write_default_config(tmp_path)
+    piece = templating_article(tmp_path)
+    checked = run_cli(["check", piece.name], tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "placeholder" not in checked.stdout
+
+    (tmp_path / "subs.csv").write_text("email,name\nann@example.com,Ann\n", encoding="utf-8")
+    assert run_cli(["subscribers", "import", "subs.csv"], tmp_path).returncode == 0
+    assert run_cli(["queue", "add", piece.name], tmp_path).returncode == 0
+    sent = run_cli(["run", "--once"], tmp_path)
+    assert sent.returncode == 0 and "sent 1" in sent.stdout, sent.stdout + sent.stderr
+    (eml,) = (tmp_path / "outbox").rglob("*.eml")
+    message = BytesParser(policy=default_policy).parsebytes(eml.read_bytes())
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "{% for dish in menu %}{{ dish }}{% endfor %}" in text  # shown as written
+    assert "{{ price }}" in html and "Hi Ann," in text
+
+
+@pytest.mark.parametrize("braces", [False, True], ids=["plain-article", "article-with-braces"])
+def test_leftovers_of_our_templates_are_still_found(tmp_path, braces):
+    write_default_config(tmp_path)
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    html = tmp_path / "templates" / "issue.html.j2"
+    text = tmp_path / "templates" / "issue.txt.j2"
+    # An override meant for an ESP's merge tags: Jinja leaves {{ name }} as it is.
+    html.write_text(
+        html.read_text(encoding="utf-8").replace(
+            "Hi {{ placeholders.name_html }},", "Hi {% raw %}{{ name }}{% endraw %},"
+        ),
+        encoding="utf-8",
+    )
+    # A shouting greeting: the slot's name changes case, so personalisation cannot fill it.
+    text.write_text(
+        text.read_text(encoding="utf-8").replace(
+            "Hi {{ placeholders.name_text }},", "HI {{ placeholders.name_text|upper }},"
+        ),
+        encoding="utf-8",
+    )
+    piece = templating_article(tmp_path, braces)
+    checked = run_cli(["check", piece.name], tmp_path)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    leftovers = [line for line in checked.stdout.splitlines() if "leftover placeholder" in line]
+    assert len(leftovers) == 2, checked.stdout
+    (ours,) = [line for line in leftovers if "'{{'" in line]
+    (unfilled,) = [line for line in leftovers if "'unfilled placeholder'" in line]
+    assert ours.startswith("error html:") and "'{{': ...Hi {{ name }}," in ours
+    assert "times" not in ours  # the article's own braces are not counted
+    assert unfilled.startswith("error text:4: leftover placeholder 'unfilled placeholder'")
+    assert "...HI NL_" in unfilled
+    assert "{%" not in checked.stdout  # only the article has {% ... %}

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 from newsletter.check.accessibility import check_accessibility
 from newsletter.check.caniemail import ACCEPTED_FALLBACKS, MAJOR_CLIENTS
 from newsletter.check.clients import check_client_support
-from newsletter.check.content import check_parts, check_placeholders
+from newsletter.check.content import (
+    PLACEHOLDERS,
+    TEMPLATE_SYNTAX,
+    check_parts,
+    check_placeholders,
+)
 from newsletter.check.document import Document, unique
 from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.check.links import check_images, check_links
@@ -37,7 +42,21 @@ def check_rendered(
         base = rendered.view_url.rsplit("/archive/", 1)[0]
         unsubscribe = f"{base}/unsubscribe/{SAMPLE_TOKEN}"
     body = personalize(rendered, name or SAMPLE_NAME, unsubscribe)
-    findings = check_email(body.html, body.text, rendered.subject, rendered.preheader)
+    shadow = rendered.without_article_braces
+    findings = check_email(
+        body.html,
+        body.text,
+        rendered.subject,
+        rendered.preheader,
+        template_syntax=shadow is None,
+    )
+    if shadow is not None:
+        # The articles' own `{{` / `{%` are text, not leftovers: look for ours in the copy
+        # rendered without them (same layout, so the same line numbers).
+        own = personalize(shadow, name or SAMPLE_NAME, unsubscribe)
+        findings += check_placeholders(
+            Document.parse(own.html), own.text, shadow.subject, shadow.preheader, TEMPLATE_SYNTAX
+        )
     # render_fitting's collapsed articles link to their place in the web edition.
     collapsed = unique(re.findall(re.escape(rendered.view_url) + r"#article-(\d+)", body.html))
     if collapsed:
@@ -81,8 +100,10 @@ def check_email(
     *,
     accept: Iterable[str] = ACCEPTED_FALLBACKS,
     clients: Sequence[str] = MAJOR_CLIENTS,
+    template_syntax: bool = True,
 ) -> list[Finding]:
-    """Lint one finished email (placeholders already filled in)."""
+    """Lint one finished email (placeholders already filled in). `template_syntax=False`
+    leaves `{{` / `{%` to the caller, who knows which of them are the articles' own."""
     doc = Document.parse(html)
     findings: list[Finding] = []
     findings += check_size(html)
@@ -90,6 +111,7 @@ def check_email(
     findings += check_links(doc)
     findings += check_images(doc)
     findings += check_accessibility(doc)
-    findings += check_placeholders(doc, text, subject, preheader)
+    patterns = tuple(p for p in PLACEHOLDERS if template_syntax or p not in TEMPLATE_SYNTAX)
+    findings += check_placeholders(doc, text, subject, preheader, patterns)
     findings += check_client_support(doc, set(accept), clients)
     return findings
