@@ -197,10 +197,12 @@ def main() -> None:
                 "/admin/subscribers?q=reader 4242&field=name",
                 "/admin/subscribers?q=nobody",
             ]
-            print(f"{'page':<44} {'median ms':>9} {'max ms':>8}")
+            print(f"{'page':<60} {'first ms':>8} {'median ms':>9} {'max ms':>8}")
             worst = 0.0
             for page in pages:
-                status, _ = client.request("GET", page.replace(" ", "%20"))  # warm-up
+                started = time.perf_counter()  # the first request fills the caches
+                status, _ = client.request("GET", page.replace(" ", "%20"))
+                first = (time.perf_counter() - started) * 1000
                 assert status == 200, (page, status)
                 times = []
                 for _ in range(args.runs):
@@ -210,7 +212,7 @@ def main() -> None:
                     assert status == 200, (page, status)
                 median = statistics.median(times)
                 worst = max(worst, median)
-                print(f"{page:<44} {median:>9.1f} {max(times):>8.1f}")
+                print(f"{page:<60} {first:>8.1f} {median:>9.1f} {max(times):>8.1f}")
             print(f"slowest median: {worst:.1f} ms (target: under 200 ms)")
         finally:
             server.terminate()

@@ -54,10 +54,16 @@ def main() -> None:
     issue_id = publish.publish_tick(store, settings, make_provider(settings)).issue_id
     # Some engagement for the chart, as the SendGrid webhook would have recorded it.
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
-    add_engagement_hours(
-        store,
-        [(issue_id, "open", hour - timedelta(hours=24 - h), 30 // (h + 1) + 1) for h in range(24)]
-        + [(issue_id, "click", hour - timedelta(hours=24 - h), 8 // (h + 1)) for h in range(24)],
+    tallies = [
+        (issue_id, kind, hour - timedelta(hours=24 - h), n // (h + 1) + (kind == "open"))
+        for h in range(24)
+        for kind, n in (("open", 30), ("click", 8))
+    ]
+    add_engagement_hours(store, tallies)
+    store.add_engagement(
+        issue_id,
+        opens=sum(t[3] for t in tallies if t[1] == "open"),
+        clicks=sum(t[3] for t in tallies if t[1] == "click"),
     )
     add_editor(store, "editor@example.com", PASSWORD)
     server = uvicorn.Server(uvicorn.Config(create_app(settings, store), log_level="warning"))
