@@ -59,11 +59,27 @@ def fits_the_screen(driver) -> bool:
 
 
 def press(driver, button) -> None:
-    from selenium.webdriver.support import expected_conditions
+    """Click and wait until the browser shows the next page (the old document is gone and
+    the new one loaded). The old page's nodes may vanish while being looked at: that too
+    means the page was left."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
 
+    old = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(button))
+
+    def left(_driver) -> bool:
+        try:
+            old.is_enabled()
+        except WebDriverException:  # stale, or replaced while asked
+            return True
+        return False
+
+    WebDriverWait(driver, 15).until(left)
+    WebDriverWait(driver, 15).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
 
 
 def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
