@@ -132,10 +132,11 @@ class Settings:
     def templates_dir(self) -> Path:
         """The folder's own `templates/` when the editor has one, else the built-in set."""
         own = self.root / "templates"
-        return own if own.is_dir() else BUILTIN_TEMPLATES
+        if own.is_dir():
+            return own
+        from newsletter.resources import builtin_templates
 
-
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+        return builtin_templates()
 
 
 def secret(name: str) -> str | None:

@@ -26,8 +26,8 @@ from newsletter.render import (
     render_fitting,
     render_issue,
 )
+from newsletter.resources import sample_articles
 
-SAMPLES = Path(__file__).resolve().parents[1] / "newsletter" / "sample" / "articles"
 needs_caniemail = pytest.mark.skipif(
     find_caniemail_json() is None,
     reason="caniemail data missing: run `npm ci` in the repo root (scripts/test does)",
@@ -138,7 +138,7 @@ def test_one_article_too_long_for_gmail_is_an_error_naming_the_size(tmp_path, se
 @pytest.mark.parametrize("collapse_after", [None, 1])
 def test_built_in_templates_pass_with_no_errors_or_warnings(settings, collapse_after):
     # The Markdown sample leads: its subject (+2 more) still fits on a phone.
-    articles = [read_article(p) for p in sorted(SAMPLES.iterdir(), key=lambda p: p.suffix != ".md")]
+    articles = [read_article(p) for p in sorted(sample_articles(), key=lambda p: p.suffix != ".md")]
     rendered = render_issue(articles, settings, collapse_after=collapse_after)
     assert len(rendered.subject) <= 60
     findings = check_rendered(rendered)
@@ -330,7 +330,7 @@ def test_placeholder_finding_quotes_its_context():
 
 
 def test_check_source_renders_like_preview_and_wants_a_postal_address(tmp_path, settings):
-    source = (str(sorted(SAMPLES.iterdir())[0]),)
+    source = (str(sample_articles()[0]),)
     assert not has_errors(check_source(settings, None, source))
     assert "no-postal-address" not in codes(check_source(settings, None, source))
     bare = settings_from_dict({"newsletter": {"base_url": "https://endings.example.com"}}, tmp_path)
