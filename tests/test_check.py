@@ -333,5 +333,7 @@ def test_check_source_renders_like_preview_and_wants_a_postal_address(tmp_path, 
     source = (str(sample_articles()[0]),)
     assert not has_errors(check_source(settings, None, source))
     assert "no-postal-address" not in codes(check_source(settings, None, source))
-    bare = settings_from_dict({"newsletter": {"base_url": "https://endings.example.com"}}, tmp_path)
+    bare = settings_from_dict(
+        {"newsletter": {"base_url": "https://endings.example.com", "postal_address": ""}}, tmp_path
+    )
     assert "no-postal-address" in codes(check_source(bare, None, source))
