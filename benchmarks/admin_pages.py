@@ -32,12 +32,12 @@ sys.path.insert(0, str(REPO))
 from newsletter import publish  # noqa: E402
 from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
+from newsletter.resources import sample_articles  # noqa: E402
 from newsletter.store import PENDING, SENT, UNSUBSCRIBED, Store, utcnow  # noqa: E402
 from newsletter.store_editors import add_engagement_hours  # noqa: E402
 from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.tokens import new_token  # noqa: E402
 
-SAMPLES = REPO / "newsletter" / "sample" / "articles"
 PASSWORD = "benchmark password"
 SMALL_PLAN = 10_000
 
@@ -98,7 +98,7 @@ def setup(folder: Path, count: int, issues: int) -> tuple[int, float]:
             for kind in ("open", "click")
         ],
     )
-    for sample in sorted(SAMPLES.iterdir()):
+    for sample in sample_articles():
         for copy in range(4):
             target = folder / f"{copy}-{sample.name}"
             shutil.copyfile(sample, target)

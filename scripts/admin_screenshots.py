@@ -27,13 +27,13 @@ from newsletter import publish  # noqa: E402
 from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
 from newsletter.providers import make_provider  # noqa: E402
+from newsletter.resources import sample_articles, sample_subscribers  # noqa: E402
 from newsletter.screenshot import PHONE, View, _metrics, _start  # noqa: E402
 from newsletter.store import Store, utcnow  # noqa: E402
 from newsletter.store_editors import add_engagement_hours  # noqa: E402
 from newsletter.subscribers import import_csv  # noqa: E402
 from newsletter.web import create_app  # noqa: E402
 
-SAMPLE = REPO / "newsletter" / "sample"
 DESKTOP = View("desktop", 1100)
 PASSWORD = "screenshot password"
 
@@ -48,9 +48,9 @@ def main() -> None:
     write_default_config(folder)
     settings = load_settings(folder / "newsletter.toml", env={"NEWSLETTER_BASE_URL": url})
     store = Store(settings.database_url)
-    for article in sorted((SAMPLE / "articles").iterdir()):
+    for article in sample_articles():
         publish.queue_add(store, settings, article)
-    import_csv(store, SAMPLE / "subscribers.csv")
+    import_csv(store, sample_subscribers())
     issue_id = publish.publish_tick(store, settings, make_provider(settings)).issue_id
     # Some engagement for the chart, as the SendGrid webhook would have recorded it.
     hour = utcnow().replace(minute=0, second=0, microsecond=0)

@@ -8,9 +8,10 @@ import pytest
 from newsletter import publish
 from newsletter.editors import add_editor
 from newsletter.providers import make_provider
+from newsletter.resources import sample_articles, sample_subscribers
 from newsletter.subscribers import import_csv
 from tests.test_accessibility import AXE, axe_violations, browser  # noqa: F401
-from tests.test_web import SAMPLE_ARTICLES, live_web
+from tests.test_web import live_web
 
 pytestmark = pytest.mark.skipif(not AXE.exists(), reason="axe-core not installed (npm ci)")
 
@@ -20,9 +21,9 @@ def test_workspace_pages_have_no_axe_violations(tmp_path, browser, monkeypatch):
 
     monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
     with live_web(tmp_path) as web:
-        for article in sorted(SAMPLE_ARTICLES.iterdir()):
+        for article in sample_articles():
             publish.queue_add(web.store, web.settings, article)
-        import_csv(web.store, SAMPLE_ARTICLES.parent / "subscribers.csv")
+        import_csv(web.store, sample_subscribers())
         issue_id = publish.publish_tick(
             web.store, web.settings, make_provider(web.settings)
         ).issue_id

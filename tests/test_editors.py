@@ -14,12 +14,13 @@ from newsletter.config import load_settings
 from newsletter.editors import add_editor, authenticate, change_password
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.providers import make_provider
+from newsletter.resources import sample_articles
 from newsletter.store import ISSUE_PAUSED
 from newsletter.store_editors import search_subscribers
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token
 from tests.conftest import run_cli, write
-from tests.test_web import SAMPLE_ARTICLES, uncertain_issue
+from tests.test_web import uncertain_issue
 
 PASSWORD = "correct horse battery"
 
@@ -66,8 +67,8 @@ def test_passwords_are_argon2_hashes_and_changes_bump_the_session(store):
 
 
 def test_queue_move_on_the_command_line(folder):
-    for name in sorted(p.name for p in SAMPLE_ARTICLES.iterdir()):
-        assert run_cli(["queue", "add", str(SAMPLE_ARTICLES / name)], folder).returncode == 0
+    for path in sample_articles():
+        assert run_cli(["queue", "add", str(path)], folder).returncode == 0
 
     def order() -> list[str]:
         out = run_cli(["queue", "list"], folder).stdout

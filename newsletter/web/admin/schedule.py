@@ -7,16 +7,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import get_args
 
 from starlette.responses import Response
 
 from newsletter import publish
 from newsletter.cadence import update_cadence
-from newsletter.config import DAYS
 from newsletter.errors import ConfigError
+from newsletter.settings_file import Weekday
 from newsletter.web.admin.base import Ctx
 
 TICKS_SHOWN = 12
+DAYS = get_args(Weekday)  # mon ... sun, as the settings file knows them
 
 
 @dataclass(frozen=True)
