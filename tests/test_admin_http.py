@@ -421,4 +421,4 @@ def test_the_cadence_form_writes_newsletter_toml(web):
         "/admin/schedule",
         {"csrf_token": token, "time": "25:00", "articles_per_issue": "1", "day_mon": "1"},
     )
-    assert bad.status == 400 and "schedule.time" in bad.text
+    assert bad.status == 400 and "[schedule] time" in bad.text
