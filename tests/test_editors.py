@@ -90,6 +90,7 @@ def test_the_cadence_is_written_into_newsletter_toml_keeping_comments(folder):
     before = path.read_text()
     schedule = update_cadence(folder, ["mon", "thu"], "07:30", 2)
     after = path.read_text()
+
     def comments(text: str) -> list[str]:
         return [line for line in text.splitlines() if line.lstrip().startswith("#")]
 
