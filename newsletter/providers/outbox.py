@@ -51,7 +51,7 @@ _ATOMS = re.compile(rf"[{_ATEXT}]+(?: [{_ATEXT}]+)*\Z")
 # An address whose parts are dot-atoms: ASCII, or with UTF-8 characters (RFC 6532).
 _ASCII_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z")
 _UTF8_ADDRESS = re.compile(
-    rf"[{_ATEXT}\u0080-\U0010ffff]+(?:\.[{_ATEXT}\u0080-\U0010ffff]+)*"
+    rf"[\u0080-\U0010ffff{_ATEXT}]+(?:\.[\u0080-\U0010ffff{_ATEXT}]+)*"
     r"@[A-Za-z0-9\u0080-\U0010ffff-]+(?:\.[A-Za-z0-9\u0080-\U0010ffff-]+)*\Z"
 )
 _SEVEN_BIT = b"Content-Transfer-Encoding: 7bit\r\n"
@@ -156,7 +156,9 @@ class _Part:
         # Lines end in CRLF, as the `email` package writes an 8bit part.
         lines = body.encode("utf-8").splitlines()
         names = sorted(set(placeholders), key=len, reverse=True)
-        pattern = re.compile(b"|".join(re.escape(n.encode("ascii")) for n in names))
+        # With no placeholders, a pattern that never matches (an empty one matches everywhere).
+        alternatives = b"|".join(re.escape(n.encode("ascii")) for n in names) or rb"(?!)"
+        pattern = re.compile(alternatives)
         longest, slotted = 0, []
         for line in lines:
             found = [m.decode("ascii") for m in pattern.findall(line)]
