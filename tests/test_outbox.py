@@ -13,8 +13,8 @@ import pytest
 
 from newsletter.articles import read_article
 from newsletter.providers import Message, OutgoingBatch, Rejected
-from newsletter.providers.outbox import OutboxProvider
-from newsletter.render import personalize, render_issue
+from newsletter.providers.outbox import OutboxProvider, issue_template, to_header
+from newsletter.render import personalize, render_issue, substitution_values
 from newsletter.store import Recipient
 from tests.conftest import run_cli, write
 
@@ -183,3 +183,20 @@ def test_a_non_ascii_local_part_does_not_stall_the_issue(tmp_path, seed_path):
     assert status.returncode == 0 and "sent 3" in status.stdout
     again = run_cli(["run", "--once"], tmp_path)
     assert again.returncode == 0 and "Traceback" not in again.stderr
+
+
+def test_a_name_holding_the_boundary_cannot_end_a_part(settings, rendered):
+    template = issue_template(settings, rendered, 5)
+    name = "--" + template.boundary.decode() + "--"
+    url = "http://127.0.0.1:8000/unsubscribe/t"
+    values = {
+        key: value.encode() for key, value in substitution_values(rendered, name, url).items()
+    }
+    data = b"".join(template.fill(to_header("a@example.com", name), "<m@x>", values, url))
+    msg = PARSER.parsebytes(data)
+    parts = list(msg.iter_parts())
+    assert [p["Content-Transfer-Encoding"] for p in parts] == ["base64", "base64"]
+    expected = personalize(rendered, name, url)
+    assert parts[0].get_content() == wire_text(expected.text)
+    assert parts[1].get_content() == wire_text(expected.html)
+    assert msg["To"].addresses[0].display_name == name

@@ -20,6 +20,7 @@ from __future__ import annotations
 import binascii
 import ctypes
 import ctypes.util
+import functools
 import os
 import re
 import secrets
@@ -139,7 +140,7 @@ class _Dates:
         return self.line
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Part:
     """One text part as byte segments between placeholders, ready to join per recipient."""
 
@@ -180,12 +181,25 @@ class _Part:
             slotted_lines=tuple(slotted),
         )
 
-    def render(self, values: dict[str, bytes], boundary: bytes, out: list[bytes]) -> None:
-        """Append headers and body of this part for one recipient's values to `out`."""
+    @functools.cached_property
+    def room(self) -> tuple[int, int]:
+        """(bytes free on the fullest line with a placeholder, most placeholders on a line)."""
+        if not self.slotted_lines:
+            return MAX_LINE, 1
+        free = min(MAX_LINE - static for static, _ in self.slotted_lines)
+        return free, max(len(found) for _, found in self.slotted_lines)
+
+    def render(
+        self, values: dict[str, bytes], ascii_values: bool, clash: bool, out: list[bytes]
+    ) -> None:
+        """Append headers and body of this part for one recipient's values to `out`.
+        `clash`: a value holds the boundary (only base64 is then safe)."""
+        free, most = self.room
         longest = self.longest_static
-        for static, found in self.slotted_lines:
-            longest = max(longest, static + sum(len(values[n]) for n in found))
-        if longest > MAX_LINE or any(boundary in values[n] for n in self.slots):
+        if max(map(len, values.values()), default=0) * most > free:
+            for static, found in self.slotted_lines:
+                longest = max(longest, static + sum(len(values[n]) for n in found))
+        if longest > MAX_LINE or clash:
             # As `email` does for long lines; base64 can never contain the boundary.
             body = b"".join(self._pieces(values))
             data = binascii.b2a_base64(body, newline=False)
@@ -193,8 +207,8 @@ class _Part:
             out += (self.head, b"Content-Transfer-Encoding: base64\r\n", self.tail_headers)
             out += (data[i : i + width] + CRLF for i in range(0, len(data), width))
             return
-        ascii_values = self.ascii and all(values[n].isascii() for n in self.slots)
-        out += (self.head, _SEVEN_BIT if ascii_values else _EIGHT_BIT, self.tail_headers)
+        seven_bit = ascii_values and self.ascii
+        out += (self.head, _SEVEN_BIT if seven_bit else _EIGHT_BIT, self.tail_headers)
         out += self._pieces(values)
 
     def _pieces(self, values: dict[str, bytes]) -> list[bytes]:
@@ -273,9 +287,11 @@ class MessageTemplate:
             else:
                 out.append(_fold("List-Unsubscribe", line.partition(": ")[2]))
         out += (self.after_unsubscribe, marker, CRLF)
-        self.text.render(values, self.boundary, out)
+        ascii_values = all(v.isascii() for v in values.values())
+        clash = any(self.boundary in v for v in values.values())
+        self.text.render(values, ascii_values, clash, out)
         out += (CRLF, marker, CRLF)
-        self.html.render(values, self.boundary, out)
+        self.html.render(values, ascii_values, clash, out)
         out += (CRLF, marker, b"--\r\n")
         return out
 
