@@ -414,6 +414,8 @@ class OutboxProvider:
                 ids[recipient.subscriber_id] = message_id
             _durable(folder, written)
         except OSError as exc:
+            for temporary, _ in written:  # nothing of a failed batch is left half-done
+                temporary.unlink(missing_ok=True)
             raise TransientError(f"cannot write to the outbox {folder}: {exc.strerror}") from exc
         return Accepted(ids, rejected=rejected)
 
