@@ -101,11 +101,11 @@ def write_loop(folder: Path, target: Path) -> None:
     ]
     store.close()
     provider = OutboxProvider(settings, target)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     sent = sum(len(provider.send(batch).message_ids) for batch in batches)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"sent": sent, "seconds": seconds, "peak_mb": peak_mb}))
+    print(json.dumps({"sent": sent, "seconds": seconds, "cpu": cpu, "peak_mb": peak_mb}))
 
 
 def main() -> None:
@@ -153,6 +153,11 @@ def main() -> None:
             f"write loop (OutboxProvider.send alone, batches of 1000): {loop['sent']:,} messages "
             f"in {loop['seconds']:.1f}s = {loop['sent'] / loop['seconds']:,.0f} messages/s; "
             f"peak memory {loop['peak_mb']:.0f} MB (batches built beforehand)"
+        )
+        print(
+            f"  CPU time of the write loop {loop['cpu']:.1f}s = "
+            f"{loop['sent'] / loop['cpu']:,.0f} messages per CPU-second; "
+            f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
     finally:
         if args.keep:
