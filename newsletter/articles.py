@@ -19,7 +19,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from newsletter.errors import ArticleError
+from newsletter.exceptions import ArticleError
 
 RECAP_HEADING = "quick recap"
 ARTICLE_SUFFIXES = (".txt", ".md", ".markdown")

@@ -22,20 +22,17 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
 from newsletter.config import Settings
-from newsletter.delivery import LeaseLost, SendingLease
-from newsletter.errors import NewsletterError
+from newsletter.delivery import SendingLease
+from newsletter.exceptions import LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
-from newsletter.store import Store, utcnow
+from newsletter.records import utcnow
+from newsletter.store import Store
 
 log = logging.getLogger(__name__)
 
 TICK_JOB_ID = "newsletter-publication-tick"
 HEARTBEAT_JOB_ID = "newsletter-heartbeat"
 JOBS_TABLE = "apscheduler_jobs"
-
-
-class Stopping(NewsletterError):
-    """Raised between batches once a stop was asked for: the issue stays resumable."""
 
 
 class SchedulerRunner:
@@ -55,7 +52,7 @@ class SchedulerRunner:
     def heartbeat(self) -> None:
         """Between batches: stop if asked, else keep the lease."""
         if self.stopping.is_set():
-            raise Stopping("stopping: the rest of the issue goes out at the next start")
+            raise WorkerStopping("stopping: the rest of the issue goes out at the next start")
         self.lease.renew()
 
     def wake(self, reason: str) -> None:
@@ -74,7 +71,7 @@ class SchedulerRunner:
                 self.store, self.settings, self.provider, self.lease, heartbeat=self.heartbeat
             )
             self._report(result, reason)
-        except (Stopping, LeaseLost) as exc:
+        except (WorkerStopping, LeaseLost) as exc:
             self.echo(str(exc))
         except NewsletterError as exc:
             self.echo(f"error: {exc}")

@@ -17,7 +17,8 @@ import pytest
 from newsletter.articles import read_article
 from newsletter.check import check_email, format_findings, has_errors
 from newsletter.config import settings_from_dict
-from newsletter.render import RenderedIssue, personalize, render_fitting
+from newsletter.records import RenderedIssue
+from newsletter.render import personalize, render_fitting
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
@@ -46,8 +47,8 @@ def _render(tmp_path: Path) -> tuple[RenderedIssue, str, str]:
     rendered = render_fitting([read_article(SEED)], settings)
     body = personalize(rendered, SAMPLE_NAME, SAMPLE_UNSUBSCRIBE)
     # The nonce is random per issue; personalize replaced every placeholder, but pin it anyway.
-    html = body.html.replace(rendered.nonce, FIXED_NONCE)
-    text = body.text.replace(rendered.nonce, FIXED_NONCE)
+    html = body.html.replace(rendered.placeholder_nonce, FIXED_NONCE)
+    text = body.text.replace(rendered.placeholder_nonce, FIXED_NONCE)
     return rendered, html, text
 
 

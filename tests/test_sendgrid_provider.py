@@ -14,8 +14,9 @@ from newsletter.config import load_settings
 from newsletter.delivery import DeliveryPolicy, send_issue
 from newsletter.providers import OutgoingBatch
 from newsletter.providers.sendgrid import SendGridProvider
+from newsletter.records import Recipient, Subscriber, SubscriberStatus
 from newsletter.render import render_issue
-from newsletter.store import Recipient, Store
+from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.testing.sendgrid_server import SendGridServer, validate_mail_send
 from newsletter.tokens import new_token
@@ -50,7 +51,7 @@ def sg_store(sg_settings):
 
 def add_subscribers(store: Store, count: int) -> None:
     secret = signing_secret(store)
-    store.add_subscribers(
+    store.subscribers.add(
         {"email": f"reader{i:05d}@example.com", "name": f"Reader {i}", "token": new_token(secret)}
         for i in range(count)
     )
@@ -81,10 +82,9 @@ def test_2500_subscribers_in_batches_each_exactly_once(server, sg_settings, sg_s
         by_batch.setdefault(m.custom_args["batch"], set()).add(m.to)
     assert sorted(len(v) for v in by_batch.values()) == [500, 1000, 1000]
     # Per-subscriber values land in the right message.
-    rows = {r["email"]: r for r in sg_store.list_subscribers()}
+    rows = {r.email: r for r in sg_store.subscribers.each()}
     tokens = {
-        r["email"]: sg_store.subscriber_by_email(r["email"])["token"]
-        for r in list(rows.values())[:50]
+        r.email: sg_store.subscribers.by_email(r.email).token for r in list(rows.values())[:50]
     }
     for m in messages:
         number = int(m.to[6:11])
@@ -100,7 +100,7 @@ def test_2500_subscribers_in_batches_each_exactly_once(server, sg_settings, sg_s
         assert not re.search(r"nl_[0-9a-f]{16}_", m.html + m.text)  # no placeholder left
         assert "Red Rocket" in m.subject
     # Each row's message id is SendGrid's X-Message-Id of its request.
-    assert {r["message_id"] for r in sg_store.deliveries_in_state(issue_id, "sent")} == {
+    assert {r.message_id for r in sg_store.deliveries.in_state(issue_id, "sent")} == {
         m.message_id for m in messages
     }
 
@@ -248,7 +248,7 @@ def test_timeout_or_drop_after_sending_is_uncertain_not_resent(
         sg_store, sg_settings, provider(sg_settings, timeout=1.0), issue_id, policy=policy
     )
     assert report.counts["uncertain"] == 10 and report.counts["sent"] == 20
-    uncertain = {r["email"] for r in sg_store.deliveries_in_state(issue_id, "uncertain")}
+    uncertain = {r.email for r in sg_store.deliveries.in_state(issue_id, "uncertain")}
     # The server did take that batch: resending it silently would have been a duplicate.
     if fault == "slow":
         import time
@@ -317,7 +317,10 @@ def test_missing_key_is_a_clear_error(tmp_path):
 def test_sign_up_confirmation_goes_through_sendgrid(server, sg_settings, monkeypatch):
     from newsletter.web.confirm import send_confirmation
 
-    subscriber = {"id": 7, "email": "new@example.com", "name": "New, Reader", "token": "abc.def"}
+    now = datetime.now(UTC)
+    subscriber = Subscriber(
+        7, "new@example.com", "New, Reader", SubscriberStatus.UNCONFIRMED, "abc.def", now, now
+    )
     monkeypatch.setenv("SENDGRID_API_KEY", KEY)
     message_id = send_confirmation(sg_settings, subscriber)
     [sent] = server.messages

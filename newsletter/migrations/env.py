@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from newsletter.migrations import include_object
-from newsletter.store import metadata
+from newsletter.store.schema import metadata
 
 config = context.config
 

@@ -15,7 +15,8 @@ from email.utils import formatdate
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.providers import Accepted, Message, OutgoingBatch, TransientError
+from newsletter.exceptions import TransientError
+from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.render import header_safe, personalize
 
 # Long URL headers (List-Unsubscribe) stay on one line: folding them right after the colon

@@ -18,18 +18,16 @@ import python_http_client.exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from newsletter.config import SendGridSettings, Settings, secret
-from newsletter.errors import ConfigError
-from newsletter.providers import (
-    Accepted,
+from newsletter.exceptions import (
+    ConfigError,
     CredentialsRefused,
-    Message,
-    OutgoingBatch,
     RateLimited,
     Rejected,
     TooLarge,
     TransientError,
     Uncertain,
 )
+from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.render import header_safe, substitution_values
 
 log = logging.getLogger(__name__)
