@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -65,7 +65,6 @@ class Article:
     teaser_override: str | None = None
     subject_override: str | None = None
     not_before: datetime | date | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def recap(self) -> Section | None:

@@ -284,7 +284,7 @@ class _Bars:
             bar.close()
 
 
-def _print_report(report: delivery.SendReport, settings: Settings) -> None:
+def _print_report(report: delivery.SendReport) -> None:
     counts = report.counts
     click.echo(
         f"issue {report.issue_id}: {report.status}; sent {counts.get(DeliveryState.SENT, 0)}, "
@@ -309,21 +309,20 @@ def run(app: App, once: bool, force: bool) -> None:
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
-        result = publish.publish_tick(
-            app.store, app.settings, provider, progress_factory=bars, force=force
-        )
+        ctx = delivery.SendContext.of(app.store, app.settings, provider)
+        result = publish.publish_tick(ctx, progress_factory=bars, force=force)
     finally:
         bars.close()
     for error in result.errors:
         click.echo(f"skipped: {error}", err=True)
     for report in result.resumed:
         click.echo("resumed an interrupted issue:")
-        _print_report(report, app.settings)
+        _print_report(report)
     if result.report is None:
         click.echo("nothing to send: no queued article is due")
         return
     click.echo(f"articles: {', '.join(result.articles)}")
-    _print_report(result.report, app.settings)
+    _print_report(result.report)
     if result.report.status == IssueStatus.PAUSED:
         sys.exit(1)
 
@@ -488,9 +487,8 @@ def worker(app: App, once: bool) -> None:
     provider = make_provider(app.settings)
     click.echo(f"worker {delivery.PROCESS_ID} on {app.store.safe_url}")
     try:
-        report = delivery.run_worker(
-            app.store, app.settings, provider, stop=stop, once=once, echo=click.echo
-        )
+        ctx = delivery.SendContext.of(app.store, app.settings, provider)
+        report = delivery.run_worker(ctx, stop=stop, once=once, echo=click.echo)
     except KeyboardInterrupt:
         stop.set()
         click.echo("worker stopped")
@@ -510,7 +508,7 @@ def scheduler(app: App) -> None:
     """Run the publication cadence until stopped (Ctrl-C stops cleanly)."""
     from newsletter.scheduler import run_scheduler
 
-    run_scheduler(app.settings, app.store, echo=click.echo)
+    run_scheduler(app.store, app.settings, echo=click.echo)
 
 
 def main() -> None:

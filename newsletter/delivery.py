@@ -6,6 +6,7 @@ settled by the provider's events) -- never silently sent twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -33,7 +34,7 @@ from newsletter.exceptions import (
 )
 from newsletter.links import stored_issue
 from newsletter.providers import OutgoingBatch, Provider
-from newsletter.records import DeliveryState, IssueStatus, utcnow
+from newsletter.records import DeliveryState, IssueRecord, IssueStatus, utcnow
 from newsletter.store import Store
 
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = DeliveryState
@@ -74,7 +75,6 @@ class SendReport:
     counts: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     last_error: str | None = None
-    newly_uncertain: int = 0
 
     @property
     def ok(self) -> bool:
@@ -178,43 +178,62 @@ def recover_in_flight(store: Store, issue_id: int, policy: DeliveryPolicy) -> in
     return moved
 
 
-def send_issue(
-    store: Store,
-    settings: Settings,
-    provider: Provider,
-    issue_id: int,
-    *,
-    policy: DeliveryPolicy | None = None,
-    progress: Callable[[int], None] | None = None,
-    worker: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    categories: tuple[str, ...] = (),
-    recover: bool = True,
-    heartbeat: Callable[[], None] | None = None,
-) -> SendReport:
+@dataclass(frozen=True)
+class SendContext:
+    """Everything a send needs, built once (by the CLI, a worker or the scheduler) and handed
+    down: the database, the settings, the provider, the policy, and the hooks that tie a send
+    to its process (progress bar, lease heartbeat or stop request, sleep and clock)."""
+
+    store: Store
+    settings: Settings
+    provider: Provider
+    policy: DeliveryPolicy
+    categories: tuple[str, ...]
+    progress: Callable[[int], None] | None = None
+    heartbeat: Callable[[], None] | None = None  # between batches: renew a lease, or stop
+    worker: str = PROCESS_ID  # who claims, in the delivery log
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time  # unix time, to honour a provider's retry time
+
+    @classmethod
+    def of(
+        cls,
+        store: Store,
+        settings: Settings,
+        provider: Provider,
+        *,
+        policy: DeliveryPolicy | None = None,
+        categories: tuple[str, ...] = (),
+        progress: Callable[[int], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        worker: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> SendContext:
+        """The context with the settings' defaults for what is not given."""
+        return cls(
+            store=store,
+            settings=settings,
+            provider=provider,
+            policy=policy or DeliveryPolicy.from_settings(settings),
+            categories=categories or settings.sendgrid.categories,
+            progress=progress,
+            heartbeat=heartbeat,
+            worker=worker or PROCESS_ID,
+            sleep=sleep,
+        )
+
+
+def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
     """Send every pending delivery of an issue, batch by batch, until none is left, the
     issue is paused or cancelled, or the provider refuses the credentials. With
     `policy.concurrency` > 1 several batches are in flight at once (each thread claims its own
     batch from the log), so the database and the network overlap."""
-    policy = policy or DeliveryPolicy.from_settings(settings)
+    store = ctx.store
     issue = store.queue.get_issue(issue_id)
     report = SendReport(issue_id, issue.status)
-    if recover:
-        report.newly_uncertain = recover_in_flight(store, issue_id, policy)
-    sender = _IssueSender(
-        store,
-        settings,
-        provider,
-        issue,
-        policy,
-        report,
-        progress,
-        worker or PROCESS_ID,
-        sleep,
-        categories or settings.sendgrid.categories,
-        heartbeat,
-    )
-    threads = max(1, policy.concurrency)
+    recover_in_flight(store, issue_id, ctx.policy)
+    sender = _IssueSender(ctx, issue, report)
+    threads = max(1, ctx.policy.concurrency)
     if threads == 1:
         sender.run()
     else:
@@ -232,31 +251,14 @@ def send_issue(
 class _IssueSender:
     """The per-batch loop of `send_issue`; each thread runs `run` on the same instance."""
 
-    def __init__(
-        self,
-        store,
-        settings,
-        provider,
-        issue,
-        policy,
-        report,
-        progress,
-        worker,
-        sleep,
-        categories,
-        heartbeat,
-    ) -> None:
-        self.store, self.settings, self.provider = store, settings, provider
+    def __init__(self, ctx: SendContext, issue: IssueRecord, report: SendReport) -> None:
+        self.ctx = ctx
+        self.store, self.settings, self.provider = ctx.store, ctx.settings, ctx.provider
+        self.policy, self.progress, self.heartbeat = ctx.policy, ctx.progress, ctx.heartbeat
         self.issue_id = issue.id
-        self.rendered = stored_issue(settings, issue)
-        self.policy, self.report, self.progress = policy, report, progress
-        self.worker, self.sleep, self.categories, self.heartbeat = (
-            worker,
-            sleep,
-            categories,
-            heartbeat,
-        )
-        self.batch_size = max(1, min(policy.batch_size, provider.max_batch))
+        self.rendered = stored_issue(ctx.settings, issue)
+        self.report = report
+        self.batch_size = max(1, min(ctx.policy.batch_size, ctx.provider.max_batch))
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.cursor = 0  # the highest subscriber id this send has claimed so far
@@ -265,7 +267,7 @@ class _IssueSender:
         # Keep the lease alive through long rate-limit waits.
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not self.done.is_set():
-            self.sleep(min(left, 5.0))
+            self.ctx.sleep(min(left, 5.0))
             if self.heartbeat:
                 self.heartbeat()
 
@@ -303,12 +305,12 @@ class _IssueSender:
             if status != ISSUE_SENDING:
                 return self.finish(status)
             batch = store.deliveries.claim(
-                issue_id, self.batch_size, worker=self.worker, after=self.cursor
+                issue_id, self.batch_size, worker=self.ctx.worker, after=self.cursor
             )
             if batch is None and self.cursor:
                 # Rows released for a retry (or left by others) may sit below the cursor.
                 self.cursor = 0
-                batch = store.deliveries.claim(issue_id, self.batch_size, worker=self.worker)
+                batch = store.deliveries.claim(issue_id, self.batch_size, worker=self.ctx.worker)
             if batch is not None:
                 with self.lock:
                     self.cursor = max(self.cursor, batch.last_id)
@@ -326,7 +328,7 @@ class _IssueSender:
                 batch.number,
                 self.rendered,
                 batch.recipients,
-                categories=self.categories,
+                categories=self.ctx.categories,
             )
             try:
                 accepted = self.provider.send(outgoing)
@@ -341,7 +343,7 @@ class _IssueSender:
                 store.deliveries.release(batch, error=str(exc))
                 delay = backoff_delay(consecutive_failures, policy)
                 if isinstance(exc, RateLimited) and exc.retry_at is not None:
-                    delay = max(0.0, exc.retry_at - time.time()) + random.uniform(0, 0.25)
+                    delay = max(0.0, exc.retry_at - self.ctx.clock()) + random.uniform(0, 0.25)
                 log.warning(
                     "issue %s batch %s: %s; retrying in %.1fs", issue_id, batch.number, exc, delay
                 )
@@ -418,9 +420,7 @@ class WorkerReport:
 
 
 def run_worker(
-    store: Store,
-    settings: Settings,
-    provider: Provider,
+    ctx: SendContext,
     *,
     stop: threading.Event,
     once: bool = False,
@@ -436,10 +436,11 @@ def run_worker(
         if stop.is_set():
             raise WorkerStopping("stopping between batches")
 
+    ctx = dataclasses.replace(ctx, heartbeat=heartbeat)
     while not stop.is_set():
         worked = False
-        for issue_id in store.queue.unfinished_issues():
-            result = send_issue(store, settings, provider, issue_id, heartbeat=heartbeat)
+        for issue_id in ctx.store.queue.unfinished_issues():
+            result = send_issue(ctx, issue_id)
             if result.batches:
                 worked = True
                 report.batches += result.batches

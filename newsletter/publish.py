@@ -3,7 +3,7 @@ building an issue from them. Sending itself is `delivery`'s job."""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
 import shutil
 from collections.abc import Callable
@@ -16,14 +16,16 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
 from newsletter.config import Settings
-from newsletter.delivery import DeliveryPolicy, SendingLease, SendReport, send_issue
+from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
 from newsletter.exceptions import ArticleError, CheckFailed, NewsletterError
-from newsletter.providers import Provider
-from newsletter.records import utcnow
+from newsletter.records import DeliveryState, utcnow
 from newsletter.render import render_fitting
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
+
+# Makes the progress callback of one issue from its id and how many deliveries are left.
+ProgressFactory = Callable[[int, int], Callable[[int], None]]
 
 
 def cadence_trigger(settings: Settings) -> CronTrigger:
@@ -286,32 +288,29 @@ def _served(store: Store, tick: datetime) -> bool:
 
 
 def publish_tick(
-    store: Store,
-    settings: Settings,
-    provider: Provider,
+    ctx: SendContext,
     now: datetime | None = None,
     *,
     scheduled_for: datetime | None = None,
-    progress_factory: Callable[[int, int], Callable[[int], None]] | None = None,
-    policy: DeliveryPolicy | None = None,
+    progress_factory: ProgressFactory | None = None,
     lease: SendingLease | None = None,
-    heartbeat: Callable[[], None] | None = None,
     force: bool = False,
 ) -> TickResult:
     """What one due tick does, under the sending lease: finish any issue a crash
     interrupted, then pick the next articles, build one issue and send it. A tick already
     served (same `scheduled_for`) builds nothing new, so a repeated wake-up never sends an
     issue twice."""
+    store, settings = ctx.store, ctx.settings
     now = now or utcnow()
     own_lease = lease is None
     lease = lease or SendingLease(store, settings.schedule.lease)
     if own_lease:
         lease.__enter__()
     try:
-        send = functools.partial(
-            _send, store, settings, provider, progress_factory, policy, heartbeat or lease.renew
-        )
-        resumed = [send(issue_id) for issue_id in store.queue.unfinished_issues()]
+        ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
+        resumed = [
+            _send(ctx, issue_id, progress_factory) for issue_id in store.queue.unfinished_issues()
+        ]
         if scheduled_for is not None and _served(store, scheduled_for):
             return TickResult(None, [], [], None, resumed, scheduled_for)
         picked, errors = pick(store, settings, now)
@@ -332,7 +331,7 @@ def publish_tick(
             )  # the editor sent by hand: nothing is held any more
         if issue_id is None:
             return TickResult(None, [], errors, None, resumed, scheduled_for)
-        report = send(issue_id)
+        report = _send(ctx, issue_id, progress_factory)
         return TickResult(
             issue_id, [p.article.title for p in picked], errors, report, resumed, scheduled_for
         )
@@ -342,19 +341,17 @@ def publish_tick(
 
 
 def scheduled_work(
-    store: Store,
-    settings: Settings,
-    provider: Provider,
+    ctx: SendContext,
     lease: SendingLease,
     now: datetime | None = None,
     *,
-    heartbeat: Callable[[], None] | None = None,
-    **kwargs,
+    progress_factory: ProgressFactory | None = None,
 ) -> TickResult | None:
     """What the scheduler does at each wake-up while it holds the lease: serve the latest
     cadence tick once. Missed by at most the grace period (the scheduler was down), it still
     goes out; missed by more, it is held for the editor instead of surprising anyone days
     later. Interrupted issues are finished either way."""
+    store, settings = ctx.store, ctx.settings
     now = now or utcnow()
     tick = latest_tick(settings, now)
     if tick is not None and not _served(store, tick) and now - tick > settings.schedule.grace:
@@ -368,42 +365,20 @@ def scheduled_work(
         )
         tick = None
     if tick is None or _served(store, tick):
+        ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
         resumed = [
-            _send(
-                store,
-                settings,
-                provider,
-                kwargs.get("progress_factory"),
-                kwargs.get("policy"),
-                heartbeat or lease.renew,
-                issue_id,
-            )
-            for issue_id in store.queue.unfinished_issues()
+            _send(ctx, issue_id, progress_factory) for issue_id in store.queue.unfinished_issues()
         ]
         return TickResult(None, [], [], None, resumed) if resumed else None
     return publish_tick(
-        store,
-        settings,
-        provider,
-        now,
-        scheduled_for=tick,
-        lease=lease,
-        heartbeat=heartbeat,
-        **kwargs,
+        ctx, now, scheduled_for=tick, progress_factory=progress_factory, lease=lease
     )
 
 
-def _send(store, settings, provider, progress_factory, policy, heartbeat, issue_id) -> SendReport:
-    progress = None
+def _send(ctx: SendContext, issue_id: int, progress_factory: ProgressFactory | None) -> SendReport:
+    """Send one issue, with its own progress bar when the caller shows them."""
     if progress_factory is not None:
-        counts = store.deliveries.counts(issue_id)
-        progress = progress_factory(issue_id, counts["pending"] + counts["in_flight"])
-    return send_issue(
-        store,
-        settings,
-        provider,
-        issue_id,
-        policy=policy,
-        progress=progress,
-        heartbeat=heartbeat,
-    )
+        counts = ctx.store.deliveries.counts(issue_id)
+        remaining = counts[DeliveryState.PENDING] + counts[DeliveryState.IN_FLIGHT]
+        ctx = dataclasses.replace(ctx, progress=progress_factory(issue_id, remaining))
+    return send_issue(ctx, issue_id)

@@ -183,9 +183,9 @@ def test_unsubscribed_before_their_batch_do_not_get_it(settings, store, seed_pat
     picked, _ = publish.pick(store, settings, datetime.now(UTC))
     issue_id = publish.build_issue(store, settings, picked)
     store.subscribers.suppress("user3@example.com", "unsubscribed")
-    from newsletter.delivery import send_issue
+    from newsletter.delivery import SendContext, send_issue
 
-    report = send_issue(store, settings, OutboxProvider(settings), issue_id)
+    report = send_issue(SendContext.of(store, settings, OutboxProvider(settings)), issue_id)
     assert report.counts["sent"] == 4 and report.counts["skipped"] == 1
     assert "user3@example.com" not in store.deliveries.sent_emails(issue_id)
 

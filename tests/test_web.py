@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter import publish
 from newsletter.config import Settings, load_settings, write_default_config
+from newsletter.delivery import SendContext
 from newsletter.providers import make_provider
 from newsletter.records import DeliveryState, IssueStatus, RenderedIssue, SubscriberStatus
 from newsletter.store import Store
@@ -176,7 +177,9 @@ def confirmation_link(msg: email.message.EmailMessage, base_url: str) -> str:
 def publish_next(web: LiveWeb, article: str) -> int:
     """Queue one sample article and run one publication tick with the outbox provider."""
     publish.queue_add(web.store, web.settings, SAMPLE_ARTICLES / article)
-    result = publish.publish_tick(web.store, web.settings, make_provider(web.settings))
+    result = publish.publish_tick(
+        SendContext.of(web.store, web.settings, make_provider(web.settings))
+    )
     assert result.issue_id is not None, result.errors
     assert result.report.ok, result.report
     return result.issue_id
