@@ -291,11 +291,13 @@ def _markdown_sections(path: Path, body: str, offset: int) -> list[Section]:
     for k, start in enumerate(heading_starts):
         end = heading_starts[k + 1] if k + 1 < len(heading_starts) else len(tokens)
         heading = tokens[start + 1].content.strip()
-        line_no = tokens[start].map[0] + offset + 1
+        heading_map = tokens[start].map
+        assert heading_map is not None  # block tokens always carry their source lines
+        line_no = heading_map[0] + offset + 1
         inner = tokens[start + 3 : end]
         if not inner:
             raise ArticleError(path, line_no, f"section {heading!r} has no text")
-        first_line = inner[0].map[0] if inner[0].map else tokens[start].map[1]
+        first_line = inner[0].map[0] if inner[0].map else heading_map[1]
         last_line = max((t.map[1] for t in inner if t.map), default=first_line)
         source = "\n".join(lines[first_line:last_line]).strip()
         rendered = _MD.renderer.render(inner, _MD.options, {})

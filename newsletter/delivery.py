@@ -390,7 +390,7 @@ class _IssueSender:
 
 
 # Which editor actions are allowed from which issue status.
-_TRANSITIONS = {
+_TRANSITIONS: dict[str, tuple[str, ...]] = {
     ISSUE_PAUSED: (ISSUE_SENDING,),
     ISSUE_SENDING: (ISSUE_PAUSED,),
     ISSUE_CANCELLED: (ISSUE_SENDING, ISSUE_PAUSED),

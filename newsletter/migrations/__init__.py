@@ -135,7 +135,9 @@ def _locked(engine: Engine) -> Iterator[Connection]:
             if dialect == "sqlite":
                 # The Store's engine has already said BEGIN IMMEDIATE (its "begin" event). A
                 # plain engine's sqlite3 module has begun nothing yet: take the lock here.
-                if not conn.connection.driver_connection.in_transaction:
+                driver = conn.connection.driver_connection
+                assert driver is not None  # an open connection has its driver's connection
+                if not driver.in_transaction:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
             elif dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})

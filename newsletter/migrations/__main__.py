@@ -37,6 +37,7 @@ def _revision(message: str, empty: bool) -> None:
                 )
         finally:
             engine.dispose()
+    assert script is not None and not isinstance(script, list)  # one revision, one head
     print(f"wrote {script.path}: review it, then test it on SQLite and PostgreSQL")
 
 

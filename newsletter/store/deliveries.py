@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, and_, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 
 from newsletter.records import (
@@ -60,8 +60,10 @@ class Deliveries:
                 # The transaction holds SQLite's write lock (BEGIN IMMEDIATE), so the first
                 # `size` pending rows are exactly the pending rows of their id range.
                 ids = list(conn.scalars(pending))
-                claim = deliveries.c.subscriber_id.between(ids[0], ids[-1]) if ids else None
-                claim = and_(claim, deliveries.c.state == PENDING) if ids else None
+                first, last = (ids[0], ids[-1]) if ids else (0, 0)
+                claim: ColumnElement[bool] = and_(
+                    deliveries.c.subscriber_id.between(first, last), deliveries.c.state == PENDING
+                )
             else:
                 # Concurrent claimers skip each other's locked rows. The ids travel as one
                 # array: an IN list of a thousand parameters is slow to plan, and the
@@ -121,7 +123,7 @@ class Deliveries:
         return Batch(issue_id, number, tuple(recipients), ids[0], ids[-1])
 
     @staticmethod
-    def _in_flight(batch: Batch):
+    def _in_flight(batch: Batch) -> ColumnElement[bool]:
         """The rows of a claimed batch. The id range keeps the index scan to this batch: on
         PostgreSQL the index still holds the old in-flight versions of every earlier batch."""
         return and_(
@@ -217,7 +219,7 @@ class Deliveries:
                 )
             ).rowcount
 
-    def counts(self, issue_id: int) -> dict[DeliveryState, int]:
+    def counts(self, issue_id: int) -> dict[str, int]:
         """How many rows of the issue are in each state (every state named, zeros too)."""
         with self._store.transaction(write=False) as conn:
             rows = conn.execute(
@@ -225,7 +227,7 @@ class Deliveries:
                 .where(deliveries.c.issue_id == issue_id)
                 .group_by(deliveries.c.state)
             )
-            counts = {state: 0 for state in DeliveryState}
+            counts: dict[str, int] = {state: 0 for state in DeliveryState}
             counts.update({DeliveryState(state): n for state, n in rows})
         return counts
 

@@ -84,7 +84,7 @@ class Leases:
                     value = conn.scalar(
                         select(meta_table.c.value).where(meta_table.c.key == "secret")
                     )
-            return value
+            return str(value)
 
     def get_meta(self, key: str) -> str | None:
         with self._store.transaction(write=False) as conn:

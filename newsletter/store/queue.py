@@ -95,6 +95,7 @@ class Queue:
                 conn.execute(update(articles).where(articles.c.id == existing.id).values(**values))
                 return int(existing.id)
             key = conn.execute(insert(articles).values(filename=filename, **values))
+            assert key.inserted_primary_key is not None  # a single-row INSERT has one
             return int(key.inserted_primary_key[0])
 
     def known_files(self) -> set[str]:
@@ -143,7 +144,7 @@ class Queue:
         nothing changed."""
         now = utcnow()
         with self._store.transaction() as conn:
-            issue_id = conn.execute(
+            created = conn.execute(
                 insert(issues).values(
                     slug=rendered.slug,
                     subject=rendered.subject,
@@ -160,7 +161,9 @@ class Queue:
                     opens=0,
                     clicks=0,
                 )
-            ).inserted_primary_key[0]
+            )
+            assert created.inserted_primary_key is not None  # a single-row INSERT has one
+            issue_id = created.inserted_primary_key[0]
             if article_ids:
                 conn.execute(
                     update(articles)
