@@ -1,4 +1,4 @@
-"""The Alembic migrations on both backends: they make exactly store.py's schema, are safe to run
+"""The Alembic migrations on both backends: they make exactly the store's schema, are safe to run
 on every start and from several processes at once, adopt databases made before migrations,
 and the Store works on what they make (PostgreSQL included)."""
 
@@ -109,7 +109,7 @@ def test_downgrade_to_base_then_upgrade_again(engine):
 
 def test_a_database_made_by_create_all_is_adopted_with_its_data(engine):
     # What code from before migrations left: create_all's tables, no alembic_version, and on
-    # the oldest databases also an index that was dropped from store.py since.
+    # the oldest databases also an index that was dropped from the store's schema since.
     metadata.create_all(engine)
     now = datetime.now(UTC)
     with engine.begin() as conn:
@@ -286,7 +286,7 @@ def test_upgrade_waits_for_the_advisory_lock_on_postgresql(fresh_postgres_url): 
 
 
 def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F811
-    """A few calls of each kind through the real Store; on PostgreSQL this checks store.py's
+    """A few calls of each kind through the real Store; on PostgreSQL this checks the store's
     SQL is not SQLite-only (RETURNING, INSERT .. SELECT with literals, FOR UPDATE SKIP LOCKED,
     savepoints after an IntegrityError, naive-UTC timestamps)."""
     store = Store(database_url)
