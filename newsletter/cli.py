@@ -288,8 +288,8 @@ def _print_report(report: delivery.SendReport) -> None:
     counts = report.counts
     click.echo(
         f"issue {report.issue_id}: {report.status}; sent {counts.get(DeliveryState.SENT, 0)}, "
-        f"failed {counts.get('failed', 0)}, uncertain {counts.get(DeliveryState.UNCERTAIN, 0)}, "
-        f"skipped {counts.get('skipped', 0)}, pending {counts.get(DeliveryState.PENDING, 0)}"
+        f"failed {counts.get(DeliveryState.FAILED, 0)}, uncertain {counts.get(DeliveryState.UNCERTAIN, 0)}, "
+        f"skipped {counts.get(DeliveryState.SKIPPED, 0)}, pending {counts.get(DeliveryState.PENDING, 0)}"
     )
     if report.last_error and not report.ok:
         click.echo(f"  last error: {report.last_error}")
