@@ -32,14 +32,27 @@ sys.path.insert(0, str(REPO))
 from newsletter import publish  # noqa: E402
 from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
+from newsletter.records import DeliveryState, RenderedIssue, utcnow  # noqa: E402
 from newsletter.resources import sample_articles  # noqa: E402
-from newsletter.store import PENDING, SENT, UNSUBSCRIBED, Store, utcnow  # noqa: E402
-from newsletter.store_editors import add_engagement_hours  # noqa: E402
+from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.tokens import new_token  # noqa: E402
 
 PASSWORD = "benchmark password"
 SMALL_PLAN = 10_000
+
+
+def _rendered(slug: str, subject: str) -> RenderedIssue:
+    return RenderedIssue(
+        subject=subject,
+        preheader="",
+        html="<p>x</p>",
+        text="x",
+        archive_html="<p>x</p>",
+        placeholder_nonce="0" * 16,
+        view_url="",
+        slug=slug,
+    )
 
 
 def setup(folder: Path, count: int, issues: int) -> tuple[int, float]:
@@ -55,43 +68,24 @@ def setup(folder: Path, count: int, issues: int) -> tuple[int, float]:
                 "email": f"reader{i:07d}@example.com",
                 "name": f"Reader {i}",
                 "token": new_token(secret),
-                "status": UNSUBSCRIBED if i % 50 == 49 else "active",
+                "status": "unsubscribed" if i % 50 == 49 else "active",
             }
 
     first = min(SMALL_PLAN, count)
-    store.add_subscribers(rows(0, first), chunk_size=20_000)
+    store.subscribers.add(rows(0, first), chunk_size=20_000)
     for n in range(issues - 1):  # older issues, planned for the first subscribers
-        issue_id = store.create_issue(
-            slug=f"old-{n}",
-            subject=f"Issue {n}",
-            preheader="",
-            html="<p>x</p>",
-            text="x",
-            archive_html="<p>x</p>",
-            placeholder_nonce="0" * 16,
-            article_ids=[],
-        )
-        store.settle_deliveries(issue_id, PENDING, SENT)
-        store.set_issue_status(issue_id, "sent")
-    store.add_subscribers(rows(first, count), chunk_size=20_000)
-    big = store.create_issue(
-        slug="newest",
-        subject="The newest issue",
-        preheader="",
-        html="<p>x</p>",
-        text="x",
-        archive_html="<p>x</p>",
-        placeholder_nonce="0" * 16,
-        article_ids=[],
-    )
-    batch = store.claim_batch(big, 500, worker="crashed")
+        issue_id = store.queue.create_issue(_rendered(f"old-{n}", f"Issue {n}"), [])
+        store.deliveries.settle(issue_id, DeliveryState.PENDING, DeliveryState.SENT)
+        store.queue.set_issue_status(issue_id, "sent")
+    store.subscribers.add(rows(first, count), chunk_size=20_000)
+    big = store.queue.create_issue(_rendered("newest", "The newest issue"), [])
+    batch = store.deliveries.claim(big, 500, worker="crashed")
     assert batch is not None
-    store.in_flight_to_uncertain(big, worker="crashed")
-    store.settle_deliveries(big, PENDING, SENT)
-    store.set_issue_status(big, "sent")
+    store.deliveries.in_flight_to_uncertain(big, worker="crashed")
+    store.deliveries.settle(big, DeliveryState.PENDING, DeliveryState.SENT)
+    store.queue.set_issue_status(big, "sent")
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
-    add_engagement_hours(
-        store,
+    store.workspace.add_engagement_hours(
         [
             (big, kind, hour - timedelta(hours=h), 1000 // (h + 1))
             for h in range(48)

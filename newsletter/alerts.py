@@ -14,15 +14,9 @@ from dataclasses import dataclass
 from newsletter import publish
 from newsletter.config import Settings
 from newsletter.editors import list_editors
-from newsletter.errors import NewsletterError
+from newsletter.exceptions import NewsletterError
 from newsletter.providers import Message, Provider
 from newsletter.store import Store
-from newsletter.store_editors import (
-    articles_with_errors,
-    claim_alert,
-    issues_needing_editors,
-    release_alert,
-)
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +37,12 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     """What needs an editor now (whether or not it was already told)."""
     base = f"{settings.base_url}/admin"
     found: list[Alert] = []
-    for row in articles_with_errors(store):
+    for row in store.workspace.articles_with_errors():
         found.append(
             Alert(
-                f"held-article:{row['id']}:{_digest(row['last_error'])}",
-                f"Held article: {row['filename']}",
-                f"The article {row['filename']} was not sent: {row['last_error']}",
+                f"held-article:{row.id}:{_digest(row.last_error)}",
+                f"Held article: {row.filename}",
+                f"The article {row.filename} was not sent: {row.last_error}",
                 f"{base}/queue",
             )
         )
@@ -64,29 +58,29 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 f"{base}/queue",
             )
         )
-    for issue in issues_needing_editors(store):
-        if issue["status"] == "paused":
-            refused = "refused" in (issue["last_error"] or "").lower() or "401" in (
-                issue["last_error"] or ""
+    for issue in store.workspace.issues_needing_editors():
+        if issue.status == "paused":
+            refused = "refused" in (issue.last_error or "").lower() or "401" in (
+                issue.last_error or ""
             )
             what = "the provider refused the key" if refused else "sending failed"
             found.append(
                 Alert(
-                    f"paused:{issue['id']}:{_digest(issue['last_error'])}",
-                    f"Issue {issue['id']} paused: {what}",
-                    f"Issue {issue['id']} ({issue['subject']}) is paused: "
-                    f"{issue['last_error'] or 'paused by an editor'}",
-                    f"{base}/issues/{issue['id']}",
+                    f"paused:{issue.id}:{_digest(issue.last_error)}",
+                    f"Issue {issue.id} paused: {what}",
+                    f"Issue {issue.id} ({issue.subject}) is paused: "
+                    f"{issue.last_error or 'paused by an editor'}",
+                    f"{base}/issues/{issue.id}",
                 )
             )
-        if issue["uncertain"] and issue["status"] != "sending":
+        if issue.uncertain and issue.status != "sending":
             found.append(
                 Alert(
-                    f"uncertain:{issue['id']}:{issue['uncertain']}",
-                    f"Issue {issue['id']}: {issue['uncertain']} uncertain recipients",
-                    f"Issue {issue['id']} ({issue['subject']}) has {issue['uncertain']} "
+                    f"uncertain:{issue.id}:{issue.uncertain}",
+                    f"Issue {issue.id}: {issue.uncertain} uncertain recipients",
+                    f"Issue {issue.id} ({issue.subject}) has {issue.uncertain} "
                     "recipients who may or may not have it. Resend or mark them sent.",
-                    f"{base}/issues/{issue['id']}",
+                    f"{base}/issues/{issue.id}",
                 )
             )
     return found
@@ -99,7 +93,7 @@ def send_alerts(store: Store, settings: Settings, provider: Provider) -> list[Al
         return []
     sent: list[Alert] = []
     for alert in pending_alerts(store, settings):
-        if not claim_alert(store, alert.key):
+        if not store.workspace.claim_alert(alert.key):
             continue
         try:
             for editor in editors:
@@ -115,7 +109,7 @@ def send_alerts(store: Store, settings: Settings, provider: Provider) -> list[Al
                     )
                 )
         except NewsletterError as exc:
-            release_alert(store, alert.key)  # try again at the next wake-up
+            store.workspace.release_alert(alert.key)  # try again at the next wake-up
             log.error("alert %r not sent: %s", alert.subject, exc)
             continue
         sent.append(alert)

@@ -11,7 +11,7 @@ from pathlib import Path
 import tomlkit
 
 from newsletter.config import CONFIG_NAME, Schedule, settings_from_dict
-from newsletter.errors import ConfigError
+from newsletter.exceptions import ConfigError
 
 
 def update_cadence(root: Path, days: list[str], at: str, articles_per_issue: int) -> Schedule:

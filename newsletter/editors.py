@@ -14,9 +14,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from email_validator import EmailNotValidError
 
-from newsletter import store_editors as sql
-from newsletter.errors import NewsletterError
+from newsletter.exceptions import NewsletterError
 from newsletter.store import Store
+from newsletter.store.workspace import EditorRow
 from newsletter.subscribers import normalize_address
 
 MIN_PASSWORD_LENGTH = 10
@@ -48,7 +48,7 @@ class Editor:
         return default
 
 
-def _public(row: sql.EditorRow) -> Editor:
+def _public(row: EditorRow) -> Editor:
     return Editor(row.id, row.email, row.session_version, row.timezone, row.created_at)
 
 
@@ -74,33 +74,33 @@ def add_editor(store: Store, email: str, password: str, timezone: str = "") -> E
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise NewsletterError(f"unknown time zone {timezone!r} (e.g. Europe/Paris)") from None
-    return _public(sql.insert_editor(store, address, _hasher.hash(password), timezone))
+    return _public(store.workspace.insert_editor(address, _hasher.hash(password), timezone))
 
 
 def change_password(store: Store, email: str, password: str) -> Editor:
     """Set a new password; every session the editor had ends."""
     check_password(password)
-    row = sql.editor_by_email(store, email)
+    row = store.workspace.editor_by_email(email)
     if row is None:
         raise NewsletterError(f"no editor {email!r} (see 'newsletter editors list')")
-    sql.update_password(store, row.id, _hasher.hash(password), new_session=True)
-    return _public(sql.editor_by_id(store, row.id) or row)
+    store.workspace.update_password(row.id, _hasher.hash(password), new_session=True)
+    return _public(store.workspace.editor_by_id(row.id) or row)
 
 
 def remove_editor(store: Store, email: str) -> None:
     """Delete the account; its sessions end with it (they name an editor that is gone)."""
-    sql.delete_editor(store, email)
+    store.workspace.delete_editor(email)
 
 
 def list_editors(store: Store) -> list[Editor]:
-    return [_public(row) for row in sql.all_editors(store)]
+    return [_public(row) for row in store.workspace.all_editors()]
 
 
 def authenticate(store: Store, email: str, password: str) -> Editor | None:
     """The editor whose address and password these are, or None (for any mismatch)."""
     if not password or len(password) > MAX_PASSWORD_LENGTH:
         return None
-    row = sql.editor_by_email(store, email) if email.strip() else None
+    row = store.workspace.editor_by_email(email) if email.strip() else None
     try:
         _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -108,14 +108,14 @@ def authenticate(store: Store, email: str, password: str) -> Editor | None:
     if row is None:
         return None
     if _hasher.check_needs_rehash(row.password_hash):
-        sql.update_password(store, row.id, _hasher.hash(password), new_session=False)
+        store.workspace.update_password(row.id, _hasher.hash(password), new_session=False)
     return _public(row)
 
 
 def editor_for_session(store: Store, editor_id: int, session_version: int) -> Editor | None:
     """The editor a session cookie names, if the account still exists and the password has
     not changed since the session began."""
-    row = sql.editor_by_id(store, editor_id)
+    row = store.workspace.editor_by_id(editor_id)
     if row is None or row.session_version != session_version:
         return None
     return _public(row)

@@ -25,12 +25,13 @@ import uvicorn  # noqa: E402
 
 from newsletter import publish  # noqa: E402
 from newsletter.config import load_settings, write_default_config  # noqa: E402
+from newsletter.delivery import SendContext  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
 from newsletter.providers import make_provider  # noqa: E402
+from newsletter.records import utcnow  # noqa: E402
 from newsletter.resources import sample_articles, sample_subscribers  # noqa: E402
 from newsletter.screenshot import PHONE, View, _metrics, _start  # noqa: E402
-from newsletter.store import Store, utcnow  # noqa: E402
-from newsletter.store_editors import add_engagement_hours  # noqa: E402
+from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import import_csv  # noqa: E402
 from newsletter.web import create_app  # noqa: E402
 
@@ -51,7 +52,9 @@ def main() -> None:
     for article in sample_articles():
         publish.queue_add(store, settings, article)
     import_csv(store, sample_subscribers())
-    issue_id = publish.publish_tick(store, settings, make_provider(settings)).issue_id
+    issue_id = publish.publish_tick(
+        SendContext.of(store, settings, make_provider(settings))
+    ).issue_id
     # Some engagement for the chart, as the SendGrid webhook would have recorded it.
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
     tallies = [
@@ -59,8 +62,8 @@ def main() -> None:
         for h in range(24)
         for kind, n in (("open", 30), ("click", 8))
     ]
-    add_engagement_hours(store, tallies)
-    store.add_engagement(
+    store.workspace.add_engagement_hours(tallies)
+    store.queue.add_engagement(
         issue_id,
         opens=sum(t[3] for t in tallies if t[1] == "open"),
         clicks=sum(t[3] for t in tallies if t[1] == "click"),
@@ -79,7 +82,7 @@ def main() -> None:
         driver.find_element("id", "password").send_keys(PASSWORD)
         driver.find_element("css selector", "button[type=submit]").click()
         time.sleep(0.5)
-        first = store.queued_articles()[0]["id"]
+        first = store.queue.queued()[0].id
         pages = {
             "queue": "/admin/queue",
             "preview": f"/admin/queue/{first}/preview",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from newsletter import publish
+from newsletter.delivery import SendContext
 from newsletter.editors import add_editor
 from newsletter.providers import make_provider
 from newsletter.resources import sample_articles, sample_subscribers
@@ -24,16 +25,15 @@ def test_workspace_pages_have_no_axe_violations(tmp_path, browser, monkeypatch):
         for article in sample_articles():
             publish.queue_add(web.store, web.settings, article)
         import_csv(web.store, sample_subscribers())
-        issue_id = publish.publish_tick(
-            web.store, web.settings, make_provider(web.settings)
-        ).issue_id
+        ctx = SendContext.of(web.store, web.settings, make_provider(web.settings))
+        issue_id = publish.publish_tick(ctx).issue_id
         add_editor(web.store, "ed@example.com", "correct horse battery")
         browser.get(f"{web.url}/admin/login")
         assert axe_violations(browser, f"{web.url}/admin/login", dark=False) == []
         browser.find_element(By.ID, "email").send_keys("ed@example.com")
         browser.find_element(By.ID, "password").send_keys("correct horse battery")
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        first = web.store.queued_articles()[0]["id"]
+        first = web.store.queue.queued()[0].id
         pages = [
             "/admin/queue",
             f"/admin/queue/{first}/preview",

@@ -15,8 +15,8 @@ import pytest
 
 from newsletter import publish
 from newsletter.editors import add_editor
+from newsletter.records import DeliveryState, SubscriberStatus
 from newsletter.screenshot import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
-from newsletter.store import SENT, UNCERTAIN, UNSUBSCRIBED
 from newsletter.subscribers import signing_secret
 from newsletter.testing.sendgrid_server import SendGridServer
 from newsletter.tokens import new_token
@@ -113,7 +113,7 @@ def test_an_editor_runs_the_newsletter_from_the_browser(tmp_path, browser, monke
         store, settings = web.store, web.settings
         add_editor(store, "ed@example.com", PASSWORD)
         secret = signing_secret(store)
-        store.add_subscribers(
+        store.subscribers.add(
             {
                 "email": f"reader{i:05d}@example.com",
                 "name": f"Reader {i}",
@@ -142,7 +142,7 @@ def test_an_editor_runs_the_newsletter_from_the_browser(tmp_path, browser, monke
         )
         errors = browser.find_element(By.ID, "add-errors").text
         assert "broken.md:3:" in errors and "rating" in errors
-        assert store.queued_articles() == []
+        assert store.queue.queued() == []
 
         # -- upload two articles -------------------------------------------------------------
         for name in ("003_the-orchard-accounts.md", "002_static-over-galveston.txt"):
@@ -194,15 +194,15 @@ def test_an_editor_runs_the_newsletter_from_the_browser(tmp_path, browser, monke
         picked, problems = publish.pick(store, settings, view.entries[0].expected)
         assert picked and not problems
         issue_id = publish.build_issue(store, settings, picked[:1])
-        crashed = store.claim_batch(issue_id, 5, worker="crashed-sender")
-        assert store.in_flight_to_uncertain(issue_id, worker="crashed-sender") == 5
+        crashed = store.deliveries.claim(issue_id, 5, worker="crashed-sender")
+        assert store.deliveries.in_flight_to_uncertain(issue_id, worker="crashed-sender") == 5
         browser.get(f"{web.url}/admin/issues")
         assert fits_the_screen(browser)
         press(browser, browser.find_element(By.CSS_SELECTOR, f"#issues a[href$='/{issue_id}']"))
         status = lambda: browser.find_element(By.ID, "issue-status").text  # noqa: E731
         assert status() == "sending"
         press(browser, browser.find_element(By.CSS_SELECTOR, "button[value=pause]"))
-        assert status() == "paused" and store.issue_status(issue_id) == "paused"
+        assert status() == "paused" and store.queue.issue_status(issue_id) == "paused"
         press(browser, browser.find_element(By.CSS_SELECTOR, "button[value=resume]"))
         assert status() == "sending"
 
@@ -238,8 +238,8 @@ def test_an_editor_runs_the_newsletter_from_the_browser(tmp_path, browser, monke
         again = run_cli(["run", "--once"], cwd=tmp_path, env=cli_env)
         assert again.returncode == 0, again.stderr
         browser.get(f"{web.url}/admin/issues/{issue_id}")
-        counts = store.delivery_counts(issue_id)
-        assert counts[SENT] == READERS and counts[UNCERTAIN] == 0
+        counts = store.deliveries.counts(issue_id)
+        assert counts[DeliveryState.SENT] == READERS and counts[DeliveryState.UNCERTAIN] == 0
         assert browser.find_element(By.CSS_SELECTOR, "[data-state=sent]").text == str(READERS)
         assert fits_the_screen(browser)
 
@@ -255,7 +255,10 @@ def test_an_editor_runs_the_newsletter_from_the_browser(tmp_path, browser, monke
             "Unsubscribed reader00010@example.com"
             in browser.find_element(By.CSS_SELECTOR, ".notice").text
         )
-        assert store.subscriber_by_email("reader00010@example.com")["status"] == UNSUBSCRIBED
+        assert (
+            store.subscribers.by_email("reader00010@example.com").status
+            == SubscriberStatus.UNSUBSCRIBED
+        )
 
         # -- the schedule shows the next ticks ------------------------------------------------
         browser.get(f"{web.url}/admin/schedule")

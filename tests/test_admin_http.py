@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from newsletter import publish, store_editors
+from newsletter import publish
 from newsletter.editors import add_editor, change_password, remove_editor
 from newsletter.web.admin.session import ACCOUNT_LIMIT, CLIENT_LIMIT
 from tests.test_web import (
@@ -87,7 +87,7 @@ def csrf_of(reply: Reply) -> str:
 
 def queue_one(web: LiveWeb) -> int:
     publish.queue_add(web.store, web.settings, SAMPLE_ARTICLES / "003_the-orchard-accounts.md")
-    return web.store.queued_articles()[0]["id"]
+    return web.store.queue.queued()[0].id
 
 
 def test_nothing_under_admin_without_a_session(web):
@@ -108,7 +108,7 @@ def test_nothing_under_admin_without_a_session(web):
         assert b"orchard" not in reply.body.lower()
     reply = web.post_form(f"/admin/queue/{article_id}/remove", {"csrf_token": "x"})
     assert reply.status == 303 and reply.headers["location"].startswith("/admin/login")
-    assert [a["id"] for a in web.store.queued_articles()] == [article_id]
+    assert [a.id for a in web.store.queue.queued()] == [article_id]
 
 
 def test_sign_in_sets_a_safe_cookie_and_a_wrong_password_does_not(web):
@@ -173,9 +173,7 @@ def test_failed_sign_ins_are_throttled_per_account_and_per_client(web):
     assert int(reply.headers["retry-after"]) > 0
     assert "nl_admin" not in browser.cookies
     # The counts live in the database, where every `serve` process reads them.
-    hits, ends = store_editors.counter(
-        web.store, ACCOUNT_LIMIT.key_for("account", "ed@example.com")
-    )
+    hits, ends = web.store.workspace.counter(ACCOUNT_LIMIT.key_for("account", "ed@example.com"))
     assert hits == ACCOUNT_LIMIT.amount and ends is not None
 
     # Per client: many accounts tried from one address.
@@ -212,9 +210,9 @@ def test_state_changes_need_the_sessions_csrf_token(web):
     assert alice.post(remove, {"csrf_token": ""}).status == 403
     assert alice.post(remove, {"csrf_token": bob_token}).status == 403
     assert alice.post(remove, {"csrf_token": alice_token[:-1] + "0"}).status in (403,)
-    assert [a["id"] for a in web.store.queued_articles()] == [article_id]
+    assert [a.id for a in web.store.queue.queued()] == [article_id]
     reply = alice.post(remove, {"csrf_token": alice_token})
-    assert reply.status == 303 and web.store.queued_articles() == []
+    assert reply.status == 303 and web.store.queue.queued() == []
 
 
 def test_removed_editor_and_changed_password_end_sessions(web):
@@ -247,7 +245,7 @@ def test_tampered_foreign_and_expired_cookies_are_no_session(web):
         browser.cookies["nl_admin"] = bad
         assert browser.get("/admin/queue").status == 303, bad
 
-    secret = web.store.secret_key()
+    secret = web.store.leases.secret_key()
 
     class LongAgo(TimestampSigner):
         def get_timestamp(self) -> int:
@@ -285,7 +283,7 @@ def test_engagement_is_recorded_per_hour_and_drawn(tmp_path, monkeypatch):
             url = f"{web.url}/webhooks/sendgrid"
             assert sendgrid.post_events(events, url=url) == 200
             assert sendgrid.post_events(events, url=url) == 200  # a redelivery counts once
-            series = store_editors.engagement_series(web.store, issue_id)
+            series = web.store.workspace.engagement_series(issue_id)
             assert sorted((kind, n) for kind, _, n in series) == [
                 ("click", 1),
                 ("open", 1),
@@ -313,7 +311,7 @@ def test_uncertain_rows_are_listed_and_resolved_one_by_one(web):
         },
     )
     assert reply.status == 303
-    counts = web.store.delivery_counts(issue_id)
+    counts = web.store.deliveries.counts(issue_id)
     assert counts["uncertain"] == 1 and counts["sent"] == 1
     counts_json = browser.get(f"/admin/issues/{issue_id}/counts.json")
     assert counts_json.status == 200 and '"uncertain":1' in counts_json.text
@@ -360,10 +358,10 @@ def test_import_report_export_and_unsubscribe(web):
     export = browser.get("/admin/subscribers/export")
     assert export.status == 200 and export.headers["content-type"].startswith("text/csv")
     assert "ann@example.com" in export.text and "bob@example.com" in export.text
-    ann = web.store.subscriber_by_email("ann@example.com")
-    reply = browser.post(f"/admin/subscribers/{ann['id']}/unsubscribe", {"csrf_token": token})
+    ann = web.store.subscribers.by_email("ann@example.com")
+    reply = browser.post(f"/admin/subscribers/{ann.id}/unsubscribe", {"csrf_token": token})
     assert reply.status == 303
-    assert web.store.subscriber_by_email("ann@example.com")["status"] == "unsubscribed"
+    assert web.store.subscribers.by_email("ann@example.com").status == "unsubscribed"
     found = browser.get("/admin/subscribers?q=bob")
     assert '<td class="email">bob@example.com' in found.text
     assert '<td class="email">ann@example.com' not in found.text
@@ -382,13 +380,13 @@ def test_not_before_is_read_in_the_editors_time_zone(web):
         {"csrf_token": token, "not_before": "2030-12-24T09:00"},
     )
     assert reply.status == 303
-    assert web.store.queued_articles()[0]["not_before"] == datetime(2030, 12, 24, 14, 0, tzinfo=UTC)
+    assert web.store.queue.queued()[0].not_before == datetime(2030, 12, 24, 14, 0, tzinfo=UTC)
     page = browser.get("/admin/queue")
     assert 'value="2030-12-24T09:00"' in page.text and "EST" in page.text
     reply = browser.post(
         f"/admin/queue/{article_id}/not-before", {"csrf_token": token, "clear": "1"}
     )
-    assert reply.status == 303 and web.store.queued_articles()[0]["not_before"] is None
+    assert reply.status == 303 and web.store.queue.queued()[0].not_before is None
     bad = browser.post(
         f"/admin/queue/{article_id}/not-before", {"csrf_token": token, "not_before": "soon"}
     )

@@ -12,11 +12,10 @@ from newsletter import alerts, publish
 from newsletter.cadence import update_cadence
 from newsletter.config import load_settings
 from newsletter.editors import add_editor, authenticate, change_password
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.exceptions import ConfigError, NewsletterError
 from newsletter.providers import make_provider
+from newsletter.records import IssueStatus
 from newsletter.resources import sample_articles
-from newsletter.store import ISSUE_PAUSED
-from newsletter.store_editors import search_subscribers
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token
 from tests.conftest import run_cli, write
@@ -54,9 +53,7 @@ def test_editors_from_the_command_line(folder):
 
 def test_passwords_are_argon2_hashes_and_changes_bump_the_session(store):
     editor = add_editor(store, "ed@example.com", PASSWORD)
-    from newsletter.store_editors import editor_by_email
-
-    assert editor_by_email(store, "ed@example.com").password_hash.startswith("$argon2id$")
+    assert store.workspace.editor_by_email("ed@example.com").password_hash.startswith("$argon2id$")
     assert authenticate(store, "ED@example.com", PASSWORD) == editor
     assert authenticate(store, "ed@example.com", PASSWORD + "!") is None
     assert authenticate(store, "nobody@example.com", PASSWORD) is None
@@ -113,7 +110,7 @@ def test_the_cadence_is_written_into_newsletter_toml_keeping_comments(folder):
 
 def test_subscriber_search_uses_keyset_pages(store):
     secret = signing_secret(store)
-    store.add_subscribers(
+    store.subscribers.add(
         {"email": f"reader{i:04d}@example.com", "name": f"Name {i:04d}", "token": new_token(secret)}
         for i in range(130)
     )
@@ -121,28 +118,30 @@ def test_subscriber_search_uses_keyset_pages(store):
     seen: list[str] = []
     after = ""
     while True:
-        page = search_subscribers(store, after=after, limit=50)
+        page = store.workspace.search_subscribers(after=after, limit=50)
         seen.extend(r.email for r in page.rows)
         if page.next_cursor is None:
             break
         after = page.next_cursor
     assert len(seen) == 131 and len(set(seen)) == 131
     # Address prefixes, paged along the address index.
-    first = search_subscribers(store, "READER01", limit=20)
+    first = store.workspace.search_subscribers("READER01", limit=20)
     assert [r.email for r in first.rows] == [f"reader{i:04d}@example.com" for i in range(100, 120)]
-    rest = search_subscribers(store, "reader01", after=first.next_cursor, limit=20)
+    rest = store.workspace.search_subscribers("reader01", after=first.next_cursor, limit=20)
     assert [r.email for r in rest.rows] == [f"reader{i:04d}@example.com" for i in range(120, 130)]
     assert rest.next_cursor is None
     # Name prefixes, paged along lower(name) then id.
-    named = search_subscribers(store, "name 00", field="name", limit=60)
+    named = store.workspace.search_subscribers("name 00", field="name", limit=60)
     assert [r.name for r in named.rows] == [f"Name {i:04d}" for i in range(60)]
-    more = search_subscribers(store, "name 00", field="name", after=named.next_cursor, limit=60)
+    more = store.workspace.search_subscribers(
+        "name 00", field="name", after=named.next_cursor, limit=60
+    )
     assert [r.name for r in more.rows] == [f"Name {i:04d}" for i in range(60, 100)]
-    assert [r.email for r in search_subscribers(store, "ann", field="name").rows] == [
+    assert [r.email for r in store.workspace.search_subscribers("ann", field="name").rows] == [
         "zed@example.com"
     ]
-    assert search_subscribers(store, "ann").rows == []  # no address starts with it
-    assert search_subscribers(store, "ann", status="unsubscribed", field="name").rows == []
+    assert store.workspace.search_subscribers("ann").rows == []  # no address starts with it
+    assert store.workspace.search_subscribers("ann", status="unsubscribed", field="name").rows == []
 
 
 def test_alerts_go_to_every_editor_once_per_event(store, settings):
@@ -157,7 +156,7 @@ def test_alerts_go_to_every_editor_once_per_event(store, settings):
     publish.sync_queue(store, settings)
     publish.pick(store, settings, publish.utcnow())  # the scheduler notes the error
     issue_id, _ = uncertain_issue(store, ["u@example.com"])
-    store.set_issue_status(issue_id, ISSUE_PAUSED, error="the key was refused (401)")
+    store.queue.set_issue_status(issue_id, IssueStatus.PAUSED, error="the key was refused (401)")
 
     sent = alerts.send_alerts(store, settings, provider)
     subjects = sorted(a.subject for a in sent)

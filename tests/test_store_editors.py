@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsletter import store_editors as sql
 from newsletter.editors import add_editor, remove_editor
-from newsletter.errors import NewsletterError, NotFound
+from newsletter.exceptions import NewsletterError, NotFound
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.tokens import new_token
@@ -26,10 +25,10 @@ def db(database_url):
 
 def test_editor_rows(db):
     editor = add_editor(db, "Ed@Example.com", "correct horse battery", "Europe/Paris")
-    assert sql.editor_by_email(db, "ed@example.com").id == editor.id
+    assert db.workspace.editor_by_email("ed@example.com").id == editor.id
     with pytest.raises(NewsletterError, match="already exists"):
         add_editor(db, "ed@EXAMPLE.com", "correct horse battery")
-    assert [e.email for e in sql.all_editors(db)] == ["Ed@example.com"]
+    assert [e.email for e in db.workspace.all_editors()] == ["Ed@example.com"]
     remove_editor(db, "ED@example.com")
     with pytest.raises(NotFound):
         remove_editor(db, "ed@example.com")
@@ -47,37 +46,37 @@ def test_throttle_counters_are_shared_through_the_database(db, database_url):
     second.succeeded("ed@example.com")
     assert first.allowed("ed@example.com", "10.0.0.3")
     # A window that has ended starts again from the new hit.
-    assert sql.incr_counter(db, "k", expiry=0.0) == 1
-    assert sql.incr_counter(db, "k", expiry=60) == 1
-    assert sql.incr_counter(db, "k", expiry=60) == 2
+    assert db.workspace.incr_counter("k", expiry=0.0) == 1
+    assert db.workspace.incr_counter("k", expiry=60) == 1
+    assert db.workspace.incr_counter("k", expiry=60) == 2
 
 
 def test_engagement_hours_add_up_and_alerts_are_claimed_once(db):
     hour = datetime(2026, 11, 27, 9, tzinfo=UTC)
-    sql.add_engagement_hours(db, [(7, "open", hour, 2), (7, "click", hour, 1)])
-    sql.add_engagement_hours(db, [(7, "open", hour, 3)])
-    assert sorted(sql.engagement_series(db, 7)) == [("click", hour, 1), ("open", hour, 5)]
-    assert sql.claim_alert(db, "paused:1") is True
-    assert sql.claim_alert(db, "paused:1") is False
-    sql.release_alert(db, "paused:1")
-    assert sql.claim_alert(db, "paused:1") is True
+    db.workspace.add_engagement_hours([(7, "open", hour, 2), (7, "click", hour, 1)])
+    db.workspace.add_engagement_hours([(7, "open", hour, 3)])
+    assert sorted(db.workspace.engagement_series(7)) == [("click", hour, 1), ("open", hour, 5)]
+    assert db.workspace.claim_alert("paused:1") is True
+    assert db.workspace.claim_alert("paused:1") is False
+    db.workspace.release_alert("paused:1")
+    assert db.workspace.claim_alert("paused:1") is True
 
 
 def test_queue_moves_and_search(db):
     for name in ("a.md", "b.md", "c.md"):
-        db.queue_article(name, name, None)
-    assert sql.swap_with_neighbour(db, "c.md", up=True)
-    assert not sql.swap_with_neighbour(db, "a.md", up=True)
-    assert [a["filename"] for a in db.queued_articles()] == ["a.md", "c.md", "b.md"]
+        db.queue.add_article(name, name, None)
+    assert db.workspace.swap_with_neighbour("c.md", up=True)
+    assert not db.workspace.swap_with_neighbour("a.md", up=True)
+    assert [a.filename for a in db.queue.queued()] == ["a.md", "c.md", "b.md"]
 
     secret = signing_secret(db)
-    db.add_subscribers(
+    db.subscribers.add(
         {"email": f"Reader{i:03d}@example.com", "name": f"Zoë {i:03d}", "token": new_token(secret)}
         for i in range(30)
     )
-    page = sql.search_subscribers(db, "reader01", limit=5)
+    page = db.workspace.search_subscribers("reader01", limit=5)
     assert [r.email for r in page.rows] == [f"Reader{i:03d}@example.com" for i in range(10, 15)]
-    rest = sql.search_subscribers(db, "reader01", after=page.next_cursor, limit=5)
+    rest = db.workspace.search_subscribers("reader01", after=page.next_cursor, limit=5)
     assert [r.email for r in rest.rows] == [f"Reader{i:03d}@example.com" for i in range(15, 20)]
-    named = sql.search_subscribers(db, "zoë 02", field="name", limit=100)
+    named = db.workspace.search_subscribers("zoë 02", field="name", limit=100)
     assert [r.name for r in named.rows] == [f"Zoë {i:03d}" for i in range(20, 30)]

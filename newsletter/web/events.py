@@ -20,11 +20,15 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from newsletter.errors import ConfigError
-from newsletter.store import BOUNCED, COMPLAINED, SENT, UNCERTAIN, UNSUBSCRIBED, Store, utcnow
-from newsletter.store_editors import add_engagement_hours
+from newsletter.exceptions import ConfigError
+from newsletter.records import DeliveryState, SubscriberStatus
+from newsletter.store import Store
 
 log = logging.getLogger(__name__)
+
+BOUNCED, COMPLAINED = SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
+SENT, UNCERTAIN = DeliveryState.SENT, DeliveryState.UNCERTAIN
 
 PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -137,7 +141,7 @@ def suppression_status(event: dict) -> str | None:
 
 def event_hour(stamp: object) -> datetime:
     """The hour (UTC) an event happened, from its unix `timestamp`; now if it has none."""
-    moment = utcnow()
+    moment = datetime.now(UTC)
     if isinstance(stamp, int | float) and not isinstance(stamp, bool) and stamp > 0:
         try:
             moment = datetime.fromtimestamp(stamp, UTC)
@@ -159,7 +163,7 @@ def apply_events(store: Store, events: list) -> EventSummary:
         status = suppression_status(event)
         email = event.get("email")
         if status is not None and isinstance(email, str) and email.strip():
-            if store.suppress_subscriber(email, status):
+            if store.subscribers.suppress(email, status):
                 summary.suppressed += 1
         elif kind in CONFIRMING:
             issue_id, subscriber_id = _int_arg(event, "issue_id"), _int_arg(event, "subscriber_id")
@@ -175,20 +179,20 @@ def apply_events(store: Store, events: list) -> EventSummary:
             else:
                 summary.ignored += 1
     for issue_id, subscriber_ids in to_confirm.items():
-        summary.confirmed += store.settle_deliveries(
+        summary.confirmed += store.deliveries.settle(
             issue_id, UNCERTAIN, SENT, sorted(subscriber_ids)
         )
     counts: dict[int, Counter] = defaultdict(Counter)
     hours: Counter = Counter()  # (issue, kind, hour) -> count: the editors' chart
     for kind, issue_id, event_id, stamp in engagement:
-        if store.first_time_event(event_id):
+        if store.events.first_time(event_id):
             counts[issue_id][kind] += 1
             hours[(issue_id, kind, event_hour(stamp))] += 1
         else:
             summary.duplicates += 1
-    add_engagement_hours(store, [(*key, n) for key, n in hours.items()])
+    store.workspace.add_engagement_hours([(*key, n) for key, n in hours.items()])
     for issue_id, counter in counts.items():
-        store.add_engagement(issue_id, opens=counter["open"], clicks=counter["click"])
+        store.queue.add_engagement(issue_id, opens=counter["open"], clicks=counter["click"])
         summary.opens += counter["open"]
         summary.clicks += counter["click"]
     return summary

@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from newsletter.config import Settings
 from newsletter.editors import Editor, editor_for_session
-from newsletter.errors import NewsletterError, NotFound
+from newsletter.exceptions import NewsletterError, NotFound
 from newsletter.store import Store
 from newsletter.web.admin.session import (
     CSRF_FIELD,

@@ -8,22 +8,17 @@ import time
 from starlette.responses import Response
 
 from newsletter import delivery
-from newsletter.store import (
-    DELIVERY_STATES,
-    ISSUE_CANCELLED,
-    ISSUE_PAUSED,
-    ISSUE_SENDING,
-    SENT,
-)
-from newsletter.store_editors import (
-    counts_in_states,
-    delivery_total,
-    engagement_series,
-    uncertain_page,
-)
+from newsletter.records import DeliveryState, IssueStatus
 from newsletter.web.admin.base import Ctx, json_response
 from newsletter.web.admin.chart import cumulative_chart
 
+ISSUE_PAUSED, ISSUE_SENDING, ISSUE_CANCELLED = (
+    IssueStatus.PAUSED,
+    IssueStatus.SENDING,
+    IssueStatus.CANCELLED,
+)
+SENT = DeliveryState.SENT
+DELIVERY_STATES = tuple(DeliveryState)
 ACTIONS = {"pause": ISSUE_PAUSED, "resume": ISSUE_SENDING, "cancel": ISSUE_CANCELLED}
 UNCERTAIN_SHOWN = 100
 TOTAL_TTL = 300.0
@@ -39,44 +34,44 @@ def delivery_counts(ctx: Ctx, issue_id: int, status: str) -> dict[str, int]:
     `sent` is the rest of the plan: the plan's size is remembered for a few minutes, so a
     finished issue of a million rows does not cost a million-row count per page."""
     if status == ISSUE_SENDING:
-        return ctx.store.delivery_counts(issue_id)
+        return ctx.store.deliveries.counts(issue_id)
     now = time.monotonic()
     cached = ctx.admin.totals.get(issue_id)
     if cached is None or now - cached[1] > TOTAL_TTL:
-        cached = (delivery_total(ctx.store, issue_id), now)
+        cached = (ctx.store.workspace.delivery_total(issue_id), now)
         ctx.admin.totals[issue_id] = cached
     others = [s for s in DELIVERY_STATES if s != SENT]
-    counts = counts_in_states(ctx.store, issue_id, others)
+    counts = ctx.store.workspace.counts_in_states(issue_id, others)
     counts[SENT] = max(0, cached[0] - sum(counts.values()))
     return {state: counts[state] for state in DELIVERY_STATES}
 
 
 def issues_page(ctx: Ctx) -> Response:
-    return ctx.page("admin/issues.html", issues=ctx.store.list_issues())
+    return ctx.page("admin/issues.html", issues=ctx.store.queue.list_issues())
 
 
 def issue_page(ctx: Ctx) -> Response:
     issue_id = _issue_id(ctx)
-    issue = ctx.store.get_issue(issue_id)
-    counts = delivery_counts(ctx, issue_id, issue["status"])
-    chart = cumulative_chart(engagement_series(ctx.store, issue_id), ctx.zone)
+    issue = ctx.store.queue.get_issue(issue_id)
+    counts = delivery_counts(ctx, issue_id, issue.status)
+    chart = cumulative_chart(ctx.store.workspace.engagement_series(issue_id), ctx.zone)
     return ctx.page(
         "admin/issue.html",
         issue=issue,
         counts=counts,
         states=DELIVERY_STATES,
         total=sum(counts.values()),
-        uncertain=uncertain_page(ctx.store, issue_id, UNCERTAIN_SHOWN),
+        uncertain=ctx.store.workspace.uncertain_page(issue_id, UNCERTAIN_SHOWN),
         uncertain_shown=UNCERTAIN_SHOWN,
         chart=chart,
-        live=issue["status"] == ISSUE_SENDING,
+        live=issue.status == ISSUE_SENDING,
     )
 
 
 def issue_counts(ctx: Ctx) -> Response:
     """The live view's poll: the issue's state and its counts by delivery state."""
     issue_id = _issue_id(ctx)
-    status = ctx.store.issue_status(issue_id)
+    status = ctx.store.queue.issue_status(issue_id)
     return json_response({"status": status, "counts": delivery_counts(ctx, issue_id, status)})
 
 

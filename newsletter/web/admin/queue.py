@@ -15,12 +15,13 @@ from starlette.responses import HTMLResponse, Response
 from newsletter import publish
 from newsletter.articles import ARTICLE_SUFFIXES, read_article
 from newsletter.check import ERROR, Finding, check_rendered
-from newsletter.errors import ArticleError, NewsletterError
+from newsletter.exceptions import ArticleError, NewsletterError
+from newsletter.links import unsubscribe_url
 from newsletter.preview import SAMPLE_NAME, SAMPLE_TOKEN
 from newsletter.proofs import send_proof
 from newsletter.providers import make_provider
-from newsletter.render import RenderedIssue, personalize, render_fitting, unsubscribe_url
-from newsletter.store_editors import queued_article
+from newsletter.records import RenderedIssue
+from newsletter.render import personalize, render_fitting
 from newsletter.web.admin.base import Ctx
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -33,7 +34,7 @@ def _article_id(ctx: Ctx) -> int:
 
 def queue_page(ctx: Ctx, errors: list[str] | None = None, status_code: int = 200) -> Response:
     view = publish.queue_view(ctx.store, ctx.settings)
-    ids = {row["filename"]: row["id"] for row in ctx.store.queued_articles()}
+    ids = {row.filename: row.id for row in ctx.store.queue.queued()}
     return ctx.page(
         "admin/queue.html",
         status_code,
@@ -95,30 +96,30 @@ def _queue_with_errors(ctx: Ctx, errors: list[str], status_code: int = 400) -> R
 
 
 def move_article(ctx: Ctx) -> Response:
-    row = queued_article(ctx.store, _article_id(ctx))
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
     up = ctx.form.get("direction") == "up"
-    moved = publish.queue_move(ctx.store, row["filename"], up)
+    moved = publish.queue_move(ctx.store, row.filename, up)
     where = "up" if up else "down"
-    message = f"Moved {row['filename']} {where}." if moved else f"{row['filename']} stays."
+    message = f"Moved {row.filename} {where}." if moved else f"{row.filename} stays."
     return ctx.redirect("/admin/queue", message)
 
 
 def not_before(ctx: Ctx) -> Response:
-    row = queued_article(ctx.store, _article_id(ctx))
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
     value = "" if "clear" in ctx.form else ctx.form.get("not_before", "")
     try:
-        when = publish.set_not_before(ctx.store, ctx.settings, row["filename"], value, ctx.zone)
+        when = publish.set_not_before(ctx.store, ctx.settings, row.filename, value, ctx.zone)
     except NewsletterError as exc:
-        return _queue_with_errors(ctx, [f"{row['filename']}: {exc}"])
+        return _queue_with_errors(ctx, [f"{row.filename}: {exc}"])
     if when is None:
-        return ctx.redirect("/admin/queue", f"{row['filename']} can go out at the next tick.")
-    return ctx.redirect("/admin/queue", f"{row['filename']}: not before {ctx.local(when)}.")
+        return ctx.redirect("/admin/queue", f"{row.filename} can go out at the next tick.")
+    return ctx.redirect("/admin/queue", f"{row.filename}: not before {ctx.local(when)}.")
 
 
 def remove_article(ctx: Ctx) -> Response:
-    row = queued_article(ctx.store, _article_id(ctx))
-    ctx.store.remove_article(row["filename"])
-    return ctx.redirect("/admin/queue", f"Removed {row['filename']} from the queue.")
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    ctx.store.queue.remove_article(row.filename)
+    return ctx.redirect("/admin/queue", f"Removed {row.filename} from the queue.")
 
 
 # -- preview -----------------------------------------------------------------------------------
@@ -150,9 +151,9 @@ def _preview(ctx: Ctx, filename: str) -> Preview:
 
 
 def preview_page(ctx: Ctx) -> Response:
-    row = queued_article(ctx.store, _article_id(ctx))
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
     try:
-        preview = _preview(ctx, row["filename"])
+        preview = _preview(ctx, row.filename)
     except (ArticleError, OSError) as exc:
         return ctx.page("admin/preview.html", 200, row=row, preview=None, error=str(exc))
     return ctx.page(
@@ -176,8 +177,8 @@ _DARK_MEDIA = re.compile(r"@media\s*\(\s*prefers-color-scheme\s*:\s*dark\s*\)", 
 def email_document(ctx: Ctx) -> Response:
     """The finished HTML for the preview's frames; `?view=dark` applies the email's dark-mode
     rules whatever the editor's own setting (as a dark-mode mail app would)."""
-    row = queued_article(ctx.store, _article_id(ctx))
-    html = _preview(ctx, row["filename"]).html
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    html = _preview(ctx, row.filename).html
     if ctx.request.query_params.get("view") == "dark":
         html = _DARK_MEDIA.sub("@media all", html)
     return HTMLResponse(
@@ -191,11 +192,11 @@ def email_document(ctx: Ctx) -> Response:
 
 
 def send_test(ctx: Ctx) -> Response:
-    row = queued_article(ctx.store, _article_id(ctx))
-    preview = _preview(ctx, row["filename"])
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    preview = _preview(ctx, row.filename)
     provider = make_provider(ctx.settings)
     send_proof(ctx.settings, provider, preview.rendered, ctx.editor.email)
     return ctx.redirect(
-        f"/admin/queue/{row['id']}/preview",
-        f"Sent a test of {row['filename']} to {ctx.editor.email} through {provider.name}.",
+        f"/admin/queue/{row.id}/preview",
+        f"Sent a test of {row.filename} to {ctx.editor.email} through {provider.name}.",
     )

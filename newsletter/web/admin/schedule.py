@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from newsletter import publish
 from newsletter.cadence import update_cadence
-from newsletter.errors import ConfigError
+from newsletter.exceptions import ConfigError
 from newsletter.settings_file import Weekday
 from newsletter.web.admin.base import Ctx
 

@@ -26,8 +26,7 @@ from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.exc import DBAPIError
 
-from newsletter import store_editors as sql
-from newsletter.errors import StoreError
+from newsletter.exceptions import StoreError
 from newsletter.store import Store
 
 SESSION_COOKIE = "nl_admin"
@@ -125,23 +124,23 @@ class DatabaseStorage(Storage):
         return (StoreError, DBAPIError)
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return sql.incr_counter(self.store, key, expiry, amount)
+        return self.store.workspace.incr_counter(key, expiry, amount)
 
     def get(self, key: str) -> int:
-        return sql.counter(self.store, key)[0]
+        return self.store.workspace.counter(key)[0]
 
     def get_expiry(self, key: str) -> float:
-        ends = sql.counter(self.store, key)[1]
+        ends = self.store.workspace.counter(key)[1]
         return ends.timestamp() if ends else datetime.now().timestamp()
 
     def check(self) -> bool:
         return True
 
     def reset(self) -> int | None:
-        return sql.clear_counters(self.store)
+        return self.store.workspace.clear_counters()
 
     def clear(self, key: str) -> None:
-        sql.clear_counters(self.store, key)
+        self.store.workspace.clear_counters(key)
 
 
 class LoginThrottle:

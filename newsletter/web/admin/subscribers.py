@@ -10,13 +10,14 @@ from urllib.parse import urlencode
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, Response
 
-from newsletter.errors import NotFound
-from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNCONFIRMED, UNSUBSCRIBED
-from newsletter.store_editors import SEARCH_FIELDS, search_subscribers, subscriber_by_id
+from newsletter.exceptions import NotFound
+from newsletter.records import SubscriberStatus
+from newsletter.store.workspace import SEARCH_FIELDS
 from newsletter.subscribers import export_csv, import_csv
 from newsletter.web.admin.base import Ctx
 
-STATUSES = (ACTIVE, UNCONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+STATUSES = tuple(s.value for s in SubscriberStatus)
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 PAGE_SIZE = 50
 
 
@@ -28,7 +29,7 @@ def subscribers_page(ctx: Ctx, report=None, report_name: str = "") -> Response:
     field = params.get("field", "address")
     field = field if field in SEARCH_FIELDS else "address"
     after = params.get("after", "")[:700]
-    page = search_subscribers(ctx.store, query, status or None, after, PAGE_SIZE, field)
+    page = ctx.store.workspace.search_subscribers(query, status or None, after, PAGE_SIZE, field)
     base = "/admin/subscribers?" + urlencode({"q": query, "status": status, "field": field})
     return ctx.page(
         "admin/subscribers.html",
@@ -66,7 +67,7 @@ def export_subscribers(ctx: Ctx) -> Response:
     )
     try:
         with handle:
-            export_csv(ctx.store.list_subscribers(), handle)
+            export_csv(ctx.store.subscribers.each(), handle)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
@@ -80,11 +81,11 @@ def export_subscribers(ctx: Ctx) -> Response:
 
 
 def unsubscribe(ctx: Ctx) -> Response:
-    row = subscriber_by_id(ctx.store, int(ctx.request.path_params["subscriber_id"]))
+    row = ctx.store.workspace.subscriber_by_id(int(ctx.request.path_params["subscriber_id"]))
     if row is None:
         raise NotFound("no such subscriber")
     # The same rule as the one-click link: a bounce or complaint is never softened.
-    ctx.store.suppress_subscriber(row.email, UNSUBSCRIBED)
+    ctx.store.subscribers.suppress(row.email, UNSUBSCRIBED)
     back = ctx.form.get("back", "")
     target = back if back.startswith("/admin/subscribers") else "/admin/subscribers"
     return ctx.redirect(target, f"Unsubscribed {row.email}.")
