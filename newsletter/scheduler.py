@@ -88,7 +88,7 @@ class SchedulerRunner:
         from newsletter.alerts import send_alerts
 
         try:
-            for alert in send_alerts(self.store, self.settings, self.provider):
+            for alert in send_alerts(self.store, self.settings, self.ctx.provider):
                 self.echo(f"alerted the editors: {alert.subject}")
         except Exception:
             log.exception("alerting the editors failed")

@@ -112,7 +112,7 @@ class Workspace:
         with self._store.transaction() as conn:
             try:
                 with conn.begin_nested():
-                    new_id = conn.execute(
+                    created = conn.execute(
                         insert(editors).values(
                             email=email,
                             email_key=email.lower(),
@@ -122,13 +122,14 @@ class Workspace:
                             created_at=now,
                             updated_at=now,
                         )
-                    ).inserted_primary_key[0]
+                    ).inserted_primary_key
             except IntegrityError:
                 raise NewsletterError(
                     f"editor {email} already exists (change the password with "
                     "'newsletter editors password')"
                 ) from None
-            return _editor(conn.execute(select(editors).where(editors.c.id == new_id)).one())
+            assert created is not None
+            return _editor(conn.execute(select(editors).where(editors.c.id == created[0])).one())
 
     def editor_by_email(self, email: str) -> EditorRow | None:
         with self._store.transaction(write=False) as conn:
@@ -368,10 +369,13 @@ class Workspace:
                 )
             ).all()
             for row in rows:
-                uncertain = conn.scalar(
-                    select(func.count())
-                    .select_from(deliveries)
-                    .where(deliveries.c.issue_id == row.id, deliveries.c.state == UNCERTAIN)
+                uncertain = (
+                    conn.scalar(
+                        select(func.count())
+                        .select_from(deliveries)
+                        .where(deliveries.c.issue_id == row.id, deliveries.c.state == UNCERTAIN)
+                    )
+                    or 0
                 )
                 if row.status == IssueStatus.PAUSED or uncertain:
                     found.append(
@@ -435,12 +439,9 @@ class Workspace:
     # -- delivery counts of a finished issue ---------------------------------------------------
     def delivery_total(self, issue_id: int) -> int:
         """Deliveries planned for an issue (fixed once planned, but for removed subscribers)."""
+        query = select(func.count()).select_from(deliveries)
         with self._store.transaction(write=False) as conn:
-            return conn.scalar(
-                select(func.count())
-                .select_from(deliveries)
-                .where(deliveries.c.issue_id == issue_id)
-            )
+            return conn.scalar(query.where(deliveries.c.issue_id == issue_id)) or 0
 
     def counts_in_states(self, issue_id: int, states: Iterable[str]) -> dict[str, int]:
         """Rows per state for a few states: one index range per state, so the cost follows the

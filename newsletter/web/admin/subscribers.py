@@ -62,21 +62,20 @@ def import_subscribers(ctx: Ctx) -> Response:
 def export_subscribers(ctx: Ctx) -> Response:
     """Every subscriber as CSV, written to a temporary file first (a million rows must not
     sit in memory) and removed once sent."""
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", newline="", suffix=".csv", delete=False
-    )
+    descriptor, name = tempfile.mkstemp(prefix="newsletter-export-", suffix=".csv")
+    path = Path(name)
     try:
-        with handle:
+        with open(descriptor, "w", encoding="utf-8", newline="") as handle:
             export_csv(ctx.store.subscribers.each(), handle)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise
     return FileResponse(
-        handle.name,
+        path,
         media_type="text/csv; charset=utf-8",
         filename="subscribers.csv",
         headers={"Cache-Control": "no-store"},
-        background=BackgroundTask(Path(handle.name).unlink, missing_ok=True),
+        background=BackgroundTask(path.unlink, missing_ok=True),
     )
 
 
