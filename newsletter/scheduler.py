@@ -10,10 +10,12 @@ or a restart never send an issue twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -21,9 +23,9 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
-from newsletter.config import Settings
+from newsletter.config import CONFIG_NAME, Settings, load_settings
 from newsletter.delivery import SendContext, SendingLease
-from newsletter.exceptions import LeaseLost, NewsletterError, WorkerStopping
+from newsletter.exceptions import ConfigError, LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
 from newsletter.records import utcnow
 from newsletter.store import Store
@@ -50,6 +52,8 @@ class SchedulerRunner:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.was_holder = False
+        self.scheduler: BlockingScheduler | None = None
+        self.config_mtime = _mtime(settings.root / CONFIG_NAME)
 
     def heartbeat(self) -> None:
         """Between batches: stop if asked, else keep the lease."""
@@ -57,10 +61,42 @@ class SchedulerRunner:
             raise WorkerStopping("stopping: the rest of the issue goes out at the next start")
         self.lease.renew()
 
+    def reload_cadence(self) -> bool:
+        """Take a cadence changed in newsletter.toml (the workspace's schedule page writes
+        it there) without a restart: the heartbeat serves due ticks from these settings, and
+        the cadence job is rescheduled. True when the cadence changed."""
+        path = self.settings.root / CONFIG_NAME
+        mtime = _mtime(path)
+        if mtime is None or mtime == self.config_mtime:
+            return False
+        self.config_mtime = mtime
+        try:
+            schedule = load_settings(path).schedule
+        except ConfigError as exc:
+            self.echo(f"newsletter.toml changed but cannot be used; keeping the cadence: {exc}")
+            return False
+        if schedule == self.settings.schedule:
+            return False
+        self.settings = dataclasses.replace(self.settings, schedule=schedule)
+        self.ctx = dataclasses.replace(self.ctx, settings=self.settings)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.reschedule_job(
+                TICK_JOB_ID, trigger=publish.cadence_trigger(self.settings)
+            )
+        ticks = publish.next_ticks(self.settings, utcnow(), 3)
+        self.echo(
+            "cadence changed in newsletter.toml; next ticks: "
+            + ", ".join(
+                f"{t.astimezone(self.settings.timezone):%a %Y-%m-%d %H:%M %Z}" for t in ticks
+            )
+        )
+        return True
+
     def wake(self, reason: str) -> None:
         if self.stopping.is_set() or not self.lock.acquire(blocking=False):
             return
         try:
+            self.reload_cadence()
             if not self.lease.acquire():
                 if self.was_holder:
                     self.echo("lost the sending lease: standing by")
@@ -108,6 +144,13 @@ class SchedulerRunner:
             )
         for error in result.errors:
             self.echo(f"skipped: {error}")
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -162,7 +205,7 @@ def run_scheduler(store: Store, settings: Settings, echo: Callable[[str], None] 
     """Run until Ctrl-C or SIGTERM; a send in progress stops cleanly between batches."""
     global _RUNNER
     _RUNNER = runner = SchedulerRunner(store, settings, echo)
-    scheduler = build_scheduler(store, settings)
+    scheduler = runner.scheduler = build_scheduler(store, settings)
 
     def stop(signum, _frame) -> None:
         runner.stopping.set()

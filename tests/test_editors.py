@@ -174,3 +174,29 @@ def test_alerts_go_to_every_editor_once_per_event(store, settings):
     assert [a.subject for a in alerts.send_alerts(store, settings, provider)] == [
         "Held article: broken.md"
     ]
+
+
+def test_the_scheduler_takes_a_new_cadence_and_alerts_the_editors(store, settings):
+    import os
+
+    from newsletter.scheduler import SchedulerRunner
+
+    said: list[str] = []
+    runner = SchedulerRunner(store, settings, said.append)
+    add_editor(store, "ed@example.com", PASSWORD)
+    settings.issues_dir.mkdir(exist_ok=True)
+    write(settings.issues_dir / "broken.md", "---\ntitle: [unclosed\n---\n")
+    publish.pick(store, settings, publish.utcnow())  # the error is noted on the article
+    update_cadence(settings.root, ["sat"], "06:45", 2)
+    config = settings.root / "newsletter.toml"
+    later = (runner.config_mtime or 0) + 1_000_000_000  # a coarse clock must not hide it
+    os.utime(config, ns=(later, later))
+
+    runner.wake("heartbeat")
+    assert runner.settings.schedule.days == ("sat",)
+    assert runner.ctx.settings.schedule.articles_per_issue == 2
+    assert any(line.startswith("cadence changed in newsletter.toml") for line in said)
+    assert "alerted the editors: Held article: broken.md" in said
+    said.clear()
+    runner.wake("heartbeat")  # nothing new: no second alert, no second reload
+    assert not any("Held article" in line or "cadence" in line for line in said)

@@ -97,7 +97,7 @@ def save_cadence(ctx: Ctx) -> Response:
     ctx.web.settings = dataclasses.replace(ctx.settings, schedule=schedule)
     return ctx.redirect(
         "/admin/schedule",
-        "Saved the cadence to newsletter.toml; a running scheduler picks it up when restarted.",
+        "Saved the cadence to newsletter.toml; a running scheduler takes it within a heartbeat.",
     )
 
 
