@@ -15,9 +15,11 @@ from newsletter.config import Settings, load_settings, write_default_config
 from newsletter.errors import NewsletterError
 from newsletter.providers import make_provider
 from newsletter.store import (
+    FAILED,
     ISSUE_CANCELLED,
     ISSUE_PAUSED,
     ISSUE_SENDING,
+    ISSUE_SENT,
     PENDING,
     SENT,
     UNCERTAIN,
@@ -126,6 +128,7 @@ def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> N
 def queue_list(app: App) -> None:
     """Show the queue in sending order with the expected send date of each article."""
     view = publish.queue_view(app.store, app.settings)
+    # The listing and its notes go to one stream, so they never interleave in a shared pipe.
     if not view.entries:
         click.echo("the queue is empty")
     for n, entry in enumerate(view.entries, start=1):
@@ -133,6 +136,15 @@ def queue_list(app: App) -> None:
         if entry.status == "waiting":
             status = f"not before {_local(entry.not_before, app.settings)}"
         click.echo(f"{n:>3}. {entry.filename}  [{status}]  {entry.title}")
+        if entry.status == "held":
+            click.echo(
+                "     held: the issue's check found errors; fix it, then "
+                f"'newsletter queue release {entry.filename}' "
+                "('newsletter run --force' sends it as it is):"
+            )
+            for line in (entry.error or "").splitlines():
+                click.echo(f"       {line}")
+            continue
         click.echo(f"     expected: {_local(entry.expected, app.settings)}")
         if entry.error:
             click.echo(f"     error: {entry.error}")
@@ -140,14 +152,20 @@ def queue_list(app: App) -> None:
     if held:
         click.echo(
             f"held: the issue due at {_local(held, app.settings)} was missed while the scheduler "
-            "was down; run 'newsletter run --once' to send it now",
-            err=True,
+            "was down; run 'newsletter run' to send it now"
         )
     for tick in view.dry_ticks:
-        click.echo(
-            f"warning: nothing to send at {_local(tick, app.settings)}: the queue runs dry",
-            err=True,
-        )
+        click.echo(f"warning: nothing to send at {_local(tick, app.settings)}: the queue runs dry")
+
+
+@queue.command("release")
+@click.argument("article")
+@pass_app
+def queue_release(app: App, article: str) -> None:
+    """Put ARTICLE, held because its check failed, back in its place in the queue (once fixed).
+    The next tick checks it again."""
+    row = app.store.release_article(Path(article).name)
+    click.echo(f"released {row['filename']}: back in the queue; the next tick checks it again")
 
 
 @queue.command("remove")
@@ -291,11 +309,40 @@ class _Bars:
             bar.close()
 
 
+def _issue_state(status: str, counts: dict[str, int]) -> str:
+    """An issue that finished with uncertain or failed recipients is not simply "sent"."""
+    if status != ISSUE_SENT:
+        return status
+    left = []
+    if counts.get(UNCERTAIN):
+        left.append(f"{counts[UNCERTAIN]} uncertain left to settle")
+    if counts.get(FAILED):
+        left.append(f"{counts[FAILED]} failed")
+    return "finished sending; " + ", ".join(left) if left else status
+
+
+def _settle_hints(issue_id: int, counts: dict[str, int]) -> list[str]:
+    hints = []
+    if counts.get(UNCERTAIN):
+        hints.append(
+            f"  left to settle: {counts[UNCERTAIN]} uncertain (they may or may not have it): "
+            f"'newsletter resolve {issue_id} --resend' sends them again, "
+            f"'newsletter resolve {issue_id} --mark-sent' counts them as delivered"
+        )
+    if counts.get(FAILED):
+        hints.append(
+            f"  {counts[FAILED]} failed: the provider refused them for good (reasons below); "
+            "nothing is retried"
+        )
+    return hints
+
+
 def _print_report(report: delivery.SendReport, settings: Settings) -> None:
     counts = report.counts
     click.echo(
-        f"issue {report.issue_id}: {report.status}; sent {counts.get(SENT, 0)}, "
-        f"failed {counts.get('failed', 0)}, uncertain {counts.get(UNCERTAIN, 0)}, "
+        f"issue {report.issue_id}: {_issue_state(report.status, counts)}; "
+        f"sent {counts.get(SENT, 0)}, "
+        f"failed {counts.get(FAILED, 0)}, uncertain {counts.get(UNCERTAIN, 0)}, "
         f"skipped {counts.get('skipped', 0)}, pending {counts.get(PENDING, 0)}"
     )
     if report.last_error and not report.ok:
@@ -307,12 +354,26 @@ def _print_report(report: delivery.SendReport, settings: Settings) -> None:
         )
 
 
+def _print_held(held: list[publish.HeldArticle]) -> None:
+    for article in held:
+        click.echo(
+            f"held {article.filename} ({article.title}): its check found errors; the next "
+            f"article goes out instead. Fix it, then 'newsletter queue release {article.filename}'"
+            " ('newsletter run --force' sends it as it is):",
+            err=True,
+        )
+        for line in article.reason.splitlines():
+            click.echo(f"  {line}", err=True)
+
+
 @cli.command()
-@click.option("--once", is_flag=True, required=True, help="Do what a due tick does, now.")
+@click.option("--once", is_flag=True, help="Accepted for scripts; 'run' always does one tick.")
 @click.option("--force", is_flag=True, help="Send even if the issue's check finds errors.")
 @pass_app
 def run(app: App, once: bool, force: bool) -> None:
-    """Pick the queued articles, build the issue and send it to every active subscriber."""
+    """Do what a due tick does, now: finish any interrupted issue, then pick the queued
+    articles, build the issue and send it to every active subscriber. An article whose check
+    fails is held and the next one goes out instead (--force sends it anyway)."""
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
@@ -323,11 +384,14 @@ def run(app: App, once: bool, force: bool) -> None:
         bars.close()
     for error in result.errors:
         click.echo(f"skipped: {error}", err=True)
+    _print_held(result.held_articles)
     for report in result.resumed:
         click.echo("resumed an interrupted issue:")
         _print_report(report, app.settings)
     if result.report is None:
         click.echo("nothing to send: no queued article is due")
+        if result.held_articles:
+            sys.exit(1)
         return
     click.echo(f"articles: {', '.join(result.articles)}")
     _print_report(result.report, app.settings)
@@ -336,23 +400,57 @@ def run(app: App, once: bool, force: bool) -> None:
 
 
 @cli.command()
-@click.argument("issue_id", type=int)
+@click.argument("issue_id", type=int, required=False)
 @pass_app
-def status(app: App, issue_id: int) -> None:
-    """Counts by delivery state, engagement and the last error of ISSUE."""
+def status(app: App, issue_id: int | None) -> None:
+    """Counts by delivery state, engagement and the last error of ISSUE (default: the latest
+    issue), and the articles held in the queue."""
+    if issue_id is None:
+        issues = app.store.list_issues()
+        if not issues:
+            click.echo("no issue yet: 'newsletter run' sends the first one")
+        else:
+            issue_id = issues[0]["id"]
+            click.echo(
+                f"the latest issue ({len(issues)} in all; 'newsletter status N' shows "
+                "issue N, 'newsletter issues' lists them)"
+            )
+    if issue_id is not None:
+        _print_status(app, issue_id)
+    held = [row for row in app.store.queued_articles(held=True) if row["status"] == "held"]
+    for row in held:
+        click.echo(
+            f"held article {row['filename']}: its check found errors; fix it, then "
+            f"'newsletter queue release {row['filename']}':"
+        )
+        for line in (row["last_error"] or "").splitlines():
+            click.echo(f"  {line}")
+
+
+def _print_status(app: App, issue_id: int) -> None:
     issue = app.store.get_issue(issue_id)
     counts = app.store.delivery_counts(issue_id)
     click.echo(f"issue {issue_id}: {issue['subject']}")
-    click.echo(f"status: {issue['status']}   created {_local(issue['created_at'], app.settings)}")
+    click.echo(
+        f"status: {_issue_state(issue['status'], counts)}   "
+        f"created {_local(issue['created_at'], app.settings)}"
+    )
     click.echo("  " + "  ".join(f"{state} {n}" for state, n in counts.items()))
     click.echo(f"  opens {issue['opens']}  clicks {issue['clicks']}")
     if issue["last_error"]:
         click.echo(f"  last error: {issue['last_error']}")
+    for hint in _settle_hints(issue_id, counts) if issue["status"] == ISSUE_SENT else []:
+        click.echo(hint)
     uncertain = app.store.deliveries_in_state(issue_id, UNCERTAIN)
     if uncertain:
         click.echo(f"uncertain ({len(uncertain)}): resolve with --resend or --mark-sent")
         for row in uncertain:
             click.echo(f"  {row['email']}  batch {row['batch']}")
+    failed = app.store.deliveries_in_state(issue_id, FAILED)
+    if failed:
+        click.echo(f"failed ({len(failed)}):")
+        for row in failed:
+            click.echo(f"  {row['email']}  {row['error'] or ''}")
 
 
 @cli.command("issues")

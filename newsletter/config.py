@@ -39,6 +39,11 @@ database_url = "sqlite:///newsletter.db"
 # "outbox" writes .eml files and needs no account; "sendgrid" needs SENDGRID_API_KEY.
 provider = "outbox"
 
+[editor]
+# Who is emailed (through the provider above) when an article is held because its check
+# found errors; the next article goes out meanwhile. Empty: the log line only.
+email = ""
+
 [schedule]
 # Publication cadence, in the timezone above.
 days = ["tue", "fri"]
@@ -123,6 +128,7 @@ class Settings:
     resend_uncertain: bool = False
     claim_timeout: timedelta = timedelta(seconds=120)
     collapse_is_error: bool = False
+    editor_email: str = ""
 
     @property
     def issues_dir(self) -> Path:
@@ -216,8 +222,13 @@ def settings_from_dict(
     if not base_url.startswith(("http://", "https://")):
         raise bad("newsletter.base_url", f"{base_url!r} must start with https:// (or http://)")
 
+    editor_email = str(data.get("editor", {}).get("email", "") or "").strip()
+    if editor_email and "@" not in editor_email:
+        raise bad("editor.email", f"{editor_email!r} is not an email address")
+
     return Settings(
         root=root,
+        editor_email=editor_email,
         name=main.get("name", "Newsletter"),
         from_email=main.get("from_email", "editor@example.com"),
         from_name=main.get("from_name", main.get("name", "Newsletter")),

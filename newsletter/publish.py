@@ -20,7 +20,7 @@ from newsletter.delivery import DeliveryPolicy, SendingLease, SendReport, send_i
 from newsletter.errors import ArticleError, NewsletterError
 from newsletter.providers import Provider
 from newsletter.render import render_fitting
-from newsletter.store import Store, utcnow
+from newsletter.store import ARTICLE_HELD, Store, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def queue_add(
 class QueueEntry:
     filename: str
     title: str
-    status: str  # "queued", "waiting" (not before a time) or "error"
+    status: str  # "queued", "waiting" (not before a time), "error" or "held"
     not_before: datetime | None
     expected: datetime | None
     error: str | None
@@ -148,10 +148,10 @@ def queue_view(
     coming ticks that would find nothing to send."""
     now = now or utcnow()
     sync_queue(store, settings)
-    rows = store.queued_articles()
+    rows = store.queued_articles(held=True)
     entries_state: list[dict] = []
     for row in rows:
-        error = None
+        error = row["last_error"] if row["status"] == ARTICLE_HELD else None
         path = settings.issues_dir / row["filename"]
         try:
             read_article(path)
@@ -161,7 +161,7 @@ def queue_view(
     horizon = max(lookahead, len(rows) + lookahead)
     ticks = next_ticks(settings, now, horizon)
     dry: list[datetime] = []
-    waiting = [e for e in entries_state if e["error"] is None]
+    waiting = [e for e in entries_state if e["error"] is None and e["status"] != ARTICLE_HELD]
     for index, tick in enumerate(ticks):
         due = [
             e
@@ -177,7 +177,9 @@ def queue_view(
         QueueEntry(
             filename=e["filename"],
             title=e["title"],
-            status="error"
+            status="held"
+            if e["status"] == ARTICLE_HELD
+            else "error"
             if e["error"]
             else ("waiting" if e["not_before"] and e["not_before"] > now else "queued"),
             not_before=e["not_before"],
@@ -196,13 +198,16 @@ class Picked:
     article: Article
 
 
-def pick(store: Store, settings: Settings, now: datetime) -> tuple[list[Picked], list[str]]:
+def pick(
+    store: Store, settings: Settings, now: datetime, *, held: bool = False
+) -> tuple[list[Picked], list[str]]:
     """The next queued articles allowed out at `now` (FIFO, respecting not-before), up to the
-    issue size. Unreadable ones are skipped with their error; the others still go."""
+    issue size. Unreadable ones are skipped with their error; the others still go. With
+    `held` (`run --force`), held articles are taken too, in their places."""
     sync_queue(store, settings)
     picked: list[Picked] = []
     errors: list[str] = []
-    for row in store.queued_articles():
+    for row in store.queued_articles(held=held):
         if len(picked) >= settings.schedule.articles_per_issue:
             break
         if row["not_before"] is not None and row["not_before"] > now:
@@ -220,6 +225,20 @@ def pick(store: Store, settings: Settings, now: datetime) -> tuple[list[Picked],
 
 class CheckFailed(NewsletterError):
     """The finished email has errors (`newsletter check`); nothing was sent."""
+
+    def __init__(self, message: str, findings: list | None = None) -> None:
+        super().__init__(message)
+        self.findings = findings or []
+
+
+@dataclass(frozen=True)
+class HeldArticle:
+    """An article a tick held because the issue's check found errors in it."""
+
+    article_id: int
+    filename: str
+    title: str
+    reason: str
 
 
 def build_issue(
@@ -242,7 +261,8 @@ def build_issue(
     if errors and not force:
         raise CheckFailed(
             "the issue was not sent: its check found errors (see 'newsletter check'; "
-            "'newsletter run --once --force' sends anyway):\n" + format_findings(errors)
+            "'newsletter run --force' sends anyway):\n" + format_findings(errors),
+            errors,
         )
     return store.create_issue(
         slug=rendered.slug,
@@ -276,9 +296,83 @@ class TickResult:
     resumed: list[SendReport] = field(default_factory=list)
     tick: datetime | None = None
     held: bool = False
+    held_articles: list[HeldArticle] = field(default_factory=list)
+
+
+def _culprits(
+    settings: Settings, picked: list[Picked], failure: CheckFailed
+) -> list[tuple[Picked, str]]:
+    """Which picked articles made the issue's check fail, each with its reasons: those
+    that fail on their own, else (only together, e.g. too large) the last one added."""
+    from newsletter.check import ERROR, check_rendered, format_findings
+
+    if len(picked) == 1:
+        return [(picked[0], format_findings(failure.findings))]
+    found = []
+    for p in picked:
+        rendered = render_fitting([p.article], settings, slug="held-check")
+        errors = [
+            f
+            for f in check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+            if f.severity == ERROR
+        ]
+        if errors:
+            found.append((p, format_findings(errors)))
+    if not found:
+        others = ", ".join(q.article.path.name for q in picked[:-1])
+        found.append((picked[-1], f"together with {others}: " + format_findings(failure.findings)))
+    return found
+
+
+def _hold(
+    store: Store, settings: Settings, provider: Provider, picked: Picked, reason: str
+) -> HeldArticle | None:
+    """Hold the article and tell the editor once: a log line, and an email to
+    `[editor] email` when set. The tick goes on with the next article."""
+    if not store.hold_article(picked.article_id, reason):
+        return None
+    held = HeldArticle(picked.article_id, picked.article.path.name, picked.article.title, reason)
+    log.warning(
+        "held %s: the issue's check found errors; the next article goes out instead. Fix it, "
+        "then 'newsletter queue release %s' (or 'newsletter run --force' sends it as it is)",
+        held.filename,
+        held.filename,
+    )
+    if settings.editor_email:
+        _email_editor(settings, provider, held)
+    return held
+
+
+def _email_editor(settings: Settings, provider: Provider, held: HeldArticle) -> None:
+    from html import escape
+
+    from newsletter.providers import Message
+
+    text = (
+        f"{held.filename} ({held.title}) was held: the check of the issue it was to go out in "
+        f"found errors, so the next queued article went out instead.\n\n{held.reason}\n\n"
+        f"Fix the article, then run 'newsletter queue release {held.filename}' (or "
+        f"'newsletter queue add' it again); 'newsletter run --force' sends it as it is.\n"
+    )
+    message = Message(
+        to_email=settings.editor_email,
+        to_name="",
+        subject=f"{settings.name}: held {held.filename}",
+        text=text,
+        html=f"<pre>{escape(text)}</pre>",
+        category="editor",
+        key=f"held-{held.article_id}-{utcnow():%Y%m%dT%H%M%S}",
+    )
+    try:
+        provider.send_message(message)
+    except NewsletterError as exc:  # telling the editor must never stop the tick
+        log.error("could not email the editor about %s: %s", held.filename, exc)
 
 
 LAST_TICK, HELD_TICK = "last_served_tick", "held_tick"
+# When a scheduler first served this newsletter: a tick before it was never the scheduler's
+# to serve, so it cannot have been "missed while the scheduler was down".
+SCHEDULER_STARTED = "scheduler_started"
 
 
 def latest_tick(settings: Settings, now: datetime) -> datetime | None:
@@ -328,25 +422,38 @@ def publish_tick(
         resumed = [send(issue_id) for issue_id in store.unfinished_issues()]
         if scheduled_for is not None and _served(store, scheduled_for):
             return TickResult(None, [], [], None, resumed, scheduled_for)
-        picked, errors = pick(store, settings, now)
-        try:
-            issue_id = (
-                build_issue(store, settings, picked, scheduled_for, force=force) if picked else None
-            )
-        except CheckFailed:
-            if scheduled_for is not None:  # hold the tick for the editor, do not retry it
-                store.set_meta(LAST_TICK, scheduled_for.isoformat())
-                store.set_meta(HELD_TICK, scheduled_for.isoformat())
-            raise
+        picked, errors = pick(store, settings, now, held=force)
+        held: list[HeldArticle] = []
+        issue_id = None
+        while picked:
+            try:
+                issue_id = build_issue(store, settings, picked, scheduled_for, force=force)
+                break
+            except CheckFailed as failure:  # hold the culprits, go on with the next ones
+                newly = [
+                    _hold(store, settings, provider, p, why)
+                    for p, why in _culprits(settings, picked, failure)
+                ]
+                if not any(newly):
+                    raise
+                held.extend(h for h in newly if h is not None)
+                picked, more = pick(store, settings, now)
+                errors.extend(more)
         if scheduled_for is not None:
             store.set_meta(LAST_TICK, scheduled_for.isoformat())
         else:
             store.set_meta(HELD_TICK, None)  # the editor sent by hand: nothing is held any more
         if issue_id is None:
-            return TickResult(None, [], errors, None, resumed, scheduled_for)
+            return TickResult(None, [], errors, None, resumed, scheduled_for, held_articles=held)
         report = send(issue_id)
         return TickResult(
-            issue_id, [p.article.title for p in picked], errors, report, resumed, scheduled_for
+            issue_id,
+            [p.article.title for p in picked],
+            errors,
+            report,
+            resumed,
+            scheduled_for,
+            held_articles=held,
         )
     finally:
         if own_lease:
@@ -368,16 +475,22 @@ def scheduled_work(
     goes out; missed by more, it is held for the editor instead of surprising anyone days
     later. Interrupted issues are finished either way."""
     now = now or utcnow()
+    started = store.get_meta(SCHEDULER_STARTED)
+    if started is None:
+        store.set_meta(SCHEDULER_STARTED, now.isoformat())
+        started = now.isoformat()
     tick = latest_tick(settings, now)
     if tick is not None and not _served(store, tick) and now - tick > settings.schedule.grace:
         store.set_meta(LAST_TICK, tick.isoformat())
-        store.set_meta(HELD_TICK, tick.isoformat())
-        log.warning(
-            "the issue due at %s was missed by more than %s (the scheduler was not running): "
-            "holding it; run 'newsletter run --once' to send it now",
-            tick,
-            settings.schedule.grace,
-        )
+        if tick > datetime.fromisoformat(started):
+            store.set_meta(HELD_TICK, tick.isoformat())
+            log.warning(
+                "the issue due at %s was missed by more than %s (the scheduler was not "
+                "running): holding it; run 'newsletter run' to send it now",
+                tick,
+                settings.schedule.grace,
+            )
+        # else: due before any scheduler served this newsletter; nothing was missed.
         tick = None
     if tick is None or _served(store, tick):
         resumed = [

@@ -76,8 +76,9 @@ ISSUE_SENDING, ISSUE_PAUSED, ISSUE_SENT, ISSUE_CANCELLED, ISSUE_HELD = (
     "cancelled",
     "held",
 )
-# Article statuses in the queue.
-QUEUED, PUBLISHED, REMOVED = "queued", "published", "removed"
+# Article statuses in the queue. A held article failed its pre-send check: it keeps its
+# place but no tick takes it until the editor releases it (or `run --force` sends it).
+QUEUED, PUBLISHED, REMOVED, ARTICLE_HELD = "queued", "published", "removed", "held"
 
 
 def utcnow() -> datetime:
@@ -467,6 +468,13 @@ class Store:
                 issue_id=None,
             )
             if existing is not None:
+                if existing.status == ARTICLE_HELD:  # the editor fixed it: back in its place
+                    conn.execute(
+                        update(articles)
+                        .where(articles.c.id == existing.id)
+                        .values(title=title, not_before=not_before, status=QUEUED, last_error=None)
+                    )
+                    return existing.id
                 if existing.status == QUEUED:
                     conn.execute(
                         update(articles)
@@ -484,13 +492,50 @@ class Store:
         with self._tx(write=False) as conn:
             return set(conn.scalars(select(articles.c.filename)))
 
-    def queued_articles(self) -> list[dict]:
-        """Queued articles in the order they will go out (FIFO by position)."""
+    def queued_articles(self, *, held: bool = False) -> list[dict]:
+        """Queued articles in the order they will go out (FIFO by position); with `held`,
+        the held ones too, in their places."""
+        statuses = (QUEUED, ARTICLE_HELD) if held else (QUEUED,)
         with self._tx(write=False) as conn:
             rows = conn.execute(
-                select(articles).where(articles.c.status == QUEUED).order_by(articles.c.position)
+                select(articles)
+                .where(articles.c.status.in_(statuses))
+                .order_by(articles.c.position)
             ).mappings()
             return [dict(r) for r in rows]
+
+    def hold_article(self, article_id: int, reason: str) -> bool:
+        """Hold a queued article with the reason; False if it was not queued (already held)."""
+        with self._tx() as conn:
+            return (
+                conn.execute(
+                    update(articles)
+                    .where(articles.c.id == article_id, articles.c.status == QUEUED)
+                    .values(status=ARTICLE_HELD, last_error=reason)
+                ).rowcount
+                > 0
+            )
+
+    def release_article(self, filename: str) -> dict:
+        """Put a held article back in the queue, in its place."""
+        with self._tx() as conn:
+            row = (
+                conn.execute(
+                    select(articles).where(
+                        articles.c.filename == filename, articles.c.status == ARTICLE_HELD
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFound(f"no held article {filename!r} (see 'newsletter queue list')")
+            conn.execute(
+                update(articles)
+                .where(articles.c.id == row["id"])
+                .values(status=QUEUED, last_error=None)
+            )
+            return dict(row)
 
     def set_article_error(self, article_id: int, error: str | None) -> None:
         with self._tx() as conn:
@@ -504,7 +549,7 @@ class Store:
                 conn.execute(
                     select(articles)
                     .where(articles.c.filename == filename)
-                    .where(articles.c.status == QUEUED)
+                    .where(articles.c.status.in_((QUEUED, ARTICLE_HELD)))
                 )
                 .mappings()
                 .first()
