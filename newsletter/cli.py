@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from tqdm import tqdm
 
-from newsletter import delivery, publish
-from newsletter.config import Settings, load_settings, write_default_config
 from newsletter.errors import NewsletterError
-from newsletter.providers import make_provider
-from newsletter.store import (
-    FAILED,
-    ISSUE_CANCELLED,
-    ISSUE_PAUSED,
-    ISSUE_SENDING,
-    ISSUE_SENT,
-    PENDING,
-    SENT,
-    UNCERTAIN,
-    Store,
-)
+
+if TYPE_CHECKING:  # the command table loads nothing heavy: each command imports what it uses
+    from newsletter import delivery, publish
+    from newsletter.config import Settings
+    from newsletter.store import Store
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 
@@ -50,12 +40,16 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from newsletter.config import load_settings
+
             self._settings = load_settings(self._config)
         return self._settings
 
     @property
     def store(self) -> Store:
         if self._store is None:
+            from newsletter.store import Store
+
             self._store = Store(self.settings.database_url)
         return self._store
 
@@ -82,6 +76,8 @@ def _local(moment: datetime | None, settings: Settings) -> str:
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
     """Publish article-driven email newsletters."""
+    import logging
+
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = App(config)
@@ -92,6 +88,10 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 @click.option("--sample", is_flag=True, help="Queue the bundled sample articles and subscribers.")
 def init(folder: Path, sample: bool) -> None:
     """Create newsletter.toml, issues/, outbox/ and the database in FOLDER."""
+    from newsletter import publish
+    from newsletter.config import load_settings, write_default_config
+    from newsletter.store import Store
+
     path = write_default_config(folder)
     settings = load_settings(path)
     store = Store(settings.database_url)
@@ -119,6 +119,8 @@ def queue() -> None:
 @pass_app
 def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> None:
     """Copy FILE into issues/ and queue it last."""
+    from newsletter import publish
+
     article, target = publish.queue_add(app.store, app.settings, file, not_before, tz)
     click.echo(f"queued {target.name}: {article.title}")
 
@@ -127,6 +129,8 @@ def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> N
 @pass_app
 def queue_list(app: App) -> None:
     """Show the queue in sending order with the expected send date of each article."""
+    from newsletter import publish
+
     view = publish.queue_view(app.store, app.settings)
     # The listing and its notes go to one stream, so they never interleave in a shared pipe.
     if not view.entries:
@@ -295,9 +299,11 @@ class _Bars:
     """tqdm progress bars for the issues a command sends; closed when the command ends."""
 
     def __init__(self) -> None:
-        self.bars: list[tqdm] = []
+        self.bars: list = []
 
     def __call__(self, issue_id: int, total: int):
+        from tqdm import tqdm
+
         bar = tqdm(
             total=total, desc=f"issue {issue_id}", unit="rcpt", file=sys.stderr, disable=None
         )
@@ -311,6 +317,8 @@ class _Bars:
 
 def _issue_state(status: str, counts: dict[str, int]) -> str:
     """An issue that finished with uncertain or failed recipients is not simply "sent"."""
+    from newsletter.store import FAILED, ISSUE_SENT, UNCERTAIN
+
     if status != ISSUE_SENT:
         return status
     left = []
@@ -322,6 +330,8 @@ def _issue_state(status: str, counts: dict[str, int]) -> str:
 
 
 def _settle_hints(issue_id: int, counts: dict[str, int]) -> list[str]:
+    from newsletter.store import FAILED, UNCERTAIN
+
     hints = []
     if counts.get(UNCERTAIN):
         hints.append(
@@ -338,6 +348,8 @@ def _settle_hints(issue_id: int, counts: dict[str, int]) -> list[str]:
 
 
 def _print_report(report: delivery.SendReport, settings: Settings) -> None:
+    from newsletter.store import FAILED, PENDING, SENT, UNCERTAIN
+
     counts = report.counts
     click.echo(
         f"issue {report.issue_id}: {_issue_state(report.status, counts)}; "
@@ -374,6 +386,10 @@ def run(app: App, once: bool, force: bool) -> None:
     """Do what a due tick does, now: finish any interrupted issue, then pick the queued
     articles, build the issue and send it to every active subscriber. An article whose check
     fails is held and the next one goes out instead (--force sends it anyway)."""
+    from newsletter import publish
+    from newsletter.providers import make_provider
+    from newsletter.store import ISSUE_PAUSED
+
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
@@ -428,6 +444,8 @@ def status(app: App, issue_id: int | None) -> None:
 
 
 def _print_status(app: App, issue_id: int) -> None:
+    from newsletter.store import FAILED, ISSUE_SENT, UNCERTAIN
+
     issue = app.store.get_issue(issue_id)
     counts = app.store.delivery_counts(issue_id)
     click.echo(f"issue {issue_id}: {issue['subject']}")
@@ -469,6 +487,9 @@ def issues_list(app: App) -> None:
 @pass_app
 def pause(app: App, issue_id: int) -> None:
     """Stop sending ISSUE after the batch in flight."""
+    from newsletter import delivery
+    from newsletter.store import ISSUE_PAUSED
+
     delivery.change_issue_status(app.store, issue_id, ISSUE_PAUSED)
     click.echo(f"issue {issue_id}: paused")
 
@@ -478,6 +499,9 @@ def pause(app: App, issue_id: int) -> None:
 @pass_app
 def resume(app: App, issue_id: int) -> None:
     """Let a paused ISSUE go on (the next run or scheduler tick sends the rest)."""
+    from newsletter import delivery
+    from newsletter.store import ISSUE_SENDING
+
     delivery.change_issue_status(app.store, issue_id, ISSUE_SENDING)
     click.echo(f"issue {issue_id}: resumed; the next run or tick sends the rest")
 
@@ -487,6 +511,9 @@ def resume(app: App, issue_id: int) -> None:
 @pass_app
 def cancel(app: App, issue_id: int) -> None:
     """Send nothing more of ISSUE."""
+    from newsletter import delivery
+    from newsletter.store import ISSUE_CANCELLED
+
     delivery.change_issue_status(app.store, issue_id, ISSUE_CANCELLED)
     click.echo(f"issue {issue_id}: cancelled")
 
@@ -498,6 +525,8 @@ def cancel(app: App, issue_id: int) -> None:
 @pass_app
 def resolve(app: App, issue_id: int, action: str | None) -> None:
     """Settle the uncertain deliveries of ISSUE."""
+    from newsletter import delivery
+
     if action is None:
         raise NewsletterError("say --resend or --mark-sent")
     moved = delivery.resolve_uncertain(app.store, issue_id, resend=action == "resend")
@@ -519,6 +548,7 @@ def resolve(app: App, issue_id: int, action: str | None) -> None:
 def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
     """Send ISSUE once to the editor, or validate it whole with --sandbox."""
     from newsletter import proofs
+    from newsletter.providers import make_provider
 
     provider = make_provider(app.settings)
     if sandbox:
@@ -589,6 +619,9 @@ def worker(app: App, once: bool) -> None:
     """Help send the issues in progress, alongside other workers on the same database."""
     import signal
     import threading
+
+    from newsletter import delivery
+    from newsletter.providers import make_provider
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):  # finish the batch in flight, then stop
