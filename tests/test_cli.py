@@ -270,3 +270,11 @@ def test_the_startup_benchmark_prints_both_figures():
     assert out.returncode == 0, out.stderr
     assert "import click" in out.stdout and "newsletter --help" in out.stdout
     assert re.search(r"ratio: \d+\.\d+", out.stdout)
+
+
+def test_a_wrong_editor_email_names_the_setting(tmp_path):
+    run_cli(["init", "."], tmp_path)
+    set_config(tmp_path, ('email = ""', 'email = "the chief"'))
+    out = run_cli(["queue", "list"], tmp_path)
+    assert out.returncode == 1 and "editor" in out.stderr and "email" in out.stderr
+    assert "Traceback" not in out.stderr
