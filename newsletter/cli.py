@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from newsletter.errors import NewsletterError
+from newsletter.exceptions import NewsletterError
+from newsletter.records import ArticleStatus, DeliveryState, IssueStatus
 
 if TYPE_CHECKING:  # the command table loads nothing heavy: each command imports what it uses
     from newsletter import delivery, publish
@@ -167,8 +168,8 @@ def queue_list(app: App) -> None:
 def queue_release(app: App, article: str) -> None:
     """Put ARTICLE, held because its check failed, back in its place in the queue (once fixed).
     The next tick checks it again."""
-    row = app.store.release_article(Path(article).name)
-    click.echo(f"released {row['filename']}: back in the queue; the next tick checks it again")
+    row = app.store.queue.release_article(Path(article).name)
+    click.echo(f"released {row.filename}: back in the queue; the next tick checks it again")
 
 
 @queue.command("remove")
@@ -176,8 +177,8 @@ def queue_release(app: App, article: str) -> None:
 @pass_app
 def queue_remove(app: App, article: str) -> None:
     """Take ARTICLE (its file name in issues/) off the queue; the file is kept."""
-    row = app.store.remove_article(Path(article).name)
-    click.echo(f"removed {row['filename']} from the queue")
+    row = app.store.queue.remove_article(Path(article).name)
+    click.echo(f"removed {row.filename} from the queue")
 
 
 # -- subscribers ----------------------------------------------------------------------------
@@ -209,8 +210,8 @@ def subscribers_import(app: App, file: Path) -> None:
 @pass_app
 def subscribers_list(app: App, status: str | None) -> None:
     """List subscribers."""
-    for row in app.store.list_subscribers(status):
-        click.echo(f"{row['email']}\t{row['name']}\t{row['status']}")
+    for row in app.store.subscribers.each(status):
+        click.echo(f"{row.email}\t{row.name}\t{row.status}")
 
 
 @subscribers.command("remove")
@@ -218,7 +219,7 @@ def subscribers_list(app: App, status: str | None) -> None:
 @pass_app
 def subscribers_remove(app: App, email: str) -> None:
     """Delete a subscriber and their delivery history."""
-    app.store.remove_subscriber(email)
+    app.store.subscribers.remove(email)
     click.echo(f"removed {email}")
 
 
@@ -232,10 +233,10 @@ def subscribers_export(app: App, out: Path | None) -> None:
     from newsletter.subscribers import export_csv
 
     if out is None:
-        export_csv(app.store.list_subscribers(), sys.stdout)
+        export_csv(app.store.subscribers.each(), sys.stdout)
         return
     with out.open("w", encoding="utf-8", newline="") as handle:
-        count = export_csv(app.store.list_subscribers(), handle)
+        count = export_csv(app.store.subscribers.each(), handle)
     click.echo(f"wrote {count} subscribers to {out}", err=True)
 
 
@@ -316,51 +317,48 @@ class _Bars:
 
 def _issue_state(status: str, counts: dict[str, int]) -> str:
     """An issue that finished with uncertain or failed recipients is not simply "sent"."""
-    from newsletter.store import FAILED, ISSUE_SENT, UNCERTAIN
-
-    if status != ISSUE_SENT:
+    if status != IssueStatus.SENT:
         return status
     left = []
-    if counts.get(UNCERTAIN):
-        left.append(f"{counts[UNCERTAIN]} uncertain left to settle")
-    if counts.get(FAILED):
-        left.append(f"{counts[FAILED]} failed")
+    if counts.get(DeliveryState.UNCERTAIN):
+        left.append(f"{counts[DeliveryState.UNCERTAIN]} uncertain left to settle")
+    if counts.get(DeliveryState.FAILED):
+        left.append(f"{counts[DeliveryState.FAILED]} failed")
     return "finished sending; " + ", ".join(left) if left else status
 
 
 def _settle_hints(issue_id: int, counts: dict[str, int]) -> list[str]:
-    from newsletter.store import FAILED, UNCERTAIN
-
     hints = []
-    if counts.get(UNCERTAIN):
+    if counts.get(DeliveryState.UNCERTAIN):
         hints.append(
-            f"  left to settle: {counts[UNCERTAIN]} uncertain (they may or may not have it): "
-            f"'newsletter resolve {issue_id} --resend' sends them again, "
+            f"  left to settle: {counts[DeliveryState.UNCERTAIN]} uncertain (they may or may "
+            f"not have it): 'newsletter resolve {issue_id} --resend' sends them again, "
             f"'newsletter resolve {issue_id} --mark-sent' counts them as delivered"
         )
-    if counts.get(FAILED):
+    if counts.get(DeliveryState.FAILED):
         hints.append(
-            f"  {counts[FAILED]} failed: the provider refused them for good (reasons below); "
-            "nothing is retried"
+            f"  {counts[DeliveryState.FAILED]} failed: the provider refused them for good "
+            "(reasons below); nothing is retried"
         )
     return hints
 
 
-def _print_report(report: delivery.SendReport, settings: Settings) -> None:
-    from newsletter.store import FAILED, PENDING, SENT, UNCERTAIN
-
+def _print_report(report: delivery.SendReport) -> None:
     counts = report.counts
     click.echo(
         f"issue {report.issue_id}: {_issue_state(report.status, counts)}; "
-        f"sent {counts.get(SENT, 0)}, "
-        f"failed {counts.get(FAILED, 0)}, uncertain {counts.get(UNCERTAIN, 0)}, "
-        f"skipped {counts.get('skipped', 0)}, pending {counts.get(PENDING, 0)}"
+        f"sent {counts.get(DeliveryState.SENT, 0)}, "
+        f"failed {counts.get(DeliveryState.FAILED, 0)}, "
+        f"uncertain {counts.get(DeliveryState.UNCERTAIN, 0)}, "
+        f"skipped {counts.get(DeliveryState.SKIPPED, 0)}, "
+        f"pending {counts.get(DeliveryState.PENDING, 0)}"
     )
     if report.last_error and not report.ok:
         click.echo(f"  last error: {report.last_error}")
-    if counts.get(UNCERTAIN):
+    if counts.get(DeliveryState.UNCERTAIN):
         click.echo(
-            f"  {counts[UNCERTAIN]} uncertain: see 'newsletter status {report.issue_id}' "
+            f"  {counts[DeliveryState.UNCERTAIN]} uncertain: see "
+            f"'newsletter status {report.issue_id}' "
             f"and 'newsletter resolve {report.issue_id} --resend|--mark-sent'"
         )
 
@@ -385,16 +383,14 @@ def run(app: App, once: bool, force: bool) -> None:
     """Do what a due tick does, now: finish any interrupted issue, then pick the queued
     articles, build the issue and send it to every active subscriber. An article whose check
     fails is held and the next one goes out instead (--force sends it anyway)."""
-    from newsletter import publish
+    from newsletter import delivery, publish
     from newsletter.providers import make_provider
-    from newsletter.store import ISSUE_PAUSED
 
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
-        result = publish.publish_tick(
-            app.store, app.settings, provider, progress_factory=bars, force=force
-        )
+        ctx = delivery.SendContext.of(app.store, app.settings, provider)
+        result = publish.publish_tick(ctx, progress_factory=bars, force=force)
     finally:
         bars.close()
     for error in result.errors:
@@ -402,15 +398,15 @@ def run(app: App, once: bool, force: bool) -> None:
     _print_held(result.held_articles)
     for report in result.resumed:
         click.echo("resumed an interrupted issue:")
-        _print_report(report, app.settings)
+        _print_report(report)
     if result.report is None:
         click.echo("nothing to send: no queued article is due")
         if result.held_articles:
             sys.exit(1)
         return
     click.echo(f"articles: {', '.join(result.articles)}")
-    _print_report(result.report, app.settings)
-    if result.report.status == ISSUE_PAUSED:
+    _print_report(result.report)
+    if result.report.status == IssueStatus.PAUSED:
         sys.exit(1)
 
 
@@ -421,63 +417,62 @@ def status(app: App, issue_id: int | None) -> None:
     """Counts by delivery state, engagement and the last error of ISSUE (default: the latest
     issue), and the articles held in the queue."""
     if issue_id is None:
-        issues = app.store.list_issues()
+        issues = app.store.queue.list_issues()
         if not issues:
             click.echo("no issue yet: 'newsletter run' sends the first one")
         else:
-            issue_id = issues[0]["id"]
+            issue_id = issues[0].id
             click.echo(
                 f"the latest issue ({len(issues)} in all; 'newsletter status N' shows "
                 "issue N, 'newsletter issues' lists them)"
             )
     if issue_id is not None:
         _print_status(app, issue_id)
-    held = [row for row in app.store.queued_articles(held=True) if row["status"] == "held"]
-    for row in held:
+    for row in app.store.queue.queued(held=True):
+        if row.status != ArticleStatus.HELD:
+            continue
         click.echo(
-            f"held article {row['filename']}: its check found errors; fix it, then "
-            f"'newsletter queue release {row['filename']}':"
+            f"held article {row.filename}: its check found errors; fix it, then "
+            f"'newsletter queue release {row.filename}':"
         )
-        for line in (row["last_error"] or "").splitlines():
+        for line in (row.last_error or "").splitlines():
             click.echo(f"  {line}")
 
 
 def _print_status(app: App, issue_id: int) -> None:
-    from newsletter.store import FAILED, ISSUE_SENT, UNCERTAIN
-
-    issue = app.store.get_issue(issue_id)
-    counts = app.store.delivery_counts(issue_id)
-    click.echo(f"issue {issue_id}: {issue['subject']}")
+    issue = app.store.queue.get_issue(issue_id)
+    counts = app.store.deliveries.counts(issue_id)
+    click.echo(f"issue {issue_id}: {issue.subject}")
     click.echo(
-        f"status: {_issue_state(issue['status'], counts)}   "
-        f"created {_local(issue['created_at'], app.settings)}"
+        f"status: {_issue_state(issue.status, counts)}   "
+        f"created {_local(issue.created_at, app.settings)}"
     )
     click.echo("  " + "  ".join(f"{state} {n}" for state, n in counts.items()))
-    click.echo(f"  opens {issue['opens']}  clicks {issue['clicks']}")
-    if issue["last_error"]:
-        click.echo(f"  last error: {issue['last_error']}")
-    for hint in _settle_hints(issue_id, counts) if issue["status"] == ISSUE_SENT else []:
+    click.echo(f"  opens {issue.opens}  clicks {issue.clicks}")
+    if issue.last_error:
+        click.echo(f"  last error: {issue.last_error}")
+    for hint in _settle_hints(issue_id, counts) if issue.status == IssueStatus.SENT else []:
         click.echo(hint)
-    uncertain = app.store.deliveries_in_state(issue_id, UNCERTAIN)
+    uncertain = app.store.deliveries.in_state(issue_id, DeliveryState.UNCERTAIN)
     if uncertain:
         click.echo(f"uncertain ({len(uncertain)}): resolve with --resend or --mark-sent")
         for row in uncertain:
-            click.echo(f"  {row['email']}  batch {row['batch']}")
-    failed = app.store.deliveries_in_state(issue_id, FAILED)
+            click.echo(f"  {row.email}  batch {row.batch}")
+    failed = app.store.deliveries.in_state(issue_id, DeliveryState.FAILED)
     if failed:
         click.echo(f"failed ({len(failed)}):")
         for row in failed:
-            click.echo(f"  {row['email']}  {row['error'] or ''}")
+            click.echo(f"  {row.email}  {row.error or ''}")
 
 
 @cli.command("issues")
 @pass_app
 def issues_list(app: App) -> None:
     """List issues, newest first."""
-    for issue in app.store.list_issues():
+    for issue in app.store.queue.list_issues():
         click.echo(
-            f"{issue['id']:>4}  {issue['status']:<9} {_local(issue['created_at'], app.settings)}"
-            f"  {issue['subject']}"
+            f"{issue.id:>4}  {issue.status:<9} {_local(issue.created_at, app.settings)}"
+            f"  {issue.subject}"
         )
 
 
@@ -487,9 +482,8 @@ def issues_list(app: App) -> None:
 def pause(app: App, issue_id: int) -> None:
     """Stop sending ISSUE after the batch in flight."""
     from newsletter import delivery
-    from newsletter.store import ISSUE_PAUSED
 
-    delivery.change_issue_status(app.store, issue_id, ISSUE_PAUSED)
+    delivery.change_issue_status(app.store, issue_id, IssueStatus.PAUSED)
     click.echo(f"issue {issue_id}: paused")
 
 
@@ -499,9 +493,8 @@ def pause(app: App, issue_id: int) -> None:
 def resume(app: App, issue_id: int) -> None:
     """Let a paused ISSUE go on (the next run or scheduler tick sends the rest)."""
     from newsletter import delivery
-    from newsletter.store import ISSUE_SENDING
 
-    delivery.change_issue_status(app.store, issue_id, ISSUE_SENDING)
+    delivery.change_issue_status(app.store, issue_id, IssueStatus.SENDING)
     click.echo(f"issue {issue_id}: resumed; the next run or tick sends the rest")
 
 
@@ -511,9 +504,8 @@ def resume(app: App, issue_id: int) -> None:
 def cancel(app: App, issue_id: int) -> None:
     """Send nothing more of ISSUE."""
     from newsletter import delivery
-    from newsletter.store import ISSUE_CANCELLED
 
-    delivery.change_issue_status(app.store, issue_id, ISSUE_CANCELLED)
+    delivery.change_issue_status(app.store, issue_id, IssueStatus.CANCELLED)
     click.echo(f"issue {issue_id}: cancelled")
 
 
@@ -560,7 +552,7 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
                 app.settings,
                 provider,
                 issue_id,
-                progress=bars(issue_id, app.store.count_subscribers()),
+                progress=bars(issue_id, app.store.subscribers.count()),
             )
         finally:
             bars.close()
@@ -620,6 +612,7 @@ def worker(app: App, once: bool) -> None:
     import threading
 
     from newsletter import delivery
+    from newsletter.exceptions import WorkerStopping
     from newsletter.providers import make_provider
 
     stop = threading.Event()
@@ -628,14 +621,13 @@ def worker(app: App, once: bool) -> None:
     provider = make_provider(app.settings)
     click.echo(f"worker {delivery.PROCESS_ID} on {app.store.safe_url}")
     try:
-        report = delivery.run_worker(
-            app.store, app.settings, provider, stop=stop, once=once, echo=click.echo
-        )
+        ctx = delivery.SendContext.of(app.store, app.settings, provider)
+        report = delivery.run_worker(ctx, stop=stop, once=once, echo=click.echo)
     except KeyboardInterrupt:
         stop.set()
         click.echo("worker stopped")
         return
-    except delivery.WorkerStopping:
+    except WorkerStopping:
         click.echo("worker stopped between batches")
         return
     click.echo(
@@ -650,7 +642,7 @@ def scheduler(app: App) -> None:
     """Run the publication cadence until stopped (Ctrl-C stops cleanly)."""
     from newsletter.scheduler import run_scheduler
 
-    run_scheduler(app.settings, app.store, echo=click.echo)
+    run_scheduler(app.store, app.settings, echo=click.echo)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.errors import ConfigError
+from newsletter.exceptions import ConfigError
 
 CONFIG_NAME = "newsletter.toml"
 

@@ -15,10 +15,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from newsletter import publish
 from newsletter.config import load_settings
+from newsletter.records import DeliveryState
 from newsletter.store import Store
 from tests.conftest import REPO, run_cli, write
-from tests.faults import start
+from tests.faults import start, wait_until
 
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\ncarla@example.net,Carla\n"
 DRAFT = (
@@ -133,7 +135,10 @@ def test_a_brand_new_newsletter_reports_no_missed_issue(tmp_path):
     assert run_cli(["run", "--once"], tmp_path).returncode == 0
     sent = len(emails(tmp_path, "issue-1"))
     proc = start(["-v", "scheduler"], tmp_path, {})
-    time.sleep(3)
+    store = open_store(tmp_path)
+    assert wait_until(lambda: store.leases.get_meta(publish.SCHEDULER_STARTED), timeout=60)
+    store.close()
+    time.sleep(1.5)  # a few more heartbeats
     proc.terminate()
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -208,9 +213,9 @@ def test_status_of_an_issue_with_uncertain_and_failed_recipients_is_not_just_sen
     assert "sent 3" in run_cli(["run"], tmp_path).stdout
     # As after a crash mid-send: two rows the log cannot vouch for, one refused for good.
     store = open_store(tmp_path)
-    ids = [r["subscriber_id"] for r in store.deliveries_in_state(1, "sent")]
-    store.settle_deliveries(1, "sent", "uncertain", ids[:2])
-    store.settle_deliveries(1, "sent", "failed", ids[2:])
+    ids = [r.subscriber_id for r in store.deliveries.in_state(1, DeliveryState.SENT)]
+    store.deliveries.settle(1, DeliveryState.SENT, DeliveryState.UNCERTAIN, ids[:2])
+    store.deliveries.settle(1, DeliveryState.SENT, DeliveryState.FAILED, ids[2:])
     store.close()
     out = run_cli(["status", "1"], tmp_path)
     assert not re.search(r"^status: sent\b", out.stdout, re.M), out.stdout
