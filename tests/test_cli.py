@@ -110,9 +110,7 @@ def test_a_scheduler_tick_holds_the_refused_article_and_sends_the_next(tmp_path,
     run_cli(["queue", "add", str(write(tmp_path / "draft.md", DRAFT))], tmp_path)
     run_cli(["queue", "add", str(seed_path)], tmp_path)
     proc = start(["scheduler"], tmp_path, {})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(emails(tmp_path, "issue-1")) < 3:
-        time.sleep(0.2)
+    wait_until(lambda: len(emails(tmp_path, "issue-1")) == 3, timeout=300, interval=0.2)
     proc.terminate()
     out, err = proc.communicate(timeout=30)
     assert len(emails(tmp_path, "issue-1")) == 3, out + err
