@@ -366,8 +366,8 @@ def _print_report(report: delivery.SendReport) -> None:
 def _print_held(held: list[publish.HeldArticle]) -> None:
     for article in held:
         click.echo(
-            f"held {article.filename} ({article.title}): its check found errors; the next "
-            f"article goes out instead. Fix it, then 'newsletter queue release {article.filename}'"
+            f"held {article.filename} ({article.title}): its check found errors; the queue "
+            f"goes on without it. Fix it, then 'newsletter queue release {article.filename}'"
             " ('newsletter run --force' sends it as it is):",
             err=True,
         )

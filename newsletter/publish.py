@@ -315,7 +315,7 @@ def _hold(ctx: SendContext, picked: Picked, reason: str) -> HeldArticle | None:
         return None
     held = HeldArticle(picked.article_id, picked.article.path.name, picked.article.title, reason)
     log.warning(
-        "held %s: the issue's check found errors; the next article goes out instead. Fix it, "
+        "held %s: the issue's check found errors; the queue goes on without it. Fix it, "
         "then 'newsletter queue release %s' (or 'newsletter run --force' sends it as it is)",
         held.filename,
         held.filename,
@@ -332,7 +332,7 @@ def _email_editor(ctx: SendContext, held: HeldArticle) -> None:
 
     text = (
         f"{held.filename} ({held.title}) was held: the check of the issue it was to go out in "
-        f"found errors, so the next queued article went out instead.\n\n{held.reason}\n\n"
+        f"found errors, so the queue goes on without it.\n\n{held.reason}\n\n"
         f"Fix the article, then run 'newsletter queue release {held.filename}' (or "
         f"'newsletter queue add' it again); 'newsletter run --force' sends it as it is.\n"
     )

@@ -98,7 +98,7 @@ class SchedulerRunner:
         for held in result.held_articles:
             self.echo(
                 f"held {held.filename}: its check found errors (see 'newsletter queue list'); "
-                "the next article went out instead"
+                "the queue goes on without it"
             )
 
 
