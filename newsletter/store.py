@@ -7,7 +7,9 @@ so the same code runs on the embedded SQLite file and on PostgreSQL.
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -28,6 +31,7 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -184,6 +188,15 @@ leases = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# Sign-up rate-limit counters (see Store.rate_incr).
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 webhook_events = Table(
     "webhook_events",
     metadata,
@@ -238,6 +251,7 @@ class Store:
         self.safe_url = make_url(url).render_as_string(hide_password=True)
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
+            _private_sqlite_file(url)
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         if create:
@@ -977,3 +991,118 @@ class Store:
                 ).rowcount
                 > 0
             )
+
+    # == subscribers: import/export, sign-up limits, unconfirmed expiry (branch `subs`) ======
+    # Kept together so they move as one block into the subscribers store module.
+    def import_subscribers(
+        self, new_rows: list[dict], changes: list[tuple[str, str, str, str]]
+    ) -> tuple[int, int]:
+        """Apply a whole CSV import in one transaction: insert `new_rows` (email, name, status,
+        token, optional created_at) and apply `changes` (email_key, status read before, new
+        status, name). A change only lands if the status is still the one read, so a person
+        who unsubscribed during the import is not overwritten. Returns (inserted, updated)."""
+        now = utcnow()
+        inserted = updated = 0
+        with self._tx() as conn:
+            for start in range(0, len(new_rows), 5000):
+                chunk = [
+                    {
+                        "email": row["email"],
+                        "email_key": row["email"].lower(),
+                        "name": row.get("name", ""),
+                        "status": row.get("status", ACTIVE),
+                        "token": row["token"],
+                        "created_at": row.get("created_at") or now,
+                        "updated_at": now,
+                    }
+                    for row in new_rows[start : start + 5000]
+                ]
+                conn.execute(insert(subscribers), chunk)
+                inserted += len(chunk)
+            if changes:
+                updated = conn.execute(
+                    update(subscribers)
+                    .where(
+                        subscribers.c.email_key == bindparam("k"),
+                        subscribers.c.status == bindparam("old"),
+                    )
+                    .values(name=bindparam("n"), status=bindparam("new"), updated_at=now),
+                    [{"k": k, "old": old, "new": new, "n": n} for k, old, new, n in changes],
+                ).rowcount
+                updated = len(changes) if updated is None or updated < 0 else updated
+        return inserted, updated
+
+    def purge_unconfirmed(self, older_than: datetime) -> int:
+        """Delete sign-ups never confirmed since `older_than` (and with no delivery history)."""
+        with self._tx() as conn:
+            return conn.execute(
+                delete(subscribers).where(
+                    subscribers.c.status == UNCONFIRMED,
+                    subscribers.c.created_at < older_than,
+                    ~select(deliveries.c.subscriber_id)
+                    .where(deliveries.c.subscriber_id == subscribers.c.id)
+                    .exists(),
+                )
+            ).rowcount
+
+    # Counters behind the `limits` package (newsletter.web.ratelimit.DatabaseStorage): one row
+    # per key, shared by every `serve` process on the database. Times are epoch seconds.
+    def rate_incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        """Add `amount` to a counter, starting a fresh window of `expiry` seconds if none is
+        running; returns the new count. One atomic upsert on both backends."""
+        now = time.time()
+        upsert = (sqlite_insert if self.is_sqlite else pg_insert)(rate_limits).values(
+            key=key, count=amount, expires_at=now + expiry
+        )
+        expired = rate_limits.c.expires_at <= now
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[rate_limits.c.key],
+            set_={
+                "count": case((expired, amount), else_=rate_limits.c.count + amount),
+                "expires_at": case((expired, now + expiry), else_=rate_limits.c.expires_at),
+            },
+        ).returning(rate_limits.c.count)
+        with self._tx() as conn:
+            return conn.execute(upsert).scalar_one()
+
+    def rate_get(self, key: str) -> tuple[int, float]:
+        """(count, window end) of a running window, or (0, now)."""
+        now = time.time()
+        with self._tx(write=False) as conn:
+            row = conn.execute(
+                select(rate_limits.c.count, rate_limits.c.expires_at).where(
+                    rate_limits.c.key == key, rate_limits.c.expires_at > now
+                )
+            ).first()
+        return (row.count, row.expires_at) if row else (0, now)
+
+    def rate_clear(self, key: str | None = None) -> int:
+        """Forget one counter (or, without a key, every one)."""
+        query = delete(rate_limits)
+        if key is not None:
+            query = query.where(rate_limits.c.key == key)
+        with self._tx() as conn:
+            return conn.execute(query).rowcount
+
+    def rate_prune(self) -> int:
+        """Drop counters whose window is over."""
+        with self._tx() as conn:
+            return conn.execute(
+                delete(rate_limits).where(rate_limits.c.expires_at <= time.time())
+            ).rowcount
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create a new SQLite database file readable by its owner only (0600): it holds the
+    link-signing key and every subscriber's token. SQLite gives the -wal and -shm files the
+    database file's permissions. Existing files are left as they are."""
+    parsed = make_url(url)
+    path = parsed.database
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a missing folder: SQLite itself reports that, naming the database

@@ -41,6 +41,7 @@ from newsletter.web.events import (
     apply_events,
     parse_events,
 )
+from newsletter.web.ratelimit import SignupLimits
 from newsletter.web.state import BODY_LIMIT_WEBHOOK, BodyTooLarge, WebState, read_body, web_state
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,9 @@ def create_app(
         store=store,
         token_secret=signing_secret(store),
         verifier=verifier,
+        limits=SignupLimits(store),
     )
+    state.limits.purge(force=True)
     routes = [
         Route("/", _home, methods=["GET"]),
         Route("/subscribe", by_method(pages.subscribe_form, pages.subscribe_submit), methods=BOTH),
