@@ -75,15 +75,12 @@ def normalize_address(raw: str) -> str:
     Raises EmailNotValidError with a readable reason."""
     if any(c in raw for c in "\r\n\x00"):
         raise EmailNotValidError("contains a line break or control character")
-    try:
-        checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        if "SMTPUTF8" in str(exc) or "non-ASCII" in str(exc):
-            raise EmailNotValidError(
-                "the part before the @ has non-ASCII characters, which many mail servers "
-                "cannot deliver; use an ASCII address"
-            ) from None
-        raise
+    if not raw.strip().rpartition("@")[0].isascii():
+        raise EmailNotValidError(
+            "the part before the @ has non-ASCII characters, which many mail servers cannot "
+            "deliver (SMTPUTF8); use an ASCII address"
+        )
+    checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
     return checked.ascii_email or checked.normalized
 
 
@@ -291,7 +288,7 @@ def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportR
     existing = store.existing_subscribers(email.lower() for _, email, _, _, _ in valid)
     new_rows: list[dict] = []
     changes: list[tuple[str, str, str, str]] = []
-    token_keys = signing_secret(store) if len(existing) < len(valid) else ()
+    token_keys = signing_secret(store)
     for row, email, name, status, created_at in valid:
         current = existing.get(email.lower())
         if current is None:
