@@ -327,8 +327,10 @@ def _status_after_import(current: str, wanted: str, reactivate: bool) -> str | N
         return current
     if wanted in SUPPRESSED:
         return wanted if _SEVERITY.get(current, 0) < _SEVERITY[wanted] else current
-    if current == ACTIVE and wanted == UNCONFIRMED:
-        return current  # already confirmed: nothing to undo
+    if wanted == UNCONFIRMED:
+        # Nobody is moved back to pending: that state only ever comes from the sign-up form,
+        # so an unconfirmed row has no delivery history and can expire without a trace.
+        return current
     return wanted if reactivate else None
 
 
