@@ -15,18 +15,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.config import secret
-from newsletter.errors import NewsletterError
+from newsletter.exceptions import NewsletterError
+from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.render import header_safe
-from newsletter.store import ACTIVE, SUPPRESSED, UNCONFIRMED, Store
+from newsletter.store import Store
 from newsletter.tokens import new_token
 
 log = logging.getLogger(__name__)
 
-STATUSES = (ACTIVE, UNCONFIRMED, *SUPPRESSED)
+ACTIVE, UNCONFIRMED = SubscriberStatus.ACTIVE, SubscriberStatus.UNCONFIRMED
+STATUSES = tuple(str(s) for s in SubscriberStatus)
 # A cell starting with one of these is run as a formula by spreadsheets; export puts an
 # apostrophe before it (and before a leading apostrophe, so import can undo exactly that).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -112,7 +115,7 @@ def signing_secret(store: Store) -> tuple[str, ...]:
     of NEWSLETTER_SECRET_KEY in their order, then always the database's own generated key,
     so links made before any key was set keep working. Warns when the key list changed."""
     env_keys = secret_keys_from_env()
-    db_key = store.secret_key()
+    db_key = store.leases.secret_key()
     _note_key_changes(store, env_keys, db_key)
     return tuple(k for k in env_keys if k != db_key) + (db_key,)
 
@@ -134,7 +137,7 @@ def _note_key_changes(store: Store, env_keys: tuple[str, ...], db_key: str) -> N
     newest key changed or a key that signed links was dropped from the list."""
     current = [_fingerprint(k, db_key) for k in env_keys]
     try:
-        seen: list[str] = json.loads(store.get_meta(_KEYS_SEEN) or "[]")
+        seen: list[str] = json.loads(store.leases.get_meta(_KEYS_SEEN) or "[]")
     except ValueError:
         seen = []
     newest = current[0] if current else "database"
@@ -159,7 +162,7 @@ def _note_key_changes(store: Store, env_keys: tuple[str, ...], db_key: str) -> N
         )
     record = [newest] + [fp for fp in seen if fp != newest]
     if record != seen:
-        store.set_meta(_KEYS_SEEN, json.dumps(record))
+        store.leases.set_meta(_KEYS_SEEN, json.dumps(record))
 
 
 # -- CSV in ------------------------------------------------------------------------------------
@@ -285,8 +288,8 @@ def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportR
             continue
         seen[key] = row.line
         valid.append((row, email, clean_name(row.name), status, created_at))
-    existing = store.existing_subscribers(email.lower() for _, email, _, _, _ in valid)
-    new_rows: list[dict] = []
+    existing = store.subscribers.existing(email.lower() for _, email, _, _, _ in valid)
+    new_rows: list[dict[str, Any]] = []
     changes: list[tuple[str, str, str, str]] = []
     token_keys = signing_secret(store)
     for row, email, name, status, created_at in valid:
@@ -313,12 +316,16 @@ def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportR
             )
             continue
         changes.append((email.lower(), current, target, name))
-    result.imported, result.updated = store.import_subscribers(new_rows, changes)
+    result.imported, result.updated = store.subscribers.import_rows(new_rows, changes)
     return result
 
 
 # Worst last: an import may make a status worse (apply a suppression), never better.
-_SEVERITY = {UNCONFIRMED: 0, ACTIVE: 1, **{s: 2 + i for i, s in enumerate(SUPPRESSED)}}
+_SEVERITY: dict[str, int] = {
+    UNCONFIRMED: 0,
+    ACTIVE: 1,
+    **{s: 2 + i for i, s in enumerate(SUPPRESSED)},
+}
 
 
 def _status_after_import(current: str, wanted: str, reactivate: bool) -> str | None:
@@ -334,16 +341,18 @@ def _status_after_import(current: str, wanted: str, reactivate: bool) -> str | N
     return wanted if reactivate else None
 
 
-def add_subscriber(store: Store, email: str, name: str = "", status: str = ACTIVE) -> dict:
+def add_subscriber(
+    store: Store, email: str, name: str = "", status: str = SubscriberStatus.ACTIVE
+) -> Subscriber:
     """Add one subscriber (used by sign-up and tests); returns the stored row."""
     try:
         address = normalize_address(email)
     except EmailNotValidError as exc:
         raise NewsletterError(f"{email!r} is not a valid address: {exc}") from None
-    existing = store.subscriber_by_email(address)
+    existing = store.subscribers.by_email(address)
     if existing is not None:
         return existing
-    store.add_subscribers(
+    store.subscribers.add(
         [
             {
                 "email": address,
@@ -353,7 +362,10 @@ def add_subscriber(store: Store, email: str, name: str = "", status: str = ACTIV
             }
         ]
     )
-    return store.subscriber_by_email(address)
+    added = store.subscribers.by_email(address)
+    if added is None:  # removed again by someone else at that very moment
+        raise NewsletterError(f"{address} could not be added; try again")
+    return added
 
 
 # -- CSV out -----------------------------------------------------------------------------------
@@ -364,7 +376,7 @@ def spreadsheet_safe(value: object) -> str:
     return ESCAPE + text if text.startswith((*FORMULA_PREFIXES, ESCAPE)) else text
 
 
-def export_csv(rows: Iterable[dict], out) -> int:
+def export_csv(rows: Iterable[Subscriber], out: TextIO) -> int:
     """Every subscriber with status and sign-up time; `subscribers import` reads it back."""
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["email", "name", "status", "created_at"])
@@ -372,10 +384,10 @@ def export_csv(rows: Iterable[dict], out) -> int:
     for row in rows:
         writer.writerow(
             [
-                spreadsheet_safe(row["email"]),
-                spreadsheet_safe(row["name"]),
-                row["status"],
-                row["created_at"].isoformat(),
+                spreadsheet_safe(row.email),
+                spreadsheet_safe(row.name),
+                row.status,
+                row.created_at.isoformat(),
             ]
         )
         count += 1

@@ -19,7 +19,10 @@ from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import update
 
 from newsletter.config import load_settings, write_default_config
-from newsletter.store import ACTIVE, UNCONFIRMED, UNSUBSCRIBED, Store, subscribers, utcnow
+from newsletter.records import SubscriberStatus, utcnow
+from newsletter.resources import sample_articles
+from newsletter.store import Store
+from newsletter.store.schema import subscribers
 from newsletter.subscribers import add_subscriber
 from newsletter.web import create_app
 from newsletter.web.confirm import confirmation_path
@@ -27,7 +30,12 @@ from newsletter.web.ratelimit import DatabaseStorage, SignupLimits
 from tests.conftest import run_cli, write
 from tests.test_web import FORM, ONE_CLICK, SAMPLE_ARTICLES, LiveWeb, read_eml, wait_for
 
-ARTICLES = sorted(p.name for p in SAMPLE_ARTICLES.iterdir())
+ARTICLES = [p.name for p in sample_articles()]
+ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
+    SubscriberStatus.ACTIVE,
+    SubscriberStatus.UNCONFIRMED,
+    SubscriberStatus.UNSUBSCRIBED,
+)
 
 
 @contextmanager
@@ -121,7 +129,7 @@ def test_links_keep_working_when_the_key_is_set_and_then_rotated(tmp_path, monke
     issues = sorted((tmp_path / "outbox").glob("issue-*"))
     assert len(issues) == 3
     store = Store(load_settings(tmp_path / "newsletter.toml", env={}).database_url)
-    ids = {n: store.subscriber_by_email(f"{n}@example.com")["id"] for n, _ in phases}
+    ids = {n: store.subscribers.by_email(f"{n}@example.com").id for n, _ in phases}
     store.close()
 
     def link(issue: Path, name: str) -> str:
@@ -135,8 +143,8 @@ def test_links_keep_working_when_the_key_is_set_and_then_rotated(tmp_path, monke
         for issue, name in [(issues[0], "ann"), (issues[1], "bob"), (issues[2], "carl")]:
             reply = live.request("POST", f"/unsubscribe/{link(issue, name)}", ONE_CLICK, FORM)
             assert reply.status == 200, (name, reply.status)
-            assert live.store.subscriber_by_email(f"{name}@example.com")["status"] == UNSUBSCRIBED
-        assert live.store.subscriber_by_email("dora@example.com")["status"] == ACTIVE
+            assert live.store.subscribers.by_email(f"{name}@example.com").status == UNSUBSCRIBED
+        assert live.store.subscribers.by_email("dora@example.com").status == ACTIVE
 
 
 # --------------------------------------------------------------------------- sign-up abuse
@@ -158,12 +166,12 @@ def test_the_confirmation_email_carries_nothing_the_visitor_wrote(web):
     words = "Win a prize at http://evil.example/claim now"
     reply = web.post_form("/subscribe", {"email": "nina@example.com", "name": words})
     assert reply.status == 200
-    row = web.store.subscriber_by_email("nina@example.com")
-    eml = wait_for(confirmation_path(web.settings, row["id"]))
+    row = web.store.subscribers.by_email("nina@example.com")
+    eml = wait_for(confirmation_path(web.settings, row.id))
     raw = eml.read_bytes()
     assert b"evil" not in raw and b"prize" not in raw
     assert read_eml(eml)["To"].addresses[0].display_name == ""
-    assert row["name"] == words  # kept for the issues, once confirmed
+    assert row.name == words  # kept for the issues, once confirmed
 
 
 def test_one_client_address_is_limited(web):
@@ -173,13 +181,13 @@ def test_one_client_address_is_limited(web):
     refused = web.post_form("/subscribe", {"email": "one-more@example.org", "name": ""})
     assert refused.status == 429 and refused.headers["Retry-After"] == "3600"
     assert "Too many sign-ups" in refused.text
-    assert web.store.subscriber_by_email("one-more@example.org") is None
+    assert web.store.subscribers.by_email("one-more@example.org") is None
 
 
 def test_non_ascii_local_parts_are_refused_at_sign_up(web):
     reply = web.post_form("/subscribe", {"email": "δοκιμή@example.com", "name": ""})
     assert reply.status == 400 and "non-ASCII" in reply.text
-    assert web.store.count_subscribers(None) == 0
+    assert web.store.subscribers.count(None) == 0
 
 
 def test_the_hourly_cap_is_shared_by_several_serve_processes(tmp_path):
@@ -191,7 +199,7 @@ def test_the_hourly_cap_is_shared_by_several_serve_processes(tmp_path):
             reply = server.post_form("/subscribe", {"email": f"r{i}@example.com", "name": ""})
             assert reply.status == 200
         assert len(settle(one.settings, 3)) == 3
-        assert one.store.count_subscribers(UNCONFIRMED) == 6
+        assert one.store.subscribers.count(UNCONFIRMED) == 6
 
 
 def test_the_limit_counters_are_atomic_on_both_backends(database_url):
@@ -232,9 +240,9 @@ def test_unconfirmed_sign_ups_expire(web):
             .values(created_at=long_ago)
         )
     assert web.post_form("/subscribe", {"email": "fresh@example.com", "name": ""}).status == 200
-    assert web.store.subscriber_by_email("stale@example.com") is None
-    assert web.store.subscriber_by_email("fresh@example.com")["status"] == UNCONFIRMED
-    assert web.store.subscriber_by_email("reader@example.com")["id"] == old_reader["id"]
+    assert web.store.subscribers.by_email("stale@example.com") is None
+    assert web.store.subscribers.by_email("fresh@example.com").status == UNCONFIRMED
+    assert web.store.subscribers.by_email("reader@example.com").id == old_reader.id
 
 
 @pytest.mark.parametrize("host", ["2001:db8::1", "2001:db8::2"])

@@ -8,7 +8,8 @@ import pytest
 from email_validator import EmailNotValidError
 
 from newsletter.config import load_settings
-from newsletter.store import ACTIVE, BOUNCED, COMPLAINED, UNCONFIRMED, UNSUBSCRIBED, Store
+from newsletter.records import SubscriberStatus
+from newsletter.store import Store
 from newsletter.subscribers import (
     add_subscriber,
     export_csv,
@@ -21,6 +22,12 @@ from newsletter.subscribers import (
 )
 from newsletter.tokens import verify_token
 from tests.conftest import run_cli, write
+
+ACTIVE = SubscriberStatus.ACTIVE
+BOUNCED = SubscriberStatus.BOUNCED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
+COMPLAINED = SubscriberStatus.COMPLAINED
+UNCONFIRMED = SubscriberStatus.UNCONFIRMED
 
 
 def _csv(tmp_path, body: bytes):
@@ -45,32 +52,32 @@ def test_import_validates_every_row_and_reports_line_numbers(tmp_path, store):
     assert set(problems) == {3, 4}
     assert "invalid address" in problems[3]
     assert "duplicate of line 2" in problems[4]
-    rows = {r["email"]: r for r in store.list_subscribers()}
-    assert rows["bob@example.org"]["name"] == 'Bob "The Builder", Jr.'
-    assert rows["carl@example.net"]["name"] == "Carl Bcc: evil@example.com"  # no CR/LF kept
-    assert all(r["status"] == ACTIVE for r in rows.values())
+    rows = {r.email: r for r in store.subscribers.each()}
+    assert rows["bob@example.org"].name == 'Bob "The Builder", Jr.'
+    assert rows["carl@example.net"].name == "Carl Bcc: evil@example.com"  # no CR/LF kept
+    assert all(r.status == ACTIVE for r in rows.values())
 
 
 def test_tokens_are_signed_opaque_and_not_the_address(tmp_path, store):
     import_csv(store, _csv(tmp_path, b"email,name\nann@example.com,Ann\n"))
-    row = store.subscriber_by_email("ann@example.com")
-    assert "ann" not in row["token"] and "example" not in row["token"]
+    row = store.subscribers.by_email("ann@example.com")
+    assert "ann" not in row.token and "example" not in row.token
     secret = signing_secret(store)
-    assert verify_token(secret, row["token"])
-    assert not verify_token(secret, row["token"][:-2] + "xx")
-    assert not verify_token(secret, row["token"].split(".")[0])
+    assert verify_token(secret, row.token)
+    assert not verify_token(secret, row.token[:-2] + "xx")
+    assert not verify_token(secret, row.token.split(".")[0])
 
 
 def test_import_never_resubscribes_suppressed_addresses(tmp_path, store):
     import_csv(store, _csv(tmp_path, b"email,name\nann@example.com,Ann\nbob@example.com,Bob\n"))
-    store.suppress_subscriber("ann@example.com", UNSUBSCRIBED)
-    store.suppress_subscriber("bob@example.com", BOUNCED)
+    store.subscribers.suppress("ann@example.com", UNSUBSCRIBED)
+    store.subscribers.suppress("bob@example.com", BOUNCED)
     result = import_csv(
         store, _csv(tmp_path, b"email,name\nAnn@example.com,Ann\nbob@example.com,B\n")
     )
     assert result.imported == 0 and len(result.skipped) == 2
-    assert store.subscriber_by_email("ann@example.com")["status"] == UNSUBSCRIBED
-    assert store.subscriber_by_email("bob@example.com")["status"] == BOUNCED
+    assert store.subscribers.by_email("ann@example.com").status == UNSUBSCRIBED
+    assert store.subscribers.by_email("bob@example.com").status == BOUNCED
 
 
 def test_import_is_one_transaction(tmp_path, store, settings):
@@ -79,7 +86,7 @@ def test_import_is_one_transaction(tmp_path, store, settings):
 
     import pytest
 
-    from newsletter.errors import StoreError
+    from newsletter.exceptions import StoreError
 
     import_csv(store, _csv(tmp_path, b"email,name\nfirst@example.com,F\n"))
     db_file = settings.database_url.removeprefix("sqlite:///")
@@ -94,7 +101,7 @@ def test_import_is_one_transaction(tmp_path, store, settings):
     )
     with pytest.raises(StoreError, match="disk says no"):
         import_csv(store, path)
-    assert store.count_subscribers() == 1
+    assert store.subscribers.count() == 1
 
 
 def test_export_neutralises_formulas(store, tmp_path):
@@ -105,7 +112,7 @@ def test_export_neutralises_formulas(store, tmp_path):
         ),
     )
     out = io.StringIO()
-    assert export_csv(store.list_subscribers(), out) == 2
+    assert export_csv(store.subscribers.each(), out) == 2
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert rows[0]["name"] == '\'=HYPERLINK("x")'
     assert rows[1]["name"] == "'+1 555"
@@ -132,8 +139,7 @@ TRICKY = [
 
 def _rows(store) -> dict[str, tuple[str, str, str]]:
     return {
-        r["email"]: (r["name"], r["status"], r["created_at"].isoformat())
-        for r in store.list_subscribers()
+        r.email: (r.name, str(r.status), r.created_at.isoformat()) for r in store.subscribers.each()
     }
 
 
@@ -187,7 +193,7 @@ def test_import_never_reactivates_without_the_flag_but_applies_suppressions(tmp_
         assert out.returncode == 0, out.stderr
         assert "imported 0, updated 0, rejected 0, skipped 4" in out.stdout
         assert "--reactivate" in out.stderr
-        assert [store.subscriber_by_email(a)["status"] for a, _, _ in TRICKY[1:5]] == [
+        assert [store.subscribers.by_email(a).status for a, _, _ in TRICKY[1:5]] == [
             UNSUBSCRIBED,
             BOUNCED,
             COMPLAINED,
@@ -202,16 +208,16 @@ def test_import_never_reactivates_without_the_flag_but_applies_suppressions(tmp_
         )
         out = run_cli(["subscribers", "import", "left.csv"], tmp_path)
         assert out.returncode == 0 and "updated 2" in out.stdout, out.stdout + out.stderr
-        assert store.subscriber_by_email("ann@example.com")["status"] == UNSUBSCRIBED
-        assert store.subscriber_by_email("+plus@example.com")["status"] == BOUNCED
+        assert store.subscribers.by_email("ann@example.com").status == UNSUBSCRIBED
+        assert store.subscribers.by_email("+plus@example.com").status == BOUNCED
         # The editor's explicit decision.
         write(tmp_path / "back.csv", "email,name,status\nann@example.com,Ann Archer,active\n")
         out = run_cli(["subscribers", "import", "back.csv"], tmp_path)
         assert "skipped 1" in out.stdout
-        assert store.subscriber_by_email("ann@example.com")["status"] == UNSUBSCRIBED
+        assert store.subscribers.by_email("ann@example.com").status == UNSUBSCRIBED
         out = run_cli(["subscribers", "import", "--reactivate", "back.csv"], tmp_path)
         assert out.returncode == 0 and "updated 1" in out.stdout, out.stdout + out.stderr
-        assert store.subscriber_by_email("ann@example.com")["status"] == ACTIVE
+        assert store.subscribers.by_email("ann@example.com").status == ACTIVE
     finally:
         store.close()
 
@@ -264,7 +270,7 @@ def test_addresses_need_an_ascii_local_part_and_domains_are_stored_in_ascii(tmp_
     assert result.imported == 2
     assert [p.line for p in result.problems] == [2]
     assert "non-ASCII" in result.problems[0].message
-    assert store.subscriber_by_email("ann@xn--bcher-kva.example")["name"] == "Ann"
+    assert store.subscribers.by_email("ann@xn--bcher-kva.example").name == "Ann"
     with pytest.raises(EmailNotValidError, match="non-ASCII"):
         normalize_address("δοκιμή@example.com")
     assert mailbox_key("Victim+1@Example.COM") == mailbox_key("victim@example.com")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.providers import Message, make_provider
+from newsletter.records import Subscriber
 from newsletter.web.templating import render
 
 
@@ -17,19 +18,19 @@ def confirm_url(settings: Settings, token: str) -> str:
 CATEGORY = "confirmations"
 
 
-def build_confirmation(settings: Settings, subscriber: dict) -> Message:
+def build_confirmation(settings: Settings, subscriber: Subscriber) -> Message:
     """The confirmation email for one pending subscriber, with their signed link. Nothing the
     visitor typed appears in it (not the name, not even in the To: header): the form must not
     let anyone send their own words to someone else's inbox."""
-    url = confirm_url(settings, subscriber["token"])
+    url = confirm_url(settings, subscriber.token)
     return Message(
-        to_email=subscriber["email"],
+        to_email=subscriber.email,
         to_name="",
         subject=f"Confirm your subscription to {settings.name}",
         text=render(settings, "email/confirm.txt", url=url),
         html=render(settings, "email/confirm.html", url=url),
         category=CATEGORY,
-        key=str(subscriber["id"]),
+        key=str(subscriber.id),
     )
 
 
@@ -38,7 +39,7 @@ def confirmation_path(settings: Settings, subscriber_id: int) -> Path:
     return settings.outbox_path / CATEGORY / f"{subscriber_id}.eml"
 
 
-def send_confirmation(settings: Settings, subscriber: dict) -> str:
+def send_confirmation(settings: Settings, subscriber: Subscriber) -> str:
     """Send the confirmation email through the configured provider; returns its message id.
     Raises NewsletterError (a ProviderError) when the provider cannot send it."""
     return make_provider(settings).send_message(build_confirmation(settings, subscriber))

@@ -29,8 +29,9 @@ from limits import RateLimitItem, parse_many
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 
-from newsletter.errors import StoreError
-from newsletter.store import Store, utcnow
+from newsletter.exceptions import StoreError
+from newsletter.records import utcnow
+from newsletter.store import Store
 from newsletter.subscribers import mailbox_key
 
 log = logging.getLogger(__name__)
@@ -56,26 +57,26 @@ class DatabaseStorage(Storage):
         return StoreError
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self.store.rate_incr(key, float(expiry), amount)
+        return self.store.rate_limits.incr(key, float(expiry), amount)
 
     def get(self, key: str) -> int:
-        return self.store.rate_get(key)[0]
+        return self.store.rate_limits.get(key)[0]
 
     def get_expiry(self, key: str) -> float:
-        return self.store.rate_get(key)[1]
+        return self.store.rate_limits.get(key)[1]
 
     def check(self) -> bool:
         try:
-            self.store.rate_get("check")
+            self.store.rate_limits.get("check")
         except StoreError:
             return False
         return True
 
     def reset(self) -> int | None:
-        return self.store.rate_clear()
+        return self.store.rate_limits.clear()
 
     def clear(self, key: str) -> None:
-        self.store.rate_clear(key)
+        self.store.rate_limits.clear(key)
 
 
 def client_key(host: str | None) -> str:
@@ -143,8 +144,8 @@ class SignupLimits:
     def purge(self) -> int:
         """Delete expired unconfirmed sign-ups and finished counters; returns how many sign-ups
         were deleted. Two small DELETEs, run on every sign-up (which the limits above bound)."""
-        deleted = self.store.purge_unconfirmed(utcnow() - self.expire_after)
-        self.store.rate_prune()
+        deleted = self.store.subscribers.purge_unconfirmed(utcnow() - self.expire_after)
+        self.store.rate_limits.prune()
         if deleted:
             log.info("deleted %d sign-ups not confirmed within %s", deleted, self.expire_after)
         return deleted
