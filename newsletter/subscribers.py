@@ -70,20 +70,16 @@ class CsvRow:
 def normalize_address(raw: str) -> str:
     """The one address check of sign-up, import and proofs; returns the address as stored.
 
-    Decision: the local part (before the @) must be ASCII. An internationalised local part
-    needs SMTPUTF8 end to end, which SendGrid and many receiving servers refuse, so such an
-    address could never be delivered reliably; it is refused here with a readable reason
-    rather than accepted and failed at send time. Internationalised domains are fine: they
-    are stored in their ASCII (IDNA) form, which every provider accepts.
+    Decision: internationalised local parts (`δοκιμή@example.com`) are accepted. They need
+    SMTPUTF8: the outbox writes them so (RFC 6532), and a provider that cannot take one
+    (SendGrid) fails that one recipient with a reason while everyone else gets the issue. At
+    sign-up, double opt-in means such an address only becomes active if the confirmation
+    reached it. Every address whose local part is ASCII is stored all-ASCII (an
+    internationalised domain in its IDNA form), so it never needs SMTPUTF8 anywhere.
     Raises EmailNotValidError with a readable reason."""
     if any(c in raw for c in "\r\n\x00"):
         raise EmailNotValidError("contains a line break or control character")
-    if not raw.strip().rpartition("@")[0].isascii():
-        raise EmailNotValidError(
-            "the part before the @ has non-ASCII characters, which many mail servers cannot "
-            "deliver (SMTPUTF8); use an ASCII address"
-        )
-    checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
+    checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=True)
     return checked.ascii_email or checked.normalized
 
 
