@@ -42,6 +42,7 @@ from newsletter.web.events import (
     apply_events,
     parse_events,
 )
+from newsletter.web.ratelimit import SignupLimits
 from newsletter.web.state import BODY_LIMIT_WEBHOOK, BodyTooLarge, WebState, read_body, web_state
 
 log = logging.getLogger(__name__)
@@ -162,10 +163,15 @@ def by_method(get: Handler, post: Handler) -> Callable[[Request], Awaitable[Resp
 
 # -- the app -----------------------------------------------------------------------------------
 def create_app(
-    settings: Settings, store: Store, *, webhook_public_key: str | None = None
+    settings: Settings,
+    store: Store,
+    *,
+    webhook_public_key: str | None = None,
+    limits: SignupLimits | None = None,
 ) -> Starlette:
     """The web app on `store`. The webhook's public key comes from the argument or from the
-    SENDGRID_WEBHOOK_PUBLIC_KEY environment variable; without one, every event is refused."""
+    SENDGRID_WEBHOOK_PUBLIC_KEY environment variable; without one, every event is refused.
+    `limits` defaults to the sign-up limits of `newsletter.web.ratelimit`."""
     key = webhook_public_key or secret(PUBLIC_KEY_ENV)
     verifier = WebhookVerifier(key) if key else None
     if verifier is None:
@@ -175,7 +181,9 @@ def create_app(
         store=store,
         token_secret=signing_secret(store),
         verifier=verifier,
+        limits=limits or SignupLimits(store),
     )
+    state.limits.purge()
     routes = [
         Route("/", _home, methods=["GET"]),
         Route("/subscribe", by_method(pages.subscribe_form, pages.subscribe_submit), methods=BOTH),
