@@ -8,7 +8,7 @@ so the same code runs on the embedded SQLite file and on PostgreSQL.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -949,7 +949,7 @@ class Store:
             ).first()
         return (row.holder, row.expires_at) if row else None
 
-    # -- webhook idempotency ---------------------------------------------------------------
+    # -- webhook idempotency (the batched form is in the block at the end of this file) -----
     def first_time_event(self, event_id: str) -> bool:
         """True the first time an event id is seen; redelivered events return False."""
         with self._tx() as conn:
@@ -977,3 +977,204 @@ class Store:
                 ).rowcount
                 > 0
             )
+
+
+# =============================================================================================
+# SendGrid event webhook: one signed POST applied in one transaction, set-based.
+# (Kept together so it moves as one piece: the dedupe belongs with the events aggregate, the
+# confirmations with the deliveries, the suppressions with the subscribers.)
+# =============================================================================================
+
+# sg_event_id is stored in webhook_events.event_id, a String(200).
+EVENT_ID_MAX = 200
+# A worse status is never undone: these are the statuses a suppression may replace.
+SUPPRESSIBLE = (ACTIVE, UNCONFIRMED, UNSUBSCRIBED)
+HARD_SUPPRESSIONS = (BOUNCED, COMPLAINED)
+# PostgreSQL's answers to two transactions that crossed (deadlock, serialization failure):
+# the whole POST is simply applied again.
+RETRY_SQLSTATES = {"40P01", "40001"}
+WEBHOOK_ATTEMPTS = 5
+
+
+class WebhookEvent(NamedTuple):
+    """One event of a verified POST, reduced to what it changes. `kind` is "suppress"
+    (email_key + status), "confirm" (issue + subscriber) or "open" / "click" (issue).
+    Events without an `event_id` cannot be deduplicated: only idempotent ones come so."""
+
+    kind: str
+    event_id: str | None
+    email_key: str = ""
+    status: str = ""
+    issue_id: int = 0
+    subscriber_id: int = 0
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    suppressed: int = 0
+    confirmed: int = 0
+    opens: int = 0
+    clicks: int = 0
+    duplicates: int = 0
+
+
+def final_suppressions(events: Iterable[WebhookEvent]) -> dict[str, str]:
+    """email_key -> the status a batch leaves it with, as if applied one by one: the first
+    bounce or complaint wins (neither replaces the other), an unsubscribe never replaces
+    either."""
+    final: dict[str, str] = {}
+    for e in events:
+        if e.kind != "suppress":
+            continue
+        current = final.get(e.email_key)
+        if current is None or (current == UNSUBSCRIBED and e.status in HARD_SUPPRESSIONS):
+            final[e.email_key] = e.status
+    return final
+
+
+class _WebhookSQL:
+    """The set-based statements, one bound parameter per list whatever its length: a JSON
+    array read by json_each on SQLite, arrays read by unnest on PostgreSQL."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+
+    def _rows(self, *columns: list, names: tuple[str, ...], types: tuple):
+        """A derived table of `names` from parallel lists."""
+        if self.sqlite:
+            import json
+
+            each = func.json_each(
+                literal(json.dumps(list(zip(*columns, strict=True))))
+            ).table_valued("value")
+            cols = [
+                func.json_extract(each.c.value, f"$[{i}]").label(name)
+                for i, name in enumerate(names)
+            ]
+            return select(*cols).select_from(each).subquery()
+        arrays = [
+            bindparam(f"rows_{name}", list(col), type_=postgresql.ARRAY(kind))
+            for col, name, kind in zip(columns, names, types, strict=True)
+        ]
+        return func.unnest(*arrays).table_valued(*names).render_derived()
+
+    def first_seen(self, conn: Connection, event_ids: list[str], now: datetime) -> set[str]:
+        """Record the ids; return those never seen before. Concurrent redeliveries of the
+        same ids wait for each other on the primary key, so each id is new to one only."""
+        if not event_ids:
+            return set()
+        rows = self._rows(event_ids, names=("event_id",), types=(String,))
+        source = select(rows.c.event_id, literal(now, UTCDateTime))
+        if self.sqlite:
+            # "WHERE true": SQLite would read the ON of ON CONFLICT as a join constraint.
+            source = source.where(literal(True))
+        stmt = (
+            (sqlite_insert if self.sqlite else pg_insert)(webhook_events)
+            .from_select(["event_id", "received_at"], source)
+            .on_conflict_do_nothing(index_elements=[webhook_events.c.event_id])
+            .returning(webhook_events.c.event_id)
+        )
+        return set(conn.scalars(stmt))
+
+    def suppress(self, conn: Connection, final: dict[str, str], now: datetime) -> int:
+        if not final:
+            return 0
+        keys = sorted(final)  # one lock order for every concurrent POST
+        rows = self._rows(
+            keys, [final[k] for k in keys], names=("key", "status"), types=(String, String)
+        )
+        stmt = (
+            update(subscribers)
+            .where(
+                subscribers.c.email_key == rows.c.key,
+                subscribers.c.status.in_(SUPPRESSIBLE),
+                subscribers.c.status != rows.c.status,
+            )
+            .values(status=rows.c.status, updated_at=now)
+        )
+        return conn.execute(stmt).rowcount
+
+    def confirm(self, conn: Connection, pairs: set[tuple[int, int]], now: datetime) -> int:
+        """uncertain -> sent, only where the provider named this very issue and subscriber."""
+        if not pairs:
+            return 0
+        ordered = sorted(pairs)
+        rows = self._rows(
+            [i for i, _ in ordered],
+            [s for _, s in ordered],
+            names=("issue_id", "subscriber_id"),
+            types=(Integer, Integer),
+        )
+        stmt = (
+            update(deliveries)
+            .where(
+                deliveries.c.issue_id == rows.c.issue_id,
+                deliveries.c.subscriber_id == rows.c.subscriber_id,
+                deliveries.c.state == UNCERTAIN,
+            )
+            .values(state=SENT, updated_at=now)
+        )
+        return conn.execute(stmt).rowcount
+
+    def count_engagement(self, conn: Connection, counts: dict[int, tuple[int, int]]) -> None:
+        if not counts:
+            return
+        conn.execute(
+            update(issues)
+            .where(issues.c.id == bindparam("iid"))
+            .values(
+                opens=issues.c.opens + bindparam("o", type_=Integer),
+                clicks=issues.c.clicks + bindparam("c", type_=Integer),
+            ),
+            [{"iid": i, "o": o, "c": c} for i, (o, c) in sorted(counts.items())],
+        )
+
+
+def _apply_webhook_events(
+    sql: _WebhookSQL, conn: Connection, events: Sequence[WebhookEvent]
+) -> WebhookOutcome:
+    now = utcnow()
+    ids = sorted({e.event_id for e in events if e.event_id is not None})
+    fresh = sql.first_seen(conn, ids, now)
+    kept: list[WebhookEvent] = []
+    duplicates = 0
+    for e in events:
+        if e.event_id is not None:
+            if e.event_id not in fresh:
+                duplicates += 1
+                continue
+            fresh.discard(e.event_id)  # the same id twice in one POST counts once too
+        kept.append(e)
+    suppressed = sql.suppress(conn, final_suppressions(kept), now)
+    confirmed = sql.confirm(
+        conn, {(e.issue_id, e.subscriber_id) for e in kept if e.kind == "confirm"}, now
+    )
+    counts: dict[int, list[int]] = {}
+    for e in kept:
+        if e.kind in ("open", "click"):
+            slot = counts.setdefault(e.issue_id, [0, 0])
+            slot[0 if e.kind == "open" else 1] += 1
+    sql.count_engagement(conn, {i: (o, c) for i, (o, c) in counts.items()})
+    return WebhookOutcome(
+        suppressed=suppressed,
+        confirmed=confirmed,
+        opens=sum(o for o, _ in counts.values()),
+        clicks=sum(c for _, c in counts.values()),
+        duplicates=duplicates,
+    )
+
+
+def apply_webhook_events(store: Store, events: Sequence[WebhookEvent]) -> WebhookOutcome:
+    """Apply one verified POST in one transaction: all of it or none of it. Each event id
+    acts once, even when SendGrid redelivers a batch while the first delivery is still
+    being applied."""
+    sql = _WebhookSQL(store.is_sqlite)
+    for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
+        try:
+            with store._tx() as conn:
+                return _apply_webhook_events(sql, conn, events)
+        except StoreError as exc:
+            state = getattr(getattr(exc.__cause__, "orig", None), "sqlstate", None)
+            if state not in RETRY_SQLSTATES or attempt == WEBHOOK_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
