@@ -319,7 +319,42 @@ def check(url: str, issue_id: int, expected: Expected, uncertain: set[int]) -> l
     return problems
 
 
-def run(backend: str, url: str, folder: Path, args: argparse.Namespace) -> bool:
+def _cpu(pid: int, reaped: bool = False) -> float:
+    """CPU seconds of a process (and of its children it has waited for)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_cpu(pg_folder: Path | None) -> float | None:
+    """CPU seconds used so far by a throwaway PostgreSQL: its postmaster, the backends that
+    ended (reaped by it) and those still running."""
+    if pg_folder is None:
+        return None
+    try:
+        postmaster = int((pg_folder / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    total = _cpu(postmaster, reaped=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                total += _cpu(int(entry.name))
+    return total
+
+
+def run(
+    backend: str, url: str, folder: Path, args: argparse.Namespace, pg_folder: Path | None = None
+) -> bool:
     t0 = time.perf_counter()
     issue_id, uncertain = seed(url, args.subscribers)
     print(
@@ -332,10 +367,14 @@ def run(backend: str, url: str, folder: Path, args: argparse.Namespace) -> bool:
     expected = Expected()
     batches = make_batches(expected, issue_id, args.events, args.batch, args.subscribers, uncertain)
     loaded = (args.events + args.batch - 1) // args.batch - args.probe
+    load = os.getloadavg()[0]
+    serve_cpu, db_cpu = _cpu(server.pid), cluster_cpu(pg_folder)
     try:
         elapsed, latencies, posts = post_all(
             port, itertools.islice(batches, loaded), args.concurrency, redeliver=True
         )
+        serve_cpu = _cpu(server.pid) - serve_cpu
+        db_cpu = None if db_cpu is None else (cluster_cpu(pg_folder) or 0.0) - db_cpu
         # Then the last few POSTs one at a time: the latency of a POST on its own.
         _, alone, _ = post_all(port, batches, 1, redeliver=False)
     finally:
@@ -349,6 +388,19 @@ def run(backend: str, url: str, folder: Path, args: argparse.Namespace) -> bool:
         f"{elapsed:.1f} s, {events / elapsed:,.0f} events/s; POST latency p50 "
         f"{percentile(latencies, 50) * 1000:.0f} ms, p99 {percentile(latencies, 99) * 1000:.0f} ms"
         f", max {max(latencies) * 1000:.0f} ms",
+        flush=True,
+    )
+    # What it cost, whatever else the shared machine was doing (its 1-minute load average
+    # when the POSTs started is printed too).
+    cost = f"newsletter serve {serve_cpu:.1f} s"
+    total = serve_cpu
+    if db_cpu is not None:
+        cost += f" + PostgreSQL {db_cpu:.1f} s"
+        total += db_cpu
+    print(
+        f"[{backend}] CPU: {cost} = {total / (events / 1000) * 1000:.1f} ms per 1,000 events, "
+        f"{events / total:,.0f} events per CPU-second; load average was {load:.1f} "
+        f"on {os.cpu_count()} cores",
         flush=True,
     )
     if alone:
@@ -393,7 +445,7 @@ def main() -> None:
             admin_url, pg_folder = postgres(tmp)
             try:
                 url = fresh_postgres_database(admin_url, "newsletter_events_bench")
-                ok &= run(backend, url, folder, args)
+                ok &= run(backend, url, folder, args, pg_folder)
             finally:
                 if pg_folder is not None:
                     subprocess.run(
