@@ -1064,10 +1064,16 @@ class _WebhookSQL:
                 "AND subscriber_id IN (SELECT value FROM json_each(:ids))"
             ).bindparams(now)
         else:
+            # Answers with the ids that were already there (usually none: one NULL) rather
+            # than with every new one: fetching a thousand rows cost more than the insert.
             self._first_seen = text(
-                "INSERT INTO webhook_events (event_id, received_at) "
-                "SELECT unnest(CAST(:ids AS varchar[])), :now "
-                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+                "WITH given AS (SELECT value AS event_id "
+                "FROM json_array_elements_text(CAST(:ids AS json))), "
+                "added AS (INSERT INTO webhook_events (event_id, received_at) "
+                "SELECT event_id, :now FROM given "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id) "
+                "SELECT json_agg(event_id) FROM given "
+                "WHERE event_id NOT IN (SELECT event_id FROM added)"
             ).bindparams(now)
             # One statement for every status: rows are locked in one (index) order.
             self._suppress = text(
@@ -1095,7 +1101,10 @@ class _WebhookSQL:
         each id is new to exactly one of them."""
         if not event_ids:
             return set()
-        return set(conn.scalars(self._first_seen, {"ids": self._list(event_ids), "now": now}))
+        params = {"ids": json.dumps(event_ids), "now": now}
+        if self.sqlite:
+            return set(conn.scalars(self._first_seen, params))
+        return set(event_ids).difference(conn.scalar(self._first_seen, params) or ())
 
     def suppress(self, conn: Connection, final: dict[str, str], now: datetime) -> int:
         if not final:
