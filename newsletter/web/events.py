@@ -181,34 +181,36 @@ class ParsedBatch:
     ignored: int  # events of no interest to us (deferrals, mail sent by other tools ...)
 
 
-def _text(value: object, where: str, field: str) -> str | None:
+def _text(value: object, n: int, field: str) -> str | None:
     """A string we will store or compare, or None when absent; 400 for any other type and
     for text no database takes (NUL, lone surrogates from \\ud800-style escapes)."""
     if value is None:
         return None
+    if type(value) is str and value.isascii() and "\x00" not in value:
+        return value  # SendGrid's own: ASCII, so no surrogates either
     if not isinstance(value, str):
-        raise MalformedEvents(f"{where}: {field} is not a string")
+        raise MalformedEvents(f"event {n}: {field} is not a string")
     if "\x00" in value:
-        raise MalformedEvents(f"{where}: {field} contains NUL")
+        raise MalformedEvents(f"event {n}: {field} contains NUL")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise MalformedEvents(f"{where}: {field} is not valid Unicode") from None
+        raise MalformedEvents(f"event {n}: {field} is not valid Unicode") from None
     return value
 
 
-def _id(value: object, where: str, field: str) -> int | None:
+def _id(value: object, n: int, field: str) -> int | None:
     """One of our ids, which SendGrid hands back as custom args (strings); None if absent."""
     if value is None:
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+    if type(value) is str and value.isdigit() and len(value) <= 10 and value.isascii():
         number = int(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
-        raise MalformedEvents(f"{where}: {field} is not a positive integer")
+        raise MalformedEvents(f"event {n}: {field} is not a positive integer")
     if not 1 <= number <= ID_MAX:
-        raise MalformedEvents(f"{where}: {field} is out of range")
+        raise MalformedEvents(f"event {n}: {field} is out of range")
     return number
 
 
@@ -241,38 +243,34 @@ def parse_events(body: str | bytes) -> ParsedBatch:
         raise MalformedEvents("the body is not a JSON array of events")
     events: list[WebhookEvent] = []
     ignored = 0
+    append = events.append
     for n, event in enumerate(data):
-        where = f"event {n}"
-        if not isinstance(event, dict):
-            raise MalformedEvents(f"{where} is not an object")
+        if type(event) is not dict:
+            raise MalformedEvents(f"event {n} is not an object")
         kind = event.get("event")
-        if not isinstance(kind, str):
-            raise MalformedEvents(f"{where}: event is not a string")
-        event_id = _text(event.get("sg_event_id"), where, "sg_event_id")
+        if type(kind) is not str:
+            raise MalformedEvents(f"event {n}: event is not a string")
+        event_id = _text(event.get("sg_event_id"), n, "sg_event_id")
         if event_id is not None and not 0 < len(event_id) <= EVENT_ID_MAX:
-            raise MalformedEvents(f"{where}: sg_event_id is empty or longer than {EVENT_ID_MAX}")
-        if kind in SUPPRESSING:
-            email = _text(event.get("email"), where, "email")
+            raise MalformedEvents(f"event {n}: sg_event_id is empty or over {EVENT_ID_MAX} long")
+        if kind in CONFIRMING or kind in ENGAGEMENT:
+            issue_id = _id(event.get("issue_id"), n, "issue_id")
+            subscriber_id = _id(event.get("subscriber_id"), n, "subscriber_id")
+            if kind in CONFIRMING and issue_id and subscriber_id:
+                append(WebhookEvent("confirm", event_id, "", "", issue_id, subscriber_id))
+            elif kind in ENGAGEMENT and issue_id and event_id:
+                # Counted only with an id: without one a redelivery would count again.
+                append(WebhookEvent(kind, event_id, "", "", issue_id, 0))
+            else:
+                ignored += 1  # not one of ours (no custom args), or no id to count it once
+        elif kind in SUPPRESSING:
+            email = _text(event.get("email"), n, "email")
             status = suppression_status(event)
             key = email.strip().lower() if email else ""
             if status is None or not key or len(key) > EMAIL_MAX:
                 ignored += 1
                 continue
-            events.append(WebhookEvent("suppress", event_id, email_key=key, status=status))
-        elif kind in CONFIRMING or kind in ENGAGEMENT:
-            issue_id = _id(event.get("issue_id"), where, "issue_id")
-            subscriber_id = _id(event.get("subscriber_id"), where, "subscriber_id")
-            if kind in CONFIRMING and issue_id and subscriber_id:
-                events.append(
-                    WebhookEvent(
-                        "confirm", event_id, issue_id=issue_id, subscriber_id=subscriber_id
-                    )
-                )
-            elif kind in ENGAGEMENT and issue_id and event_id:
-                # Counted only with an id: without one a redelivery would count again.
-                events.append(WebhookEvent(kind, event_id, issue_id=issue_id))
-            else:
-                ignored += 1  # not one of ours (no custom args), or no id to count it once
+            append(WebhookEvent("suppress", event_id, key, status))
         else:
             ignored += 1
     return ParsedBatch(events, ignored)
