@@ -47,15 +47,9 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
 
 from newsletter.config import write_default_config  # noqa: E402
-from newsletter.store import (  # noqa: E402
-    SENT,
-    SUPPRESSED,
-    UNCERTAIN,
-    Store,
-    deliveries,
-    subscribers,
-    webhook_events,
-)
+from newsletter.records import SUPPRESSED, DeliveryState, RenderedIssue  # noqa: E402
+from newsletter.store import Store  # noqa: E402
+from newsletter.store.schema import deliveries, subscribers, webhook_events  # noqa: E402
 from newsletter.web.events import SIGNATURE_HEADER, TIMESTAMP_HEADER  # noqa: E402
 
 NEWSLETTER = Path(sys.executable).with_name("newsletter")
@@ -66,6 +60,7 @@ PUBLIC_KEY = base64.b64encode(
     )
 ).decode()
 REDELIVER_EVERY = 50
+SENT, UNCERTAIN = DeliveryState.SENT, DeliveryState.UNCERTAIN
 
 
 # --------------------------------------------------------------------------- databases
@@ -98,19 +93,22 @@ def seed(url: str, count: int) -> tuple[int, set[int]]:
     """`count` subscribers, one issue to them all; 1 % of its rows left uncertain."""
     store = Store(url)
     try:
-        store.add_subscribers(
+        store.subscribers.add(
             {"email": f"reader{n}@example.com", "name": "", "token": secrets.token_hex(16)}
             for n in range(count)
         )
-        issue_id = store.create_issue(
-            slug="benchmark",
-            subject="Benchmark",
-            preheader="",
-            html="<p>x</p>",
-            text="x",
-            archive_html="<p>x</p>",
-            placeholder_nonce="0" * 16,
-            article_ids=[],
+        issue_id = store.queue.create_issue(
+            RenderedIssue(
+                slug="benchmark",
+                subject="Benchmark",
+                preheader="",
+                html="<p>x</p>",
+                text="x",
+                archive_html="<p>x</p>",
+                placeholder_nonce="0" * 16,
+                view_url="",
+            ),
+            [],
         )
         with store.engine.begin() as conn:
             conn.execute(update(deliveries).values(state=SENT))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from newsletter.errors import ArticleError
+from newsletter.exceptions import ArticleError
 
 RECAP_HEADING = "quick recap"
 ARTICLE_SUFFIXES = (".txt", ".md", ".markdown")
@@ -65,7 +65,6 @@ class Article:
     teaser_override: str | None = None
     subject_override: str | None = None
     not_before: datetime | date | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def recap(self) -> Section | None:
@@ -292,11 +291,13 @@ def _markdown_sections(path: Path, body: str, offset: int) -> list[Section]:
     for k, start in enumerate(heading_starts):
         end = heading_starts[k + 1] if k + 1 < len(heading_starts) else len(tokens)
         heading = tokens[start + 1].content.strip()
-        line_no = tokens[start].map[0] + offset + 1
+        heading_map = tokens[start].map
+        assert heading_map is not None  # block tokens always carry their source lines
+        line_no = heading_map[0] + offset + 1
         inner = tokens[start + 3 : end]
         if not inner:
             raise ArticleError(path, line_no, f"section {heading!r} has no text")
-        first_line = inner[0].map[0] if inner[0].map else tokens[start].map[1]
+        first_line = inner[0].map[0] if inner[0].map else heading_map[1]
         last_line = max((t.map[1] for t in inner if t.map), default=first_line)
         source = "\n".join(lines[first_line:last_line]).strip()
         rendered = _MD.renderer.render(inner, _MD.options, {})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from newsletter.articles import Article
-from newsletter.errors import ArticleError
+from newsletter.exceptions import ArticleError
 
 MAX_TEASER_CHARS = 300
 ELLIPSIS = "\u2026"

@@ -20,14 +20,26 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from newsletter.store import ACTIVE, COMPLAINED, SENT, UNCERTAIN, UNSUBSCRIBED, webhook_events
+from newsletter.records import DeliveryState, SubscriberStatus
+from newsletter.store.schema import subscribers, webhook_events
 from newsletter.subscribers import add_subscriber
 from newsletter.web.events import BODY_LIMIT, PUBLIC_KEY_ENV, SIGNATURE_HEADER, TIMESTAMP_HEADER
-from tests.test_web import EVENT_KEY, LiveWeb, event, live_web, signed_post, uncertain_issue
+from tests.test_web import (
+    EVENT_KEY,
+    LiveWeb,
+    event,
+    live_web,
+    signed_post,
+    status_of,
+    uncertain_issue,
+)
 
 PATH = "/webhooks/sendgrid"
+ACTIVE, COMPLAINED = SubscriberStatus.ACTIVE, SubscriberStatus.COMPLAINED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
+SENT, UNCERTAIN = DeliveryState.SENT, DeliveryState.UNCERTAIN
 
 
 @pytest.fixture
@@ -181,10 +193,10 @@ def test_malformed_post_is_refused_whole(hook, bad):
     good = json.dumps(event("spamreport", "victim@example.com"))
     reply = signed_post(hook, f"[{good}, {bad}]".encode())
     assert reply.status == 400, reply.text
-    assert hook.store.subscriber_by_email("victim@example.com")["status"] == ACTIVE
+    assert status_of(hook.store, "victim@example.com") == ACTIVE
     assert webhook_event_count(hook) == 0
     assert signed_post(hook, f"[{good}]".encode()).status == 200
-    assert hook.store.subscriber_by_email("victim@example.com")["status"] == COMPLAINED
+    assert status_of(hook.store, "victim@example.com") == COMPLAINED
 
 
 # ----------------------------------------------------------------- exactly once
@@ -214,16 +226,21 @@ def test_each_event_id_acts_once_across_posts(hook):
     status, summary = post(hook, first)
     assert status == 200, summary
     assert summary["opens"] == 6 and summary["duplicates"] == 1 and summary["confirmed"] == 1
-    assert store.subscriber_by_email("c@example.com")["status"] == UNSUBSCRIBED
-    assert {r["email"] for r in store.deliveries_in_state(issue_id, SENT)} == {"a@example.com"}
-    assert store.delivery_counts(issue_id)[UNCERTAIN] == 2
+    assert status_of(store, "c@example.com") == UNSUBSCRIBED
+    assert {r.email for r in store.deliveries.in_state(issue_id, SENT)} == {"a@example.com"}
+    assert store.deliveries.counts(issue_id)[UNCERTAIN] == 2
 
-    store.set_subscriber_status(ids["c@example.com"], ACTIVE)  # they came back
+    with store.engine.begin() as conn:  # they came back (the editor re-activated them)
+        conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == ids["c@example.com"])
+            .values(status=ACTIVE)
+        )
     status, summary = post(hook, [*opens, leave])  # SendGrid redelivers, plus 4 new opens
     assert status == 200, summary
     assert summary["opens"] == 4 and summary["duplicates"] == 7
-    assert store.get_issue(issue_id)["opens"] == 10
-    assert store.subscriber_by_email("c@example.com")["status"] == ACTIVE
+    assert store.queue.get_issue(issue_id).opens == 10
+    assert status_of(store, "c@example.com") == ACTIVE
 
 
 def test_concurrent_redelivery_counts_once(hook):
@@ -246,12 +263,12 @@ def test_concurrent_redelivery_counts_once(hook):
         replies = list(pool.map(lambda _: signed_post(hook, body), range(8)))
     assert [r.status for r in replies] == [200] * 8, [r.text for r in replies]
     summaries = [json.loads(r.body) for r in replies]
-    issue = store.get_issue(issue_id)
-    assert (issue["opens"], issue["clicks"]) == (600, 196)
+    issue = store.queue.get_issue(issue_id)
+    assert (issue.opens, issue.clicks) == (600, 196)
     assert sum(s["opens"] for s in summaries) == 600
     assert sum(s["confirmed"] for s in summaries) == 200
     assert sum(s["suppressed"] for s in summaries) == 4
     assert sum(s["duplicates"] for s in summaries) == 7 * 1000
-    assert store.delivery_counts(issue_id)[SENT] == 200
-    assert store.count_subscribers(COMPLAINED) == 4
+    assert store.deliveries.counts(issue_id)[SENT] == 200
+    assert store.subscribers.count(COMPLAINED) == 4
     assert webhook_event_count(hook) == 1000

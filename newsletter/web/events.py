@@ -12,7 +12,7 @@ In order, each step refusing before the next costs anything:
    SendGrid's own helper; the SHA-256 is computed as the body streams in.
 4. the events: any malformed value (not JSON, nesting past the parser's depth, a wrong type,
    an id out of range) refuses the whole POST with 400 before anything is applied.
-5. one transaction for the whole POST (`store.apply_webhook_events`): each `sg_event_id` is
+5. one transaction for the whole POST (`store.events.apply`): each `sg_event_id` is
    recorded once, and only the events seen for the first time act, so SendGrid's redeliveries
    (for 24 hours, and sometimes while the first delivery is still being applied) change
    nothing.
@@ -37,19 +37,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from newsletter.errors import ConfigError, StoreError
-from newsletter.store import (
-    BOUNCED,
-    COMPLAINED,
-    EVENT_ID_MAX,
-    UNSUBSCRIBED,
-    Store,
-    WebhookEvent,
-    WebhookOutcome,
-    apply_webhook_events,
-)
+from newsletter.exceptions import ConfigError, StoreError
+from newsletter.records import SubscriberStatus, WebhookEvent, WebhookOutcome
+from newsletter.store import Store
+from newsletter.store.events import EVENT_ID_MAX
 
 log = logging.getLogger(__name__)
+
+BOUNCED, COMPLAINED = SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -279,7 +275,7 @@ def parse_events(body: str | bytes) -> ParsedBatch:
 def apply_events(store: Store, body: str | bytes) -> EventSummary:
     """Parse a verified body and apply it in one transaction (MalformedEvents: nothing)."""
     batch = parse_events(body)
-    outcome = apply_webhook_events(store, batch.events) if batch.events else WebhookOutcome()
+    outcome = store.events.apply(batch.events) if batch.events else WebhookOutcome()
     return EventSummary.of(outcome, batch.ignored)
 
 
