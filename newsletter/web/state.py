@@ -16,7 +16,6 @@ from newsletter.web.ratelimit import SignupLimits
 from newsletter.web.templating import render
 
 BODY_LIMIT_FORM = 16 * 1024
-BODY_LIMIT_WEBHOOK = 16 * 1024 * 1024
 
 
 @dataclass
