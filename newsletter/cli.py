@@ -189,12 +189,19 @@ def subscribers() -> None:
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--reactivate",
+    is_flag=True,
+    help="Let the file make known unsubscribed, bounced, complained or unconfirmed "
+    "addresses active again (never done without it).",
+)
 @pass_app
-def subscribers_import(app: App, file: Path) -> None:
-    """Import FILE.csv (columns email, name): valid rows in one transaction."""
+def subscribers_import(app: App, file: Path, reactivate: bool) -> None:
+    """Import FILE.csv (columns email, name, and optionally status, created_at as `export`
+    writes them): the whole file in one transaction, nothing if a row is badly quoted."""
     from newsletter.subscribers import import_csv
 
-    result = import_csv(app.store, file)
+    result = import_csv(app.store, file, reactivate=reactivate)
     for problem in result.problems:
         click.echo(f"{file}:{problem}", err=True)
     for skipped in result.skipped:
@@ -229,7 +236,8 @@ def subscribers_remove(app: App, email: str) -> None:
 )
 @pass_app
 def subscribers_export(app: App, out: Path | None) -> None:
-    """Write every subscriber with their status as CSV."""
+    """Write every subscriber with their status as CSV (`subscribers import` reads it back;
+    cells a spreadsheet would run as formulas get a leading apostrophe, which import removes)."""
     from newsletter.subscribers import export_csv
 
     if out is None:
