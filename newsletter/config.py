@@ -74,6 +74,7 @@ class Settings:
     resend_uncertain: bool
     claim_timeout: timedelta
     collapse_is_error: bool
+    editor_email: str  # "" when nobody is to be emailed about held articles
 
     @property
     def issues_dir(self) -> Path:

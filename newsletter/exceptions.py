@@ -53,7 +53,12 @@ class NotFound(NewsletterError):
 
 
 class CheckFailed(NewsletterError):
-    """The finished email has errors (`newsletter check`); nothing was sent."""
+    """The finished email has errors (`newsletter check`); nothing was sent. `report` is the
+    check's errors, formatted: the reason an article is held."""
+
+    def __init__(self, message: str, report: str = "") -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class SenderBusy(NewsletterError):

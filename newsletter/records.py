@@ -48,9 +48,13 @@ class IssueStatus(StrEnum):
 
 
 class ArticleStatus(StrEnum):
+    """A held article failed its pre-send check: it keeps its place in the queue, but no tick
+    takes it until the editor releases it (or `run --force` sends it)."""
+
     QUEUED = "queued"
     PUBLISHED = "published"
     REMOVED = "removed"
+    HELD = "held"
 
 
 @dataclass(frozen=True, slots=True)
