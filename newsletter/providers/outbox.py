@@ -370,6 +370,20 @@ def _durable(folder: Path, written: list[tuple[Path, Path]]) -> None:
         os.close(dir_fd)
 
 
+def _dead_writer(temporary: str) -> bool:
+    """Whether the process that was writing `.NAME.PID.tmp` is gone."""
+    pid = temporary.rsplit(".", 2)[-2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class OutboxProvider:
     name = "outbox"
     max_batch = 1000
@@ -393,6 +407,7 @@ class OutboxProvider:
         rejected: dict[int, str] = {}
         written: list[tuple[Path, Path]] = []
         suffix = f".{os.getpid()}.tmp"
+        batch.ready()  # the last check for a stop before anything is written
         try:
             _make_folder(folder)
             for recipient, unsubscribe in zip(
@@ -422,6 +437,20 @@ class OutboxProvider:
                 temporary.unlink(missing_ok=True)
             raise TransientError(f"cannot write to the outbox {folder}: {exc.strerror}") from exc
         return Accepted(ids, rejected=rejected)
+
+    def settle_uncertain(self, issue_id: int, subscriber_ids: Iterable[int]) -> dict[int, bool]:
+        """Whether each subscriber's file of this issue exists: files are moved into place
+        only once complete, so one that exists was delivered and one missing was not.
+        Temporary files a killed sender left behind are removed."""
+        folder = self.path / f"issue-{issue_id}"
+        try:
+            names = set(os.listdir(folder))
+        except FileNotFoundError:
+            names = set()
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp") and _dead_writer(name):
+                (folder / name).unlink(missing_ok=True)
+        return {sid: f"{sid:08d}.eml" in names for sid in subscriber_ids}
 
     def send_message(self, message: Message) -> str:
         folder = self.path / message.category
