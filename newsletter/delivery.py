@@ -388,6 +388,9 @@ class _IssueSender:
                 )
                 try:
                     accepted = self.provider.send(outgoing)
+                except CredentialsRefused:
+                    self.done.set()  # before the threads waiting for this answer go on
+                    raise
                 finally:
                     self.first_answer.set()
             except Stopped as exc:
