@@ -41,6 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = 60  # idle keep-alive connections give up after this
     server: _HTTPServer
+    _started: float | None = None  # when the POST being answered arrived
 
     def setup(self) -> None:
         super().setup()
@@ -68,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
         close: bool = False,
     ) -> None:
         self.send_response(status)
-        started, self._started = getattr(self, "_started", None), None
+        started, self._started = self._started, None
         if started is not None:
             self.server.owner._log_request(started, status)
         if body:
@@ -115,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_PATCH = do_DELETE = _not_here
 
     def do_POST(self) -> None:
-        self._started: float | None = time.monotonic()
+        self._started = time.monotonic()
         if self.path.split("?", 1)[0] != MAIL_SEND_PATH:
             self._not_here()
             return
