@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from newsletter.config import Settings
 from newsletter.exceptions import (
+    ConfigError,
     CredentialsRefused,
     LeaseLost,
     NewsletterError,
@@ -449,6 +450,9 @@ class _IssueSender:
                 log.warning("issue %s batch %s: %s", issue_id, batch.number, exc)
                 self._count_failed_batch(str(exc))
                 continue
+            except ConfigError:
+                store.deliveries.release(batch)  # a setting is wrong: nothing was written
+                raise
             except (LeaseLost, WorkerStopping, StoreError):
                 raise
             except Exception as exc:  # a bug or an encoding error inside the provider
@@ -468,7 +472,7 @@ class _IssueSender:
         error = f"unexpected error while sending ({type(exc).__name__}: {exc})"
         log.warning("issue %s batch %s: %s", self.issue_id, batch.number, error)
         log.debug("the unexpected error", exc_info=exc)
-        settled = False
+        settled, done = False, len(batch.recipients)
         if isinstance(self.provider, Settles):
             ids = [r.subscriber_id for r in batch.recipients]
             try:
@@ -480,12 +484,12 @@ class _IssueSender:
                 if sent:
                     self.store.deliveries.mark_sent(batch, sent)
                 self.store.deliveries.release(batch, error=error)
-                settled = True
+                settled, done = True, len(sent)
         if not settled:
             self.store.deliveries.mark(
                 batch, UNCERTAIN, f"{error}: it may or may not have gone out"
             )
-        self.note(error, recipients=len(batch.recipients))
+        self.note(error, recipients=done)
         self._count_failed_batch(error)
 
     def _count_failed_batch(self, error: str) -> None:
