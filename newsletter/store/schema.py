@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -136,6 +137,16 @@ leases = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# Sign-up rate-limit counters behind the `limits` package (see store.rate_limits): one row per
+# key, its count and the end of its window in epoch seconds.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 webhook_events = Table(
     "webhook_events",
     metadata,
@@ -156,16 +167,6 @@ editors = Table(
     Column("timezone", String(64), nullable=False, default=""),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-)
-
-# Counters of the `limits` fixed windows (failed sign-ins per account and per client),
-# shared by every `serve` process on the database.
-rate_limits = Table(
-    "rate_limits",
-    metadata,
-    Column("key", String(255), primary_key=True),
-    Column("hits", Integer, nullable=False),
-    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 # Opens and clicks per issue and hour, fed by the event webhook: the editors' chart.

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import Table
 
@@ -32,7 +33,6 @@ from newsletter.store.schema import (
     editors,
     engagement_hours,
     issues,
-    rate_limits,
     subscribers,
 )
 
@@ -163,52 +163,6 @@ class Workspace:
             ).rowcount
         if not gone:
             raise NotFound(f"no editor {email!r} (see 'newsletter editors list')")
-
-    # -- rate limit counters -------------------------------------------------------------------
-    def incr_counter(self, key: str, expiry: float, amount: int = 1) -> int:
-        """Add to a fixed-window counter, starting a new window when the old one has ended."""
-        now = utcnow()
-        ends = now + timedelta(seconds=expiry)
-        stmt = self._upsert(rate_limits).values(key=key, hits=amount, expires_at=ends)
-        expired = rate_limits.c.expires_at <= now
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[rate_limits.c.key],
-            set_={
-                "hits": case((expired, amount), else_=rate_limits.c.hits + amount),
-                "expires_at": case((expired, ends), else_=rate_limits.c.expires_at),
-            },
-        ).returning(rate_limits.c.hits)
-        with self._store.transaction() as conn:
-            hits = conn.execute(stmt).scalar_one()
-            # Old windows are of no use to anyone: sweep a few on the way.
-            conn.execute(
-                delete(rate_limits).where(
-                    rate_limits.c.key.in_(
-                        select(rate_limits.c.key)
-                        .where(rate_limits.c.expires_at < now - timedelta(hours=1))
-                        .limit(100)
-                        .scalar_subquery()
-                    )
-                )
-            )
-            return hits
-
-    def counter(self, key: str) -> tuple[int, datetime | None]:
-        """(hits, window end) of a live window, (0, None) when there is none."""
-        with self._store.transaction(write=False) as conn:
-            row = conn.execute(
-                select(rate_limits.c.hits, rate_limits.c.expires_at).where(
-                    rate_limits.c.key == key, rate_limits.c.expires_at > utcnow()
-                )
-            ).first()
-        return (row.hits, row.expires_at) if row else (0, None)
-
-    def clear_counters(self, key: str | None = None) -> int:
-        with self._store.transaction() as conn:
-            query = delete(rate_limits)
-            if key is not None:
-                query = query.where(rate_limits.c.key == key)
-            return conn.execute(query).rowcount
 
     # -- the queue -----------------------------------------------------------------------------
     def queued_article(self, article_id: int) -> QueuedArticle:
@@ -406,6 +360,27 @@ class Workspace:
                         set_={"count": engagement_hours.c.count + count},
                     )
                 )
+
+    def tally_hours(self, conn: Connection, counts: dict[int, list[int]], now: datetime) -> None:
+        """Add a webhook POST's [opens, clicks] per issue to the hour it arrived in, inside
+        the POST's own transaction."""
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        for issue_id, pair in sorted(counts.items()):
+            for kind, count in zip(("open", "click"), pair, strict=True):
+                if count:
+                    stmt = self._upsert(engagement_hours).values(
+                        issue_id=issue_id, kind=kind, hour=hour, count=count
+                    )
+                    conn.execute(
+                        stmt.on_conflict_do_update(
+                            index_elements=[
+                                engagement_hours.c.issue_id,
+                                engagement_hours.c.kind,
+                                engagement_hours.c.hour,
+                            ],
+                            set_={"count": engagement_hours.c.count + count},
+                        )
+                    )
 
     def engagement_series(self, issue_id: int) -> list[tuple[str, datetime, int]]:
         with self._store.transaction(write=False) as conn:

@@ -60,10 +60,11 @@ class AdminState:
     @classmethod
     def for_web(cls, state: WebState) -> AdminState:
         secure = state.settings.base_url.startswith("https://")
+        secret = state.token_secret[0]  # the current signing key (older ones only verify links)
         return cls(
-            sessions=Sessions(state.token_secret, secure),
+            sessions=Sessions(secret, secure),
             throttle=LoginThrottle(state.store),
-            flash=URLSafeTimedSerializer(state.token_secret, salt="newsletter.admin-flash"),
+            flash=URLSafeTimedSerializer(secret, salt="newsletter.admin-flash"),
         )
 
 

@@ -8,8 +8,8 @@
   token from another session (or none) is refused with 403. The sign-in form, which has no
   session yet, gets its nonce from a short-lived signed cookie of its own.
 - Failed sign-ins are counted per account and per client address with the `limits`
-  package's fixed windows, kept in the newsletter's database (`DatabaseStorage`), so every
-  `newsletter serve` process on that database shares the counts.
+  package's fixed windows, kept in the newsletter's database (the sign-up limits' own
+  `DatabaseStorage`), so every `newsletter serve` process on that database shares the counts.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ from datetime import datetime
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from limits import parse
-from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy.exc import DBAPIError
 
-from newsletter.exceptions import StoreError
 from newsletter.store import Store
+from newsletter.web.ratelimit import DatabaseStorage
 
 SESSION_COOKIE = "nl_admin"
 LOGIN_COOKIE = "nl_admin_login"
@@ -109,40 +107,6 @@ class Sessions:
         }
 
 
-class DatabaseStorage(Storage):
-    """A `limits` storage in the newsletter's own database (table `rate_limits`): fixed
-    windows shared by every process on the database, on SQLite and PostgreSQL alike."""
-
-    STORAGE_SCHEME = ["newsletter-db"]
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(None)
-        self.store = store
-
-    @property
-    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        return (StoreError, DBAPIError)
-
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self.store.workspace.incr_counter(key, expiry, amount)
-
-    def get(self, key: str) -> int:
-        return self.store.workspace.counter(key)[0]
-
-    def get_expiry(self, key: str) -> float:
-        ends = self.store.workspace.counter(key)[1]
-        return ends.timestamp() if ends else datetime.now().timestamp()
-
-    def check(self) -> bool:
-        return True
-
-    def reset(self) -> int | None:
-        return self.store.workspace.clear_counters()
-
-    def clear(self, key: str) -> None:
-        self.store.workspace.clear_counters(key)
-
-
 class LoginThrottle:
     """Failed sign-ins per account and per client address (see the limits above)."""
 
@@ -176,7 +140,6 @@ __all__ = [
     "CSRF_FIELD",
     "LOGIN_COOKIE",
     "SESSION_COOKIE",
-    "DatabaseStorage",
     "LoginThrottle",
     "SessionData",
     "Sessions",

@@ -1,8 +1,8 @@
-"""The editors' workspace: editor accounts, sign-in throttling counters, engagement per hour,
+"""The editors' workspace: editor accounts, engagement per hour,
 alerts already sent, and an index for searching subscribers by name.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-27 23:00:00
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -30,14 +30,6 @@ def _tables() -> list[tuple[str, list[sa.Column]]]:
                 sa.Column("timezone", sa.String(64), nullable=False),
                 sa.Column("created_at", sa.DateTime(), nullable=False),
                 sa.Column("updated_at", sa.DateTime(), nullable=False),
-            ],
-        ),
-        (
-            "rate_limits",
-            [
-                sa.Column("key", sa.String(255), primary_key=True),
-                sa.Column("hits", sa.Integer, nullable=False),
-                sa.Column("expires_at", sa.DateTime(), nullable=False),
             ],
         ),
         (
@@ -74,5 +66,4 @@ def downgrade() -> None:
     op.drop_index("ix_subscribers_name_lower", table_name="subscribers")
     op.drop_table("alerts_sent")
     op.drop_table("engagement_hours")
-    op.drop_table("rate_limits")
     op.drop_table("editors")
