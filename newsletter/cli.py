@@ -179,6 +179,8 @@ def queue_release(app: App, article: str) -> None:
 @pass_app
 def queue_move(app: App, article: str, direction: str | None) -> None:
     """Move ARTICLE (its file name in issues/) one place up or down the queue."""
+    from newsletter import publish
+
     if direction is None:
         raise NewsletterError("say --up or --down")
     if publish.queue_move(app.store, article, up=direction == "up"):
