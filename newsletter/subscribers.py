@@ -97,7 +97,8 @@ def clean_name(raw: str | None) -> str:
 
 # -- signing keys ------------------------------------------------------------------------------
 def secret_keys_from_env() -> tuple[str, ...]:
-    """NEWSLETTER_SECRET_KEY as a list, newest first (separated by commas or whitespace)."""
+    """NEWSLETTER_SECRET_KEY as a list, newest first, separated by commas (`secret` refuses
+    spaces in a key variable, so `new,old` without spaces)."""
     raw = secret(SECRET_KEY_ENV) or ""
     keys: list[str] = []
     for key in re.split(r"[\s,]+", raw.strip()):
