@@ -52,9 +52,7 @@ SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
 def setup(folder: Path, count: int, server_url: str):
     write_default_config(folder)
     config = folder / "newsletter.toml"
-    config.write_text(
-        config.read_text().replace('provider = "outbox"', 'provider = "sendgrid"')
-    )
+    config.write_text(config.read_text().replace('provider = "outbox"', 'provider = "sendgrid"'))
     env = {"SENDGRID_API_HOST": server_url, "SENDGRID_API_KEY": KEY}
     settings = load_settings(config, env=env)
     store = Store(settings.database_url)
@@ -124,7 +122,8 @@ def ceilings(settings, store, issue_id: int, server: ServerProcess, total: int, 
             post = provider.client.client.mail.send.post
         server.window()  # start a fresh window
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda i: post(request_body=bodies[i % len(bodies)]), range(requests)))
+            sent = [bodies[i % len(bodies)] for i in range(requests)]
+            list(pool.map(lambda body, post=post: post(request_body=body), sent))
         results[name] = server.window()
     return results
 

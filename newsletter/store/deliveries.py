@@ -19,13 +19,54 @@ from newsletter.records import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.store.schema import deliveries, issues, subscribers
+from newsletter.store.schema import UTCDateTime, deliveries, issues, subscribers
 
 if TYPE_CHECKING:
     from newsletter.store import Store
 
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = DeliveryState
 ACTIVE = SubscriberStatus.ACTIVE
+
+# A sender runs these once per batch: built once, they skip SQLAlchemy's statement building.
+_NEXT_BATCH = (
+    update(issues)
+    .where(issues.c.id == bindparam("issue"))
+    .values(next_batch=issues.c.next_batch + 1)
+    .returning(issues.c.next_batch)
+)
+_PENDING_WITH_WHO = (
+    select(
+        deliveries.c.subscriber_id,
+        subscribers.c.email,
+        subscribers.c.name,
+        subscribers.c.token,
+        subscribers.c.status,
+    )
+    .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+    .where(
+        deliveries.c.issue_id == bindparam("issue"),
+        deliveries.c.state == PENDING,
+        deliveries.c.subscriber_id > bindparam("after"),
+    )
+    .order_by(deliveries.c.subscriber_id)
+    .limit(bindparam("size"))
+)
+_CLAIM_RANGE = (
+    update(deliveries)
+    .where(
+        deliveries.c.issue_id == bindparam("issue"),
+        deliveries.c.state == PENDING,
+        deliveries.c.subscriber_id.between(bindparam("first"), bindparam("last")),
+    )
+    .values(
+        state=IN_FLIGHT,
+        batch=bindparam("number"),
+        worker=bindparam("worker"),
+        claimed_at=bindparam("now", type_=UTCDateTime()),
+        updated_at=bindparam("now", type_=UTCDateTime()),
+        attempts=deliveries.c.attempts + 1,
+    )
+)
 
 
 class Deliveries:
@@ -47,12 +88,7 @@ class Deliveries:
             "attempts": deliveries.c.attempts + 1,
         }
         with self._store.transaction() as conn:
-            number = conn.execute(
-                update(issues)
-                .where(issues.c.id == issue_id)
-                .values(next_batch=issues.c.next_batch + 1)
-                .returning(issues.c.next_batch)
-            ).scalar_one()
+            number = conn.execute(_NEXT_BATCH, {"issue": issue_id}).scalar_one()
             claimed["batch"] = number
             pending = deliveries.c.issue_id == issue_id, deliveries.c.state == PENDING
             if self._store.is_sqlite:
@@ -60,25 +96,21 @@ class Deliveries:
                 # `size` pending rows, read with who they are in one join, are exactly the
                 # pending rows of their id range: one UPDATE of that range claims them.
                 rows = conn.execute(
-                    select(
-                        deliveries.c.subscriber_id,
-                        subscribers.c.email,
-                        subscribers.c.name,
-                        subscribers.c.token,
-                        subscribers.c.status,
-                    )
-                    .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                    .where(*pending, deliveries.c.subscriber_id > after)
-                    .order_by(deliveries.c.subscriber_id)
-                    .limit(size)
+                    _PENDING_WITH_WHO, {"issue": issue_id, "after": after, "size": size}
                 ).all()
                 if not rows:
                     return None
                 first, last = rows[0][0], rows[-1][0]
                 conn.execute(
-                    update(deliveries)
-                    .where(*pending, deliveries.c.subscriber_id.between(first, last))
-                    .values(claimed)
+                    _CLAIM_RANGE,
+                    {
+                        "issue": issue_id,
+                        "first": first,
+                        "last": last,
+                        "number": number,
+                        "worker": worker,
+                        "now": now,
+                    },
                 )
             else:
                 # Concurrent claimers skip each other's locked rows. The ids travel as one
