@@ -215,7 +215,9 @@ def run_scheduler_for(folder, env, seconds: float) -> str:
 def test_pause_resume_cancel_between_batches(tmp_path, server):
     env = make_folder(tmp_path, server.url, subscribers=600, batch_size=10)
     server.faults.slow = 10**6
-    server.faults.slow_seconds = 0.2
+    # 60 slow batches, 4 at a time: the send lasts 7.5 s or more, longer than the
+    # editor's command takes to start on a loaded machine.
+    server.faults.slow_seconds = 0.5
     proc = start(["run", "--once"], tmp_path, env)
     assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
     assert run_cli(["pause", "1"], tmp_path, env=env).returncode == 0
@@ -245,7 +247,9 @@ def test_pause_resume_cancel_between_batches(tmp_path, server):
 def test_cancel_stops_a_send(tmp_path, server):
     env = make_folder(tmp_path, server.url, subscribers=600, batch_size=10)
     server.faults.slow = 10**6
-    server.faults.slow_seconds = 0.2
+    # 60 slow batches, 4 at a time: the send lasts 7.5 s or more, longer than the
+    # editor's command takes to start on a loaded machine.
+    server.faults.slow_seconds = 0.5
     proc = start(["run", "--once"], tmp_path, env)
     assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
     assert run_cli(["cancel", "1"], tmp_path, env=env).returncode == 0
