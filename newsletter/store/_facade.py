@@ -75,9 +75,10 @@ class Store:
         """One transaction; database failures become a StoreError that says what broke.
         Read-only ones (`write=False`) do not take SQLite's write lock."""
         writer = self._writer if write else None
+        # Waiting as long as SQLite's own busy timeout; past that, SQLite decides as before.
+        if writer is not None and not writer.acquire(timeout=30):
+            writer = None
         try:
-            if writer is not None:
-                writer.acquire()
             with self.engine.connect() as conn:
                 if not write:
                     conn = reading(conn)
