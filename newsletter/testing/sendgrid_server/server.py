@@ -171,8 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError, KeyError, TypeError):
             self._send(400, _NOT_A_MAIL_SEND)
             return
-        self._send(202, headers={"X-Message-Id": f"sink{next(owner._sink_ids):018d}"})
+        # Counted before answering, so a client that saw its 202 finds it in the window.
         owner._count_sunk(recipients, started, time.time())
+        self._send(202, headers={"X-Message-Id": f"sink{next(owner._sink_ids):018d}"})
 
     def _mail_send(self, owner: SendGridServer, length: int) -> None:
         raw = self._read_body(owner, length)
@@ -238,7 +239,8 @@ def _too_large(limit: int) -> bytes:
 @dataclass(frozen=True)
 class SinkWindow:
     """What a sink accepted since the last look: the sender's rate as the sink saw it, from
-    the first request's arrival to the last one's answer (unix times)."""
+    the first request's arrival to the last one's answer (unix times; taken as the answer
+    is sent)."""
 
     requests: int
     recipients: int
