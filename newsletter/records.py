@@ -202,6 +202,14 @@ class DeliveryRow:
     message_id: str | None
 
 
+class PublicationVersion(NamedTuple):
+    """What the public pages are rendered for: a counter bumped with every change readers can
+    see, and when it last changed (the index's and feed's Last-Modified)."""
+
+    version: int
+    changed_at: datetime
+
+
 def utcnow() -> datetime:
     """The one clock of the project: aware UTC (the store refuses naive times)."""
     return datetime.now(UTC)

@@ -14,6 +14,7 @@ from newsletter.store._errors import map_error
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.events import Events
 from newsletter.store.leases import Leases
+from newsletter.store.publication import Publication
 from newsletter.store.queue import Queue
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
@@ -53,12 +54,14 @@ class Store:
         self.deliveries = Deliveries(self)
         self.leases = Leases(self)
         self.events = Events(self)
+        self.publication = Publication(self)
         if create:
             from newsletter import migrations
 
             migrations.upgrade(self.engine)
 
     def close(self) -> None:
+        self.publication.close()
         self.engine.dispose()
 
     @property
