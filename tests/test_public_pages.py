@@ -25,6 +25,7 @@ from newsletter.web.app import PAGE_CSP
 from newsletter.web.archive import ARCHIVE_CSP
 from newsletter.web.cache import PUBLIC_CACHE_CONTROL
 from tests.conftest import run_cli
+from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
 from tests.test_web import LiveWeb, live_web
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -102,7 +103,18 @@ def test_public_pages_carry_validators_and_answer_304(web):
     assert "ETag" not in missing.headers
 
 
-def test_a_cancel_elsewhere_and_a_new_issue_show_at_the_next_request(web, tmp_path):
+def test_a_cancel_elsewhere_and_a_new_issue_show_at_the_next_request(
+    tmp_path,
+    monkeypatch,
+    database_url,  # noqa: F811
+):
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    database = {"NEWSLETTER_DATABASE_URL": database_url}
+    with live_web(tmp_path, env=database) as web:
+        _cancel_and_publish(web, tmp_path, database)
+
+
+def _cancel_and_publish(web: LiveWeb, folder: Path, database: dict[str, str]) -> None:
     first = new_issue(web.store, "first", "First light")
     second = new_issue(web.store, "second", "Second wind")
     before = {path: web.get(path) for path in (*PUBLIC, "/archive/second")}
@@ -110,7 +122,7 @@ def test_a_cancel_elsewhere_and_a_new_issue_show_at_the_next_request(web, tmp_pa
     assert feed_titles(before["/feed.xml"].body) == ["Second wind", "First light"]
 
     # Cancelled by the CLI, another process with its own connection.
-    done = run_cli(["cancel", str(second)], cwd=tmp_path)
+    done = run_cli(["cancel", str(second)], cwd=folder, env=database)
     assert done.returncode == 0, done.stderr
     index = web.get("/archive")
     assert "Second wind" not in index.text and "First light" in index.text
@@ -160,48 +172,49 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve_process(folder: Path, base_url: str) -> Iterator[LiveWeb]:
+def serve_process(folder: Path, base_url: str, database: str) -> Iterator[LiveWeb]:
     """`newsletter serve` in a subprocess of its own on the folder's database; servers of one
     newsletter share its public base_url (the pages' links)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
     env["NEWSLETTER_BASE_URL"] = base_url
-    process = subprocess.Popen(
-        [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port)],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    env["NEWSLETTER_DATABASE_URL"] = database
+    log = folder / f"serve-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port)],
+            cwd=folder,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "newsletter serve did not start"
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.05)
-        store = Store(f"sqlite:///{folder / 'newsletter.db'}")
-        try:
-            yield LiveWeb(None, store, url)  # type: ignore[arg-type]
-        finally:
-            store.close()
+        yield LiveWeb(None, None, url)  # type: ignore[arg-type]
     finally:
         process.terminate()
         process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
 
 
-def test_two_servers_on_one_database_agree(tmp_path):
+def test_two_servers_on_one_database_agree(tmp_path, database_url):  # noqa: F811
     run_cli(["init"], cwd=tmp_path).check_returncode()
-    store = Store(f"sqlite:///{tmp_path / 'newsletter.db'}")
+    database = {"NEWSLETTER_DATABASE_URL": database_url}
+    store = Store(database_url)
     try:
         first = new_issue(store, "first", "First light")
-        with serve_process(tmp_path, BASE) as one, serve_process(tmp_path, BASE) as two:
+        with (
+            serve_process(tmp_path, BASE, database_url) as one,
+            serve_process(tmp_path, BASE, database_url) as two,
+        ):
             for path in (*PUBLIC, "/archive/first"):
                 a, b = one.get(path), two.get(path)
                 assert a.status == b.status == 200
@@ -216,7 +229,7 @@ def test_two_servers_on_one_database_agree(tmp_path):
                 assert "Second wind" in server.get("/archive").text
             assert one.get("/feed.xml").headers["ETag"] == two.get("/feed.xml").headers["ETag"]
 
-            done = run_cli(["cancel", str(first)], cwd=tmp_path)
+            done = run_cli(["cancel", str(first)], cwd=tmp_path, env=database)
             assert done.returncode == 0, done.stderr
             for server in (one, two):
                 assert "First light" not in server.get("/archive").text
