@@ -97,6 +97,24 @@ class NewsletterSection(_Section):
         return value
 
 
+class EditorSection(_Section):
+    """[editor]: who is told when the queue needs a person."""
+
+    email: str = Field(
+        "",
+        description="Who is emailed (through the provider) when an article is held because "
+        "its check found errors; the next article goes out meanwhile. Empty: a log line only.",
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip()
+        if value and "@" not in value:
+            raise ValueError("expected an email address, or an empty string")
+        return value
+
+
 class ScheduleSection(_Section):
     """[schedule]: publication cadence, in the time zone above."""
 
@@ -214,6 +232,7 @@ class SettingsFile(_Section):
     """The whole file. Every table is optional; a missing key takes the default above."""
 
     newsletter: NewsletterSection = NewsletterSection()
+    editor: EditorSection = EditorSection()
     schedule: ScheduleSection = ScheduleSection()
     delivery: DeliverySection = DeliverySection()
     check: CheckSection = CheckSection()
@@ -327,6 +346,7 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
         resend_uncertain=file.delivery.resend_uncertain,
         claim_timeout=timedelta(seconds=file.delivery.claim_timeout_seconds),
         collapse_is_error=file.check.collapse_is_error,
+        editor_email=file.editor.email,
     )
 
 

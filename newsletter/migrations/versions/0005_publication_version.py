@@ -4,8 +4,8 @@ One row, bumped with every change to what the archive, the issue pages and the f
 that each `serve` process can serve pages rendered once and still notice, with one primary-key
 read, that another process published or cancelled an issue.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-27 23:45:00
 """
 
@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
