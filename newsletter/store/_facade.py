@@ -16,6 +16,7 @@ from newsletter.store._errors import map_error
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.events import Events
 from newsletter.store.leases import Leases
+from newsletter.store.publication import Publication
 from newsletter.store.queue import Queue
 from newsletter.store.rate_limits import RateLimits
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
@@ -72,6 +73,7 @@ class Store:
         self.deliveries = Deliveries(self)
         self.leases = Leases(self)
         self.events = Events(self)
+        self.publication = Publication(self)
         self.rate_limits = RateLimits(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of
         # up to 100 ms before trying again. Threads of one process (a sender's) queue here
@@ -83,6 +85,7 @@ class Store:
             migrations.upgrade(self.engine)
 
     def close(self) -> None:
+        self.publication.close()
         self.engine.dispose()
 
     @property

@@ -152,3 +152,15 @@ webhook_events = Table(
     Column("event_id", String(200), primary_key=True),
     Column("received_at", UTCDateTime, nullable=False),
 )
+
+# One row (id 1): a counter bumped in the same transaction as every change to what the public
+# pages show (an issue published, or an issue's status changed). Each `serve` process keys its
+# rendered archive index, issue pages and feed on it, so a cancel made by any process reaches
+# every server at its next request.
+publication = Table(
+    "publication",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+)
