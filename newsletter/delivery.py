@@ -103,8 +103,10 @@ class SendingLease:
         self.ttl = ttl
         self.holder = holder or PROCESS_ID
         self.held = False
+        self._renewed = float("-inf")  # time.monotonic() of the last acquire or renewal
 
     def acquire(self) -> bool:
+        self._renewed = time.monotonic()
         self.held = self.store.leases.acquire(SENDER_LEASE, self.holder, self.ttl)
         if not self.held:
             current = self.store.leases.holder(SENDER_LEASE)
@@ -116,6 +118,13 @@ class SendingLease:
         return self.held
 
     def renew(self) -> None:
+        """Called between batches. Renewing takes the database's write lock, so only once a
+        tenth of the lease has passed: a stall long enough to lose the lease is longer than
+        that, so it is still found out before the next batch."""
+        now = time.monotonic()
+        if self.held and now - self._renewed < self.ttl.total_seconds() / 10:
+            return
+        self._renewed = now
         if not self.store.leases.acquire(SENDER_LEASE, self.holder, self.ttl):
             self.held = False
             raise LeaseLost("the sending lease was lost (this process stalled); stopping")

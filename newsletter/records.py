@@ -206,6 +206,14 @@ class DeliveryRow:
     message_id: str | None
 
 
+class PublicationVersion(NamedTuple):
+    """What the public pages are rendered for: a counter bumped with every change readers can
+    see, and when it last changed (the index's and feed's Last-Modified)."""
+
+    version: int
+    changed_at: datetime
+
+
 class WebhookEvent(NamedTuple):
     """One event of a verified SendGrid POST, reduced to what it changes. `kind` is
     "suppress" (email_key + status), "confirm" (issue + subscriber) or "open" / "click"

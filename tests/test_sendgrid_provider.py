@@ -4,6 +4,7 @@ SendGrid-compatible server: contract, batching, every fault kind, and key hygien
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from datetime import UTC, datetime
 
@@ -129,6 +130,43 @@ def test_build_request_passes_the_contract_and_drops_what_sendgrid_refuses(sg_se
         4: "substitutions over 10,000 bytes",
     }
     assert [c["type"] for c in built.body["content"]] == ["text/plain", "text/html"]
+
+
+def test_the_encoded_body_is_ascii_json_holding_each_value_exactly(sg_settings, seed_path):
+    """The body is our own encoding, not json.dumps of a dict: it must decode to exactly the
+    values a dict would have held, whatever the characters."""
+    from newsletter.articles import read_article
+    from newsletter.render import substitution_values
+
+    rendered = render_issue([read_article(seed_path)], sg_settings)
+    recipients = (
+        Recipient(7, "zoe@example.com", 'Zoë "Z" <z> \\ café 🐙', "t7.x"),
+        Recipient(8, "tab@example.com", "Tab\tName\u2028", "t8.x"),
+        Recipient(9, "plain@example.com", "", "t9.x"),
+    )
+    urls = tuple(f"https://n.example/unsubscribe/{r.token}?a=1&b=<2>" for r in recipients)
+    built = provider(sg_settings).build_request(OutgoingBatch(3, 41, rendered, recipients, urls))
+    assert built.encoded.isascii() and built.size == len(built.encoded.encode())
+    body = json.loads(built.encoded)
+    assert validate_mail_send(body) == []
+    assert [p["to"][0]["email"] for p in body["personalizations"]] == [r.email for r in recipients]
+    assert body["personalizations"][0]["to"][0]["name"] == "Zoë  Z  <z> \\ café 🐙".replace(
+        "  ", " "
+    )
+    assert "name" not in body["personalizations"][2]["to"][0]
+    for p, r, url in zip(body["personalizations"], recipients, urls, strict=True):
+        assert p["substitutions"] == substitution_values(rendered, r.name, url)
+        assert p["custom_args"] == {
+            "issue_id": "3",
+            "batch": "41",
+            "subscriber_id": str(r.subscriber_id),
+        }
+        assert p["headers"]["List-Unsubscribe"] == f"<{url}>"
+    assert body["content"] == [
+        {"type": "text/plain", "value": rendered.text},
+        {"type": "text/html", "value": rendered.html},
+    ]
+    assert body["subject"] and body["from"]["email"] == sg_settings.from_email
 
 
 def test_rate_limit_waits_for_reset_then_sends(server, sg_settings, sg_store, seed_path):

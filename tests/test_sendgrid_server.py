@@ -50,6 +50,8 @@ from newsletter.testing.sendgrid_server import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SendGridServer,
+    ServerProcess,
+    SinkWindow,
     validate_mail_send,
 )
 
@@ -800,6 +802,23 @@ def test_sink_mode_counts_recipients_and_checks_nothing_else():
             send(wrong, base_body())
         status, _ = raw_post(srv, b"[1, 2]", {"Authorization": f"Bearer {API_KEY}"})
         assert status == 400 and srv.requests_accepted == 2
+        # The window a benchmark reads: accepted requests, first arrival to last answer.
+        window = srv.take_window()
+        assert (window.requests, window.recipients) == (2, 5)
+        assert window.first is not None and 0 < window.seconds < 60 and window.rate > 0
+        assert srv.take_window() == SinkWindow(0, 0, None, None)  # a new window begins
+
+
+def test_sink_process_prints_its_window_on_request():
+    server = ServerProcess(API_KEY, sink=True)
+    try:
+        client = sendgrid.SendGridAPIClient(api_key=API_KEY, host=server.url)
+        assert send(client, base_body()).status_code == 202
+        window = server.window()
+        assert (window.requests, window.recipients) == (1, 2) and window.seconds > 0
+        assert server.window().requests == 0
+    finally:
+        assert server.stop() == 2
 
 
 def test_newsletter_sendgrid_server_command_runs_the_sink():

@@ -11,7 +11,8 @@ import pytest
 
 from newsletter import publish
 from newsletter.config import load_settings
-from newsletter.delivery import DeliveryPolicy, recover_in_flight
+from newsletter.delivery import DeliveryPolicy, SendingLease, recover_in_flight
+from newsletter.exceptions import LeaseLost
 from newsletter.store import Store
 from newsletter.testing.sendgrid_server import SendGridServer
 from tests.faults import KEY, kill9, make_folder, start, wait_until
@@ -104,4 +105,20 @@ def test_a_claim_takes_exactly_its_batch(tmp_path, server, database_url):
         after = batch.last_id
         assert store.deliveries.counts(issue_id)["in_flight"] == sum(sizes)
     assert sizes == [10] * 9 + [5]
+    store.close()
+
+
+def test_the_lease_renews_between_batches_without_a_write_each_time_and_still_notices_a_loss(
+    tmp_path,
+):
+    store = Store(f"sqlite:///{tmp_path / 'lease.db'}")
+    lease = SendingLease(store, timedelta(seconds=1), holder="host-a:1:x")
+    assert lease.acquire()
+    expires = store.leases.holder("sender")[1]
+    lease.renew()  # right after acquiring: nothing to write
+    assert store.leases.holder("sender")[1] == expires
+    time.sleep(1.2)  # a stall longer than the lease: another sender takes it over
+    assert store.leases.acquire("sender", "host-b:2:y", timedelta(seconds=60))
+    with pytest.raises(LeaseLost):
+        lease.renew()
     store.close()

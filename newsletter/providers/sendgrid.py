@@ -4,6 +4,11 @@ One request carries up to 1000 recipients, one personalization each. The issue's
 text were rendered and inlined once; per-subscriber values travel as `substitutions`. Every
 rule SendGrid would answer with a 400 for the whole request is checked here first, and each
 answer is turned into one of the typed outcomes the delivery layer acts on.
+
+The body is encoded here, not by the library: the part every request of an issue shares
+(content, sender, subject, categories) once per issue, each personalization as one short
+string from its escaped values, joined per batch. The library's client posts that text as it
+is (it only JSON-encodes bodies when the Content-Type is exactly `application/json`).
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import threading
 import urllib.error
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
 
 import python_http_client.exceptions as http_errors
@@ -58,6 +65,12 @@ RESERVED_HEADERS = frozenset(
     )
 )
 _DISPLAY_NAME_FORBIDDEN = str.maketrans({";": " ", ",": " ", '"': " "})
+# The library JSON-encodes dict bodies only under exactly "application/json": with the charset
+# named it posts our own encoded text unchanged (ASCII-only JSON, so the charset is true).
+CONTENT_TYPE = "application/json; charset=utf-8"
+# Every personalization carries the same two headers; neither is one SendGrid reserves.
+_UNSUBSCRIBE_POST = '"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"'
+assert not {"list-unsubscribe", "list-unsubscribe-post"} & RESERVED_HEADERS
 
 
 class _RedactKey(logging.Filter):
@@ -108,9 +121,24 @@ def display_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class BuiltRequest:
-    body: dict
+    """A v3 Mail Send body, encoded: ASCII-only JSON text, so its length is its size in bytes."""
+
+    encoded: str
     skipped: dict[int, str]  # subscriber id -> why SendGrid would refuse them
-    size_bound: int  # bytes the JSON body can at most take
+    personalizations: int
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The body decoded again (tests and tools: the sender never needs it)."""
+        return json.loads(self.encoded)
+
+    @property
+    def size(self) -> int:
+        return len(self.encoded)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
 
 
 class SendGridProvider:
@@ -125,6 +153,12 @@ class SendGridProvider:
         self.client = SendGridAPIClient(api_key=api_key, host=self.config.api_host.rstrip("/"))
         # The library sets no timeout, and socket.setdefaulttimeout does not reach urllib here.
         self.client.client.timeout = self.config.timeout_seconds
+        # One dict shared by every client the library derives for a call (mail.send, ...).
+        self.client.client.request_headers["Content-Type"] = CONTENT_TYPE
+        # The shared end of each issue's body, encoded once: (issue, nonce, categories,
+        # sandbox) -> text after the personalizations.
+        self._shared: dict[tuple[int, str, tuple[str, ...], bool], str] = {}
+        self._shared_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SendGridProvider:
@@ -139,54 +173,16 @@ class SendGridProvider:
         return f"SendGridProvider(host={self.config.api_host!r})"
 
     # -- building the request ----------------------------------------------------------
-    def build_request(self, batch: OutgoingBatch) -> BuiltRequest:
-        """The v3 Mail Send body for a batch, minus recipients SendGrid would refuse."""
-        personalizations: list[dict[str, Any]] = []
-        skipped: dict[int, str] = {}
-        seen: set[str] = set()
-        largest = 0
-        issue_id, batch_number = str(batch.issue_id), str(batch.batch)
-        for recipient, unsubscribe in zip(batch.recipients, batch.unsubscribe_urls, strict=True):
-            email, refused = sendable_address(recipient.email)
-            if refused:
-                skipped[recipient.subscriber_id] = refused
-                continue
-            key = email.lower()
-            if key in seen:
-                skipped[recipient.subscriber_id] = "duplicate address in the request"
-                continue
-            substitutions = substitution_values(batch.rendered, recipient.name, unsubscribe)
-            substitution_bytes = _kv_bytes(substitutions)
-            if substitution_bytes > MAX_SUBSTITUTION_BYTES:
-                skipped[recipient.subscriber_id] = "substitutions over 10,000 bytes"
-                continue
-            # custom_args are three short numbers: far below SendGrid's 10,000-byte limit.
-            custom_args = {
-                "issue_id": issue_id,
-                "batch": batch_number,
-                "subscriber_id": str(recipient.subscriber_id),
-            }
-            if substitution_bytes > largest:
-                largest = substitution_bytes
-            seen.add(key)
-            to = {"email": email}
-            name = display_name(recipient.name)
-            if name:
-                to["name"] = name
-            personalizations.append(
-                {
-                    "to": [to],
-                    "substitutions": substitutions,
-                    "custom_args": custom_args,
-                    "headers": {
-                        "List-Unsubscribe": f"<{unsubscribe}>",
-                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                    },
-                }
-            )
+    def _shared_part(self, batch: OutgoingBatch) -> str:
+        """`],"from":...}`: everything after the personalizations, the same for every request
+        of an issue; encoded (content and all) once."""
+        categories = tuple(batch.categories or self.categories)
+        key = (batch.issue_id, batch.rendered.placeholder_nonce, categories, batch.sandbox)
+        shared = self._shared.get(key)
+        if shared is not None:
+            return shared
         rendered = batch.rendered
         body: dict[str, Any] = {
-            "personalizations": personalizations,
             "from": {"email": self.settings.from_email},
             "subject": header_safe(rendered.subject),
             "content": [
@@ -197,19 +193,64 @@ class SendGridProvider:
         from_name = display_name(self.settings.from_name)
         if from_name:
             body["from"]["name"] = from_name
-        categories = batch.categories or self.categories
         if categories:
-            body["categories"] = list(validate_categories(tuple(categories)))
+            body["categories"] = list(validate_categories(categories))
         if batch.sandbox:
             body["mail_settings"] = {"sandbox_mode": {"enable": True}}
-        for personalization in personalizations:
-            for header in personalization["headers"]:
-                assert header.lower() not in RESERVED_HEADERS
-        # An upper bound on the JSON size, without encoding the body twice (the library does):
-        # the shared content with room for escaping, plus an allowance per personalization.
-        size = sum(len(c["value"].encode()) * 2 for c in body["content"])
-        size += len(personalizations) * (largest * 2 + 1500)
-        return BuiltRequest(body, skipped, size)
+        shared = "]," + _compact(body)[1:]
+        with self._shared_lock:
+            if len(self._shared) >= 8:  # a long-lived worker sends many issues
+                self._shared.clear()
+            self._shared[key] = shared
+        return shared
+
+    def build_request(self, batch: OutgoingBatch) -> BuiltRequest:
+        """The v3 Mail Send body for a batch, minus recipients SendGrid would refuse."""
+        parts: list[str] = []
+        skipped: dict[int, str] = {}
+        seen: set[str] = set()
+        rendered = batch.rendered
+        ph = rendered.placeholders
+        k_html, k_text, k_unsub = (
+            _quoted(ph.name_html),
+            _quoted(ph.name_text),
+            _quoted(ph.unsubscribe_url),
+        )
+        # custom_args are three short numbers: far below SendGrid's 10,000-byte limit.
+        numbers = f'"issue_id":"{int(batch.issue_id)}","batch":"{int(batch.batch)}"'
+        keys = len(ph.name_html) + len(ph.name_text) + len(ph.unsubscribe_url)
+        for recipient, unsubscribe in zip(batch.recipients, batch.unsubscribe_urls, strict=True):
+            email, refused = sendable_address(recipient.email)
+            if refused:
+                skipped[recipient.subscriber_id] = refused
+                continue
+            name = recipient.name
+            key = email.lower()
+            if key in seen:
+                skipped[recipient.subscriber_id] = "duplicate address in the request"
+                continue
+            values = substitution_values(rendered, name, unsubscribe)
+            shown_html, shown, url = (
+                values[ph.name_html],
+                values[ph.name_text],
+                values[ph.unsubscribe_url],
+            )
+            chars = keys + len(shown_html) + len(shown) + len(url)
+            if chars * 4 > MAX_SUBSTITUTION_BYTES and _kv_bytes(values) > MAX_SUBSTITUTION_BYTES:
+                skipped[recipient.subscriber_id] = "substitutions over 10,000 bytes"
+                continue
+            seen.add(key)
+            to_name = display_name(name)
+            to = f',"name":{_quoted(to_name)}' if to_name else ""
+            url = _quoted(url)  # no JSON escape turns into or out of "<" and ">"
+            parts.append(
+                f'{{"to":[{{"email":{_quoted(email)}{to}}}],"substitutions":{{'
+                f"{k_html}:{_quoted(shown_html)},{k_text}:{_quoted(shown)},{k_unsub}:{url}}},"
+                f'"custom_args":{{{numbers},"subscriber_id":"{int(recipient.subscriber_id)}"}},'
+                f'"headers":{{"List-Unsubscribe":"<{url[1:-1]}>",{_UNSUBSCRIBE_POST}}}}}'
+            )
+        encoded = '{"personalizations":[' + ",".join(parts) + self._shared_part(batch)
+        return BuiltRequest(encoded, skipped, len(parts))
 
     # -- sending -----------------------------------------------------------------------
     def send(self, batch: OutgoingBatch) -> Accepted:
@@ -221,14 +262,12 @@ class SendGridProvider:
             raise NotSent(
                 f"the SendGrid request could not be built ({type(exc).__name__}: {exc})"
             ) from exc
-        if not built.body["personalizations"]:
+        if not built.personalizations:
             return Accepted(message_ids={}, rejected=built.skipped)
-        if built.size_bound > MAX_REQUEST_BYTES:
-            raise TooLarge(
-                f"request of up to {built.size_bound:,} bytes is over SendGrid's 30 MB limit"
-            )
+        if built.size > MAX_REQUEST_BYTES:
+            raise TooLarge(f"request of {built.size:,} bytes is over SendGrid's 30 MB limit")
         batch.ready()  # the last check for a stop (refused key, pause, cancel)
-        response = self._post(built.body)
+        response = self._post(built.encoded)
         message_id = response.headers.get("X-Message-Id") or ""
         return Accepted(message_ids=message_id, rejected=built.skipped)
 
@@ -248,11 +287,12 @@ class SendGridProvider:
         }
         if from_name := display_name(self.settings.from_name):
             body["from"]["name"] = from_name
-        return self._post(body).headers.get("X-Message-Id") or ""
+        return self._post(_compact(body)).headers.get("X-Message-Id") or ""
 
-    def _post(self, body: dict):
+    def _post(self, encoded: str):
+        """POST an encoded body through the library's client (it sends the text unchanged)."""
         try:
-            return self.client.client.mail.send.post(request_body=body)
+            return self.client.client.mail.send.post(request_body=encoded)
         except http_errors.HTTPError as exc:
             raise _outcome_for(exc) from None
         except (ValueError, TypeError, http.client.InvalidURL) as exc:
@@ -304,9 +344,7 @@ def sendable_address(email: str) -> tuple[str, str | None]:
 
 
 def _kv_bytes(mapping: dict[str, str]) -> int:
-    chars = sum(map(len, mapping)) + sum(map(len, mapping.values()))
-    if chars * 4 <= MAX_SUBSTITUTION_BYTES:  # UTF-8 is at most 4 bytes a character
-        return chars
+    """UTF-8 bytes of the keys and values (the cheap bound, characters x 4, is checked first)."""
     return sum(len(k.encode()) + len(v.encode()) for k, v in mapping.items())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from newsletter.store._errors import map_error
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.events import Events
 from newsletter.store.leases import Leases
+from newsletter.store.publication import Publication
 from newsletter.store.queue import Queue
 from newsletter.store.rate_limits import RateLimits
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
@@ -72,14 +74,20 @@ class Store:
         self.deliveries = Deliveries(self)
         self.leases = Leases(self)
         self.events = Events(self)
-        self.rate_limits = RateLimits(self)
         self.workspace = Workspace(self)
+        self.publication = Publication(self)
+        self.rate_limits = RateLimits(self)
+        # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of
+        # up to 100 ms before trying again. Threads of one process (a sender's) queue here
+        # instead, and each goes the moment the previous one commits.
+        self._writer = threading.RLock() if self.is_sqlite else None
         if create:
             from newsletter import migrations
 
             migrations.upgrade(self.engine)
 
     def close(self) -> None:
+        self.publication.close()
         self.engine.dispose()
 
     @property
@@ -90,6 +98,10 @@ class Store:
     def transaction(self, write: bool = True) -> Iterator[Connection]:
         """One transaction; database failures become a StoreError that says what broke.
         Read-only ones (`write=False`) do not take SQLite's write lock."""
+        writer = self._writer if write else None
+        # Waiting as long as SQLite's own busy timeout; past that, SQLite decides as before.
+        if writer is not None and not writer.acquire(timeout=30):
+            writer = None
         try:
             with self.engine.connect() as conn:
                 if not write:
@@ -98,3 +110,6 @@ class Store:
                     yield conn
         except DBAPIError as exc:
             raise map_error(exc, self.safe_url) from exc
+        finally:
+            if writer is not None:
+                writer.release()

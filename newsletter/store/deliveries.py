@@ -38,6 +38,47 @@ if TYPE_CHECKING:
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = DeliveryState
 ACTIVE = SubscriberStatus.ACTIVE
 
+# A sender runs these once per batch: built once, they skip SQLAlchemy's statement building.
+_NEXT_BATCH = (
+    update(issues)
+    .where(issues.c.id == bindparam("issue"))
+    .values(next_batch=issues.c.next_batch + 1)
+    .returning(issues.c.next_batch)
+)
+_PENDING_WITH_WHO = (
+    select(
+        deliveries.c.subscriber_id,
+        subscribers.c.email,
+        subscribers.c.name,
+        subscribers.c.token,
+        subscribers.c.status,
+    )
+    .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+    .where(
+        deliveries.c.issue_id == bindparam("issue"),
+        deliveries.c.state == PENDING,
+        deliveries.c.subscriber_id > bindparam("after"),
+    )
+    .order_by(deliveries.c.subscriber_id)
+    .limit(bindparam("size"))
+)
+_CLAIM_RANGE = (
+    update(deliveries)
+    .where(
+        deliveries.c.issue_id == bindparam("issue"),
+        deliveries.c.state == PENDING,
+        deliveries.c.subscriber_id.between(bindparam("first"), bindparam("last")),
+    )
+    .values(
+        state=IN_FLIGHT,
+        batch=bindparam("number"),
+        worker=bindparam("worker"),
+        claimed_at=bindparam("now", type_=UTCDateTime()),
+        updated_at=bindparam("now", type_=UTCDateTime()),
+        attempts=deliveries.c.attempts + 1,
+    )
+)
+
 
 class Deliveries:
     def __init__(self, store: Store) -> None:
@@ -59,73 +100,78 @@ class Deliveries:
         PostgreSQL the index still holds the old versions of rows already claimed, and
         starting past them keeps each claim from wading through them."""
         now = utcnow()
+        claimed = {
+            "state": IN_FLIGHT,
+            "worker": worker,
+            "claimed_at": now,
+            "updated_at": now,
+            "attempts": deliveries.c.attempts + 1,
+        }
         with self._store.transaction() as conn:
-            number = conn.execute(
-                update(issues)
-                .where(issues.c.id == issue_id)
-                .values(next_batch=issues.c.next_batch + 1)
-                .returning(issues.c.next_batch)
-            ).scalar_one()
-            pending = (
-                select(deliveries.c.subscriber_id)
-                .where(
-                    deliveries.c.issue_id == issue_id,
-                    deliveries.c.state == PENDING,
-                    deliveries.c.subscriber_id > after,
-                )
-                .order_by(deliveries.c.subscriber_id)
-                .limit(size)
-            )
+            number = conn.execute(_NEXT_BATCH, {"issue": issue_id}).scalar_one()
+            claimed["batch"] = number
+            pending = deliveries.c.issue_id == issue_id, deliveries.c.state == PENDING
             if self._store.is_sqlite:
                 # The transaction holds SQLite's write lock (BEGIN IMMEDIATE), so the first
-                # `size` pending rows are exactly the pending rows of their id range.
-                ids = list(conn.scalars(pending))
-                first, last = (ids[0], ids[-1]) if ids else (0, 0)
-                claim: ColumnElement[bool] = and_(
-                    deliveries.c.subscriber_id.between(first, last), deliveries.c.state == PENDING
+                # `size` pending rows, read with who they are in one join, are exactly the
+                # pending rows of their id range: one UPDATE of that range claims them.
+                rows = conn.execute(
+                    _PENDING_WITH_WHO, {"issue": issue_id, "after": after, "size": size}
+                ).all()
+                if not rows:
+                    return None
+                first, last = rows[0][0], rows[-1][0]
+                conn.execute(
+                    _CLAIM_RANGE,
+                    {
+                        "issue": issue_id,
+                        "first": first,
+                        "last": last,
+                        "number": number,
+                        "worker": worker,
+                        "now": now,
+                    },
                 )
             else:
                 # Concurrent claimers skip each other's locked rows. The ids travel as one
                 # array: an IN list of a thousand parameters is slow to plan, and the
                 # one-statement form UPDATE ... IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)
-                # may re-run the subquery per row and claim far more than n rows.
-                ids = list(conn.scalars(pending.with_for_update(skip_locked=True)))
-                claim = deliveries.c.subscriber_id == func.any(
-                    bindparam("claimed", ids, type_=postgresql.ARRAY(Integer))
-                )
-            if ids:
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.issue_id == issue_id, claim)
-                    .values(
-                        state=IN_FLIGHT,
-                        batch=number,
-                        worker=worker,
-                        claimed_at=now,
-                        updated_at=now,
-                        attempts=deliveries.c.attempts + 1,
+                # may re-run the subquery per row and claim far more than n rows. The UPDATE
+                # joins the subscribers and returns who they are.
+                ids = list(
+                    conn.scalars(
+                        select(deliveries.c.subscriber_id)
+                        .where(*pending, deliveries.c.subscriber_id > after)
+                        .order_by(deliveries.c.subscriber_id)
+                        .limit(size)
+                        .with_for_update(skip_locked=True)
                     )
                 )
-            if not ids:
-                return None
-            # Who they are: a primary-key range scan of subscribers, kept to the claimed ids.
-            claimed = set(ids)
-            rows = conn.execute(
-                select(
-                    subscribers.c.id,
-                    subscribers.c.email,
-                    subscribers.c.name,
-                    subscribers.c.token,
-                    subscribers.c.status,
+                if not ids:
+                    return None
+                rows = sorted(
+                    conn.execute(
+                        update(deliveries)
+                        .where(
+                            deliveries.c.issue_id == issue_id,
+                            deliveries.c.subscriber_id
+                            == func.any(bindparam("claimed", ids, type_=postgresql.ARRAY(Integer))),
+                            subscribers.c.id == deliveries.c.subscriber_id,
+                        )
+                        .values(claimed)
+                        .returning(
+                            deliveries.c.subscriber_id,
+                            subscribers.c.email,
+                            subscribers.c.name,
+                            subscribers.c.token,
+                            subscribers.c.status,
+                        )
+                    ).all()
                 )
-                .where(subscribers.c.id.between(ids[0], ids[-1]))
-                .order_by(subscribers.c.id)
-            )
+                first, last = ids[0], ids[-1]
             recipients = []
             gone = []
             for sid, email, name, token, status in rows:
-                if sid not in claimed:
-                    continue
                 if status == ACTIVE:
                     recipients.append(Recipient(sid, email, name, token))
                 else:
@@ -140,7 +186,7 @@ class Deliveries:
                     )
                     .values(state=SKIPPED, error="subscriber no longer active")
                 )
-        return Batch(issue_id, number, tuple(recipients), ids[0], ids[-1])
+        return Batch(issue_id, number, tuple(recipients), first, last)
 
     @staticmethod
     def _in_flight(batch: Batch) -> ColumnElement[bool]:

@@ -14,7 +14,6 @@ than running them.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -58,10 +57,6 @@ def final_suppressions(events: Iterable[WebhookEvent]) -> dict[str, str]:
 class Events:
     def __init__(self, store: Store) -> None:
         self._store = store
-        # SQLite has one writer at a time, and a transaction that finds the write lock taken
-        # sleeps in steps of up to 100 ms before it looks again: POSTs applied by several
-        # threads of one server queue here instead, and each starts the moment the last ends.
-        self._one_writer = threading.Lock() if store.is_sqlite else None
         now = bindparam("now", type_=UTCDateTime)
         self._first_seen: TextClause
         self._suppress: TextClause
@@ -124,10 +119,9 @@ class Events:
         still being applied (the second waits on the first's ids, then finds them)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                if self._one_writer is None:
-                    with self._store.transaction() as conn:
-                        return self._apply(conn, events)
-                with self._one_writer, self._store.transaction() as conn:
+                # On SQLite, POSTs applied by several threads of one server queue on the
+                # store's writer lock rather than in SQLite's sleeping busy handler.
+                with self._store.transaction() as conn:
                     return self._apply(conn, events)
             except StoreError as exc:
                 cause = getattr(exc.__cause__, "orig", None)

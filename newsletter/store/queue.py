@@ -20,6 +20,7 @@ from newsletter.records import (
     SubscriberStatus,
     utcnow,
 )
+from newsletter.store.publication import bump
 from newsletter.store.schema import articles, deliveries, issues, subscribers
 
 if TYPE_CHECKING:
@@ -222,6 +223,7 @@ class Queue:
                     ).where(subscribers.c.status == SubscriberStatus.ACTIVE),
                 )
             )
+            bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
 
     def get_issue(self, issue_id: int) -> IssueRecord:
@@ -269,7 +271,10 @@ class Queue:
         if only_from:
             query = query.where(issues.c.status.in_(only_from))
         with self._store.transaction() as conn:
-            return conn.execute(query.values(**values)).rowcount > 0
+            changed = conn.execute(query.values(**values)).rowcount > 0
+            if changed:
+                bump(conn)  # the status decides whether the issue is public
+            return changed
 
     def issue_status(self, issue_id: int) -> IssueStatus:
         with self._store.transaction(write=False) as conn:

@@ -154,6 +154,18 @@ webhook_events = Table(
     Column("received_at", UTCDateTime, nullable=False),
 )
 
+# One row (id 1): a counter bumped in the same transaction as every change to what the public
+# pages show (an issue published, or an issue's status changed). Each `serve` process keys its
+# rendered archive index, issue pages and feed on it, so a cancel made by any process reaches
+# every server at its next request.
+publication = Table(
+    "publication",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+)
+
 # -- the editors' workspace (newsletter.store.workspace) -------------------------------------
 editors = Table(
     "editors",

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import cast
 
 from starlette.applications import Starlette
@@ -27,13 +29,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter.config import Settings, secret
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.web import admin, archive, pages
+from newsletter.web.cache import PageCache
 from newsletter.web.events import PUBLIC_KEY_ENV, SendGridWebhook, WebhookVerifier
 from newsletter.web.ratelimit import SignupLimits
 from newsletter.web.state import WebState, web_state
@@ -86,6 +89,10 @@ _MESSAGES = {
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        redirect = slash_redirect(request)
+        if redirect is not None:
+            return redirect
     heading, message = _MESSAGES.get(exc.status_code, ("Request refused", str(exc.detail)))
     response = web_state(request).page(
         "error.html", exc.status_code, heading=heading, message=message
@@ -96,12 +103,35 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
-    return web_state(request).page(
+    """Starlette answers this one outside every middleware, SecurityHeaders included: the
+    headers are set here."""
+    response = web_state(request).page(
         "error.html",
         500,
         heading="Something went wrong",
         message="The page could not be shown. Please try again in a few minutes.",
     )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def slash_redirect(request: Request) -> Response | None:
+    """`/archive/` -> `/archive` (and the reverse) when only the other spelling is a page,
+    as Starlette's own redirect does, but on the configured base_url: the Host header is the
+    client's to forge, and a redirect built on it would send readers elsewhere."""
+    path = request.scope["path"]
+    if request.method not in ("GET", "HEAD") or path == "/":
+        return None
+    other = path.rstrip("/") if path.endswith("/") else path + "/"
+    probe = {**request.scope, "path": other}
+    if not any(route.matches(probe)[0] is not Match.NONE for route in request.app.routes):
+        return None
+    raw = request.scope.get("raw_path") or path.encode("utf-8")
+    raw_path = raw.decode("latin-1")
+    target = raw_path.rstrip("/") if path.endswith("/") else raw_path + "/"
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    location = web_state(request).settings.base_url + target + (f"?{query}" if query else "")
+    return RedirectResponse(location, status_code=307)
 
 
 def _home(request: Request) -> Response:
@@ -170,14 +200,35 @@ def create_app(
         Route("/webhooks/sendgrid", SendGridWebhook(store, verifier).endpoint, methods=["POST"]),
         *admin.routes(),  # the editors' workspace, /admin
     ]
+    trivial = os.environ.get(BENCHMARK_TRIVIAL_ENV)
+    if trivial:
+        routes.append(_trivial_route(Path(trivial)))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    # Ours (slash_redirect) builds the Location on base_url, not on the Host header.
+    app.router.redirect_slashes = False
     app.state.web = state
     app.state.admin = admin.AdminState.for_web(state)
+    app.state.public_pages = PageCache(store)
     return app
+
+
+# Benchmarks only (benchmarks/public_pages.py): a route answering a file's bytes, read once,
+# through the same app, middleware and server, as the ceiling the cached pages are held to.
+BENCHMARK_TRIVIAL_ENV = "NEWSLETTER_BENCHMARK_TRIVIAL_FILE"
+BENCHMARK_TRIVIAL_PATH = "/_benchmark/trivial"
+
+
+def _trivial_route(path: Path) -> Route:
+    body = path.read_bytes()
+
+    async def trivial(request: Request) -> Response:
+        return Response(body, media_type="text/html; charset=utf-8")
+
+    return Route(BENCHMARK_TRIVIAL_PATH, trivial, methods=["GET"])
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -1,6 +1,9 @@
 """The web edition of past issues: one page per issue (the stored `archive_html`, rendered at
 publication), an index with teasers and dates, and an Atom feed. Only issues that went out
-(sending or sent) are public; held, paused and cancelled ones stay unpublished."""
+(sending or sent) are public; held, paused and cancelled ones stay unpublished.
+
+All three are built once per publication version and served from `newsletter.web.cache`
+(ETag, Last-Modified, 304s): a request costs one shared version look-up, not a render."""
 
 from __future__ import annotations
 
@@ -8,14 +11,17 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from newsletter.config import Settings
 from newsletter.links import view_url
-from newsletter.records import IssueStatus, IssueSummary
+from newsletter.records import IssueStatus, IssueSummary, PublicationVersion
 from newsletter.store import Store
+from newsletter.web.cache import CachedPage, cached_page, public_pages, respond
 from newsletter.web.state import web_state
+from newsletter.web.templating import render
 
 PUBLIC_STATUSES = (IssueStatus.SENDING, IssueStatus.SENT)
 FEED_ENTRIES = 50
@@ -34,31 +40,43 @@ def published_issues(store: Store) -> list[IssueSummary]:
     return [i for i in store.queue.list_issues() if i.status in PUBLIC_STATUSES]
 
 
-def archive_issue(request: Request) -> Response:
-    state = web_state(request)
-    issue = state.store.queue.issue_by_slug(request.path_params["slug"])
+def issue_page(store: Store, slug: str) -> CachedPage | None:
+    """An issue's web edition; its content never changes after publication, so it is as old
+    as the issue. None while (or once) the issue is not public."""
+    issue = store.queue.issue_by_slug(slug)
     if issue is None or issue.status not in PUBLIC_STATUSES or not issue.archive_html:
-        return state.page(
+        return None
+    return cached_page(
+        issue.archive_html.encode("utf-8"),
+        "text/html; charset=utf-8",
+        issue.created_at,
+        headers={"Content-Security-Policy": ARCHIVE_CSP},
+    )
+
+
+async def archive_issue(request: Request) -> Response:
+    state = web_state(request)
+    slug = request.path_params["slug"]
+    page = await public_pages(request).get(f"issue:{slug}", lambda _: issue_page(state.store, slug))
+    if page is None:
+        return await run_in_threadpool(
+            state.page,
             "error.html",
             404,
             heading="Issue not found",
             message="There is no published issue at this address.",
         )
-    return HTMLResponse(
-        issue.archive_html,
-        headers={"Content-Security-Policy": ARCHIVE_CSP, "Cache-Control": "public, max-age=300"},
-    )
+    return respond(request, page)
 
 
 def _local(settings: Settings, moment: datetime) -> datetime:
     return moment.astimezone(settings.timezone)
 
 
-def archive_index(request: Request) -> Response:
-    state = web_state(request)
-    settings = state.settings
+def index_page(settings: Settings, store: Store, version: PublicationVersion) -> CachedPage:
+    """The list of published issues, as of `version`."""
     entries = []
-    for issue in published_issues(state.store):
+    for issue in published_issues(store):
         when = _local(settings, issue.created_at)
         entries.append(
             {
@@ -69,7 +87,17 @@ def archive_index(request: Request) -> Response:
                 "date": f"{when.day} {when:%B %Y}",
             }
         )
-    return state.page("archive_index.html", private=False, issues=entries)
+    html = render(settings, "archive_index.html", noindex=False, issues=entries)
+    return cached_page(html.encode("utf-8"), "text/html; charset=utf-8", version.changed_at)
+
+
+async def archive_index(request: Request) -> Response:
+    state = web_state(request)
+    page = await public_pages(request).get(
+        "index", lambda version: index_page(state.settings, state.store, version)
+    )
+    assert page is not None  # the index always exists
+    return respond(request, page)
 
 
 def _text(value: object) -> str:
@@ -114,11 +142,18 @@ def atom_feed(settings: Settings, issues: list[IssueSummary]) -> bytes:
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
-def feed_xml(request: Request) -> Response:
-    state = web_state(request)
-    body = atom_feed(state.settings, published_issues(state.store))
-    return Response(
-        body,
-        media_type="application/atom+xml; charset=utf-8",
-        headers={"Cache-Control": "public, max-age=300"},
+def feed_page(settings: Settings, store: Store, version: PublicationVersion) -> CachedPage:
+    return cached_page(
+        atom_feed(settings, published_issues(store)),
+        "application/atom+xml; charset=utf-8",
+        version.changed_at,
     )
+
+
+async def feed_xml(request: Request) -> Response:
+    state = web_state(request)
+    page = await public_pages(request).get(
+        "feed", lambda version: feed_page(state.settings, state.store, version)
+    )
+    assert page is not None  # the feed always exists
+    return respond(request, page)

@@ -24,7 +24,7 @@ from newsletter.testing.sendgrid_server.faults import Faults
 from newsletter.testing.sendgrid_server.messages import DeliveredMessage
 from newsletter.testing.sendgrid_server.process import ServerProcess, main
 from newsletter.testing.sendgrid_server.rules import validate_mail_send
-from newsletter.testing.sendgrid_server.server import SendGridServer
+from newsletter.testing.sendgrid_server.server import SendGridServer, SinkWindow
 
 __all__ = [
     "MAIL_SEND_PATH",
@@ -34,6 +34,7 @@ __all__ = [
     "DeliveredMessage",
     "Faults",
     "SendGridServer",
+    "SinkWindow",
     "ServerProcess",
     "main",
     "validate_mail_send",

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from newsletter.testing.sendgrid_server.server import SendGridServer
+from newsletter.testing.sendgrid_server.server import SendGridServer, SinkWindow
 
 MODULE = "newsletter.testing.sendgrid_server"
 
@@ -27,6 +27,13 @@ class ServerProcess:
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
         self.process.stdout.readline()  # the webhook public key line
+
+    def window(self) -> SinkWindow:
+        """Sink mode: what the sink accepted since the last call, first and last request
+        times included (SIGUSR1 makes it print that line and start a new window)."""
+        assert self.process.stdout is not None
+        self.process.send_signal(signal.SIGUSR1)
+        return SinkWindow.parse(self.process.stdout.readline())
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)  # prints "stopped: N requests / M recipients"
@@ -71,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         log_requests=not args.quiet,
     )
     with server:
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, lambda *_: print(server.take_window().line(), flush=True))
         try:  # Ctrl-C may come as soon as the url is out: still print the summary
             print(server.url, flush=True)
             print(f"event webhook public key: {server.public_key_base64}", flush=True)

@@ -167,6 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _sink(self, owner: SendGridServer, length: int) -> None:
         """Sink mode: count the `to` recipients and answer 202, checking nothing else."""
+        started = time.time()
         raw = self._read_body(owner, length)
         if raw is None:
             return
@@ -175,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError, KeyError, TypeError):
             self._send(400, _NOT_A_MAIL_SEND)
             return
-        owner._count_sunk(recipients)
+        # Counted before answering, so a client that saw its 202 finds it in the window.
+        owner._count_sunk(recipients, started, time.time())
         self._send(202, headers={"X-Message-Id": f"sink{next(owner._sink_ids):018d}"})
 
     def _mail_send(self, owner: SendGridServer, length: int) -> None:
@@ -237,6 +239,39 @@ def _too_large(limit: int) -> bytes:
             f"content too large: the total message size may not exceed {limit} bytes.", None, None
         )
     )
+
+
+@dataclass(frozen=True)
+class SinkWindow:
+    """What a sink accepted since the last look: the sender's rate as the sink saw it, from
+    the first request's arrival to the last one's answer (unix times; taken as the answer
+    is sent)."""
+
+    requests: int
+    recipients: int
+    first: float | None
+    last: float | None
+
+    @property
+    def seconds(self) -> float:
+        return (self.last - self.first) if self.first is not None and self.last else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Recipients per second over the window."""
+        return self.recipients / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (
+            f"window: {self.requests} requests / {self.recipients} recipients"
+            f" first {self.first or 0:.6f} last {self.last or 0:.6f}"
+        )
+
+    @classmethod
+    def parse(cls, line: str) -> SinkWindow:
+        words = line.split()
+        first, last = float(words[7]), float(words[9])
+        return cls(int(words[1]), int(words[4]), first or None, last or None)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -324,6 +359,7 @@ class SendGridServer:
         self._requests_rejected = 0
         self._cpu_seconds = 0.0
         self._request_log: list[RequestRecord] = []
+        self._window = SinkWindow(0, 0, None, None)
 
     def __repr__(self) -> str:  # never shows the key
         state = self.url if self._httpd else "stopped"
@@ -516,10 +552,23 @@ class SendGridServer:
         with self._lock:
             self._cpu_seconds += seconds
 
-    def _count_sunk(self, recipients: int) -> None:
+    def _count_sunk(self, recipients: int, started: float, answered: float) -> None:
         with self._lock:
             self._requests_accepted += 1
             self._recipients_accepted += recipients
+            w = self._window
+            self._window = SinkWindow(
+                w.requests + 1,
+                w.recipients + recipients,
+                started if w.first is None else min(w.first, started),
+                answered if w.last is None else max(w.last, answered),
+            )
+
+    def take_window(self) -> SinkWindow:
+        """Sink mode: what was accepted since the last call (or the start), then start anew."""
+        with self._lock:
+            window, self._window = self._window, SinkWindow(0, 0, None, None)
+        return window
 
     def _count_rejected(self) -> None:
         with self._lock:

@@ -1,0 +1,189 @@
+"""The send phase of `newsletter run --once` against a light sink, next to the transport's
+ceiling measured in the same run, and the whole command around it.
+
+    .venv/bin/python benchmarks/send_sink.py [--subscribers 1000000] [--ceiling 200000]
+
+What runs: a real SQLite database with N subscribers (signed tokens made at insert time, as
+an import would), one queued article, then the real `newsletter run --once` command in a child
+process (start-up, render, check, planning, sending through the official `sendgrid` library)
+against the local server in sink mode (another child process: it authenticates, counts
+recipients and answers 202; no contract checks). The sink records when the first request
+arrived and the last was answered, so the send phase is timed where the requests land.
+
+The ceiling, in the same run and against the same sink: the official library posting request
+bodies built before the clock starts, 4 at a time (the sender's concurrency), as
+- encoded text (what our sender hands the library: pure transport), and
+- dicts (the library JSON-encodes each one, as the earlier benchmark did).
+Targets (issue 13): send phase >= 0.8 of the ceiling, the whole command within 1.15x its send
+phase at 1,000,000 recipients, peak memory <= 200 MB; every subscriber sent exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from newsletter import publish  # noqa: E402
+from newsletter.config import load_settings, write_default_config  # noqa: E402
+from newsletter.links import stored_issue  # noqa: E402
+from newsletter.providers import OutgoingBatch  # noqa: E402
+from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
+from newsletter.store import Store  # noqa: E402
+from newsletter.subscribers import signing_secret  # noqa: E402
+from newsletter.testing.sendgrid_server import ServerProcess, SinkWindow  # noqa: E402
+from newsletter.tokens import new_token  # noqa: E402
+
+KEY = "SG.benchmark-key"
+SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
+SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
+
+
+def setup(folder: Path, count: int, server_url: str):
+    write_default_config(folder)
+    config = folder / "newsletter.toml"
+    config.write_text(config.read_text().replace('provider = "outbox"', 'provider = "sendgrid"'))
+    env = {"SENDGRID_API_HOST": server_url, "SENDGRID_API_KEY": KEY}
+    settings = load_settings(config, env=env)
+    store = Store(settings.database_url)
+    secret = signing_secret(store)
+    started = time.perf_counter()
+    store.subscribers.add(
+        (
+            {
+                "email": f"reader{i:07d}@example.com",
+                "name": f"Reader {i}",
+                "token": new_token(secret),
+            }
+            for i in range(count)
+        ),
+        chunk_size=20_000,
+    )
+    insert_seconds = time.perf_counter() - started
+    publish.queue_add(store, settings, SEED if SEED.exists() else SAMPLE)
+    store.close()
+    return settings, env, insert_seconds
+
+
+def run_command(folder: Path, env: dict) -> tuple[float, float, float, int, str]:
+    """The real command, in its own process so its peak memory is its own."""
+    full_env = {**os.environ, **env, "NEWSLETTER_CONFIG": str(folder / "newsletter.toml")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started_at = time.time()
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsletter.cli", "run", "--once"],
+        cwd=folder,
+        env=full_env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
+    if peak_kb <= before:  # an earlier child was larger: say so rather than report it
+        peak_kb = -1
+    return started_at, started_at + seconds, seconds, peak_kb, proc.stdout.strip()
+
+
+def ceilings(settings, store, issue_id: int, server: ServerProcess, total: int, threads: int):
+    """Post 1000-recipient bodies built before the clock starts, `threads` at a time: first
+    as encoded text, then as dicts the library encodes. Each timed at the sink."""
+    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
+    provider = SendGridProvider(settings, KEY)
+    built = []
+    for n, recipients in enumerate(store.subscribers.active_batches(1000)):
+        if n == 20:
+            break
+        batch = OutgoingBatch.of(settings, issue_id, n, rendered, tuple(recipients))
+        built.append(provider.build_request(batch))
+    encoded = [b.encoded for b in built]
+    dicts = [b.body for b in built]
+    requests = total // 1000
+    results: dict[str, SinkWindow] = {}
+    for name, bodies in (("encoded", encoded), ("dicts", dicts)):
+        if name == "dicts":
+            # The library JSON-encodes dict bodies only under exactly "application/json".
+            dict_provider = SendGridProvider(settings, KEY)
+            dict_provider.client.client.request_headers["Content-Type"] = "application/json"
+            post = dict_provider.client.client.mail.send.post
+        else:
+            post = provider.client.client.mail.send.post
+        server.window()  # start a fresh window
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            sent = [bodies[i % len(bodies)] for i in range(requests)]
+            list(pool.map(lambda body, post=post: post(request_body=body), sent))
+        results[name] = server.window()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument(
+        "--ceiling", type=int, default=200_000, help="recipients posted for each ceiling"
+    )
+    args = parser.parse_args()
+    n = args.subscribers
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores)")
+    server = ServerProcess(KEY, sink=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="nl-sink-") as tmp:
+            folder = Path(tmp)
+            settings, env, insert_s = setup(folder, n, server.url)
+            print(
+                f"setup: {n:,} subscribers inserted with signed tokens in {insert_s:.1f}s "
+                "(as an import would; not part of the command)"
+            )
+            server.window()  # nothing before the command counts
+            began, ended, wall, peak_kb, summary = run_command(folder, env)
+            send = server.window()
+            rate = send.rate
+            print(
+                f"send phase (at the sink): {send.recipients:,} recipients in "
+                f"{send.requests:,} requests, {send.seconds:.2f}s = {rate:,.0f} recipients/s"
+            )
+            print(
+                f"whole command: {wall:.2f}s = {wall / send.seconds:.3f}x the send phase "
+                f"(before the first request {send.first - began:.2f}s, "
+                f"after the last {ended - send.last:.2f}s); peak memory "
+                + (f"{peak_kb / 1024:.0f} MB" if peak_kb > 0 else "(not measured)")
+            )
+            print("  " + "\n  ".join(summary.splitlines()))
+            store = Store(settings.database_url)
+            issue_id = store.queue.list_issues()[0].id
+            counts = store.deliveries.counts(issue_id)
+            threads = settings.sendgrid.concurrency
+            found = ceilings(settings, store, issue_id, server, min(n, args.ceiling), threads)
+            for name, window in found.items():
+                print(
+                    f"ceiling ({name} bodies built beforehand, the official library, {threads} "
+                    f"at a time, same sink): {window.rate:,.0f} recipients/s; "
+                    f"send phase / ceiling = {rate / window.rate:.2f}"
+                )
+            exactly_once = (
+                counts["sent"] == n and sum(counts.values()) == n and send.recipients == n
+            )
+            print(
+                f"exactly once: delivery log {json.dumps(counts)}, sink counted "
+                f"{send.recipients:,} -> {'OK' if exactly_once else 'MISMATCH'}"
+            )
+            store.close()
+    finally:
+        server.stop()
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
