@@ -172,6 +172,23 @@ def queue_release(app: App, article: str) -> None:
     click.echo(f"released {row.filename}: back in the queue; the next tick checks it again")
 
 
+@queue.command("move")
+@click.argument("article")
+@click.option("--up", "direction", flag_value="up", help="One place earlier.")
+@click.option("--down", "direction", flag_value="down", help="One place later.")
+@pass_app
+def queue_move(app: App, article: str, direction: str | None) -> None:
+    """Move ARTICLE (its file name in issues/) one place up or down the queue."""
+    from newsletter import publish
+
+    if direction is None:
+        raise NewsletterError("say --up or --down")
+    if publish.queue_move(app.store, article, up=direction == "up"):
+        click.echo(f"moved {Path(article).name} {direction}")
+    else:
+        click.echo(f"{Path(article).name} is already {'first' if direction == 'up' else 'last'}")
+
+
 @queue.command("remove")
 @click.argument("article")
 @pass_app
@@ -246,6 +263,71 @@ def subscribers_export(app: App, out: Path | None) -> None:
     with out.open("w", encoding="utf-8", newline="") as handle:
         count = export_csv(app.store.subscribers.each(), handle)
     click.echo(f"wrote {count} subscribers to {out}", err=True)
+
+
+# -- editors (the web workspace's accounts) ------------------------------------------------
+@cli.group()
+def editors() -> None:
+    """Accounts of the editors who sign in at /admin of `newsletter serve`."""
+
+
+def _read_password() -> str:
+    """Asked twice on a terminal (hidden); otherwise the first line of standard input."""
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@editors.command("add")
+@click.argument("email")
+@click.option(
+    "--tz", "timezone", default="", help="The editor's time zone (default: the newsletter's)."
+)
+@pass_app
+def editors_add(app: App, email: str, timezone: str) -> None:
+    """Create an editor account; the password is asked for (or read from standard input)."""
+    from newsletter.editors import add_editor
+
+    editor = add_editor(app.store, email, _read_password(), timezone)
+    click.echo(f"added editor {editor.email}")
+
+
+@editors.command("password")
+@click.argument("email")
+@pass_app
+def editors_password(app: App, email: str) -> None:
+    """Set a new password for EMAIL; the editor's open sessions end."""
+    from newsletter.editors import change_password
+
+    editor = change_password(app.store, email, _read_password())
+    click.echo(f"changed the password of {editor.email}; their sessions have ended")
+
+
+@editors.command("list")
+@pass_app
+def editors_list(app: App) -> None:
+    """List the editor accounts."""
+    from newsletter.editors import list_editors
+
+    found = list_editors(app.store)
+    if not found:
+        click.echo("no editors yet: add one with 'newsletter editors add EMAIL'")
+    for editor in found:
+        click.echo(
+            f"{editor.email}\tsince {_local(editor.created_at, app.settings)}"
+            + (f"\t{editor.timezone}" if editor.timezone else "")
+        )
+
+
+@editors.command("remove")
+@click.argument("email")
+@pass_app
+def editors_remove(app: App, email: str) -> None:
+    """Delete the editor account EMAIL; its sessions end at once."""
+    from newsletter.editors import remove_editor
+
+    remove_editor(app.store, email)
+    click.echo(f"removed editor {email}")
 
 
 # -- rendering ------------------------------------------------------------------------------

@@ -524,10 +524,15 @@ def change_issue_status(store: Store, issue_id: int, status: str) -> None:
         raise NewsletterError(f"issue {issue_id} is {current}: cannot make it {status}")
 
 
-def resolve_uncertain(store: Store, issue_id: int, resend: bool) -> int:
-    """The editor's decision on uncertain deliveries: resend them, or count them as sent."""
+def resolve_uncertain(
+    store: Store, issue_id: int, resend: bool, subscriber_ids: list[int] | None = None
+) -> int:
+    """The editor's decision on uncertain deliveries (all, or those of `subscriber_ids`):
+    resend them, or count them as sent."""
     store.queue.get_issue(issue_id)
-    moved = store.deliveries.settle(issue_id, UNCERTAIN, PENDING if resend else SENT)
+    moved = store.deliveries.settle(
+        issue_id, UNCERTAIN, PENDING if resend else SENT, subscriber_ids
+    )
     if resend and moved:
         store.queue.set_issue_status(issue_id, ISSUE_SENDING)
     return moved

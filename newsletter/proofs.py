@@ -11,7 +11,7 @@ from newsletter.config import Settings
 from newsletter.exceptions import NewsletterError, ProviderError
 from newsletter.links import stored_issue, unsubscribe_url
 from newsletter.providers import OutgoingBatch, Provider
-from newsletter.records import Recipient
+from newsletter.records import Recipient, RenderedIssue
 from newsletter.store import Store
 from newsletter.subscribers import clean_name, normalize_address
 
@@ -27,11 +27,24 @@ def send_test(
     name: str = "Editor",
 ) -> None:
     """Send one copy of the issue to `to`, as a subscriber would get it."""
+    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
+    send_proof(settings, provider, rendered, to, name, issue_id)
+
+
+def send_proof(
+    settings: Settings,
+    provider: Provider,
+    rendered: RenderedIssue,
+    to: str,
+    name: str = "Editor",
+    issue_id: int = 0,
+) -> None:
+    """Send one copy of a rendered email (a stored issue, or a queued article's preview) to
+    `to`, as a subscriber would get it, outside every delivery log."""
     try:
         address = normalize_address(to)
     except ValueError as exc:
         raise NewsletterError(f"--to {to!r} is not a valid address: {exc}") from None
-    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
     recipient = Recipient(0, address, clean_name(name), PROOF_TOKEN)
     provider.send(
         OutgoingBatch(

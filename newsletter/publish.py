@@ -127,6 +127,22 @@ def queue_add(
     return article, target
 
 
+def queue_move(store: Store, filename: str, up: bool) -> bool:
+    """Move a queued article one place earlier (up) or later; False when it is already at
+    that end. The CLI's `queue move` and the editors' workspace both call this."""
+    return store.workspace.swap_with_neighbour(Path(filename).name, up)
+
+
+def set_not_before(
+    store: Store, settings: Settings, filename: str, value: str | None, tz: ZoneInfo | None = None
+) -> datetime | None:
+    """Set (a local time in `tz`, default the newsletter's zone) or clear (None or "") the
+    earliest send time of a queued article."""
+    when = parse_local_time(value, tz or settings.timezone) if value and value.strip() else None
+    store.workspace.set_not_before(Path(filename).name, when)
+    return when
+
+
 @dataclass(frozen=True)
 class QueueEntry:
     filename: str

@@ -10,10 +10,12 @@ or a restart never send an issue twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -21,9 +23,9 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
-from newsletter.config import Settings
+from newsletter.config import CONFIG_NAME, Settings, load_settings
 from newsletter.delivery import SendContext, SendingLease
-from newsletter.exceptions import LeaseLost, NewsletterError, WorkerStopping
+from newsletter.exceptions import ConfigError, LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
 from newsletter.records import utcnow
 from newsletter.store import Store
@@ -50,6 +52,8 @@ class SchedulerRunner:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.was_holder = False
+        self.scheduler: BlockingScheduler | None = None
+        self.config_mtime = _mtime(settings.root / CONFIG_NAME)
 
     def heartbeat(self) -> None:
         """Between batches: stop if asked, else keep the lease."""
@@ -57,10 +61,42 @@ class SchedulerRunner:
             raise WorkerStopping("stopping: the rest of the issue goes out at the next start")
         self.lease.renew()
 
+    def reload_cadence(self) -> bool:
+        """Take a cadence changed in newsletter.toml (the workspace's schedule page writes
+        it there) without a restart: the heartbeat serves due ticks from these settings, and
+        the cadence job is rescheduled. True when the cadence changed."""
+        path = self.settings.root / CONFIG_NAME
+        mtime = _mtime(path)
+        if mtime is None or mtime == self.config_mtime:
+            return False
+        self.config_mtime = mtime
+        try:
+            schedule = load_settings(path).schedule
+        except ConfigError as exc:
+            self.echo(f"newsletter.toml changed but cannot be used; keeping the cadence: {exc}")
+            return False
+        if schedule == self.settings.schedule:
+            return False
+        self.settings = dataclasses.replace(self.settings, schedule=schedule)
+        self.ctx = dataclasses.replace(self.ctx, settings=self.settings)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.reschedule_job(
+                TICK_JOB_ID, trigger=publish.cadence_trigger(self.settings)
+            )
+        ticks = publish.next_ticks(self.settings, utcnow(), 3)
+        self.echo(
+            "cadence changed in newsletter.toml; next ticks: "
+            + ", ".join(
+                f"{t.astimezone(self.settings.timezone):%a %Y-%m-%d %H:%M %Z}" for t in ticks
+            )
+        )
+        return True
+
     def wake(self, reason: str) -> None:
         if self.stopping.is_set() or not self.lock.acquire(blocking=False):
             return
         try:
+            self.reload_cadence()
             if not self.lease.acquire():
                 if self.was_holder:
                     self.echo("lost the sending lease: standing by")
@@ -69,8 +105,11 @@ class SchedulerRunner:
             if not self.was_holder:
                 self.echo(f"holding the sending lease as {self.lease.holder}")
             self.was_holder = True
-            result = publish.scheduled_work(self.ctx, self.lease)
-            self._report(result, reason)
+            try:
+                result = publish.scheduled_work(self.ctx, self.lease)
+                self._report(result, reason)
+            finally:
+                self._alert()
         except (WorkerStopping, LeaseLost) as exc:
             self.echo(str(exc))
         except NewsletterError as exc:
@@ -79,6 +118,16 @@ class SchedulerRunner:
             log.exception("scheduled work failed")
         finally:
             self.lock.release()
+
+    def _alert(self) -> None:
+        """Email the editors what needs them (each event once); never stops the scheduler."""
+        from newsletter.alerts import send_alerts
+
+        try:
+            for alert in send_alerts(self.store, self.settings, self.ctx.provider):
+                self.echo(f"alerted the editors: {alert.subject}")
+        except Exception:
+            log.exception("alerting the editors failed")
 
     def _report(self, result: publish.TickResult | None, reason: str) -> None:
         if result is None:
@@ -100,6 +149,13 @@ class SchedulerRunner:
                 f"held {held.filename}: its check found errors (see 'newsletter queue list'); "
                 "the queue goes on without it"
             )
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -154,7 +210,7 @@ def run_scheduler(store: Store, settings: Settings, echo: Callable[[str], None] 
     """Run until Ctrl-C or SIGTERM; a send in progress stops cleanly between batches."""
     global _RUNNER
     _RUNNER = runner = SchedulerRunner(store, settings, echo)
-    scheduler = build_scheduler(store, settings)
+    scheduler = runner.scheduler = build_scheduler(store, settings)
 
     def stop(signum, _frame) -> None:
         runner.stopping.set()

@@ -21,6 +21,7 @@ from newsletter.store.queue import Queue
 from newsletter.store.rate_limits import RateLimits
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
+from newsletter.store.workspace import Workspace
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -73,6 +74,7 @@ class Store:
         self.deliveries = Deliveries(self)
         self.leases = Leases(self)
         self.events = Events(self)
+        self.workspace = Workspace(self)
         self.publication = Publication(self)
         self.rate_limits = RateLimits(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of

@@ -153,6 +153,8 @@ class Events:
                 slot[0 if e.kind == "open" else 1] += 1
         for issue_id, (opens, clicks) in sorted(counts.items()):
             conn.execute(self._count, {"id": issue_id, "opens": opens, "clicks": clicks})
+        # The editors' chart: the same counts per hour of receipt (newsletter.store.workspace).
+        self._store.workspace.tally_hours(conn, counts, now)
         return WebhookOutcome(
             suppressed=suppressed,
             confirmed=confirmed,

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    func,
 )
 
 # Engines opened by the store begin every SQLite transaction with BEGIN IMMEDIATE (the write
@@ -164,3 +165,39 @@ publication = Table(
     Column("version", Integer, nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),
 )
+
+# -- the editors' workspace (newsletter.store.workspace) -------------------------------------
+editors = Table(
+    "editors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    # Part of every session cookie: bumped on a password change, so older sessions end.
+    Column("session_version", Integer, nullable=False, default=1),
+    Column("timezone", String(64), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Opens and clicks per issue and hour, fed by the event webhook: the editors' chart.
+engagement_hours = Table(
+    "engagement_hours",
+    metadata,
+    Column("issue_id", Integer, primary_key=True),
+    Column("kind", String(10), primary_key=True),
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+# One row per alert sent to the editors: its key makes "at most once per event".
+alerts_sent = Table(
+    "alerts_sent",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("sent_at", UTCDateTime, nullable=False),
+)
+
+# Subscriber search by name prefix, case-insensitive (the address has its unique key).
+Index("ix_subscribers_name_lower", func.lower(subscribers.c.name))

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from newsletter.config import Settings, secret
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
-from newsletter.web import archive, pages
+from newsletter.web import admin, archive, pages
 from newsletter.web.cache import PageCache
 from newsletter.web.events import PUBLIC_KEY_ENV, SendGridWebhook, WebhookVerifier
 from newsletter.web.ratelimit import SignupLimits
@@ -198,6 +198,7 @@ def create_app(
         Route("/feed.xml", archive.feed_xml, methods=["GET"]),
         # SendGrid's signed Event Webhook (newsletter.web.events).
         Route("/webhooks/sendgrid", SendGridWebhook(store, verifier).endpoint, methods=["POST"]),
+        *admin.routes(),  # the editors' workspace, /admin
     ]
     trivial = os.environ.get(BENCHMARK_TRIVIAL_ENV)
     if trivial:
@@ -210,6 +211,7 @@ def create_app(
     # Ours (slash_redirect) builds the Location on base_url, not on the Host header.
     app.router.redirect_slashes = False
     app.state.web = state
+    app.state.admin = admin.AdminState.for_web(state)
     app.state.public_pages = PageCache(store)
     return app
 

@@ -1,0 +1,202 @@
+"""The queue page and the preview of a queued article. Every rule is the library's: the
+order and expected dates (`publish.queue_view`), the article parser and its line-numbered
+errors (`publish.queue_add`), the check (`check.check_rendered`), the proof
+(`proofs.send_proof`)."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.responses import HTMLResponse, Response
+
+from newsletter import publish
+from newsletter.articles import ARTICLE_SUFFIXES, read_article
+from newsletter.check import ERROR, Finding, check_rendered
+from newsletter.exceptions import ArticleError, NewsletterError
+from newsletter.links import unsubscribe_url
+from newsletter.preview import SAMPLE_NAME, SAMPLE_TOKEN
+from newsletter.proofs import send_proof
+from newsletter.providers import make_provider
+from newsletter.records import RenderedIssue
+from newsletter.render import personalize, render_fitting
+from newsletter.web.admin.base import Ctx
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
+
+
+def _article_id(ctx: Ctx) -> int:
+    return int(ctx.request.path_params["article_id"])
+
+
+def queue_page(ctx: Ctx, errors: list[str] | None = None, status_code: int = 200) -> Response:
+    view = publish.queue_view(ctx.store, ctx.settings)
+    ids = {row.filename: row.id for row in ctx.store.queue.queued()}
+    return ctx.page(
+        "admin/queue.html",
+        status_code,
+        view=view,
+        ids=ids,
+        held=publish.held_tick(ctx.store),
+        dt_format=DATETIME_LOCAL,
+        pasted=ctx.form.get("markdown", ""),
+        filename=ctx.form.get("filename", ""),
+        errors=errors or [],
+    )
+
+
+def _upload_name(raw: str) -> str:
+    name = _SAFE_NAME.sub("-", Path(raw.replace("\\", "/")).name).strip(".-")
+    return name[:120]
+
+
+def add_article(ctx: Ctx) -> Response:
+    """A file upload, or Markdown pasted with its front matter; the same checks as
+    `newsletter queue add`, errors shown with the file's line numbers."""
+    upload = ctx.files.get("file")
+    pasted = ctx.form.get("markdown", "")
+    if upload and upload[1]:
+        name, content = _upload_name(upload[0]), upload[1]
+    elif pasted.strip():
+        name = _upload_name(ctx.form.get("filename", "")) or "pasted-article.md"
+        if not name.lower().endswith((".md", ".markdown")):
+            name += ".md"
+        content = pasted.replace("\r\n", "\n").encode("utf-8")
+    else:
+        return _queue_with_errors(ctx, ["Choose a file or paste an article."])
+    if not name.lower().endswith(ARTICLE_SUFFIXES):
+        return _queue_with_errors(
+            ctx, [f"{name}: articles are {', '.join(ARTICLE_SUFFIXES)} files"]
+        )
+    with tempfile.TemporaryDirectory(prefix="newsletter-upload-") as folder:
+        source = Path(folder) / name
+        source.write_bytes(content)
+        try:
+            article, target = publish.queue_add(
+                ctx.store,
+                ctx.settings,
+                source,
+                ctx.form.get("not_before") or None,
+                ctx.zone.key,
+            )
+        except ArticleError as exc:
+            where = f"{name}:{exc.line}" if exc.line else name
+            return _queue_with_errors(ctx, [f"{where}: {exc.message}"], status_code=400)
+        except NewsletterError as exc:
+            message = str(exc).replace(str(source), name)
+            return _queue_with_errors(ctx, [message], status_code=400)
+    return ctx.redirect("/admin/queue", f"Queued {target.name}: {article.title}")
+
+
+def _queue_with_errors(ctx: Ctx, errors: list[str], status_code: int = 400) -> Response:
+    return queue_page(ctx, errors, status_code)
+
+
+def move_article(ctx: Ctx) -> Response:
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    up = ctx.form.get("direction") == "up"
+    moved = publish.queue_move(ctx.store, row.filename, up)
+    where = "up" if up else "down"
+    message = f"Moved {row.filename} {where}." if moved else f"{row.filename} stays."
+    return ctx.redirect("/admin/queue", message)
+
+
+def not_before(ctx: Ctx) -> Response:
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    value = "" if "clear" in ctx.form else ctx.form.get("not_before", "")
+    try:
+        when = publish.set_not_before(ctx.store, ctx.settings, row.filename, value, ctx.zone)
+    except NewsletterError as exc:
+        return _queue_with_errors(ctx, [f"{row.filename}: {exc}"])
+    if when is None:
+        return ctx.redirect("/admin/queue", f"{row.filename} can go out at the next tick.")
+    return ctx.redirect("/admin/queue", f"{row.filename}: not before {ctx.local(when)}.")
+
+
+def remove_article(ctx: Ctx) -> Response:
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    ctx.store.queue.remove_article(row.filename)
+    return ctx.redirect("/admin/queue", f"Removed {row.filename} from the queue.")
+
+
+# -- preview -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preview:
+    rendered: RenderedIssue
+    html: str
+    text: str
+    findings: list[Finding]
+
+
+def _preview(ctx: Ctx, filename: str) -> Preview:
+    """Render and check the article as its own issue; kept while the file is unchanged."""
+    path = ctx.settings.issues_dir / filename
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size, id(ctx.settings))
+    cached = ctx.admin.previews.get(key)
+    if cached is not None:
+        return cached
+    rendered = render_fitting([read_article(path)], ctx.settings, slug="preview")
+    body = personalize(rendered, SAMPLE_NAME, unsubscribe_url(ctx.settings, SAMPLE_TOKEN))
+    findings = check_rendered(rendered, collapse_is_error=ctx.settings.collapse_is_error)
+    findings.sort(key=lambda f: f.severity != ERROR)
+    preview = Preview(rendered, body.html, body.text, findings)
+    if len(ctx.admin.previews) > 64:
+        ctx.admin.previews.clear()
+    ctx.admin.previews[key] = preview
+    return preview
+
+
+def preview_page(ctx: Ctx) -> Response:
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    try:
+        preview = _preview(ctx, row.filename)
+    except (ArticleError, OSError) as exc:
+        return ctx.page("admin/preview.html", 200, row=row, preview=None, error=str(exc))
+    return ctx.page(
+        "admin/preview.html",
+        row=row,
+        preview=preview,
+        error="",
+        errors=sum(f.severity == ERROR for f in preview.findings),
+    )
+
+
+# The email's own document: no scripts at all, images from anywhere (as in an inbox), and
+# only our own pages may frame it.
+EMAIL_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+_DARK_MEDIA = re.compile(r"@media\s*\(\s*prefers-color-scheme\s*:\s*dark\s*\)", re.IGNORECASE)
+
+
+def email_document(ctx: Ctx) -> Response:
+    """The finished HTML for the preview's frames; `?view=dark` applies the email's dark-mode
+    rules whatever the editor's own setting (as a dark-mode mail app would)."""
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    html = _preview(ctx, row.filename).html
+    if ctx.request.query_params.get("view") == "dark":
+        html = _DARK_MEDIA.sub("@media all", html)
+    return HTMLResponse(
+        html,
+        headers={
+            "Cache-Control": "no-store",
+            "content-security-policy": EMAIL_CSP,
+            "x-frame-options": "SAMEORIGIN",
+        },
+    )
+
+
+def send_test(ctx: Ctx) -> Response:
+    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    preview = _preview(ctx, row.filename)
+    provider = make_provider(ctx.settings)
+    send_proof(ctx.settings, provider, preview.rendered, ctx.editor.email)
+    return ctx.redirect(
+        f"/admin/queue/{row.id}/preview",
+        f"Sent a test of {row.filename} to {ctx.editor.email} through {provider.name}.",
+    )

@@ -1,0 +1,419 @@
+"""The editors' workspace over real HTTP (a live uvicorn server, a real SQLite file): who gets
+in and who does not. No session, a wrong password, throttling, missing or foreign CSRF
+tokens, the session of a removed editor or of a changed password, tampered and expired
+cookies; plus the pages' headers and the webhook's per-hour engagement behind the chart."""
+
+from __future__ import annotations
+
+import re
+import time
+from http.cookies import SimpleCookie
+from urllib.parse import urlencode
+
+import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from newsletter import publish
+from newsletter.editors import add_editor, change_password, remove_editor
+from newsletter.web.admin.session import ACCOUNT_LIMIT, CLIENT_LIMIT
+from tests.test_web import (
+    FORM,
+    SAMPLE_ARTICLES,
+    LiveWeb,
+    Reply,
+    event,
+    live_web,
+    publish_next,
+    uncertain_issue,
+)
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def web(tmp_path, monkeypatch):
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    with live_web(tmp_path) as live:
+        add_editor(live.store, "ed@example.com", PASSWORD)
+        yield live
+
+
+class Browser:
+    """A cookie jar over LiveWeb's raw requests (redirects are not followed)."""
+
+    def __init__(self, web: LiveWeb) -> None:
+        self.web = web
+        self.cookies: dict[str, str] = {}
+        self.last_set_cookie: list[str] = []
+
+    def request(self, method: str, path: str, fields: dict | None = None) -> Reply:
+        headers = dict(FORM) if fields is not None else {}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = urlencode(fields).encode() if fields is not None else None
+        reply = self.web.request(method, path, body, headers)
+        self.last_set_cookie = reply.headers.get_all("set-cookie") or []
+        for header in self.last_set_cookie:
+            for name, morsel in SimpleCookie(header).items():
+                if morsel["max-age"] == "0" or not morsel.value.strip('"'):
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        return reply
+
+    def get(self, path: str) -> Reply:
+        return self.request("GET", path)
+
+    def post(self, path: str, fields: dict) -> Reply:
+        return self.request("POST", path, fields)
+
+    def login_form(self) -> str:
+        reply = self.get("/admin/login")
+        assert reply.status == 200
+        return csrf_of(reply)
+
+    def sign_in(self, email: str = "ed@example.com", password: str = PASSWORD) -> Reply:
+        token = self.login_form()
+        return self.post(
+            "/admin/login", {"csrf_token": token, "email": email, "password": password}
+        )
+
+
+def csrf_of(reply: Reply) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', reply.text)
+    assert match, reply.text[:500]
+    return match.group(1)
+
+
+def queue_one(web: LiveWeb) -> int:
+    publish.queue_add(web.store, web.settings, SAMPLE_ARTICLES / "003_the-orchard-accounts.md")
+    return web.store.queue.queued()[0].id
+
+
+def test_nothing_under_admin_without_a_session(web):
+    article_id = queue_one(web)
+    for path in (
+        "/admin/queue",
+        "/admin/issues",
+        "/admin/issues/1/counts.json",
+        "/admin/schedule",
+        "/admin/subscribers",
+        "/admin/subscribers/export",
+        f"/admin/queue/{article_id}/preview",
+        f"/admin/queue/{article_id}/email",
+    ):
+        reply = web.get(path)
+        assert reply.status == 303, path
+        assert reply.headers["location"].startswith("/admin/login?next="), path
+        assert b"orchard" not in reply.body.lower()
+    reply = web.post_form(f"/admin/queue/{article_id}/remove", {"csrf_token": "x"})
+    assert reply.status == 303 and reply.headers["location"].startswith("/admin/login")
+    assert [a.id for a in web.store.queue.queued()] == [article_id]
+
+
+def test_sign_in_sets_a_safe_cookie_and_a_wrong_password_does_not(web):
+    browser = Browser(web)
+    reply = browser.sign_in(password="not the password")
+    assert reply.status == 401 and "Wrong email address or password" in reply.text
+    assert "nl_admin" not in browser.cookies
+    reply = browser.sign_in(email="nobody@example.com")
+    assert reply.status == 401 and "nl_admin" not in browser.cookies
+
+    reply = browser.sign_in()
+    assert reply.status == 303 and reply.headers["location"] == "/admin/queue"
+    session = next(c for c in browser.last_set_cookie if c.startswith("nl_admin="))
+    attributes = {part.strip().lower() for part in session.split(";")[1:]}
+    assert {"httponly", "path=/admin", "samesite=lax"} <= attributes
+    assert "secure" not in attributes  # base_url is plain http here
+    page = browser.get("/admin/queue")
+    assert page.status == 200 and "ed@example.com" in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
+    # Signing out ends the session in the browser.
+    assert browser.post("/admin/logout", {"csrf_token": csrf_of(page)}).status == 303
+    assert browser.get("/admin/queue").status == 303
+
+
+def test_cookies_are_secure_when_base_url_is_https(tmp_path, monkeypatch):
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    with live_web(tmp_path, env={"NEWSLETTER_BASE_URL": "https://news.example.com"}) as web:
+        # live_web's own URL is still the local one: only the settings say https.
+        web.settings = web.settings
+        add_editor(web.store, "ed@example.com", PASSWORD)
+        browser = Browser(web)
+        reply = browser.sign_in()
+        assert reply.status == 303
+        session = next(c for c in browser.last_set_cookie if c.startswith("nl_admin="))
+        assert "secure" in session.lower()
+
+
+def test_a_redirect_after_sign_in_never_leaves_the_workspace(web):
+    browser = Browser(web)
+    token = browser.login_form()
+    reply = browser.post(
+        "/admin/login",
+        {
+            "csrf_token": token,
+            "email": "ed@example.com",
+            "password": PASSWORD,
+            "next": "https://evil.example/admin/",
+        },
+    )
+    assert reply.status == 303 and reply.headers["location"] == "/admin/queue"
+
+
+def test_failed_sign_ins_are_throttled_per_account_and_per_client(web):
+    browser = Browser(web)
+    for _ in range(ACCOUNT_LIMIT.amount):
+        assert browser.sign_in(password="wrong password!").status == 401
+    # The right password does not help while the account's window lasts.
+    reply = browser.sign_in()
+    assert reply.status == 429 and "Too many failed sign-ins" in reply.text
+    assert int(reply.headers["retry-after"]) > 0
+    assert "nl_admin" not in browser.cookies
+    # The counts live in the database, where every `serve` process reads them.
+    hits, ends = web.store.rate_limits.get(ACCOUNT_LIMIT.key_for("account", "ed@example.com"))
+    assert hits == ACCOUNT_LIMIT.amount and ends > time.time()
+
+    # Per client: many accounts tried from one address.
+    other = Browser(web)
+    tried = ACCOUNT_LIMIT.amount
+    n = 0
+    while tried < CLIENT_LIMIT.amount:
+        assert other.sign_in(email=f"guess{n}@example.com").status == 401
+        tried, n = tried + 1, n + 1
+    add_editor(web.store, "second@example.com", PASSWORD)
+    assert other.sign_in(email="second@example.com").status == 429
+
+
+def test_state_changes_need_the_sessions_csrf_token(web):
+    article_id = queue_one(web)
+    # The sign-in form itself: no token, or a token without its cookie, is refused.
+    anonymous = Browser(web)
+    token = anonymous.login_form()
+    reply = anonymous.post("/admin/login", {"email": "ed@example.com", "password": PASSWORD})
+    assert reply.status == 403
+    stranger = Browser(web)
+    reply = stranger.post(
+        "/admin/login", {"csrf_token": token, "email": "ed@example.com", "password": PASSWORD}
+    )
+    assert reply.status == 403 and "nl_admin" not in stranger.cookies
+
+    alice, bob = Browser(web), Browser(web)
+    assert alice.sign_in().status == 303 and bob.sign_in().status == 303
+    alice_token = csrf_of(alice.get("/admin/queue"))
+    bob_token = csrf_of(bob.get("/admin/queue"))
+    assert alice_token != bob_token
+    remove = f"/admin/queue/{article_id}/remove"
+    assert alice.post(remove, {}).status == 403
+    assert alice.post(remove, {"csrf_token": ""}).status == 403
+    assert alice.post(remove, {"csrf_token": bob_token}).status == 403
+    assert alice.post(remove, {"csrf_token": alice_token[:-1] + "0"}).status in (403,)
+    assert [a.id for a in web.store.queue.queued()] == [article_id]
+    reply = alice.post(remove, {"csrf_token": alice_token})
+    assert reply.status == 303 and web.store.queue.queued() == []
+
+
+def test_removed_editor_and_changed_password_end_sessions(web):
+    add_editor(web.store, "leaving@example.com", PASSWORD)
+    leaving, staying = Browser(web), Browser(web)
+    assert leaving.sign_in("leaving@example.com").status == 303
+    assert staying.sign_in().status == 303
+    assert leaving.get("/admin/queue").status == 200
+    remove_editor(web.store, "leaving@example.com")
+    reply = leaving.get("/admin/queue")
+    assert reply.status == 303 and reply.headers["location"].startswith("/admin/login")
+
+    assert staying.get("/admin/issues").status == 200
+    change_password(web.store, "ed@example.com", "a brand new password")
+    assert staying.get("/admin/issues").status == 303
+    assert Browser(web).sign_in(password="a brand new password").status == 303
+
+
+def test_tampered_foreign_and_expired_cookies_are_no_session(web):
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    good = browser.cookies["nl_admin"]
+    payload, stamp, signature = good.split(".")
+    for bad in (
+        good[:-2] + ("AA" if not good.endswith("AA") else "BB"),
+        payload.replace(payload[2], "x" if payload[2] != "x" else "y") + f".{stamp}.{signature}",
+        "WzEsMSwieCJd.abc.def",
+        "",
+    ):
+        browser.cookies["nl_admin"] = bad
+        assert browser.get("/admin/queue").status == 303, bad
+
+    secret = web.store.leases.secret_key()
+
+    class LongAgo(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 13 * 3600
+
+    expired = URLSafeTimedSerializer(secret, salt="newsletter.admin-session", signer=LongAgo).dumps(
+        [1, 1, "nonce"]
+    )
+    fresh = URLSafeTimedSerializer(secret, salt="newsletter.admin-session").dumps([1, 1, "n"])
+    browser.cookies["nl_admin"] = expired
+    assert browser.get("/admin/queue").status == 303
+    browser.cookies["nl_admin"] = fresh  # the same signing, in time: accepted
+    assert browser.get("/admin/queue").status == 200
+
+
+def test_engagement_is_recorded_per_hour_and_drawn(tmp_path, monkeypatch):
+    from newsletter.testing.sendgrid_server import SendGridServer
+    from newsletter.web.events import PUBLIC_KEY_ENV
+
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    with SendGridServer() as sendgrid:
+        monkeypatch.setenv(PUBLIC_KEY_ENV, sendgrid.public_key_base64)
+        with live_web(tmp_path) as web:
+            add_editor(web.store, "ed@example.com", PASSWORD)
+            from newsletter.subscribers import add_subscriber
+
+            add_subscriber(web.store, "reader@example.com", "Reader")
+            issue_id = publish_next(web, "003_the-orchard-accounts.md")
+            hour = int(time.time()) // 3600 * 3600
+            events = [
+                event("open", "reader@example.com", issue_id=issue_id, timestamp=hour - 7200),
+                event("open", "a@example.com", issue_id=issue_id, timestamp=hour - 3500),
+                event("click", "reader@example.com", issue_id=issue_id, timestamp=hour - 3500),
+            ]
+            url = f"{web.url}/webhooks/sendgrid"
+            assert sendgrid.post_events(events, url=url) == 200
+            assert sendgrid.post_events(events, url=url) == 200  # a redelivery counts once
+            series = web.store.workspace.engagement_series(issue_id)
+            # Tallied by the hour the webhook received them.
+            assert sorted((kind, n) for kind, _, n in series) == [("click", 1), ("open", 2)]
+            browser = Browser(web)
+            assert browser.sign_in().status == 303
+            page = browser.get(f"/admin/issues/{issue_id}")
+            assert page.status == 200
+            assert "<svg" in page.text and "opens 2" in page.text and "clicks 1" in page.text
+
+
+def test_uncertain_rows_are_listed_and_resolved_one_by_one(web):
+    issue_id, ids = uncertain_issue(web.store, ["u1@example.com", "u2@example.com"])
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    page = browser.get(f"/admin/issues/{issue_id}")
+    assert "u1@example.com" in page.text and "u2@example.com" in page.text
+    reply = browser.post(
+        f"/admin/issues/{issue_id}/resolve",
+        {
+            "csrf_token": csrf_of(page),
+            "action": "mark-sent",
+            "subscriber_id": str(ids["u1@example.com"]),
+        },
+    )
+    assert reply.status == 303
+    counts = web.store.deliveries.counts(issue_id)
+    assert counts["uncertain"] == 1 and counts["sent"] == 1
+    counts_json = browser.get(f"/admin/issues/{issue_id}/counts.json")
+    assert counts_json.status == 200 and '"uncertain":1' in counts_json.text
+
+
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = "----admin-test-boundary"
+    parts = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
+    for name, (filename, content) in files.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{filename}"\r\nContent-Type: text/csv\r\n\r\n'.encode()
+            + content
+            + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def test_import_report_export_and_unsubscribe(web):
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/subscribers"))
+    csv = b"email,name\nann@example.com,Ann\nnot-an-address,Bad\nbob@example.com,Bob\n"
+    body, content_type = multipart({"csrf_token": token}, {"file": ("list.csv", csv)})
+    headers = {
+        "Content-Type": content_type,
+        "Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items()),
+    }
+    reply = web.request("POST", "/admin/subscribers/import", body, headers)
+    assert reply.status == 200, reply.text[:300]
+    assert "imported 2" in reply.text and "list.csv:line 3: not-an-address" in reply.text
+    # Without the token the same upload is refused.
+    body, content_type = multipart({}, {"file": ("list.csv", csv)})
+    refused = web.request(
+        "POST", "/admin/subscribers/import", body, {**headers, "Content-Type": content_type}
+    )
+    assert refused.status == 403
+
+    export = browser.get("/admin/subscribers/export")
+    assert export.status == 200 and export.headers["content-type"].startswith("text/csv")
+    assert "ann@example.com" in export.text and "bob@example.com" in export.text
+    ann = web.store.subscribers.by_email("ann@example.com")
+    reply = browser.post(f"/admin/subscribers/{ann.id}/unsubscribe", {"csrf_token": token})
+    assert reply.status == 303
+    assert web.store.subscribers.by_email("ann@example.com").status == "unsubscribed"
+    found = browser.get("/admin/subscribers?q=bob")
+    assert '<td class="email">bob@example.com' in found.text
+    assert '<td class="email">ann@example.com' not in found.text
+
+
+def test_not_before_is_read_in_the_editors_time_zone(web):
+    from datetime import UTC, datetime
+
+    add_editor(web.store, "ny@example.com", PASSWORD, timezone="America/New_York")
+    article_id = queue_one(web)
+    browser = Browser(web)
+    assert browser.sign_in("ny@example.com").status == 303
+    token = csrf_of(browser.get("/admin/queue"))
+    reply = browser.post(
+        f"/admin/queue/{article_id}/not-before",
+        {"csrf_token": token, "not_before": "2030-12-24T09:00"},
+    )
+    assert reply.status == 303
+    assert web.store.queue.queued()[0].not_before == datetime(2030, 12, 24, 14, 0, tzinfo=UTC)
+    page = browser.get("/admin/queue")
+    assert 'value="2030-12-24T09:00"' in page.text and "EST" in page.text
+    reply = browser.post(
+        f"/admin/queue/{article_id}/not-before", {"csrf_token": token, "clear": "1"}
+    )
+    assert reply.status == 303 and web.store.queue.queued()[0].not_before is None
+    bad = browser.post(
+        f"/admin/queue/{article_id}/not-before", {"csrf_token": token, "not_before": "soon"}
+    )
+    assert bad.status == 400 and "is not a date and time" in bad.text
+
+
+def test_the_cadence_form_writes_newsletter_toml(web):
+    import tomllib
+
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/schedule"))
+    reply = browser.post(
+        "/admin/schedule",
+        {
+            "csrf_token": token,
+            "day_mon": "1",
+            "day_wed": "1",
+            "time": "07:15",
+            "articles_per_issue": "2",
+        },
+    )
+    assert reply.status == 303
+    written = tomllib.loads((web.settings.root / "newsletter.toml").read_text())["schedule"]
+    assert written["days"] == ["mon", "wed"] and written["time"] == "07:15"
+    page = browser.get("/admin/schedule")
+    assert "<strong>mon, wed</strong> at <strong>07:15</strong>" in page.text
+    assert "Wed" in page.text
+    bad = browser.post(
+        "/admin/schedule",
+        {"csrf_token": token, "time": "25:00", "articles_per_issue": "1", "day_mon": "1"},
+    )
+    assert bad.status == 400 and "[schedule] time" in bad.text
