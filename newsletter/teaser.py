@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from newsletter.articles import Article
+from newsletter.articles import Article, Section
 from newsletter.errors import ArticleError
 
 MAX_TEASER_CHARS = 300
@@ -18,11 +18,14 @@ _ABBREVIATIONS = ("Mr.", "Mrs.", "Ms.", "Dr.", "St.", "Jr.", "Sr.", "vs.", "Mt."
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+")
 
 
-def recap_teaser(article: Article, limit: int = MAX_TEASER_CHARS) -> str:
-    """The teaser for `article`: the editor's, else the recap's opening, else the summary."""
+def recap_teaser(
+    article: Article, limit: int = MAX_TEASER_CHARS, recap: Section | None = None
+) -> str:
+    """The teaser for `article`: the editor's, else the recap's opening, else the summary.
+    `recap` is the article contract's first spoiler-free section (default: Quick Recap)."""
     if article.teaser_override:
         return _one_line(article.teaser_override)
-    recap = article.recap
+    recap = recap if recap is not None else article.recap
     if recap is not None:
         return shorten(recap.text, limit)
     if article.summary:
