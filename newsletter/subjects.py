@@ -3,8 +3,8 @@
 A one-article issue is the article's title (or the editor's `subject:`). An issue of several
 articles fills the editor's template (`{lead}`, `{count}`, `{more}`, `{titles}`) and, when the
 result is longer than a phone shows, tries shorter forms in turn: titles without their
-"Ending Explained" tail, then without the year, then fewer titles with "and N more"; only when
-nothing fits is the text cut at a word, with an ellipsis.
+"Ending Explained" tail, then without the year, and only then fewer titles with "and N more";
+when nothing fits, the shortest form is cut at a word, with an ellipsis.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from newsletter.articles import Article
 
 # Phones show about this many characters of a subject line in the inbox list.
 SUBJECT_MAX_CHARS = 60
-DEFAULT_SUBJECT_TEMPLATE = "{count} endings explained: {titles}"
+DEFAULT_SUBJECT_TEMPLATE = "{titles}"
 PLACEHOLDERS = ("lead", "count", "more", "titles")
 ELLIPSIS = "\u2026"
 
@@ -61,24 +61,24 @@ def issue_subject(
         return _one_line(lead.subject_override or lead.title)
     check_template(template)
     titles = [_one_line(a.title) for a in articles]
-    candidate = ""
-    for form in FORMS:
-        shown = [form(t) for t in titles]
-        for keep in range(len(shown), 0, -1):
+    shortest = ""
+    # Every title in its shortest form before any title gives way to "and N more".
+    for keep in range(len(titles), 0, -1):
+        for form in FORMS:
+            shown = [form(t) for t in titles]
             listed = ", ".join(shown[:keep])
             if keep < len(shown):
                 listed += f" and {len(shown) - keep} more"
             candidate = _one_line(
                 template.format(
-                    lead=shown[0],
-                    count=len(articles),
-                    more=len(articles) - 1,
-                    titles=listed,
+                    lead=shown[0], count=len(articles), more=len(articles) - 1, titles=listed
                 )
             )
             if len(candidate) <= limit:
                 return candidate
-    return cut_at_word(candidate, limit)
+            if not shortest or len(candidate) < len(shortest):
+                shortest = candidate
+    return cut_at_word(shortest, limit)
 
 
 def cut_at_word(text: str, limit: int = SUBJECT_MAX_CHARS) -> str:
@@ -86,9 +86,16 @@ def cut_at_word(text: str, limit: int = SUBJECT_MAX_CHARS) -> str:
     if len(text) <= limit:
         return text
     head = text[: limit - 1]
-    if " " in head:
+    if text[limit - 1] != " " and " " in head:
         head = head.rsplit(" ", 1)[0]
-    return head.rstrip(" ,;:\u2014-") + ELLIPSIS
+    head = head.rstrip(" ,;:\u2014-")
+    # Not "Title and…" or "Title and 2…": a joining word or a bare count says nothing.
+    words = head.split(" ")
+    while len(words) > 1 and (
+        words[-1].lower() in ("and", "or", "&", "+", "with") or words[-1].isdigit()
+    ):
+        words.pop()
+    return " ".join(words).rstrip(" ,;:\u2014-") + ELLIPSIS
 
 
 def _one_line(text: str) -> str:
