@@ -18,11 +18,12 @@ Pure and fast: no I/O, one pass over the article's sentences, dictionaries of wo
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from newsletter.articles import Article, Section
@@ -60,10 +61,12 @@ _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 
 @dataclass(frozen=True)
 class InboxText:
-    """A text a subscriber sees before choosing to read the ending, and where it shows."""
+    """A text a subscriber sees before choosing to read the ending, where it shows, and its
+    line in the article file when it comes from one."""
 
     where: str
     text: str
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,19 @@ class SpoilerLeak:
     line: int
     echoed: str
     weight: float
+    # The sentence's own line in the file, when it comes from the article (a recap).
+    sentence_line: int | None = None
+
+    @property
+    def location(self) -> str:
+        return f"{self.path}:{self.sentence_line}" if self.sentence_line else str(self.path)
 
     @property
     def message(self) -> str:
         shown = ", ".join(self.where)
         return (
-            f"{shown}: {self.sentence!r} gives away the ending: {self.phrase!r} echoes "
-            f"{self.section!r} (line {self.line}): {self.echoed!r}"
+            f"{self.sentence!r} (in the {shown}) gives the ending away: {self.phrase!r} "
+            f"echoes {self.section!r} at line {self.line}: {self.echoed!r}"
         )
 
 
@@ -103,11 +112,14 @@ class _SpoilerSentence:
     text: str
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize(word: str) -> str:
     """Lower-case, fold accents and curly apostrophes, drop possessives and the commonest
-    inflections, so "Beating", "beats" and "beat" meet."""
-    word = unicodedata.normalize("NFKD", word.lower().replace("\u2019", "'"))
-    word = "".join(c for c in word if not unicodedata.combining(c))
+    inflections, so "Beating", "beats" and "beat" meet. Cached: prose repeats its words."""
+    word = word.lower().replace("\u2019", "'")
+    if not word.isascii():
+        word = unicodedata.normalize("NFKD", word)
+        word = "".join(c for c in word if not unicodedata.combining(c))
     if word.endswith("'s"):
         word = word[:-2]
     word = word.rstrip("'")
@@ -137,7 +149,8 @@ def content_words(text: str) -> list[_Word]:
 
 
 def shingles(words: Sequence[_Word], size: int = SHINGLE) -> list[tuple[str, ...]]:
-    return [tuple(w.norm for w in words[i : i + size]) for i in range(len(words) - size + 1)]
+    """Every run of `size` consecutive content words, as normalized words."""
+    return _triples([w.norm for w in words], size)
 
 
 def sentences_of(section: Section) -> list[tuple[int, str]]:
@@ -176,13 +189,9 @@ def find_leaks(
     if not index:
         return []
 
-    background: list[tuple[tuple[str, ...], set[tuple[str, ...]]]] = []
     units = [article.title, article.summary or ""]
     units += [sentence for section in safe for _, sentence in sentences_of(section)]
-    for unit in units:
-        norms = tuple(w.norm for w in content_words(unit))
-        if norms:
-            background.append((norms, set(shingles_of_norms(norms))))
+    background = _Background.of(units)
 
     leaks: dict[str, SpoilerLeak] = {}
     places: dict[str, list[str]] = {}
@@ -195,42 +204,61 @@ def find_leaks(
                 continue
             leak = _sentence_leak(article.path, sentence, index, background, threshold)
             if leak is not None:
-                leaks[key] = leak
+                leaks[key] = replace(leak, sentence_line=item.line)
                 places[key] = [item.where]
-    return [
-        SpoilerLeak(
-            path=leak.path,
-            where=tuple(places[key]),
-            sentence=leak.sentence,
-            phrase=leak.phrase,
-            section=leak.section,
-            line=leak.line,
-            echoed=leak.echoed,
-            weight=leak.weight,
-        )
-        for key, leak in leaks.items()
-    ]
+    return [replace(leak, where=tuple(places[key])) for key, leak in leaks.items()]
 
 
-def shingles_of_norms(norms: Sequence[str], size: int = SHINGLE) -> list[tuple[str, ...]]:
+@dataclass
+class _Background:
+    """The spoiler-free text as counts: in how many of its sentences each word and each word
+    triple occurs. A sentence's own copies are subtracted when that sentence is weighed."""
+
+    keys: list[str]
+    words: list[frozenset[str]]
+    grams: list[frozenset[tuple[str, ...]]]
+    word_count: Counter[str]
+    gram_count: Counter[tuple[str, ...]]
+
+    @classmethod
+    def of(cls, units: Iterable[str]) -> _Background:
+        keys, words, grams = [], [], []
+        for unit in units:
+            norms = [w.norm for w in content_words(unit)]
+            if norms:
+                keys.append(f" {' '.join(norms)} ")
+                words.append(frozenset(norms))
+                grams.append(frozenset(_triples(norms)))
+        word_count: Counter[str] = Counter()
+        gram_count: Counter[tuple[str, ...]] = Counter()
+        for unit_words, unit_grams in zip(words, grams, strict=True):
+            word_count.update(unit_words)
+            gram_count.update(unit_grams)
+        return cls(keys, words, grams, word_count, gram_count)
+
+    def without(self, norms: Sequence[str]) -> tuple[Counter[str], Counter[tuple[str, ...]]]:
+        """The counts with every copy of the sentence `norms` left out, or of a part of it or
+        a sentence it is part of: the teaser *is* a recap sentence, maybe cut short."""
+        key = f" {' '.join(norms)} "
+        copies = [i for i, unit in enumerate(self.keys) if key in unit or unit in key]
+        if not copies:
+            return self.word_count, self.gram_count
+        word_count, gram_count = Counter(self.word_count), Counter(self.gram_count)
+        for i in copies:
+            word_count.subtract(self.words[i])
+            gram_count.subtract(self.grams[i])
+        return word_count, gram_count
+
+
+def _triples(norms: Sequence[str], size: int = SHINGLE) -> list[tuple[str, ...]]:
     return [tuple(norms[i : i + size]) for i in range(len(norms) - size + 1)]
-
-
-def _contains(longer: Sequence[str], shorter: Sequence[str]) -> bool:
-    if not shorter or len(shorter) > len(longer):
-        return False
-    first = shorter[0]
-    for i in range(len(longer) - len(shorter) + 1):
-        if longer[i] == first and tuple(longer[i : i + len(shorter)]) == tuple(shorter):
-            return True
-    return False
 
 
 def _sentence_leak(
     path: Path,
     sentence: str,
     index: dict[tuple[str, ...], list[_SpoilerSentence]],
-    background: list[tuple[tuple[str, ...], set[tuple[str, ...]]]],
+    background: _Background,
     threshold: float,
 ) -> SpoilerLeak | None:
     words = content_words(sentence)
@@ -238,21 +266,10 @@ def _sentence_leak(
     shared = [i for i, gram in enumerate(grams) if gram in index]
     if not shared:
         return None
-    norms = tuple(w.norm for w in words)
-    # The sentence's own copies in the safe text (the teaser *is* a recap sentence, maybe cut
-    # short) are not "elsewhere": leave them out of the background.
-    others = [
-        (unit, unit_grams)
-        for unit, unit_grams in background
-        if not (_contains(unit, norms) or _contains(norms, unit))
-    ]
-    seen_in: Counter[str] = Counter()
-    for unit, _ in others:
-        seen_in.update(set(unit))
-    safe_grams = set().union(*(g for _, g in others)) if others else set()
+    seen_in, safe_grams = background.without([w.norm for w in words])
 
     def weight(gram: tuple[str, ...]) -> float:
-        if gram in safe_grams:
+        if safe_grams[gram] > 0:
             return 0.0
         return sum(1.0 / (1 + seen_in[w]) for w in gram)
 
@@ -278,3 +295,30 @@ def _sentence_leak(
         echoed=echoed.text,
         weight=round(best_weight, 2),
     )
+
+
+def inbox_of(
+    article: Article,
+    safe: Sequence[Section],
+    *,
+    subject: str | None = None,
+    preheader: str | None = None,
+    teaser: str | None = None,
+    card: str | None = None,
+) -> list[InboxText]:
+    """What a subscriber can read of `article` without opting in: the subject and preheader
+    of the issue, the article's teaser or card, and its spoiler-free sections (in the email in
+    the full layout, above the reveal on the article's page), paragraph by paragraph."""
+    inbox = []
+    for where, text in (("subject", subject), ("preheader", preheader), ("teaser", teaser)):
+        if text:
+            inbox.append(InboxText(where, text))
+    if card:
+        inbox.append(InboxText(card, article.title))
+    for section in safe:
+        paragraphs = section.text.split("\n\n")
+        lines = section.lines if len(section.lines) == len(paragraphs) else ()
+        for k, paragraph in enumerate(paragraphs):
+            line = lines[k] if lines else section.line
+            inbox.append(InboxText(section.heading, paragraph, line))
+    return inbox

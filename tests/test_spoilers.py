@@ -10,6 +10,7 @@ from newsletter.spoilers import (
     InboxText,
     content_words,
     find_leaks,
+    inbox_of,
     normalize,
     shingles,
 )
@@ -21,14 +22,9 @@ DATA = Path(__file__).resolve().parent / "data"
 
 def leaks_of(path: Path, *extra: InboxText):
     article = read_article(path)
-    recap = DEFAULT_CONTRACT.safe_sections(article)
-    inbox = [
-        InboxText("subject", article.title),
-        InboxText("teaser", recap_teaser(article)),
-        *(InboxText(s.heading, s.text) for s in recap),
-        *extra,
-    ]
-    return find_leaks(article, inbox, DEFAULT_CONTRACT.spoiler_sections(article))
+    safe = DEFAULT_CONTRACT.safe_sections(article)
+    inbox = inbox_of(article, safe, subject=article.title, teaser=recap_teaser(article))
+    return find_leaks(article, [*inbox, *extra], DEFAULT_CONTRACT.spoiler_sections(article))
 
 
 def test_a_recap_that_gives_the_ending_away_is_flagged():
@@ -40,7 +36,12 @@ def test_a_recap_that_gives_the_ending_away_is_flagged():
     assert leak.line == 12
     assert "drowns in the flooded quarry" in leak.echoed
     assert leak.phrase == "Tomas drowns in the flooded quarry"
-    assert "leaky_recap.txt" in str(leak.path)
+    # The recap sentence itself is in the recap's second paragraph, line 9.
+    assert leak.location == f"{DATA / 'leaky_recap.txt'}:9"
+    assert (
+        "'Tomas drowns in the flooded quarry' echoes 'What Happens in the Ending' at line 12"
+        in (leak.message)
+    )
 
 
 def test_a_recap_sharing_only_character_names_is_not_flagged():
@@ -61,6 +62,7 @@ def test_the_markdown_format_is_checked_with_its_own_lines():
     )
     assert leak.section == "What Happens in the Ending"
     assert leak.line == 17
+    assert leak.sentence_line == 13
     assert "sprayed the pesticide himself" in leak.phrase
 
 
