@@ -96,10 +96,13 @@ class Contract:
         return keys[containing[0]] if len(containing) == 1 else None
 
 
+# The sample format's sections. Only the recap is required by default: it is what the email
+# shows and the teaser is cut from; editors who want more set `required = true` in
+# `[[articles.sections]]`.
 DEFAULT_CONTRACT = Contract(
     (
         SectionRule("Quick Recap", required=True, spoiler=False),
-        SectionRule("What Happens in the Ending", required=True),
+        SectionRule("What Happens in the Ending"),
         SectionRule("The Meaning Behind the Ending"),
         SectionRule("Character Arcs and Resolution"),
         SectionRule("Alternate Interpretations"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,14 @@ def test_every_problem_of_a_plain_text_file_by_line(tmp_path):
 
 def test_every_problem_of_a_markdown_file_by_line(tmp_path):
     path = write(tmp_path / "broken.md", BROKEN_MD)
-    problems = validate_file(path)
+    ending_required = Contract(
+        tuple(
+            replace(rule, required=True) if rule.heading == "What Happens in the Ending" else rule
+            for rule in DEFAULT_CONTRACT.sections
+        )
+    )
+    assert "missing-section" not in {p.code for p in validate_file(path)}
+    problems = validate_file(path, ending_required)
     assert found(problems) == [
         # An h3 is not a section: the ending would be read as part of the recap.
         (8, "error", "unparsed-heading"),
