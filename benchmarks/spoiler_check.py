@@ -79,9 +79,13 @@ def main() -> None:
                 continue
             words = len(path.read_text(encoding="utf-8").split())
             median, worst = timed(leak_check(path), args.repeat)
-            print(f"leak check   {name} ({words} words): median {median:.2f} ms, max {worst:.2f} ms")
+            print(
+                f"leak check   {name} ({words} words): median {median:.2f} ms, max {worst:.2f} ms"
+            )
             median, worst = timed(lambda p=path: validate_file(p), args.repeat)
-            print(f"contract     {name} ({words} words): median {median:.2f} ms, max {worst:.2f} ms")
+            print(
+                f"contract     {name} ({words} words): median {median:.2f} ms, max {worst:.2f} ms"
+            )
 
 
 if __name__ == "__main__":
