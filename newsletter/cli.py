@@ -116,8 +116,11 @@ def queue() -> None:
 @click.option("--tz", help="Time zone of --not-before (default: the newsletter's).")
 @pass_app
 def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> None:
-    """Copy FILE into issues/ and queue it last."""
+    """Copy FILE into issues/ and queue it last. Problems with the article contract are
+    listed by file and line; errors among them keep the file out of the queue."""
     article, target = publish.queue_add(app.store, app.settings, file, not_before, tz)
+    for problem in publish.contract_problems(app.settings, file):
+        click.echo(str(problem), err=True)
     click.echo(f"queued {target.name}: {article.title}")
 
 

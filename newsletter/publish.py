@@ -16,6 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
 from newsletter.config import Settings
+from newsletter.contract import DEFAULT_CONTRACT, ERROR, ContractProblem, validate_file
 from newsletter.delivery import DeliveryPolicy, SendingLease, SendReport, send_issue
 from newsletter.errors import ArticleError, NewsletterError
 from newsletter.providers import Provider
@@ -105,8 +106,16 @@ def queue_add(
     not_before: str | None = None,
     tz: str | None = None,
 ) -> tuple[Article, Path]:
-    """Check the article reads cleanly, copy it into issues/ and put it at the end of the queue."""
+    """Check the article reads cleanly and keeps the article contract, copy it into issues/
+    and put it at the end of the queue. Contract warnings do not stop it (see
+    `contract_problems`); contract errors do, all of them listed by file and line."""
     article = read_article(source)  # refuse a broken article now, not at send time
+    problems = contract_problems(settings, source)
+    if any(p.severity == ERROR for p in problems):
+        raise ContractBroken(
+            "\n".join(str(p) for p in problems)
+            + f"\n{source.name} was not queued: fix the errors above and add it again"
+        )
     when = None
     if not_before:
         when = parse_local_time(not_before, ZoneInfo(tz) if tz else settings.timezone)
@@ -122,6 +131,15 @@ def queue_add(
         when = parse_local_time(article.not_before, settings.timezone)
     store.queue_article(target.name, article.title, when)
     return article, target
+
+
+class ContractBroken(NewsletterError):
+    """The article breaks the article contract (`[articles]` in newsletter.toml)."""
+
+
+def contract_problems(settings: Settings, path: Path) -> list[ContractProblem]:
+    """How the article at `path` breaks the article contract, by file and line."""
+    return validate_file(path, DEFAULT_CONTRACT)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from newsletter.contract import (
     validate_file,
 )
 from newsletter.errors import ArticleError
-from tests.conftest import write
+from tests.conftest import run_cli, write
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLES = Path(__file__).resolve().parents[1] / "newsletter" / "sample" / "articles"
@@ -186,3 +186,29 @@ def test_a_contract_must_make_sense():
         contract_from_table([{"heading": "A"}])
     with pytest.raises(ValueError, match="no heading"):
         contract_from_table([{"required": True}])
+
+
+def test_queue_add_reports_contract_problems_by_file_and_line(tmp_path):
+    run_cli(["init", "."], tmp_path)
+    warned = write(
+        tmp_path / "warned.txt",
+        "Film (2020): Ending Explained\nA summary.\nFilm (2002): Ending Explained\n"
+        "Quick Recap\nIt starts.\nThe Endng\nIt ends.\n",
+    )
+    out = run_cli(["queue", "add", str(warned)], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"{warned}:3: warning: the repeated title" in out.stderr
+    assert f"{warned}:6: warning: unknown section 'The Endng'" in out.stderr
+    assert "queued warned.txt" in out.stdout
+
+    broken = write(
+        tmp_path / "broken.txt",
+        "Film: Ending Explained\nA summary.\nQuick Recap\nIt starts.\n"
+        "What Happens in the Ending:\nShe leaves.\nFinal Thoughts\nGood.\nFinal Thoughts\nAgain.\n",
+    )
+    out = run_cli(["queue", "add", str(broken)], tmp_path)
+    assert out.returncode == 1
+    assert f"{broken}:5: error: 'What Happens in the Ending:' looks like the heading" in out.stderr
+    assert f"{broken}:9: error: section 'Final Thoughts' again (first at line 7)" in out.stderr
+    assert "broken.txt was not queued" in out.stderr and "Traceback" not in out.stderr
+    assert "broken.txt" not in run_cli(["queue", "list"], tmp_path).stdout
