@@ -133,3 +133,50 @@ def cards(
     articles: Sequence[Article], urls: Sequence[str], contract: Contract = DEFAULT_CONTRACT
 ) -> list[Card]:
     return [card(a, u, contract) for a, u in zip(articles, urls, strict=True)]
+
+
+def full_article(article: Article, collapsed: bool, contract: Contract = DEFAULT_CONTRACT) -> dict:
+    """What the full layout shows of one article: the spoiler-free sections (the first is
+    the recap the teaser comes from), then the spoiler sections after the divider."""
+    safe = contract.safe_sections(article)
+    return {
+        "title": article.title,
+        "year": article.year,
+        "rating": article.rating,
+        "rating_text": rating_text(article),
+        "author": article.author,
+        "summary": article.summary,
+        "teaser": teaser_for(article, contract),
+        "recap": safe[0] if safe else None,
+        "safe": safe,
+        "spoilers": contract.spoiler_sections(article),
+        "collapsed": collapsed,
+    }
+
+
+def issue_articles(
+    layout: str,
+    articles: Sequence[Article],
+    urls: Sequence[str],
+    contract: Contract = DEFAULT_CONTRACT,
+    collapse_after: int | None = None,
+) -> list:
+    """The `articles` of a layout's template context: cards for the digest, whole articles
+    (the later ones maybe collapsed) for the full layout."""
+    if layout == DIGEST:
+        return cards(articles, urls, contract)
+    return [
+        full_article(a, collapse_after is not None and i >= collapse_after, contract)
+        for i, a in enumerate(articles)
+    ]
+
+
+@dataclass(frozen=True)
+class ArticlePage:
+    """An article's page on the web edition, rendered at publication like the issue pages."""
+
+    slug: str
+    url: str
+    title: str
+    teaser: str
+    html: str
