@@ -91,8 +91,7 @@ class ArticleView:
 
 def teaser_for(article: Article, contract: Contract = DEFAULT_CONTRACT) -> str:
     """The recap teaser, from the contract's first spoiler-free section."""
-    safe = contract.safe_sections(article)
-    return recap_teaser(article, recap=safe[0] if safe else None)
+    return recap_teaser(article, safe=contract.safe_sections(article))
 
 
 def card(article: Article, url: str, contract: Contract = DEFAULT_CONTRACT) -> Card:

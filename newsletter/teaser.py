@@ -7,6 +7,7 @@ here, so no text from the ending can leak into a teaser, a preheader or a subjec
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from newsletter.articles import Article, Section
 from newsletter.errors import ArticleError
@@ -19,13 +20,17 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+")
 
 
 def recap_teaser(
-    article: Article, limit: int = MAX_TEASER_CHARS, recap: Section | None = None
+    article: Article, limit: int = MAX_TEASER_CHARS, safe: Sequence[Section] | None = None
 ) -> str:
     """The teaser for `article`: the editor's, else the recap's opening, else the summary.
-    `recap` is the article contract's first spoiler-free section (default: Quick Recap)."""
+    `safe` are the spoiler-free sections by the article contract; the first is the recap
+    (default: the section headed Quick Recap)."""
     if article.teaser_override:
         return _one_line(article.teaser_override)
-    recap = recap if recap is not None else article.recap
+    if safe is None:
+        recap = article.recap
+    else:
+        recap = safe[0] if safe else None
     if recap is not None:
         return shorten(recap.text, limit)
     if article.summary:
@@ -33,8 +38,8 @@ def recap_teaser(
     raise ArticleError(
         article.path,
         None,
-        "no 'Quick Recap' section, no 'teaser:' and no summary line: refusing to build a teaser "
-        "from spoiler text; add a Quick Recap or a teaser",
+        "no spoiler-free section (such as 'Quick Recap'), no 'teaser:' and no summary line: "
+        "refusing to build a teaser from spoiler text; add a Quick Recap or a teaser",
     )
 
 

@@ -212,3 +212,16 @@ def test_queue_add_reports_contract_problems_by_file_and_line(tmp_path):
     assert f"{broken}:9: error: section 'Final Thoughts' again (first at line 7)" in out.stderr
     assert "broken.txt was not queued" in out.stderr and "Traceback" not in out.stderr
     assert "broken.txt" not in run_cli(["queue", "list"], tmp_path).stdout
+
+
+def test_the_teaser_comes_from_the_contracts_spoiler_free_section(tmp_path):
+    from newsletter.layouts import teaser_for
+
+    path = write(
+        tmp_path / "a.md", "---\ntitle: T\n---\n## Verdict\n\nSee it.\n\n## Ending\n\nX.\n"
+    )
+    article = read_article(path)
+    with pytest.raises(ArticleError, match="refusing to build a teaser from spoiler text"):
+        teaser_for(article)  # the default contract does not know "Verdict": a spoiler
+    verdict_safe = contract_from_table([{"heading": "Verdict", "spoiler": False}])
+    assert teaser_for(article, verdict_safe) == "See it."
