@@ -476,12 +476,15 @@ def serve(app: App, host: str, port: int) -> None:
     help="The key it accepts (default: SENDGRID_API_KEY).",
 )
 @click.option("--no-record", is_flag=True, help="Count messages only (for benchmarks).")
-def sendgrid_server(host: str, port: int, api_key: str, no_record: bool) -> None:
+@click.option(
+    "--sink", is_flag=True, help="Answer 202 and count recipients, no contract checks (ceiling)."
+)
+def sendgrid_server(host: str, port: int, api_key: str, no_record: bool, sink: bool) -> None:
     """Run the local SendGrid-compatible server (for demos and tests) until Ctrl-C."""
-    from newsletter.testing.sendgrid_server import main as server_main
+    from newsletter.testing.sendgrid_server import main as server_main  # tests only: lazily
 
     args = ["--host", host, "--port", str(port), "--api-key", api_key]
-    server_main(args + (["--no-record"] if no_record else []))
+    server_main(args + (["--no-record"] if no_record else []) + (["--sink"] if sink else []))
 
 
 @cli.command()

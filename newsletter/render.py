@@ -12,7 +12,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -61,6 +61,11 @@ class RenderedIssue:
     nonce: str
     view_url: str
     slug: str
+    # Only when an article's own text has `{{` or `{%`: the same email rendered with those
+    # braces neutralised, so `newsletter check` can look for leftovers of *our* templates
+    # there (article text is escaped, never evaluated: its braces are not leftovers).
+    # Not stored: the check runs before the issue is created.
+    without_article_braces: RenderedIssue | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def placeholders(self) -> Placeholders:
@@ -167,8 +172,56 @@ def render_issue(
     full; the rest show title, teaser and a link (to stay under Gmail's clipping limit)."""
     if not articles:
         raise ValueError("an issue needs at least one article")
-    nonce = secrets.token_hex(8)
     slug = slug or slugify(articles[0].title)
+    rendered = _render(articles, settings, slug, collapse_after, archive=True)
+    if any(_has_template_syntax(a) for a in articles):
+        neutral = [_without_braces(a) for a in articles]
+        shadow = _render(neutral, settings, slug, collapse_after, archive=False)
+        rendered = replace(rendered, without_article_braces=shadow)
+    return rendered
+
+
+def _has_template_syntax(article: Article) -> bool:
+    values = [article.title, article.summary, article.author, article.teaser_override]
+    values += [article.subject_override]
+    values += [v for s in article.sections for v in (s.heading, s.text, str(s.html))]
+    return any(v and ("{{" in v or "{%" in v) for v in values)
+
+
+def _without_braces(article: Article) -> Article:
+    """The article with every `{` turned into `(`: same lengths, so the same layout."""
+
+    def swap(value: str | None) -> str | None:
+        return None if value is None else value.replace("{", "(")
+
+    return replace(
+        article,
+        title=article.title.replace("{", "("),
+        summary=swap(article.summary),
+        author=swap(article.author),
+        teaser_override=swap(article.teaser_override),
+        subject_override=swap(article.subject_override),
+        sections=tuple(
+            replace(
+                s,
+                heading=s.heading.replace("{", "("),
+                text=s.text.replace("{", "("),
+                html=s.html.replace("{", "("),
+            )
+            for s in article.sections
+        ),
+    )
+
+
+def _render(
+    articles: Sequence[Article],
+    settings: Settings,
+    slug: str,
+    collapse_after: int | None,
+    *,
+    archive: bool,
+) -> RenderedIssue:
+    nonce = secrets.token_hex(8)
     env = make_environment(settings.templates_dir)
     subject = subject_for(articles)
     preheader = header_safe(recap_teaser(articles[0]), 300)
@@ -188,7 +241,7 @@ def render_issue(
     }
     html_template = env.get_template("issue.html.j2")
     email_html = inline_css(html_template.render(context, archive=False))
-    archive_html = inline_css(html_template.render(context, archive=True))
+    archive_html = inline_css(html_template.render(context, archive=True)) if archive else ""
     text = env.get_template("issue.txt.j2").render(context)
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
     return RenderedIssue(

@@ -780,3 +780,66 @@ def test_command_line_runs_until_ctrl_c_and_prints_its_url():
     assert "1 requests / 2 recipients accepted" in out
     assert "POST /v3/mail/send" in err  # request log lines...
     assert API_KEY not in out + err  # ...that never show the key
+
+
+def test_sink_mode_counts_recipients_and_checks_nothing_else():
+    invalid = base_body()
+    del invalid["from"]  # the contract would refuse this; the sink does not look
+    invalid["personalizations"][1]["to"].append({"email": "carol@example.com"})
+    with SendGridServer(api_key=API_KEY, sink=True) as srv:
+        srv.faults.server_error = 1  # nor does it inject faults
+        client = sendgrid.SendGridAPIClient(api_key=API_KEY, host=srv.url)
+        first, second = send(client, invalid), send(client, copy.deepcopy(base_body()))
+        assert (first.status_code, second.status_code) == (202, 202)
+        assert MESSAGE_ID.match(first.headers["X-Message-Id"])
+        assert first.headers["X-Message-Id"] != second.headers["X-Message-Id"]
+        assert (srv.requests_accepted, srv.recipients_accepted) == (2, 5)
+        assert srv.messages == [] and srv.requests_rejected == 0
+        wrong = sendgrid.SendGridAPIClient(api_key="SG.wrong", host=srv.url)
+        with pytest.raises(UnauthorizedError):
+            send(wrong, base_body())
+        status, _ = raw_post(srv, b"[1, 2]", {"Authorization": f"Bearer {API_KEY}"})
+        assert status == 400 and srv.requests_accepted == 2
+
+
+def test_newsletter_sendgrid_server_command_runs_the_sink():
+    newsletter = Path(sys.executable).parent / "newsletter"
+    proc = subprocess.Popen(
+        [str(newsletter), "sendgrid-server", "--port", "0", "--api-key", API_KEY, "--sink"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert re.match(r"^http://127\.0\.0\.1:\d+$", url), url
+        body = base_body()
+        del body["subject"]  # not checked in sink mode
+        client = sendgrid.SendGridAPIClient(api_key=API_KEY, host=url)
+        assert send(client, body).status_code == 202
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "1 requests / 2 recipients accepted" in out
+
+
+def test_production_modules_do_not_import_the_test_server():
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "def load(package):\n"
+        "    for m in pkgutil.iter_modules(importlib.import_module(package).__path__):\n"
+        "        name = f'{package}.{m.name}'\n"
+        "        if name not in ('newsletter.testing', 'newsletter.migrations'):\n"
+        "            load(name) if m.ispkg else importlib.import_module(name)\n"
+        "load('newsletter')\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('newsletter.testing'))\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,117 @@
+"""Running the checks: on a finished email, on a rendered issue as one sample subscriber gets
+it, or on what `newsletter preview SOURCE` would show."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from newsletter.check.accessibility import check_accessibility
+from newsletter.check.caniemail import ACCEPTED_FALLBACKS, MAJOR_CLIENTS
+from newsletter.check.clients import check_client_support
+from newsletter.check.content import (
+    PLACEHOLDERS,
+    TEMPLATE_SYNTAX,
+    check_parts,
+    check_placeholders,
+)
+from newsletter.check.document import Document, unique
+from newsletter.check.findings import ERROR, WARNING, Finding
+from newsletter.check.links import check_images, check_links
+from newsletter.check.size import check_size
+from newsletter.render import RenderedIssue, personalize
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+    from newsletter.store import Store
+
+
+def check_rendered(
+    rendered: RenderedIssue,
+    *,
+    name: str | None = None,
+    unsubscribe: str | None = None,
+    collapse_is_error: bool = False,
+) -> list[Finding]:
+    """Check a rendered issue as one sample subscriber would get it. `collapse_is_error` is
+    the editor's setting to refuse an issue whose later articles had to be shortened."""
+    from newsletter.preview import SAMPLE_NAME, SAMPLE_TOKEN
+
+    if unsubscribe is None:
+        base = rendered.view_url.rsplit("/archive/", 1)[0]
+        unsubscribe = f"{base}/unsubscribe/{SAMPLE_TOKEN}"
+    body = personalize(rendered, name or SAMPLE_NAME, unsubscribe)
+    shadow = rendered.without_article_braces
+    findings = check_email(
+        body.html,
+        body.text,
+        rendered.subject,
+        rendered.preheader,
+        template_syntax=shadow is None,
+    )
+    if shadow is not None:
+        # The articles' own `{{` / `{%` are text, not leftovers: look for ours in the copy
+        # rendered without them (same layout, so the same line numbers).
+        own = personalize(shadow, name or SAMPLE_NAME, unsubscribe)
+        findings += check_placeholders(
+            Document.parse(own.html), own.text, shadow.subject, shadow.preheader, TEMPLATE_SYNTAX
+        )
+    # render_fitting's collapsed articles link to their place in the web edition.
+    collapsed = unique(re.findall(re.escape(rendered.view_url) + r"#article-(\d+)", body.html))
+    if collapsed:
+        findings.append(
+            Finding(
+                ERROR if collapse_is_error else WARNING,
+                "collapsed",
+                f"{len(collapsed)} article(s) (no. {', '.join(collapsed)}) shortened to title, "
+                "teaser and a link so the email stays under Gmail's clipping limit",
+                "html",
+            )
+        )
+    return findings
+
+
+def check_source(settings: Settings, store: Store | None, source: tuple[str, ...]) -> list[Finding]:
+    """Check what `newsletter preview SOURCE` would show: article files or a stored issue."""
+    from newsletter.preview import rendered_for
+
+    findings = check_rendered(
+        rendered_for(settings, store, source), collapse_is_error=settings.collapse_is_error
+    )
+    if not settings.postal_address.strip():
+        findings.append(
+            Finding(
+                WARNING,
+                "no-postal-address",
+                "no postal_address in newsletter.toml: CAN-SPAM wants the sender's physical "
+                "address in every email",
+                "settings",
+            )
+        )
+    return findings
+
+
+def check_email(
+    html: str,
+    text: str | None,
+    subject: str,
+    preheader: str | None,
+    *,
+    accept: Iterable[str] = ACCEPTED_FALLBACKS,
+    clients: Sequence[str] = MAJOR_CLIENTS,
+    template_syntax: bool = True,
+) -> list[Finding]:
+    """Lint one finished email (placeholders already filled in). `template_syntax=False`
+    leaves `{{` / `{%` to the caller, who knows which of them are the articles' own."""
+    doc = Document.parse(html)
+    findings: list[Finding] = []
+    findings += check_size(html)
+    findings += check_parts(doc, text, subject, preheader)
+    findings += check_links(doc)
+    findings += check_images(doc)
+    findings += check_accessibility(doc)
+    patterns = tuple(p for p in PLACEHOLDERS if template_syntax or p not in TEMPLATE_SYNTAX)
+    findings += check_placeholders(doc, text, subject, preheader, patterns)
+    findings += check_client_support(doc, set(accept), clients)
+    return findings
