@@ -9,7 +9,7 @@ import pytest
 
 from newsletter.articles import read_article
 from newsletter.check import ERROR, WARNING
-from newsletter.check_editorial import check_contract, check_spoiler_leaks
+from newsletter.check.editorial import check_contract, check_spoiler_leaks
 from newsletter.layouts import DIGEST, FULL
 from tests.conftest import write
 

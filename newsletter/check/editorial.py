@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from newsletter.articles import Article
-from newsletter.check import ERROR, WARNING, Finding
+from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.contract import DEFAULT_CONTRACT, Contract, validate_file
 from newsletter.layouts import DIGEST, teaser_for
 from newsletter.spoilers import find_leaks, inbox_of
@@ -55,4 +55,26 @@ def check_spoiler_leaks(
         )
         for leak in find_leaks(article, inbox, contract.spoiler_sections(article), safe=safe):
             findings.append(Finding(severity, "spoiler-leak", leak.message, leak.location))
+    return findings
+
+
+def check_articles(
+    articles: Sequence[Article],
+    *,
+    subject: str,
+    preheader: str | None,
+    layout: str,
+    contract: Contract = DEFAULT_CONTRACT,
+    spoiler_leak: str = WARNING,
+) -> list[Finding]:
+    """Both editorial rules for the articles of one issue."""
+    findings = check_contract(articles, contract)
+    findings += check_spoiler_leaks(
+        articles,
+        subject=subject,
+        preheader=preheader,
+        layout=layout,
+        contract=contract,
+        severity=spoiler_leak,
+    )
     return findings
