@@ -283,18 +283,23 @@ def _longest_increasing(values: Sequence[int]) -> set[int]:
     return keep
 
 
-def contract_from_table(table: Iterable[dict], source: str = "[articles]") -> Contract:
-    """Build a contract from `[[articles.sections]]` tables (heading, required, spoiler)."""
+def contract_from_lists(
+    sections: Sequence[str], required: Iterable[str] = (), spoiler_free: Iterable[str] = ()
+) -> Contract:
+    """A contract from the three lists of `[articles]`: every section heading in order, the
+    required ones, and the ones that do not give the ending away. Raises ValueError naming a
+    heading that `required` or `spoiler_free` lists but `sections` does not."""
+    keys = {normalize_heading(h) for h in sections}
+    for name, listed in (("required", required), ("spoiler_free", spoiler_free)):
+        for heading in listed:
+            if normalize_heading(heading) not in keys:
+                raise ValueError(f"{name} lists {heading!r}, which is not in sections")
+    must = {normalize_heading(h) for h in required}
+    safe = {normalize_heading(h) for h in spoiler_free}
     rules = []
-    for n, entry in enumerate(table, start=1):
-        heading = str(entry.get("heading") or "").strip()
-        if not heading:
-            raise ValueError(f"{source} section {n}: no heading")
-        rules.append(
-            SectionRule(
-                heading,
-                required=bool(entry.get("required", False)),
-                spoiler=bool(entry.get("spoiler", True)),
-            )
-        )
+    for heading in sections:
+        if not heading.strip():
+            raise ValueError("sections has an empty heading")
+        key = normalize_heading(heading)
+        rules.append(SectionRule(heading.strip(), required=key in must, spoiler=key not in safe))
     return Contract(tuple(rules))

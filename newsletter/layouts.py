@@ -128,6 +128,31 @@ def render_article_page(env: Environment, view: ArticleView, newsletter: dict) -
     return inline_css(html)
 
 
+def render_pages(
+    env: Environment,
+    articles: Sequence[Article],
+    newsletter: dict,
+    contract: Contract = DEFAULT_CONTRACT,
+    slugs: Sequence[str] | None = None,
+) -> list[ArticlePage]:
+    """The web pages of `articles` (at `slugs`, default: from their titles)."""
+    slugs = list(slugs) if slugs is not None else [article_slug(a) for a in articles]
+    pages = []
+    for article, slug in zip(articles, slugs, strict=True):
+        url = article_url(newsletter["base_url"], slug)
+        view = article_view(article, url, contract)
+        pages.append(
+            ArticlePage(
+                slug=slug,
+                url=url,
+                title=article.title,
+                teaser=teaser_for(article, contract),
+                html=render_article_page(env, view, newsletter),
+            )
+        )
+    return pages
+
+
 def cards(
     articles: Sequence[Article], urls: Sequence[str], contract: Contract = DEFAULT_CONTRACT
 ) -> list[Card]:

@@ -12,7 +12,7 @@ from newsletter.contract import (
     DEFAULT_CONTRACT,
     Contract,
     SectionRule,
-    contract_from_table,
+    contract_from_lists,
     validate_file,
 )
 from newsletter.errors import ArticleError
@@ -164,12 +164,10 @@ def test_paragraph_lines_are_kept(seed_path):
 def test_spoilers_come_from_the_contract():
     article = read_article(DATA / "leaky_recap.txt")
     assert [s.heading for s in DEFAULT_CONTRACT.safe_sections(article)] == ["Quick Recap"]
-    editors = contract_from_table(
-        [
-            {"heading": "Quick Recap", "required": True, "spoiler": False},
-            {"heading": "What Happens in the Ending", "required": True},
-            {"heading": "Final Thoughts", "spoiler": False},
-        ]
+    editors = contract_from_lists(
+        ["Quick Recap", "What Happens in the Ending", "Final Thoughts"],
+        required=["Quick Recap", "What Happens in the Ending"],
+        spoiler_free=["Quick Recap", "Final Thoughts"],
     )
     assert [s.heading for s in editors.safe_sections(article)] == ["Quick Recap", "Final Thoughts"]
     # A section the contract does not know is kept out of the email.
@@ -181,11 +179,13 @@ def test_spoilers_come_from_the_contract():
 
 def test_a_contract_must_make_sense():
     with pytest.raises(ValueError, match="twice"):
-        contract_from_table([{"heading": "A", "spoiler": False}, {"heading": "a"}])
+        contract_from_lists(["A", "a"], spoiler_free=["A"])
     with pytest.raises(ValueError, match="not a spoiler"):
-        contract_from_table([{"heading": "A"}])
-    with pytest.raises(ValueError, match="no heading"):
-        contract_from_table([{"required": True}])
+        contract_from_lists(["A"])
+    with pytest.raises(ValueError, match="empty heading"):
+        contract_from_lists(["A", " "], spoiler_free=["A"])
+    with pytest.raises(ValueError, match="required lists 'B', which is not in sections"):
+        contract_from_lists(["A"], required=["B"], spoiler_free=["A"])
 
 
 def test_queue_add_reports_contract_problems_by_file_and_line(tmp_path):
@@ -223,5 +223,5 @@ def test_the_teaser_comes_from_the_contracts_spoiler_free_section(tmp_path):
     article = read_article(path)
     with pytest.raises(ArticleError, match="refusing to build a teaser from spoiler text"):
         teaser_for(article)  # the default contract does not know "Verdict": a spoiler
-    verdict_safe = contract_from_table([{"heading": "Verdict", "spoiler": False}])
+    verdict_safe = contract_from_lists(["Verdict"], spoiler_free=["Verdict"])
     assert teaser_for(article, verdict_safe) == "See it."
