@@ -44,7 +44,7 @@ from newsletter.tokens import new_token  # noqa: E402
 
 KEY = "SG.benchmark-key"
 SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
-SAMPLE = REPO / "newsletter" / "sample" / "articles" / "001_the-lighthouse-keepers-daughter.txt"
+SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
 
 
 def setup(folder: Path, count: int, server_url: str, concurrency: int | None = None):

@@ -37,7 +37,7 @@ from newsletter.testing.sendgrid_server import ServerProcess  # noqa: E402
 from newsletter.tokens import new_token  # noqa: E402
 
 KEY = "SG.benchmark-key"
-SAMPLE = REPO / "newsletter" / "sample" / "articles" / "001_the-lighthouse-keepers-daughter.txt"
+SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
 
 
 def postgres(tmp: Path) -> tuple[str, Path | None]:

@@ -24,8 +24,6 @@ from newsletter.store import (
     Store,
 )
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
-
 
 class LibraryErrors(click.Group):
     """Print a user's mistake as one line and exit 1: never a traceback."""
@@ -95,12 +93,13 @@ def init(folder: Path, sample: bool) -> None:
     store = Store(settings.database_url)
     click.echo(f"created {path}")
     if sample:
+        from newsletter.resources import sample_articles, sample_subscribers
         from newsletter.subscribers import import_csv
 
-        for article in sorted((SAMPLE_DIR / "articles").iterdir()):
+        for article in sample_articles():
             publish.queue_add(store, settings, article)
             click.echo(f"queued {article.name}")
-        result = import_csv(store, SAMPLE_DIR / "subscribers.csv")
+        result = import_csv(store, sample_subscribers())
         click.echo(f"imported {result.imported} sample subscribers")
 
 

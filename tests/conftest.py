@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,82 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
 
 
+@dataclass(frozen=True, kw_only=True)
+class PlainArticle:
+    """A plain-text article of the seed's format and what the tests know of its content."""
+
+    path: Path
+    title: str
+    summary: str
+    year: int
+    rating: float
+    author: str
+    headings: tuple[str, ...]
+    recap_start: str
+    second_heading_line: int
+    # A few words of the title, safe to look for in HTML (no apostrophe to escape).
+    words: str
+    # A few words from a spoiler section (after the divider).
+    spoiler_words: str
+    # Golden files: tests/golden/{golden}_email.html and .txt.
+    golden: str
+
+
+SEED_ARTICLE = PlainArticle(
+    path=SEED,
+    title="Red Rocket (2021): Ending Explained",
+    summary="Comprehensive ending explained for red rocket (2021).",
+    year=2021,
+    rating=6.785,
+    author="Ellis Carver",
+    headings=(
+        "Quick Recap",
+        "What Happens in the Ending",
+        "The Meaning Behind the Ending",
+        "Character Arcs and Resolution",
+        "Alternate Interpretations",
+        "Themes and Symbolism",
+        "Final Thoughts",
+    ),
+    recap_start="In Red Rocket, directed by Sean Baker",
+    second_heading_line=11,
+    words="Red Rocket",
+    spoiler_words="Bereft and broke",
+    golden="seed",
+)
+SAMPLE_ARTICLE = PlainArticle(
+    path=REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt",
+    title="The Lighthouse Keeper's Daughter (2019): Ending Explained",
+    summary="Why the last light on Skerry Point goes out, and what it leaves behind.",
+    year=2019,
+    rating=7.4,
+    author="Mara Lindqvist",
+    headings=(
+        "Quick Recap",
+        "What Happens in the Ending",
+        "The Meaning Behind the Ending",
+        "Final Thoughts",
+    ),
+    recap_start="Ingrid Holm (Saga Brandt) returns to the island",
+    second_heading_line=10,
+    words="Lighthouse Keeper",
+    spoiler_words="On the night of the worst storm",
+    golden="sample",
+)
+# Every plain-text article at hand: the bundled sample always, the seed when ../shared is there.
+PLAIN_ARTICLES = [SAMPLE_ARTICLE, *([SEED_ARTICLE] if SEED.exists() else [])]
+
+
 @pytest.fixture
-def seed_path() -> Path:
-    if not SEED.exists():
-        pytest.skip(f"the seed article is not beside the repo: {SEED}")
-    return SEED
+def seed() -> PlainArticle:
+    """The seed article when ../shared is beside the repo, else the bundled sample of the same
+    format, so a clean clone runs every test."""
+    return SEED_ARTICLE if SEED.exists() else SAMPLE_ARTICLE
+
+
+@pytest.fixture
+def seed_path(seed: PlainArticle) -> Path:
+    return seed.path
 
 
 @pytest.fixture

@@ -4,30 +4,21 @@ import pytest
 
 from newsletter.articles import read_article
 from newsletter.errors import ArticleError
-from tests.conftest import write
-
-SEED_HEADINGS = [
-    "Quick Recap",
-    "What Happens in the Ending",
-    "The Meaning Behind the Ending",
-    "Character Arcs and Resolution",
-    "Alternate Interpretations",
-    "Themes and Symbolism",
-    "Final Thoughts",
-]
+from tests.conftest import PLAIN_ARTICLES, write
 
 
-def test_reads_the_seed_article(seed_path):
-    article = read_article(seed_path)
-    assert article.title == "Red Rocket (2021): Ending Explained"
-    assert article.summary == "Comprehensive ending explained for red rocket (2021)."
-    assert article.year == 2021
-    assert article.rating == pytest.approx(6.785)
-    assert article.author == "Ellis Carver"
-    assert [s.heading for s in article.sections] == SEED_HEADINGS
-    assert article.recap.text.startswith("In Red Rocket, directed by Sean Baker")
-    assert [s.heading for s in article.spoiler_sections] == SEED_HEADINGS[1:]
-    assert article.sections[1].line == 11
+@pytest.mark.parametrize("known", PLAIN_ARTICLES, ids=lambda a: a.golden)
+def test_reads_the_seed_format(known):
+    article = read_article(known.path)
+    assert article.title == known.title
+    assert article.summary == known.summary
+    assert article.year == known.year
+    assert article.rating == pytest.approx(known.rating)
+    assert article.author == known.author
+    assert [s.heading for s in article.sections] == list(known.headings)
+    assert article.recap.text.startswith(known.recap_start)
+    assert [s.heading for s in article.spoiler_sections] == list(known.headings[1:])
+    assert article.sections[1].line == known.second_heading_line
 
 
 def test_bom_and_crlf_read_the_same(seed_path, tmp_path):

@@ -31,10 +31,10 @@ from newsletter.render import (
     render_fitting,
     render_issue,
 )
+from newsletter.resources import sample_articles
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "newsletter" / "sample" / "articles"
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_one_article_too_long_for_gmail_is_an_error_naming_the_size(tmp_path, se
 @pytest.mark.parametrize("collapse_after", [None, 1])
 def test_built_in_templates_pass_with_no_errors_or_warnings(settings, collapse_after):
     # The Markdown sample leads: its subject (+2 more) still fits on a phone.
-    articles = [read_article(p) for p in sorted(SAMPLES.iterdir(), key=lambda p: p.suffix != ".md")]
+    articles = [read_article(p) for p in sorted(sample_articles(), key=lambda p: p.suffix != ".md")]
     rendered = render_issue(articles, settings, collapse_after=collapse_after)
     assert len(rendered.subject) <= 60
     findings = check_rendered(rendered)
@@ -329,10 +329,12 @@ def test_placeholder_finding_quotes_its_context():
 
 
 def test_check_source_renders_like_preview_and_wants_a_postal_address(tmp_path, settings):
-    source = (str(sorted(SAMPLES.iterdir())[0]),)
+    source = (str(sample_articles()[0]),)
     assert not has_errors(check_source(settings, None, source))
     assert "no-postal-address" not in codes(check_source(settings, None, source))
-    bare = settings_from_dict({"newsletter": {"base_url": "https://endings.example.com"}}, tmp_path)
+    bare = settings_from_dict(
+        {"newsletter": {"base_url": "https://endings.example.com", "postal_address": ""}}, tmp_path
+    )
     assert "no-postal-address" in codes(check_source(bare, None, source))
 
 
@@ -371,7 +373,7 @@ def test_installed_copy_checks_client_support_without_node_modules(tmp_path):
     assert not any((p / "node_modules").exists() for p in (site, *site.parents))
 
     result = run_cli(
-        ["check", str(SAMPLES / "001_the-lighthouse-keepers-daughter.txt")], folder, env
+        ["check", str(sample_articles()[0])], folder, env
     )
     assert "not checked against email clients" not in result.stdout + result.stderr
     assert "css-display-flex" in result.stdout, result.stdout + result.stderr

@@ -18,9 +18,9 @@ from newsletter.articles import read_article
 from newsletter.check import check_email, format_findings, has_errors
 from newsletter.config import settings_from_dict
 from newsletter.render import RenderedIssue, personalize, render_fitting
+from tests.conftest import PLAIN_ARTICLES, PlainArticle
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
 REGENERATE = os.environ.get("NEWSLETTER_REGEN_GOLDEN") == "1"
 FIXED_NONCE = "0" * 16
 
@@ -39,11 +39,13 @@ SAMPLE_NAME = "Sam Sample"
 SAMPLE_UNSUBSCRIBE = "https://endings.example.com/unsubscribe/sample-token"
 
 
-def _render(tmp_path: Path) -> tuple[RenderedIssue, str, str]:
-    if not SEED.exists():
-        pytest.skip(f"the seed article is not beside the repo: {SEED}")
+# The bundled sample always has golden files; the seed's are compared when ../shared is there.
+each_article = pytest.mark.parametrize("known", PLAIN_ARTICLES, ids=lambda a: a.golden)
+
+
+def _render(tmp_path: Path, known: PlainArticle) -> tuple[RenderedIssue, str, str]:
     settings = settings_from_dict(SETTINGS, tmp_path)
-    rendered = render_fitting([read_article(SEED)], settings)
+    rendered = render_fitting([read_article(known.path)], settings)
     body = personalize(rendered, SAMPLE_NAME, SAMPLE_UNSUBSCRIBE)
     # The nonce is random per issue; personalize replaced every placeholder, but pin it anyway.
     html = body.html.replace(rendered.nonce, FIXED_NONCE)
@@ -74,24 +76,28 @@ def _compare(actual: str, name: str) -> None:
         )
 
 
-def test_seed_email_html_matches_golden(tmp_path):
-    _, html, _ = _render(tmp_path)
-    _compare(html, "seed_email.html")
+@each_article
+def test_email_html_matches_golden(tmp_path, known):
+    _, html, _ = _render(tmp_path, known)
+    _compare(html, f"{known.golden}_email.html")
 
 
-def test_seed_email_text_matches_golden(tmp_path):
-    _, _, text = _render(tmp_path)
-    _compare(text, "seed_email.txt")
+@each_article
+def test_email_text_matches_golden(tmp_path, known):
+    _, _, text = _render(tmp_path, known)
+    _compare(text, f"{known.golden}_email.txt")
 
 
-def test_rendering_is_deterministic(tmp_path):
-    assert _render(tmp_path)[1:] == _render(tmp_path)[1:]
+@each_article
+def test_rendering_is_deterministic(tmp_path, known):
+    assert _render(tmp_path, known)[1:] == _render(tmp_path, known)[1:]
 
 
-def test_golden_email_passes_the_check(tmp_path):
-    rendered, _, _ = _render(tmp_path)
-    html = (GOLDEN / "seed_email.html").read_text(encoding="utf-8")
-    text = (GOLDEN / "seed_email.txt").read_text(encoding="utf-8")
+@each_article
+def test_golden_email_passes_the_check(tmp_path, known):
+    rendered, _, _ = _render(tmp_path, known)
+    html = (GOLDEN / f"{known.golden}_email.html").read_text(encoding="utf-8")
+    text = (GOLDEN / f"{known.golden}_email.txt").read_text(encoding="utf-8")
     findings = check_email(html, text, rendered.subject, rendered.preheader)
     assert not has_errors(findings), format_findings(findings)
     assert SAMPLE_UNSUBSCRIBE in html and SAMPLE_UNSUBSCRIBE in text

@@ -25,7 +25,8 @@ def read_eml(path: Path) -> email.message.EmailMessage:
     return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
 
 
-def test_seed_article_end_to_end(tmp_path, seed_path):
+def test_seed_article_end_to_end(tmp_path, seed):
+    seed_path = seed.path
     assert run_cli(["init", "."], tmp_path).returncode == 0
     write(tmp_path / "subs.csv", SUBSCRIBERS)
     out = run_cli(["subscribers", "import", "subs.csv"], tmp_path)
@@ -36,7 +37,7 @@ def test_seed_article_end_to_end(tmp_path, seed_path):
 
     out = run_cli(["run", "--once"], tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "Red Rocket (2021)" in out.stdout and "sent 3" in out.stdout
+    assert seed.title in out.stdout and "sent 3" in out.stdout
 
     files = sorted((tmp_path / "outbox").rglob("*.eml"))
     assert len(files) == 3
@@ -44,7 +45,7 @@ def test_seed_article_end_to_end(tmp_path, seed_path):
     for path in files:
         msg = read_eml(path)
         recipients[msg["To"].addresses[0].addr_spec] = msg
-        assert msg["Subject"] == "Red Rocket (2021): Ending Explained"
+        assert msg["Subject"] == seed.title
         assert msg.get_content_type() == "multipart/alternative"
         parts = list(msg.iter_parts())
         assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
@@ -55,7 +56,7 @@ def test_seed_article_end_to_end(tmp_path, seed_path):
         html = msg.get_body(("html",)).get_content()
         text = msg.get_body(("plain",)).get_content()
         assert unsubscribe in html and unsubscribe in text
-        assert "Spoilers below" in html and "Bereft and broke" in html
+        assert "Spoilers below" in html and seed.spoiler_words in html
     assert set(recipients) == {"ann@example.com", "bob@example.org", "carla@example.net"}
     assert recipients["bob@example.org"]["To"].addresses[0].display_name == "Bob, the Builder"
     assert "Hi Ann Archer," in recipients["ann@example.com"].get_body(("plain",)).get_content()
@@ -90,7 +91,8 @@ def test_a_broken_article_is_skipped_and_the_others_go_out(tmp_path, seed_path):
     assert "a_broken.txt" in listing.stdout and "error" in listing.stdout
 
 
-def test_queue_add_list_remove_and_not_before(tmp_path, seed_path):
+def test_queue_add_list_remove_and_not_before(tmp_path, seed):
+    seed_path = seed.path
     run_cli(["init", "."], tmp_path)
     second = write(
         tmp_path / "second.md",
@@ -115,7 +117,7 @@ def test_queue_add_list_remove_and_not_before(tmp_path, seed_path):
     assert run_cli(["queue", "add", str(second)], tmp_path).returncode == 0
     listing = run_cli(["queue", "list"], tmp_path)
     lines = listing.stdout.splitlines()
-    assert "000_aa5f1ebe7ebc93f7.txt" in lines[0] and "not before" in lines[0]
+    assert seed_path.name in lines[0] and "not before" in lines[0]
     assert "2099-12-01 15:00 CET" in lines[0]  # 09:00 New York, shown in Paris time
     assert "second.md" in lines[2]
     assert "runs dry" in listing.stderr
@@ -149,14 +151,15 @@ def test_empty_queue_sends_nothing_and_says_so(tmp_path):
     assert out.returncode == 0 and "nothing to send" in out.stdout
 
 
-def test_preview_writes_html_and_text(tmp_path, seed_path):
+def test_preview_writes_html_and_text(tmp_path, seed):
+    seed_path = seed.path
     run_cli(["init", "."], tmp_path)
     out = run_cli(["preview", str(seed_path), "--out", "pv"], tmp_path)
     assert out.returncode == 0, out.stderr
     paths = out.stdout.split()
     assert paths == [str(tmp_path / "pv" / "email.html"), str(tmp_path / "pv" / "email.txt")]
     html = Path(paths[0]).read_text()
-    assert "Hi Sam Sample," in html and "Red Rocket" in html
+    assert "Hi Sam Sample," in html and seed.words in html
     assert not re.search(r"nl_[0-9a-f]{16}_", html)  # every placeholder filled
 
 

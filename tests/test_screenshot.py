@@ -16,6 +16,7 @@ import pytest
 from newsletter.articles import read_article
 from newsletter.config import settings_from_dict
 from newsletter.render import personalize, render_issue
+from newsletter.resources import sample_articles
 from newsletter.screenshot import (
     CHROMIUM,
     DARK,
@@ -31,7 +32,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"{CHROMIUM} is absent: apt-get install chromium chromium-driver",
 )
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "newsletter" / "sample" / "articles"
 DOCS = REPO / "docs"
 
 
@@ -48,7 +48,7 @@ def write_sample_email(folder: Path) -> Path:
         },
         folder,
     )
-    articles = [read_article(p) for p in sorted(SAMPLES.iterdir())]
+    articles = [read_article(p) for p in sample_articles()]
     rendered = render_issue(articles, settings, collapse_after=1)
     body = personalize(rendered, "Sam Sample", "https://endings.example.com/unsubscribe/sample")
     path = folder / "sample.html"

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from newsletter import publish
 from newsletter.config import Settings, load_settings, write_default_config
 from newsletter.providers import make_provider
+from newsletter.resources import sample_folder
 from newsletter.store import (
     ACTIVE,
     BOUNCED,
@@ -46,7 +47,7 @@ from newsletter.web import create_app
 from newsletter.web.confirm import confirmation_path
 from newsletter.web.events import PUBLIC_KEY_ENV, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
-SAMPLE_ARTICLES = Path(__file__).resolve().parents[1] / "newsletter" / "sample" / "articles"
+SAMPLE_ARTICLES = sample_folder()
 ONE_CLICK = b"List-Unsubscribe=One-Click"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # One signing key per test run, shared by the local SendGrid server and the hand-signed

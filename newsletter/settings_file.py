@@ -1,0 +1,361 @@
+"""The schema of `newsletter.toml`: every setting once, with its type, default and description.
+
+This is the one source of defaults. `load_settings` validates a file against it, and the
+commented `newsletter.toml` that `newsletter init` writes is generated from it (the field
+descriptions become the comments), so the file, the defaults and the checks cannot disagree.
+
+Why pydantic (v2) rather than msgspec or attrs+cattrs: its errors carry the field's location and
+the expected type in a structured form we turn into one line naming the file and the setting,
+fields carry descriptions for the generated file, and validators (time zones, times of day,
+weekdays) are one function each. msgspec is faster, but speed does not matter for one small file
+read once, and it has no per-field descriptions. Only this module imports pydantic, and only
+loading settings imports this module, so `newsletter --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from newsletter.config import (
+    ENV_OVERRIDES,
+    Schedule,
+    SendGridSettings,
+    Settings,
+    anchor_sqlite,
+)
+from newsletter.errors import ConfigError
+
+HEADER = """\
+newsletter settings. Secrets never go here: set SENDGRID_API_KEY and NEWSLETTER_SECRET_KEY in
+the environment. NEWSLETTER_DATABASE_URL, NEWSLETTER_PROVIDER, NEWSLETTER_BASE_URL and
+SENDGRID_API_HOST override the values below."""
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_DAY_NAMES = {
+    full: full[:3]
+    for full in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+}
+
+
+class _Section(BaseModel):
+    """One `[table]` of the file: frozen, keyword-only, unknown keys refused, no coercion from
+    strings (a quoted number in TOML is a mistake worth naming)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class NewsletterSection(_Section):
+    """[newsletter]: who sends, to which address links point, where the data lives."""
+
+    name: str = Field("Endings Explained", description="The newsletter's name.")
+    from_email: str = Field("editor@example.com", description="The sender address.")
+    from_name: str = Field("", description="The sender's display name; empty: the name above.")
+    base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Public address of `newsletter serve`: unsubscribe and "
+        "view-in-browser links point here.",
+    )
+    postal_address: str = Field(
+        "Endings Explained, 1 Example Street, 75001 Paris, France",
+        description="CAN-SPAM: a physical postal address in every email.",
+    )
+    language: str = Field("en", description="Language of the emails and pages (BCP 47).")
+    timezone: str = Field(
+        "Europe/Paris", description="IANA time zone of the schedule and of dates shown."
+    )
+    database_url: str = Field(
+        "sqlite:///newsletter.db",
+        description="Any SQLAlchemy URL; relative SQLite paths are relative to this file.",
+    )
+    provider: Literal["outbox", "sendgrid"] = Field(
+        "outbox",
+        description='"outbox" writes .eml files and needs no account; '
+        '"sendgrid" needs SENDGRID_API_KEY.',
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http://)")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as Europe/Paris") from None
+        return value
+
+
+class ScheduleSection(_Section):
+    """[schedule]: publication cadence, in the time zone above."""
+
+    days: tuple[Weekday, ...] = Field(
+        ("tue", "fri"), strict=False, description="Weekdays an issue goes out."
+    )
+    time: str = Field("09:00", description="Time of day an issue goes out (HH:MM).")
+    articles_per_issue: int = Field(1, ge=1, description="Articles in one issue.")
+    grace_hours: float = Field(
+        6,
+        ge=0,
+        description="A tick missed while the scheduler was down still goes out within this "
+        "many hours; after that the issue waits for the editor.",
+    )
+    lease_seconds: float = Field(
+        60,
+        gt=0,
+        description="Two schedulers on one database never both send: one holds a lease for "
+        "this long, renewed while it lives; if it dies, the other takes over once the lease "
+        "runs out.",
+    )
+    heartbeat_seconds: float = Field(
+        10, gt=0, description="How often the lease is renewed and due work looked for."
+    )
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _short_days(cls, value: Any) -> Any:
+        """Accept "Tuesday" or "TUE" for "tue"."""
+        if isinstance(value, list):
+            return tuple(
+                _DAY_NAMES.get(d.lower(), d.lower()) if isinstance(d, str) else d for d in value
+            )
+        return value
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> Any:
+        """HH:MM as a string; a TOML local time (09:00:00, unquoted) is taken too."""
+        if isinstance(value, time):
+            return value.strftime("%H:%M")
+        if isinstance(value, str):
+            try:
+                hour, minute = (int(x) for x in value.split(":"))
+                time(hour, minute)
+            except ValueError:
+                raise ValueError("expected a time of day as HH:MM, e.g. 09:00") from None
+        return value
+
+
+class DeliverySection(_Section):
+    """[delivery]: what happens to a batch whose fate is unknown."""
+
+    resend_uncertain: bool = Field(
+        False,
+        description="A batch in flight when the sender crashed may or may not have gone out. "
+        'false: hold those subscribers as "uncertain" for provider events or the editor; '
+        "true: resend them (for a list that prefers a rare duplicate to a gap).",
+    )
+    claim_timeout_seconds: float = Field(
+        120,
+        gt=0,
+        description="A batch claimed by a sender on another machine that has been in flight "
+        "this long is taken as abandoned (its sender died) and becomes uncertain. Keep it "
+        "above the request timeout.",
+    )
+
+
+class CheckSection(_Section):
+    """[check]: what `newsletter check` and `run` refuse."""
+
+    collapse_is_error: bool = Field(
+        False,
+        description="An issue too large for Gmail (about 102 KB of HTML) has its later "
+        "articles shortened to title, teaser and a link. true: refuse to send it instead.",
+    )
+
+
+class OutboxSection(_Section):
+    """[outbox]: the provider that writes .eml files."""
+
+    path: str = Field("outbox", description="Folder of the .eml files, relative to this file.")
+
+
+class SendGridSection(_Section):
+    """[sendgrid]: the SendGrid provider (SENDGRID_API_KEY in the environment)."""
+
+    api_host: str = Field(
+        "https://api.sendgrid.com",
+        description="SENDGRID_API_HOST overrides the API address (EU accounts, the local test "
+        "server).",
+    )
+    timeout_seconds: float = Field(15, gt=0, description="Timeout of one API request.")
+    batch_size: int = Field(
+        1000, ge=1, le=1000, description="Recipients per request (SendGrid takes 1000 at most)."
+    )
+    categories: tuple[str, ...] = Field(
+        ("newsletter",),
+        strict=False,  # a TOML array is a list
+        description="SendGrid categories every email is tagged with.",
+    )
+    max_retries: int = Field(5, ge=0, description="Retries of a request that failed transiently.")
+    max_failed_batches: int = Field(
+        3, ge=1, description="Failed batches after which the issue is paused."
+    )
+    concurrency: int = Field(
+        4,
+        ge=1,
+        description="Requests in flight at once for one issue (each its own batch in the "
+        "delivery log).",
+    )
+
+
+class SettingsFile(_Section):
+    """The whole file. Every table is optional; a missing key takes the default above."""
+
+    newsletter: NewsletterSection = NewsletterSection()
+    schedule: ScheduleSection = ScheduleSection()
+    delivery: DeliverySection = DeliverySection()
+    check: CheckSection = CheckSection()
+    outbox: OutboxSection = OutboxSection()
+    sendgrid: SendGridSection = SendGridSection()
+
+
+# -- loading ---------------------------------------------------------------------------------
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "dict_type": "a table",
+}
+
+
+def _one_line(error: ValidationError, source: str, overridden: dict[tuple[str, str], str]) -> str:
+    """The first problem as `file: [table] key: what was expected (got ...)`."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    loc = [str(part) for part in first["loc"]]
+    table, key = (loc + ["", ""])[:2]
+    where = f"[{table}] {key}".strip() if key else f"[{table}]"
+    if len(loc) > 2:
+        where += f" (item {int(loc[2]) + 1})" if loc[2].isdigit() else f".{'.'.join(loc[2:])}"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        what = "unknown setting" if key else "unknown table"
+        valid = _known(table, key)
+        return f"{source}: {where}: {what}{valid}"
+    if kind in _EXPECTED:
+        what = f"expected {_EXPECTED[kind]}, got {_toml(first['input'])}"
+    else:
+        what = first["msg"].removeprefix("Value error, ")
+        what = what[0].lower() + what[1:]
+        if not isinstance(first.get("input"), dict):
+            what += f" (got {_toml(first['input'])})"
+    env = overridden.get((table, key))
+    if env:
+        where += f" (from {env})"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{source}: {where}: {what}{more}"
+
+
+def _known(table: str, key: str) -> str:
+    sections = SettingsFile.model_fields
+    if not key:
+        return f"; tables are {', '.join(f'[{name}]' for name in sections)}"
+    model = sections[table].annotation
+    return f"; [{table}] has {', '.join(model.model_fields)}"  # type: ignore[union-attr]
+
+
+def parse(data: dict[str, Any], env: dict[str, str], source: str) -> SettingsFile:
+    """Validate the file's tables (with environment overrides applied) or raise ConfigError."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    overridden: dict[tuple[str, str], str] = {}
+    for name, (table, key) in ENV_OVERRIDES.items():
+        if env.get(name):
+            section = data.setdefault(table, {})
+            if isinstance(section, dict):
+                section[key] = env[name]
+                overridden[(table, key)] = name
+    try:
+        return SettingsFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, source, overridden)) from None
+
+
+def to_settings(file: SettingsFile, root: Path) -> Settings:
+    """The runtime settings the rest of the code reads (zones, durations and paths resolved)."""
+    main, sched, sg = file.newsletter, file.schedule, file.sendgrid
+    hour, minute = (int(x) for x in sched.time.split(":"))
+    return Settings(
+        root=root,
+        name=main.name,
+        from_email=main.from_email,
+        from_name=main.from_name or main.name,
+        base_url=main.base_url,
+        postal_address=main.postal_address,
+        language=main.language,
+        timezone=ZoneInfo(main.timezone),
+        database_url=anchor_sqlite(main.database_url, root),
+        provider=main.provider,
+        schedule=Schedule(
+            days=tuple(sched.days),
+            at=time(hour, minute),
+            articles_per_issue=sched.articles_per_issue,
+            grace=timedelta(hours=sched.grace_hours),
+            lease=timedelta(seconds=sched.lease_seconds),
+            heartbeat=timedelta(seconds=sched.heartbeat_seconds),
+        ),
+        outbox_path=root / file.outbox.path,
+        sendgrid=SendGridSettings(
+            api_host=sg.api_host,
+            timeout_seconds=sg.timeout_seconds,
+            batch_size=sg.batch_size,
+            categories=tuple(sg.categories),
+            max_retries=sg.max_retries,
+            max_failed_batches=sg.max_failed_batches,
+            concurrency=sg.concurrency,
+        ),
+        resend_uncertain=file.delivery.resend_uncertain,
+        claim_timeout=timedelta(seconds=file.delivery.claim_timeout_seconds),
+        collapse_is_error=file.check.collapse_is_error,
+    )
+
+
+# -- the generated file ----------------------------------------------------------------------
+def _toml(value: Any) -> str:
+    """A default as TOML (strings, numbers, booleans and lists of them are all we have)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _comment(text: str) -> list[str]:
+    return [f"# {line}" for line in textwrap.wrap(text, width=94)]
+
+
+def default_toml() -> str:
+    """The commented newsletter.toml that `init` writes: every setting at its default."""
+    lines = [f"# {line}" if line else "#" for line in HEADER.splitlines()]
+    for table, field in SettingsFile.model_fields.items():
+        section = field.annotation
+        defaults = section()  # type: ignore[misc, operator]
+        lines += ["", f"[{table}]"]
+        for key, spec in section.model_fields.items():  # type: ignore[union-attr]
+            lines += _comment(spec.description or "")
+            lines.append(f"{key} = {_toml(getattr(defaults, key))}")
+    return "\n".join(lines) + "\n"
