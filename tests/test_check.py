@@ -372,9 +372,7 @@ def test_installed_copy_checks_client_support_without_node_modules(tmp_path):
     assert probe.stdout.startswith(str(site)), probe.stdout
     assert not any((p / "node_modules").exists() for p in (site, *site.parents))
 
-    result = run_cli(
-        ["check", str(sample_articles()[0])], folder, env
-    )
+    result = run_cli(["check", str(sample_articles()[0])], folder, env)
     assert "not checked against email clients" not in result.stdout + result.stderr
     assert "css-display-flex" in result.stdout, result.stdout + result.stderr
     assert "Outlook (Windows" in result.stdout

@@ -16,10 +16,10 @@ from newsletter.contract import (
     validate_file,
 )
 from newsletter.errors import ArticleError
+from newsletter.resources import sample_articles
 from tests.conftest import run_cli, write
 
 DATA = Path(__file__).resolve().parent / "data"
-SAMPLES = Path(__file__).resolve().parents[1] / "newsletter" / "sample" / "articles"
 
 BROKEN_TXT = """\
 Red Rocket (2021): Ending Explained
@@ -67,7 +67,7 @@ def found(problems):
 
 
 def test_the_seed_samples_and_test_articles_keep_the_default_contract(seed_path):
-    for path in (seed_path, *SAMPLES.iterdir(), *DATA.iterdir()):
+    for path in (seed_path, *sample_articles(), *DATA.iterdir()):
         assert validate_file(path) == [], path
 
 
@@ -141,24 +141,23 @@ def test_a_known_heading_right_after_a_heading_starts_a_section(tmp_path):
     ]
 
 
-def test_a_mistyped_repeated_title_is_still_the_title(seed_path, tmp_path):
-    text = seed_path.read_text(encoding="utf-8").replace(
-        "Author: Ellis Carver\nRed Rocket (2021)", "Author: Ellis Carver\nRed Rocket (2012)"
-    )
-    article = read_article(write(tmp_path / "seed.txt", text))
+def test_a_mistyped_repeated_title_is_still_the_title(seed, tmp_path):
+    lines = seed.path.read_text(encoding="utf-8").split("\n")
+    first, repeated = [n for n, line in enumerate(lines) if line.strip() == seed.title][:2]
+    lines[repeated] = seed.title.replace("(", "[")
+    article = read_article(write(tmp_path / "seed.txt", "\n".join(lines)))
     assert article.sections[0].heading == "Quick Recap"
-    # The seed opens with a blank line.
     assert article.title_lines == (
-        (2, "Red Rocket (2021): Ending Explained"),
-        (7, "Red Rocket (2012): Ending Explained"),
+        (first + 1, seed.title),
+        (repeated + 1, seed.title.replace("(", "[")),
     )
+    (problem,) = validate_file(tmp_path / "seed.txt")
+    assert (problem.line, problem.code) == (repeated + 1, "title-mismatch")
 
 
-def test_paragraph_lines_are_kept(seed_path):
-    article = read_article(seed_path)
-    assert article.sections[0].lines == (9, 10)
-    md = read_article(DATA / "leaky_recap.md")
-    assert md.sections[1].lines == (17, 19)
+def test_paragraph_lines_are_kept():
+    assert read_article(DATA / "leaky_recap.txt").sections[0].lines == (8, 9)
+    assert read_article(DATA / "leaky_recap.md").sections[1].lines == (17, 19)
 
 
 def test_spoilers_come_from_the_contract():

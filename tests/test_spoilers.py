@@ -6,6 +6,7 @@ from pathlib import Path
 
 from newsletter.articles import read_article
 from newsletter.contract import DEFAULT_CONTRACT
+from newsletter.resources import sample_articles
 from newsletter.spoilers import (
     InboxText,
     content_words,
@@ -112,6 +113,5 @@ def test_inflections_and_possessives_meet():
 
 
 def test_the_seed_and_sample_articles_have_no_leaks(seed_path):
-    samples = sorted((Path(__file__).resolve().parents[1] / "newsletter/sample/articles").iterdir())
-    for path in (seed_path, *samples):
+    for path in (seed_path, *sample_articles()):
         assert leaks_of(path) == [], path

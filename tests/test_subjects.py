@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from newsletter.articles import read_article
+from newsletter.resources import sample_articles
 from newsletter.subjects import check_template, cut_at_word, issue_subject
-
-SAMPLES = Path(__file__).resolve().parents[1] / "newsletter" / "sample" / "articles"
 
 
 @pytest.fixture
 def samples():
-    return [read_article(p) for p in sorted(SAMPLES.iterdir())]
+    return [read_article(p) for p in sample_articles()]
 
 
 def test_one_article_is_its_title(samples):
