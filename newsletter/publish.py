@@ -16,7 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
 from newsletter.config import Settings
-from newsletter.contract import DEFAULT_CONTRACT, ERROR, ContractProblem, validate_file
+from newsletter.contract import ERROR, ContractProblem, validate_file
 from newsletter.delivery import DeliveryPolicy, SendingLease, SendReport, send_issue
 from newsletter.errors import ArticleError, NewsletterError
 from newsletter.providers import Provider
@@ -139,7 +139,7 @@ class ContractBroken(NewsletterError):
 
 def contract_problems(settings: Settings, path: Path) -> list[ContractProblem]:
     """How the article at `path` breaks the article contract, by file and line."""
-    return validate_file(path, DEFAULT_CONTRACT)
+    return validate_file(path, settings.contract)
 
 
 @dataclass(frozen=True)
