@@ -1,0 +1,171 @@
+"""Send one issue to N subscribers with the outbox provider and print messages/s.
+
+    .venv/bin/python benchmarks/outbox.py [--subscribers 100000] [--keep]
+
+What runs: a real SQLite database with N subscribers (signed tokens made at insert time, as
+an import would) and the seed article queued; then
+- pipeline: the real `newsletter run --once` command in a child process (start-up, render,
+  check, claims, one .eml file per recipient, the delivery log), wall time and peak memory;
+- write loop: the provider alone in another child process, `OutboxProvider.send` on batches
+  of 1000 built before the clock starts (the .eml files and nothing else).
+Target (issue 13, 2 cores): at least 5,000 messages/s for 100,000 recipients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from newsletter import publish  # noqa: E402
+from newsletter.config import load_settings, write_default_config  # noqa: E402
+from newsletter.store import Store  # noqa: E402
+from newsletter.subscribers import signing_secret  # noqa: E402
+from newsletter.tokens import new_token  # noqa: E402
+
+SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
+SAMPLE = REPO / "newsletter" / "sample" / "articles" / "001_the-lighthouse-keepers-daughter.txt"
+
+
+def setup(folder: Path, count: int) -> float:
+    """A newsletter folder (outbox provider, the default) with `count` subscribers."""
+    write_default_config(folder)
+    settings = load_settings(folder / "newsletter.toml", env={})
+    store = Store(settings.database_url)
+    secret = signing_secret(store)
+    started = time.perf_counter()
+    store.add_subscribers(
+        (
+            {
+                "email": f"reader{i:07d}@example.com",
+                "name": f"Reader {i}",
+                "token": new_token(secret),
+            }
+            for i in range(count)
+        ),
+        chunk_size=20_000,
+    )
+    seconds = time.perf_counter() - started
+    publish.queue_add(store, settings, SEED if SEED.exists() else SAMPLE)
+    store.close()
+    return seconds
+
+
+def environment(folder: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
+    env["NEWSLETTER_CONFIG"] = str(folder / "newsletter.toml")
+    return env
+
+
+def run_pipeline(folder: Path) -> tuple[float, float, str]:
+    """The real command in its own process: seconds, peak MB, its summary."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsletter.cli", "run", "--once"],
+        cwd=folder,
+        env=environment(folder),
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    # The largest child so far: this is the first one.
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
+    return seconds, peak_mb, proc.stdout.strip()
+
+
+def write_loop(folder: Path, target: Path) -> None:
+    """Child process: time `OutboxProvider.send` alone, print a JSON line of figures."""
+    from newsletter.delivery import rendered_from_row
+    from newsletter.providers import OutgoingBatch
+    from newsletter.providers.outbox import OutboxProvider
+
+    settings = load_settings(folder / "newsletter.toml", env={})
+    store = Store(settings.database_url)
+    issue = store.list_issues()[0]
+    rendered = rendered_from_row(store.get_issue(issue["id"]), settings)
+    batches = [
+        OutgoingBatch.of(settings, issue["id"], n, rendered, tuple(recipients))
+        for n, recipients in enumerate(store.active_subscriber_batches(1000))
+    ]
+    store.close()
+    provider = OutboxProvider(settings, target)
+    started, cpu = time.perf_counter(), time.process_time()
+    sent = sum(len(provider.send(batch).message_ids) for batch in batches)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"sent": sent, "seconds": seconds, "cpu": cpu, "peak_mb": peak_mb}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--keep", action="store_true", help="keep the folder and print it")
+    parser.add_argument(
+        "--write-loop", nargs=2, metavar=("FOLDER", "TARGET"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.write_loop:
+        return write_loop(Path(args.write_loop[0]), Path(args.write_loop[1]))
+    n = args.subscribers
+    folder = Path(tempfile.mkdtemp(prefix="nl-outbox-bench-"))
+    try:
+        insert_s = setup(folder, n)
+        print(f"setup: {n:,} subscribers with signed tokens in {insert_s:.1f}s (not timed below)")
+
+        seconds, peak_mb, summary = run_pipeline(folder)
+        files = sum(1 for _ in (folder / "outbox").rglob("*.eml"))
+        store = Store(f"sqlite:///{folder / 'newsletter.db'}")
+        counts = store.delivery_counts(store.list_issues()[0]["id"])
+        store.close()
+        print(
+            f"pipeline (newsletter run --once): {n:,} messages in {seconds:.1f}s wall = "
+            f"{n / seconds:,.0f} messages/s; peak memory {peak_mb:.0f} MB"
+        )
+        print("  " + "\n  ".join(summary.splitlines()))
+        ok = files == n and counts.get("sent") == n
+        print(
+            f"  {files:,} .eml files; delivery log {json.dumps(counts)} -> {'OK' if ok else 'MISMATCH'}"
+        )
+
+        target = folder / "write-loop"
+        proc = subprocess.run(
+            [sys.executable, __file__, "--write-loop", str(folder), str(target)],
+            env=environment(folder),
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"write loop failed:\n{proc.stderr}")
+        loop = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(
+            f"write loop (OutboxProvider.send alone, batches of 1000): {loop['sent']:,} messages "
+            f"in {loop['seconds']:.1f}s = {loop['sent'] / loop['seconds']:,.0f} messages/s; "
+            f"peak memory {loop['peak_mb']:.0f} MB (batches built beforehand)"
+        )
+        print(
+            f"  CPU time of the write loop {loop['cpu']:.1f}s = "
+            f"{loop['sent'] / loop['cpu']:,.0f} messages per CPU-second; "
+            f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+    finally:
+        if args.keep:
+            print(f"kept: {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+if __name__ == "__main__":
+    main()
