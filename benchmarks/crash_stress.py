@@ -39,17 +39,17 @@ def trial(subscribers: int, rng: random.Random) -> tuple[int, float]:
         time.sleep(delay)
         kill9(proc)
         store = Store(load_settings(folder / "newsletter.toml", env={}).database_url)
-        unfinished = store.unfinished_issues()
+        unfinished = store.queue.unfinished_issues()
         caught = set()
         if unfinished:
-            caught = {r["email"] for r in store.deliveries_in_state(unfinished[0], "in_flight")}
+            caught = {r.email for r in store.deliveries.in_state(unfinished[0], "in_flight")}
         server.faults.slow = 0
         result = run_cli(["run", "--once"], folder, env=env)
         assert result.returncode == 0, result.stderr
         time.sleep(0.2)
         # Killed before the issue existed, the restart built and sent it whole.
-        [issue] = store.list_issues()
-        check_exactly_once(server, store, issue["id"], subscribers, caught)
+        [issue] = store.queue.list_issues()
+        check_exactly_once(server, store, issue.id, subscribers, caught)
         store.close()
         return len(caught), delay
 

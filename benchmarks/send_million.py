@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO))
 from newsletter import publish  # noqa: E402
 from newsletter.articles import read_article  # noqa: E402
 from newsletter.config import load_settings, write_default_config  # noqa: E402
-from newsletter.delivery import rendered_from_row  # noqa: E402
+from newsletter.links import stored_issue, unsubscribe_url  # noqa: E402
 from newsletter.providers import OutgoingBatch  # noqa: E402
 from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
-from newsletter.render import personalize, render_issue, unsubscribe_url  # noqa: E402
+from newsletter.render import personalize, render_issue  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.testing.sendgrid_server import ServerProcess  # noqa: E402
@@ -59,7 +59,7 @@ def setup(folder: Path, count: int, server_url: str, concurrency: int | None = N
     store = Store(settings.database_url)
     secret = signing_secret(store)
     started = time.perf_counter()
-    store.add_subscribers(
+    store.subscribers.add(
         (
             {
                 "email": f"reader{i:07d}@example.com",
@@ -96,10 +96,10 @@ def run_pipeline(folder: Path, env: dict) -> tuple[float, int, str]:
 
 def ceiling(settings, store, issue_id, server_url, total: int, concurrency: int) -> float:
     """Post pre-built 1000-recipient bodies (built before the clock starts)."""
-    rendered = rendered_from_row(store.get_issue(issue_id), settings)
+    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
     provider = SendGridProvider(settings, KEY)
     bodies = []
-    for n, recipients in enumerate(store.active_subscriber_batches(1000)):
+    for n, recipients in enumerate(store.subscribers.active_batches(1000)):
         if n == 20:
             break
         batch = OutgoingBatch.of(settings, issue_id, n, rendered, tuple(recipients))
@@ -121,7 +121,7 @@ def ceiling(settings, store, issue_id, server_url, total: int, concurrency: int)
 def naive(settings, store, issue_id, sample: int) -> float:
     """Render and inline per recipient: recipients per second."""
     article = read_article(SEED if SEED.exists() else SAMPLE)
-    recipients = next(store.active_subscriber_batches(sample))
+    recipients = next(store.subscribers.active_batches(sample))
     started = time.perf_counter()
     for r in recipients:
         personalize(render_issue([article], settings), r.name, unsubscribe_url(settings, r.token))
@@ -153,8 +153,8 @@ def main() -> None:
             store.close()
             seconds, peak_kb, summary = run_pipeline(folder, env)
             store = Store(settings.database_url)
-            issue_id = store.list_issues()[0]["id"]
-            counts = store.delivery_counts(issue_id)
+            issue_id = store.queue.list_issues()[0].id
+            counts = store.deliveries.counts(issue_id)
             rate = n / seconds
             print(
                 f"pipeline: {n:,} recipients in {seconds:.1f}s = {rate:,.0f} recipients/s; "

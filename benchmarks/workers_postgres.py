@@ -89,7 +89,7 @@ def main() -> None:
             store = Store(settings.database_url)
             started = time.perf_counter()
             secret = signing_secret(store)
-            store.add_subscribers(
+            store.subscribers.add(
                 (
                     {
                         "email": f"reader{i:07d}@example.com",
@@ -136,10 +136,10 @@ def main() -> None:
                         raise SystemExit(f"a worker failed:\n{log.read_text()}")
                 seconds = time.perf_counter() - started
                 accepted = server.stop()
-                counts = store.delivery_counts(issue_id)
+                counts = store.deliveries.counts(issue_id)
                 # Counted in SQL: a million rows loaded here would also inflate the peak
                 # memory the next workers report (a forked child starts with our pages).
-                shares = store.sent_by_worker(issue_id)
+                shares = store.deliveries.sent_by_worker(issue_id)
                 ok = counts["sent"] == n == accepted and counts["pending"] == 0
                 print(
                     f"{workers} worker(s): {n:,} recipients in {seconds:.1f}s = "

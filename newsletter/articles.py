@@ -12,7 +12,7 @@ import difflib
 import html
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from newsletter.errors import ArticleError
+from newsletter.exceptions import ArticleError
 
 RECAP_HEADING = "quick recap"
 ARTICLE_SUFFIXES = (".txt", ".md", ".markdown")
@@ -70,7 +70,6 @@ class Article:
     teaser_override: str | None = None
     subject_override: str | None = None
     not_before: datetime | date | None = None
-    extra: dict = field(default_factory=dict)
     # Every (line, text) that states the title: the first line and the repeated title of the
     # plain format, or the front matter's `title:`. The article contract compares them.
     title_lines: tuple[tuple[int, str], ...] = ()
@@ -334,14 +333,16 @@ def _markdown_sections(path: Path, body: str, offset: int, strict: bool = True) 
     for k, start in enumerate(heading_starts):
         end = heading_starts[k + 1] if k + 1 < len(heading_starts) else len(tokens)
         heading = tokens[start + 1].content.strip()
-        line_no = tokens[start].map[0] + offset + 1
+        heading_map = tokens[start].map
+        assert heading_map is not None  # block tokens always carry their source lines
+        line_no = heading_map[0] + offset + 1
         inner = tokens[start + 3 : end]
         if not inner:
             if strict:
                 raise ArticleError(path, line_no, f"section {heading!r} has no text")
             sections.append(Section(heading, "", Markup(""), line_no))
             continue
-        first_line = inner[0].map[0] if inner[0].map else tokens[start].map[1]
+        first_line = inner[0].map[0] if inner[0].map else heading_map[1]
         last_line = max((t.map[1] for t in inner if t.map), default=first_line)
         source = "\n".join(lines[first_line:last_line]).strip()
         rendered = _MD.renderer.render(inner, _MD.options, {})

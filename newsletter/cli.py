@@ -12,17 +12,10 @@ from tqdm import tqdm
 
 from newsletter import delivery, publish
 from newsletter.config import Settings, load_settings, write_default_config
-from newsletter.errors import NewsletterError
+from newsletter.exceptions import NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
-from newsletter.store import (
-    ISSUE_CANCELLED,
-    ISSUE_PAUSED,
-    ISSUE_SENDING,
-    PENDING,
-    SENT,
-    UNCERTAIN,
-    Store,
-)
+from newsletter.records import DeliveryState, IssueStatus
+from newsletter.store import Store
 
 
 class LibraryErrors(click.Group):
@@ -157,8 +150,8 @@ def queue_list(app: App) -> None:
 @pass_app
 def queue_remove(app: App, article: str) -> None:
     """Take ARTICLE (its file name in issues/) off the queue; the file is kept."""
-    row = app.store.remove_article(Path(article).name)
-    click.echo(f"removed {row['filename']} from the queue")
+    row = app.store.queue.remove_article(Path(article).name)
+    click.echo(f"removed {row.filename} from the queue")
 
 
 # -- subscribers ----------------------------------------------------------------------------
@@ -190,8 +183,8 @@ def subscribers_import(app: App, file: Path) -> None:
 @pass_app
 def subscribers_list(app: App, status: str | None) -> None:
     """List subscribers."""
-    for row in app.store.list_subscribers(status):
-        click.echo(f"{row['email']}\t{row['name']}\t{row['status']}")
+    for row in app.store.subscribers.each(status):
+        click.echo(f"{row.email}\t{row.name}\t{row.status}")
 
 
 @subscribers.command("remove")
@@ -199,7 +192,7 @@ def subscribers_list(app: App, status: str | None) -> None:
 @pass_app
 def subscribers_remove(app: App, email: str) -> None:
     """Delete a subscriber and their delivery history."""
-    app.store.remove_subscriber(email)
+    app.store.subscribers.remove(email)
     click.echo(f"removed {email}")
 
 
@@ -213,10 +206,10 @@ def subscribers_export(app: App, out: Path | None) -> None:
     from newsletter.subscribers import export_csv
 
     if out is None:
-        export_csv(app.store.list_subscribers(), sys.stdout)
+        export_csv(app.store.subscribers.each(), sys.stdout)
         return
     with out.open("w", encoding="utf-8", newline="") as handle:
-        count = export_csv(app.store.list_subscribers(), handle)
+        count = export_csv(app.store.subscribers.each(), handle)
     click.echo(f"wrote {count} subscribers to {out}", err=True)
 
 
@@ -293,18 +286,18 @@ class _Bars:
             bar.close()
 
 
-def _print_report(report: delivery.SendReport, settings: Settings) -> None:
+def _print_report(report: delivery.SendReport) -> None:
     counts = report.counts
     click.echo(
-        f"issue {report.issue_id}: {report.status}; sent {counts.get(SENT, 0)}, "
-        f"failed {counts.get('failed', 0)}, uncertain {counts.get(UNCERTAIN, 0)}, "
-        f"skipped {counts.get('skipped', 0)}, pending {counts.get(PENDING, 0)}"
+        f"issue {report.issue_id}: {report.status}; sent {counts.get(DeliveryState.SENT, 0)}, "
+        f"failed {counts.get(DeliveryState.FAILED, 0)}, uncertain {counts.get(DeliveryState.UNCERTAIN, 0)}, "
+        f"skipped {counts.get(DeliveryState.SKIPPED, 0)}, pending {counts.get(DeliveryState.PENDING, 0)}"
     )
     if report.last_error and not report.ok:
         click.echo(f"  last error: {report.last_error}")
-    if counts.get(UNCERTAIN):
+    if counts.get(DeliveryState.UNCERTAIN):
         click.echo(
-            f"  {counts[UNCERTAIN]} uncertain: see 'newsletter status {report.issue_id}' "
+            f"  {counts[DeliveryState.UNCERTAIN]} uncertain: see 'newsletter status {report.issue_id}' "
             f"and 'newsletter resolve {report.issue_id} --resend|--mark-sent'"
         )
 
@@ -318,22 +311,21 @@ def run(app: App, once: bool, force: bool) -> None:
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
-        result = publish.publish_tick(
-            app.store, app.settings, provider, progress_factory=bars, force=force
-        )
+        ctx = delivery.SendContext.of(app.store, app.settings, provider)
+        result = publish.publish_tick(ctx, progress_factory=bars, force=force)
     finally:
         bars.close()
     for error in result.errors:
         click.echo(f"skipped: {error}", err=True)
     for report in result.resumed:
         click.echo("resumed an interrupted issue:")
-        _print_report(report, app.settings)
+        _print_report(report)
     if result.report is None:
         click.echo("nothing to send: no queued article is due")
         return
     click.echo(f"articles: {', '.join(result.articles)}")
-    _print_report(result.report, app.settings)
-    if result.report.status == ISSUE_PAUSED:
+    _print_report(result.report)
+    if result.report.status == IssueStatus.PAUSED:
         sys.exit(1)
 
 
@@ -342,29 +334,29 @@ def run(app: App, once: bool, force: bool) -> None:
 @pass_app
 def status(app: App, issue_id: int) -> None:
     """Counts by delivery state, engagement and the last error of ISSUE."""
-    issue = app.store.get_issue(issue_id)
-    counts = app.store.delivery_counts(issue_id)
-    click.echo(f"issue {issue_id}: {issue['subject']}")
-    click.echo(f"status: {issue['status']}   created {_local(issue['created_at'], app.settings)}")
+    issue = app.store.queue.get_issue(issue_id)
+    counts = app.store.deliveries.counts(issue_id)
+    click.echo(f"issue {issue_id}: {issue.subject}")
+    click.echo(f"status: {issue.status}   created {_local(issue.created_at, app.settings)}")
     click.echo("  " + "  ".join(f"{state} {n}" for state, n in counts.items()))
-    click.echo(f"  opens {issue['opens']}  clicks {issue['clicks']}")
-    if issue["last_error"]:
-        click.echo(f"  last error: {issue['last_error']}")
-    uncertain = app.store.deliveries_in_state(issue_id, UNCERTAIN)
+    click.echo(f"  opens {issue.opens}  clicks {issue.clicks}")
+    if issue.last_error:
+        click.echo(f"  last error: {issue.last_error}")
+    uncertain = app.store.deliveries.in_state(issue_id, DeliveryState.UNCERTAIN)
     if uncertain:
         click.echo(f"uncertain ({len(uncertain)}): resolve with --resend or --mark-sent")
         for row in uncertain:
-            click.echo(f"  {row['email']}  batch {row['batch']}")
+            click.echo(f"  {row.email}  batch {row.batch}")
 
 
 @cli.command("issues")
 @pass_app
 def issues_list(app: App) -> None:
     """List issues, newest first."""
-    for issue in app.store.list_issues():
+    for issue in app.store.queue.list_issues():
         click.echo(
-            f"{issue['id']:>4}  {issue['status']:<9} {_local(issue['created_at'], app.settings)}"
-            f"  {issue['subject']}"
+            f"{issue.id:>4}  {issue.status:<9} {_local(issue.created_at, app.settings)}"
+            f"  {issue.subject}"
         )
 
 
@@ -373,7 +365,7 @@ def issues_list(app: App) -> None:
 @pass_app
 def pause(app: App, issue_id: int) -> None:
     """Stop sending ISSUE after the batch in flight."""
-    delivery.change_issue_status(app.store, issue_id, ISSUE_PAUSED)
+    delivery.change_issue_status(app.store, issue_id, IssueStatus.PAUSED)
     click.echo(f"issue {issue_id}: paused")
 
 
@@ -382,7 +374,7 @@ def pause(app: App, issue_id: int) -> None:
 @pass_app
 def resume(app: App, issue_id: int) -> None:
     """Let a paused ISSUE go on (the next run or scheduler tick sends the rest)."""
-    delivery.change_issue_status(app.store, issue_id, ISSUE_SENDING)
+    delivery.change_issue_status(app.store, issue_id, IssueStatus.SENDING)
     click.echo(f"issue {issue_id}: resumed; the next run or tick sends the rest")
 
 
@@ -391,7 +383,7 @@ def resume(app: App, issue_id: int) -> None:
 @pass_app
 def cancel(app: App, issue_id: int) -> None:
     """Send nothing more of ISSUE."""
-    delivery.change_issue_status(app.store, issue_id, ISSUE_CANCELLED)
+    delivery.change_issue_status(app.store, issue_id, IssueStatus.CANCELLED)
     click.echo(f"issue {issue_id}: cancelled")
 
 
@@ -435,7 +427,7 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
                 app.settings,
                 provider,
                 issue_id,
-                progress=bars(issue_id, app.store.count_subscribers()),
+                progress=bars(issue_id, app.store.subscribers.count()),
             )
         finally:
             bars.close()
@@ -500,14 +492,13 @@ def worker(app: App, once: bool) -> None:
     provider = make_provider(app.settings)
     click.echo(f"worker {delivery.PROCESS_ID} on {app.store.safe_url}")
     try:
-        report = delivery.run_worker(
-            app.store, app.settings, provider, stop=stop, once=once, echo=click.echo
-        )
+        ctx = delivery.SendContext.of(app.store, app.settings, provider)
+        report = delivery.run_worker(ctx, stop=stop, once=once, echo=click.echo)
     except KeyboardInterrupt:
         stop.set()
         click.echo("worker stopped")
         return
-    except delivery.WorkerStopping:
+    except WorkerStopping:
         click.echo("worker stopped between batches")
         return
     click.echo(
@@ -522,7 +513,7 @@ def scheduler(app: App) -> None:
     """Run the publication cadence until stopped (Ctrl-C stops cleanly)."""
     from newsletter.scheduler import run_scheduler
 
-    run_scheduler(app.settings, app.store, echo=click.echo)
+    run_scheduler(app.store, app.settings, echo=click.echo)
 
 
 def main() -> None:

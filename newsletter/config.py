@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from newsletter.errors import ConfigError
+from newsletter.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from newsletter.contract import Contract

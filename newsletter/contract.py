@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.articles import Article, Section, read_article
-from newsletter.errors import ArticleError
+from newsletter.exceptions import ArticleError
 
 ERROR = "error"
 WARNING = "warning"

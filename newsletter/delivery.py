@@ -6,6 +6,7 @@ settled by the provider's events) -- never silently sent twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -19,31 +20,26 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError
-from newsletter.providers import (
+from newsletter.exceptions import (
     CredentialsRefused,
-    OutgoingBatch,
-    Provider,
+    LeaseLost,
+    NewsletterError,
     RateLimited,
     Rejected,
+    SenderBusy,
     TooLarge,
     TransientError,
     Uncertain,
+    WorkerStopping,
 )
-from newsletter.render import RenderedIssue, view_url
-from newsletter.store import (
-    FAILED,
-    IN_FLIGHT,
-    ISSUE_CANCELLED,
-    ISSUE_PAUSED,
-    ISSUE_SENDING,
-    ISSUE_SENT,
-    PENDING,
-    SENT,
-    UNCERTAIN,
-    Store,
-    utcnow,
-)
+from newsletter.links import stored_issue
+from newsletter.providers import OutgoingBatch, Provider
+from newsletter.records import DeliveryState, IssueRecord, IssueStatus, utcnow
+from newsletter.store import Store
+
+PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = DeliveryState
+ISSUE_SENDING, ISSUE_PAUSED = IssueStatus.SENDING, IssueStatus.PAUSED
+ISSUE_SENT, ISSUE_CANCELLED = IssueStatus.SENT, IssueStatus.CANCELLED
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +75,6 @@ class SendReport:
     counts: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     last_error: str | None = None
-    newly_uncertain: int = 0
 
     @property
     def ok(self) -> bool:
@@ -95,14 +90,6 @@ SENDER_LEASE = "sender"
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class SenderBusy(NewsletterError):
-    """Another process holds the sending lease (a second scheduler, or a run in progress)."""
-
-
-class LeaseLost(NewsletterError):
-    """This process stalled past its lease and another sender may have taken over."""
-
-
 class SendingLease:
     """Only one process sends at a time. The lease expires if its holder dies, so a standby
     (or the next `run`) takes over; in-flight rows are only recovered by the new holder."""
@@ -114,29 +101,29 @@ class SendingLease:
         self.held = False
 
     def acquire(self) -> bool:
-        self.held = self.store.acquire_lease(SENDER_LEASE, self.holder, self.ttl)
+        self.held = self.store.leases.acquire(SENDER_LEASE, self.holder, self.ttl)
         if not self.held:
-            current = self.store.lease_holder(SENDER_LEASE)
+            current = self.store.leases.holder(SENDER_LEASE)
             if current and _dead_local_process(current[0]):
                 # Its holder was killed on this machine: no need to wait for the lease to expire.
-                self.held = self.store.take_over_lease(
+                self.held = self.store.leases.take_over(
                     SENDER_LEASE, current[0], self.holder, self.ttl
                 )
         return self.held
 
     def renew(self) -> None:
-        if not self.store.acquire_lease(SENDER_LEASE, self.holder, self.ttl):
+        if not self.store.leases.acquire(SENDER_LEASE, self.holder, self.ttl):
             self.held = False
             raise LeaseLost("the sending lease was lost (this process stalled); stopping")
 
     def release(self) -> None:
         if self.held:
-            self.store.release_lease(SENDER_LEASE, self.holder)
+            self.store.leases.release(SENDER_LEASE, self.holder)
             self.held = False
 
     def __enter__(self) -> SendingLease:
         if not self.acquire():
-            current = self.store.lease_holder(SENDER_LEASE)
+            current = self.store.leases.holder(SENDER_LEASE)
             who = f"{current[0]} (lease until {current[1]:%H:%M:%S} UTC)" if current else "another"
             raise SenderBusy(f"another sender is active: {who}; not sending from here")
         return self
@@ -159,20 +146,6 @@ def _dead_local_process(holder: str) -> bool:
     return False
 
 
-def rendered_from_row(issue: dict, settings: Settings) -> RenderedIssue:
-    """Rebuild the rendered issue from its stored row: it was rendered once, at creation."""
-    return RenderedIssue(
-        subject=issue["subject"],
-        preheader=issue["preheader"],
-        html=issue["html"],
-        text=issue["text"],
-        archive_html=issue["archive_html"],
-        nonce=issue["placeholder_nonce"],
-        view_url=view_url(settings, issue["slug"]),
-        slug=issue["slug"],
-    )
-
-
 def backoff_delay(attempt: int, policy: DeliveryPolicy) -> float:
     """Capped exponential backoff with full jitter."""
     return random.uniform(0, min(policy.backoff_cap, policy.backoff_base * 2**attempt))
@@ -185,13 +158,15 @@ def recover_in_flight(store: Store, issue_id: int, policy: DeliveryPolicy) -> in
     (a live sender never keeps a batch in flight longer than one request)."""
     moved = 0
     stale = utcnow() - policy.claim_timeout
-    for worker, oldest in store.in_flight_claims(issue_id):
+    for worker, oldest in store.deliveries.in_flight_claims(issue_id):
         if worker == PROCESS_ID:
             continue  # our own threads' batches
         if worker is None or _dead_local_process(worker):
-            moved += store.in_flight_to_uncertain(issue_id, worker=worker)
+            moved += store.deliveries.in_flight_to_uncertain(issue_id, worker=worker)
         elif oldest < stale:
-            moved += store.in_flight_to_uncertain(issue_id, older_than=stale, worker=worker)
+            moved += store.deliveries.in_flight_to_uncertain(
+                issue_id, older_than=stale, worker=worker
+            )
     if moved:
         log.warning(
             "issue %s: %d deliveries were in flight when their sender stopped: now uncertain",
@@ -199,89 +174,91 @@ def recover_in_flight(store: Store, issue_id: int, policy: DeliveryPolicy) -> in
             moved,
         )
     if policy.resend_uncertain:
-        store.settle_deliveries(issue_id, UNCERTAIN, PENDING)
+        store.deliveries.settle(issue_id, UNCERTAIN, PENDING)
     return moved
 
 
-def send_issue(
-    store: Store,
-    settings: Settings,
-    provider: Provider,
-    issue_id: int,
-    *,
-    policy: DeliveryPolicy | None = None,
-    progress: Callable[[int], None] | None = None,
-    worker: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    categories: tuple[str, ...] = (),
-    recover: bool = True,
-    heartbeat: Callable[[], None] | None = None,
-) -> SendReport:
+@dataclass(frozen=True)
+class SendContext:
+    """Everything a send needs, built once (by the CLI, a worker or the scheduler) and handed
+    down: the database, the settings, the provider, the policy, and the hooks that tie a send
+    to its process (progress bar, lease heartbeat or stop request, sleep and clock)."""
+
+    store: Store
+    settings: Settings
+    provider: Provider
+    policy: DeliveryPolicy
+    categories: tuple[str, ...]
+    progress: Callable[[int], None] | None = None
+    heartbeat: Callable[[], None] | None = None  # between batches: renew a lease, or stop
+    worker: str = PROCESS_ID  # who claims, in the delivery log
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time  # unix time, to honour a provider's retry time
+
+    @classmethod
+    def of(
+        cls,
+        store: Store,
+        settings: Settings,
+        provider: Provider,
+        *,
+        policy: DeliveryPolicy | None = None,
+        categories: tuple[str, ...] = (),
+        progress: Callable[[int], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        worker: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> SendContext:
+        """The context with the settings' defaults for what is not given."""
+        return cls(
+            store=store,
+            settings=settings,
+            provider=provider,
+            policy=policy or DeliveryPolicy.from_settings(settings),
+            categories=categories or settings.sendgrid.categories,
+            progress=progress,
+            heartbeat=heartbeat,
+            worker=worker or PROCESS_ID,
+            sleep=sleep,
+        )
+
+
+def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
     """Send every pending delivery of an issue, batch by batch, until none is left, the
     issue is paused or cancelled, or the provider refuses the credentials. With
     `policy.concurrency` > 1 several batches are in flight at once (each thread claims its own
     batch from the log), so the database and the network overlap."""
-    policy = policy or DeliveryPolicy.from_settings(settings)
-    issue = store.get_issue(issue_id)
-    report = SendReport(issue_id, issue["status"])
-    if recover:
-        report.newly_uncertain = recover_in_flight(store, issue_id, policy)
-    sender = _IssueSender(
-        store,
-        settings,
-        provider,
-        issue,
-        policy,
-        report,
-        progress,
-        worker or PROCESS_ID,
-        sleep,
-        categories or settings.sendgrid.categories,
-        heartbeat,
-    )
-    threads = max(1, policy.concurrency)
+    store = ctx.store
+    issue = store.queue.get_issue(issue_id)
+    report = SendReport(issue_id, issue.status)
+    recover_in_flight(store, issue_id, ctx.policy)
+    sender = _IssueSender(ctx, issue, report)
+    threads = max(1, ctx.policy.concurrency)
     if threads == 1:
         sender.run()
     else:
         with ThreadPoolExecutor(threads, thread_name_prefix=f"issue-{issue_id}") as pool:
             for future in [pool.submit(sender.run) for _ in range(threads)]:
                 future.result()  # re-raises a thread's StoreError, LeaseLost, ...
-    report.counts = store.delivery_counts(issue_id)
+    report.counts = store.deliveries.counts(issue_id)
     if report.status == ISSUE_SENDING:
-        report.status = store.issue_status(issue_id)
+        report.status = store.queue.issue_status(issue_id)
     if report.last_error is None:
-        report.last_error = store.get_issue(issue_id)["last_error"]
+        report.last_error = store.queue.get_issue(issue_id).last_error
     return report
 
 
 class _IssueSender:
     """The per-batch loop of `send_issue`; each thread runs `run` on the same instance."""
 
-    def __init__(
-        self,
-        store,
-        settings,
-        provider,
-        issue,
-        policy,
-        report,
-        progress,
-        worker,
-        sleep,
-        categories,
-        heartbeat,
-    ) -> None:
-        self.store, self.settings, self.provider = store, settings, provider
-        self.issue_id = issue["id"]
-        self.rendered = rendered_from_row(issue, settings)
-        self.policy, self.report, self.progress = policy, report, progress
-        self.worker, self.sleep, self.categories, self.heartbeat = (
-            worker,
-            sleep,
-            categories,
-            heartbeat,
-        )
-        self.batch_size = max(1, min(policy.batch_size, provider.max_batch))
+    def __init__(self, ctx: SendContext, issue: IssueRecord, report: SendReport) -> None:
+        self.ctx = ctx
+        self.store, self.settings, self.provider = ctx.store, ctx.settings, ctx.provider
+        self.policy, self.progress, self.heartbeat = ctx.policy, ctx.progress, ctx.heartbeat
+        self.issue_id = issue.id
+        self.rendered = stored_issue(ctx.settings, issue)
+        self.report = report
+        self.batch_size = max(1, min(ctx.policy.batch_size, ctx.provider.max_batch))
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.cursor = 0  # the highest subscriber id this send has claimed so far
@@ -290,7 +267,7 @@ class _IssueSender:
         # Keep the lease alive through long rate-limit waits.
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not self.done.is_set():
-            self.sleep(min(left, 5.0))
+            self.ctx.sleep(min(left, 5.0))
             if self.heartbeat:
                 self.heartbeat()
 
@@ -324,23 +301,23 @@ class _IssueSender:
         while not self.done.is_set():
             if self.heartbeat:
                 self.heartbeat()  # between batches: renews the lease, or stops a scheduler
-            status = store.issue_status(issue_id)
+            status = store.queue.issue_status(issue_id)
             if status != ISSUE_SENDING:
                 return self.finish(status)
-            batch = store.claim_batch(
-                issue_id, self.batch_size, worker=self.worker, after=self.cursor
+            batch = store.deliveries.claim(
+                issue_id, self.batch_size, worker=self.ctx.worker, after=self.cursor
             )
             if batch is None and self.cursor:
                 # Rows released for a retry (or left by others) may sit below the cursor.
                 self.cursor = 0
-                batch = store.claim_batch(issue_id, self.batch_size, worker=self.worker)
+                batch = store.deliveries.claim(issue_id, self.batch_size, worker=self.ctx.worker)
             if batch is not None:
                 with self.lock:
                     self.cursor = max(self.cursor, batch.last_id)
             if batch is None:
-                if not store.delivery_counts(issue_id)[IN_FLIGHT]:
-                    store.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
-                    return self.finish(store.issue_status(issue_id))
+                if not store.deliveries.counts(issue_id)[IN_FLIGHT]:
+                    store.queue.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
+                    return self.finish(store.queue.issue_status(issue_id))
                 return None  # other threads still have batches in flight
             if not batch.recipients:
                 continue
@@ -351,7 +328,7 @@ class _IssueSender:
                 batch.number,
                 self.rendered,
                 batch.recipients,
-                categories=self.categories,
+                categories=self.ctx.categories,
             )
             try:
                 accepted = self.provider.send(outgoing)
@@ -359,14 +336,14 @@ class _IssueSender:
                 consecutive_failures += 1
                 self.note(str(exc))
                 if consecutive_failures > policy.max_retries:
-                    store.mark_batch(batch, FAILED, str(exc), retryable=True)
+                    store.deliveries.mark(batch, FAILED, str(exc), retryable=True)
                     consecutive_failures = 0
                     self._count_failed_batch(str(exc))
                     continue
-                store.release_batch(batch, error=str(exc))
+                store.deliveries.release(batch, error=str(exc))
                 delay = backoff_delay(consecutive_failures, policy)
                 if isinstance(exc, RateLimited) and exc.retry_at is not None:
-                    delay = max(0.0, exc.retry_at - time.time()) + random.uniform(0, 0.25)
+                    delay = max(0.0, exc.retry_at - self.ctx.clock()) + random.uniform(0, 0.25)
                 log.warning(
                     "issue %s batch %s: %s; retrying in %.1fs", issue_id, batch.number, exc, delay
                 )
@@ -374,9 +351,9 @@ class _IssueSender:
                 continue
             except TooLarge as exc:
                 if len(batch.recipients) == 1:
-                    store.mark_batch(batch, FAILED, str(exc), retryable=False)
+                    store.deliveries.mark(batch, FAILED, str(exc), retryable=False)
                     continue
-                store.release_batch(batch, error=str(exc))
+                store.deliveries.release(batch, error=str(exc))
                 with self.lock:
                     self.batch_size = max(1, min(self.batch_size, len(batch.recipients) // 2))
                 log.warning(
@@ -385,35 +362,35 @@ class _IssueSender:
                 continue
             except Rejected as exc:
                 detail = "; ".join(exc.details) or str(exc)
-                store.mark_batch(batch, FAILED, detail, retryable=False)
+                store.deliveries.mark(batch, FAILED, detail, retryable=False)
                 error = f"{exc}: {detail}" if exc.details else str(exc)
                 self.note(error)
                 self._count_failed_batch(error)
                 continue
             except CredentialsRefused as exc:
-                store.release_batch(batch, error=str(exc))
-                store.set_issue_status(issue_id, ISSUE_PAUSED, error=str(exc))
+                store.deliveries.release(batch, error=str(exc))
+                store.queue.set_issue_status(issue_id, ISSUE_PAUSED, error=str(exc))
                 return self.finish(ISSUE_PAUSED, str(exc))
             except Uncertain as exc:
-                store.mark_batch(batch, UNCERTAIN, str(exc))
+                store.deliveries.mark(batch, UNCERTAIN, str(exc))
                 self.note(str(exc), recipients=len(batch.recipients))
                 continue
             consecutive_failures = 0
-            store.fail_deliveries(batch, accepted.rejected)
-            store.mark_sent(batch, accepted.message_ids)
+            store.deliveries.fail(batch, accepted.rejected)
+            store.deliveries.mark_sent(batch, accepted.message_ids)
             self.note(recipients=len(batch.recipients))
         return None
 
     def _count_failed_batch(self, error: str) -> None:
-        failed = self.store.record_failed_batch(self.issue_id, error)
+        failed = self.store.queue.record_failed_batch(self.issue_id, error)
         if failed >= self.policy.max_failed_batches:
             message = f"paused after {failed} failed batches; last error: {error}"
-            self.store.set_issue_status(self.issue_id, ISSUE_PAUSED, error=message)
+            self.store.queue.set_issue_status(self.issue_id, ISSUE_PAUSED, error=message)
             self.finish(ISSUE_PAUSED, message)
 
 
 # Which editor actions are allowed from which issue status.
-_TRANSITIONS = {
+_TRANSITIONS: dict[str, tuple[str, ...]] = {
     ISSUE_PAUSED: (ISSUE_SENDING,),
     ISSUE_SENDING: (ISSUE_PAUSED,),
     ISSUE_CANCELLED: (ISSUE_SENDING, ISSUE_PAUSED),
@@ -422,17 +399,17 @@ _TRANSITIONS = {
 
 def change_issue_status(store: Store, issue_id: int, status: str) -> None:
     """Pause, resume or cancel an issue; takes effect between batches."""
-    current = store.issue_status(issue_id)
-    if not store.set_issue_status(issue_id, status, only_from=_TRANSITIONS[status]):
+    current = store.queue.issue_status(issue_id)
+    if not store.queue.set_issue_status(issue_id, status, only_from=_TRANSITIONS[status]):
         raise NewsletterError(f"issue {issue_id} is {current}: cannot make it {status}")
 
 
 def resolve_uncertain(store: Store, issue_id: int, resend: bool) -> int:
     """The editor's decision on uncertain deliveries: resend them, or count them as sent."""
-    store.get_issue(issue_id)
-    moved = store.settle_deliveries(issue_id, UNCERTAIN, PENDING if resend else SENT)
+    store.queue.get_issue(issue_id)
+    moved = store.deliveries.settle(issue_id, UNCERTAIN, PENDING if resend else SENT)
     if resend and moved:
-        store.set_issue_status(issue_id, ISSUE_SENDING)
+        store.queue.set_issue_status(issue_id, ISSUE_SENDING)
     return moved
 
 
@@ -443,9 +420,7 @@ class WorkerReport:
 
 
 def run_worker(
-    store: Store,
-    settings: Settings,
-    provider: Provider,
+    ctx: SendContext,
     *,
     stop: threading.Event,
     once: bool = False,
@@ -461,10 +436,11 @@ def run_worker(
         if stop.is_set():
             raise WorkerStopping("stopping between batches")
 
+    ctx = dataclasses.replace(ctx, heartbeat=heartbeat)
     while not stop.is_set():
         worked = False
-        for issue_id in store.unfinished_issues():
-            result = send_issue(store, settings, provider, issue_id, heartbeat=heartbeat)
+        for issue_id in ctx.store.queue.unfinished_issues():
+            result = send_issue(ctx, issue_id)
             if result.batches:
                 worked = True
                 report.batches += result.batches
@@ -478,7 +454,3 @@ def run_worker(
         if not worked:
             stop.wait(poll_seconds)
     return report
-
-
-class WorkerStopping(NewsletterError):
-    """Raised between batches when a worker is asked to stop; its issue stays resumable."""

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from newsletter.articles import read_article
 from newsletter.config import Settings
-from newsletter.delivery import rendered_from_row
-from newsletter.render import RenderedIssue, personalize, render_fitting, unsubscribe_url
+from newsletter.links import stored_issue, unsubscribe_url
+from newsletter.records import RenderedIssue
+from newsletter.render import personalize, render_fitting
 from newsletter.store import Store
 
 SAMPLE_NAME = "Sam Sample"
@@ -18,7 +19,7 @@ SAMPLE_TOKEN = "preview.sample-token"
 def rendered_for(settings: Settings, store: Store | None, source: tuple[str, ...]) -> RenderedIssue:
     """Article files are rendered as one issue; a lone number with a store is a stored issue."""
     if store is not None:
-        return rendered_from_row(store.get_issue(int(source[0])), settings)
+        return stored_issue(settings, store.queue.get_issue(int(source[0])))
     return render_fitting([read_article(Path(s)) for s in source], settings, slug="preview")
 
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from newsletter.config import Settings
-from newsletter.delivery import rendered_from_row
-from newsletter.errors import NewsletterError
-from newsletter.providers import OutgoingBatch, Provider, ProviderError
-from newsletter.render import unsubscribe_url
-from newsletter.store import Recipient, Store
+from newsletter.exceptions import NewsletterError, ProviderError
+from newsletter.links import stored_issue, unsubscribe_url
+from newsletter.providers import OutgoingBatch, Provider
+from newsletter.records import Recipient
+from newsletter.store import Store
 from newsletter.subscribers import clean_name, normalize_address
 
 PROOF_TOKEN = "proof.not-a-subscriber"
@@ -31,7 +31,7 @@ def send_test(
         address = normalize_address(to)
     except ValueError as exc:
         raise NewsletterError(f"--to {to!r} is not a valid address: {exc}") from None
-    rendered = rendered_from_row(store.get_issue(issue_id), settings)
+    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
     recipient = Recipient(0, address, clean_name(name), PROOF_TOKEN)
     provider.send(
         OutgoingBatch(
@@ -61,9 +61,9 @@ def sandbox_validate(
 ) -> SandboxReport:
     """Build every request of the issue exactly as the real send would, and have the
     provider validate them in sandbox mode."""
-    rendered = rendered_from_row(store.get_issue(issue_id), settings)
+    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
     report = SandboxReport()
-    for number, recipients in enumerate(store.active_subscriber_batches(provider.max_batch), 1):
+    for number, recipients in enumerate(store.subscribers.active_batches(provider.max_batch), 1):
         batch = OutgoingBatch.of(
             settings, issue_id, number, rendered, tuple(recipients), sandbox=True
         )

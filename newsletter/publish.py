@@ -3,7 +3,7 @@ building an issue from them. Sending itself is `delivery`'s job."""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
 import shutil
 from collections.abc import Callable
@@ -17,13 +17,16 @@ from apscheduler.triggers.cron import CronTrigger
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
 from newsletter.config import Settings
 from newsletter.contract import ERROR, ContractProblem, validate_file
-from newsletter.delivery import DeliveryPolicy, SendingLease, SendReport, send_issue
-from newsletter.errors import ArticleError, NewsletterError
-from newsletter.providers import Provider
+from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
+from newsletter.exceptions import ArticleError, CheckFailed, NewsletterError
+from newsletter.records import DeliveryState, utcnow
 from newsletter.render import render_fitting
-from newsletter.store import Store, utcnow
+from newsletter.store import Store
 
 log = logging.getLogger(__name__)
+
+# Makes the progress callback of one issue from its id and how many deliveries are left.
+ProgressFactory = Callable[[int, int], Callable[[int], None]]
 
 
 def cadence_trigger(settings: Settings) -> CronTrigger:
@@ -73,7 +76,7 @@ def sync_queue(store: Store, settings: Settings) -> list[str]:
     folder = settings.issues_dir
     if not folder.is_dir():
         return []
-    known = store.known_article_files()
+    known = store.queue.known_files()
     new = sorted(
         (
             p
@@ -91,12 +94,12 @@ def _queue_file(store: Store, settings: Settings, path: Path, not_before: dateti
     try:
         article = read_article(path)
     except ArticleError as exc:
-        article_id = store.queue_article(path.name, path.stem, not_before)
-        store.set_article_error(article_id, str(exc))
+        article_id = store.queue.add_article(path.name, path.stem, not_before)
+        store.queue.set_article_error(article_id, str(exc))
         return article_id
     if not_before is None and article.not_before is not None:
         not_before = parse_local_time(article.not_before, settings.timezone)
-    return store.queue_article(path.name, article.title, not_before)
+    return store.queue.add_article(path.name, article.title, not_before)
 
 
 def queue_add(
@@ -129,7 +132,7 @@ def queue_add(
         shutil.copyfile(source, target)
     if when is None and article.not_before is not None:
         when = parse_local_time(article.not_before, settings.timezone)
-    store.queue_article(target.name, article.title, when)
+    store.queue.add_article(target.name, article.title, when)
     return article, target
 
 
@@ -166,43 +169,42 @@ def queue_view(
     coming ticks that would find nothing to send."""
     now = now or utcnow()
     sync_queue(store, settings)
-    rows = store.queued_articles()
-    entries_state: list[dict] = []
+    rows = store.queue.queued()
+    errors: dict[int, str | None] = {}
     for row in rows:
-        error = None
-        path = settings.issues_dir / row["filename"]
         try:
-            read_article(path)
+            read_article(settings.issues_dir / row.filename)
+            errors[row.id] = None
         except ArticleError as exc:
-            error = str(exc)
-        entries_state.append({**row, "error": error, "expected": None})
+            errors[row.id] = str(exc)
+    expected: dict[int, datetime] = {}
     horizon = max(lookahead, len(rows) + lookahead)
     ticks = next_ticks(settings, now, horizon)
     dry: list[datetime] = []
-    waiting = [e for e in entries_state if e["error"] is None]
+    waiting = [row for row in rows if errors[row.id] is None]
     for index, tick in enumerate(ticks):
         due = [
-            e
-            for e in waiting
-            if e["expected"] is None and (e["not_before"] is None or e["not_before"] <= tick)
+            row
+            for row in waiting
+            if row.id not in expected and (row.not_before is None or row.not_before <= tick)
         ]
         chosen = due[: settings.schedule.articles_per_issue]
-        for e in chosen:
-            e["expected"] = tick
+        for row in chosen:
+            expected[row.id] = tick
         if not chosen and index < lookahead:
             dry.append(tick)
     entries = [
         QueueEntry(
-            filename=e["filename"],
-            title=e["title"],
+            filename=row.filename,
+            title=row.title,
             status="error"
-            if e["error"]
-            else ("waiting" if e["not_before"] and e["not_before"] > now else "queued"),
-            not_before=e["not_before"],
-            expected=e["expected"],
-            error=e["error"],
+            if errors[row.id]
+            else ("waiting" if row.not_before and row.not_before > now else "queued"),
+            not_before=row.not_before,
+            expected=expected.get(row.id),
+            error=errors[row.id],
         )
-        for e in entries_state
+        for row in rows
     ]
     return QueueView(entries, ticks[:lookahead], dry)
 
@@ -220,24 +222,20 @@ def pick(store: Store, settings: Settings, now: datetime) -> tuple[list[Picked],
     sync_queue(store, settings)
     picked: list[Picked] = []
     errors: list[str] = []
-    for row in store.queued_articles():
+    for row in store.queue.queued():
         if len(picked) >= settings.schedule.articles_per_issue:
             break
-        if row["not_before"] is not None and row["not_before"] > now:
+        if row.not_before is not None and row.not_before > now:
             continue
         try:
-            article = read_article(settings.issues_dir / row["filename"])
+            article = read_article(settings.issues_dir / row.filename)
         except ArticleError as exc:
-            store.set_article_error(row["id"], str(exc))
+            store.queue.set_article_error(row.id, str(exc))
             errors.append(str(exc))
             log.error("not sending %s", exc)
             continue
-        picked.append(Picked(row["id"], article))
+        picked.append(Picked(row.id, article))
     return picked, errors
-
-
-class CheckFailed(NewsletterError):
-    """The finished email has errors (`newsletter check`); nothing was sent."""
 
 
 def build_issue(
@@ -262,17 +260,7 @@ def build_issue(
             "the issue was not sent: its check found errors (see 'newsletter check'; "
             "'newsletter run --once --force' sends anyway):\n" + format_findings(errors)
         )
-    return store.create_issue(
-        slug=rendered.slug,
-        subject=rendered.subject,
-        preheader=rendered.preheader,
-        html=rendered.html,
-        text=rendered.text,
-        archive_html=rendered.archive_html,
-        placeholder_nonce=rendered.nonce,
-        article_ids=[p.article_id for p in picked],
-        scheduled_for=scheduled_for,
-    )
+    return store.queue.create_issue(rendered, [p.article_id for p in picked], scheduled_for)
 
 
 def _unique_slug(store: Store, prefix: str, lead: Article) -> str:
@@ -280,7 +268,7 @@ def _unique_slug(store: Store, prefix: str, lead: Article) -> str:
 
     slug = prefix + slugify(lead.title)
     candidate, n = slug, 2
-    while store.issue_by_slug(candidate) is not None:
+    while store.queue.issue_by_slug(candidate) is not None:
         candidate, n = f"{slug}-{n}", n + 1
     return candidate
 
@@ -308,42 +296,39 @@ def latest_tick(settings: Settings, now: datetime) -> datetime | None:
 
 def held_tick(store: Store) -> datetime | None:
     """A tick missed by more than the grace period, waiting for the editor."""
-    value = store.get_meta(HELD_TICK)
+    value = store.leases.get_meta(HELD_TICK)
     return datetime.fromisoformat(value) if value else None
 
 
 def _served(store: Store, tick: datetime) -> bool:
-    value = store.get_meta(LAST_TICK)
+    value = store.leases.get_meta(LAST_TICK)
     return value is not None and datetime.fromisoformat(value) >= tick
 
 
 def publish_tick(
-    store: Store,
-    settings: Settings,
-    provider: Provider,
+    ctx: SendContext,
     now: datetime | None = None,
     *,
     scheduled_for: datetime | None = None,
-    progress_factory: Callable[[int, int], Callable[[int], None]] | None = None,
-    policy: DeliveryPolicy | None = None,
+    progress_factory: ProgressFactory | None = None,
     lease: SendingLease | None = None,
-    heartbeat: Callable[[], None] | None = None,
     force: bool = False,
 ) -> TickResult:
     """What one due tick does, under the sending lease: finish any issue a crash
     interrupted, then pick the next articles, build one issue and send it. A tick already
     served (same `scheduled_for`) builds nothing new, so a repeated wake-up never sends an
     issue twice."""
+    store, settings = ctx.store, ctx.settings
     now = now or utcnow()
     own_lease = lease is None
     lease = lease or SendingLease(store, settings.schedule.lease)
     if own_lease:
         lease.__enter__()
     try:
-        send = functools.partial(
-            _send, store, settings, provider, progress_factory, policy, heartbeat or lease.renew
-        )
-        resumed = [send(issue_id) for issue_id in store.unfinished_issues()]
+        ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
+        resumed = [
+            _send(ctx, issue_id, progress_factory) for issue_id in store.queue.unfinished_issues()
+        ]
         if scheduled_for is not None and _served(store, scheduled_for):
             return TickResult(None, [], [], None, resumed, scheduled_for)
         picked, errors = pick(store, settings, now)
@@ -353,16 +338,18 @@ def publish_tick(
             )
         except CheckFailed:
             if scheduled_for is not None:  # hold the tick for the editor, do not retry it
-                store.set_meta(LAST_TICK, scheduled_for.isoformat())
-                store.set_meta(HELD_TICK, scheduled_for.isoformat())
+                store.leases.set_meta(LAST_TICK, scheduled_for.isoformat())
+                store.leases.set_meta(HELD_TICK, scheduled_for.isoformat())
             raise
         if scheduled_for is not None:
-            store.set_meta(LAST_TICK, scheduled_for.isoformat())
+            store.leases.set_meta(LAST_TICK, scheduled_for.isoformat())
         else:
-            store.set_meta(HELD_TICK, None)  # the editor sent by hand: nothing is held any more
+            store.leases.set_meta(
+                HELD_TICK, None
+            )  # the editor sent by hand: nothing is held any more
         if issue_id is None:
             return TickResult(None, [], errors, None, resumed, scheduled_for)
-        report = send(issue_id)
+        report = _send(ctx, issue_id, progress_factory)
         return TickResult(
             issue_id, [p.article.title for p in picked], errors, report, resumed, scheduled_for
         )
@@ -372,24 +359,22 @@ def publish_tick(
 
 
 def scheduled_work(
-    store: Store,
-    settings: Settings,
-    provider: Provider,
+    ctx: SendContext,
     lease: SendingLease,
     now: datetime | None = None,
     *,
-    heartbeat: Callable[[], None] | None = None,
-    **kwargs,
+    progress_factory: ProgressFactory | None = None,
 ) -> TickResult | None:
     """What the scheduler does at each wake-up while it holds the lease: serve the latest
     cadence tick once. Missed by at most the grace period (the scheduler was down), it still
     goes out; missed by more, it is held for the editor instead of surprising anyone days
     later. Interrupted issues are finished either way."""
+    store, settings = ctx.store, ctx.settings
     now = now or utcnow()
     tick = latest_tick(settings, now)
     if tick is not None and not _served(store, tick) and now - tick > settings.schedule.grace:
-        store.set_meta(LAST_TICK, tick.isoformat())
-        store.set_meta(HELD_TICK, tick.isoformat())
+        store.leases.set_meta(LAST_TICK, tick.isoformat())
+        store.leases.set_meta(HELD_TICK, tick.isoformat())
         log.warning(
             "the issue due at %s was missed by more than %s (the scheduler was not running): "
             "holding it; run 'newsletter run --once' to send it now",
@@ -398,42 +383,20 @@ def scheduled_work(
         )
         tick = None
     if tick is None or _served(store, tick):
+        ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
         resumed = [
-            _send(
-                store,
-                settings,
-                provider,
-                kwargs.get("progress_factory"),
-                kwargs.get("policy"),
-                heartbeat or lease.renew,
-                issue_id,
-            )
-            for issue_id in store.unfinished_issues()
+            _send(ctx, issue_id, progress_factory) for issue_id in store.queue.unfinished_issues()
         ]
         return TickResult(None, [], [], None, resumed) if resumed else None
     return publish_tick(
-        store,
-        settings,
-        provider,
-        now,
-        scheduled_for=tick,
-        lease=lease,
-        heartbeat=heartbeat,
-        **kwargs,
+        ctx, now, scheduled_for=tick, progress_factory=progress_factory, lease=lease
     )
 
 
-def _send(store, settings, provider, progress_factory, policy, heartbeat, issue_id) -> SendReport:
-    progress = None
+def _send(ctx: SendContext, issue_id: int, progress_factory: ProgressFactory | None) -> SendReport:
+    """Send one issue, with its own progress bar when the caller shows them."""
     if progress_factory is not None:
-        counts = store.delivery_counts(issue_id)
-        progress = progress_factory(issue_id, counts["pending"] + counts["in_flight"])
-    return send_issue(
-        store,
-        settings,
-        provider,
-        issue_id,
-        policy=policy,
-        progress=progress,
-        heartbeat=heartbeat,
-    )
+        counts = ctx.store.deliveries.counts(issue_id)
+        remaining = counts[DeliveryState.PENDING] + counts[DeliveryState.IN_FLIGHT]
+        ctx = dataclasses.replace(ctx, progress=progress_factory(issue_id, remaining))
+    return send_issue(ctx, issue_id)

@@ -5,14 +5,13 @@ per-subscriber values are left as placeholders that `personalize` (outbox) or Se
 
 from __future__ import annotations
 
-import functools
 import html as html_lib
 import logging
 import re
 import secrets
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -31,6 +30,8 @@ from newsletter.layouts import (
     render_pages,
     teaser_for,
 )
+from newsletter.links import view_url
+from newsletter.records import Placeholders, RenderedIssue
 from newsletter.subjects import DEFAULT_SUBJECT_TEMPLATE, issue_subject
 
 log = logging.getLogger(__name__)
@@ -42,45 +43,6 @@ DEFAULT_NAME = "there"
 # and a long unsubscribe URL.
 PERSONALIZATION_MARGIN = 2048
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
-
-
-@dataclass(frozen=True)
-class Placeholders:
-    """Per-subscriber slots in the rendered issue. The random nonce means no article text can
-    collide with them (or trigger a SendGrid substitution by accident)."""
-
-    name_html: str
-    name_text: str
-    unsubscribe_url: str
-
-    @classmethod
-    def make(cls, nonce: str) -> Placeholders:
-        return cls(
-            name_html=f"nl_{nonce}_name_html",
-            name_text=f"nl_{nonce}_name_text",
-            unsubscribe_url=f"nl_{nonce}_unsubscribe_url",
-        )
-
-
-@dataclass(frozen=True)
-class RenderedIssue:
-    subject: str
-    preheader: str
-    html: str
-    text: str
-    archive_html: str
-    nonce: str
-    view_url: str
-    slug: str
-    # Only when an article's own text has `{{` or `{%`: the same email rendered with those
-    # braces neutralised, so `newsletter check` can look for leftovers of *our* templates
-    # there (article text is escaped, never evaluated: its braces are not leftovers).
-    # Not stored: the check runs before the issue is created.
-    without_article_braces: RenderedIssue | None = field(default=None, repr=False, compare=False)
-
-    @functools.cached_property
-    def placeholders(self) -> Placeholders:
-        return Placeholders.make(self.nonce)
 
 
 @dataclass(frozen=True)
@@ -98,14 +60,6 @@ def slugify(value: str) -> str:
     value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
     value = re.sub(r"[^a-zA-Z0-9]+", "-", value).strip("-").lower()
     return value[:80] or "issue"
-
-
-def unsubscribe_url(settings: Settings, token: str) -> str:
-    return f"{settings.base_url}/unsubscribe/{token}"
-
-
-def view_url(settings: Settings, slug: str) -> str:
-    return f"{settings.base_url}/archive/{slug}"
 
 
 def make_environment(templates_dir: Path) -> Environment:
@@ -264,7 +218,7 @@ def _render(
         html=email_html,
         text=text,
         archive_html=archive_html,
-        nonce=nonce,
+        placeholder_nonce=nonce,
         view_url=view_url(settings, slug),
         slug=slug,
     )

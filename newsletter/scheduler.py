@@ -22,10 +22,11 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
 from newsletter.config import Settings
-from newsletter.delivery import LeaseLost, SendingLease
-from newsletter.errors import NewsletterError
+from newsletter.delivery import SendContext, SendingLease
+from newsletter.exceptions import LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
-from newsletter.store import Store, utcnow
+from newsletter.records import utcnow
+from newsletter.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +35,18 @@ HEARTBEAT_JOB_ID = "newsletter-heartbeat"
 JOBS_TABLE = "apscheduler_jobs"
 
 
-class Stopping(NewsletterError):
-    """Raised between batches once a stop was asked for: the issue stays resumable."""
-
-
 class SchedulerRunner:
     """One scheduler process: its lease, its provider, and a lock so its own two jobs never
     send at the same time."""
 
-    def __init__(self, settings: Settings, store: Store, echo: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, settings: Settings, echo: Callable[[str], None]) -> None:
         self.settings = settings
         self.store = store
         self.echo = echo
-        self.provider = make_provider(settings)
         self.lease = SendingLease(store, settings.schedule.lease)
+        self.ctx = SendContext.of(
+            store, settings, make_provider(settings), heartbeat=self.heartbeat
+        )
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.was_holder = False
@@ -55,7 +54,7 @@ class SchedulerRunner:
     def heartbeat(self) -> None:
         """Between batches: stop if asked, else keep the lease."""
         if self.stopping.is_set():
-            raise Stopping("stopping: the rest of the issue goes out at the next start")
+            raise WorkerStopping("stopping: the rest of the issue goes out at the next start")
         self.lease.renew()
 
     def wake(self, reason: str) -> None:
@@ -70,11 +69,9 @@ class SchedulerRunner:
             if not self.was_holder:
                 self.echo(f"holding the sending lease as {self.lease.holder}")
             self.was_holder = True
-            result = publish.scheduled_work(
-                self.store, self.settings, self.provider, self.lease, heartbeat=self.heartbeat
-            )
+            result = publish.scheduled_work(self.ctx, self.lease)
             self._report(result, reason)
-        except (Stopping, LeaseLost) as exc:
+        except (WorkerStopping, LeaseLost) as exc:
             self.echo(str(exc))
         except NewsletterError as exc:
             self.echo(f"error: {exc}")
@@ -118,7 +115,7 @@ def heartbeat_tick() -> None:
         _RUNNER.wake("heartbeat")
 
 
-def build_scheduler(settings: Settings, store: Store) -> BlockingScheduler:
+def build_scheduler(store: Store, settings: Settings) -> BlockingScheduler:
     grace = int(settings.schedule.grace.total_seconds())
     scheduler = BlockingScheduler(
         jobstores={
@@ -148,11 +145,11 @@ def build_scheduler(settings: Settings, store: Store) -> BlockingScheduler:
     return scheduler
 
 
-def run_scheduler(settings: Settings, store: Store, echo: Callable[[str], None] = print) -> None:
+def run_scheduler(store: Store, settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Run until Ctrl-C or SIGTERM; a send in progress stops cleanly between batches."""
     global _RUNNER
-    _RUNNER = runner = SchedulerRunner(settings, store, echo)
-    scheduler = build_scheduler(settings, store)
+    _RUNNER = runner = SchedulerRunner(store, settings, echo)
+    scheduler = build_scheduler(store, settings)
 
     def stop(signum, _frame) -> None:
         runner.stopping.set()

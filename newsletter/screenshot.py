@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.errors import NewsletterError
+from newsletter.exceptions import NewsletterError
 
 CHROMIUM = Path(os.environ.get("NEWSLETTER_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("NEWSLETTER_CHROMEDRIVER", "/usr/bin/chromedriver"))

@@ -38,7 +38,7 @@ from newsletter.config import (
     anchor_sqlite,
 )
 from newsletter.contract import DEFAULT_CONTRACT, contract_from_lists, normalize_heading
-from newsletter.errors import ConfigError
+from newsletter.exceptions import ConfigError
 
 HEADER = """\
 newsletter settings. Secrets never go here: set SENDGRID_API_KEY and NEWSLETTER_SECRET_KEY in
@@ -450,7 +450,7 @@ def default_toml() -> str:
     lines = [f"# {line}" if line else "#" for line in HEADER.splitlines()]
     for table, field in SettingsFile.model_fields.items():
         section = field.annotation
-        defaults = section()  # type: ignore[misc, operator]
+        defaults = section()  # type: ignore[misc]
         lines += ["", f"[{table}]"]
         for key, spec in section.model_fields.items():  # type: ignore[union-attr]
             lines += _comment(spec.description or "")

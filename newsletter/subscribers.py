@@ -8,13 +8,15 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.config import secret
-from newsletter.errors import NewsletterError
+from newsletter.exceptions import NewsletterError
+from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.render import header_safe
-from newsletter.store import ACTIVE, SUPPRESSED, Store
+from newsletter.store import Store
 from newsletter.tokens import new_token
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -40,7 +42,7 @@ class ImportResult:
 
 def signing_secret(store: Store) -> str:
     """NEWSLETTER_SECRET_KEY from the environment, else the database's own generated key."""
-    return secret("NEWSLETTER_SECRET_KEY") or store.secret_key()
+    return secret("NEWSLETTER_SECRET_KEY") or store.leases.secret_key()
 
 
 def normalize_address(raw: str) -> str:
@@ -93,8 +95,8 @@ def import_csv(store: Store, path: Path) -> ImportResult:
             continue
         seen[key] = line
         valid.append((line, email, clean_name(row.get("name"))))
-    existing = store.existing_subscribers(email.lower() for _, email, _ in valid)
-    new_rows: list[dict] = []
+    existing = store.subscribers.existing(email.lower() for _, email, _ in valid)
+    new_rows: list[dict[str, str]] = []
     renames: list[tuple[str, str]] = []
     token_secret = signing_secret(store)
     for line, email, name in valid:
@@ -107,23 +109,30 @@ def import_csv(store: Store, path: Path) -> ImportResult:
             renames.append((email.lower(), name))
         else:
             new_rows.append(
-                {"email": email, "name": name, "status": ACTIVE, "token": new_token(token_secret)}
+                {
+                    "email": email,
+                    "name": name,
+                    "status": SubscriberStatus.ACTIVE,
+                    "token": new_token(token_secret),
+                }
             )
-    result.imported = store.add_subscribers(new_rows)
-    result.updated = store.update_subscriber_names(renames)
+    result.imported = store.subscribers.add(new_rows)
+    result.updated = store.subscribers.update_names(renames)
     return result
 
 
-def add_subscriber(store: Store, email: str, name: str = "", status: str = ACTIVE) -> dict:
+def add_subscriber(
+    store: Store, email: str, name: str = "", status: str = SubscriberStatus.ACTIVE
+) -> Subscriber:
     """Add one subscriber (used by sign-up and tests); returns the stored row."""
     try:
         address = normalize_address(email)
     except EmailNotValidError as exc:
         raise NewsletterError(f"{email!r} is not a valid address: {exc}") from None
-    existing = store.subscriber_by_email(address)
+    existing = store.subscribers.by_email(address)
     if existing is not None:
         return existing
-    store.add_subscribers(
+    store.subscribers.add(
         [
             {
                 "email": address,
@@ -133,7 +142,10 @@ def add_subscriber(store: Store, email: str, name: str = "", status: str = ACTIV
             }
         ]
     )
-    return store.subscriber_by_email(address)
+    added = store.subscribers.by_email(address)
+    if added is None:  # removed again by someone else at that very moment
+        raise NewsletterError(f"{address} could not be added; try again")
+    return added
 
 
 def spreadsheet_safe(value: object) -> str:
@@ -142,17 +154,17 @@ def spreadsheet_safe(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-def export_csv(rows: Iterable[dict], out) -> int:
+def export_csv(rows: Iterable[Subscriber], out: TextIO) -> int:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["email", "name", "status", "created_at"])
     count = 0
     for row in rows:
         writer.writerow(
             [
-                spreadsheet_safe(row["email"]),
-                spreadsheet_safe(row["name"]),
-                row["status"],
-                row["created_at"].isoformat(),
+                spreadsheet_safe(row.email),
+                spreadsheet_safe(row.name),
+                row.status,
+                row.created_at.isoformat(),
             ]
         )
         count += 1

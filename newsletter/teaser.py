@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 
 from newsletter.articles import Article, Section
-from newsletter.errors import ArticleError
+from newsletter.exceptions import ArticleError
 
 MAX_TEASER_CHARS = 300
 ELLIPSIS = "\u2026"

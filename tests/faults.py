@@ -57,7 +57,7 @@ def make_folder(
     settings = load_settings(config, env={})
     store = Store(settings.database_url)
     secret = signing_secret(store)
-    store.add_subscribers(
+    store.subscribers.add(
         {"email": f"reader{i:04d}@example.com", "name": f"Reader {i}", "token": new_token(secret)}
         for i in range(subscribers)
     )
@@ -106,10 +106,10 @@ def check_exactly_once(server, store, issue_id, subscribers, uncertain_expected)
     as uncertain, and the uncertain ones are exactly those in flight at the crash."""
     delivered = [m.to for m in server.messages]
     assert len(delivered) == len(set(delivered)), "somebody got the issue twice"
-    uncertain = {r["email"] for r in store.deliveries_in_state(issue_id, "uncertain")}
+    uncertain = {r.email for r in store.deliveries.in_state(issue_id, "uncertain")}
     assert uncertain == uncertain_expected
     everyone = {f"reader{i:04d}@example.com" for i in range(subscribers)}
-    sent = {r["email"] for r in store.deliveries_in_state(issue_id, "sent")}
+    sent = {r.email for r in store.deliveries.in_state(issue_id, "sent")}
     assert sent | uncertain == everyone
     assert sent <= set(delivered)  # recorded as sent => SendGrid really took it
     assert set(delivered) - sent <= uncertain  # anything else delivered was in flight

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.articles import read_article
-from newsletter.errors import ArticleError
+from newsletter.exceptions import ArticleError
 from tests.conftest import PLAIN_ARTICLES, write
 
 

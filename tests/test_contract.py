@@ -15,7 +15,7 @@ from newsletter.contract import (
     contract_from_lists,
     validate_file,
 )
-from newsletter.errors import ArticleError
+from newsletter.exceptions import ArticleError
 from newsletter.resources import sample_articles
 from tests.conftest import run_cli, write
 

@@ -29,7 +29,7 @@ def open_store(folder) -> Store:
 
 
 def in_flight(store: Store, issue_id: int) -> set[str]:
-    return {r["email"] for r in store.deliveries_in_state(issue_id, "in_flight")}
+    return {r.email for r in store.deliveries.in_state(issue_id, "in_flight")}
 
 
 def backend(database_url: str) -> str | None:
@@ -55,9 +55,9 @@ def test_sigkill_mid_send_then_resume(tmp_path, server, trial, database_url):
     assert wait_until(lambda: server.requests_accepted >= 1 + 4 * trial, timeout=60)
     time.sleep(random.uniform(0.0, 0.4))
     kill9(proc)
-    [issue] = store.list_issues()
-    assert issue["status"] == "sending", (issue, store.delivery_counts(issue["id"]))
-    issue_id = issue["id"]
+    [issue] = store.queue.list_issues()
+    assert issue.status == "sending", (issue, store.deliveries.counts(issue.id))
+    issue_id = issue.id
     caught = in_flight(store, issue_id)
     assert len(caught) <= 10 * 4  # at most `concurrency` batches of 10 in flight
     server.faults.slow = 0
@@ -94,10 +94,10 @@ def test_resend_uncertain_setting_prefers_a_duplicate_to_a_gap(tmp_path, server)
     assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
     kill9(proc)
     store = open_store(tmp_path)
-    issue_id = store.unfinished_issues()[0]
+    issue_id = store.queue.unfinished_issues()[0]
     server.faults.slow = 0
     assert run_cli(["run", "--once"], tmp_path, env=env).returncode == 0
-    counts = store.delivery_counts(issue_id)
+    counts = store.deliveries.counts(issue_id)
     assert counts["sent"] == 200 and counts["uncertain"] == 0
     assert {m.to for m in server.messages} == {f"reader{i:04d}@example.com" for i in range(200)}
     store.close()
@@ -147,24 +147,24 @@ def test_standby_scheduler_takes_over_when_the_holder_is_killed(tmp_path, server
     procs = [start(["scheduler"], tmp_path, env) for _ in range(2)]
     store = open_store(tmp_path)
     assert wait_until(lambda: server.requests_accepted >= 3, timeout=60)
-    holder_pid = int(store.lease_holder("sender")[0].split(":")[1])
+    holder_pid = int(store.leases.holder("sender")[0].split(":")[1])
     holder = next(p for p in procs if p.pid == holder_pid)
     standby = next(p for p in procs if p.pid != holder_pid)
     kill9(holder)
-    issue_id = store.list_issues()[0]["id"]
+    issue_id = store.queue.list_issues()[0].id
     caught = in_flight(store, issue_id)
     try:
         finished = wait_until(
             lambda: (
-                store.delivery_counts(issue_id)["pending"] == 0
-                and store.delivery_counts(issue_id)["in_flight"] == 0
+                store.deliveries.counts(issue_id)["pending"] == 0
+                and store.deliveries.counts(issue_id)["in_flight"] == 0
             ),
             timeout=90,
         )
     finally:
         standby.terminate()
         out, err = standby.communicate(timeout=30)
-    assert finished, (store.delivery_counts(issue_id), out, err[-3000:])
+    assert finished, (store.deliveries.counts(issue_id), out, err[-3000:])
     assert "holding the sending lease" in out  # the standby took over
     time.sleep(0.3)
     check_exactly_once(server, store, issue_id, 600, caught)
@@ -222,7 +222,7 @@ def test_pause_resume_cancel_between_batches(tmp_path, server):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "paused" in out
     store = open_store(tmp_path)
-    counts = store.delivery_counts(1)
+    counts = store.deliveries.counts(1)
     assert counts["pending"] > 0 and counts["in_flight"] == 0
     sent_at_pause = counts["sent"]
     assert len(server.messages) == sent_at_pause
@@ -235,7 +235,7 @@ def test_pause_resume_cancel_between_batches(tmp_path, server):
     server.faults.slow = 0
     assert run_cli(["resume", "1"], tmp_path, env=env).returncode == 0
     assert run_cli(["run", "--once"], tmp_path, env=env).returncode == 0
-    assert store.delivery_counts(1)["sent"] == 600 and len(server.messages) == 600
+    assert store.deliveries.counts(1)["sent"] == 600 and len(server.messages) == 600
     # A finished issue cannot be cancelled; the error says why.
     cancel = run_cli(["cancel", "1"], tmp_path, env=env)
     assert cancel.returncode == 1 and "issue 1 is sent" in cancel.stderr
@@ -284,7 +284,7 @@ def test_database_that_stops_writing_mid_send_loses_nothing(tmp_path, server):
     store = open_store(tmp_path)
     delivered = [m.to for m in server.messages]
     assert len(delivered) == len(set(delivered))
-    counts = store.delivery_counts(1)
+    counts = store.deliveries.counts(1)
     assert counts["pending"] == 0 and counts["in_flight"] == 0
     assert counts["sent"] + counts["uncertain"] == 400
     store.close()

@@ -7,7 +7,7 @@ import pytest
 
 from newsletter.config import settings_from_dict
 from newsletter.contract import DEFAULT_CONTRACT
-from newsletter.errors import ConfigError
+from newsletter.exceptions import ConfigError
 
 
 def test_defaults(tmp_path):

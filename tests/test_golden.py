@@ -17,7 +17,8 @@ import pytest
 from newsletter.articles import read_article
 from newsletter.check import check_email, format_findings, has_errors
 from newsletter.config import settings_from_dict
-from newsletter.render import RenderedIssue, personalize, render_fitting
+from newsletter.records import RenderedIssue
+from newsletter.render import personalize, render_fitting
 from tests.conftest import PLAIN_ARTICLES, PlainArticle
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -48,8 +49,8 @@ def _render(tmp_path: Path, known: PlainArticle) -> tuple[RenderedIssue, str, st
     rendered = render_fitting([read_article(known.path)], settings)
     body = personalize(rendered, SAMPLE_NAME, SAMPLE_UNSUBSCRIBE)
     # The nonce is random per issue; personalize replaced every placeholder, but pin it anyway.
-    html = body.html.replace(rendered.nonce, FIXED_NONCE)
-    text = body.text.replace(rendered.nonce, FIXED_NONCE)
+    html = body.html.replace(rendered.placeholder_nonce, FIXED_NONCE)
+    text = body.text.replace(rendered.placeholder_nonce, FIXED_NONCE)
     return rendered, html, text
 
 

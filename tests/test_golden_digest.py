@@ -22,8 +22,8 @@ def _render(tmp_path: Path) -> tuple[RenderedIssue, str, str]:
     articles = [read_article(p) for p in sample_articles()]
     rendered = render_fitting(articles, settings, slug="digest")
     body = personalize(rendered, SAMPLE_NAME, SAMPLE_UNSUBSCRIBE)
-    html = body.html.replace(rendered.nonce, FIXED_NONCE)
-    text = body.text.replace(rendered.nonce, FIXED_NONCE)
+    html = body.html.replace(rendered.placeholder_nonce, FIXED_NONCE)
+    text = body.text.replace(rendered.placeholder_nonce, FIXED_NONCE)
     return rendered, html, text
 
 

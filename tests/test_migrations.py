@@ -1,4 +1,4 @@
-"""The Alembic migrations on both backends: they make exactly store.py's schema, are safe to run
+"""The Alembic migrations on both backends: they make exactly the store's schema, are safe to run
 on every start and from several processes at once, adopt databases made before migrations,
 and the Store works on what they make (PostgreSQL included)."""
 
@@ -29,17 +29,15 @@ from sqlalchemy import (
 from sqlalchemy.pool import NullPool
 
 from newsletter import migrations
-from newsletter.errors import StoreError
-from newsletter.store import (
-    IN_FLIGHT,
-    PENDING,
-    SENT,
-    Store,
-    deliveries,
-    metadata,
-    subscribers,
-)
+from newsletter.exceptions import StoreError
+from newsletter.records import DeliveryState, RenderedIssue
+from newsletter.store import Store
+from newsletter.store.schema import deliveries, metadata, subscribers
 from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
+
+IN_FLIGHT = DeliveryState.IN_FLIGHT
+PENDING = DeliveryState.PENDING
+SENT = DeliveryState.SENT
 
 OUR_TABLES = set(migrations.INITIAL_TABLES)
 DDL_WORDS = ("CREATE", "ALTER", "DROP", "INSERT INTO alembic_version", "UPDATE alembic_version")
@@ -111,7 +109,7 @@ def test_downgrade_to_base_then_upgrade_again(engine):
 
 def test_a_database_made_by_create_all_is_adopted_with_its_data(engine):
     # What code from before migrations left: create_all's tables, no alembic_version, and on
-    # the oldest databases also an index that was dropped from store.py since.
+    # the oldest databases also an index that was dropped from the store's schema since.
     metadata.create_all(engine)
     now = datetime.now(UTC)
     with engine.begin() as conn:
@@ -189,7 +187,7 @@ def test_upgrade_through_the_store_engine_on_sqlite(tmp_path):
         first_create = next(i for i, s in enumerate(seen) if "CREATE TABLE" in s)
         assert "BEGIN IMMEDIATE" in seen[:first_create]
         assert "COMMIT" not in " ".join(seen[:first_create])
-        assert store.add_subscribers([{"email": "a@example.com", "name": "A", "token": "t"}]) == 1
+        assert store.subscribers.add([{"email": "a@example.com", "name": "A", "token": "t"}]) == 1
     finally:
         store.close()
 
@@ -288,7 +286,7 @@ def test_upgrade_waits_for_the_advisory_lock_on_postgresql(fresh_postgres_url): 
 
 
 def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F811
-    """A few calls of each kind through the real Store; on PostgreSQL this checks store.py's
+    """A few calls of each kind through the real Store; on PostgreSQL this checks the store's
     SQL is not SQLite-only (RETURNING, INSERT .. SELECT with literals, FOR UPDATE SKIP LOCKED,
     savepoints after an IntegrityError, naive-UTC timestamps)."""
     store = Store(database_url)
@@ -300,54 +298,57 @@ def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F81
             {"email": f"r{i}@example.com", "name": f"Reader {i}", "token": f"tok{i}"}
             for i in range(5)
         ]
-        assert store.add_subscribers(rows) == 5
-        assert store.count_subscribers() == 5
-        article = store.queue_article("001_first.txt", "First", None)
-        issue = store.create_issue(
-            slug="first",
-            subject="First",
-            preheader="p",
-            html="<p>x</p>",
-            text="x",
-            archive_html="<p>x</p>",
-            placeholder_nonce="n0nce",
-            article_ids=[article],
-            scheduled_for=datetime(2030, 1, 6, 9, 0, tzinfo=UTC),
+        assert store.subscribers.add(rows) == 5
+        assert store.subscribers.count() == 5
+        article = store.queue.add_article("001_first.txt", "First", None)
+        issue = store.queue.create_issue(
+            RenderedIssue(
+                slug="first",
+                subject="First",
+                preheader="p",
+                html="<p>x</p>",
+                text="x",
+                archive_html="<p>x</p>",
+                placeholder_nonce="n0nce",
+                view_url="",
+            ),
+            [article],
+            datetime(2030, 1, 6, 9, 0, tzinfo=UTC),
         )
-        assert store.delivery_counts(issue)[PENDING] == 5
-        assert store.get_issue(issue)["scheduled_for"] == datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
+        assert store.deliveries.counts(issue)[PENDING] == 5
+        assert store.queue.get_issue(issue).scheduled_for == datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 
-        first = store.claim_batch(issue, 3, worker="w1")
-        second = store.claim_batch(issue, 3, worker="w2")
+        first = store.deliveries.claim(issue, 3, worker="w1")
+        second = store.deliveries.claim(issue, 3, worker="w2")
         assert (first.number, second.number) == (1, 2)
         assert len(first.recipients) == 3 and len(second.recipients) == 2
         first_ids = {r.subscriber_id for r in first.recipients}
         assert first_ids.isdisjoint(r.subscriber_id for r in second.recipients)
-        assert store.claim_batch(issue, 3) is None
-        assert store.mark_sent(first, "msg-1") == 3
+        assert store.deliveries.claim(issue, 3) is None
+        assert store.deliveries.mark_sent(first, "msg-1") == 3
         assert (
-            store.mark_sent(
+            store.deliveries.mark_sent(
                 second,
                 {r.subscriber_id: f"m{r.subscriber_id}" for r in second.recipients},
             )
             == 2
         )
-        counts = store.delivery_counts(issue)
+        counts = store.deliveries.counts(issue)
         assert counts[SENT] == 5 and counts[IN_FLIGHT] == 0
         with store.engine.connect() as conn:
             attempts = set(conn.scalars(select(deliveries.c.attempts)))
         assert attempts == {1}
 
         ttl = timedelta(minutes=5)
-        assert store.acquire_lease("sender", "host-a", ttl) is True
-        assert store.acquire_lease("sender", "host-b", ttl) is False
-        assert store.acquire_lease("sender", "host-a", ttl) is True  # renewal
-        holder, expires = store.lease_holder("sender")
+        assert store.leases.acquire("sender", "host-a", ttl) is True
+        assert store.leases.acquire("sender", "host-b", ttl) is False
+        assert store.leases.acquire("sender", "host-a", ttl) is True  # renewal
+        holder, expires = store.leases.holder("sender")
         assert holder == "host-a" and expires.tzinfo is not None
 
-        assert store.first_time_event("evt-1") is True
-        assert store.first_time_event("evt-1") is False
-        assert store.first_time_event("evt-2") is True
-        assert store.secret_key() == store.secret_key()
+        assert store.events.first_time("evt-1") is True
+        assert store.events.first_time("evt-1") is False
+        assert store.events.first_time("evt-2") is True
+        assert store.leases.secret_key() == store.leases.secret_key()
     finally:
         store.close()

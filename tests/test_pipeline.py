@@ -185,12 +185,12 @@ def test_unsubscribed_before_their_batch_do_not_get_it(settings, store, seed_pat
     publish.queue_add(store, settings, seed_path)
     picked, _ = publish.pick(store, settings, datetime.now(UTC))
     issue_id = publish.build_issue(store, settings, picked)
-    store.suppress_subscriber("user3@example.com", "unsubscribed")
-    from newsletter.delivery import send_issue
+    store.subscribers.suppress("user3@example.com", "unsubscribed")
+    from newsletter.delivery import SendContext, send_issue
 
-    report = send_issue(store, settings, OutboxProvider(settings), issue_id)
+    report = send_issue(SendContext.of(store, settings, OutboxProvider(settings)), issue_id)
     assert report.counts["sent"] == 4 and report.counts["skipped"] == 1
-    assert "user3@example.com" not in store.sent_emails(issue_id)
+    assert "user3@example.com" not in store.deliveries.sent_emails(issue_id)
 
 
 def test_run_refuses_an_issue_whose_check_fails_unless_forced(tmp_path):

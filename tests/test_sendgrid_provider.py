@@ -11,11 +11,12 @@ import pytest
 
 from newsletter import publish
 from newsletter.config import load_settings
-from newsletter.delivery import DeliveryPolicy, send_issue
+from newsletter.delivery import DeliveryPolicy, SendContext, send_issue
 from newsletter.providers import OutgoingBatch
 from newsletter.providers.sendgrid import SendGridProvider
+from newsletter.records import Recipient, Subscriber, SubscriberStatus
 from newsletter.render import render_issue
-from newsletter.store import Recipient, Store
+from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.testing.sendgrid_server import SendGridServer, validate_mail_send
 from newsletter.tokens import new_token
@@ -50,7 +51,7 @@ def sg_store(sg_settings):
 
 def add_subscribers(store: Store, count: int) -> None:
     secret = signing_secret(store)
-    store.add_subscribers(
+    store.subscribers.add(
         {"email": f"reader{i:05d}@example.com", "name": f"Reader {i}", "token": new_token(secret)}
         for i in range(count)
     )
@@ -70,7 +71,9 @@ def provider(settings, timeout: float = 10.0, key: str = KEY) -> SendGridProvide
 def test_2500_subscribers_in_batches_each_exactly_once(server, sg_settings, sg_store, seed):
     add_subscribers(sg_store, 2500)
     issue_id = make_issue(sg_store, sg_settings, seed.path)
-    report = send_issue(sg_store, sg_settings, provider(sg_settings), issue_id, policy=FAST)
+    report = send_issue(
+        SendContext.of(sg_store, sg_settings, provider(sg_settings), policy=FAST), issue_id
+    )
     assert report.status == "sent" and report.counts["sent"] == 2500
     assert server.requests_accepted == 3  # 1000 + 1000 + 500
     messages = server.messages
@@ -81,10 +84,9 @@ def test_2500_subscribers_in_batches_each_exactly_once(server, sg_settings, sg_s
         by_batch.setdefault(m.custom_args["batch"], set()).add(m.to)
     assert sorted(len(v) for v in by_batch.values()) == [500, 1000, 1000]
     # Per-subscriber values land in the right message.
-    rows = {r["email"]: r for r in sg_store.list_subscribers()}
+    rows = {r.email: r for r in sg_store.subscribers.each()}
     tokens = {
-        r["email"]: sg_store.subscriber_by_email(r["email"])["token"]
-        for r in list(rows.values())[:50]
+        r.email: sg_store.subscribers.by_email(r.email).token for r in list(rows.values())[:50]
     }
     for m in messages:
         number = int(m.to[6:11])
@@ -100,7 +102,7 @@ def test_2500_subscribers_in_batches_each_exactly_once(server, sg_settings, sg_s
         assert not re.search(r"nl_[0-9a-f]{16}_", m.html + m.text)  # no placeholder left
         assert seed.words in m.subject
     # Each row's message id is SendGrid's X-Message-Id of its request.
-    assert {r["message_id"] for r in sg_store.deliveries_in_state(issue_id, "sent")} == {
+    assert {r.message_id for r in sg_store.deliveries.in_state(issue_id, "sent")} == {
         m.message_id for m in messages
     }
 
@@ -143,7 +145,8 @@ def test_rate_limit_waits_for_reset_then_sends(server, sg_settings, sg_store, se
         time.sleep(seconds)
 
     report = send_issue(
-        sg_store, sg_settings, provider(sg_settings), issue_id, policy=FAST, sleep=sleep
+        SendContext.of(sg_store, sg_settings, provider(sg_settings), policy=FAST, sleep=sleep),
+        issue_id,
     )
     assert report.counts["sent"] == 10 and len(server.messages) == 10
     # Waited for X-RateLimit-Reset (whole epoch seconds, so up to 1 s later, plus jitter).
@@ -155,7 +158,9 @@ def test_5xx_are_retried_and_sent_once(server, sg_settings, sg_store, seed_path,
     add_subscribers(sg_store, 30)
     issue_id = make_issue(sg_store, sg_settings, seed_path)
     setattr(server.faults, fault, 2)
-    report = send_issue(sg_store, sg_settings, provider(sg_settings), issue_id, policy=FAST)
+    report = send_issue(
+        SendContext.of(sg_store, sg_settings, provider(sg_settings), policy=FAST), issue_id
+    )
     assert report.status == "sent" and report.counts["sent"] == 30
     assert len(server.messages) == 30 and len({m.to for m in server.messages}) == 30
 
@@ -165,7 +170,9 @@ def test_too_many_failures_pause_the_issue(server, sg_settings, sg_store, seed_p
     issue_id = make_issue(sg_store, sg_settings, seed_path)
     server.faults.server_error = 1000
     policy = dataclasses.replace(FAST, batch_size=10, max_retries=1, max_failed_batches=2)
-    report = send_issue(sg_store, sg_settings, provider(sg_settings), issue_id, policy=policy)
+    report = send_issue(
+        SendContext.of(sg_store, sg_settings, provider(sg_settings), policy=policy), issue_id
+    )
     assert report.status == "paused"
     assert "paused after 2 failed batches" in report.last_error
     assert report.counts["failed"] == 20 and report.counts["pending"] == 10
@@ -184,7 +191,9 @@ def test_401_and_403_stop_the_issue_at_once(server, sg_settings, sg_store, seed_
     issue_id = make_issue(sg_store, sg_settings, seed_path)
     setattr(server.faults, fault, 1)
     policy = dataclasses.replace(FAST, batch_size=10)
-    report = send_issue(sg_store, sg_settings, provider(sg_settings), issue_id, policy=policy)
+    report = send_issue(
+        SendContext.of(sg_store, sg_settings, provider(sg_settings), policy=policy), issue_id
+    )
     assert report.status == "paused" and words in report.last_error
     assert report.counts["pending"] == 25 and server.messages == []
     if fault == "credits_exceeded":
@@ -196,7 +205,8 @@ def test_wrong_key_is_refused_and_never_printed(server, sg_settings, sg_store, s
     issue_id = make_issue(sg_store, sg_settings, seed_path)
     wrong = "SG.wrong-key-also-secret"
     report = send_issue(
-        sg_store, sg_settings, provider(sg_settings, key=wrong), issue_id, policy=FAST
+        SendContext.of(sg_store, sg_settings, provider(sg_settings, key=wrong), policy=FAST),
+        issue_id,
     )
     assert report.status == "paused" and "401" in report.last_error
     assert wrong not in report.last_error
@@ -211,7 +221,7 @@ def test_400_fails_the_batch_with_sendgrids_messages_and_is_not_retried(server, 
     store = Store(settings.database_url)
     add_subscribers(store, 5)
     issue_id = make_issue(store, settings, seed_path)
-    report = send_issue(store, settings, provider(settings), issue_id, policy=FAST)
+    report = send_issue(SendContext.of(store, settings, provider(settings), policy=FAST), issue_id)
     assert report.counts["failed"] == 5
     assert "400" in report.last_error and "from.email" in report.last_error
     assert server.requests_rejected == 1  # not retried
@@ -227,7 +237,9 @@ def test_413_splits_the_batch(folder, seed_path):
         store = Store(settings.database_url)
         add_subscribers(store, 400)
         issue_id = make_issue(store, settings, seed_path)
-        report = send_issue(store, settings, provider(settings), issue_id, policy=FAST)
+        report = send_issue(
+            SendContext.of(store, settings, provider(settings), policy=FAST), issue_id
+        )
         assert report.status == "sent" and report.counts["sent"] == 400
         assert len(server.messages) == 400 and len({m.to for m in server.messages}) == 400
         assert server.requests_accepted > 1
@@ -244,10 +256,11 @@ def test_timeout_or_drop_after_sending_is_uncertain_not_resent(
     server.faults.slow_seconds = 2.5
     policy = dataclasses.replace(FAST, batch_size=10)
     report = send_issue(
-        sg_store, sg_settings, provider(sg_settings, timeout=1.0), issue_id, policy=policy
+        SendContext.of(sg_store, sg_settings, provider(sg_settings, timeout=1.0), policy=policy),
+        issue_id,
     )
     assert report.counts["uncertain"] == 10 and report.counts["sent"] == 20
-    uncertain = {r["email"] for r in sg_store.deliveries_in_state(issue_id, "uncertain")}
+    uncertain = {r.email for r in sg_store.deliveries.in_state(issue_id, "uncertain")}
     # The server did take that batch: resending it silently would have been a duplicate.
     if fault == "slow":
         import time
@@ -269,7 +282,7 @@ def test_connection_refused_is_transient(sg_settings, sg_store, seed_path):
     config = dataclasses.replace(sg_settings.sendgrid, api_host=f"http://127.0.0.1:{port}")
     prov = SendGridProvider(sg_settings, KEY, config)
     policy = dataclasses.replace(FAST, max_retries=2, max_failed_batches=1)
-    report = send_issue(sg_store, sg_settings, prov, issue_id, policy=policy)
+    report = send_issue(SendContext.of(sg_store, sg_settings, prov, policy=policy), issue_id)
     assert report.status == "paused" and "could not be reached" in report.last_error
     assert report.counts["failed"] == 3 and report.counts["uncertain"] == 0
 
@@ -316,7 +329,10 @@ def test_missing_key_is_a_clear_error(tmp_path):
 def test_sign_up_confirmation_goes_through_sendgrid(server, sg_settings, monkeypatch):
     from newsletter.web.confirm import send_confirmation
 
-    subscriber = {"id": 7, "email": "new@example.com", "name": "New, Reader", "token": "abc.def"}
+    now = datetime.now(UTC)
+    subscriber = Subscriber(
+        7, "new@example.com", "New, Reader", SubscriberStatus.UNCONFIRMED, "abc.def", now, now
+    )
     monkeypatch.setenv("SENDGRID_API_KEY", KEY)
     message_id = send_confirmation(sg_settings, subscriber)
     [sent] = server.messages

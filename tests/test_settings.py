@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from newsletter.config import load_settings, settings_from_dict, write_default_config
-from newsletter.errors import ConfigError
+from newsletter.exceptions import ConfigError
 from newsletter.settings_file import SettingsFile, default_toml, parse
 from tests.conftest import run_cli
 

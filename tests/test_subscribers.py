@@ -1,9 +1,13 @@
 import csv
 import io
 
-from newsletter.store import ACTIVE, BOUNCED, UNSUBSCRIBED
+from newsletter.records import SubscriberStatus
 from newsletter.subscribers import export_csv, import_csv, signing_secret, spreadsheet_safe
 from newsletter.tokens import verify_token
+
+ACTIVE = SubscriberStatus.ACTIVE
+BOUNCED = SubscriberStatus.BOUNCED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 
 def _csv(tmp_path, body: bytes):
@@ -28,32 +32,32 @@ def test_import_validates_every_row_and_reports_line_numbers(tmp_path, store):
     assert set(problems) == {3, 4}
     assert "invalid address" in problems[3]
     assert "duplicate of line 2" in problems[4]
-    rows = {r["email"]: r for r in store.list_subscribers()}
-    assert rows["bob@example.org"]["name"] == 'Bob "The Builder", Jr.'
-    assert rows["carl@example.net"]["name"] == "Carl Bcc: evil@example.com"  # no CR/LF kept
-    assert all(r["status"] == ACTIVE for r in rows.values())
+    rows = {r.email: r for r in store.subscribers.each()}
+    assert rows["bob@example.org"].name == 'Bob "The Builder", Jr.'
+    assert rows["carl@example.net"].name == "Carl Bcc: evil@example.com"  # no CR/LF kept
+    assert all(r.status == ACTIVE for r in rows.values())
 
 
 def test_tokens_are_signed_opaque_and_not_the_address(tmp_path, store):
     import_csv(store, _csv(tmp_path, b"email,name\nann@example.com,Ann\n"))
-    row = store.subscriber_by_email("ann@example.com")
-    assert "ann" not in row["token"] and "example" not in row["token"]
+    row = store.subscribers.by_email("ann@example.com")
+    assert "ann" not in row.token and "example" not in row.token
     secret = signing_secret(store)
-    assert verify_token(secret, row["token"])
-    assert not verify_token(secret, row["token"][:-2] + "xx")
-    assert not verify_token(secret, row["token"].split(".")[0])
+    assert verify_token(secret, row.token)
+    assert not verify_token(secret, row.token[:-2] + "xx")
+    assert not verify_token(secret, row.token.split(".")[0])
 
 
 def test_import_never_resubscribes_suppressed_addresses(tmp_path, store):
     import_csv(store, _csv(tmp_path, b"email,name\nann@example.com,Ann\nbob@example.com,Bob\n"))
-    store.suppress_subscriber("ann@example.com", UNSUBSCRIBED)
-    store.suppress_subscriber("bob@example.com", BOUNCED)
+    store.subscribers.suppress("ann@example.com", UNSUBSCRIBED)
+    store.subscribers.suppress("bob@example.com", BOUNCED)
     result = import_csv(
         store, _csv(tmp_path, b"email,name\nAnn@example.com,Ann\nbob@example.com,B\n")
     )
     assert result.imported == 0 and len(result.skipped) == 2
-    assert store.subscriber_by_email("ann@example.com")["status"] == UNSUBSCRIBED
-    assert store.subscriber_by_email("bob@example.com")["status"] == BOUNCED
+    assert store.subscribers.by_email("ann@example.com").status == UNSUBSCRIBED
+    assert store.subscribers.by_email("bob@example.com").status == BOUNCED
 
 
 def test_import_is_one_transaction(tmp_path, store, settings):
@@ -62,7 +66,7 @@ def test_import_is_one_transaction(tmp_path, store, settings):
 
     import pytest
 
-    from newsletter.errors import StoreError
+    from newsletter.exceptions import StoreError
 
     import_csv(store, _csv(tmp_path, b"email,name\nfirst@example.com,F\n"))
     db_file = settings.database_url.removeprefix("sqlite:///")
@@ -77,7 +81,7 @@ def test_import_is_one_transaction(tmp_path, store, settings):
     )
     with pytest.raises(StoreError, match="disk says no"):
         import_csv(store, path)
-    assert store.count_subscribers() == 1
+    assert store.subscribers.count() == 1
 
 
 def test_export_neutralises_formulas(store, tmp_path):
@@ -88,7 +92,7 @@ def test_export_neutralises_formulas(store, tmp_path):
         ),
     )
     out = io.StringIO()
-    assert export_csv(store.list_subscribers(), out) == 2
+    assert export_csv(store.subscribers.each(), out) == 2
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert rows[0]["name"] == '\'=HYPERLINK("x")'
     assert rows[1]["name"] == "'+1 555"

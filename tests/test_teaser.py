@@ -1,7 +1,7 @@
 import pytest
 
 from newsletter.articles import read_article
-from newsletter.errors import ArticleError
+from newsletter.exceptions import ArticleError
 from newsletter.teaser import ELLIPSIS, MAX_TEASER_CHARS, recap_teaser, shorten, split_sentences
 from tests.conftest import write
 

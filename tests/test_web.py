@@ -27,25 +27,25 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter import publish
 from newsletter.config import Settings, load_settings, write_default_config
+from newsletter.delivery import SendContext
 from newsletter.providers import make_provider
+from newsletter.records import DeliveryState, IssueStatus, RenderedIssue, SubscriberStatus
 from newsletter.resources import sample_folder
-from newsletter.store import (
-    ACTIVE,
-    BOUNCED,
-    COMPLAINED,
-    ISSUE_CANCELLED,
-    ISSUE_HELD,
-    SENT,
-    UNCERTAIN,
-    UNCONFIRMED,
-    UNSUBSCRIBED,
-    Store,
-)
+from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token
 from newsletter.web import create_app
 from newsletter.web.confirm import confirmation_path
 from newsletter.web.events import PUBLIC_KEY_ENV, SIGNATURE_HEADER, TIMESTAMP_HEADER
+
+ACTIVE = SubscriberStatus.ACTIVE
+BOUNCED = SubscriberStatus.BOUNCED
+COMPLAINED = SubscriberStatus.COMPLAINED
+ISSUE_CANCELLED = IssueStatus.CANCELLED
+SENT = DeliveryState.SENT
+UNCERTAIN = DeliveryState.UNCERTAIN
+UNCONFIRMED = SubscriberStatus.UNCONFIRMED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 SAMPLE_ARTICLES = sample_folder()
 ONE_CLICK = b"List-Unsubscribe=One-Click"
@@ -163,7 +163,7 @@ def wait_for(path: Path, timeout: float = 5.0) -> Path:
 
 
 def status_of(store: Store, address: str) -> str:
-    return store.subscriber_by_email(address)["status"]
+    return store.subscribers.by_email(address).status
 
 
 def confirmation_link(msg: email.message.EmailMessage, base_url: str) -> str:
@@ -178,7 +178,9 @@ def confirmation_link(msg: email.message.EmailMessage, base_url: str) -> str:
 def publish_next(web: LiveWeb, article: str) -> int:
     """Queue one sample article and run one publication tick with the outbox provider."""
     publish.queue_add(web.store, web.settings, SAMPLE_ARTICLES / article)
-    result = publish.publish_tick(web.store, web.settings, make_provider(web.settings))
+    result = publish.publish_tick(
+        SendContext.of(web.store, web.settings, make_provider(web.settings))
+    )
     assert result.issue_id is not None, result.errors
     assert result.report.ok, result.report
     return result.issue_id
@@ -190,19 +192,22 @@ def eml_for(web: LiveWeb, issue_id: int, subscriber_id: int) -> Path:
 
 def uncertain_issue(store: Store, addresses: list[str]) -> tuple[int, dict[str, int]]:
     """An issue whose only batch was in flight when the sender died: all rows uncertain."""
-    ids = {a: add_subscriber(store, a, a.split("@")[0])["id"] for a in addresses}
-    issue_id = store.create_issue(
-        slug="crashed-issue",
-        subject="Crashed",
-        preheader="",
-        html="<p>x</p>",
-        text="x",
-        archive_html="<p>x</p>",
-        placeholder_nonce="0" * 16,
-        article_ids=[],
+    ids = {a: add_subscriber(store, a, a.split("@")[0]).id for a in addresses}
+    issue_id = store.queue.create_issue(
+        RenderedIssue(
+            slug="crashed-issue",
+            subject="Crashed",
+            preheader="",
+            html="<p>x</p>",
+            text="x",
+            archive_html="<p>x</p>",
+            placeholder_nonce="0" * 16,
+            view_url="",
+        ),
+        [],
     )
-    assert store.claim_batch(issue_id, 1000) is not None
-    assert store.in_flight_to_uncertain(issue_id) == len(addresses)
+    assert store.deliveries.claim(issue_id, 1000) is not None
+    assert store.deliveries.in_flight_to_uncertain(issue_id) == len(addresses)
     return issue_id, ids
 
 
@@ -247,15 +252,15 @@ def test_signup_sends_confirmation_and_the_link_activates(web):
 
     reply = web.post_form("/subscribe", {"email": "Nina@Example.com", "name": "Nina\r\nBcc: x"})
     assert reply.status == 200 and "Check your inbox" in reply.text
-    row = web.store.subscriber_by_email("nina@example.com")
-    assert row["status"] == UNCONFIRMED and row["name"] == "Nina Bcc: x"
+    row = web.store.subscribers.by_email("nina@example.com")
+    assert row.status == UNCONFIRMED and row.name == "Nina Bcc: x"
 
-    msg = read_eml(wait_for(confirmation_path(web.settings, row["id"])))
+    msg = read_eml(wait_for(confirmation_path(web.settings, row.id)))
     assert msg["To"].addresses[0].addr_spec == "Nina@example.com"
     assert msg["Subject"] == "Confirm your subscription to Endings Explained"
     assert "Bcc" not in msg or msg["Bcc"] is None
     link = confirmation_link(msg, web.url)
-    assert link == f"{web.url}/confirm/{row['token']}"
+    assert link == f"{web.url}/confirm/{row.token}"
     assert "nina" not in link.lower()  # the token holds an opaque id, not the address
 
     # Mail scanners prefetch GET links: the page only offers a button.
@@ -283,8 +288,8 @@ def test_signup_answers_the_same_and_never_resubscribes(web):
         add_subscriber(store, address, "Known", status=status)
     fresh = web.post_form("/subscribe", {"email": "fresh@example.com", "name": ""})
     assert fresh.status == 200
-    fresh_row = store.subscriber_by_email("fresh@example.com")
-    sent = wait_for(confirmation_path(web.settings, fresh_row["id"]))
+    fresh_row = store.subscribers.by_email("fresh@example.com")
+    sent = wait_for(confirmation_path(web.settings, fresh_row.id))
     first_write = sent.stat().st_mtime_ns
 
     for address in [
@@ -302,7 +307,7 @@ def test_signup_answers_the_same_and_never_resubscribes(web):
     assert status_of(store, "bounced@example.com") == BOUNCED
     assert status_of(store, "complained@example.com") == COMPLAINED
     assert status_of(store, "fresh@example.com") == UNCONFIRMED
-    assert store.subscriber_by_email("active@example.com")["name"] == "Known"
+    assert store.subscribers.by_email("active@example.com").name == "Known"
     time.sleep(0.3)
     # Only the new address got an email, and only once (the form cannot flood an inbox).
     confirmations = list((web.settings.outbox_path / "confirmations").glob("*.eml"))
@@ -312,20 +317,20 @@ def test_signup_answers_the_same_and_never_resubscribes(web):
     assert bad.status == 400 and 'aria-invalid="true"' in bad.text and "@-sign" in bad.text
     empty = web.request("POST", "/subscribe", b"\xff\xfe", FORM)
     assert empty.status == 400 and "Enter your email address." in empty.text
-    assert store.count_subscribers(None) == 5
+    assert store.subscribers.count(None) == 5
 
 
 def test_unconfirmed_addresses_are_not_planned_for_an_issue(web):
     reply = web.post_form("/subscribe", {"email": "pending@example.com", "name": "P"})
     assert reply.status == 200
-    pending = web.store.subscriber_by_email("pending@example.com")
+    pending = web.store.subscribers.by_email("pending@example.com")
     reader = add_subscriber(web.store, "reader@example.com", "Reader")
 
     issue_id = publish_next(web, "001_the-lighthouse-keepers-daughter.txt")
-    assert web.store.sent_emails(issue_id) == ["reader@example.com"]
-    assert sum(web.store.delivery_counts(issue_id).values()) == 1
-    assert eml_for(web, issue_id, reader["id"]).exists()
-    assert not eml_for(web, issue_id, pending["id"]).exists()
+    assert web.store.deliveries.sent_emails(issue_id) == ["reader@example.com"]
+    assert sum(web.store.deliveries.counts(issue_id).values()) == 1
+    assert eml_for(web, issue_id, reader.id).exists()
+    assert not eml_for(web, issue_id, pending.id).exists()
 
 
 # --------------------------------------------------------------------------- unsubscribe
@@ -333,7 +338,7 @@ def test_unconfirmed_addresses_are_not_planned_for_an_issue(web):
 
 def test_unsubscribe_get_changes_nothing_and_post_is_one_click(web):
     row = add_subscriber(web.store, "reader@example.com", "Reader")
-    path = f"/unsubscribe/{row['token']}"
+    path = f"/unsubscribe/{row.token}"
 
     page = web.get(path)
     assert page.status == 200 and '<form method="post">' in page.text
@@ -364,14 +369,14 @@ def test_unsubscribe_get_changes_nothing_and_post_is_one_click(web):
 
     # An unsubscribe never softens a bounce or a complaint.
     bounced = add_subscriber(web.store, "gone@example.com", "", status=BOUNCED)
-    assert web.request("POST", f"/unsubscribe/{bounced['token']}", ONE_CLICK, FORM).status == 200
+    assert web.request("POST", f"/unsubscribe/{bounced.token}", ONE_CLICK, FORM).status == 200
     assert status_of(web.store, "gone@example.com") == BOUNCED
 
 
 def test_every_bad_token_gets_the_same_400(web):
     row = add_subscriber(web.store, "reader@example.com", "Reader")
     other = add_subscriber(web.store, "other@example.com", "Other")
-    token = row["token"]
+    token = row.token
     opaque, signature = token.split(".")
     flip = {"A": "B"}.get(signature[0], "A")
     bad_tokens = [
@@ -401,7 +406,7 @@ def test_every_bad_token_gets_the_same_400(web):
     assert "not valid" in replies[0].text and token not in replies[0].text
     assert status_of(web.store, "reader@example.com") == ACTIVE
     assert status_of(web.store, "other@example.com") == ACTIVE
-    assert other["token"] != token
+    assert other.token != token
 
 
 # --------------------------------------------------------------------------- archive
@@ -410,34 +415,37 @@ def test_every_bad_token_gets_the_same_400(web):
 def test_archive_page_index_and_feed(web):
     add_subscriber(web.store, "reader@example.com", "Reader")
     issue_id = publish_next(web, "002_static-over-galveston.txt")
-    issue = web.store.get_issue(issue_id)
-    hidden = web.store.create_issue(
-        slug="not-yet",
-        subject="Held back",
-        preheader="secret teaser",
-        html="<p>x</p>",
-        text="x",
-        archive_html="<p>held</p>",
-        placeholder_nonce="1" * 16,
-        article_ids=[],
+    issue = web.store.queue.get_issue(issue_id)
+    hidden = web.store.queue.create_issue(
+        RenderedIssue(
+            slug="not-yet",
+            subject="Held back",
+            preheader="secret teaser",
+            html="<p>x</p>",
+            text="x",
+            archive_html="<p>held</p>",
+            placeholder_nonce="1" * 16,
+            view_url="",
+        ),
+        [],
     )
-    web.store.set_issue_status(hidden, ISSUE_HELD)
+    web.store.queue.set_issue_status(hidden, IssueStatus.PAUSED)
 
-    page = web.get(f"/archive/{issue['slug']}")
-    assert page.status == 200 and page.text == issue["archive_html"]
+    page = web.get(f"/archive/{issue.slug}")
+    assert page.status == 200 and page.text == issue.archive_html
     assert "script-src" not in page.headers["Content-Security-Policy"]
     assert "Unsubscribe" not in page.text  # the web edition carries nobody's link
     assert web.get("/archive/not-yet").status == 404
-    web.store.set_issue_status(hidden, ISSUE_CANCELLED)
+    web.store.queue.set_issue_status(hidden, ISSUE_CANCELLED)
     assert web.get("/archive/not-yet").status == 404
     assert web.get("/archive/no-such-issue").status == 404
 
     index = web.get("/archive")
     assert index.status == 200
-    assert issue["subject"].replace("'", "&#39;") in index.text
-    assert issue["preheader"].replace("'", "&#39;") in index.text
-    assert f'href="{web.url}/archive/{issue["slug"]}"' in index.text
-    local = issue["created_at"].astimezone(web.settings.timezone)
+    assert issue.subject.replace("'", "&#39;") in index.text
+    assert issue.preheader.replace("'", "&#39;") in index.text
+    assert f'href="{web.url}/archive/{issue.slug}"' in index.text
+    local = issue.created_at.astimezone(web.settings.timezone)
     assert f"{local.day} {local:%B %Y}" in index.text
     assert "Held back" not in index.text
 
@@ -449,9 +457,9 @@ def test_archive_page_index_and_feed(web):
     assert root.tag == f"{atom}feed"
     entries = root.findall(f"{atom}entry")
     assert len(entries) == 1
-    assert entries[0].findtext(f"{atom}title") == issue["subject"]
-    assert entries[0].findtext(f"{atom}summary") == issue["preheader"]
-    assert entries[0].find(f"{atom}link").get("href") == f"{web.url}/archive/{issue['slug']}"
+    assert entries[0].findtext(f"{atom}title") == issue.subject
+    assert entries[0].findtext(f"{atom}summary") == issue.preheader
+    assert entries[0].find(f"{atom}link").get("href") == f"{web.url}/archive/{issue.slug}"
     assert root.find(f"{atom}link[@rel='self']").get("href") == f"{web.url}/feed.xml"
 
 
@@ -497,9 +505,9 @@ def test_webhook_events_suppress_confirm_and_count_once(web, sendgrid):
     url = f"{web.url}/webhooks/sendgrid"
 
     def snapshot():
-        issue = store.get_issue(issue_id)
-        subs = {row["email"]: row["status"] for row in store.list_subscribers()}
-        return subs, store.delivery_counts(issue_id), issue["opens"], issue["clicks"]
+        issue = store.queue.get_issue(issue_id)
+        subs = {row.email: row.status for row in store.subscribers.each()}
+        return subs, store.deliveries.counts(issue_id), issue.opens, issue.clicks
 
     assert sendgrid.post_events(events, url=url) == 200
     subs, counts, opens, clicks = snapshot()
@@ -510,7 +518,7 @@ def test_webhook_events_suppress_confirm_and_count_once(web, sendgrid):
     assert subs["group@example.com"] == UNSUBSCRIBED
     assert subs["blocked@example.com"] == ACTIVE  # a block is not a dead address
     assert subs["one@example.com"] == subs["two@example.com"] == ACTIVE
-    assert {r["email"] for r in store.deliveries_in_state(issue_id, SENT)} == {
+    assert {r.email for r in store.deliveries.in_state(issue_id, SENT)} == {
         "one@example.com",
         "two@example.com",
     }
@@ -587,9 +595,12 @@ def test_unsubscribe_link_from_a_delivered_email_stops_the_next_issue(web):
     leaver = add_subscriber(web.store, "leaver@example.com", "Leaver")
     stayer = add_subscriber(web.store, "stayer@example.com", "Stayer")
     first = publish_next(web, "001_the-lighthouse-keepers-daughter.txt")
-    assert sorted(web.store.sent_emails(first)) == ["leaver@example.com", "stayer@example.com"]
+    assert sorted(web.store.deliveries.sent_emails(first)) == [
+        "leaver@example.com",
+        "stayer@example.com",
+    ]
 
-    msg = read_eml(eml_for(web, first, leaver["id"]))
+    msg = read_eml(eml_for(web, first, leaver.id))
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     header_link = msg["List-Unsubscribe"].strip().removeprefix("<").removesuffix(">")
     html = msg.get_body(("html",)).get_content()
@@ -603,6 +614,6 @@ def test_unsubscribe_link_from_a_delivered_email_stops_the_next_issue(web):
     assert status_of(web.store, "leaver@example.com") == UNSUBSCRIBED
 
     second = publish_next(web, "002_static-over-galveston.txt")
-    assert web.store.sent_emails(second) == ["stayer@example.com"]
-    assert eml_for(web, second, stayer["id"]).exists()
-    assert not eml_for(web, second, leaver["id"]).exists()
+    assert web.store.deliveries.sent_emails(second) == ["stayer@example.com"]
+    assert eml_for(web, second, stayer.id).exists()
+    assert not eml_for(web, second, leaver.id).exists()

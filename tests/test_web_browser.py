@@ -8,11 +8,15 @@ import shutil
 
 import pytest
 
+from newsletter.records import SubscriberStatus
 from newsletter.screenshot import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
-from newsletter.store import ACTIVE, UNCONFIRMED, UNSUBSCRIBED
 from newsletter.subscribers import add_subscriber
 from newsletter.web.confirm import confirmation_path
 from tests.test_web import confirmation_link, live_web, read_eml, status_of, wait_for
+
+ACTIVE = SubscriberStatus.ACTIVE
+UNCONFIRMED = SubscriberStatus.UNCONFIRMED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 # The same browser and flags as `newsletter preview --screenshot`, on a phone's viewport.
 FLAGS = (*CHROMIUM_FLAGS, "--disable-dev-shm-usage", "--window-size=390,844")
@@ -97,12 +101,10 @@ def test_sign_up_and_confirm_in_a_browser(web, browser, tmp_path):
     press(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
 
     assert heading(browser) == "Check your inbox"
-    row = web.store.subscriber_by_email("browser.reader@example.com")
-    assert row["status"] == UNCONFIRMED and row["name"] == "Bea Reader"
+    row = web.store.subscribers.by_email("browser.reader@example.com")
+    assert row.status == UNCONFIRMED and row.name == "Bea Reader"
 
-    link = confirmation_link(
-        read_eml(wait_for(confirmation_path(web.settings, row["id"]))), web.url
-    )
+    link = confirmation_link(read_eml(wait_for(confirmation_path(web.settings, row.id))), web.url)
     browser.get(link)
     assert heading(browser) == "Confirm your subscription"
     assert status_of(web.store, "browser.reader@example.com") == UNCONFIRMED
@@ -115,7 +117,7 @@ def test_unsubscribe_in_a_browser(web, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     row = add_subscriber(web.store, "leaving@example.com", "Leaving")
-    browser.get(f"{web.url}/unsubscribe/{row['token']}")
+    browser.get(f"{web.url}/unsubscribe/{row.token}")
     assert heading(browser) == "Unsubscribe from Endings Explained?"
     assert fits_the_screen(browser)
     assert status_of(web.store, "leaving@example.com") == ACTIVE
@@ -126,5 +128,5 @@ def test_unsubscribe_in_a_browser(web, browser, tmp_path):
     assert heading(browser) == "You are unsubscribed"
     assert status_of(web.store, "leaving@example.com") == UNSUBSCRIBED
 
-    browser.get(f"{web.url}/unsubscribe/{row['token'][:-3]}")
+    browser.get(f"{web.url}/unsubscribe/{row.token[:-3]}")
     assert heading(browser) == "This link is not valid"

@@ -50,10 +50,10 @@ def test_three_workers_share_one_issue_exactly_once(tmp_path, server, database_u
     assert all(w.returncode == 0 for w in workers), outputs
     delivered = [m.to for m in server.messages]
     assert len(delivered) == 3000 and len(set(delivered)) == 3000
-    sent = store.deliveries_in_state(issue_id, "sent")
+    sent = store.deliveries.in_state(issue_id, "sent")
     assert len(sent) == 3000
-    assert len({row["worker"] for row in sent}) >= 2  # the work really was shared
-    assert store.get_issue(issue_id)["status"] == "sent"
+    assert len({row.worker for row in sent}) >= 2  # the work really was shared
+    assert store.queue.get_issue(issue_id).status == "sent"
     store.close()
 
 
@@ -65,16 +65,16 @@ def test_a_killed_worker_leaves_only_its_batch_uncertain(tmp_path, server, datab
     others = [start(["worker", "--once"], tmp_path, env) for _ in range(2)]
     assert wait_until(lambda: server.requests_accepted >= 10, timeout=60)
     kill9(victim)
-    rows = store.deliveries_in_state(issue_id, "in_flight")
-    caught = {r["email"] for r in rows if r["worker"].split(":")[1] == str(victim.pid)}
+    rows = store.deliveries.in_state(issue_id, "in_flight")
+    caught = {r.email for r in rows if r.worker.split(":")[1] == str(victim.pid)}
     for proc in others:
         proc.communicate(timeout=120)
     time.sleep(0.3)
     delivered = [m.to for m in server.messages]
     assert len(delivered) == len(set(delivered))
-    uncertain = {r["email"] for r in store.deliveries_in_state(issue_id, "uncertain")}
+    uncertain = {r.email for r in store.deliveries.in_state(issue_id, "uncertain")}
     assert uncertain == caught
-    counts = store.delivery_counts(issue_id)
+    counts = store.deliveries.counts(issue_id)
     assert counts["sent"] + counts["uncertain"] == 2000 and counts["pending"] == 0
     store.close()
 
@@ -83,13 +83,13 @@ def test_a_remote_workers_claim_is_taken_over_only_after_the_timeout(
     tmp_path, server, database_url
 ):
     _, store, issue_id = prepared(tmp_path, server, 30, 10, database_url)
-    batch = store.claim_batch(issue_id, 10, worker="another-host:4242:cafe")
+    batch = store.deliveries.claim(issue_id, 10, worker="another-host:4242:cafe")
     policy = DeliveryPolicy(claim_timeout=timedelta(seconds=1))
     assert recover_in_flight(store, issue_id, policy) == 0  # a live remote sender's batch
-    assert len(store.deliveries_in_state(issue_id, "in_flight")) == 10
+    assert len(store.deliveries.in_state(issue_id, "in_flight")) == 10
     time.sleep(1.2)
     assert recover_in_flight(store, issue_id, policy) == 10  # abandoned: now uncertain
-    assert {r["batch"] for r in store.deliveries_in_state(issue_id, "uncertain")} == {batch.number}
+    assert {r.batch for r in store.deliveries.in_state(issue_id, "uncertain")} == {batch.number}
     store.close()
 
 
@@ -99,9 +99,9 @@ def test_a_claim_takes_exactly_its_batch(tmp_path, server, database_url):
     _, store, issue_id = prepared(tmp_path, server, 95, 10, database_url)
     sizes = []
     after = 0
-    while batch := store.claim_batch(issue_id, 10, worker="w", after=after):
+    while batch := store.deliveries.claim(issue_id, 10, worker="w", after=after):
         sizes.append(len(batch.recipients))
         after = batch.last_id
-        assert store.delivery_counts(issue_id)["in_flight"] == sum(sizes)
+        assert store.deliveries.counts(issue_id)["in_flight"] == sum(sizes)
     assert sizes == [10] * 9 + [5]
     store.close()

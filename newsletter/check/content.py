@@ -109,7 +109,7 @@ def check_placeholders(
     sources: list[tuple[str, list[tuple[str, int | None]]]] = [
         ("subject", [(subject or "", None)]),
         ("preheader", [(preheader or "", None)]),
-        ("html", doc.texts),
+        ("html", list(doc.texts)),
         ("text", [(line, n) for n, line in enumerate((text or "").splitlines(), start=1)]),
     ]
     findings = []

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from newsletter.errors import StoreError
+from newsletter.exceptions import StoreError
+from newsletter.store._errors import map_error
+from newsletter.store.schema import reading
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -109,16 +111,14 @@ def _safe_url(engine: Engine) -> str:
 
 
 def _store_error(engine: Engine, exc: DBAPIError, doing: str) -> StoreError:
-    detail = str(exc.orig).strip() or type(exc.orig).__name__
-    return StoreError(f"database {_safe_url(engine)}: {doing}: {detail}")
+    return map_error(exc, _safe_url(engine), doing)
 
 
 @contextmanager
 def _reading(engine: Engine) -> Iterator[Connection]:
-    # `sqlite_begin` is the Store's option for a plain (deferred) BEGIN: a read must not take
-    # SQLite's write lock. Other engines ignore the option.
+    # A read must not take SQLite's write lock (see `schema.reading`).
     with engine.connect() as conn:
-        conn = conn.execution_options(sqlite_begin="DEFERRED")
+        conn = reading(conn)
         with conn.begin():
             yield conn
 
@@ -135,7 +135,9 @@ def _locked(engine: Engine) -> Iterator[Connection]:
             if dialect == "sqlite":
                 # The Store's engine has already said BEGIN IMMEDIATE (its "begin" event). A
                 # plain engine's sqlite3 module has begun nothing yet: take the lock here.
-                if not conn.connection.driver_connection.in_transaction:
+                driver = conn.connection.driver_connection
+                assert driver is not None  # an open connection has its driver's connection
+                if not driver.in_transaction:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
             elif dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
@@ -201,12 +203,12 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def schema_differences(engine: Engine) -> list:
-    """What Alembic's autogenerate sees between the database and `newsletter.store.metadata`:
+    """What Alembic's autogenerate sees between the database and the store's schema:
     an empty list when the migrations and the code agree."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from newsletter.store import metadata
+    from newsletter.store.schema import metadata
 
     with _reading(engine) as conn:
         context = MigrationContext.configure(

@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from newsletter.migrations import include_object
-from newsletter.store import metadata
+from newsletter.store.schema import metadata
 
 config = context.config
 
@@ -46,7 +46,10 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no connection given and no sqlalchemy.url set")
+    engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             _configure(connection=connection, render_as_batch=engine.dialect.name == "sqlite")

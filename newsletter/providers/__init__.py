@@ -1,5 +1,7 @@
 """Providers send one batch of one issue. They share one small interface and a few typed
-outcomes, so the delivery state machine never needs to know which provider it is driving."""
+outcomes (`newsletter.exceptions.ProviderError` and its kinds), so the delivery state machine
+never needs to know which provider it is driving. Loading this interface loads neither the
+database layer nor the renderer."""
 
 from __future__ import annotations
 
@@ -7,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from newsletter.config import Settings
-from newsletter.errors import ConfigError, NewsletterError
-from newsletter.render import RenderedIssue, unsubscribe_url
-from newsletter.store import Recipient
+from newsletter.exceptions import ConfigError
+from newsletter.links import unsubscribe_url
+from newsletter.records import Recipient, RenderedIssue
 
 
 @dataclass(frozen=True)
@@ -69,40 +71,6 @@ class Accepted:
 
     message_ids: str | dict[int, str]
     rejected: dict[int, str] = field(default_factory=dict)
-
-
-class ProviderError(NewsletterError):
-    """Base of the outcomes the delivery layer acts on."""
-
-
-class RateLimited(ProviderError):
-    def __init__(self, message: str, retry_at: float | None) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at  # unix time, or None to back off
-
-
-class TransientError(ProviderError):
-    """Nothing was taken (clear 5xx answer, refused connection): retry with backoff."""
-
-
-class Rejected(ProviderError):
-    """The provider refused this batch for good (SendGrid 400): do not retry it."""
-
-    def __init__(self, message: str, details: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.details = details or []
-
-
-class CredentialsRefused(ProviderError):
-    """The key or the sender is refused (401/403): stop the whole issue."""
-
-
-class TooLarge(ProviderError):
-    """The request body is too large (413): split the batch."""
-
-
-class Uncertain(ProviderError):
-    """The request may have gone out (timeout or reset after sending): never resend silently."""
 
 
 class Provider(Protocol):

@@ -35,8 +35,10 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.providers import Accepted, Message, OutgoingBatch, Rejected, TransientError
-from newsletter.render import RenderedIssue, header_safe, substitution_values
+from newsletter.exceptions import Rejected, TransientError
+from newsletter.providers import Accepted, Message, OutgoingBatch
+from newsletter.records import RenderedIssue
+from newsletter.render import header_safe, substitution_values
 
 # Long URL headers (List-Unsubscribe) stay on one line: folding them right after the colon
 # trips some parsers. 998 is the hard limit of RFC 5322.
@@ -74,7 +76,9 @@ def _fold(name: str, value: object) -> bytes:
 
 def _encoded_words(text: str) -> str:
     """`text` as RFC 2047 base64 encoded words, split between characters."""
-    words, chunk, size = [], [], 0
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for char in text:
         width = len(char.encode("utf-8"))
         if size + width > _WORD_BYTES:
@@ -376,7 +380,7 @@ class OutboxProvider:
         self._template: tuple[tuple[int, str], MessageTemplate] | None = None
 
     def _issue_template(self, batch: OutgoingBatch) -> MessageTemplate:
-        key = (batch.issue_id, batch.rendered.nonce)
+        key = (batch.issue_id, batch.rendered.placeholder_nonce)
         if self._template is None or self._template[0] != key:
             self._template = (key, issue_template(self.settings, batch.rendered, batch.issue_id))
         return self._template[1]

@@ -13,23 +13,22 @@ import json
 import logging
 import urllib.error
 from dataclasses import dataclass
+from typing import Any
 
 import python_http_client.exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from newsletter.config import SendGridSettings, Settings, secret
-from newsletter.errors import ConfigError
-from newsletter.providers import (
-    Accepted,
+from newsletter.exceptions import (
+    ConfigError,
     CredentialsRefused,
-    Message,
-    OutgoingBatch,
     RateLimited,
     Rejected,
     TooLarge,
     TransientError,
     Uncertain,
 )
+from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.render import header_safe, substitution_values
 
 log = logging.getLogger(__name__)
@@ -140,7 +139,7 @@ class SendGridProvider:
     # -- building the request ----------------------------------------------------------
     def build_request(self, batch: OutgoingBatch) -> BuiltRequest:
         """The v3 Mail Send body for a batch, minus recipients SendGrid would refuse."""
-        personalizations = []
+        personalizations: list[dict[str, Any]] = []
         skipped: dict[int, str] = {}
         seen: set[str] = set()
         largest = 0
@@ -180,7 +179,7 @@ class SendGridProvider:
                 }
             )
         rendered = batch.rendered
-        body: dict = {
+        body: dict[str, Any] = {
             "personalizations": personalizations,
             "from": {"email": self.settings.from_email},
             "subject": header_safe(rendered.subject),
@@ -223,7 +222,7 @@ class SendGridProvider:
         to = {"email": message.to_email}
         if name := display_name(message.to_name):
             to["name"] = name
-        body = {
+        body: dict[str, Any] = {
             "personalizations": [{"to": [to]}],
             "from": {"email": self.settings.from_email},
             "subject": header_safe(message.subject),

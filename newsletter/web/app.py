@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -154,7 +155,7 @@ def by_method(get: Handler, post: Handler) -> Callable[[Request], Awaitable[Resp
         handler = post if request.method == "POST" else get
         if inspect.iscoroutinefunction(handler):
             return await handler(request)
-        return await run_in_threadpool(handler, request)
+        return await run_in_threadpool(cast(Callable[[Request], Response], handler), request)
 
     return endpoint
 

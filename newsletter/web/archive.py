@@ -12,11 +12,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from newsletter.config import Settings
-from newsletter.render import view_url
-from newsletter.store import ISSUE_SENDING, ISSUE_SENT, Store
+from newsletter.links import view_url
+from newsletter.records import IssueStatus, IssueSummary
+from newsletter.store import Store
 from newsletter.web.state import web_state
 
-PUBLIC_STATUSES = (ISSUE_SENDING, ISSUE_SENT)
+PUBLIC_STATUSES = (IssueStatus.SENDING, IssueStatus.SENT)
 FEED_ENTRIES = 50
 ATOM_NS = "http://www.w3.org/2005/Atom"
 # The issue's own HTML has inline styles and may show images; it never needs scripts, frames
@@ -28,15 +29,15 @@ ARCHIVE_CSP = (
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-def published_issues(store: Store) -> list[dict]:
+def published_issues(store: Store) -> list[IssueSummary]:
     """Issues readers may see, newest first."""
-    return [i for i in store.list_issues() if i["status"] in PUBLIC_STATUSES]
+    return [i for i in store.queue.list_issues() if i.status in PUBLIC_STATUSES]
 
 
 def archive_issue(request: Request) -> Response:
     state = web_state(request)
-    issue = state.store.issue_by_slug(request.path_params["slug"])
-    if issue is None or issue["status"] not in PUBLIC_STATUSES or not issue["archive_html"]:
+    issue = state.store.queue.issue_by_slug(request.path_params["slug"])
+    if issue is None or issue.status not in PUBLIC_STATUSES or not issue.archive_html:
         return state.page(
             "error.html",
             404,
@@ -44,7 +45,7 @@ def archive_issue(request: Request) -> Response:
             message="There is no published issue at this address.",
         )
     return HTMLResponse(
-        issue["archive_html"],
+        issue.archive_html,
         headers={"Content-Security-Policy": ARCHIVE_CSP, "Cache-Control": "public, max-age=300"},
     )
 
@@ -58,12 +59,12 @@ def archive_index(request: Request) -> Response:
     settings = state.settings
     entries = []
     for issue in published_issues(state.store):
-        when = _local(settings, issue["created_at"])
+        when = _local(settings, issue.created_at)
         entries.append(
             {
-                "url": view_url(settings, issue["slug"]),
-                "subject": issue["subject"],
-                "preheader": issue["preheader"],
+                "url": view_url(settings, issue.slug),
+                "subject": issue.subject,
+                "preheader": issue.preheader,
                 "iso": when.isoformat(timespec="seconds"),
                 "date": f"{when.day} {when:%B %Y}",
             }
@@ -79,7 +80,7 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def atom_feed(settings: Settings, issues: list[dict]) -> bytes:
+def atom_feed(settings: Settings, issues: list[IssueSummary]) -> bytes:
     """An Atom 1.0 document (RFC 4287) for the newest published issues."""
     issues = issues[:FEED_ENTRIES]
     feed = ET.Element("feed", {"xmlns": ATOM_NS, "xml:lang": settings.language or "en"})
@@ -93,7 +94,7 @@ def atom_feed(settings: Settings, issues: list[dict]) -> bytes:
     archive_url = f"{settings.base_url}/archive"
     child(feed, "id", archive_url)
     child(feed, "title", settings.name)
-    newest = max((i["created_at"] for i in issues), default=None)
+    newest = max((i.created_at for i in issues), default=None)
     child(feed, "updated", _rfc3339(newest) if newest else "1970-01-01T00:00:00Z")
     child(
         feed, "link", rel="self", type="application/atom+xml", href=f"{settings.base_url}/feed.xml"
@@ -102,14 +103,14 @@ def atom_feed(settings: Settings, issues: list[dict]) -> bytes:
     author = child(feed, "author")
     child(author, "name", settings.from_name or settings.name)
     for issue in issues:
-        url = view_url(settings, issue["slug"])
+        url = view_url(settings, issue.slug)
         entry = child(feed, "entry")
         child(entry, "id", url)
-        child(entry, "title", issue["subject"])
+        child(entry, "title", issue.subject)
         child(entry, "link", rel="alternate", type="text/html", href=url)
-        child(entry, "published", _rfc3339(issue["created_at"]))
-        child(entry, "updated", _rfc3339(issue["finished_at"] or issue["created_at"]))
-        child(entry, "summary", issue["preheader"], type="text")
+        child(entry, "published", _rfc3339(issue.created_at))
+        child(entry, "updated", _rfc3339(issue.finished_at or issue.created_at))
+        child(entry, "summary", issue.preheader, type="text")
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 

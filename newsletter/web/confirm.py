@@ -7,6 +7,7 @@ from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.providers import Message, make_provider
+from newsletter.records import Subscriber
 from newsletter.render import header_safe
 from newsletter.web.templating import render
 
@@ -18,18 +19,18 @@ def confirm_url(settings: Settings, token: str) -> str:
 CATEGORY = "confirmations"
 
 
-def build_confirmation(settings: Settings, subscriber: dict) -> Message:
+def build_confirmation(settings: Settings, subscriber: Subscriber) -> Message:
     """The confirmation email for one pending subscriber, with their signed link."""
-    url = confirm_url(settings, subscriber["token"])
-    name = header_safe(subscriber.get("name") or "", 200)
+    url = confirm_url(settings, subscriber.token)
+    name = header_safe(subscriber.name or "", 200)
     return Message(
-        to_email=subscriber["email"],
+        to_email=subscriber.email,
         to_name=name,
         subject=f"Confirm your subscription to {settings.name}",
         text=render(settings, "email/confirm.txt", name=name, url=url),
         html=render(settings, "email/confirm.html", name=name, url=url),
         category=CATEGORY,
-        key=str(subscriber["id"]),
+        key=str(subscriber.id),
     )
 
 
@@ -38,7 +39,7 @@ def confirmation_path(settings: Settings, subscriber_id: int) -> Path:
     return settings.outbox_path / CATEGORY / f"{subscriber_id}.eml"
 
 
-def send_confirmation(settings: Settings, subscriber: dict) -> str:
+def send_confirmation(settings: Settings, subscriber: Subscriber) -> str:
     """Send the confirmation email through the configured provider; returns its message id.
     Raises NewsletterError (a ProviderError) when the provider cannot send it."""
     return make_provider(settings).send_message(build_confirmation(settings, subscriber))

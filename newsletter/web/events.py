@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from newsletter.errors import ConfigError
-from newsletter.store import BOUNCED, COMPLAINED, SENT, UNCERTAIN, UNSUBSCRIBED, Store
+from newsletter.exceptions import ConfigError
+from newsletter.records import DeliveryState, SubscriberStatus
+from newsletter.store import Store
 
 log = logging.getLogger(__name__)
+
+BOUNCED, COMPLAINED = SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
+SENT, UNCERTAIN = DeliveryState.SENT, DeliveryState.UNCERTAIN
 
 PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -146,7 +151,7 @@ def apply_events(store: Store, events: list) -> EventSummary:
         status = suppression_status(event)
         email = event.get("email")
         if status is not None and isinstance(email, str) and email.strip():
-            if store.suppress_subscriber(email, status):
+            if store.subscribers.suppress(email, status):
                 summary.suppressed += 1
         elif kind in CONFIRMING:
             issue_id, subscriber_id = _int_arg(event, "issue_id"), _int_arg(event, "subscriber_id")
@@ -162,17 +167,17 @@ def apply_events(store: Store, events: list) -> EventSummary:
             else:
                 summary.ignored += 1
     for issue_id, subscriber_ids in to_confirm.items():
-        summary.confirmed += store.settle_deliveries(
+        summary.confirmed += store.deliveries.settle(
             issue_id, UNCERTAIN, SENT, sorted(subscriber_ids)
         )
     counts: dict[int, Counter] = defaultdict(Counter)
     for kind, issue_id, event_id in engagement:
-        if store.first_time_event(event_id):
+        if store.events.first_time(event_id):
             counts[issue_id][kind] += 1
         else:
             summary.duplicates += 1
     for issue_id, counter in counts.items():
-        store.add_engagement(issue_id, opens=counter["open"], clicks=counter["click"])
+        store.queue.add_engagement(issue_id, opens=counter["open"], clicks=counter["click"])
         summary.opens += counter["open"]
         summary.clicks += counter["click"]
     return summary

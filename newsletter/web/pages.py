@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.errors import NewsletterError
-from newsletter.store import ACTIVE, SUPPRESSED, UNCONFIRMED, UNSUBSCRIBED
+from newsletter.exceptions import Duplicate, NewsletterError
+from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.subscribers import add_subscriber, normalize_address
 from newsletter.tokens import verify_token
 from newsletter.web.confirm import send_confirmation
@@ -56,34 +56,34 @@ async def subscribe_submit(request: Request) -> Response:
     return state.page("subscribe_sent.html", background=task)
 
 
-def sign_up(state: WebState, address: str, name: str) -> dict | None:
+def sign_up(state: WebState, address: str, name: str) -> Subscriber | None:
     """Record a pending subscriber; return the row to send a confirmation to, if any.
     Known addresses are never changed: active ones stay, suppressed ones are not resubscribed."""
     store = state.store
-    existing = store.subscriber_by_email(address)
+    existing = store.subscribers.by_email(address)
     if existing is None:
         try:
-            existing = add_subscriber(store, address, name, status=UNCONFIRMED)
-        except NewsletterError:
+            existing = add_subscriber(store, address, name, status=SubscriberStatus.UNCONFIRMED)
+        except Duplicate:
             # Lost a race with a simultaneous sign-up of the same address (unique key).
-            existing = store.subscriber_by_email(address)
+            existing = store.subscribers.by_email(address)
             if existing is None:
                 raise
-    if existing["status"] != UNCONFIRMED:
+    if existing.status != SubscriberStatus.UNCONFIRMED:
         return None
-    if not state.confirmations.allow(existing["email"].lower()):
+    if not state.confirmations.allow(existing.email.lower()):
         return None
     return existing
 
 
-def _send_confirmation(state: WebState, subscriber: dict) -> None:
+def _send_confirmation(state: WebState, subscriber: Subscriber) -> None:
     """Runs after the answer is sent: a slow provider never delays (or reveals) anything."""
     try:
         send_confirmation(state.settings, subscriber)
     except NewsletterError as exc:
-        log.error("sign-up confirmation for subscriber %s not sent: %s", subscriber["id"], exc)
+        log.error("sign-up confirmation for subscriber %s not sent: %s", subscriber.id, exc)
     except Exception:
-        log.exception("sign-up confirmation for subscriber %s not sent", subscriber["id"])
+        log.exception("sign-up confirmation for subscriber %s not sent", subscriber.id)
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -100,14 +100,14 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 # -- tokens ------------------------------------------------------------------------------------
-def subscriber_for_token(state: WebState, token: str) -> dict | None:
+def subscriber_for_token(state: WebState, token: str) -> Subscriber | None:
     """The subscriber a link belongs to, or None for any bad token. The signature is checked
     in constant time first, so forged tokens never reach the database."""
     # verify_token raises TypeError on non-ASCII input (hmac.compare_digest): no real token
     # is anything but ASCII, so such input is simply a bad token.
     if not token.isascii() or not verify_token(state.token_secret, token):
         return None
-    return state.store.subscriber_by_token(token)
+    return state.store.subscribers.by_token(token)
 
 
 def invalid_link(state: WebState) -> Response:
@@ -120,9 +120,9 @@ def confirm_page(request: Request) -> Response:
     subscriber = subscriber_for_token(state, request.path_params["token"])
     if subscriber is None:
         return invalid_link(state)
-    if subscriber["status"] == UNCONFIRMED:
+    if subscriber.status == SubscriberStatus.UNCONFIRMED:
         return state.page("confirm.html")
-    return state.page("confirmed.html", left=subscriber["status"] in SUPPRESSED)
+    return state.page("confirmed.html", left=subscriber.status in SUPPRESSED)
 
 
 def confirm_submit(request: Request) -> Response:
@@ -130,10 +130,10 @@ def confirm_submit(request: Request) -> Response:
     subscriber = subscriber_for_token(state, request.path_params["token"])
     if subscriber is None:
         return invalid_link(state)
-    if subscriber["status"] == UNCONFIRMED:
-        state.store.confirm_subscriber(subscriber["id"])
-        subscriber = state.store.subscriber_by_token(request.path_params["token"]) or subscriber
-    return state.page("confirmed.html", left=subscriber["status"] != ACTIVE)
+    if subscriber.status == SubscriberStatus.UNCONFIRMED:
+        state.store.subscribers.confirm(subscriber.id)
+        subscriber = state.store.subscribers.by_token(request.path_params["token"]) or subscriber
+    return state.page("confirmed.html", left=subscriber.status != SubscriberStatus.ACTIVE)
 
 
 # -- unsubscribe -------------------------------------------------------------------------------
@@ -153,5 +153,5 @@ def unsubscribe_submit(request: Request) -> Response:
     if subscriber is None:
         return invalid_link(state)
     # suppress_subscriber never turns a bounce or a complaint into a mere unsubscribe.
-    state.store.suppress_subscriber(subscriber["email"], UNSUBSCRIBED)
+    state.store.subscribers.suppress(subscriber.email, SubscriberStatus.UNSUBSCRIBED)
     return state.page("unsubscribed.html")

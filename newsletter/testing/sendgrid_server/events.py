@@ -39,12 +39,13 @@ def load_private_key(
         return ec.generate_private_key(ec.SECP256R1())
     if isinstance(key, str):
         key = key.encode()
+    loaded: object = key
     if isinstance(key, bytes):
         try:
             loaded = serialization.load_pem_private_key(key, password=None)
         except ValueError:
             loaded = serialization.load_der_private_key(key, password=None)
-        key = loaded
+    key = loaded  # type: ignore[assignment]
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise TypeError("event_private_key must be an ECDSA private key (object, PEM or DER)")
     if key.curve.name != ec.SECP256R1.name:

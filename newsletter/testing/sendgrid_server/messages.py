@@ -78,7 +78,7 @@ def expand(body: dict[str, Any], message_id: str, sandbox: bool) -> list[Deliver
                     to=recipient["email"],
                     to_name=recipient.get("name"),
                     from_email=sender["email"],
-                    subject=subject,
+                    subject=subject or "",
                     text=pers_text,
                     html=pers_html,
                     headers=dict(headers),

@@ -247,7 +247,10 @@ class _HTTPServer(ThreadingHTTPServer):
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse-DNS lookup that can
         # stall for seconds on machines without network; we know our own name.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[0], self.server_address[1]
+        self.server_name, self.server_port = (
+            str(self.server_address[0]),
+            int(self.server_address[1]),
+        )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):

@@ -1,0 +1,121 @@
+"""Every exception of the project, in one place. Standard library only.
+
+Each one is a `NewsletterError`: its message is meant for the user as is (it names the file,
+the line, the setting or the database), so the CLI prints it on one line, never a traceback.
+
+    NewsletterError
+    ├── ConfigError              a setting is missing or invalid
+    ├── ArticleError             an article file cannot be used (file and line)
+    ├── NotFound                 the named issue, article or subscriber does not exist
+    ├── CheckFailed              the finished email has errors: nothing was sent
+    ├── SenderBusy               another process holds the sending lease
+    ├── LeaseLost                this process stalled past its lease: it stops sending
+    ├── WorkerStopping           a stop was asked for: stops between batches, resumable
+    ├── StoreError               the database failed (names the database, secrets hidden)
+    │   ├── Duplicate            a unique key already exists (e.g. a sign-up race)
+    │   ├── DatabaseUnavailable  cannot connect, or locked for too long
+    │   └── ReadOnlyDatabase     the file or the transaction is read-only
+    └── ProviderError            the outcomes of a provider request the delivery layer acts on
+        ├── RateLimited          retry at `retry_at` (or back off)
+        ├── TransientError       nothing was taken: retry with backoff
+        ├── Rejected             refused for good: do not retry this batch
+        ├── CredentialsRefused   the key or the sender is refused: stop the issue
+        ├── TooLarge             the request is too large: split the batch
+        └── Uncertain            may have gone out: never resend silently
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class NewsletterError(Exception):
+    """Base of every error a user can act on; its message is meant to be printed as is."""
+
+
+class ConfigError(NewsletterError):
+    """A setting is missing or invalid; the message names the file and the key."""
+
+
+class ArticleError(NewsletterError):
+    """An article file cannot be used; names the file and, when known, the line."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.message = message
+        where = f"{self.path}:{line}" if line else f"{self.path}"
+        super().__init__(f"{where}: {message}")
+
+
+class NotFound(NewsletterError):
+    """The issue, article or subscriber named on the command line does not exist."""
+
+
+class CheckFailed(NewsletterError):
+    """The finished email has errors (`newsletter check`); nothing was sent."""
+
+
+class SenderBusy(NewsletterError):
+    """Another process holds the sending lease (a second scheduler, or a run in progress)."""
+
+
+class LeaseLost(NewsletterError):
+    """This process stalled past its lease and another sender may have taken over."""
+
+
+class WorkerStopping(NewsletterError):
+    """Raised between batches once a stop was asked for (a worker, or a scheduler shutting
+    down); the issue stays resumable."""
+
+
+# -- the database -------------------------------------------------------------------------
+class StoreError(NewsletterError):
+    """The database refused a write or a read (read-only file, full disk, locked)."""
+
+
+class Duplicate(StoreError):
+    """A row with the same unique key exists already (another process inserted it first)."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached (no server, wrong path) or stayed locked too long."""
+
+
+class ReadOnlyDatabase(StoreError):
+    """The database file, its folder or the transaction is read-only."""
+
+
+# -- provider outcomes --------------------------------------------------------------------
+class ProviderError(NewsletterError):
+    """Base of the outcomes the delivery layer acts on."""
+
+
+class RateLimited(ProviderError):
+    def __init__(self, message: str, retry_at: float | None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at  # unix time, or None to back off
+
+
+class TransientError(ProviderError):
+    """Nothing was taken (clear 5xx answer, refused connection): retry with backoff."""
+
+
+class Rejected(ProviderError):
+    """The provider refused this batch for good (SendGrid 400): do not retry it."""
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
+class CredentialsRefused(ProviderError):
+    """The key or the sender is refused (401/403): stop the whole issue."""
+
+
+class TooLarge(ProviderError):
+    """The request body is too large (413): split the batch."""
+
+
+class Uncertain(ProviderError):
+    """The request may have gone out (timeout or reset after sending): never resend silently."""

@@ -1,0 +1,207 @@
+"""The typed records and states every layer shares: what the store returns, what a provider
+is handed, what the web side and the CLI print. Standard library only, so importing it (the
+provider interface does) never drags in SQLAlchemy, Alembic or premailer.
+
+States are `StrEnum`s whose values are the strings stored in the database: a member compares
+and hashes equal to its string, so the schema and existing data do not change.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class DeliveryState(StrEnum):
+    """One (issue, subscriber) row of the delivery log: pending -> in_flight -> sent | failed
+    | uncertain; skipped when the subscriber left before their batch went out."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    SKIPPED = "skipped"
+
+
+class SubscriberStatus(StrEnum):
+    """Only `active` subscribers get issues; the suppressed ones never again by themselves."""
+
+    ACTIVE = "active"
+    UNCONFIRMED = "unconfirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+SUPPRESSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+
+
+class IssueStatus(StrEnum):
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class ArticleStatus(StrEnum):
+    QUEUED = "queued"
+    PUBLISHED = "published"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class Placeholders:
+    """Per-subscriber slots in the rendered issue. The random nonce means no article text can
+    collide with them (or trigger a SendGrid substitution by accident)."""
+
+    name_html: str
+    name_text: str
+    unsubscribe_url: str
+
+    @classmethod
+    def make(cls, nonce: str) -> Placeholders:
+        return cls(
+            name_html=f"nl_{nonce}_name_html",
+            name_text=f"nl_{nonce}_name_text",
+            unsubscribe_url=f"nl_{nonce}_unsubscribe_url",
+        )
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """An issue rendered once, placeholders and all. Its fields but `view_url` are the
+    content columns of the issue row (same names): `IssueRecord.rendered` maps back."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    archive_html: str
+    placeholder_nonce: str
+    view_url: str
+    slug: str
+    # Only when an article's own text has `{{` or `{%`: the same email rendered with those
+    # braces neutralised, so `newsletter check` can look for leftovers of *our* templates
+    # there (article text is escaped, never evaluated: its braces are not leftovers).
+    # Not stored: the check runs before the issue is created.
+    without_article_braces: RenderedIssue | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def placeholders(self) -> Placeholders:
+        return Placeholders.make(self.placeholder_nonce)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    status: SubscriberStatus
+    token: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Recipient(NamedTuple):
+    """One subscriber in a claimed batch, with what a provider needs to address them.
+    (A named tuple: a million of them are made per issue.)"""
+
+    subscriber_id: int
+    email: str
+    name: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    issue_id: int
+    number: int
+    recipients: tuple[Recipient, ...]
+    first_id: int  # the lowest and highest subscriber ids claimed: the next claim starts
+    last_id: int  # after `last_id`, and the batch's rows lie between the two
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedArticle:
+    """A row of the editors' queue."""
+
+    id: int
+    filename: str
+    title: str
+    position: int
+    status: ArticleStatus
+    queued_at: datetime
+    not_before: datetime | None
+    last_error: str | None
+    issue_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSummary:
+    """An issue without its (large) bodies: what lists and the archive index show."""
+
+    id: int
+    slug: str
+    subject: str
+    preheader: str
+    status: IssueStatus
+    created_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRecord:
+    """A whole issue row: its rendered content and its sending state."""
+
+    id: int
+    slug: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    archive_html: str
+    placeholder_nonce: str
+    status: IssueStatus
+    created_at: datetime
+    scheduled_for: datetime | None
+    finished_at: datetime | None
+    last_error: str | None
+    next_batch: int
+    failed_batches: int
+    opens: int
+    clicks: int
+
+    def rendered(self, view_url: str) -> RenderedIssue:
+        """The issue as it was rendered once, at creation (the one row -> issue mapping)."""
+        return RenderedIssue(
+            subject=self.subject,
+            preheader=self.preheader,
+            html=self.html,
+            text=self.text,
+            archive_html=self.archive_html,
+            placeholder_nonce=self.placeholder_nonce,
+            view_url=view_url,
+            slug=self.slug,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One delivery of an issue with its subscriber's address, as the CLI and web read it."""
+
+    subscriber_id: int
+    email: str
+    batch: int | None
+    worker: str | None
+    error: str | None
+    message_id: str | None
+
+
+def utcnow() -> datetime:
+    """The one clock of the project: aware UTC (the store refuses naive times)."""
+    return datetime.now(UTC)

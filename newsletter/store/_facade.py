@@ -1,0 +1,79 @@
+"""The facade: engine, transactions, SQLite set-up and database errors mapped to ours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
+
+from newsletter.store._errors import map_error
+from newsletter.store.deliveries import Deliveries
+from newsletter.store.events import Events
+from newsletter.store.leases import Leases
+from newsletter.store.queue import Queue
+from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
+from newsletter.store.subscribers import Subscribers
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event below start transactions, not the sqlite3 module.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Writers take SQLite's write lock up front (BEGIN IMMEDIATE): a transaction that reads
+    and then writes (claiming a batch, taking a lease) can then neither fail half-way with
+    "database is locked" nor act on a stale read while another process writes."""
+    mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Store:
+    """The project's database: open it with a SQLAlchemy URL, then use its aggregates."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        self.safe_url = make_url(url).render_as_string(hide_password=True)
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        self.subscribers = Subscribers(self)
+        self.queue = Queue(self)
+        self.deliveries = Deliveries(self)
+        self.leases = Leases(self)
+        self.events = Events(self)
+        if create:
+            from newsletter import migrations
+
+            migrations.upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Connection]:
+        """One transaction; database failures become a StoreError that says what broke.
+        Read-only ones (`write=False`) do not take SQLite's write lock."""
+        try:
+            with self.engine.connect() as conn:
+                if not write:
+                    conn = reading(conn)
+                with conn.begin():
+                    yield conn
+        except DBAPIError as exc:
+            raise map_error(exc, self.safe_url) from exc

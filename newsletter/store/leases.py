@@ -1,0 +1,106 @@
+"""Leases (one active sender at a time, crash-safe takeover) and the small pieces of state
+kept in `meta` (the last served tick, the per-database signing key)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.records import utcnow
+from newsletter.store.schema import leases, meta_table
+
+if TYPE_CHECKING:
+    from newsletter.store import Store
+
+
+class Leases:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # -- leases (one active scheduler, crash-safe takeover) ---------------------------------
+    def acquire(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Take or renew the lease `name`; succeeds if free, expired, or already ours."""
+        now = utcnow()
+        with self._store.transaction() as conn:
+            taken = conn.execute(
+                update(leases)
+                .where(leases.c.name == name)
+                .where((leases.c.holder == holder) | (leases.c.expires_at < now))
+                .values(holder=holder, expires_at=now + ttl)
+            ).rowcount
+            if taken:
+                return True
+            if conn.scalar(select(func.count()).select_from(leases).where(leases.c.name == name)):
+                return False
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(leases).values(name=name, holder=holder, expires_at=now + ttl)
+                    )
+            except IntegrityError:
+                return False
+            return True
+
+    def take_over(self, name: str, old_holder: str, holder: str, ttl: timedelta) -> bool:
+        """Take a lease from a holder known to be dead, only if it is still theirs."""
+        with self._store.transaction() as conn:
+            return (
+                conn.execute(
+                    update(leases)
+                    .where(leases.c.name == name, leases.c.holder == old_holder)
+                    .values(holder=holder, expires_at=utcnow() + ttl)
+                ).rowcount
+                > 0
+            )
+
+    def release(self, name: str, holder: str) -> None:
+        with self._store.transaction() as conn:
+            conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
+
+    def holder(self, name: str) -> tuple[str, datetime] | None:
+        with self._store.transaction(write=False) as conn:
+            row = conn.execute(
+                select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name)
+            ).first()
+        return (row.holder, row.expires_at) if row else None
+
+    # -- meta ------------------------------------------------------------------------------
+    def secret_key(self) -> str:
+        """A per-database signing key, made once, for when NEWSLETTER_SECRET_KEY is not set."""
+        with self._store.transaction() as conn:
+            value = conn.scalar(select(meta_table.c.value).where(meta_table.c.key == "secret"))
+            if value is None:
+                value = secrets.token_urlsafe(32)
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(meta_table).values(key="secret", value=value))
+                except IntegrityError:  # another process made it first: use theirs
+                    value = conn.scalar(
+                        select(meta_table.c.value).where(meta_table.c.key == "secret")
+                    )
+            return str(value)
+
+    def get_meta(self, key: str) -> str | None:
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(select(meta_table.c.value).where(meta_table.c.key == key))
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or with None, delete) a small piece of state such as the last served tick."""
+        with self._store.transaction() as conn:
+            if value is None:
+                conn.execute(delete(meta_table).where(meta_table.c.key == key))
+                return
+            upsert = (sqlite_insert if self._store.is_sqlite else pg_insert)(meta_table).values(
+                key=key, value=value
+            )
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[meta_table.c.key], set_={"value": upsert.excluded.value}
+                )
+            )

@@ -1,0 +1,256 @@
+"""The editors' queue of articles and the issues made of it. Creating an issue takes its
+articles off the queue and plans its deliveries in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, literal, select, update
+
+from newsletter.exceptions import NotFound
+from newsletter.records import (
+    ArticleStatus,
+    DeliveryState,
+    IssueRecord,
+    IssueStatus,
+    IssueSummary,
+    QueuedArticle,
+    RenderedIssue,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.store.schema import articles, deliveries, issues, subscribers
+
+if TYPE_CHECKING:
+    from newsletter.store import Store
+
+_SUMMARY = (
+    issues.c.id,
+    issues.c.slug,
+    issues.c.subject,
+    issues.c.preheader,
+    issues.c.status,
+    issues.c.created_at,
+    issues.c.finished_at,
+    issues.c.last_error,
+)
+
+
+def _article(row: Any) -> QueuedArticle:
+    return QueuedArticle(
+        id=row.id,
+        filename=row.filename,
+        title=row.title,
+        position=row.position,
+        status=ArticleStatus(row.status),
+        queued_at=row.queued_at,
+        not_before=row.not_before,
+        last_error=row.last_error,
+        issue_id=row.issue_id,
+    )
+
+
+def _issue(row: Any) -> IssueRecord:
+    values = dict(row._mapping)
+    values["status"] = IssueStatus(values["status"])
+    return IssueRecord(**values)
+
+
+def _summary(row: Any) -> IssueSummary:
+    values = dict(row._mapping)
+    values["status"] = IssueStatus(values["status"])
+    return IssueSummary(**values)
+
+
+class Queue:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # -- articles ----------------------------------------------------------------------------
+    def add_article(self, filename: str, title: str, not_before: datetime | None) -> int:
+        """Put an article at the end of the queue (or back there if it was removed)."""
+        with self._store.transaction() as conn:
+            position = (conn.scalar(select(func.max(articles.c.position))) or 0) + 1
+            existing = conn.execute(
+                select(articles.c.id, articles.c.status).where(articles.c.filename == filename)
+            ).first()
+            values = dict(
+                title=title,
+                position=position,
+                status=ArticleStatus.QUEUED,
+                queued_at=utcnow(),
+                not_before=not_before,
+                last_error=None,
+                issue_id=None,
+            )
+            if existing is not None:
+                if existing.status == ArticleStatus.QUEUED:
+                    conn.execute(
+                        update(articles)
+                        .where(articles.c.id == existing.id)
+                        .values(title=title, not_before=not_before)
+                    )
+                    return int(existing.id)
+                conn.execute(update(articles).where(articles.c.id == existing.id).values(**values))
+                return int(existing.id)
+            key = conn.execute(insert(articles).values(filename=filename, **values))
+            assert key.inserted_primary_key is not None  # a single-row INSERT has one
+            return int(key.inserted_primary_key[0])
+
+    def known_files(self) -> set[str]:
+        with self._store.transaction(write=False) as conn:
+            return set(conn.scalars(select(articles.c.filename)))
+
+    def queued(self) -> list[QueuedArticle]:
+        """Queued articles in the order they will go out (FIFO by position)."""
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(
+                select(articles)
+                .where(articles.c.status == ArticleStatus.QUEUED)
+                .order_by(articles.c.position)
+            )
+            return [_article(r) for r in rows]
+
+    def set_article_error(self, article_id: int, error: str | None) -> None:
+        with self._store.transaction() as conn:
+            conn.execute(
+                update(articles).where(articles.c.id == article_id).values(last_error=error)
+            )
+
+    def remove_article(self, filename: str) -> QueuedArticle:
+        with self._store.transaction() as conn:
+            row = conn.execute(
+                select(articles)
+                .where(articles.c.filename == filename)
+                .where(articles.c.status == ArticleStatus.QUEUED)
+            ).first()
+            if row is None:
+                raise NotFound(f"no queued article {filename!r} (see 'newsletter queue list')")
+            conn.execute(
+                update(articles).where(articles.c.id == row.id).values(status=ArticleStatus.REMOVED)
+            )
+            return _article(row)
+
+    # -- issues ------------------------------------------------------------------------------
+    def create_issue(
+        self,
+        rendered: RenderedIssue,
+        article_ids: list[int],
+        scheduled_for: datetime | None = None,
+    ) -> int:
+        """Create the issue, take its articles off the queue and plan one delivery per active
+        subscriber, all in one transaction: either the issue exists with its whole plan, or
+        nothing changed."""
+        now = utcnow()
+        with self._store.transaction() as conn:
+            created = conn.execute(
+                insert(issues).values(
+                    slug=rendered.slug,
+                    subject=rendered.subject,
+                    preheader=rendered.preheader,
+                    html=rendered.html,
+                    text=rendered.text,
+                    archive_html=rendered.archive_html,
+                    placeholder_nonce=rendered.placeholder_nonce,
+                    status=IssueStatus.SENDING,
+                    created_at=now,
+                    scheduled_for=scheduled_for,
+                    next_batch=0,
+                    failed_batches=0,
+                    opens=0,
+                    clicks=0,
+                )
+            )
+            assert created.inserted_primary_key is not None  # a single-row INSERT has one
+            issue_id = created.inserted_primary_key[0]
+            if article_ids:
+                conn.execute(
+                    update(articles)
+                    .where(articles.c.id.in_(article_ids))
+                    .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
+                )
+            conn.execute(
+                insert(deliveries).from_select(
+                    ["issue_id", "subscriber_id", "state", "attempts"],
+                    select(
+                        literal(issue_id),
+                        subscribers.c.id,
+                        literal(str(DeliveryState.PENDING)),
+                        literal(0),
+                    ).where(subscribers.c.status == SubscriberStatus.ACTIVE),
+                )
+            )
+        return int(issue_id)
+
+    def get_issue(self, issue_id: int) -> IssueRecord:
+        with self._store.transaction(write=False) as conn:
+            row = conn.execute(select(issues).where(issues.c.id == issue_id)).first()
+        if row is None:
+            raise NotFound(f"no issue {issue_id} (see 'newsletter issues')")
+        return _issue(row)
+
+    def issue_by_slug(self, slug: str) -> IssueRecord | None:
+        with self._store.transaction(write=False) as conn:
+            row = conn.execute(select(issues).where(issues.c.slug == slug)).first()
+        return _issue(row) if row else None
+
+    def list_issues(self) -> list[IssueSummary]:
+        """Every issue, newest first, without its bodies."""
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(select(*_SUMMARY).order_by(issues.c.id.desc()))
+            return [_summary(r) for r in rows]
+
+    def unfinished_issues(self) -> list[int]:
+        with self._store.transaction(write=False) as conn:
+            return list(
+                conn.scalars(
+                    select(issues.c.id)
+                    .where(issues.c.status == IssueStatus.SENDING)
+                    .order_by(issues.c.id)
+                )
+            )
+
+    def set_issue_status(
+        self,
+        issue_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        only_from: tuple[str, ...] = (),
+    ) -> bool:
+        values: dict[str, Any] = {"status": status}
+        if error is not None:
+            values["last_error"] = error
+        if status in (IssueStatus.SENT, IssueStatus.CANCELLED):
+            values["finished_at"] = utcnow()
+        query = update(issues).where(issues.c.id == issue_id)
+        if only_from:
+            query = query.where(issues.c.status.in_(only_from))
+        with self._store.transaction() as conn:
+            return conn.execute(query.values(**values)).rowcount > 0
+
+    def issue_status(self, issue_id: int) -> IssueStatus:
+        with self._store.transaction(write=False) as conn:
+            status = conn.scalar(select(issues.c.status).where(issues.c.id == issue_id))
+        if status is None:
+            raise NotFound(f"no issue {issue_id}")
+        return IssueStatus(status)
+
+    def record_failed_batch(self, issue_id: int, error: str) -> int:
+        with self._store.transaction() as conn:
+            conn.execute(
+                update(issues)
+                .where(issues.c.id == issue_id)
+                .values(failed_batches=issues.c.failed_batches + 1, last_error=error)
+            )
+            failed = conn.scalar(select(issues.c.failed_batches).where(issues.c.id == issue_id))
+            return int(failed or 0)
+
+    def add_engagement(self, issue_id: int, opens: int = 0, clicks: int = 0) -> None:
+        with self._store.transaction() as conn:
+            conn.execute(
+                update(issues)
+                .where(issues.c.id == issue_id)
+                .values(opens=issues.c.opens + opens, clicks=issues.c.clicks + clicks)
+            )

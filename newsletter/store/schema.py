@@ -1,0 +1,143 @@
+"""Every table of the project (SQLAlchemy Core), and the one type they share.
+
+Imports nothing of the project's: the migrations (`newsletter.migrations`) import it to
+compare the code with the database, and the store imports the migrations. Column defaults are
+the stored strings of `newsletter.records`' states.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+# Engines opened by the store begin every SQLite transaction with BEGIN IMMEDIATE (the write
+# lock), unless the connection carries this execution option with another mode: `reading`.
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+
+
+def reading(conn: Connection) -> Connection:
+    """The connection for a read-only transaction: on SQLite a plain (deferred) BEGIN, so a
+    read never takes the write lock. Other backends ignore the option."""
+    return conn.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the backend stores."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+meta_table = Table(
+    "meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text)
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("status", String(20), nullable=False, default="active"),
+    Column("token", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_subscribers_status", "status", "id"),
+)
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("filename", String(255), nullable=False, unique=True),
+    Column("title", String(500), nullable=False, default=""),
+    Column("position", Integer, nullable=False),
+    Column("status", String(20), nullable=False, default="queued"),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Column("not_before", UTCDateTime),
+    Column("last_error", Text),
+    Column("issue_id", Integer, ForeignKey("issues.id")),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(200), nullable=False, unique=True),
+    Column("subject", String(500), nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("archive_html", Text, nullable=False, default=""),
+    Column("placeholder_nonce", String(32), nullable=False),
+    Column("status", String(20), nullable=False, default="sending"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("scheduled_for", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("next_batch", Integer, nullable=False, default=0),
+    Column("failed_batches", Integer, nullable=False, default=0),
+    Column("opens", Integer, nullable=False, default=0),
+    Column("clicks", Integer, nullable=False, default=0),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id"), primary_key=True),
+    Column("subscriber_id", Integer, primary_key=True),
+    Column("state", String(20), nullable=False, default="pending"),
+    Column("batch", Integer),
+    Column("worker", String(100)),
+    Column("claimed_at", UTCDateTime),
+    Column("message_id", String(200)),
+    Column("error", Text),
+    Column("retryable", Boolean),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("updated_at", UTCDateTime),
+    # Every look-up by batch also names a state (in flight, uncertain): this one index serves
+    # them all, and a second one on `batch` would double the index writes of every claim.
+    Index("ix_deliveries_state", "issue_id", "state", "subscriber_id"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,190 @@
+"""The subscriber list: imports, sign-ups and confirmations, suppressions, batches of the
+active ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+
+from newsletter.exceptions import NotFound
+from newsletter.records import Recipient, Subscriber, SubscriberStatus, utcnow
+from newsletter.store.schema import deliveries, subscribers
+
+if TYPE_CHECKING:
+    from newsletter.store import Store
+
+ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
+    SubscriberStatus.ACTIVE,
+    SubscriberStatus.UNCONFIRMED,
+    SubscriberStatus.UNSUBSCRIBED,
+)
+_COLUMNS = (
+    subscribers.c.id,
+    subscribers.c.email,
+    subscribers.c.name,
+    subscribers.c.status,
+    subscribers.c.token,
+    subscribers.c.created_at,
+    subscribers.c.updated_at,
+)
+
+
+def _subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        row.id,
+        row.email,
+        row.name,
+        SubscriberStatus(row.status),
+        row.token,
+        row.created_at,
+        row.updated_at,
+    )
+
+
+class Subscribers:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def existing(self, email_keys: Iterable[str]) -> dict[str, str]:
+        """email_key -> status for the given lower-cased addresses that are already known."""
+        keys = list(email_keys)
+        found: dict[str, str] = {}
+        with self._store.transaction(write=False) as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = conn.execute(
+                    select(subscribers.c.email_key, subscribers.c.status).where(
+                        subscribers.c.email_key.in_(chunk)
+                    )
+                )
+                found.update({k: s for k, s in rows})
+        return found
+
+    def add(self, rows: Iterable[Mapping[str, str]], chunk_size: int = 5000) -> int:
+        """Insert subscribers (mappings of email, name, status, token) in one transaction."""
+        now = utcnow()
+        count = 0
+        with self._store.transaction() as conn:
+            chunk: list[dict[str, Any]] = []
+            for row in rows:
+                chunk.append(
+                    {
+                        "email": row["email"],
+                        "email_key": row["email"].lower(),
+                        "name": row.get("name", ""),
+                        "status": row.get("status", ACTIVE),
+                        "token": row["token"],
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                if len(chunk) >= chunk_size:
+                    conn.execute(insert(subscribers), chunk)
+                    count += len(chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert(subscribers), chunk)
+                count += len(chunk)
+        return count
+
+    def update_names(self, rows: Iterable[tuple[str, str]]) -> int:
+        """Refresh names of known subscribers (email_key, name) without touching their status."""
+        params = [{"k": k, "n": n} for k, n in rows]
+        if not params:
+            return 0
+        with self._store.transaction() as conn:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.email_key == bindparam("k"))
+                .values(name=bindparam("n"), updated_at=utcnow()),
+                params,
+            )
+        return len(params)
+
+    def each(self, status: str | None = None) -> Iterator[Subscriber]:
+        """Subscribers in id order (of one status if given), streamed."""
+        query = select(*_COLUMNS).order_by(subscribers.c.id)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        with self._store.transaction(write=False) as conn:
+            for row in conn.execute(query):
+                yield _subscriber(row)
+
+    def by_email(self, email: str) -> Subscriber | None:
+        with self._store.transaction(write=False) as conn:
+            row = conn.execute(
+                select(*_COLUMNS).where(subscribers.c.email_key == email.strip().lower())
+            ).first()
+        return _subscriber(row) if row else None
+
+    def by_token(self, token: str) -> Subscriber | None:
+        with self._store.transaction(write=False) as conn:
+            row = conn.execute(select(*_COLUMNS).where(subscribers.c.token == token)).first()
+        return _subscriber(row) if row else None
+
+    def suppress(self, email: str, status: str) -> bool:
+        """Mark an address unsubscribed/bounced/complained; a worse status is never undone."""
+        with self._store.transaction() as conn:
+            result = conn.execute(
+                update(subscribers)
+                .where(subscribers.c.email_key == email.strip().lower())
+                .where(subscribers.c.status.in_((ACTIVE, UNCONFIRMED, UNSUBSCRIBED)))
+                .values(status=status, updated_at=utcnow())
+            )
+            return result.rowcount > 0
+
+    def confirm(self, subscriber_id: int) -> bool:
+        """Activate a pending (unconfirmed) subscriber. One conditional UPDATE, so a confirm
+        link can never reactivate an address that unsubscribed, bounced or complained, even
+        if that happened a moment before the click."""
+        with self._store.transaction() as conn:
+            return (
+                conn.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id == subscriber_id)
+                    .where(subscribers.c.status == UNCONFIRMED)
+                    .values(status=ACTIVE, updated_at=utcnow())
+                ).rowcount
+                > 0
+            )
+
+    def remove(self, email: str) -> None:
+        """Delete a subscriber and their delivery rows (a removal, not an unsubscribe)."""
+        with self._store.transaction() as conn:
+            sid = conn.scalar(
+                select(subscribers.c.id).where(subscribers.c.email_key == email.strip().lower())
+            )
+            if sid is None:
+                raise NotFound(f"no subscriber {email!r}")
+            conn.execute(delete(deliveries).where(deliveries.c.subscriber_id == sid))
+            conn.execute(delete(subscribers).where(subscribers.c.id == sid))
+
+    def active_batches(self, size: int) -> Iterator[list[Recipient]]:
+        """Active subscribers in id order, `size` at a time, without loading them all."""
+        last = 0
+        while True:
+            with self._store.transaction(write=False) as conn:
+                rows = conn.execute(
+                    select(
+                        subscribers.c.id,
+                        subscribers.c.email,
+                        subscribers.c.name,
+                        subscribers.c.token,
+                    )
+                    .where(subscribers.c.status == ACTIVE, subscribers.c.id > last)
+                    .order_by(subscribers.c.id)
+                    .limit(size)
+                ).all()
+            if not rows:
+                return
+            yield [Recipient(r.id, r.email, r.name, r.token) for r in rows]
+            last = rows[-1].id
+
+    def count(self, status: str | None = ACTIVE) -> int:
+        query = select(func.count()).select_from(subscribers)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(query) or 0
