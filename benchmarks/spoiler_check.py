@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from newsletter.articles import read_article
-from newsletter.contract import DEFAULT_CONTRACT, validate_file
+from newsletter.conformance import validate_file
+from newsletter.contract import DEFAULT_CONTRACT
 from newsletter.spoilers import InboxText, find_leaks
 from newsletter.teaser import recap_teaser
 
@@ -60,8 +61,10 @@ def timed(fn, repeat: int) -> tuple[float, float]:
 def leak_check(path: Path):
     article = read_article(path)
     inbox = [InboxText("subject", article.title), InboxText("teaser", recap_teaser(article))]
-    inbox += [InboxText(s.heading, s.text) for s in DEFAULT_CONTRACT.safe_sections(article)]
-    return lambda: find_leaks(article, inbox, DEFAULT_CONTRACT.spoiler_sections(article))
+    inbox += [
+        InboxText(s.heading, s.text) for s in DEFAULT_CONTRACT.safe_sections(article.sections)
+    ]
+    return lambda: find_leaks(article, inbox, DEFAULT_CONTRACT.spoiler_sections(article.sections))
 
 
 def main() -> None:

@@ -188,11 +188,11 @@ def _read_plain(path: Path, text: str, known: set[str] = KNOWN_HEADINGS, strict=
     index = 1
     while index < len(content):
         n, line = content[index]
-        following = content[index + 1][1] if index + 1 < len(content) else ""
+        after = content[index + 1][1] if index + 1 < len(content) else ""
         match = _META.match(line)
         # The repeated title, even with a typo, when a known heading follows it.
         repeated = line == title or (
-            _norm(line) not in known and _norm(following) in known and _similar_title(line, title)
+            _norm(line) not in known and _norm(after) in known and _similar_title(line, title)
         )
         if match:
             meta[match.group(1).lower()] = (n, match.group(2).strip())

@@ -17,8 +17,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jinja2 import Environment
-
 from newsletter.articles import Article, Section
 from newsletter.contract import DEFAULT_CONTRACT, Contract
 from newsletter.teaser import recap_teaser
@@ -91,7 +89,7 @@ class ArticleView:
 
 def teaser_for(article: Article, contract: Contract = DEFAULT_CONTRACT) -> str:
     """The recap teaser, from the contract's first spoiler-free section."""
-    return recap_teaser(article, safe=contract.safe_sections(article))
+    return recap_teaser(article, safe=contract.safe_sections(article.sections))
 
 
 def card(article: Article, url: str, contract: Contract = DEFAULT_CONTRACT) -> Card:
@@ -114,43 +112,9 @@ def article_view(article: Article, url: str, contract: Contract = DEFAULT_CONTRA
         rating=article.rating,
         rating_text=rating_text(article),
         url=url,
-        safe=contract.safe_sections(article),
-        spoilers=contract.spoiler_sections(article),
+        safe=contract.safe_sections(article.sections),
+        spoilers=contract.spoiler_sections(article.sections),
     )
-
-
-def render_article_page(env: Environment, view: ArticleView, newsletter: dict) -> str:
-    """The article's page, CSS inlined like the issue pages (the archive CSP forbids
-    stylesheets from elsewhere)."""
-    from newsletter.render import inline_css
-
-    html = env.get_template(ARTICLE_TEMPLATE).render(newsletter=newsletter, article=view)
-    return inline_css(html)
-
-
-def render_pages(
-    env: Environment,
-    articles: Sequence[Article],
-    newsletter: dict,
-    contract: Contract = DEFAULT_CONTRACT,
-    slugs: Sequence[str] | None = None,
-) -> list[ArticlePage]:
-    """The web pages of `articles` (at `slugs`, default: from their titles)."""
-    slugs = list(slugs) if slugs is not None else [article_slug(a) for a in articles]
-    pages = []
-    for article, slug in zip(articles, slugs, strict=True):
-        url = article_url(newsletter["base_url"], slug)
-        view = article_view(article, url, contract)
-        pages.append(
-            ArticlePage(
-                slug=slug,
-                url=url,
-                title=article.title,
-                teaser=teaser_for(article, contract),
-                html=render_article_page(env, view, newsletter),
-            )
-        )
-    return pages
 
 
 def cards(
@@ -162,7 +126,7 @@ def cards(
 def full_article(article: Article, collapsed: bool, contract: Contract = DEFAULT_CONTRACT) -> dict:
     """What the full layout shows of one article: the spoiler-free sections (the first is
     the recap the teaser comes from), then the spoiler sections after the divider."""
-    safe = contract.safe_sections(article)
+    safe = contract.safe_sections(article.sections)
     return {
         "title": article.title,
         "year": article.year,
@@ -173,7 +137,7 @@ def full_article(article: Article, collapsed: bool, contract: Contract = DEFAULT
         "teaser": teaser_for(article, contract),
         "recap": safe[0] if safe else None,
         "safe": safe,
-        "spoilers": contract.spoiler_sections(article),
+        "spoilers": contract.spoiler_sections(article.sections),
         "collapsed": collapsed,
     }
 

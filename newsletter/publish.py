@@ -16,7 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
 from newsletter.config import Settings
-from newsletter.contract import ERROR, ContractProblem, validate_file
+from newsletter.conformance import ERROR, ContractProblem, validate_file
 from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
 from newsletter.exceptions import ArticleError, CheckFailed, NewsletterError
 from newsletter.records import DeliveryState, utcnow

@@ -20,14 +20,15 @@ from premailer import Premailer
 from newsletter.articles import Article
 from newsletter.config import Settings
 from newsletter.layouts import (
+    ARTICLE_TEMPLATE,
     DIGEST,
     TEMPLATES,
     ArticlePage,
     article_slug,
     article_url,
+    article_view,
     choose_layout,
     issue_articles,
-    render_pages,
     teaser_for,
 )
 from newsletter.links import view_url
@@ -133,11 +134,14 @@ def render_issue(
     slug = slug or slugify(articles[0].title)
     layout = choose_layout(settings.layout, len(articles), layout)
     slugs = list(article_slugs) if article_slugs else [article_slug(a) for a in articles]
-    options = {"layout": layout, "slugs": slugs}
-    rendered = _render(articles, settings, slug, collapse_after, archive=True, **options)
+    rendered = _render(
+        articles, settings, slug, collapse_after, archive=True, layout=layout, slugs=slugs
+    )
     if any(_has_template_syntax(a) for a in articles):
         neutral = [_without_braces(a) for a in articles]
-        shadow = _render(neutral, settings, slug, collapse_after, archive=False, **options)
+        shadow = _render(
+            neutral, settings, slug, collapse_after, archive=False, layout=layout, slugs=slugs
+        )
         rendered = replace(rendered, without_article_braces=shadow)
     return rendered
 
@@ -148,9 +152,24 @@ def render_article_pages(
     """Each article's own page on the web edition: the canonical place for its full text,
     the ending behind a reveal. Rendered once, at publication, like the issue pages."""
     env = make_environment(settings.templates_dir)
-    return render_pages(
-        env, articles, _newsletter_context(settings), settings.contract, article_slugs
-    )
+    newsletter = _newsletter_context(settings)
+    slugs = list(article_slugs) if article_slugs else [article_slug(a) for a in articles]
+    pages = []
+    for article, slug in zip(articles, slugs, strict=True):
+        url = article_url(settings.base_url, slug)
+        view = article_view(article, url, settings.contract)
+        html = env.get_template(ARTICLE_TEMPLATE).render(newsletter=newsletter, article=view)
+        pages.append(
+            ArticlePage(
+                slug=slug,
+                url=url,
+                title=article.title,
+                teaser=teaser_for(article, settings.contract),
+                # Inlined like the issue pages: the archive's CSP allows no stylesheet.
+                html=inline_css(html),
+            )
+        )
+    return pages
 
 
 def _has_template_syntax(article: Article) -> bool:
@@ -237,14 +256,24 @@ def render_fitting(
     The lead article and the footer (with the unsubscribe link) always stay. A digest has
     nothing to collapse: its cards are already title, teaser and a link."""
     layout = choose_layout(settings.layout, len(articles), layout)
-    options = {"slug": slug, "layout": layout, "article_slugs": article_slugs}
-    rendered = render_issue(articles, settings, **options)
+
+    def render(collapse_after: int | None = None) -> RenderedIssue:
+        return render_issue(
+            articles,
+            settings,
+            slug=slug,
+            collapse_after=collapse_after,
+            layout=layout,
+            article_slugs=article_slugs,
+        )
+
+    rendered = render()
     if layout == DIGEST:
         return rendered
     keep = len(articles)
     while html_size(rendered) > limit and keep > 1:
         keep -= 1
-        rendered = render_issue(articles, settings, collapse_after=keep, **options)
+        rendered = render(collapse_after=keep)
     return rendered
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Sequence
-
-from newsletter.articles import Article
+from typing import Protocol
 
 # Phones show about this many characters of a subject line in the inbox list.
 SUBJECT_MAX_CHARS = 60
@@ -23,6 +22,16 @@ ELLIPSIS = "\u2026"
 
 _TAIL = re.compile(r"\s*[:\u2013\u2014-]\s*(?:the\s+)?ending(?:s)?\s+explained\s*$", re.IGNORECASE)
 _YEAR = re.compile(r"\s*\(\s*\d{4}\s*\)\s*$")
+
+
+class Titled(Protocol):
+    """What a subject is made of: an article's title and the editor's own subject line."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def subject_override(self) -> str | None: ...
 
 
 def check_template(template: str) -> None:
@@ -49,7 +58,7 @@ FORMS: tuple[Callable[[str], str], ...] = (lambda t: t, _without_tail, _without_
 
 
 def issue_subject(
-    articles: Sequence[Article],
+    articles: Sequence[Titled],
     template: str = DEFAULT_SUBJECT_TEMPLATE,
     limit: int = SUBJECT_MAX_CHARS,
 ) -> str:

@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.articles import read_article
-from newsletter.contract import (
-    DEFAULT_CONTRACT,
-    Contract,
-    SectionRule,
-    contract_from_lists,
-    validate_file,
-)
+from newsletter.conformance import validate_file
+from newsletter.contract import DEFAULT_CONTRACT, Contract, SectionRule, contract_from_lists
 from newsletter.exceptions import ArticleError
 from newsletter.resources import sample_articles
 from tests.conftest import run_cli, write
@@ -162,15 +157,18 @@ def test_paragraph_lines_are_kept():
 
 def test_spoilers_come_from_the_contract():
     article = read_article(DATA / "leaky_recap.txt")
-    assert [s.heading for s in DEFAULT_CONTRACT.safe_sections(article)] == ["Quick Recap"]
+    assert [s.heading for s in DEFAULT_CONTRACT.safe_sections(article.sections)] == ["Quick Recap"]
     editors = contract_from_lists(
         ["Quick Recap", "What Happens in the Ending", "Final Thoughts"],
         required=["Quick Recap", "What Happens in the Ending"],
         spoiler_free=["Quick Recap", "Final Thoughts"],
     )
-    assert [s.heading for s in editors.safe_sections(article)] == ["Quick Recap", "Final Thoughts"]
+    assert [s.heading for s in editors.safe_sections(article.sections)] == [
+        "Quick Recap",
+        "Final Thoughts",
+    ]
     # A section the contract does not know is kept out of the email.
-    assert [s.heading for s in editors.spoiler_sections(article)] == [
+    assert [s.heading for s in editors.spoiler_sections(article.sections)] == [
         "What Happens in the Ending",
         "The Meaning Behind the Ending",
     ]

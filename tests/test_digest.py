@@ -26,7 +26,7 @@ def articles(seed_path):
 
 def spoiler_sentences(articles):
     for article in articles:
-        for section in DEFAULT_CONTRACT.spoiler_sections(article):
+        for section in DEFAULT_CONTRACT.spoiler_sections(article.sections):
             for _, sentence in sentences_of(section):
                 yield sentence
 

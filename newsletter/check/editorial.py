@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from newsletter.articles import Article
 from newsletter.check.findings import ERROR, WARNING, Finding
-from newsletter.contract import DEFAULT_CONTRACT, Contract, validate_file
+from newsletter.conformance import validate_file
+from newsletter.contract import DEFAULT_CONTRACT, Contract
 from newsletter.layouts import DIGEST, teaser_for
 from newsletter.spoilers import find_leaks, inbox_of
 
@@ -44,7 +45,7 @@ def check_spoiler_leaks(
         raise ValueError(f"spoiler_leak must be one of {', '.join(LEAK_SEVERITIES)}")
     findings = []
     for n, article in enumerate(articles, start=1):
-        safe = contract.safe_sections(article)
+        safe = contract.safe_sections(article.sections)
         inbox = inbox_of(
             article,
             safe,
@@ -53,7 +54,9 @@ def check_spoiler_leaks(
             teaser=teaser_for(article, contract),
             card=f"card {n}" if layout == DIGEST else None,
         )
-        for leak in find_leaks(article, inbox, contract.spoiler_sections(article), safe=safe):
+        for leak in find_leaks(
+            article, inbox, contract.spoiler_sections(article.sections), safe=safe
+        ):
             findings.append(Finding(severity, "spoiler-leak", leak.message, leak.location))
     return findings
 
