@@ -13,6 +13,7 @@ from tqdm import tqdm
 from newsletter import delivery, publish
 from newsletter.config import Settings, load_settings, write_default_config
 from newsletter.exceptions import NewsletterError, WorkerStopping
+from newsletter.layouts import LAYOUTS
 from newsletter.providers import make_provider
 from newsletter.records import DeliveryState, IssueStatus
 from newsletter.store import Store
@@ -50,6 +51,16 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+# The layout of one issue; without it, several articles make a digest and one follows
+# [issue] layout in newsletter.toml.
+LAYOUT_OPTION = click.option(
+    "--layout",
+    type=click.Choice(LAYOUTS),
+    default=None,
+    help="full: the article in the email, its ending after a divider; digest: cards linking "
+    "to each article's page (default: digest for several articles, else [issue] layout).",
+)
 
 
 def _local(moment: datetime | None, settings: Settings) -> str:
@@ -228,13 +239,18 @@ def subscribers_export(app: App, out: Path | None) -> None:
     is_flag=True,
     help="Also save desktop, phone and dark-mode PNGs (needs chromium).",
 )
+@LAYOUT_OPTION
 @pass_app
-def preview(app: App, source: tuple[str, ...], out: Path, screenshot: bool) -> None:
+def preview(
+    app: App, source: tuple[str, ...], out: Path, screenshot: bool, layout: str | None
+) -> None:
     """Write the finished email.html and email.txt for a sample subscriber. SOURCE is one or
     more article files, or an issue number."""
     from newsletter.preview import write_preview
 
-    paths = write_preview(app.settings, app.store if _is_issue(source) else None, source, out)
+    paths = write_preview(
+        app.settings, app.store if _is_issue(source) else None, source, out, layout
+    )
     for path in paths:
         click.echo(str(path))
     if screenshot:
@@ -252,12 +268,15 @@ def preview(app: App, source: tuple[str, ...], out: Path, screenshot: bool) -> N
 
 @cli.command()
 @click.argument("source", nargs=-1, required=True)
+@LAYOUT_OPTION
 @pass_app
-def check(app: App, source: tuple[str, ...]) -> None:
-    """Lint the finished email of SOURCE (article files or an issue number) before sending."""
+def check(app: App, source: tuple[str, ...], layout: str | None) -> None:
+    """Lint the finished email of SOURCE (article files or an issue number) before sending;
+    article files are also held to the article contract and checked for spoiler leaks."""
     from newsletter.check import check_source, format_findings, has_errors
 
-    findings = check_source(app.settings, app.store if _is_issue(source) else None, source)
+    store = app.store if _is_issue(source) else None
+    findings = check_source(app.settings, store, source, layout)
     click.echo(format_findings(findings))
     if has_errors(findings):
         sys.exit(1)
@@ -305,14 +324,15 @@ def _print_report(report: delivery.SendReport) -> None:
 @cli.command()
 @click.option("--once", is_flag=True, required=True, help="Do what a due tick does, now.")
 @click.option("--force", is_flag=True, help="Send even if the issue's check finds errors.")
+@LAYOUT_OPTION
 @pass_app
-def run(app: App, once: bool, force: bool) -> None:
+def run(app: App, once: bool, force: bool, layout: str | None) -> None:
     """Pick the queued articles, build the issue and send it to every active subscriber."""
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
         ctx = delivery.SendContext.of(app.store, app.settings, provider)
-        result = publish.publish_tick(ctx, progress_factory=bars, force=force)
+        result = publish.publish_tick(ctx, progress_factory=bars, force=force, layout=layout)
     finally:
         bars.close()
     for error in result.errors:

@@ -157,14 +157,3 @@ def issue_articles(
         full_article(a, collapse_after is not None and i >= collapse_after, contract)
         for i, a in enumerate(articles)
     ]
-
-
-@dataclass(frozen=True)
-class ArticlePage:
-    """An article's page on the web edition, rendered at publication like the issue pages."""
-
-    slug: str
-    url: str
-    title: str
-    teaser: str
-    html: str

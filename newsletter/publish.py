@@ -19,8 +19,9 @@ from newsletter.config import Settings
 from newsletter.conformance import ERROR, ContractProblem, validate_file
 from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
 from newsletter.exceptions import ArticleError, CheckFailed, NewsletterError
+from newsletter.layouts import article_slug, choose_layout
 from newsletter.records import DeliveryState, utcnow
-from newsletter.render import render_fitting
+from newsletter.render import render_article_pages, render_fitting
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def sync_queue(store: Store, settings: Settings) -> list[str]:
 
 def _queue_file(store: Store, settings: Settings, path: Path, not_before: datetime | None) -> int:
     try:
-        article = read_article(path)
+        article = read_article(path, headings=settings.contract.headings)
     except ArticleError as exc:
         article_id = store.queue.add_article(path.name, path.stem, not_before)
         store.queue.set_article_error(article_id, str(exc))
@@ -112,7 +113,8 @@ def queue_add(
     """Check the article reads cleanly and keeps the article contract, copy it into issues/
     and put it at the end of the queue. Contract warnings do not stop it (see
     `contract_problems`); contract errors do, all of them listed by file and line."""
-    article = read_article(source)  # refuse a broken article now, not at send time
+    # Refuse a broken article now, not at send time.
+    article = read_article(source, headings=settings.contract.headings)
     problems = contract_problems(settings, source)
     if any(p.severity == ERROR for p in problems):
         raise ContractBroken(
@@ -173,7 +175,7 @@ def queue_view(
     errors: dict[int, str | None] = {}
     for row in rows:
         try:
-            read_article(settings.issues_dir / row.filename)
+            read_article(settings.issues_dir / row.filename, headings=settings.contract.headings)
             errors[row.id] = None
         except ArticleError as exc:
             errors[row.id] = str(exc)
@@ -228,7 +230,9 @@ def pick(store: Store, settings: Settings, now: datetime) -> tuple[list[Picked],
         if row.not_before is not None and row.not_before > now:
             continue
         try:
-            article = read_article(settings.issues_dir / row.filename)
+            article = read_article(
+                settings.issues_dir / row.filename, headings=settings.contract.headings
+            )
         except ArticleError as exc:
             store.queue.set_article_error(row.id, str(exc))
             errors.append(str(exc))
@@ -245,22 +249,61 @@ def build_issue(
     scheduled_for: datetime | None = None,
     *,
     force: bool = False,
+    layout: str | None = None,
 ) -> int:
-    """Render the issue once, check it, and create it with its delivery plan. An issue whose
-    check finds errors is refused unless `force`."""
+    """Render the issue once (in `layout`, default: the setting, or a digest for several
+    articles) with its articles' own pages, check it (the email, the article contract and
+    spoiler leaks), and create it with its delivery plan. An issue whose check finds errors
+    is refused unless `force`."""
     from newsletter.check import ERROR, check_rendered, format_findings
+    from newsletter.check.editorial import check_articles
 
     articles = [p.article for p in picked]
     base_slug = f"{(scheduled_for or utcnow()).date().isoformat()}-"
-    rendered = render_fitting(articles, settings, slug=_unique_slug(store, base_slug, articles[0]))
+    layout = choose_layout(settings.layout, len(articles), layout)
+    slugs = _unique_article_slugs(store, articles)
+    rendered = render_fitting(
+        articles,
+        settings,
+        slug=_unique_slug(store, base_slug, articles[0]),
+        layout=layout,
+        article_slugs=slugs,
+    )
     findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+    editorial = check_articles(
+        articles,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        layout=layout,
+        contract=settings.contract,
+        spoiler_leak=settings.spoiler_leak,
+    )
+    for finding in editorial:  # a leak or a contract warning is worth seeing at send time
+        if finding.severity != ERROR:
+            log.warning("%s %s: %s", finding.severity, finding.where, finding.message)
+    findings += editorial
     errors = [f for f in findings if f.severity == ERROR]
     if errors and not force:
         raise CheckFailed(
             "the issue was not sent: its check found errors (see 'newsletter check'; "
             "'newsletter run --once --force' sends anyway):\n" + format_findings(errors)
         )
-    return store.queue.create_issue(rendered, [p.article_id for p in picked], scheduled_for)
+    pages = render_article_pages(articles, settings, slugs)
+    return store.queue.create_issue(
+        rendered, [p.article_id for p in picked], scheduled_for, pages=pages
+    )
+
+
+def _unique_article_slugs(store: Store, articles: list[Article]) -> list[str]:
+    """Each article's page address, from its title; never one a published page has."""
+    slugs: list[str] = []
+    for article in articles:
+        base = article_slug(article)
+        candidate, n = base, 2
+        while candidate in slugs or store.queue.article_page_taken(candidate):
+            candidate, n = f"{base}-{n}", n + 1
+        slugs.append(candidate)
+    return slugs
 
 
 def _unique_slug(store: Store, prefix: str, lead: Article) -> str:
@@ -313,6 +356,7 @@ def publish_tick(
     progress_factory: ProgressFactory | None = None,
     lease: SendingLease | None = None,
     force: bool = False,
+    layout: str | None = None,
 ) -> TickResult:
     """What one due tick does, under the sending lease: finish any issue a crash
     interrupted, then pick the next articles, build one issue and send it. A tick already
@@ -334,7 +378,9 @@ def publish_tick(
         picked, errors = pick(store, settings, now)
         try:
             issue_id = (
-                build_issue(store, settings, picked, scheduled_for, force=force) if picked else None
+                build_issue(store, settings, picked, scheduled_for, force=force, layout=layout)
+                if picked
+                else None
             )
         except CheckFailed:
             if scheduled_for is not None:  # hold the tick for the editor, do not retry it

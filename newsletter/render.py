@@ -23,7 +23,6 @@ from newsletter.layouts import (
     ARTICLE_TEMPLATE,
     DIGEST,
     TEMPLATES,
-    ArticlePage,
     article_slug,
     article_url,
     article_view,
@@ -32,7 +31,7 @@ from newsletter.layouts import (
     teaser_for,
 )
 from newsletter.links import view_url
-from newsletter.records import Placeholders, RenderedIssue
+from newsletter.records import ArticlePage, Placeholders, RenderedIssue
 from newsletter.subjects import DEFAULT_SUBJECT_TEMPLATE, issue_subject
 
 log = logging.getLogger(__name__)

@@ -1,19 +1,22 @@
 """The web edition of past issues: one page per issue (the stored `archive_html`, rendered at
-publication), an index with teasers and dates, and an Atom feed. Only issues that went out
-(sending or sent) are public; held, paused and cancelled ones stay unpublished."""
+publication), one page per article (its stable address, the ending behind a reveal), an index
+with teasers and dates, and an Atom feed of both. Only issues that went out (sending or sent)
+are public, with their articles; held, paused and cancelled ones stay unpublished."""
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from newsletter.config import Settings
+from newsletter.layouts import article_url
 from newsletter.links import view_url
-from newsletter.records import IssueStatus, IssueSummary
+from newsletter.records import IssueStatus, IssueSummary, PublishedArticle
 from newsletter.store import Store
 from newsletter.web.state import web_state
 
@@ -50,6 +53,23 @@ def archive_issue(request: Request) -> Response:
     )
 
 
+def archive_article(request: Request) -> Response:
+    """An article's own page: the canonical place for its full text."""
+    state = web_state(request)
+    page = state.store.queue.article_page(request.path_params["slug"])
+    if page is None or page.issue_status not in PUBLIC_STATUSES:
+        return state.page(
+            "error.html",
+            404,
+            heading="Article not found",
+            message="There is no published article at this address.",
+        )
+    return HTMLResponse(
+        page.html,
+        headers={"Content-Security-Policy": ARCHIVE_CSP, "Cache-Control": "public, max-age=300"},
+    )
+
+
 def _local(settings: Settings, moment: datetime) -> datetime:
     return moment.astimezone(settings.timezone)
 
@@ -80,9 +100,13 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def atom_feed(settings: Settings, issues: list[IssueSummary]) -> bytes:
-    """An Atom 1.0 document (RFC 4287) for the newest published issues."""
+def atom_feed(
+    settings: Settings, issues: list[IssueSummary], articles: Sequence[PublishedArticle] = ()
+) -> bytes:
+    """An Atom 1.0 document (RFC 4287) for the newest published issues and, each at its own
+    address, their articles (summary: the spoiler-free teaser)."""
     issues = issues[:FEED_ENTRIES]
+    articles = list(articles)[:FEED_ENTRIES]
     feed = ET.Element("feed", {"xmlns": ATOM_NS, "xml:lang": settings.language or "en"})
 
     def child(parent: ET.Element, tag: str, text: str | None = None, **attrs) -> ET.Element:
@@ -111,12 +135,23 @@ def atom_feed(settings: Settings, issues: list[IssueSummary]) -> bytes:
         child(entry, "published", _rfc3339(issue.created_at))
         child(entry, "updated", _rfc3339(issue.finished_at or issue.created_at))
         child(entry, "summary", issue.preheader, type="text")
+    for article in articles:
+        url = article_url(settings.base_url, article.slug)
+        entry = child(feed, "entry")
+        child(entry, "id", url)
+        child(entry, "title", article.title)
+        child(entry, "link", rel="alternate", type="text/html", href=url)
+        child(entry, "published", _rfc3339(article.published_at))
+        child(entry, "updated", _rfc3339(article.published_at))
+        child(entry, "summary", article.teaser, type="text")
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
 def feed_xml(request: Request) -> Response:
     state = web_state(request)
-    body = atom_feed(state.settings, published_issues(state.store))
+    store = state.store
+    articles = store.queue.article_pages(PUBLIC_STATUSES, limit=FEED_ENTRIES)
+    body = atom_feed(state.settings, published_issues(store), articles)
     return Response(
         body,
         media_type="application/atom+xml; charset=utf-8",
