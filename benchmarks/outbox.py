@@ -34,7 +34,7 @@ from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.tokens import new_token  # noqa: E402
 
 SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
-SAMPLE = REPO / "newsletter" / "sample" / "articles" / "001_the-lighthouse-keepers-daughter.txt"
+SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
 
 
 def setup(folder: Path, count: int) -> float:
@@ -44,7 +44,7 @@ def setup(folder: Path, count: int) -> float:
     store = Store(settings.database_url)
     secret = signing_secret(store)
     started = time.perf_counter()
-    store.add_subscribers(
+    store.subscribers.add(
         (
             {
                 "email": f"reader{i:07d}@example.com",
@@ -87,17 +87,17 @@ def run_pipeline(folder: Path) -> tuple[float, float, str]:
 
 def write_loop(folder: Path, target: Path) -> None:
     """Child process: time `OutboxProvider.send` alone, print a JSON line of figures."""
-    from newsletter.delivery import rendered_from_row
+    from newsletter.links import stored_issue
     from newsletter.providers import OutgoingBatch
     from newsletter.providers.outbox import OutboxProvider
 
     settings = load_settings(folder / "newsletter.toml", env={})
     store = Store(settings.database_url)
-    issue = store.list_issues()[0]
-    rendered = rendered_from_row(store.get_issue(issue["id"]), settings)
+    issue_id = store.queue.list_issues()[0].id
+    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
     batches = [
-        OutgoingBatch.of(settings, issue["id"], n, rendered, tuple(recipients))
-        for n, recipients in enumerate(store.active_subscriber_batches(1000))
+        OutgoingBatch.of(settings, issue_id, n, rendered, tuple(recipients))
+        for n, recipients in enumerate(store.subscribers.active_batches(1000))
     ]
     store.close()
     provider = OutboxProvider(settings, target)
@@ -127,7 +127,7 @@ def main() -> None:
         seconds, peak_mb, summary = run_pipeline(folder)
         files = sum(1 for _ in (folder / "outbox").rglob("*.eml"))
         store = Store(f"sqlite:///{folder / 'newsletter.db'}")
-        counts = store.delivery_counts(store.list_issues()[0]["id"])
+        counts = store.deliveries.counts(store.queue.list_issues()[0].id)
         store.close()
         print(
             f"pipeline (newsletter run --once): {n:,} messages in {seconds:.1f}s wall = "

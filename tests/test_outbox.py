@@ -12,10 +12,11 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from newsletter.articles import read_article
-from newsletter.providers import Message, OutgoingBatch, Rejected
+from newsletter.exceptions import Rejected
+from newsletter.providers import Message, OutgoingBatch
 from newsletter.providers.outbox import OutboxProvider, issue_template, to_header
+from newsletter.records import Recipient
 from newsletter.render import personalize, render_issue, substitution_values
-from newsletter.store import Recipient
 from tests.conftest import run_cli, write
 
 PARSER = BytesParser(policy=default)
