@@ -124,8 +124,14 @@ def _decode(path: Path, raw: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def parse_rating(value: object, path: Path, line: int | None) -> float:
-    """A rating is a number out of 10 ("6.785/10", "7", 7.5)."""
+# What editors write for "no rating yet": the piece is shown without one.
+NO_RATING = frozenset({"", "n/a", "na", "-", "--", "none", "unrated", "not rated", "tbd", "tba"})
+
+
+def parse_rating(value: object, path: Path, line: int | None) -> float | None:
+    """A rating is a number out of 10 ("6.785/10", "7", 7.5), or None for "N/A" and the like."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in NO_RATING):
+        return None
     if isinstance(value, bool):
         value = str(value)
     if isinstance(value, (int, float)):

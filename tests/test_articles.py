@@ -3,8 +3,10 @@ from pathlib import Path
 import pytest
 
 from newsletter.articles import read_article
+from newsletter.config import write_default_config
 from newsletter.exceptions import ArticleError
-from tests.conftest import PLAIN_ARTICLES, write
+from newsletter.resources import sample_folder
+from tests.conftest import PLAIN_ARTICLES, run_cli, write
 
 
 @pytest.mark.parametrize("known", PLAIN_ARTICLES, ids=lambda a: a.golden)
@@ -99,3 +101,32 @@ def test_markdown_errors(tmp_path):
 def test_missing_file_is_an_article_error(tmp_path):
     with pytest.raises(ArticleError, match="cannot read"):
         read_article(Path(tmp_path / "nope.txt"))
+
+
+@pytest.mark.parametrize("written", ["N/A", "n/a", "-", "unrated", ""])
+def test_a_rating_of_n_a_shows_the_piece_without_a_rating(tmp_path, written):
+    """`Rating: N/A` (or no rating at all) is a piece not rated yet, not a broken file."""
+    sample = (sample_folder() / "001_the-lighthouse-keepers-daughter.txt").read_text("utf-8")
+    assert "\nRating: " in sample
+    (tmp_path / "na.txt").write_text(
+        "\n".join(
+            f"Rating: {written}" if line.startswith("Rating:") else line
+            for line in sample.split("\n")
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "none.txt").write_text(
+        "\n".join(line for line in sample.split("\n") if not line.startswith("Rating:")),
+        encoding="utf-8",
+    )
+    assert read_article(tmp_path / "na.txt").rating is None
+    assert read_article(tmp_path / "none.txt").rating is None
+    write_default_config(tmp_path)
+    for name in ("na.txt", "none.txt"):
+        checked = run_cli(["check", name], tmp_path)
+        assert checked.returncode == 0, checked.stderr
+        assert "Error" not in checked.stderr
+    preview = run_cli(["preview", "na.txt", "--out", "out"], tmp_path)
+    assert preview.returncode == 0, preview.stderr
+    email_text = (tmp_path / "out" / "email.txt").read_text("utf-8")
+    assert "N/A" not in email_text and "/10" not in email_text
