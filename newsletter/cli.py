@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from tqdm import tqdm
 
-from newsletter import delivery, publish
-from newsletter.config import Settings, load_settings, write_default_config
-from newsletter.exceptions import NewsletterError, WorkerStopping
-from newsletter.layouts import LAYOUTS
-from newsletter.providers import make_provider
-from newsletter.records import DeliveryState, IssueStatus
-from newsletter.store import Store
+from newsletter.exceptions import NewsletterError
+from newsletter.records import ArticleStatus, DeliveryState, IssueStatus
+
+if TYPE_CHECKING:  # the command table loads nothing heavy: each command imports what it uses
+    from newsletter import delivery, publish
+    from newsletter.config import Settings
+    from newsletter.store import Store
 
 
 class LibraryErrors(click.Group):
@@ -40,12 +39,16 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from newsletter.config import load_settings
+
             self._settings = load_settings(self._config)
         return self._settings
 
     @property
     def store(self) -> Store:
         if self._store is None:
+            from newsletter.store import Store
+
             self._store = Store(self.settings.database_url)
         return self._store
 
@@ -56,7 +59,7 @@ pass_app = click.make_pass_decorator(App)
 # [issue] layout in newsletter.toml.
 LAYOUT_OPTION = click.option(
     "--layout",
-    type=click.Choice(LAYOUTS),
+    type=click.Choice(("full", "digest")),  # newsletter.layouts.LAYOUTS, not imported here
     default=None,
     help="full: the article in the email, its ending after a divider; digest: cards linking "
     "to each article's page (default: digest for several articles, else [issue] layout).",
@@ -82,6 +85,8 @@ def _local(moment: datetime | None, settings: Settings) -> str:
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
     """Publish article-driven email newsletters."""
+    import logging
+
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = App(config)
@@ -92,6 +97,10 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 @click.option("--sample", is_flag=True, help="Queue the bundled sample articles and subscribers.")
 def init(folder: Path, sample: bool) -> None:
     """Create newsletter.toml, issues/, outbox/ and the database in FOLDER."""
+    from newsletter import publish
+    from newsletter.config import load_settings, write_default_config
+    from newsletter.store import Store
+
     path = write_default_config(folder)
     settings = load_settings(path)
     store = Store(settings.database_url)
@@ -121,6 +130,8 @@ def queue() -> None:
 def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> None:
     """Copy FILE into issues/ and queue it last. Problems with the article contract are
     listed by file and line; errors among them keep the file out of the queue."""
+    from newsletter import publish
+
     article, target = publish.queue_add(app.store, app.settings, file, not_before, tz)
     for problem in publish.contract_problems(app.settings, file):
         click.echo(str(problem), err=True)
@@ -131,7 +142,10 @@ def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> N
 @pass_app
 def queue_list(app: App) -> None:
     """Show the queue in sending order with the expected send date of each article."""
+    from newsletter import publish
+
     view = publish.queue_view(app.store, app.settings)
+    # The listing and its notes go to one stream, so they never interleave in a shared pipe.
     if not view.entries:
         click.echo("the queue is empty")
     for n, entry in enumerate(view.entries, start=1):
@@ -139,6 +153,15 @@ def queue_list(app: App) -> None:
         if entry.status == "waiting":
             status = f"not before {_local(entry.not_before, app.settings)}"
         click.echo(f"{n:>3}. {entry.filename}  [{status}]  {entry.title}")
+        if entry.status == "held":
+            click.echo(
+                "     held: the issue's check found errors; fix it, then "
+                f"'newsletter queue release {entry.filename}' "
+                "('newsletter run --force' sends it as it is):"
+            )
+            for line in (entry.error or "").splitlines():
+                click.echo(f"       {line}")
+            continue
         click.echo(f"     expected: {_local(entry.expected, app.settings)}")
         if entry.error:
             click.echo(f"     error: {entry.error}")
@@ -146,14 +169,20 @@ def queue_list(app: App) -> None:
     if held:
         click.echo(
             f"held: the issue due at {_local(held, app.settings)} was missed while the scheduler "
-            "was down; run 'newsletter run --once' to send it now",
-            err=True,
+            "was down; run 'newsletter run' to send it now"
         )
     for tick in view.dry_ticks:
-        click.echo(
-            f"warning: nothing to send at {_local(tick, app.settings)}: the queue runs dry",
-            err=True,
-        )
+        click.echo(f"warning: nothing to send at {_local(tick, app.settings)}: the queue runs dry")
+
+
+@queue.command("release")
+@click.argument("article")
+@pass_app
+def queue_release(app: App, article: str) -> None:
+    """Put ARTICLE, held because its check failed, back in its place in the queue (once fixed).
+    The next tick checks it again."""
+    row = app.store.queue.release_article(Path(article).name)
+    click.echo(f"released {row.filename}: back in the queue; the next tick checks it again")
 
 
 @queue.command("remove")
@@ -173,12 +202,19 @@ def subscribers() -> None:
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--reactivate",
+    is_flag=True,
+    help="Let the file make known unsubscribed, bounced, complained or unconfirmed "
+    "addresses active again (never done without it).",
+)
 @pass_app
-def subscribers_import(app: App, file: Path) -> None:
-    """Import FILE.csv (columns email, name): valid rows in one transaction."""
+def subscribers_import(app: App, file: Path, reactivate: bool) -> None:
+    """Import FILE.csv (columns email, name, and optionally status, created_at as `export`
+    writes them): the whole file in one transaction, nothing if a row is badly quoted."""
     from newsletter.subscribers import import_csv
 
-    result = import_csv(app.store, file)
+    result = import_csv(app.store, file, reactivate=reactivate)
     for problem in result.problems:
         click.echo(f"{file}:{problem}", err=True)
     for skipped in result.skipped:
@@ -213,7 +249,8 @@ def subscribers_remove(app: App, email: str) -> None:
 )
 @pass_app
 def subscribers_export(app: App, out: Path | None) -> None:
-    """Write every subscriber with their status as CSV."""
+    """Write every subscriber with their status as CSV (`subscribers import` reads it back;
+    cells a spreadsheet would run as formulas get a leading apostrophe, which import removes)."""
     from newsletter.subscribers import export_csv
 
     if out is None:
@@ -291,9 +328,11 @@ class _Bars:
     """tqdm progress bars for the issues a command sends; closed when the command ends."""
 
     def __init__(self) -> None:
-        self.bars: list[tqdm] = []
+        self.bars: list = []
 
     def __call__(self, issue_id: int, total: int):
+        from tqdm import tqdm
+
         bar = tqdm(
             total=total, desc=f"issue {issue_id}", unit="rcpt", file=sys.stderr, disable=None
         )
@@ -305,29 +344,78 @@ class _Bars:
             bar.close()
 
 
+def _issue_state(status: str, counts: dict[str, int]) -> str:
+    """An issue that finished with uncertain or failed recipients is not simply "sent"."""
+    if status != IssueStatus.SENT:
+        return status
+    left = []
+    if counts.get(DeliveryState.UNCERTAIN):
+        left.append(f"{counts[DeliveryState.UNCERTAIN]} uncertain left to settle")
+    if counts.get(DeliveryState.FAILED):
+        left.append(f"{counts[DeliveryState.FAILED]} failed")
+    return "finished sending; " + ", ".join(left) if left else status
+
+
+def _settle_hints(issue_id: int, counts: dict[str, int]) -> list[str]:
+    hints = []
+    if counts.get(DeliveryState.UNCERTAIN):
+        hints.append(
+            f"  left to settle: {counts[DeliveryState.UNCERTAIN]} uncertain (they may or may "
+            f"not have it): 'newsletter resolve {issue_id} --resend' sends them again, "
+            f"'newsletter resolve {issue_id} --mark-sent' counts them as delivered"
+        )
+    if counts.get(DeliveryState.FAILED):
+        hints.append(
+            f"  {counts[DeliveryState.FAILED]} failed: the provider refused them for good "
+            "(reasons below); nothing is retried"
+        )
+    return hints
+
+
 def _print_report(report: delivery.SendReport) -> None:
     counts = report.counts
     click.echo(
-        f"issue {report.issue_id}: {report.status}; sent {counts.get(DeliveryState.SENT, 0)}, "
-        f"failed {counts.get(DeliveryState.FAILED, 0)}, uncertain {counts.get(DeliveryState.UNCERTAIN, 0)}, "
-        f"skipped {counts.get(DeliveryState.SKIPPED, 0)}, pending {counts.get(DeliveryState.PENDING, 0)}"
+        f"issue {report.issue_id}: {_issue_state(report.status, counts)}; "
+        f"sent {counts.get(DeliveryState.SENT, 0)}, "
+        f"failed {counts.get(DeliveryState.FAILED, 0)}, "
+        f"uncertain {counts.get(DeliveryState.UNCERTAIN, 0)}, "
+        f"skipped {counts.get(DeliveryState.SKIPPED, 0)}, "
+        f"pending {counts.get(DeliveryState.PENDING, 0)}"
     )
     if report.last_error and not report.ok:
         click.echo(f"  last error: {report.last_error}")
     if counts.get(DeliveryState.UNCERTAIN):
         click.echo(
-            f"  {counts[DeliveryState.UNCERTAIN]} uncertain: see 'newsletter status {report.issue_id}' "
+            f"  {counts[DeliveryState.UNCERTAIN]} uncertain: see "
+            f"'newsletter status {report.issue_id}' "
             f"and 'newsletter resolve {report.issue_id} --resend|--mark-sent'"
         )
 
 
+def _print_held(held: list[publish.HeldArticle]) -> None:
+    for article in held:
+        click.echo(
+            f"held {article.filename} ({article.title}): its check found errors; the queue "
+            f"goes on without it. Fix it, then 'newsletter queue release {article.filename}'"
+            " ('newsletter run --force' sends it as it is):",
+            err=True,
+        )
+        for line in article.reason.splitlines():
+            click.echo(f"  {line}", err=True)
+
+
 @cli.command()
-@click.option("--once", is_flag=True, required=True, help="Do what a due tick does, now.")
+@click.option("--once", is_flag=True, help="Accepted for scripts; 'run' always does one tick.")
 @click.option("--force", is_flag=True, help="Send even if the issue's check finds errors.")
 @LAYOUT_OPTION
 @pass_app
 def run(app: App, once: bool, force: bool, layout: str | None) -> None:
-    """Pick the queued articles, build the issue and send it to every active subscriber."""
+    """Do what a due tick does, now: finish any interrupted issue, then pick the queued
+    articles, build the issue and send it to every active subscriber. An article whose check
+    fails is held and the next one goes out instead (--force sends it anyway)."""
+    from newsletter import delivery, publish
+    from newsletter.providers import make_provider
+
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
@@ -337,11 +425,14 @@ def run(app: App, once: bool, force: bool, layout: str | None) -> None:
         bars.close()
     for error in result.errors:
         click.echo(f"skipped: {error}", err=True)
+    _print_held(result.held_articles)
     for report in result.resumed:
         click.echo("resumed an interrupted issue:")
         _print_report(report)
     if result.report is None:
         click.echo("nothing to send: no queued article is due")
+        if result.held_articles:
+            sys.exit(1)
         return
     click.echo(f"articles: {', '.join(result.articles)}")
     _print_report(result.report)
@@ -350,23 +441,58 @@ def run(app: App, once: bool, force: bool, layout: str | None) -> None:
 
 
 @cli.command()
-@click.argument("issue_id", type=int)
+@click.argument("issue_id", type=int, required=False)
 @pass_app
-def status(app: App, issue_id: int) -> None:
-    """Counts by delivery state, engagement and the last error of ISSUE."""
+def status(app: App, issue_id: int | None) -> None:
+    """Counts by delivery state, engagement and the last error of ISSUE (default: the latest
+    issue), and the articles held in the queue."""
+    if issue_id is None:
+        issues = app.store.queue.list_issues()
+        if not issues:
+            click.echo("no issue yet: 'newsletter run' sends the first one")
+        else:
+            issue_id = issues[0].id
+            click.echo(
+                f"the latest issue ({len(issues)} in all; 'newsletter status N' shows "
+                "issue N, 'newsletter issues' lists them)"
+            )
+    if issue_id is not None:
+        _print_status(app, issue_id)
+    for row in app.store.queue.queued(held=True):
+        if row.status != ArticleStatus.HELD:
+            continue
+        click.echo(
+            f"held article {row.filename}: its check found errors; fix it, then "
+            f"'newsletter queue release {row.filename}':"
+        )
+        for line in (row.last_error or "").splitlines():
+            click.echo(f"  {line}")
+
+
+def _print_status(app: App, issue_id: int) -> None:
     issue = app.store.queue.get_issue(issue_id)
     counts = app.store.deliveries.counts(issue_id)
     click.echo(f"issue {issue_id}: {issue.subject}")
-    click.echo(f"status: {issue.status}   created {_local(issue.created_at, app.settings)}")
+    click.echo(
+        f"status: {_issue_state(issue.status, counts)}   "
+        f"created {_local(issue.created_at, app.settings)}"
+    )
     click.echo("  " + "  ".join(f"{state} {n}" for state, n in counts.items()))
     click.echo(f"  opens {issue.opens}  clicks {issue.clicks}")
     if issue.last_error:
         click.echo(f"  last error: {issue.last_error}")
+    for hint in _settle_hints(issue_id, counts) if issue.status == IssueStatus.SENT else []:
+        click.echo(hint)
     uncertain = app.store.deliveries.in_state(issue_id, DeliveryState.UNCERTAIN)
     if uncertain:
         click.echo(f"uncertain ({len(uncertain)}): resolve with --resend or --mark-sent")
         for row in uncertain:
             click.echo(f"  {row.email}  batch {row.batch}")
+    failed = app.store.deliveries.in_state(issue_id, DeliveryState.FAILED)
+    if failed:
+        click.echo(f"failed ({len(failed)}):")
+        for row in failed:
+            click.echo(f"  {row.email}  {row.error or ''}")
 
 
 @cli.command("issues")
@@ -385,6 +511,8 @@ def issues_list(app: App) -> None:
 @pass_app
 def pause(app: App, issue_id: int) -> None:
     """Stop sending ISSUE after the batch in flight."""
+    from newsletter import delivery
+
     delivery.change_issue_status(app.store, issue_id, IssueStatus.PAUSED)
     click.echo(f"issue {issue_id}: paused")
 
@@ -394,6 +522,8 @@ def pause(app: App, issue_id: int) -> None:
 @pass_app
 def resume(app: App, issue_id: int) -> None:
     """Let a paused ISSUE go on (the next run or scheduler tick sends the rest)."""
+    from newsletter import delivery
+
     delivery.change_issue_status(app.store, issue_id, IssueStatus.SENDING)
     click.echo(f"issue {issue_id}: resumed; the next run or tick sends the rest")
 
@@ -403,6 +533,8 @@ def resume(app: App, issue_id: int) -> None:
 @pass_app
 def cancel(app: App, issue_id: int) -> None:
     """Send nothing more of ISSUE."""
+    from newsletter import delivery
+
     delivery.change_issue_status(app.store, issue_id, IssueStatus.CANCELLED)
     click.echo(f"issue {issue_id}: cancelled")
 
@@ -414,6 +546,8 @@ def cancel(app: App, issue_id: int) -> None:
 @pass_app
 def resolve(app: App, issue_id: int, action: str | None) -> None:
     """Settle the uncertain deliveries of ISSUE."""
+    from newsletter import delivery
+
     if action is None:
         raise NewsletterError("say --resend or --mark-sent")
     moved = delivery.resolve_uncertain(app.store, issue_id, resend=action == "resend")
@@ -435,6 +569,7 @@ def resolve(app: App, issue_id: int, action: str | None) -> None:
 def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
     """Send ISSUE once to the editor, or validate it whole with --sandbox."""
     from newsletter import proofs
+    from newsletter.providers import make_provider
 
     provider = make_provider(app.settings)
     if sandbox:
@@ -505,6 +640,10 @@ def worker(app: App, once: bool) -> None:
     """Help send the issues in progress, alongside other workers on the same database."""
     import signal
     import threading
+
+    from newsletter import delivery
+    from newsletter.exceptions import WorkerStopping
+    from newsletter.providers import make_provider
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):  # finish the batch in flight, then stop

@@ -85,6 +85,7 @@ class Settings:
     subject_template: str
     # The article contract ([articles]): sections, their order, which are spoilers.
     contract: Contract
+    editor_email: str  # "" when nobody is to be emailed about held articles
 
     @property
     def issues_dir(self) -> Path:
@@ -102,9 +103,19 @@ class Settings:
 
 
 def secret(name: str) -> str | None:
-    """Read a secret from the environment; secrets have no place in files or output."""
-    value = os.environ.get(name)
-    return value or None
+    """Read a secret from the environment; secrets have no place in files or output.
+    Surrounding whitespace is dropped (a CRLF `.env` file leaves a CR at the end); what is
+    left must be printable ASCII without spaces, or the error names the variable, never
+    the value (an illegal character would otherwise surface inside an HTTP header error)."""
+    value = (os.environ.get(name) or "").strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isprintable()) or " " in value:
+        raise ConfigError(
+            f"{name} holds a character a key cannot have (a space, a control character or a "
+            "non-ASCII character): set it again, copied exactly"
+        )
+    return value
 
 
 def find_config(start: Path | None = None) -> Path | None:

@@ -21,20 +21,24 @@ from datetime import timedelta
 
 from newsletter.config import Settings
 from newsletter.exceptions import (
+    ConfigError,
     CredentialsRefused,
     LeaseLost,
     NewsletterError,
+    NotSent,
     RateLimited,
     Rejected,
     SenderBusy,
+    Stopped,
+    StoreError,
     TooLarge,
     TransientError,
     Uncertain,
     WorkerStopping,
 )
 from newsletter.links import stored_issue
-from newsletter.providers import OutgoingBatch, Provider
-from newsletter.records import DeliveryState, IssueRecord, IssueStatus, utcnow
+from newsletter.providers import OutgoingBatch, Provider, Settles
+from newsletter.records import Batch, DeliveryState, IssueRecord, IssueStatus, utcnow
 from newsletter.store import Store
 
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = DeliveryState
@@ -151,11 +155,14 @@ def backoff_delay(attempt: int, policy: DeliveryPolicy) -> float:
     return random.uniform(0, min(policy.backoff_cap, policy.backoff_base * 2**attempt))
 
 
-def recover_in_flight(store: Store, issue_id: int, policy: DeliveryPolicy) -> int:
+def recover_in_flight(
+    store: Store, issue_id: int, policy: DeliveryPolicy, provider: Provider | None = None
+) -> int:
     """Batches left in flight by a sender that died become uncertain (or pending again when
     the list prefers a duplicate to a gap): at once when that sender was a process of this
     machine that no longer exists, otherwise once its claim is older than the claim timeout
-    (a live sender never keeps a batch in flight longer than one request)."""
+    (a live sender never keeps a batch in flight longer than one request). A provider that
+    can tell what it delivered (`Settles`) then settles every uncertain row of the issue."""
     moved = 0
     stale = utcnow() - policy.claim_timeout
     for worker, oldest in store.deliveries.in_flight_claims(issue_id):
@@ -173,9 +180,35 @@ def recover_in_flight(store: Store, issue_id: int, policy: DeliveryPolicy) -> in
             issue_id,
             moved,
         )
+    if isinstance(provider, Settles):
+        settle_with_provider(store, provider, issue_id)
     if policy.resend_uncertain:
         store.deliveries.settle(issue_id, UNCERTAIN, PENDING)
     return moved
+
+
+def settle_with_provider(
+    store: Store, provider: Settles, issue_id: int, subscriber_ids: list[int] | None = None
+) -> tuple[int, int]:
+    """Ask the provider which uncertain rows it delivered: those become sent, the others
+    pending (it says they never went out). Returns (sent, pending)."""
+    if subscriber_ids is None:
+        subscriber_ids = [r.subscriber_id for r in store.deliveries.in_state(issue_id, UNCERTAIN)]
+    if not subscriber_ids:
+        return 0, 0
+    delivered = provider.settle_uncertain(issue_id, subscriber_ids)
+    sent = [sid for sid in subscriber_ids if delivered.get(sid)]
+    unsent = [sid for sid in subscriber_ids if not delivered.get(sid)]
+    moved_sent = store.deliveries.settle(issue_id, UNCERTAIN, SENT, sent) if sent else 0
+    moved_back = store.deliveries.settle(issue_id, UNCERTAIN, PENDING, unsent) if unsent else 0
+    log.warning(
+        "issue %s: the provider settled %d uncertain deliveries: %d delivered, %d to send again",
+        issue_id,
+        moved_sent + moved_back,
+        moved_sent,
+        moved_back,
+    )
+    return moved_sent, moved_back
 
 
 @dataclass(frozen=True)
@@ -231,7 +264,7 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
     store = ctx.store
     issue = store.queue.get_issue(issue_id)
     report = SendReport(issue_id, issue.status)
-    recover_in_flight(store, issue_id, ctx.policy)
+    recover_in_flight(store, issue_id, ctx.policy, ctx.provider)
     sender = _IssueSender(ctx, issue, report)
     threads = max(1, ctx.policy.concurrency)
     if threads == 1:
@@ -262,6 +295,10 @@ class _IssueSender:
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.cursor = 0  # the highest subscriber id this send has claimed so far
+        # The first request of a send goes out alone: the others wait for its answer, so a
+        # refused key costs one request rather than one per thread.
+        self.probe_taken = False
+        self.first_answer = threading.Event()
 
     def wait(self, seconds: float) -> None:
         # Keep the lease alive through long rate-limit waits.
@@ -287,6 +324,24 @@ class _IssueSender:
         if recipients and self.progress:
             with self.lock:
                 self.progress(recipients)
+
+    def before_request(self) -> None:
+        """Right before a request is written (called by the provider): stop if the key was
+        refused, or the issue paused or cancelled, after this batch was claimed."""
+        with self.lock:
+            probe, self.probe_taken = not self.probe_taken, True
+        while not probe and not self.first_answer.wait(0.05):
+            if self.done.is_set():
+                break
+        if self.done.is_set():
+            raise Stopped("the send was stopped before this request")
+        try:
+            status = self.store.queue.issue_status(self.issue_id)
+        except StoreError as exc:
+            raise Stopped("the database failed before this request") from exc
+        if status != ISSUE_SENDING:
+            self.finish(status)
+            raise Stopped(f"the issue is {status}")
 
     def run(self) -> None:
         try:
@@ -322,16 +377,29 @@ class _IssueSender:
             if not batch.recipients:
                 continue
             self.note(batch=True)
-            outgoing = OutgoingBatch.of(
-                self.settings,
-                issue_id,
-                batch.number,
-                self.rendered,
-                batch.recipients,
-                categories=self.ctx.categories,
-            )
             try:
-                accepted = self.provider.send(outgoing)
+                outgoing = OutgoingBatch.of(
+                    self.settings,
+                    issue_id,
+                    batch.number,
+                    self.rendered,
+                    batch.recipients,
+                    categories=self.ctx.categories,
+                    before_request=self.before_request,
+                )
+                try:
+                    accepted = self.provider.send(outgoing)
+                except CredentialsRefused:
+                    self.done.set()  # before the threads waiting for this answer go on
+                    raise
+                finally:
+                    self.first_answer.set()
+            except Stopped as exc:
+                store.deliveries.release(batch)
+                if isinstance(exc.__cause__, StoreError):
+                    raise exc.__cause__ from None
+                self.done.set()
+                return None
             except (RateLimited, TransientError) as exc:
                 consecutive_failures += 1
                 self.note(str(exc))
@@ -375,11 +443,54 @@ class _IssueSender:
                 store.deliveries.mark(batch, UNCERTAIN, str(exc))
                 self.note(str(exc), recipients=len(batch.recipients))
                 continue
+            except NotSent as exc:
+                # Never written (the request could not be built): safe to send again later.
+                store.deliveries.release(batch, error=str(exc))
+                self.note(str(exc))
+                log.warning("issue %s batch %s: %s", issue_id, batch.number, exc)
+                self._count_failed_batch(str(exc))
+                continue
+            except ConfigError:
+                store.deliveries.release(batch)  # a setting is wrong: nothing was written
+                raise
+            except (LeaseLost, WorkerStopping, StoreError):
+                raise
+            except Exception as exc:  # a bug or an encoding error inside the provider
+                self._unexpected(batch, exc)
+                continue
             consecutive_failures = 0
             store.deliveries.fail(batch, accepted.rejected)
             store.deliveries.mark_sent(batch, accepted.message_ids)
             self.note(recipients=len(batch.recipients))
         return None
+
+    def _unexpected(self, batch: Batch, exc: Exception) -> None:
+        """An exception no provider outcome names: the request may have been written. A
+        provider that can tell settles the batch now (delivered: sent, the rest pending);
+        otherwise it is uncertain. Either way it counts as a failed batch, so a bug that
+        fails every batch pauses the issue instead of stalling or crashing the send."""
+        error = f"unexpected error while sending ({type(exc).__name__}: {exc})"
+        log.warning("issue %s batch %s: %s", self.issue_id, batch.number, error)
+        log.debug("the unexpected error", exc_info=exc)
+        settled, done = False, len(batch.recipients)
+        if isinstance(self.provider, Settles):
+            ids = [r.subscriber_id for r in batch.recipients]
+            try:
+                delivered = self.provider.settle_uncertain(self.issue_id, ids)
+            except Exception:  # cannot tell after all
+                log.debug("settling after the unexpected error failed", exc_info=True)
+            else:
+                sent = {sid: "" for sid in ids if delivered.get(sid)}
+                if sent:
+                    self.store.deliveries.mark_sent(batch, sent)
+                self.store.deliveries.release(batch, error=error)
+                settled, done = True, len(sent)
+        if not settled:
+            self.store.deliveries.mark(
+                batch, UNCERTAIN, f"{error}: it may or may not have gone out"
+            )
+        self.note(error, recipients=done)
+        self._count_failed_batch(error)
 
     def _count_failed_batch(self, error: str) -> None:
         failed = self.store.queue.record_failed_batch(self.issue_id, error)

@@ -21,6 +21,8 @@ the line, the setting or the database), so the CLI prints it on one line, never 
         ├── Rejected             refused for good: do not retry this batch
         ├── CredentialsRefused   the key or the sender is refused: stop the issue
         ├── TooLarge             the request is too large: split the batch
+        ├── NotSent              the request was never written (could not be built)
+        │   └── Stopped          a stop came before the request was written
         └── Uncertain            may have gone out: never resend silently
 """
 
@@ -53,7 +55,12 @@ class NotFound(NewsletterError):
 
 
 class CheckFailed(NewsletterError):
-    """The finished email has errors (`newsletter check`); nothing was sent."""
+    """The finished email has errors (`newsletter check`); nothing was sent. `report` is the
+    check's errors, formatted: the reason an article is held."""
+
+    def __init__(self, message: str, report: str = "") -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class SenderBusy(NewsletterError):
@@ -115,6 +122,16 @@ class CredentialsRefused(ProviderError):
 
 class TooLarge(ProviderError):
     """The request body is too large (413): split the batch."""
+
+
+class NotSent(ProviderError):
+    """The request was never written (it could not be built or encoded): nothing went out,
+    so the batch goes back to pending; repeated, it counts towards pausing the issue."""
+
+
+class Stopped(NotSent):
+    """The send was stopped (refused key, pause, cancel) after this batch was claimed and
+    before its request was written: the batch goes back to pending, nothing is counted."""
 
 
 class Uncertain(ProviderError):

@@ -20,7 +20,7 @@ from newsletter.conformance import ERROR, ContractProblem, validate_file
 from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
 from newsletter.exceptions import ArticleError, CheckFailed, NewsletterError
 from newsletter.layouts import article_slug, choose_layout
-from newsletter.records import DeliveryState, utcnow
+from newsletter.records import ArticleStatus, DeliveryState, utcnow
 from newsletter.render import render_article_pages, render_fitting
 from newsletter.store import Store
 
@@ -151,7 +151,7 @@ def contract_problems(settings: Settings, path: Path) -> list[ContractProblem]:
 class QueueEntry:
     filename: str
     title: str
-    status: str  # "queued", "waiting" (not before a time) or "error"
+    status: str  # "queued", "waiting" (not before a time), "error" or "held"
     not_before: datetime | None
     expected: datetime | None
     error: str | None
@@ -171,19 +171,19 @@ def queue_view(
     coming ticks that would find nothing to send."""
     now = now or utcnow()
     sync_queue(store, settings)
-    rows = store.queue.queued()
+    rows = store.queue.queued(held=True)
     errors: dict[int, str | None] = {}
     for row in rows:
         try:
             read_article(settings.issues_dir / row.filename, headings=settings.contract.headings)
-            errors[row.id] = None
+            errors[row.id] = row.last_error if row.status == ArticleStatus.HELD else None
         except ArticleError as exc:
             errors[row.id] = str(exc)
     expected: dict[int, datetime] = {}
     horizon = max(lookahead, len(rows) + lookahead)
     ticks = next_ticks(settings, now, horizon)
     dry: list[datetime] = []
-    waiting = [row for row in rows if errors[row.id] is None]
+    waiting = [row for row in rows if errors[row.id] is None and row.status != ArticleStatus.HELD]
     for index, tick in enumerate(ticks):
         due = [
             row
@@ -199,7 +199,9 @@ def queue_view(
         QueueEntry(
             filename=row.filename,
             title=row.title,
-            status="error"
+            status="held"
+            if row.status == ArticleStatus.HELD
+            else "error"
             if errors[row.id]
             else ("waiting" if row.not_before and row.not_before > now else "queued"),
             not_before=row.not_before,
@@ -218,13 +220,16 @@ class Picked:
     article: Article
 
 
-def pick(store: Store, settings: Settings, now: datetime) -> tuple[list[Picked], list[str]]:
+def pick(
+    store: Store, settings: Settings, now: datetime, *, held: bool = False
+) -> tuple[list[Picked], list[str]]:
     """The next queued articles allowed out at `now` (FIFO, respecting not-before), up to the
-    issue size. Unreadable ones are skipped with their error; the others still go."""
+    issue size. Unreadable ones are skipped with their error; the others still go. With
+    `held` (`run --force`), held articles are taken too, in their places."""
     sync_queue(store, settings)
     picked: list[Picked] = []
     errors: list[str] = []
-    for row in store.queue.queued():
+    for row in store.queue.queued(held=held):
         if len(picked) >= settings.schedule.articles_per_issue:
             break
         if row.not_before is not None and row.not_before > now:
@@ -286,7 +291,8 @@ def build_issue(
     if errors and not force:
         raise CheckFailed(
             "the issue was not sent: its check found errors (see 'newsletter check'; "
-            "'newsletter run --once --force' sends anyway):\n" + format_findings(errors)
+            "'newsletter run --force' sends anyway):\n" + format_findings(errors),
+            format_findings(errors),
         )
     pages = render_article_pages(articles, settings, slugs)
     return store.queue.create_issue(
@@ -325,9 +331,98 @@ class TickResult:
     resumed: list[SendReport] = field(default_factory=list)
     tick: datetime | None = None
     held: bool = False
+    held_articles: list[HeldArticle] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HeldArticle:
+    """An article a tick held because the issue's check found errors in it."""
+
+    article_id: int
+    filename: str
+    title: str
+    reason: str
+
+
+def _culprits(
+    settings: Settings, picked: list[Picked], failure: CheckFailed
+) -> list[tuple[Picked, str]]:
+    """Which picked articles made the issue's check fail, each with its reasons: those
+    that fail on their own, else (only together, e.g. too large) the last one added."""
+    from newsletter.check import ERROR, check_rendered, format_findings
+    from newsletter.check.editorial import check_articles
+
+    if len(picked) == 1:
+        return [(picked[0], failure.report)]
+    found = []
+    for p in picked:
+        rendered = render_fitting([p.article], settings, slug="held-check")
+        findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+        # A spoiler leak (when an error) or a broken contract is the article's own.
+        findings += check_articles(
+            [p.article],
+            subject=rendered.subject,
+            preheader=rendered.preheader,
+            layout=choose_layout(settings.layout, 1),
+            contract=settings.contract,
+            spoiler_leak=settings.spoiler_leak,
+        )
+        errors = [f for f in findings if f.severity == ERROR]
+        if errors:
+            found.append((p, format_findings(errors)))
+    if not found:
+        others = ", ".join(q.article.path.name for q in picked[:-1])
+        found.append((picked[-1], f"together with {others}:\n{failure.report}"))
+    return found
+
+
+def _hold(ctx: SendContext, picked: Picked, reason: str) -> HeldArticle | None:
+    """Hold the article and tell the editor once: a log line, and an email to
+    `[editor] email` when set. The tick goes on with the next article."""
+    if not ctx.store.queue.hold_article(picked.article_id, reason):
+        return None
+    held = HeldArticle(picked.article_id, picked.article.path.name, picked.article.title, reason)
+    log.warning(
+        "held %s: the issue's check found errors; the queue goes on without it. Fix it, "
+        "then 'newsletter queue release %s' (or 'newsletter run --force' sends it as it is)",
+        held.filename,
+        held.filename,
+    )
+    if ctx.settings.editor_email:
+        _email_editor(ctx, held)
+    return held
+
+
+def _email_editor(ctx: SendContext, held: HeldArticle) -> None:
+    from html import escape
+
+    from newsletter.providers import Message
+
+    text = (
+        f"{held.filename} ({held.title}) was held: the check of the issue it was to go out in "
+        f"found errors, so the queue goes on without it.\n\n{held.reason}\n\n"
+        f"Fix the article, then run 'newsletter queue release {held.filename}' (or "
+        f"'newsletter queue add' it again); 'newsletter run --force' sends it as it is.\n"
+    )
+    message = Message(
+        to_email=ctx.settings.editor_email,
+        to_name="",
+        subject=f"{ctx.settings.name}: held {held.filename}",
+        text=text,
+        html=f"<pre>{escape(text)}</pre>",
+        category="editor",
+        key=f"held-{held.article_id}-{utcnow():%Y%m%dT%H%M%S}",
+    )
+    try:
+        ctx.provider.send_message(message)
+    except NewsletterError as exc:  # telling the editor must never stop the tick
+        log.error("could not email the editor about %s: %s", held.filename, exc)
 
 
 LAST_TICK, HELD_TICK = "last_served_tick", "held_tick"
+# When a scheduler first served this newsletter: a tick before it was never the scheduler's
+# to serve, so it cannot have been "missed while the scheduler was down".
+SCHEDULER_STARTED = "scheduler_started"
 
 
 def latest_tick(settings: Settings, now: datetime) -> datetime | None:
@@ -375,18 +470,22 @@ def publish_tick(
         ]
         if scheduled_for is not None and _served(store, scheduled_for):
             return TickResult(None, [], [], None, resumed, scheduled_for)
-        picked, errors = pick(store, settings, now)
-        try:
-            issue_id = (
-                build_issue(store, settings, picked, scheduled_for, force=force, layout=layout)
-                if picked
-                else None
-            )
-        except CheckFailed:
-            if scheduled_for is not None:  # hold the tick for the editor, do not retry it
-                store.leases.set_meta(LAST_TICK, scheduled_for.isoformat())
-                store.leases.set_meta(HELD_TICK, scheduled_for.isoformat())
-            raise
+        picked, errors = pick(store, settings, now, held=force)
+        held: list[HeldArticle] = []
+        issue_id = None
+        while picked:
+            try:
+                issue_id = build_issue(
+                    store, settings, picked, scheduled_for, force=force, layout=layout
+                )
+                break
+            except CheckFailed as failure:  # hold the culprits, go on with the next ones
+                newly = [_hold(ctx, p, why) for p, why in _culprits(settings, picked, failure)]
+                if not any(newly):
+                    raise
+                held.extend(h for h in newly if h is not None)
+                picked, more = pick(store, settings, now)
+                errors.extend(more)
         if scheduled_for is not None:
             store.leases.set_meta(LAST_TICK, scheduled_for.isoformat())
         else:
@@ -394,10 +493,16 @@ def publish_tick(
                 HELD_TICK, None
             )  # the editor sent by hand: nothing is held any more
         if issue_id is None:
-            return TickResult(None, [], errors, None, resumed, scheduled_for)
+            return TickResult(None, [], errors, None, resumed, scheduled_for, held_articles=held)
         report = _send(ctx, issue_id, progress_factory)
         return TickResult(
-            issue_id, [p.article.title for p in picked], errors, report, resumed, scheduled_for
+            issue_id,
+            [p.article.title for p in picked],
+            errors,
+            report,
+            resumed,
+            scheduled_for,
+            held_articles=held,
         )
     finally:
         if own_lease:
@@ -417,16 +522,22 @@ def scheduled_work(
     later. Interrupted issues are finished either way."""
     store, settings = ctx.store, ctx.settings
     now = now or utcnow()
+    started = store.leases.get_meta(SCHEDULER_STARTED)
+    if started is None:
+        store.leases.set_meta(SCHEDULER_STARTED, now.isoformat())
+        started = now.isoformat()
     tick = latest_tick(settings, now)
     if tick is not None and not _served(store, tick) and now - tick > settings.schedule.grace:
         store.leases.set_meta(LAST_TICK, tick.isoformat())
-        store.leases.set_meta(HELD_TICK, tick.isoformat())
-        log.warning(
-            "the issue due at %s was missed by more than %s (the scheduler was not running): "
-            "holding it; run 'newsletter run --once' to send it now",
-            tick,
-            settings.schedule.grace,
-        )
+        if tick > datetime.fromisoformat(started):
+            store.leases.set_meta(HELD_TICK, tick.isoformat())
+            log.warning(
+                "the issue due at %s was missed by more than %s (the scheduler was not "
+                "running): holding it; run 'newsletter run' to send it now",
+                tick,
+                settings.schedule.grace,
+            )
+        # else: due before any scheduler served this newsletter; nothing was missed.
         tick = None
     if tick is None or _served(store, tick):
         ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)

@@ -48,9 +48,13 @@ class IssueStatus(StrEnum):
 
 
 class ArticleStatus(StrEnum):
+    """A held article failed its pre-send check: it keeps its place in the queue, but no tick
+    takes it until the editor releases it (or `run --force` sends it)."""
+
     QUEUED = "queued"
     PUBLISHED = "published"
     REMOVED = "removed"
+    HELD = "held"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,31 @@ class DeliveryRow:
     worker: str | None
     error: str | None
     message_id: str | None
+
+
+class WebhookEvent(NamedTuple):
+    """One event of a verified SendGrid POST, reduced to what it changes. `kind` is
+    "suppress" (email_key + status), "confirm" (issue + subscriber) or "open" / "click"
+    (issue). Without an `event_id` it cannot be deduplicated: only idempotent ones come so.
+    (A named tuple: thousands are made per POST.)"""
+
+    kind: str
+    event_id: str | None
+    email_key: str = ""
+    status: str = ""
+    issue_id: int = 0
+    subscriber_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOutcome:
+    """What one POST changed: rows moved, counters bumped, events already seen."""
+
+    suppressed: int = 0
+    confirmed: int = 0
+    opens: int = 0
+    clicks: int = 0
+    duplicates: int = 0
 
 
 def utcnow() -> datetime:

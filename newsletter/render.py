@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from premailer import Premailer
 
 from newsletter.articles import Article
 from newsletter.config import Settings
@@ -85,6 +84,8 @@ def _quiet_cssutils_logger() -> logging.Logger:
 
 def inline_css(document: str) -> str:
     """Inline the stylesheet; media queries stay in a <style> block, with their !important."""
+    from premailer import Premailer  # heavy (cssutils, lxml): only when rendering
+
     premailer = Premailer(
         document,
         allow_network=False,

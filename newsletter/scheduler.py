@@ -95,6 +95,11 @@ class SchedulerRunner:
             )
         for error in result.errors:
             self.echo(f"skipped: {error}")
+        for held in result.held_articles:
+            self.echo(
+                f"held {held.filename}: its check found errors (see 'newsletter queue list'); "
+                "the queue goes on without it"
+            )
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -165,7 +170,7 @@ def run_scheduler(store: Store, settings: Settings, echo: Callable[[str], None] 
     if held:
         echo(
             f"held: the issue due at {held.astimezone(settings.timezone):%Y-%m-%d %H:%M %Z} "
-            "was missed; run 'newsletter run --once' to send it now"
+            "was missed; run 'newsletter run' to send it now"
         )
     try:
         scheduler.start()

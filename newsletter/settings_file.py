@@ -105,6 +105,24 @@ class NewsletterSection(_Section):
         return value
 
 
+class EditorSection(_Section):
+    """[editor]: who is told when the queue needs a person."""
+
+    email: str = Field(
+        "",
+        description="Who is emailed (through the provider) when an article is held because "
+        "its check found errors; the next article goes out meanwhile. Empty: a log line only.",
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip()
+        if value and "@" not in value:
+            raise ValueError("expected an email address, or an empty string")
+        return value
+
+
 class ScheduleSection(_Section):
     """[schedule]: publication cadence, in the time zone above."""
 
@@ -303,6 +321,7 @@ class SettingsFile(_Section):
     """The whole file. Every table is optional; a missing key takes the default above."""
 
     newsletter: NewsletterSection = NewsletterSection()
+    editor: EditorSection = EditorSection()
     schedule: ScheduleSection = ScheduleSection()
     delivery: DeliverySection = DeliverySection()
     check: CheckSection = CheckSection()
@@ -424,6 +443,7 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
         contract=contract_from_lists(
             file.articles.sections, file.articles.required, file.articles.spoiler_free
         ),
+        editor_email=file.editor.email,
     )
 
 

@@ -1,14 +1,21 @@
 """Subscriber lists in and out as CSV: every row validated, errors named by line number,
-valid rows imported in one transaction, and exports safe to open in a spreadsheet."""
+valid rows imported in one transaction, and exports safe to open in a spreadsheet that
+`subscribers import` reads back exactly (addresses, names and statuses)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
+import json
+import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -19,7 +26,15 @@ from newsletter.render import header_safe
 from newsletter.store import Store
 from newsletter.tokens import new_token
 
+log = logging.getLogger(__name__)
+
+ACTIVE, UNCONFIRMED = SubscriberStatus.ACTIVE, SubscriberStatus.UNCONFIRMED
+STATUSES = tuple(str(s) for s in SubscriberStatus)
+# A cell starting with one of these is run as a formula by spreadsheets; export puts an
+# apostrophe before it (and before a leading apostrophe, so import can undo exactly that).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+ESCAPE = "'"
+SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"
 
 
 @dataclass(frozen=True)
@@ -40,16 +55,39 @@ class ImportResult:
     skipped: list[RowProblem] = field(default_factory=list)
 
 
-def signing_secret(store: Store) -> str:
-    """NEWSLETTER_SECRET_KEY from the environment, else the database's own generated key."""
-    return secret("NEWSLETTER_SECRET_KEY") or store.leases.secret_key()
+@dataclass(frozen=True)
+class CsvRow:
+    """One data row of a subscriber CSV, as written (spreadsheet escaping already undone)."""
+
+    line: int
+    email: str
+    name: str
+    status: str  # "" when the file has no status column or leaves the cell empty
+    created_at: str
 
 
+# -- addresses ---------------------------------------------------------------------------------
 def normalize_address(raw: str) -> str:
-    """The address as it should be stored; raises EmailNotValidError with a readable reason."""
+    """The one address check of sign-up, import and proofs; returns the address as stored.
+
+    Decision: internationalised local parts (`δοκιμή@example.com`) are accepted. They need
+    SMTPUTF8: the outbox writes them so (RFC 6532), and a provider that cannot take one
+    (SendGrid) fails that one recipient with a reason while everyone else gets the issue. At
+    sign-up, double opt-in means such an address only becomes active if the confirmation
+    reached it. Every address whose local part is ASCII is stored all-ASCII (an
+    internationalised domain in its IDNA form), so it never needs SMTPUTF8 anywhere.
+    Raises EmailNotValidError with a readable reason."""
     if any(c in raw for c in "\r\n\x00"):
         raise EmailNotValidError("contains a line break or control character")
-    return validate_email(raw.strip(), check_deliverability=False).normalized
+    checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=True)
+    return checked.ascii_email or checked.normalized
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address delivers to, for sign-up limits: case and plus-addressing folded,
+    so victim+1@example.com and Victim@example.com count as one mailbox."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
 
 
 def clean_name(raw: str | None) -> str:
@@ -57,8 +95,88 @@ def clean_name(raw: str | None) -> str:
     return header_safe(raw or "", 200)
 
 
-def read_csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs; handles a BOM, CRLF and quoted fields."""
+# -- signing keys ------------------------------------------------------------------------------
+def secret_keys_from_env() -> tuple[str, ...]:
+    """NEWSLETTER_SECRET_KEY as a list, newest first (separated by commas or whitespace)."""
+    raw = secret(SECRET_KEY_ENV) or ""
+    keys: list[str] = []
+    for key in re.split(r"[\s,]+", raw.strip()):
+        if key and key not in keys:
+            keys.append(key)
+    return tuple(keys)
+
+
+def signing_secret(store: Store) -> tuple[str, ...]:
+    """Every key that verifies subscriber links, newest (the one new links use) first: the keys
+    of NEWSLETTER_SECRET_KEY in their order, then always the database's own generated key,
+    so links made before any key was set keep working. Warns when the key list changed."""
+    env_keys = secret_keys_from_env()
+    db_key = store.leases.secret_key()
+    _note_key_changes(store, env_keys, db_key)
+    return tuple(k for k in env_keys if k != db_key) + (db_key,)
+
+
+signing_keys = signing_secret
+
+_KEYS_SEEN = "signing_keys_seen"
+
+
+def _fingerprint(key: str, db_key: str) -> str:
+    """A short, non-reversible name for a key, for messages and the record of keys used."""
+    return hmac.new(db_key.encode(), b"fingerprint:" + key.encode(), hashlib.sha256).hexdigest()[
+        :12
+    ]
+
+
+def _note_key_changes(store: Store, env_keys: tuple[str, ...], db_key: str) -> None:
+    """Remember which keys have signed links and say (log warning, shown by the CLI) when the
+    newest key changed or a key that signed links was dropped from the list."""
+    current = [_fingerprint(k, db_key) for k in env_keys]
+    try:
+        seen: list[str] = json.loads(store.leases.get_meta(_KEYS_SEEN) or "[]")
+    except ValueError:
+        seen = []
+    newest = current[0] if current else "database"
+    if seen and seen[0] != newest:
+        log.warning(
+            "%s changed: new links are signed with key %s; links signed with an earlier key "
+            "keep working only while that key stays in %s after the new one",
+            SECRET_KEY_ENV,
+            newest,
+            SECRET_KEY_ENV,
+        )
+    dropped = [fp for fp in seen if fp != "database" and fp not in current]
+    if dropped:
+        log.warning(
+            "%s no longer lists key(s) %s that signed links before: every unsubscribe and "
+            "confirm link signed with them (in emails already sent, and for subscribers added "
+            "while they were the newest) now gets the 'invalid link' page. Put them back after "
+            "the new key: %s='new,old'",
+            SECRET_KEY_ENV,
+            ", ".join(dropped),
+            SECRET_KEY_ENV,
+        )
+    record = [newest] + [fp for fp in seen if fp != newest]
+    if record != seen:
+        store.leases.set_meta(_KEYS_SEEN, json.dumps(record))
+
+
+# -- CSV in ------------------------------------------------------------------------------------
+_LOOKS_LIKE_ADDRESS = re.compile(r"^\"?[^\s@\",]+@[^\s@\",]+\.[^\s@\",]+\"?$")
+
+
+def from_spreadsheet(text: str) -> str:
+    """Undo export's formula neutralisation: drop the apostrophe export put before a formula
+    character or before a leading apostrophe, and nothing else."""
+    if text.startswith(ESCAPE) and text[1:2] and text[1] in (*FORMULA_PREFIXES, ESCAPE):
+        return text[1:]
+    return text
+
+
+def read_csv_rows(path: Path) -> Iterator[CsvRow]:
+    """The data rows of a subscriber CSV; handles a BOM, CRLF and quoted fields. A quoting
+    error (an unclosed quote that would swallow the following rows) raises NewsletterError
+    naming the line, before anything is imported."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -67,58 +185,156 @@ def read_csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         ) from None
     except OSError as exc:
         raise NewsletterError(f"{path}: cannot read: {exc.strerror}") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+    except csv.Error as exc:
+        raise NewsletterError(f"{path}:1: CSV quoting error in the header: {exc}") from None
+    if "email" not in header:
         raise NewsletterError(f"{path}:1: no 'email' column in the header (expected: email,name)")
-    for row in reader:
-        yield reader.line_num, {(k or "").strip().lower(): (v or "") for k, v in row.items()}
+    end = reader.line_num
+    while True:
+        start = end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise NewsletterError(
+                f"{path}:{start}: CSV quoting error: {exc} (is a quote on this line not closed?)"
+                "; nothing was imported"
+            ) from None
+        end = reader.line_num
+        if not cells:
+            continue
+        _refuse_swallowed_rows(path, start, end, cells)
+        row = dict(zip(header, cells, strict=False))
+        yield CsvRow(
+            line=start,
+            email=from_spreadsheet(row.get("email", "")),
+            name=from_spreadsheet(row.get("name", "")),
+            status=row.get("status", "").strip().lower(),
+            created_at=row.get("created_at", "").strip(),
+        )
 
 
-def import_csv(store: Store, path: Path) -> ImportResult:
-    """Validate every row, then import all valid new rows in one transaction. Addresses that
-    unsubscribed, bounced or complained are never resubscribed by an import."""
+def _refuse_swallowed_rows(path: Path, start: int, end: int, cells: list[str]) -> None:
+    """A quoted field spanning lines whose later lines start with an address is almost surely
+    an unclosed quote that swallowed the rows after it: refuse the file, naming the line."""
+    if end == start:
+        return
+    for cell in cells:
+        for offset, line in enumerate(cell.splitlines()[1:], start=1):
+            first = line.split(",", 1)[0].strip()
+            if _LOOKS_LIKE_ADDRESS.match(first):
+                raise NewsletterError(
+                    f"{path}:{start}: CSV quoting error: a quote opened on this line is closed "
+                    f"only on line {end}, taking in what looks like the row of "
+                    f"{first.strip(chr(34))!r} (line {start + offset}); close the quote. "
+                    "Nothing was imported"
+                )
+
+
+def _parse_created_at(text: str) -> datetime | None:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportResult:
+    """Validate every row, then apply the whole file in one transaction.
+
+    Columns: email (required), name, status and created_at (as `export` writes them; a file
+    without a status column imports everyone as active). New addresses get the status of
+    their row. Known addresses keep their status, except that a suppression in the file
+    (unsubscribed, bounced, complained) is applied; an import never turns a person who left
+    or never confirmed back into an active subscriber unless `reactivate` is given."""
     result = ImportResult()
     seen: dict[str, int] = {}
-    valid: list[tuple[int, str, str]] = []
-    for line, row in read_csv_rows(path):
-        raw = row.get("email", "")
+    valid: list[tuple[CsvRow, str, str, str, datetime | None]] = []
+    for row in read_csv_rows(path):
         try:
-            email = normalize_address(raw)
+            email = normalize_address(row.email)
         except EmailNotValidError as exc:
-            result.problems.append(RowProblem(line, raw.strip(), f"invalid address: {exc}"))
+            result.problems.append(
+                RowProblem(row.line, row.email.strip(), f"invalid address: {exc}")
+            )
+            continue
+        status = row.status or ACTIVE
+        if status not in STATUSES:
+            result.problems.append(
+                RowProblem(
+                    row.line, email, f"unknown status {row.status!r} (one of {', '.join(STATUSES)})"
+                )
+            )
+            continue
+        try:
+            created_at = _parse_created_at(row.created_at) if row.created_at else None
+        except ValueError:
+            result.problems.append(
+                RowProblem(row.line, email, f"created_at {row.created_at!r} is not an ISO date")
+            )
             continue
         key = email.lower()
         if key in seen:
             result.problems.append(
-                RowProblem(line, email, f"duplicate of line {seen[key]} (addresses ignore case)")
+                RowProblem(
+                    row.line, email, f"duplicate of line {seen[key]} (addresses ignore case)"
+                )
             )
             continue
-        seen[key] = line
-        valid.append((line, email, clean_name(row.get("name"))))
-    existing = store.subscribers.existing(email.lower() for _, email, _ in valid)
-    new_rows: list[dict[str, str]] = []
-    renames: list[tuple[str, str]] = []
-    token_secret = signing_secret(store)
-    for line, email, name in valid:
-        status = existing.get(email.lower())
-        if status in SUPPRESSED:
-            result.skipped.append(
-                RowProblem(line, email, f"{status}: not resubscribed by an import")
-            )
-        elif status is not None:
-            renames.append((email.lower(), name))
-        else:
+        seen[key] = row.line
+        valid.append((row, email, clean_name(row.name), status, created_at))
+    existing = store.subscribers.existing(email.lower() for _, email, _, _, _ in valid)
+    new_rows: list[dict[str, Any]] = []
+    changes: list[tuple[str, str, str, str]] = []
+    token_keys = signing_secret(store)
+    for row, email, name, status, created_at in valid:
+        current = existing.get(email.lower())
+        if current is None:
             new_rows.append(
                 {
                     "email": email,
                     "name": name,
-                    "status": SubscriberStatus.ACTIVE,
-                    "token": new_token(token_secret),
+                    "status": status,
+                    "token": new_token(token_keys),
+                    "created_at": created_at,
                 }
             )
-    result.imported = store.subscribers.add(new_rows)
-    result.updated = store.subscribers.update_names(renames)
+            continue
+        target = _status_after_import(current, status, reactivate)
+        if target is None:
+            result.skipped.append(
+                RowProblem(
+                    row.line,
+                    email,
+                    f"{current}: not made {status} by an import (pass --reactivate to do that)",
+                )
+            )
+            continue
+        changes.append((email.lower(), current, target, name))
+    result.imported, result.updated = store.subscribers.import_rows(new_rows, changes)
     return result
+
+
+# Worst last: an import may make a status worse (apply a suppression), never better.
+_SEVERITY: dict[str, int] = {
+    UNCONFIRMED: 0,
+    ACTIVE: 1,
+    **{s: 2 + i for i, s in enumerate(SUPPRESSED)},
+}
+
+
+def _status_after_import(current: str, wanted: str, reactivate: bool) -> str | None:
+    """The status a known subscriber gets from an import row, or None to skip the row."""
+    if wanted == current:
+        return current
+    if wanted in SUPPRESSED:
+        return wanted if _SEVERITY.get(current, 0) < _SEVERITY[wanted] else current
+    if wanted == UNCONFIRMED:
+        # Nobody is moved back to pending: that state only ever comes from the sign-up form,
+        # so an unconfirmed row has no delivery history and can expire without a trace.
+        return current
+    return wanted if reactivate else None
 
 
 def add_subscriber(
@@ -148,13 +364,16 @@ def add_subscriber(
     return added
 
 
+# -- CSV out -----------------------------------------------------------------------------------
 def spreadsheet_safe(value: object) -> str:
-    """Neutralise a cell a spreadsheet would run as a formula."""
+    """Neutralise a cell a spreadsheet would run as a formula (and escape a leading apostrophe
+    the same way, so `from_spreadsheet` gives back exactly the original text)."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    return ESCAPE + text if text.startswith((*FORMULA_PREFIXES, ESCAPE)) else text
 
 
 def export_csv(rows: Iterable[Subscriber], out: TextIO) -> int:
+    """Every subscriber with status and sign-up time; `subscribers import` reads it back."""
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["email", "name", "status", "created_at"])
     count = 0

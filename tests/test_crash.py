@@ -11,7 +11,9 @@ from datetime import timedelta
 
 import pytest
 
+from newsletter import publish
 from newsletter.config import load_settings
+from newsletter.records import utcnow
 from newsletter.store import Store
 from newsletter.testing.sendgrid_server import SendGridServer
 from tests.conftest import run_cli
@@ -174,7 +176,7 @@ def test_standby_scheduler_takes_over_when_the_holder_is_killed(tmp_path, server
 def test_restart_after_downtime_sends_once_and_beyond_grace_holds(tmp_path, server):
     env = make_folder(tmp_path, server.url, subscribers=30, tick_ago=timedelta(minutes=20))
     # The scheduler was down over the send time (20 minutes ago, grace 6 hours): it goes out.
-    out = run_scheduler_for(tmp_path, env, seconds=4)
+    out = run_scheduler_for(tmp_path, env, seconds=1, until=lambda: len(server.messages) == 30)
     assert "issue 1" in out and len(server.messages) == 30
     # Restarted again: that tick was served, nothing goes out twice.
     out = run_scheduler_for(tmp_path, env, seconds=3)
@@ -192,22 +194,38 @@ def test_a_tick_missed_beyond_grace_waits_for_the_editor(tmp_path, server):
     env = make_folder(
         tmp_path, server.url, subscribers=10, tick_ago=timedelta(hours=3), grace_hours=1
     )
+    # A scheduler first served this newsletter a day ago, then went down over the tick.
+    store = open_store(tmp_path)
+    store.leases.set_meta(publish.SCHEDULER_STARTED, (utcnow() - timedelta(days=1)).isoformat())
+    store.close()
     out = run_scheduler_for(tmp_path, env, seconds=3)
     assert server.messages == []
     assert "missed" in out
     listing = run_cli(["queue", "list"], tmp_path, env=env)
-    assert "was missed while the scheduler was down" in listing.stderr
+    assert "was missed while the scheduler was down" in listing.stdout
     sent = run_cli(["run", "--once"], tmp_path, env=env)
     assert "sent 10" in sent.stdout and len(server.messages) == 10
     listing = run_cli(["queue", "list"], tmp_path, env=env)
-    assert "was missed" not in listing.stderr
+    assert "was missed" not in listing.stdout + listing.stderr
 
 
-def run_scheduler_for(folder, env, seconds: float) -> str:
+def run_scheduler_for(folder, env, seconds: float, until=None) -> str:
+    """Start the scheduler, wait until it holds the sending lease (and `until` holds) however
+    slow the machine is, let it run `seconds` more, then stop it."""
     proc = start(["-v", "scheduler"], folder, env)
-    time.sleep(seconds)
-    proc.terminate()
-    out, err = proc.communicate(timeout=30)
+    store = open_store(folder)
+    try:
+        holding = wait_until(
+            lambda: f":{proc.pid}:" in (store.leases.holder("sender") or ("",))[0], timeout=180
+        )
+        assert holding, "the scheduler never took the sending lease"
+        if until is not None:
+            assert wait_until(until, timeout=180)
+        time.sleep(seconds)
+    finally:
+        store.close()
+        proc.terminate()
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     return out + err
 
@@ -215,7 +233,7 @@ def run_scheduler_for(folder, env, seconds: float) -> str:
 def test_pause_resume_cancel_between_batches(tmp_path, server):
     env = make_folder(tmp_path, server.url, subscribers=600, batch_size=10)
     server.faults.slow = 10**6
-    server.faults.slow_seconds = 0.2
+    server.faults.slow_seconds = 0.6  # longer than a CLI start on a loaded machine
     proc = start(["run", "--once"], tmp_path, env)
     assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
     assert run_cli(["pause", "1"], tmp_path, env=env).returncode == 0
@@ -245,7 +263,7 @@ def test_pause_resume_cancel_between_batches(tmp_path, server):
 def test_cancel_stops_a_send(tmp_path, server):
     env = make_folder(tmp_path, server.url, subscribers=600, batch_size=10)
     server.faults.slow = 10**6
-    server.faults.slow_seconds = 0.2
+    server.faults.slow_seconds = 0.6  # longer than a CLI start on a loaded machine
     proc = start(["run", "--once"], tmp_path, env)
     assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
     assert run_cli(["cancel", "1"], tmp_path, env=env).returncode == 0

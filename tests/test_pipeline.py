@@ -120,7 +120,7 @@ def test_queue_add_list_remove_and_not_before(tmp_path, seed):
     assert seed_path.name in lines[0] and "not before" in lines[0]
     assert "2099-12-01 15:00 CET" in lines[0]  # 09:00 New York, shown in Paris time
     assert "second.md" in lines[2]
-    assert "runs dry" in listing.stderr
+    assert "runs dry" in listing.stdout
 
     settings = load_settings(tmp_path / "newsletter.toml", env={})
     store = Store(settings.database_url)

@@ -1,13 +1,33 @@
 import csv
 import io
+import os
+import stat
+from pathlib import Path
 
+import pytest
+from email_validator import EmailNotValidError
+
+from newsletter.config import load_settings
 from newsletter.records import SubscriberStatus
-from newsletter.subscribers import export_csv, import_csv, signing_secret, spreadsheet_safe
+from newsletter.store import Store
+from newsletter.subscribers import (
+    add_subscriber,
+    export_csv,
+    from_spreadsheet,
+    import_csv,
+    mailbox_key,
+    normalize_address,
+    signing_secret,
+    spreadsheet_safe,
+)
 from newsletter.tokens import verify_token
+from tests.conftest import run_cli, write
 
 ACTIVE = SubscriberStatus.ACTIVE
 BOUNCED = SubscriberStatus.BOUNCED
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
+COMPLAINED = SubscriberStatus.COMPLAINED
+UNCONFIRMED = SubscriberStatus.UNCONFIRMED
 
 
 def _csv(tmp_path, body: bytes):
@@ -98,3 +118,189 @@ def test_export_neutralises_formulas(store, tmp_path):
     assert rows[1]["name"] == "'+1 555"
     assert rows[0]["status"] == "active"
     assert spreadsheet_safe("@SUM(A1)") == "'@SUM(A1)" and spreadsheet_safe("plain") == "plain"
+
+
+# -- moving a list: export, then import into a new database ------------------------------------
+
+TRICKY = [
+    # (address, name, status)
+    ("ann@example.com", "Ann Archer", ACTIVE),
+    ("-dash@example.com", "-minus", UNSUBSCRIBED),
+    ("+plus@example.com", "+1 555 0100", BOUNCED),
+    ("=eq@example.com", "=SUM(A1)", COMPLAINED),
+    ("'quote@example.com", "'Quoted", UNCONFIRMED),
+    ("bob@example.org", 'Bob "The Builder", Jr.', ACTIVE),
+    ("zoe@example.net", "''=twice", UNSUBSCRIBED),
+    ("at@example.net", "@handle", ACTIVE),
+    ("eve@example.net", '\'=HYPERLINK("x")', BOUNCED),
+    ("uma@example.net", "Zoë Ünal", UNCONFIRMED),
+]
+
+
+def _rows(store) -> dict[str, tuple[str, str, str]]:
+    return {
+        r.email: (r.name, str(r.status), r.created_at.isoformat()) for r in store.subscribers.each()
+    }
+
+
+def test_export_then_import_into_a_new_database_keeps_every_status_and_name(tmp_path):
+    """`subscribers export` writes what `subscribers import` reads back, exactly: nobody who
+    left (or never confirmed) is made active by moving the list, and no value changes."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        folder.mkdir()
+        assert run_cli(["init", "."], folder).returncode == 0
+    source = Store(load_settings(old / "newsletter.toml", env={}).database_url)
+    try:
+        for address, name, status in TRICKY:
+            add_subscriber(source, address, name, status=status)
+        before = _rows(source)
+    finally:
+        source.close()
+    assert {a: s for a, (_, s, _) in before.items()} == {a: s for a, _, s in TRICKY}
+
+    out = run_cli(["subscribers", "export", "--out", str(tmp_path / "list.csv")], old)
+    assert out.returncode == 0, out.stderr
+    exported = {r["email"]: r for r in csv.DictReader((tmp_path / "list.csv").open())}
+    # Still safe to open in a spreadsheet: formula cells carry a leading apostrophe.
+    assert "'-dash@example.com" in exported and "'=eq@example.com" in exported
+    assert exported["'=eq@example.com"]["name"] == "'=SUM(A1)"
+
+    out = run_cli(["subscribers", "import", str(tmp_path / "list.csv")], new)
+    assert out.returncode == 0, out.stderr
+    assert f"imported {len(TRICKY)}, updated 0, rejected 0, skipped 0" in out.stdout
+    target = Store(load_settings(new / "newsletter.toml", env={}).database_url)
+    try:
+        assert _rows(target) == before
+        # Importing the same file again changes nothing.
+        again = run_cli(["subscribers", "import", str(tmp_path / "list.csv")], new)
+        assert again.returncode == 0 and "skipped 0" in again.stdout, again.stdout
+        assert _rows(target) == before
+    finally:
+        target.close()
+
+
+def test_import_never_reactivates_without_the_flag_but_applies_suppressions(tmp_path):
+    assert run_cli(["init", "."], tmp_path).returncode == 0
+    store = Store(load_settings(tmp_path / "newsletter.toml", env={}).database_url)
+    try:
+        for address, name, status in TRICKY:
+            add_subscriber(store, address, name, status=status)
+        # A plain list (no status column) naming everyone: known people keep their status.
+        plain = "email,name\n" + "".join(f"{a},x\n" for a, _, _ in TRICKY[1:5])
+        write(tmp_path / "plain.csv", plain.replace("-dash", "'-dash").replace("+plus", "'+plus"))
+        out = run_cli(["subscribers", "import", "plain.csv"], tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "imported 0, updated 0, rejected 0, skipped 4" in out.stdout
+        assert "--reactivate" in out.stderr
+        assert [store.subscribers.by_email(a).status for a, _, _ in TRICKY[1:5]] == [
+            UNSUBSCRIBED,
+            BOUNCED,
+            COMPLAINED,
+            UNCONFIRMED,
+        ]
+        # A suppression in the file is applied to an active subscriber; a bounce is never
+        # softened into an unsubscribe.
+        write(
+            tmp_path / "left.csv",
+            "email,name,status\nann@example.com,Ann Archer,unsubscribed\n"
+            "'+plus@example.com,+1 555 0100,unsubscribed\n",
+        )
+        out = run_cli(["subscribers", "import", "left.csv"], tmp_path)
+        assert out.returncode == 0 and "updated 2" in out.stdout, out.stdout + out.stderr
+        assert store.subscribers.by_email("ann@example.com").status == UNSUBSCRIBED
+        assert store.subscribers.by_email("+plus@example.com").status == BOUNCED
+        # The editor's explicit decision.
+        write(tmp_path / "back.csv", "email,name,status\nann@example.com,Ann Archer,active\n")
+        out = run_cli(["subscribers", "import", "back.csv"], tmp_path)
+        assert "skipped 1" in out.stdout
+        assert store.subscribers.by_email("ann@example.com").status == UNSUBSCRIBED
+        out = run_cli(["subscribers", "import", "--reactivate", "back.csv"], tmp_path)
+        assert out.returncode == 0 and "updated 1" in out.stdout, out.stdout + out.stderr
+        assert store.subscribers.by_email("ann@example.com").status == ACTIVE
+    finally:
+        store.close()
+
+
+def test_spreadsheet_escaping_is_undone_exactly():
+    for text in ["-dash", "'quoted", "''=x", "'=x", "=SUM(A1)", "plain", "", "'", "@"]:
+        assert from_spreadsheet(spreadsheet_safe(text)) == text
+    # A hand-made file: an apostrophe not put there by export stays.
+    assert from_spreadsheet("'Quoted") == "'Quoted"
+
+
+# -- CSV quoting errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, line",
+    [
+        # The quote opened on line 3 closes on line 5: rows 4 and 5 would become Bob's name.
+        (
+            'email,name\nann@example.com,Ann\nbob@example.com,"Bob\n'
+            'carl@example.com,Carl\ndora@example.com,Dora"\neve@example.com,Eve\n',
+            3,
+        ),
+        # Never closed at all.
+        ('email,name\nann@example.com,Ann\nbob@example.com,"Bob\ncarl@example.com,Carl\n', 3),
+        # Text after a closing quote.
+        ('email,name\nann@example.com,Ann\nbob@example.com,"Bob" Jr\n', 3),
+    ],
+)
+def test_a_quoting_error_is_reported_by_line_and_nothing_is_imported(tmp_path, body, line):
+    assert run_cli(["init", "."], tmp_path).returncode == 0
+    write(tmp_path / "list.csv", body)
+    out = run_cli(["subscribers", "import", "list.csv"], tmp_path)
+    assert out.returncode == 1
+    assert f"list.csv:{line}: CSV quoting error" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    listing = run_cli(["subscribers", "list"], tmp_path)
+    assert listing.returncode == 0 and listing.stdout == ""
+
+
+# -- one address check for sign-up, import and send ---------------------------------------------
+
+
+def test_one_address_check_for_sign_up_and_import(tmp_path, store):
+    """Internationalised local parts are accepted (SMTPUTF8, see normalize_address); every
+    address with an ASCII local part is stored all-ASCII, its domain in IDNA form."""
+    path = _csv(
+        tmp_path,
+        "email,name\nδοκιμή@example.com,G\nann@bücher.example,Ann\nbob@@example.com,Bob\n".encode(),
+    )
+    result = import_csv(store, path)
+    assert result.imported == 2
+    assert [p.line for p in result.problems] == [4]
+    assert store.subscribers.by_email("δοκιμή@example.com").name == "G"
+    assert store.subscribers.by_email("ann@xn--bcher-kva.example").name == "Ann"
+    assert normalize_address("Ann@Bücher.Example") == "Ann@xn--bcher-kva.example"
+    with pytest.raises(EmailNotValidError):
+        normalize_address("ann@bücher.example\r\nBcc: x@example.com")
+    assert mailbox_key("Victim+1@Example.COM") == mailbox_key("victim@example.com")
+
+
+# -- the database file ---------------------------------------------------------------------------
+
+
+def test_a_new_sqlite_database_and_its_wal_files_are_private(tmp_path):
+    path = tmp_path / "private.db"
+    old_umask = os.umask(0o022)
+    try:
+        store = Store(f"sqlite:///{path}")
+        try:
+            add_subscriber(store, "ann@example.com", "Ann")
+            files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+            assert all(f.exists() for f in files)
+            assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {
+                f.name: 0o600 for f in files
+            }
+        finally:
+            store.close()
+    finally:
+        os.umask(old_umask)
+    # Through the command line too.
+    (tmp_path / "cli").mkdir()
+    assert run_cli(["init", "."], tmp_path / "cli").returncode == 0
+    out = run_cli(["subscribers", "list"], tmp_path / "cli")
+    assert out.returncode == 0
+    assert stat.S_IMODE((tmp_path / "cli" / "newsletter.db").stat().st_mode) == 0o600

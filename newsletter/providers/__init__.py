@@ -5,8 +5,9 @@ database layer nor the renderer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from newsletter.config import Settings
 from newsletter.exceptions import ConfigError
@@ -25,6 +26,14 @@ class OutgoingBatch:
     unsubscribe_urls: tuple[str, ...]
     categories: tuple[str, ...] = ()
     sandbox: bool = False
+    # Called by the provider right before it writes the request: raises `Stopped` when the
+    # send was stopped (a refused key, a pause, a cancel) after this batch was claimed.
+    before_request: Callable[[], None] | None = field(default=None, compare=False)
+
+    def ready(self) -> None:
+        """The last check before the request goes out (see `before_request`)."""
+        if self.before_request is not None:
+            self.before_request()
 
     @classmethod
     def of(
@@ -37,6 +46,7 @@ class OutgoingBatch:
         *,
         categories: tuple[str, ...] | None = None,
         sandbox: bool = False,
+        before_request: Callable[[], None] | None = None,
     ) -> OutgoingBatch:
         """The batch for these recipients, each with their own unsubscribe link."""
         return cls(
@@ -47,6 +57,7 @@ class OutgoingBatch:
             unsubscribe_urls=tuple(unsubscribe_url(settings, r.token) for r in recipients),
             categories=settings.sendgrid.categories if categories is None else categories,
             sandbox=sandbox,
+            before_request=before_request,
         )
 
 
@@ -81,6 +92,17 @@ class Provider(Protocol):
 
     def send_message(self, message: Message) -> str:
         """Send one transactional email; returns the provider's message id."""
+        ...
+
+
+@runtime_checkable
+class Settles(Protocol):
+    """Optional part of the interface, for a provider that can tell what it delivered (the
+    outbox: a file exists exactly when its message was written). Recovery asks it about
+    uncertain rows, so only providers that cannot know leave them for the editor."""
+
+    def settle_uncertain(self, issue_id: int, subscriber_ids: Iterable[int]) -> dict[int, bool]:
+        """subscriber id -> whether this issue was delivered to them."""
         ...
 
 

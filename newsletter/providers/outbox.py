@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -125,7 +126,7 @@ def to_header(email: str, name: str) -> bytes:
         raise UnwritableAddress("the address and name are too long for one header line")
     try:
         return _fold("To", Address(display_name=name, addr_spec=email))
-    except (ValueError, IndexError, TypeError) as exc:
+    except (ValueError, IndexError, TypeError, MessageError) as exc:
         raise UnwritableAddress(f"the address cannot be written in an email header: {exc}") from exc
 
 
@@ -370,6 +371,26 @@ def _durable(folder: Path, written: list[tuple[Path, Path]]) -> None:
         os.close(dir_fd)
 
 
+def _discard(written: list[tuple[Path, Path]]) -> None:
+    """Nothing of a failed batch is left half-done: its temporary files go."""
+    for temporary, _ in written:
+        temporary.unlink(missing_ok=True)
+
+
+def _dead_writer(temporary: str) -> bool:
+    """Whether the process that was writing `.NAME.PID.tmp` is gone."""
+    pid = temporary.rsplit(".", 2)[-2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class OutboxProvider:
     name = "outbox"
     max_batch = 1000
@@ -393,6 +414,7 @@ class OutboxProvider:
         rejected: dict[int, str] = {}
         written: list[tuple[Path, Path]] = []
         suffix = f".{os.getpid()}.tmp"
+        batch.ready()  # the last check for a stop before anything is written
         try:
             _make_folder(folder)
             for recipient, unsubscribe in zip(
@@ -418,10 +440,26 @@ class OutboxProvider:
                 ids[recipient.subscriber_id] = message_id
             _durable(folder, written)
         except OSError as exc:
-            for temporary, _ in written:  # nothing of a failed batch is left half-done
-                temporary.unlink(missing_ok=True)
+            _discard(written)
             raise TransientError(f"cannot write to the outbox {folder}: {exc.strerror}") from exc
+        except BaseException:
+            _discard(written)
+            raise
         return Accepted(ids, rejected=rejected)
+
+    def settle_uncertain(self, issue_id: int, subscriber_ids: Iterable[int]) -> dict[int, bool]:
+        """Whether each subscriber's file of this issue exists: files are moved into place
+        only once complete, so one that exists was delivered and one missing was not.
+        Temporary files a killed sender left behind are removed."""
+        folder = self.path / f"issue-{issue_id}"
+        try:
+            names = set(os.listdir(folder))
+        except FileNotFoundError:
+            names = set()
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp") and _dead_writer(name):
+                (folder / name).unlink(missing_ok=True)
+        return {sid: f"{sid:08d}.eml" in names for sid in subscriber_ids}
 
     def send_message(self, message: Message) -> str:
         folder = self.path / message.category

@@ -22,6 +22,8 @@ from newsletter.config import SendGridSettings, Settings, secret
 from newsletter.exceptions import (
     ConfigError,
     CredentialsRefused,
+    NotSent,
+    ProviderError,
     RateLimited,
     Rejected,
     TooLarge,
@@ -145,7 +147,11 @@ class SendGridProvider:
         largest = 0
         issue_id, batch_number = str(batch.issue_id), str(batch.batch)
         for recipient, unsubscribe in zip(batch.recipients, batch.unsubscribe_urls, strict=True):
-            key = recipient.email.lower()
+            email, refused = sendable_address(recipient.email)
+            if refused:
+                skipped[recipient.subscriber_id] = refused
+                continue
+            key = email.lower()
             if key in seen:
                 skipped[recipient.subscriber_id] = "duplicate address in the request"
                 continue
@@ -163,7 +169,7 @@ class SendGridProvider:
             if substitution_bytes > largest:
                 largest = substitution_bytes
             seen.add(key)
-            to = {"email": recipient.email}
+            to = {"email": email}
             name = display_name(recipient.name)
             if name:
                 to["name"] = name
@@ -207,13 +213,21 @@ class SendGridProvider:
 
     # -- sending -----------------------------------------------------------------------
     def send(self, batch: OutgoingBatch) -> Accepted:
-        built = self.build_request(batch)
+        try:
+            built = self.build_request(batch)
+        except (ProviderError, ConfigError):
+            raise
+        except Exception as exc:  # a bug or bad data: nothing was written
+            raise NotSent(
+                f"the SendGrid request could not be built ({type(exc).__name__}: {exc})"
+            ) from exc
         if not built.body["personalizations"]:
             return Accepted(message_ids={}, rejected=built.skipped)
         if built.size_bound > MAX_REQUEST_BYTES:
             raise TooLarge(
                 f"request of up to {built.size_bound:,} bytes is over SendGrid's 30 MB limit"
             )
+        batch.ready()  # the last check for a stop (refused key, pause, cancel)
         response = self._post(built.body)
         message_id = response.headers.get("X-Message-Id") or ""
         return Accepted(message_ids=message_id, rejected=built.skipped)
@@ -241,6 +255,14 @@ class SendGridProvider:
             return self.client.client.mail.send.post(request_body=body)
         except http_errors.HTTPError as exc:
             raise _outcome_for(exc) from None
+        except (ValueError, TypeError, http.client.InvalidURL) as exc:
+            # Raised while the request is prepared (an illegal header value, an unencodable
+            # body or URL), before anything is written. The message is not shown: it may
+            # quote the Authorization header, key and all.
+            raise NotSent(
+                f"the SendGrid request could not be prepared ({type(exc).__name__}); nothing "
+                "was sent. Check SENDGRID_API_KEY and sendgrid.api_host"
+            ) from None
         except urllib.error.URLError as exc:
             # urllib raises URLError while connecting or writing the request: SendGrid cannot
             # have taken it, so trying again is safe.
@@ -255,6 +277,30 @@ class SendGridProvider:
                 f"connection lost after the request was sent ({type(exc).__name__}): "
                 "it may or may not have been accepted"
             ) from exc
+
+
+def sendable_address(email: str) -> tuple[str, str | None]:
+    """The address as SendGrid takes it, or why it cannot: its contract types addresses as
+    JSON Schema `format: email` (RFC 5321, ASCII) and it has no SMTPUTF8, so a non-ASCII
+    local part cannot go out through SendGrid; a non-ASCII domain goes out as IDNA."""
+    if email.isascii() and email.isprintable() and " " not in email:
+        if "@" in email:
+            return email, None  # the common case, in three cheap tests
+        return email, "not an email address"
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain:
+        return email, "not an email address"
+    if not email.isprintable() or any(c.isspace() for c in email):
+        return email, "the address holds spaces or control characters"
+    if not local.isascii():
+        return email, (
+            "SendGrid cannot send to an address with a non-ASCII local part "
+            "(it does not support SMTPUTF8)"
+        )
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}", None
+    except UnicodeError:
+        return email, "the domain cannot be written as an internationalised (IDNA) name"
 
 
 def _kv_bytes(mapping: dict[str, str]) -> int:

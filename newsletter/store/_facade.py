@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from newsletter.store.deliveries import Deliveries
 from newsletter.store.events import Events
 from newsletter.store.leases import Leases
 from newsletter.store.queue import Queue
+from newsletter.store.rate_limits import RateLimits
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
 
@@ -38,6 +40,21 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create a new SQLite database file readable by its owner only (0600): it holds the
+    link-signing key and every subscriber's token. SQLite gives the -wal and -shm files the
+    database file's permissions. Existing files are left as they are."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a missing folder: SQLite itself reports that, naming the database
+
+
 class Store:
     """The project's database: open it with a SQLAlchemy URL, then use its aggregates."""
 
@@ -46,6 +63,7 @@ class Store:
         self.safe_url = make_url(url).render_as_string(hide_password=True)
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
+            _private_sqlite_file(url)
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self.subscribers = Subscribers(self)
@@ -53,6 +71,7 @@ class Store:
         self.deliveries = Deliveries(self)
         self.leases = Leases(self)
         self.events = Events(self)
+        self.rate_limits = RateLimits(self)
         if create:
             from newsletter import migrations
 

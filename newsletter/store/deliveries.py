@@ -4,11 +4,22 @@ UPDATE SKIP LOCKED on PostgreSQL), so concurrent senders never share a subscribe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 
 from newsletter.records import (
@@ -19,7 +30,7 @@ from newsletter.records import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.store.schema import deliveries, issues, subscribers
+from newsletter.store.schema import UTCDateTime, deliveries, issues, subscribers
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -31,6 +42,15 @@ ACTIVE = SubscriberStatus.ACTIVE
 class Deliveries:
     def __init__(self, store: Store) -> None:
         self._store = store
+        ids = (
+            "IN (SELECT value FROM json_each(:ids))"
+            if store.is_sqlite
+            else "= ANY(CAST(:ids AS integer[]))"
+        )
+        self._confirm = text(
+            "UPDATE deliveries SET state = 'sent', updated_at = :now "
+            f"WHERE issue_id = :issue_id AND state = 'uncertain' AND subscriber_id {ids}"
+        ).bindparams(bindparam("now", type_=UTCDateTime))
 
     def claim(self, issue_id: int, size: int, worker: str = "main", after: int = 0) -> Batch | None:
         """Take the next `size` pending rows (of subscribers after `after`), mark them in flight
@@ -286,3 +306,25 @@ class Deliveries:
             values.update(batch=None, worker=None)
         with self._store.transaction() as conn:
             return conn.execute(query.values(**values)).rowcount
+
+    # -- the provider's word on uncertain rows (the event webhook, in its transaction) ------
+    def confirm_uncertain(
+        self, conn: Connection, pairs: set[tuple[int, int]], now: datetime
+    ) -> int:
+        """uncertain -> sent where the provider named this very issue and subscriber (a
+        `processed`/`delivered` event): one statement per issue, the ids as one parameter
+        (JSON on SQLite, an array on PostgreSQL), probing the (issue_id, state,
+        subscriber_id) index."""
+        by_issue: dict[int, list[int]] = {}
+        for issue_id, subscriber_id in sorted(pairs):
+            by_issue.setdefault(issue_id, []).append(subscriber_id)
+        if not by_issue:
+            return 0
+        sqlite = self._store.is_sqlite
+        return sum(
+            conn.execute(
+                self._confirm,
+                {"issue_id": issue_id, "ids": json.dumps(ids) if sqlite else ids, "now": now},
+            ).rowcount
+            for issue_id, ids in by_issue.items()
+        )

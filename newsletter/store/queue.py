@@ -113,6 +113,18 @@ class Queue:
                 issue_id=None,
             )
             if existing is not None:
+                if existing.status == ArticleStatus.HELD:  # the editor fixed it: in its place
+                    conn.execute(
+                        update(articles)
+                        .where(articles.c.id == existing.id)
+                        .values(
+                            title=title,
+                            not_before=not_before,
+                            status=ArticleStatus.QUEUED,
+                            last_error=None,
+                        )
+                    )
+                    return int(existing.id)
                 if existing.status == ArticleStatus.QUEUED:
                     conn.execute(
                         update(articles)
@@ -130,15 +142,44 @@ class Queue:
         with self._store.transaction(write=False) as conn:
             return set(conn.scalars(select(articles.c.filename)))
 
-    def queued(self) -> list[QueuedArticle]:
-        """Queued articles in the order they will go out (FIFO by position)."""
+    def queued(self, *, held: bool = False) -> list[QueuedArticle]:
+        """Queued articles in the order they will go out (FIFO by position); with `held`, the
+        held ones too, in their places."""
+        statuses = (ArticleStatus.QUEUED, ArticleStatus.HELD) if held else (ArticleStatus.QUEUED,)
         with self._store.transaction(write=False) as conn:
             rows = conn.execute(
                 select(articles)
-                .where(articles.c.status == ArticleStatus.QUEUED)
+                .where(articles.c.status.in_(statuses))
                 .order_by(articles.c.position)
             )
             return [_article(r) for r in rows]
+
+    def hold_article(self, article_id: int, reason: str) -> bool:
+        """Hold a queued article with the reason; False if it was not queued (already held)."""
+        with self._store.transaction() as conn:
+            result = conn.execute(
+                update(articles)
+                .where(articles.c.id == article_id, articles.c.status == ArticleStatus.QUEUED)
+                .values(status=ArticleStatus.HELD, last_error=reason)
+            )
+            return result.rowcount > 0
+
+    def release_article(self, filename: str) -> QueuedArticle:
+        """Put a held article back in the queue, in its place."""
+        with self._store.transaction() as conn:
+            row = conn.execute(
+                select(articles).where(
+                    articles.c.filename == filename, articles.c.status == ArticleStatus.HELD
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"no held article {filename!r} (see 'newsletter queue list')")
+            conn.execute(
+                update(articles)
+                .where(articles.c.id == row.id)
+                .values(status=ArticleStatus.QUEUED, last_error=None)
+            )
+            return _article(row)
 
     def set_article_error(self, article_id: int, error: str | None) -> None:
         with self._store.transaction() as conn:
@@ -151,7 +192,7 @@ class Queue:
             row = conn.execute(
                 select(articles)
                 .where(articles.c.filename == filename)
-                .where(articles.c.status == ArticleStatus.QUEUED)
+                .where(articles.c.status.in_((ArticleStatus.QUEUED, ArticleStatus.HELD)))
             ).first()
             if row is None:
                 raise NotFound(f"no queued article {filename!r} (see 'newsletter queue list')")

@@ -4,6 +4,7 @@ active ones."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -188,3 +189,54 @@ class Subscribers:
             query = query.where(subscribers.c.status == status)
         with self._store.transaction(write=False) as conn:
             return conn.scalar(query) or 0
+
+    # -- import with statuses, expiry of sign-ups ------------------------------------------
+    def import_rows(
+        self, new_rows: list[dict[str, Any]], changes: list[tuple[str, str, str, str]]
+    ) -> tuple[int, int]:
+        """Apply a whole CSV import in one transaction: insert `new_rows` (email, name, status,
+        token, optional created_at) and apply `changes` (email_key, status read before, new
+        status, name). A change only lands if the status is still the one read, so a person
+        who unsubscribed during the import is not overwritten. Returns (inserted, updated)."""
+        now = utcnow()
+        inserted = updated = 0
+        with self._store.transaction() as conn:
+            for start in range(0, len(new_rows), 5000):
+                chunk = [
+                    {
+                        "email": row["email"],
+                        "email_key": row["email"].lower(),
+                        "name": row.get("name", ""),
+                        "status": row.get("status", ACTIVE),
+                        "token": row["token"],
+                        "created_at": row.get("created_at") or now,
+                        "updated_at": now,
+                    }
+                    for row in new_rows[start : start + 5000]
+                ]
+                conn.execute(insert(subscribers), chunk)
+                inserted += len(chunk)
+            if changes:
+                result = conn.execute(
+                    update(subscribers)
+                    .where(
+                        subscribers.c.email_key == bindparam("k"),
+                        subscribers.c.status == bindparam("old"),
+                    )
+                    .values(name=bindparam("n"), status=bindparam("new"), updated_at=now),
+                    [{"k": k, "old": old, "new": new, "n": n} for k, old, new, n in changes],
+                )
+                count = result.rowcount
+                updated = len(changes) if count is None or count < 0 else count
+        return inserted, updated
+
+    def purge_unconfirmed(self, older_than: datetime) -> int:
+        """Delete sign-ups made before `older_than` and never confirmed. Unconfirmed rows never
+        have deliveries (only active subscribers are planned, and nothing makes a subscriber
+        unconfirmed again), so nothing else refers to them."""
+        with self._store.transaction() as conn:
+            return conn.execute(
+                delete(subscribers).where(
+                    subscribers.c.status == UNCONFIRMED, subscribers.c.created_at < older_than
+                )
+            ).rowcount

@@ -27,7 +27,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,15 +35,9 @@ from newsletter.config import Settings, secret
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.web import archive, pages
-from newsletter.web.events import (
-    PUBLIC_KEY_ENV,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    WebhookVerifier,
-    apply_events,
-    parse_events,
-)
-from newsletter.web.state import BODY_LIMIT_WEBHOOK, BodyTooLarge, WebState, read_body, web_state
+from newsletter.web.events import PUBLIC_KEY_ENV, SendGridWebhook, WebhookVerifier
+from newsletter.web.ratelimit import SignupLimits
+from newsletter.web.state import WebState, web_state
 
 log = logging.getLogger(__name__)
 
@@ -82,34 +76,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-# -- the event webhook -------------------------------------------------------------------------
-async def sendgrid_webhook(request: Request) -> Response:
-    state = web_state(request)
-    signature = request.headers.get(SIGNATURE_HEADER, "")
-    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
-    if not signature or not timestamp:
-        return PlainTextResponse("missing signature headers\n", status_code=401)
-    if state.verifier is None:
-        log.error(
-            "SendGrid event refused: %s is not set, so no signature can be checked", PUBLIC_KEY_ENV
-        )
-        return PlainTextResponse("event webhook not configured\n", status_code=503)
-    try:
-        body = await read_body(request, BODY_LIMIT_WEBHOOK)
-    except BodyTooLarge:
-        return PlainTextResponse("payload too large\n", status_code=413)
-    if not await run_in_threadpool(state.verifier.verify, body, signature, timestamp):
-        return PlainTextResponse("bad or stale signature\n", status_code=403)
-    try:
-        events = parse_events(body)
-    except ValueError:
-        return PlainTextResponse("body is not a JSON array of events\n", status_code=400)
-    summary = await run_in_threadpool(apply_events, state.store, events)
-    if summary.suppressed or summary.confirmed or summary.duplicates or summary.ignored:
-        log.info("SendGrid events: %s", summary.as_dict())
-    return JSONResponse(summary.as_dict())
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -163,10 +129,15 @@ def by_method(get: Handler, post: Handler) -> Callable[[Request], Awaitable[Resp
 
 # -- the app -----------------------------------------------------------------------------------
 def create_app(
-    settings: Settings, store: Store, *, webhook_public_key: str | None = None
+    settings: Settings,
+    store: Store,
+    *,
+    webhook_public_key: str | None = None,
+    limits: SignupLimits | None = None,
 ) -> Starlette:
     """The web app on `store`. The webhook's public key comes from the argument or from the
-    SENDGRID_WEBHOOK_PUBLIC_KEY environment variable; without one, every event is refused."""
+    SENDGRID_WEBHOOK_PUBLIC_KEY environment variable; without one, every event is refused.
+    `limits` defaults to the sign-up limits of `newsletter.web.ratelimit`."""
     key = webhook_public_key or secret(PUBLIC_KEY_ENV)
     verifier = WebhookVerifier(key) if key else None
     if verifier is None:
@@ -176,7 +147,9 @@ def create_app(
         store=store,
         token_secret=signing_secret(store),
         verifier=verifier,
+        limits=limits or SignupLimits(store),
     )
+    state.limits.purge()
     routes = [
         Route("/", _home, methods=["GET"]),
         Route("/subscribe", by_method(pages.subscribe_form, pages.subscribe_submit), methods=BOTH),
@@ -195,7 +168,8 @@ def create_app(
         Route("/archive/{slug}", archive.archive_issue, methods=["GET"]),
         Route("/articles/{slug}", archive.archive_article, methods=["GET"]),
         Route("/feed.xml", archive.feed_xml, methods=["GET"]),
-        Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+        # SendGrid's signed Event Webhook (newsletter.web.events).
+        Route("/webhooks/sendgrid", SendGridWebhook(store, verifier).endpoint, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

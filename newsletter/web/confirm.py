@@ -8,7 +8,6 @@ from pathlib import Path
 from newsletter.config import Settings
 from newsletter.providers import Message, make_provider
 from newsletter.records import Subscriber
-from newsletter.render import header_safe
 from newsletter.web.templating import render
 
 
@@ -20,15 +19,16 @@ CATEGORY = "confirmations"
 
 
 def build_confirmation(settings: Settings, subscriber: Subscriber) -> Message:
-    """The confirmation email for one pending subscriber, with their signed link."""
+    """The confirmation email for one pending subscriber, with their signed link. Nothing the
+    visitor typed appears in it (not the name, not even in the To: header): the form must not
+    let anyone send their own words to someone else's inbox."""
     url = confirm_url(settings, subscriber.token)
-    name = header_safe(subscriber.name or "", 200)
     return Message(
         to_email=subscriber.email,
-        to_name=name,
+        to_name="",
         subject=f"Confirm your subscription to {settings.name}",
-        text=render(settings, "email/confirm.txt", name=name, url=url),
-        html=render(settings, "email/confirm.html", name=name, url=url),
+        text=render(settings, "email/confirm.txt", url=url),
+        html=render(settings, "email/confirm.html", url=url),
         category=CATEGORY,
         key=str(subscriber.id),
     )

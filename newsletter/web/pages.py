@@ -49,17 +49,33 @@ async def subscribe_submit(request: Request) -> Response:
     except EmailNotValidError as exc:
         message = str(exc) if email.strip() else "Enter your email address."
         return state.page("subscribe.html", 400, email=email, name=name, error=message)
+    client = request.client.host if request.client else None
+    verdict = await run_in_threadpool(state.limits.allow_signup, client)
+    if not verdict.allowed:
+        log.warning("sign-up refused: %s", verdict.reason)
+        response = state.page(
+            "subscribe.html",
+            429,
+            email=email,
+            name=name,
+            error="Too many sign-ups from your network. Please try again in an hour.",
+        )
+        response.headers["Retry-After"] = "3600"
+        return response
     pending = await run_in_threadpool(sign_up, state, address, name)
     task = BackgroundTask(_send_confirmation, state, pending) if pending else None
-    # The same answer whether the address is new, pending, subscribed or has left the list,
-    # so the form cannot be used to find out who reads the newsletter.
+    # The same answer whether the address is new, pending, subscribed, has left the list or
+    # has had its share of confirmation emails, so the form cannot be used to find out who
+    # reads the newsletter.
     return state.page("subscribe_sent.html", background=task)
 
 
 def sign_up(state: WebState, address: str, name: str) -> Subscriber | None:
     """Record a pending subscriber; return the row to send a confirmation to, if any.
-    Known addresses are never changed: active ones stay, suppressed ones are not resubscribed."""
+    Known addresses are never changed: active ones stay, suppressed ones are not resubscribed.
+    Expired sign-ups are deleted first, so a stale pending row never blocks a new one."""
     store = state.store
+    state.limits.purge()
     existing = store.subscribers.by_email(address)
     if existing is None:
         try:
@@ -71,7 +87,11 @@ def sign_up(state: WebState, address: str, name: str) -> Subscriber | None:
                 raise
     if existing.status != SubscriberStatus.UNCONFIRMED:
         return None
-    if not state.confirmations.allow(existing.email.lower()):
+    verdict = state.limits.allow_confirmation(existing.email)
+    if not verdict.allowed:
+        log.warning(
+            "sign-up confirmation for subscriber %s not sent: %s", existing.id, verdict.reason
+        )
         return None
     return existing
 

@@ -1,11 +1,9 @@
 """What the request handlers share: settings, store, the link-signing secret, the webhook
-verifier and a small throttle for confirmation emails."""
+verifier and the sign-up limits."""
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -14,43 +12,19 @@ from starlette.responses import HTMLResponse
 from newsletter.config import Settings
 from newsletter.store import Store
 from newsletter.web.events import WebhookVerifier
+from newsletter.web.ratelimit import SignupLimits
 from newsletter.web.templating import render
 
-# At most one confirmation email per address in this window, however often the form is sent:
-# the form must not become a way to flood someone's inbox.
-RESEND_CONFIRMATION_AFTER = 10 * 60
 BODY_LIMIT_FORM = 16 * 1024
-BODY_LIMIT_WEBHOOK = 16 * 1024 * 1024
-
-
-class Throttle:
-    """Remembers when each key was last allowed; thread-safe, pruned as it grows."""
-
-    def __init__(self, window: float, max_keys: int = 50_000) -> None:
-        self.window = window
-        self.max_keys = max_keys
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, key: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.window:
-                return False
-            if len(self._last) >= self.max_keys:
-                self._last = {k: t for k, t in self._last.items() if now - t < self.window}
-            self._last[key] = now
-            return True
 
 
 @dataclass
 class WebState:
     settings: Settings
     store: Store
-    token_secret: str
+    token_secret: tuple[str, ...]  # every key that verifies links, newest first
     verifier: WebhookVerifier | None
-    confirmations: Throttle = field(default_factory=lambda: Throttle(RESEND_CONFIRMATION_AFTER))
+    limits: SignupLimits
 
     def page(
         self,

@@ -222,6 +222,14 @@ def _check_rules(body: dict[str, Any], now: float) -> list[Error]:
             count += len(recipients)
             for j, recipient in enumerate(recipients):
                 address = recipient["email"].lower()
+                if not address.isascii():
+                    # `format: email` is RFC 5321's mailbox: ASCII (SendGrid has no SMTPUTF8).
+                    add(
+                        error(
+                            "Does not contain a valid address.",
+                            f"personalizations.{i}.{kind}.{j}.email",
+                        )
+                    )
                 first = seen.get(address)
                 if first is None:
                     seen[address] = (i, f"personalizations.{i}.{kind}.{j}.email")

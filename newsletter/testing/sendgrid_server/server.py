@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import zlib
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -40,6 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = 60  # idle keep-alive connections give up after this
     server: _HTTPServer
+    _started: float | None = None  # when the POST being answered arrived
 
     def setup(self) -> None:
         super().setup()
@@ -67,6 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
         close: bool = False,
     ) -> None:
         self.send_response(status)
+        started, self._started = self._started, None
+        if started is not None:
+            self.server.owner._log_request(started, status)
         if body:
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -111,6 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_PATCH = do_DELETE = _not_here
 
     def do_POST(self) -> None:
+        self._started = time.monotonic()
         if self.path.split("?", 1)[0] != MAIL_SEND_PATH:
             self._not_here()
             return
@@ -258,6 +264,16 @@ class _HTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """One answered POST: when its headers had arrived and when its status line was
+    written (time.monotonic() of this process), and the status."""
+
+    started: float
+    answered: float
+    status: int
+
+
 class SendGridServer:
     """Local stand-in for api.sendgrid.com: POST /v3/mail/send plus Event Webhook posts.
 
@@ -307,6 +323,7 @@ class SendGridServer:
         self._sandbox_requests = 0
         self._requests_rejected = 0
         self._cpu_seconds = 0.0
+        self._request_log: list[RequestRecord] = []
 
     def __repr__(self) -> str:  # never shows the key
         state = self.url if self._httpd else "stopped"
@@ -401,6 +418,12 @@ class SendGridServer:
             return self._sandbox_requests
 
     @property
+    def request_log(self) -> list[RequestRecord]:
+        """Every answered POST, in the order answered (not cleared by `clear`)."""
+        with self._lock:
+            return list(self._request_log)
+
+    @property
     def requests_rejected(self) -> int:
         """Requests refused with 400 by validation."""
         with self._lock:
@@ -483,6 +506,11 @@ class SendGridServer:
                     setattr(faults, name, left - 1)
                     return name
         return None
+
+    def _log_request(self, started: float, status: int) -> None:
+        record = RequestRecord(started, time.monotonic(), status)
+        with self._lock:
+            self._request_log.append(record)
 
     def _add_cpu(self, seconds: float) -> None:
         with self._lock:

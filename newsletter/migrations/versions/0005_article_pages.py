@@ -4,8 +4,8 @@ The digest layout links every card's "Read the ending" button to the article's p
 spoiler sections sit behind a reveal; the page is rendered at publication and kept here, like
 the issue's own web edition (`issues.archive_html`).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-28 00:00:00
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
