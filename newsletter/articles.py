@@ -8,8 +8,10 @@ never stops the rest of the queue.
 
 from __future__ import annotations
 
+import difflib
 import html
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -47,6 +49,9 @@ class Section:
     text: str
     html: Markup
     line: int
+    # The file line of each paragraph of `text` (paragraphs are separated by a blank line),
+    # so checks can point an editor at the exact paragraph.
+    lines: tuple[int, ...] = ()
 
     @property
     def is_recap(self) -> bool:
@@ -65,6 +70,9 @@ class Article:
     teaser_override: str | None = None
     subject_override: str | None = None
     not_before: datetime | date | None = None
+    # Every (line, text) that states the title: the first line and the repeated title of the
+    # plain format, or the front matter's `title:`. The article contract compares them.
+    title_lines: tuple[tuple[int, str], ...] = ()
 
     @property
     def recap(self) -> Section | None:
@@ -80,17 +88,29 @@ class Article:
         return self.sections
 
 
-def read_article(path: Path | str) -> Article:
-    """Read one article file, choosing the format from its suffix."""
+def read_article(
+    path: Path | str, *, headings: Iterable[str] | None = None, strict: bool = True
+) -> Article:
+    """Read one article file, choosing the format from its suffix.
+
+    `headings` are the section headings the article contract knows (default: the sample
+    format's); a known heading always starts a section. With `strict=False` an empty section
+    is kept (with empty text) instead of refused, so the contract check can report it along
+    with everything else in the file."""
     path = Path(path)
+    known = KNOWN_HEADINGS if headings is None else {_norm(h) for h in headings}
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ArticleError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
     text = _decode(path, raw)
     if path.suffix.lower() in (".md", ".markdown"):
-        return _read_markdown(path, text)
-    return _read_plain(path, text)
+        return _read_markdown(path, text, strict)
+    return _read_plain(path, text, known, strict)
+
+
+def _norm(heading: str) -> str:
+    return " ".join(heading.split()).lower()
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -136,11 +156,11 @@ def _parse_year(value: object, path: Path, line: int | None) -> int:
     return year
 
 
-def _is_heading(line: str, next_line: str | None) -> bool:
+def _is_heading(line: str, next_line: str | None, known: set[str] = KNOWN_HEADINGS) -> bool:
     stripped = line.strip()
     if not stripped or next_line is None or not next_line.strip():
         return False
-    if stripped.lower() in KNOWN_HEADINGS:
+    if _norm(stripped) in known:
         return True
     return (
         len(stripped) <= 70
@@ -154,7 +174,12 @@ def _paragraphs_html(paragraphs: list[str]) -> Markup:
     return Markup("\n".join(f"<p>{html.escape(p, quote=False)}</p>" for p in paragraphs))
 
 
-def _read_plain(path: Path, text: str) -> Article:
+def _similar_title(line: str, title: str) -> bool:
+    """A repeated title with a typo is still the repeated title (the contract reports it)."""
+    return difflib.SequenceMatcher(None, line.lower(), title.lower()).ratio() >= 0.75
+
+
+def _read_plain(path: Path, text: str, known: set[str] = KNOWN_HEADINGS, strict=True) -> Article:
     lines = text.split("\n")
     numbered = [(i + 1, line.strip()) for i, line in enumerate(lines)]
     content = [(n, line) for n, line in numbered if line]
@@ -165,15 +190,22 @@ def _read_plain(path: Path, text: str) -> Article:
         raise ArticleError(path, title_line, "no title: the first line is a metadata line")
     meta: dict[str, tuple[int, str]] = {}
     summary: str | None = None
+    title_lines = [(title_line, title)]
     index = 1
     while index < len(content):
         n, line = content[index]
+        after = content[index + 1][1] if index + 1 < len(content) else ""
         match = _META.match(line)
+        # The repeated title, even with a typo, when a known heading follows it.
+        repeated = line == title or (
+            _norm(line) not in known and _norm(after) in known and _similar_title(line, title)
+        )
         if match:
             meta[match.group(1).lower()] = (n, match.group(2).strip())
-        elif summary is None and not meta and not _is_known_heading(line):
+        elif summary is None and not meta and _norm(line) not in known and not repeated:
             summary = line
-        elif line == title:
+        elif repeated:
+            title_lines.append((n, line))
             index += 1
             break
         else:
@@ -194,22 +226,32 @@ def _read_plain(path: Path, text: str) -> Article:
     sections: list[Section] = []
     heading: tuple[int, str] | None = None
     paragraphs: list[str] = []
+    paragraph_lines: list[int] = []
 
     def close() -> None:
         if heading is not None:
-            if not paragraphs:
+            if not paragraphs and strict:
                 raise ArticleError(path, heading[0], f"section {heading[1]!r} has no text")
             sections.append(
                 Section(
-                    heading[1], "\n\n".join(paragraphs), _paragraphs_html(paragraphs), heading[0]
+                    heading[1],
+                    "\n\n".join(paragraphs),
+                    _paragraphs_html(paragraphs),
+                    heading[0],
+                    tuple(paragraph_lines),
                 )
             )
 
     for pos, (n, line) in enumerate(body):
         following = body[pos + 1][1] if pos + 1 < len(body) else None
-        if _is_heading(line, following) and (heading is None or paragraphs):
+        # A known heading straight after another heading starts a section (the first one is
+        # empty) rather than becoming its text: otherwise "Quick Recap" followed at once by
+        # "What Happens in the Ending" would put the ending into the recap.
+        if (_is_heading(line, following, known) and (heading is None or paragraphs)) or (
+            heading is not None and not paragraphs and _norm(line) in known
+        ):
             close()
-            heading, paragraphs = (n, line), []
+            heading, paragraphs, paragraph_lines = (n, line), [], []
         elif heading is None:
             raise ArticleError(
                 path,
@@ -218,6 +260,7 @@ def _read_plain(path: Path, text: str) -> Article:
             )
         else:
             paragraphs.append(line)
+            paragraph_lines.append(n)
     close()
     if not sections:
         raise ArticleError(
@@ -225,14 +268,12 @@ def _read_plain(path: Path, text: str) -> Article:
             content[-1][0],
             "no sections: expected headings such as 'Quick Recap' on their own line",
         )
-    return Article(path, title, summary, year, rating, author, tuple(sections))
+    return Article(
+        path, title, summary, year, rating, author, tuple(sections), title_lines=tuple(title_lines)
+    )
 
 
-def _is_known_heading(line: str) -> bool:
-    return line.strip().lower() in KNOWN_HEADINGS
-
-
-def _read_markdown(path: Path, text: str) -> Article:
+def _read_markdown(path: Path, text: str, strict: bool = True) -> Article:
     try:
         post = frontmatter.loads(text)
     except yaml.YAMLError as exc:
@@ -265,7 +306,7 @@ def _read_markdown(path: Path, text: str) -> Article:
             raise ArticleError(
                 path, meta_line("not_before"), f"not_before {not_before!r} is not a date and time"
             ) from None
-    sections = _markdown_sections(path, post.content, body_offset)
+    sections = _markdown_sections(path, post.content, body_offset, strict)
     if not sections:
         raise ArticleError(
             path, body_offset + 1, "no sections: expected '## Quick Recap' and others"
@@ -281,10 +322,11 @@ def _read_markdown(path: Path, text: str) -> Article:
         teaser_override=str(meta["teaser"]).strip() if meta.get("teaser") else None,
         subject_override=str(meta["subject"]).strip() if meta.get("subject") else None,
         not_before=not_before,
+        title_lines=((meta_line("title") or 1, title),),
     )
 
 
-def _markdown_sections(path: Path, body: str, offset: int) -> list[Section]:
+def _markdown_sections(path: Path, body: str, offset: int, strict: bool = True) -> list[Section]:
     tokens = _MD.parse(body)
     heading_starts = [
         i for i, tok in enumerate(tokens) if tok.type == "heading_open" and tok.tag in ("h1", "h2")
@@ -302,17 +344,18 @@ def _markdown_sections(path: Path, body: str, offset: int) -> list[Section]:
         line_no = heading_map[0] + offset + 1
         inner = tokens[start + 3 : end]
         if not inner:
-            raise ArticleError(path, line_no, f"section {heading!r} has no text")
+            if strict:
+                raise ArticleError(path, line_no, f"section {heading!r} has no text")
+            sections.append(Section(heading, "", Markup(""), line_no))
+            continue
         first_line = inner[0].map[0] if inner[0].map else heading_map[1]
         last_line = max((t.map[1] for t in inner if t.map), default=first_line)
         source = "\n".join(lines[first_line:last_line]).strip()
         rendered = _MD.renderer.render(inner, _MD.options, {})
-        plain = "\n\n".join(
-            "".join(_inline_text(c) for c in (t.children or []))
-            for t in inner
-            if t.type == "inline"
-        )
-        sections.append(Section(heading, plain or source, Markup(rendered), line_no))
+        inline = [t for t in inner if t.type == "inline"]
+        plain = "\n\n".join("".join(_inline_text(c) for c in (t.children or [])) for t in inline)
+        lines_of = tuple((t.map[0] if t.map else first_line) + offset + 1 for t in inline)
+        sections.append(Section(heading, plain or source, Markup(rendered), line_no, lines_of))
     return sections
 
 

@@ -55,6 +55,16 @@ class App:
 
 pass_app = click.make_pass_decorator(App)
 
+# The layout of one issue; without it, several articles make a digest and one follows
+# [issue] layout in newsletter.toml.
+LAYOUT_OPTION = click.option(
+    "--layout",
+    type=click.Choice(("full", "digest")),  # newsletter.layouts.LAYOUTS, not imported here
+    default=None,
+    help="full: the article in the email, its ending after a divider; digest: cards linking "
+    "to each article's page (default: digest for several articles, else [issue] layout).",
+)
+
 
 def _local(moment: datetime | None, settings: Settings) -> str:
     if moment is None:
@@ -118,10 +128,13 @@ def queue() -> None:
 @click.option("--tz", help="Time zone of --not-before (default: the newsletter's).")
 @pass_app
 def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> None:
-    """Copy FILE into issues/ and queue it last."""
+    """Copy FILE into issues/ and queue it last. Problems with the article contract are
+    listed by file and line; errors among them keep the file out of the queue."""
     from newsletter import publish
 
     article, target = publish.queue_add(app.store, app.settings, file, not_before, tz)
+    for problem in publish.contract_problems(app.settings, file):
+        click.echo(str(problem), err=True)
     click.echo(f"queued {target.name}: {article.title}")
 
 
@@ -345,13 +358,18 @@ def editors_remove(app: App, email: str) -> None:
     is_flag=True,
     help="Also save desktop, phone and dark-mode PNGs (needs chromium).",
 )
+@LAYOUT_OPTION
 @pass_app
-def preview(app: App, source: tuple[str, ...], out: Path, screenshot: bool) -> None:
+def preview(
+    app: App, source: tuple[str, ...], out: Path, screenshot: bool, layout: str | None
+) -> None:
     """Write the finished email.html and email.txt for a sample subscriber. SOURCE is one or
     more article files, or an issue number."""
     from newsletter.preview import write_preview
 
-    paths = write_preview(app.settings, app.store if _is_issue(source) else None, source, out)
+    paths = write_preview(
+        app.settings, app.store if _is_issue(source) else None, source, out, layout
+    )
     for path in paths:
         click.echo(str(path))
     if screenshot:
@@ -369,12 +387,15 @@ def preview(app: App, source: tuple[str, ...], out: Path, screenshot: bool) -> N
 
 @cli.command()
 @click.argument("source", nargs=-1, required=True)
+@LAYOUT_OPTION
 @pass_app
-def check(app: App, source: tuple[str, ...]) -> None:
-    """Lint the finished email of SOURCE (article files or an issue number) before sending."""
+def check(app: App, source: tuple[str, ...], layout: str | None) -> None:
+    """Lint the finished email of SOURCE (article files or an issue number) before sending;
+    article files are also held to the article contract and checked for spoiler leaks."""
     from newsletter.check import check_source, format_findings, has_errors
 
-    findings = check_source(app.settings, app.store if _is_issue(source) else None, source)
+    store = app.store if _is_issue(source) else None
+    findings = check_source(app.settings, store, source, layout)
     click.echo(format_findings(findings))
     if has_errors(findings):
         sys.exit(1)
@@ -468,8 +489,9 @@ def _print_held(held: list[publish.HeldArticle]) -> None:
 @cli.command()
 @click.option("--once", is_flag=True, help="Accepted for scripts; 'run' always does one tick.")
 @click.option("--force", is_flag=True, help="Send even if the issue's check finds errors.")
+@LAYOUT_OPTION
 @pass_app
-def run(app: App, once: bool, force: bool) -> None:
+def run(app: App, once: bool, force: bool, layout: str | None) -> None:
     """Do what a due tick does, now: finish any interrupted issue, then pick the queued
     articles, build the issue and send it to every active subscriber. An article whose check
     fails is held and the next one goes out instead (--force sends it anyway)."""
@@ -480,7 +502,7 @@ def run(app: App, once: bool, force: bool) -> None:
     bars = _Bars()
     try:
         ctx = delivery.SendContext.of(app.store, app.settings, provider)
-        result = publish.publish_tick(ctx, progress_factory=bars, force=force)
+        result = publish.publish_tick(ctx, progress_factory=bars, force=force, layout=layout)
     finally:
         bars.close()
     for error in result.errors:

@@ -11,9 +11,13 @@ import tomllib
 from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from newsletter.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from newsletter.contract import Contract
 
 CONFIG_NAME = "newsletter.toml"
 
@@ -74,6 +78,13 @@ class Settings:
     resend_uncertain: bool
     claim_timeout: timedelta
     collapse_is_error: bool
+    # "warning" or "error": how `check` and every send treat a spoiler leak ([check]).
+    spoiler_leak: str
+    # "full" or "digest" for a one-article issue; several articles make a digest ([issue]).
+    layout: str
+    subject_template: str
+    # The article contract ([articles]): sections, their order, which are spoilers.
+    contract: Contract
     editor_email: str  # "" when nobody is to be emailed about held articles
 
     @property

@@ -8,6 +8,8 @@ the line, the setting or the database), so the CLI prints it on one line, never 
     ├── ArticleError             an article file cannot be used (file and line)
     ├── NotFound                 the named issue, article or subscriber does not exist
     ├── CheckFailed              the finished email has errors: nothing was sent
+    ├── ContractBroken           an article breaks the article contract ([articles])
+    ├── ScreenshotError          Chromium or chromedriver is missing or failed
     ├── SenderBusy               another process holds the sending lease
     ├── LeaseLost                this process stalled past its lease: it stops sending
     ├── WorkerStopping           a stop was asked for: stops between batches, resumable
@@ -136,3 +138,11 @@ class Stopped(NotSent):
 
 class Uncertain(ProviderError):
     """The request may have gone out (timeout or reset after sending): never resend silently."""
+
+
+class ContractBroken(NewsletterError):
+    """The article breaks the article contract (`[articles]` in newsletter.toml)."""
+
+
+class ScreenshotError(NewsletterError):
+    """Chromium or chromedriver is missing or failed; the message says what to install."""

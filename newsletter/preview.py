@@ -16,17 +16,28 @@ SAMPLE_NAME = "Sam Sample"
 SAMPLE_TOKEN = "preview.sample-token"
 
 
-def rendered_for(settings: Settings, store: Store | None, source: tuple[str, ...]) -> RenderedIssue:
-    """Article files are rendered as one issue; a lone number with a store is a stored issue."""
+def rendered_for(
+    settings: Settings,
+    store: Store | None,
+    source: tuple[str, ...],
+    layout: str | None = None,
+) -> RenderedIssue:
+    """Article files are rendered as one issue (in `layout`, default: as `run` would); a lone
+    number with a store is a stored issue, as it was rendered."""
     if store is not None:
         return stored_issue(settings, store.queue.get_issue(int(source[0])))
-    return render_fitting([read_article(Path(s)) for s in source], settings, slug="preview")
+    articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
+    return render_fitting(articles, settings, slug="preview", layout=layout)
 
 
 def write_preview(
-    settings: Settings, store: Store | None, source: tuple[str, ...], out: Path
+    settings: Settings,
+    store: Store | None,
+    source: tuple[str, ...],
+    out: Path,
+    layout: str | None = None,
 ) -> list[Path]:
-    rendered = rendered_for(settings, store, source)
+    rendered = rendered_for(settings, store, source, layout)
     body = personalize(rendered, SAMPLE_NAME, unsubscribe_url(settings, SAMPLE_TOKEN))
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,12 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
 from newsletter.config import Settings
+from newsletter.conformance import ERROR, ContractProblem, validate_file
 from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
-from newsletter.exceptions import ArticleError, CheckFailed, NewsletterError
+from newsletter.exceptions import ArticleError, CheckFailed, ContractBroken, NewsletterError
+from newsletter.layouts import article_slug, choose_layout
 from newsletter.records import ArticleStatus, DeliveryState, utcnow
-from newsletter.render import render_fitting
+from newsletter.render import render_article_pages, render_fitting
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ def sync_queue(store: Store, settings: Settings) -> list[str]:
 
 def _queue_file(store: Store, settings: Settings, path: Path, not_before: datetime | None) -> int:
     try:
-        article = read_article(path)
+        article = read_article(path, headings=settings.contract.headings)
     except ArticleError as exc:
         article_id = store.queue.add_article(path.name, path.stem, not_before)
         store.queue.set_article_error(article_id, str(exc))
@@ -108,8 +110,17 @@ def queue_add(
     not_before: str | None = None,
     tz: str | None = None,
 ) -> tuple[Article, Path]:
-    """Check the article reads cleanly, copy it into issues/ and put it at the end of the queue."""
-    article = read_article(source)  # refuse a broken article now, not at send time
+    """Check the article reads cleanly and keeps the article contract, copy it into issues/
+    and put it at the end of the queue. Contract warnings do not stop it (see
+    `contract_problems`); contract errors do, all of them listed by file and line."""
+    # Refuse a broken article now, not at send time.
+    article = read_article(source, headings=settings.contract.headings)
+    problems = contract_problems(settings, source)
+    if any(p.severity == ERROR for p in problems):
+        raise ContractBroken(
+            "\n".join(str(p) for p in problems)
+            + f"\n{source.name} was not queued: fix the errors above and add it again"
+        )
     when = None
     if not_before:
         when = parse_local_time(not_before, ZoneInfo(tz) if tz else settings.timezone)
@@ -143,6 +154,11 @@ def set_not_before(
     return when
 
 
+def contract_problems(settings: Settings, path: Path) -> list[ContractProblem]:
+    """How the article at `path` breaks the article contract, by file and line."""
+    return validate_file(path, settings.contract)
+
+
 @dataclass(frozen=True)
 class QueueEntry:
     filename: str
@@ -171,7 +187,7 @@ def queue_view(
     errors: dict[int, str | None] = {}
     for row in rows:
         try:
-            read_article(settings.issues_dir / row.filename)
+            read_article(settings.issues_dir / row.filename, headings=settings.contract.headings)
             errors[row.id] = row.last_error if row.status == ArticleStatus.HELD else None
         except ArticleError as exc:
             errors[row.id] = str(exc)
@@ -231,7 +247,9 @@ def pick(
         if row.not_before is not None and row.not_before > now:
             continue
         try:
-            article = read_article(settings.issues_dir / row.filename)
+            article = read_article(
+                settings.issues_dir / row.filename, headings=settings.contract.headings
+            )
         except ArticleError as exc:
             store.queue.set_article_error(row.id, str(exc))
             errors.append(str(exc))
@@ -248,15 +266,39 @@ def build_issue(
     scheduled_for: datetime | None = None,
     *,
     force: bool = False,
+    layout: str | None = None,
 ) -> int:
-    """Render the issue once, check it, and create it with its delivery plan. An issue whose
-    check finds errors is refused unless `force`."""
+    """Render the issue once (in `layout`, default: the setting, or a digest for several
+    articles) with its articles' own pages, check it (the email, the article contract and
+    spoiler leaks), and create it with its delivery plan. An issue whose check finds errors
+    is refused unless `force`."""
     from newsletter.check import ERROR, check_rendered, format_findings
+    from newsletter.check.editorial import check_articles
 
     articles = [p.article for p in picked]
     base_slug = f"{(scheduled_for or utcnow()).date().isoformat()}-"
-    rendered = render_fitting(articles, settings, slug=_unique_slug(store, base_slug, articles[0]))
+    layout = choose_layout(settings.layout, len(articles), layout)
+    slugs = _unique_article_slugs(store, articles)
+    rendered = render_fitting(
+        articles,
+        settings,
+        slug=_unique_slug(store, base_slug, articles[0]),
+        layout=layout,
+        article_slugs=slugs,
+    )
     findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+    editorial = check_articles(
+        articles,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        layout=layout,
+        contract=settings.contract,
+        spoiler_leak=settings.spoiler_leak,
+    )
+    for finding in editorial:  # a leak or a contract warning is worth seeing at send time
+        if finding.severity != ERROR:
+            log.warning("%s %s: %s", finding.severity, finding.where, finding.message)
+    findings += editorial
     errors = [f for f in findings if f.severity == ERROR]
     if errors and not force:
         raise CheckFailed(
@@ -264,7 +306,22 @@ def build_issue(
             "'newsletter run --force' sends anyway):\n" + format_findings(errors),
             format_findings(errors),
         )
-    return store.queue.create_issue(rendered, [p.article_id for p in picked], scheduled_for)
+    pages = render_article_pages(articles, settings, slugs)
+    return store.queue.create_issue(
+        rendered, [p.article_id for p in picked], scheduled_for, pages=pages
+    )
+
+
+def _unique_article_slugs(store: Store, articles: list[Article]) -> list[str]:
+    """Each article's page address, from its title; never one a published page has."""
+    slugs: list[str] = []
+    for article in articles:
+        base = article_slug(article)
+        candidate, n = base, 2
+        while candidate in slugs or store.queue.article_page_taken(candidate):
+            candidate, n = f"{base}-{n}", n + 1
+        slugs.append(candidate)
+    return slugs
 
 
 def _unique_slug(store: Store, prefix: str, lead: Article) -> str:
@@ -305,17 +362,24 @@ def _culprits(
     """Which picked articles made the issue's check fail, each with its reasons: those
     that fail on their own, else (only together, e.g. too large) the last one added."""
     from newsletter.check import ERROR, check_rendered, format_findings
+    from newsletter.check.editorial import check_articles
 
     if len(picked) == 1:
         return [(picked[0], failure.report)]
     found = []
     for p in picked:
         rendered = render_fitting([p.article], settings, slug="held-check")
-        errors = [
-            f
-            for f in check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
-            if f.severity == ERROR
-        ]
+        findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+        # A spoiler leak (when an error) or a broken contract is the article's own.
+        findings += check_articles(
+            [p.article],
+            subject=rendered.subject,
+            preheader=rendered.preheader,
+            layout=choose_layout(settings.layout, 1),
+            contract=settings.contract,
+            spoiler_leak=settings.spoiler_leak,
+        )
+        errors = [f for f in findings if f.severity == ERROR]
         if errors:
             found.append((p, format_findings(errors)))
     if not found:
@@ -399,6 +463,7 @@ def publish_tick(
     progress_factory: ProgressFactory | None = None,
     lease: SendingLease | None = None,
     force: bool = False,
+    layout: str | None = None,
 ) -> TickResult:
     """What one due tick does, under the sending lease: finish any issue a crash
     interrupted, then pick the next articles, build one issue and send it. A tick already
@@ -422,7 +487,9 @@ def publish_tick(
         issue_id = None
         while picked:
             try:
-                issue_id = build_issue(store, settings, picked, scheduled_for, force=force)
+                issue_id = build_issue(
+                    store, settings, picked, scheduled_for, force=force, layout=layout
+                )
                 break
             except CheckFailed as failure:  # hold the culprits, go on with the next ones
                 newly = [_hold(ctx, p, why) for p, why in _culprits(settings, picked, failure)]

@@ -242,3 +242,29 @@ class WebhookOutcome:
 def utcnow() -> datetime:
     """The one clock of the project: aware UTC (the store refuses naive times)."""
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ArticlePage:
+    """An article's own page on the web edition, rendered at publication like the issue
+    pages: the canonical place for its full text, at /articles/<slug>."""
+
+    slug: str
+    url: str
+    title: str
+    teaser: str
+    html: str
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedArticle:
+    """A stored article page with the issue it went out in (what the web side serves)."""
+
+    slug: str
+    issue_id: int
+    position: int
+    title: str
+    teaser: str
+    html: str
+    issue_status: IssueStatus
+    published_at: datetime

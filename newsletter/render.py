@@ -18,9 +18,20 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from newsletter.articles import Article
 from newsletter.config import Settings
+from newsletter.layouts import (
+    ARTICLE_TEMPLATE,
+    DIGEST,
+    TEMPLATES,
+    article_slug,
+    article_url,
+    article_view,
+    choose_layout,
+    issue_articles,
+    teaser_for,
+)
 from newsletter.links import view_url
-from newsletter.records import Placeholders, RenderedIssue
-from newsletter.teaser import recap_teaser
+from newsletter.records import ArticlePage, Placeholders, RenderedIssue
+from newsletter.subjects import DEFAULT_SUBJECT_TEMPLATE, issue_subject
 
 log = logging.getLogger(__name__)
 
@@ -89,31 +100,19 @@ def inline_css(document: str) -> str:
     return premailer.transform(pretty_print=False)
 
 
-def _article_context(article: Article, collapsed: bool) -> dict:
-    rating_text = None
-    if article.rating is not None:
-        rating_text = f"{article.rating:.1f}".rstrip("0").rstrip(".")
+def subject_for(articles: Sequence[Article], template: str = DEFAULT_SUBJECT_TEMPLATE) -> str:
+    """From titles only (or the lead's own `subject:`): spoiler-safe by construction. Several
+    articles fill the editor's template, shortened to fit a phone's inbox."""
+    return header_safe(issue_subject(articles, template), 250)
+
+
+def _newsletter_context(settings: Settings) -> dict:
     return {
-        "title": article.title,
-        "year": article.year,
-        "rating": article.rating,
-        "rating_text": rating_text,
-        "author": article.author,
-        "summary": article.summary,
-        "teaser": recap_teaser(article),
-        "recap": article.recap,
-        "spoilers": article.spoiler_sections,
-        "collapsed": collapsed,
+        "name": settings.name,
+        "language": settings.language,
+        "postal_address": settings.postal_address,
+        "base_url": settings.base_url,
     }
-
-
-def subject_for(articles: Sequence[Article]) -> str:
-    """From the lead article only (or the editor's `subject:`): spoiler-safe by construction."""
-    lead = articles[0]
-    subject = lead.subject_override or lead.title
-    if len(articles) > 1 and not lead.subject_override:
-        subject = f"{subject} (+{len(articles) - 1} more)"
-    return header_safe(subject, 250)
 
 
 def render_issue(
@@ -122,18 +121,55 @@ def render_issue(
     *,
     slug: str | None = None,
     collapse_after: int | None = None,
+    layout: str | None = None,
+    article_slugs: Sequence[str] | None = None,
 ) -> RenderedIssue:
-    """Render and inline the issue once. `collapse_after` keeps only that many articles in
-    full; the rest show title, teaser and a link (to stay under Gmail's clipping limit)."""
+    """Render and inline the issue once. `layout` is the editor's choice for this issue
+    (default: a digest for several articles, else `[issue] layout`). In the full layout
+    `collapse_after` keeps only that many articles in full; the rest show title, teaser and a
+    link (to stay under Gmail's clipping limit). `article_slugs` are the addresses of the
+    articles' own pages (default: from their titles)."""
     if not articles:
         raise ValueError("an issue needs at least one article")
     slug = slug or slugify(articles[0].title)
-    rendered = _render(articles, settings, slug, collapse_after, archive=True)
+    layout = choose_layout(settings.layout, len(articles), layout)
+    slugs = list(article_slugs) if article_slugs else [article_slug(a) for a in articles]
+    rendered = _render(
+        articles, settings, slug, collapse_after, archive=True, layout=layout, slugs=slugs
+    )
     if any(_has_template_syntax(a) for a in articles):
         neutral = [_without_braces(a) for a in articles]
-        shadow = _render(neutral, settings, slug, collapse_after, archive=False)
+        shadow = _render(
+            neutral, settings, slug, collapse_after, archive=False, layout=layout, slugs=slugs
+        )
         rendered = replace(rendered, without_article_braces=shadow)
     return rendered
+
+
+def render_article_pages(
+    articles: Sequence[Article], settings: Settings, article_slugs: Sequence[str] | None = None
+) -> list[ArticlePage]:
+    """Each article's own page on the web edition: the canonical place for its full text,
+    the ending behind a reveal. Rendered once, at publication, like the issue pages."""
+    env = make_environment(settings.templates_dir)
+    newsletter = _newsletter_context(settings)
+    slugs = list(article_slugs) if article_slugs else [article_slug(a) for a in articles]
+    pages = []
+    for article, slug in zip(articles, slugs, strict=True):
+        url = article_url(settings.base_url, slug)
+        view = article_view(article, url, settings.contract)
+        html = env.get_template(ARTICLE_TEMPLATE).render(newsletter=newsletter, article=view)
+        pages.append(
+            ArticlePage(
+                slug=slug,
+                url=url,
+                title=article.title,
+                teaser=teaser_for(article, settings.contract),
+                # Inlined like the issue pages: the archive's CSP allows no stylesheet.
+                html=inline_css(html),
+            )
+        )
+    return pages
 
 
 def _has_template_syntax(article: Article) -> bool:
@@ -175,29 +211,25 @@ def _render(
     collapse_after: int | None,
     *,
     archive: bool,
+    layout: str,
+    slugs: Sequence[str],
 ) -> RenderedIssue:
     nonce = secrets.token_hex(8)
     env = make_environment(settings.templates_dir)
-    subject = subject_for(articles)
-    preheader = header_safe(recap_teaser(articles[0]), 300)
+    subject = subject_for(articles, settings.subject_template)
+    preheader = header_safe(teaser_for(articles[0], settings.contract), 300)
+    urls = [article_url(settings.base_url, s) for s in slugs]
     context = {
-        "newsletter": {
-            "name": settings.name,
-            "language": settings.language,
-            "postal_address": settings.postal_address,
-            "base_url": settings.base_url,
-        },
+        "newsletter": _newsletter_context(settings),
         "issue": {"subject": subject, "preheader": preheader, "view_url": view_url(settings, slug)},
-        "articles": [
-            _article_context(a, collapse_after is not None and i >= collapse_after)
-            for i, a in enumerate(articles)
-        ],
+        "articles": issue_articles(layout, articles, urls, settings.contract, collapse_after),
         "placeholders": Placeholders.make(nonce),
     }
-    html_template = env.get_template("issue.html.j2")
+    html_name, text_name = TEMPLATES[layout]
+    html_template = env.get_template(html_name)
     email_html = inline_css(html_template.render(context, archive=False))
     archive_html = inline_css(html_template.render(context, archive=True)) if archive else ""
-    text = env.get_template("issue.txt.j2").render(context)
+    text = env.get_template(text_name).render(context)
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
     return RenderedIssue(
         subject=subject,
@@ -217,14 +249,31 @@ def render_fitting(
     *,
     slug: str | None = None,
     limit: int = GMAIL_CLIP_BYTES,
+    layout: str | None = None,
+    article_slugs: Sequence[str] | None = None,
 ) -> RenderedIssue:
     """Render in full, and if the HTML would be clipped collapse later articles one by one.
-    The lead article and the footer (with the unsubscribe link) always stay."""
-    rendered = render_issue(articles, settings, slug=slug)
+    The lead article and the footer (with the unsubscribe link) always stay. A digest has
+    nothing to collapse: its cards are already title, teaser and a link."""
+    layout = choose_layout(settings.layout, len(articles), layout)
+
+    def render(collapse_after: int | None = None) -> RenderedIssue:
+        return render_issue(
+            articles,
+            settings,
+            slug=slug,
+            collapse_after=collapse_after,
+            layout=layout,
+            article_slugs=article_slugs,
+        )
+
+    rendered = render()
+    if layout == DIGEST:
+        return rendered
     keep = len(articles)
     while html_size(rendered) > limit and keep > 1:
         keep -= 1
-        rendered = render_issue(articles, settings, slug=slug, collapse_after=keep)
+        rendered = render(collapse_after=keep)
     return rendered
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.exceptions import NewsletterError
+from newsletter.exceptions import ScreenshotError
 
 CHROMIUM = Path(os.environ.get("NEWSLETTER_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("NEWSLETTER_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -39,10 +39,6 @@ CHROMIUM_FLAGS = (
 PAGE_LOAD_SECONDS = 30
 # Long issues make tall pictures; past this many CSS pixels the rest is cut off.
 MAX_HEIGHT = 12000
-
-
-class ScreenshotError(NewsletterError):
-    """Chromium or chromedriver is missing or failed; the message says what to install."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from newsletter.config import (
     ENV_OVERRIDES,
@@ -30,6 +37,7 @@ from newsletter.config import (
     Settings,
     anchor_sqlite,
 )
+from newsletter.contract import DEFAULT_CONTRACT, contract_from_lists, normalize_heading
 from newsletter.exceptions import ConfigError
 
 HEADER = """\
@@ -191,6 +199,87 @@ class CheckSection(_Section):
         description="An issue too large for Gmail (about 102 KB of HTML) has its later "
         "articles shortened to title, teaser and a link. true: refuse to send it instead.",
     )
+    spoiler_leak: Literal["warning", "error"] = Field(
+        "warning",
+        description="A sentence readers see before they choose to read the ending (subject, "
+        "preheader, teaser, card, the spoiler-free sections) that shares a distinctive phrase "
+        'with a spoiler section of its article: "warning" reports it, "error" also refuses to '
+        "send the issue.",
+    )
+
+
+class IssueSection(_Section):
+    """[issue]: how an issue is laid out and what its subject says."""
+
+    layout: Literal["full", "digest"] = Field(
+        "full",
+        description='"full": the article in the email, its ending after a spoiler divider; '
+        '"digest": each article as a card (title, year, rating, recap teaser) with a "Read the '
+        'ending" button to its page on the web edition, and no spoiler text in the email. An '
+        "issue of several articles is a digest unless `run --layout full` asks otherwise.",
+    )
+    subject_template: str = Field(
+        "{titles}",
+        description="Subject of an issue of several articles: {lead} (the first title), "
+        "{count} (articles), {more} (count - 1) and {titles}; shortened at a word to fit in 60 "
+        "characters, titles first losing their 'Ending Explained' and their year. Built from "
+        "titles only, so it never carries spoiler text.",
+    )
+
+    @field_validator("subject_template")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        from newsletter.subjects import check_template
+
+        check_template(value)
+        return value
+
+
+class ArticlesSection(_Section):
+    """[articles]: the article contract, which `queue add`, `check` and every send hold
+    articles to, and which decides what the email may show."""
+
+    sections: tuple[str, ...] = Field(
+        DEFAULT_CONTRACT.headings,
+        strict=False,
+        description="The section headings of an article, in order.",
+    )
+    required: tuple[str, ...] = Field(
+        tuple(rule.heading for rule in DEFAULT_CONTRACT.sections if rule.required),
+        strict=False,
+        description="The sections an article must have.",
+    )
+    spoiler_free: tuple[str, ...] = Field(
+        tuple(rule.heading for rule in DEFAULT_CONTRACT.sections if not rule.spoiler),
+        strict=False,
+        description="The sections that do not give the ending away: the email may show them "
+        "and the teaser is cut from the first. Every other section, and any heading not "
+        "listed, stays behind the spoiler divider or the reveal.",
+    )
+
+    @field_validator("sections")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for heading in value:
+            key = normalize_heading(heading)
+            if not key:
+                raise ValueError("a heading is empty")
+            if key in seen:
+                raise ValueError(f"{heading!r} is listed twice")
+            seen.add(key)
+        return value
+
+    @field_validator("required", "spoiler_free")
+    @classmethod
+    def _listed(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        known = {normalize_heading(h) for h in info.data.get("sections", ())}
+        for heading in value:
+            if normalize_heading(heading) not in known:
+                raise ValueError(f"{heading!r} is not one of [articles] sections")
+        if info.field_name == "spoiler_free" and not value:
+            raise ValueError("name at least one section (the recap the teaser comes from)")
+        return value
 
 
 class OutboxSection(_Section):
@@ -236,6 +325,8 @@ class SettingsFile(_Section):
     schedule: ScheduleSection = ScheduleSection()
     delivery: DeliverySection = DeliverySection()
     check: CheckSection = CheckSection()
+    issue: IssueSection = IssueSection()
+    articles: ArticlesSection = ArticlesSection()
     outbox: OutboxSection = OutboxSection()
     sendgrid: SendGridSection = SendGridSection()
 
@@ -346,6 +437,12 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
         resend_uncertain=file.delivery.resend_uncertain,
         claim_timeout=timedelta(seconds=file.delivery.claim_timeout_seconds),
         collapse_is_error=file.check.collapse_is_error,
+        spoiler_leak=file.check.spoiler_leak,
+        layout=file.issue.layout,
+        subject_template=file.issue.subject_template,
+        contract=contract_from_lists(
+            file.articles.sections, file.articles.required, file.articles.spoiler_free
+        ),
         editor_email=file.editor.email,
     )
 

@@ -7,8 +7,9 @@ here, so no text from the ending can leak into a teaser, a preheader or a subjec
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from newsletter.articles import Article
+from newsletter.articles import Article, Section
 from newsletter.exceptions import ArticleError
 
 MAX_TEASER_CHARS = 300
@@ -18,11 +19,18 @@ _ABBREVIATIONS = ("Mr.", "Mrs.", "Ms.", "Dr.", "St.", "Jr.", "Sr.", "vs.", "Mt."
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+")
 
 
-def recap_teaser(article: Article, limit: int = MAX_TEASER_CHARS) -> str:
-    """The teaser for `article`: the editor's, else the recap's opening, else the summary."""
+def recap_teaser(
+    article: Article, limit: int = MAX_TEASER_CHARS, safe: Sequence[Section] | None = None
+) -> str:
+    """The teaser for `article`: the editor's, else the recap's opening, else the summary.
+    `safe` are the spoiler-free sections by the article contract; the first is the recap
+    (default: the section headed Quick Recap)."""
     if article.teaser_override:
         return _one_line(article.teaser_override)
-    recap = article.recap
+    if safe is None:
+        recap = article.recap
+    else:
+        recap = safe[0] if safe else None
     if recap is not None:
         return shorten(recap.text, limit)
     if article.summary:
@@ -30,8 +38,8 @@ def recap_teaser(article: Article, limit: int = MAX_TEASER_CHARS) -> str:
     raise ArticleError(
         article.path,
         None,
-        "no 'Quick Recap' section, no 'teaser:' and no summary line: refusing to build a teaser "
-        "from spoiler text; add a Quick Recap or a teaser",
+        "no spoiler-free section (such as 'Quick Recap'), no 'teaser:' and no summary line: "
+        "refusing to build a teaser from spoiler text; add a Quick Recap or a teaser",
     )
 
 

@@ -24,6 +24,7 @@ from newsletter.check import (
     has_errors,
 )
 from newsletter.config import settings_from_dict, write_default_config
+from newsletter.layouts import DIGEST, FULL
 from newsletter.render import (
     GMAIL_CLIP_BYTES,
     html_size,
@@ -98,10 +99,11 @@ def write_long_article(folder: Path, n: int, paragraphs: int) -> Path:
 
 def test_long_issue_stays_under_gmail_limit_and_keeps_lead_and_footer(tmp_path, settings):
     articles = [read_article(write_long_article(tmp_path, n, 60)) for n in range(1, 5)]
-    in_full = render_issue(articles, settings)
+    # Several articles make a digest by default; the full layout is the one that can clip.
+    in_full = render_issue(articles, settings, layout=FULL)
     assert html_size(in_full) > GMAIL_CLIP_BYTES  # the test only means something if so
 
-    rendered = render_fitting(articles, settings)
+    rendered = render_fitting(articles, settings, layout=FULL)
     assert html_size(rendered) <= GMAIL_CLIP_BYTES
     html = rendered.html
     # The lead article is there in full, to its last paragraph.
@@ -137,11 +139,11 @@ def test_one_article_too_long_for_gmail_is_an_error_naming_the_size(tmp_path, se
 
 
 # -- our own templates pass ------------------------------------------------------------------
-@pytest.mark.parametrize("collapse_after", [None, 1])
-def test_built_in_templates_pass_with_no_errors_or_warnings(settings, collapse_after):
-    # The Markdown sample leads: its subject (+2 more) still fits on a phone.
+@pytest.mark.parametrize(("layout", "collapse_after"), [(FULL, None), (FULL, 1), (DIGEST, None)])
+def test_built_in_templates_pass_with_no_errors_or_warnings(settings, layout, collapse_after):
+    # The Markdown sample leads; the subject of the three titles still fits on a phone.
     articles = [read_article(p) for p in sorted(sample_articles(), key=lambda p: p.suffix != ".md")]
-    rendered = render_issue(articles, settings, collapse_after=collapse_after)
+    rendered = render_issue(articles, settings, collapse_after=collapse_after, layout=layout)
     assert len(rendered.subject) <= 60
     findings = check_rendered(rendered)
     expected = [] if collapse_after is None else ["collapsed"]

@@ -93,9 +93,13 @@ def test_an_issue_of_several_articles(seed, settings, tmp_path):
         )
     )
     rendered = render_issue([read_article(seed.path), other], settings)
-    assert rendered.subject == f"{seed.title} (+1 more)"
+    # The subject template ({titles} by default), shortened to fit a phone's inbox.
+    assert rendered.subject.startswith(seed.title.split(" (")[0])
+    assert rendered.subject.endswith(", Second Film") and len(rendered.subject) <= 60
     assert "Second Film" in rendered.html and "Second Film" in rendered.text
     assert "It begins." in rendered.html
+    # Several articles make a digest: cards, the endings on the articles' own pages.
+    assert "Read the ending" in rendered.html and "Spoilers below" not in rendered.html
 
 
 def test_header_safe_removes_line_breaks():

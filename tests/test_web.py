@@ -456,10 +456,13 @@ def test_archive_page_index_and_feed(web):
     root = ET.fromstring(feed.body)
     assert root.tag == f"{atom}feed"
     entries = root.findall(f"{atom}entry")
-    assert len(entries) == 1
+    # The issue, then its article at its own address (the held issue has neither).
+    assert len(entries) == 2
     assert entries[0].findtext(f"{atom}title") == issue.subject
     assert entries[0].findtext(f"{atom}summary") == issue.preheader
     assert entries[0].find(f"{atom}link").get("href") == f"{web.url}/archive/{issue.slug}"
+    assert entries[1].find(f"{atom}link").get("href").startswith(f"{web.url}/articles/static-")
+    assert entries[1].findtext(f"{atom}summary") == issue.preheader  # the spoiler-free teaser
     assert root.find(f"{atom}link[@rel='self']").get("href") == f"{web.url}/feed.xml"
 
 

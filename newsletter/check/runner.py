@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from newsletter.articles import read_article
 from newsletter.check.accessibility import check_accessibility
 from newsletter.check.caniemail import ACCEPTED_FALLBACKS, MAJOR_CLIENTS
 from newsletter.check.clients import check_client_support
@@ -17,9 +19,11 @@ from newsletter.check.content import (
     check_placeholders,
 )
 from newsletter.check.document import Document, unique
+from newsletter.check.editorial import check_articles
 from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.check.links import check_images, check_links
 from newsletter.check.size import check_size
+from newsletter.layouts import choose_layout
 from newsletter.render import RenderedIssue, personalize
 
 if TYPE_CHECKING:
@@ -72,13 +76,28 @@ def check_rendered(
     return findings
 
 
-def check_source(settings: Settings, store: Store | None, source: tuple[str, ...]) -> list[Finding]:
-    """Check what `newsletter preview SOURCE` would show: article files or a stored issue."""
+def check_source(
+    settings: Settings,
+    store: Store | None,
+    source: tuple[str, ...],
+    layout: str | None = None,
+) -> list[Finding]:
+    """Check what `newsletter preview SOURCE` would show: article files or a stored issue.
+    Article files are also held to the article contract and checked for spoiler leaks."""
     from newsletter.preview import rendered_for
 
-    findings = check_rendered(
-        rendered_for(settings, store, source), collapse_is_error=settings.collapse_is_error
-    )
+    rendered = rendered_for(settings, store, source, layout)
+    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+    if store is None:
+        articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
+        findings += check_articles(
+            articles,
+            subject=rendered.subject,
+            preheader=rendered.preheader,
+            layout=choose_layout(settings.layout, len(articles), layout),
+            contract=settings.contract,
+            spoiler_leak=settings.spoiler_leak,
+        )
     if not settings.postal_address.strip():
         findings.append(
             Finding(

@@ -3,6 +3,7 @@ articles off the queue and plans its deliveries in the same transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -10,18 +11,20 @@ from sqlalchemy import func, insert, literal, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import (
+    ArticlePage,
     ArticleStatus,
     DeliveryState,
     IssueRecord,
     IssueStatus,
     IssueSummary,
+    PublishedArticle,
     QueuedArticle,
     RenderedIssue,
     SubscriberStatus,
     utcnow,
 )
 from newsletter.store.publication import bump
-from newsletter.store.schema import articles, deliveries, issues, subscribers
+from newsletter.store.schema import article_pages, articles, deliveries, issues, subscribers
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -49,6 +52,31 @@ def _article(row: Any) -> QueuedArticle:
         not_before=row.not_before,
         last_error=row.last_error,
         issue_id=row.issue_id,
+    )
+
+
+_PAGES = select(
+    article_pages.c.slug,
+    article_pages.c.issue_id,
+    article_pages.c.position,
+    article_pages.c.title,
+    article_pages.c.teaser,
+    article_pages.c.html,
+    issues.c.status,
+    issues.c.created_at,
+).join(issues, issues.c.id == article_pages.c.issue_id)
+
+
+def _page(row: Any) -> PublishedArticle:
+    return PublishedArticle(
+        slug=row.slug,
+        issue_id=row.issue_id,
+        position=row.position,
+        title=row.title,
+        teaser=row.teaser,
+        html=row.html,
+        issue_status=IssueStatus(row.status),
+        published_at=row.created_at,
     )
 
 
@@ -180,6 +208,7 @@ class Queue:
         rendered: RenderedIssue,
         article_ids: list[int],
         scheduled_for: datetime | None = None,
+        pages: Sequence[ArticlePage] = (),
     ) -> int:
         """Create the issue, take its articles off the queue and plan one delivery per active
         subscriber, all in one transaction: either the issue exists with its whole plan, or
@@ -206,6 +235,21 @@ class Queue:
             )
             assert created.inserted_primary_key is not None  # a single-row INSERT has one
             issue_id = created.inserted_primary_key[0]
+            if pages:
+                conn.execute(
+                    insert(article_pages),
+                    [
+                        {
+                            "slug": page.slug,
+                            "issue_id": issue_id,
+                            "position": n,
+                            "title": page.title,
+                            "teaser": page.teaser,
+                            "html": page.html,
+                        }
+                        for n, page in enumerate(pages, start=1)
+                    ],
+                )
             if article_ids:
                 conn.execute(
                     update(articles)
@@ -237,6 +281,33 @@ class Queue:
         with self._store.transaction(write=False) as conn:
             row = conn.execute(select(issues).where(issues.c.slug == slug)).first()
         return _issue(row) if row else None
+
+    # -- article pages ---------------------------------------------------------------------
+    def article_page_taken(self, slug: str) -> bool:
+        """True when an article page already lives at `slug` (slugs are never reused)."""
+        with self._store.transaction(write=False) as conn:
+            found = conn.execute(
+                select(article_pages.c.slug).where(article_pages.c.slug == slug)
+            ).first()
+        return found is not None
+
+    def article_page(self, slug: str) -> PublishedArticle | None:
+        """The article page at `slug` with its issue's status, or None."""
+        with self._store.transaction(write=False) as conn:
+            row = conn.execute(_PAGES.where(article_pages.c.slug == slug)).first()
+        return _page(row) if row else None
+
+    def article_pages(
+        self, statuses: Sequence[IssueStatus], limit: int | None = None
+    ) -> list[PublishedArticle]:
+        """Article pages of issues in `statuses`, newest issue first, in issue order."""
+        query = _PAGES.where(issues.c.status.in_([str(s) for s in statuses])).order_by(
+            issues.c.id.desc(), article_pages.c.position
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self._store.transaction(write=False) as conn:
+            return [_page(r) for r in conn.execute(query)]
 
     def list_issues(self) -> list[IssueSummary]:
         """Every issue, newest first, without its bodies."""

@@ -110,6 +110,20 @@ issues = Table(
     Column("clicks", Integer, nullable=False, default=0),
 )
 
+# Each article's own page on the web edition (/articles/<slug>), rendered at publication with
+# its issue. The slug is the article's stable address: made unique when the page is created.
+article_pages = Table(
+    "article_pages",
+    metadata,
+    Column("slug", String(200), primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("teaser", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Index("ix_article_pages_issue", "issue_id", "position"),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,

@@ -4,6 +4,7 @@ Routes (the first two are the links every email carries, see `newsletter.render`
     GET  /unsubscribe/{token}   confirmation page with a button (changes nothing)
     POST /unsubscribe/{token}   RFC 8058 one-click unsubscribe: 200, no redirect
     GET  /archive/{slug}        an issue's web edition
+    GET  /articles/{slug}       an article's own page, the ending behind a reveal
     GET  /archive               past issues with teasers and dates
     GET  /feed.xml              Atom feed
     GET  /subscribe             sign-up form (no JavaScript needed)
@@ -195,6 +196,7 @@ def create_app(
         ),
         Route("/archive", archive.archive_index, methods=["GET"]),
         Route("/archive/{slug}", archive.archive_issue, methods=["GET"]),
+        Route("/articles/{slug}", archive.archive_article, methods=["GET"]),
         Route("/feed.xml", archive.feed_xml, methods=["GET"]),
         # SendGrid's signed Event Webhook (newsletter.web.events).
         Route("/webhooks/sendgrid", SendGridWebhook(store, verifier).endpoint, methods=["POST"]),

@@ -1,14 +1,16 @@
 """The web edition of past issues: one page per issue (the stored `archive_html`, rendered at
-publication), an index with teasers and dates, and an Atom feed. Only issues that went out
-(sending or sent) are public; held, paused and cancelled ones stay unpublished.
+publication), one page per article (its stable address, the ending behind a reveal), an
+index with teasers and dates, and an Atom feed of both. Only issues that went out (sending
+or sent) are public, with their articles; held, paused and cancelled ones stay unpublished.
 
-All three are built once per publication version and served from `newsletter.web.cache`
+All of them are built once per publication version and served from `newsletter.web.cache`
 (ETag, Last-Modified, 304s): a request costs one shared version look-up, not a render."""
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -16,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from newsletter.config import Settings
+from newsletter.layouts import article_url
 from newsletter.links import view_url
-from newsletter.records import IssueStatus, IssueSummary, PublicationVersion
+from newsletter.records import IssueStatus, IssueSummary, PublicationVersion, PublishedArticle
 from newsletter.store import Store
 from newsletter.web.cache import CachedPage, cached_page, public_pages, respond
 from newsletter.web.state import web_state
@@ -69,6 +72,37 @@ async def archive_issue(request: Request) -> Response:
     return respond(request, page)
 
 
+def article_page(store: Store, slug: str) -> CachedPage | None:
+    """An article's own page; None while (or once) its issue is not public."""
+    page = store.queue.article_page(slug)
+    if page is None or page.issue_status not in PUBLIC_STATUSES:
+        return None
+    return cached_page(
+        page.html.encode("utf-8"),
+        "text/html; charset=utf-8",
+        page.published_at,
+        headers={"Content-Security-Policy": ARCHIVE_CSP},
+    )
+
+
+async def archive_article(request: Request) -> Response:
+    """An article's own page: the canonical place for its full text."""
+    state = web_state(request)
+    slug = request.path_params["slug"]
+    page = await public_pages(request).get(
+        f"article:{slug}", lambda _: article_page(state.store, slug)
+    )
+    if page is None:
+        return await run_in_threadpool(
+            state.page,
+            "error.html",
+            404,
+            heading="Article not found",
+            message="There is no published article at this address.",
+        )
+    return respond(request, page)
+
+
 def _local(settings: Settings, moment: datetime) -> datetime:
     return moment.astimezone(settings.timezone)
 
@@ -108,9 +142,13 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def atom_feed(settings: Settings, issues: list[IssueSummary]) -> bytes:
-    """An Atom 1.0 document (RFC 4287) for the newest published issues."""
+def atom_feed(
+    settings: Settings, issues: list[IssueSummary], articles: Sequence[PublishedArticle] = ()
+) -> bytes:
+    """An Atom 1.0 document (RFC 4287) for the newest published issues and, each at its own
+    address, their articles (summary: the spoiler-free teaser)."""
     issues = issues[:FEED_ENTRIES]
+    articles = list(articles)[:FEED_ENTRIES]
     feed = ET.Element("feed", {"xmlns": ATOM_NS, "xml:lang": settings.language or "en"})
 
     def child(parent: ET.Element, tag: str, text: str | None = None, **attrs) -> ET.Element:
@@ -139,12 +177,22 @@ def atom_feed(settings: Settings, issues: list[IssueSummary]) -> bytes:
         child(entry, "published", _rfc3339(issue.created_at))
         child(entry, "updated", _rfc3339(issue.finished_at or issue.created_at))
         child(entry, "summary", issue.preheader, type="text")
+    for article in articles:
+        url = article_url(settings.base_url, article.slug)
+        entry = child(feed, "entry")
+        child(entry, "id", url)
+        child(entry, "title", article.title)
+        child(entry, "link", rel="alternate", type="text/html", href=url)
+        child(entry, "published", _rfc3339(article.published_at))
+        child(entry, "updated", _rfc3339(article.published_at))
+        child(entry, "summary", article.teaser, type="text")
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
 def feed_page(settings: Settings, store: Store, version: PublicationVersion) -> CachedPage:
+    articles = store.queue.article_pages(PUBLIC_STATUSES, limit=FEED_ENTRIES)
     return cached_page(
-        atom_feed(settings, published_issues(store)),
+        atom_feed(settings, published_issues(store), articles),
         "application/atom+xml; charset=utf-8",
         version.changed_at,
     )
