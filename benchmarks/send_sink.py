@@ -34,15 +34,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter import publish  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.links import stored_issue  # noqa: E402
 from newsletter.providers import OutgoingBatch  # noqa: E402
 from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
 from newsletter.store import Store  # noqa: E402
-from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.testing.sendgrid_server import ServerProcess, SinkWindow  # noqa: E402
-from newsletter.tokens import new_token  # noqa: E402
 
 KEY = "SG.benchmark-key"
 SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
@@ -50,27 +46,11 @@ SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
 
 
 def setup(folder: Path, count: int, server_url: str):
-    write_default_config(folder)
-    config = folder / "newsletter.toml"
-    config.write_text(config.read_text().replace('provider = "outbox"', 'provider = "sendgrid"'))
-    env = {"SENDGRID_API_HOST": server_url, "SENDGRID_API_KEY": KEY}
-    settings = load_settings(config, env=env)
-    store = Store(settings.database_url)
-    secret = signing_secret(store)
-    started = time.perf_counter()
-    store.subscribers.add(
-        (
-            {
-                "email": f"reader{i:07d}@example.com",
-                "name": f"Reader {i}",
-                "token": new_token(secret),
-            }
-            for i in range(count)
-        ),
-        chunk_size=20_000,
-    )
-    insert_seconds = time.perf_counter() - started
-    publish.queue_add(store, settings, SEED if SEED.exists() else SAMPLE)
+    """The same newsletter as send_million.py's: N subscribers with signed tokens, one article
+    queued, the sendgrid provider pointed at `server_url`."""
+    from benchmarks.send_million import setup as setup_newsletter
+
+    settings, store, env, insert_seconds = setup_newsletter(folder, count, server_url)
     store.close()
     return settings, env, insert_seconds
 
