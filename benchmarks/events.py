@@ -46,6 +46,8 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
 
+# The throwaway PostgreSQL and a fresh database in it, as the workers benchmark makes them.
+from benchmarks.workers_postgres import fresh_database, postgres  # noqa: E402
 from newsletter.config import write_default_config  # noqa: E402
 from newsletter.records import SUPPRESSED, DeliveryState, RenderedIssue  # noqa: E402
 from newsletter.store import Store  # noqa: E402
@@ -64,29 +66,6 @@ SENT, UNCERTAIN = DeliveryState.SENT, DeliveryState.UNCERTAIN
 
 
 # --------------------------------------------------------------------------- databases
-
-
-def postgres(tmp: Path) -> tuple[str, Path | None]:
-    url = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
-    if url:
-        return url, None
-    folder = tmp / "pg"
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "postgres"), "start", str(folder)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1], folder
-
-
-def fresh_postgres_database(admin_url: str, name: str) -> str:
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def seed(url: str, count: int) -> tuple[int, set[int]]:
@@ -442,7 +421,7 @@ def main() -> None:
                 continue
             admin_url, pg_folder = postgres(tmp)
             try:
-                url = fresh_postgres_database(admin_url, "newsletter_events_bench")
+                url = fresh_database(admin_url, "newsletter_events_bench")
                 ok &= run(backend, url, folder, args, pg_folder)
             finally:
                 if pg_folder is not None:
