@@ -54,6 +54,7 @@ from newsletter.testing.sendgrid_server import (
     SinkWindow,
     validate_mail_send,
 )
+from newsletter.testing.sendgrid_server.server import count_recipients
 
 API_KEY = "SG.local-test-key"
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
@@ -807,6 +808,22 @@ def test_sink_mode_counts_recipients_and_checks_nothing_else():
         assert (window.requests, window.recipients) == (2, 5)
         assert window.first is not None and 0 < window.seconds < 60 and window.rate > 0
         assert srv.take_window() == SinkWindow(0, 0, None, None)  # a new window begins
+
+
+def test_sink_counts_to_recipients_without_decoding_the_whole_body():
+    body = base_body()
+    body["personalizations"][1]["to"].append({"email": "carol@example.com", "name": "C [to]"})
+    # A value that looks like a "to" key: escaped inside its string, so not counted.
+    body["subject"] = 'Re: "to": ["nobody"]'
+    body["personalizations"][0]["substitutions"] = {"-x-": '"to":[{"email":"a@b.c"}]'}
+    expected = sum(len(p["to"]) for p in body["personalizations"])
+    assert expected == 3
+    for encoded in (json.dumps(body), json.dumps(body, separators=(",", ":"))):
+        assert count_recipients(encoded.encode()) == expected
+    body["subject"] = "Caf\u00e9"  # not ASCII when sent raw: decoded whole, same answer
+    assert count_recipients(json.dumps(body, ensure_ascii=False).encode()) == expected
+    for bad in (b"[1, 2]", b'{"personalizations": [{"to": [oops]}]}', b"\xff{"):
+        assert count_recipients(bad) is None
 
 
 def test_sink_process_prints_its_window_on_request():

@@ -7,8 +7,14 @@ answer is turned into one of the typed outcomes the delivery layer acts on.
 
 The body is encoded here, not by the library: the part every request of an issue shares
 (content, sender, subject, categories) once per issue, each personalization as one short
-string from its escaped values, joined per batch. The library's client posts that text as it
-is (it only JSON-encodes bodies when the Content-Type is exactly `application/json`).
+string from its escaped values, joined per batch.
+
+The library's client is built as the library builds it (host, version, Authorization and
+User-Agent headers) and its typed HTTP errors are what `_outcome_for` reads, but the request
+itself goes out through one urllib opener kept for the provider's life. The library's own
+`post` builds a new opener per request and formats the whole body into a debug log message
+whether or not debug logging is on: about 4 ms of CPU per 1000-recipient request, more than
+encoding the request costs.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import logging
 import threading
 import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
@@ -137,6 +144,15 @@ class BuiltRequest:
         return len(self.encoded)
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """A 2xx answer: its status, body and headers (read before the connection closes)."""
+
+    status: int
+    body: bytes
+    headers: Any
+
+
 def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
 
@@ -155,6 +171,10 @@ class SendGridProvider:
         self.client.client.timeout = self.config.timeout_seconds
         # One dict shared by every client the library derives for a call (mail.send, ...).
         self.client.client.request_headers["Content-Type"] = CONTENT_TYPE
+        # Mail Send's URL and headers as the library would send them; one opener (with the
+        # environment's proxies, read once) for every request.
+        self._send_url = f"{self.client.client.host}/v3/mail/send"
+        self._opener = urllib.request.build_opener()
         # The shared end of each issue's body, encoded once: (issue, nonce, categories,
         # sandbox) -> text after the personalizations.
         self._shared: dict[tuple[int, str, tuple[str, ...], bool], str] = {}
@@ -291,10 +311,17 @@ class SendGridProvider:
 
     def _post(self, encoded: str):
         """POST an encoded body through the library's client (it sends the text unchanged)."""
+        request = urllib.request.Request(
+            self._send_url,
+            data=encoded.encode("utf-8"),
+            headers=self.client.client.request_headers,
+            method="POST",
+        )
         try:
-            return self.client.client.mail.send.post(request_body=encoded)
-        except http_errors.HTTPError as exc:
-            raise _outcome_for(exc) from None
+            with self._opener.open(request, timeout=self.config.timeout_seconds) as response:
+                return _Answer(response.status, response.read(), response.headers)
+        except urllib.error.HTTPError as exc:
+            raise _outcome_for(http_errors.handle_error(exc)) from None
         except (ValueError, TypeError, http.client.InvalidURL) as exc:
             # Raised while the request is prepared (an illegal header value, an unencodable
             # body or URL), before anything is written. The message is not shown: it may

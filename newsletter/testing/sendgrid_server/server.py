@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import json
+import re
 import socket
 import socketserver
 import sys
@@ -171,9 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._read_body(owner, length)
         if raw is None:
             return
-        try:
-            recipients = sum(len(p["to"]) for p in json.loads(raw)["personalizations"])
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        recipients = count_recipients(raw)
+        if recipients is None:
             self._send(400, _NOT_A_MAIL_SEND)
             return
         # Counted before answering, so a client that saw its 202 finds it in the window.
@@ -231,6 +231,39 @@ _UNAUTHORIZED = errors_body(
     error("The provided authorization grant is invalid, expired, or revoked", None, None)
 )
 _NOT_A_MAIL_SEND = errors_body(error("Bad Request: not a JSON mail send body.", None))
+_AFTER_TO_KEY = re.compile(r"\s*:\s*\[")
+_ARRAY = json.JSONDecoder()
+
+
+def count_recipients(raw: bytes) -> int | None:
+    """The `to` recipients of a mail send body, or None when it is not one: the sink's count.
+
+    Decoding a 1000-personalization body whole costs about 5 ms, more than posting it; an
+    ASCII body (the JSON every sender here writes) is searched for its `"to"` keys instead, and
+    only each small `to` array is decoded. A key cannot be matched inside a string value: a
+    quote in a JSON string is escaped, so `"to"` followed by a colon is always a key."""
+    if not raw.isascii():
+        try:
+            return sum(len(p["to"]) for p in json.loads(raw)["personalizations"])
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+            return None
+    text = raw.decode("ascii")
+    if not text.lstrip().startswith("{") or '"personalizations"' not in text:
+        return None
+    count = 0
+    at = text.find('"to"')
+    try:
+        while at != -1:
+            after = _AFTER_TO_KEY.match(text, at + 4)
+            if after is None or text[at - 1] == "\\":
+                at = text.find('"to"', at + 4)
+                continue
+            recipients, end = _ARRAY.raw_decode(text, after.end() - 1)
+            count += len(recipients)
+            at = text.find('"to"', end)
+    except ValueError:
+        return None
+    return count
 
 
 def _too_large(limit: int) -> bytes:
