@@ -4,16 +4,13 @@ server on 127.0.0.1, real SQLite files, the outbox provider) and the real `newsl
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import update
@@ -24,11 +21,18 @@ from newsletter.resources import sample_articles
 from newsletter.store import Store
 from newsletter.store.schema import subscribers
 from newsletter.subscribers import add_subscriber
-from newsletter.web import create_app
 from newsletter.web.confirm import confirmation_path
-from newsletter.web.ratelimit import DatabaseStorage, SignupLimits
+from newsletter.web.ratelimit import DatabaseStorage
 from tests.conftest import run_cli, write
-from tests.test_web import FORM, ONE_CLICK, SAMPLE_ARTICLES, LiveWeb, read_eml, wait_for
+from tests.test_web import (
+    FORM,
+    ONE_CLICK,
+    SAMPLE_ARTICLES,
+    LiveWeb,
+    read_eml,
+    serve_folder,
+    wait_for,
+)
 
 ARTICLES = [p.name for p in sample_articles()]
 ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
@@ -36,34 +40,6 @@ ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
     SubscriberStatus.UNCONFIRMED,
     SubscriberStatus.UNSUBSCRIBED,
 )
-
-
-@contextmanager
-def serve_folder(folder: Path, limits: dict | None = None) -> Iterator[LiveWeb]:
-    """`newsletter serve` on an existing newsletter folder, on a free port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = load_settings(folder / "newsletter.toml", env={"NEWSLETTER_BASE_URL": url})
-    store = Store(settings.database_url)
-    app = create_app(
-        settings, store, limits=SignupLimits(store, **limits) if limits is not None else None
-    )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        yield LiveWeb(settings, store, url)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        store.close()
 
 
 @pytest.fixture
@@ -196,7 +172,7 @@ def test_sign_up_stores_the_same_address_as_an_import_would(web):
 def test_the_hourly_cap_is_shared_by_several_serve_processes(tmp_path):
     assert run_cli(["init", "."], tmp_path).returncode == 0
     limits = {"per_hour": "3/hour", "per_client": "100/hour"}
-    with serve_folder(tmp_path, limits) as one, serve_folder(tmp_path, limits) as two:
+    with serve_folder(tmp_path, limits=limits) as one, serve_folder(tmp_path, limits=limits) as two:
         for i in range(6):
             server = one if i % 2 else two
             reply = server.post_form("/subscribe", {"email": f"r{i}@example.com", "name": ""})

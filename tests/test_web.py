@@ -37,6 +37,7 @@ from newsletter.tokens import new_token
 from newsletter.web import create_app
 from newsletter.web.confirm import confirmation_path
 from newsletter.web.events import PUBLIC_KEY_ENV, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from newsletter.web.ratelimit import SignupLimits
 
 ACTIVE = SubscriberStatus.ACTIVE
 BOUNCED = SubscriberStatus.BOUNCED
@@ -100,20 +101,24 @@ class LiveWeb:
 
 
 @contextmanager
-def live_web(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[LiveWeb]:
-    """A newsletter folder in tmp_path and `newsletter serve` on a free port, running for real
+def serve_folder(
+    folder: Path, *, env: dict[str, str] | None = None, limits: dict | None = None
+) -> Iterator[LiveWeb]:
+    """`newsletter serve` on an existing newsletter folder, on a free port, running for real
     under uvicorn in a background thread. The socket is bound first so base_url (the address
-    in every link) is known before the settings are built."""
+    in every link) is known before the settings are built. `limits` overrides the sign-up
+    limits (SignupLimits keyword arguments)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    write_default_config(tmp_path)
     settings = load_settings(
-        tmp_path / "newsletter.toml", env={"NEWSLETTER_BASE_URL": url, **(env or {})}
+        folder / "newsletter.toml", env={"NEWSLETTER_BASE_URL": url, **(env or {})}
     )
     store = Store(settings.database_url)
-    app = create_app(settings, store)
+    app = create_app(
+        settings, store, limits=SignupLimits(store, **limits) if limits is not None else None
+    )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -128,6 +133,14 @@ def live_web(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[Live
         thread.join(timeout=10)
         sock.close()
         store.close()
+
+
+@contextmanager
+def live_web(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[LiveWeb]:
+    """A new newsletter folder in tmp_path (the default newsletter.toml), served live."""
+    write_default_config(tmp_path)
+    with serve_folder(tmp_path, env=env) as live:
+        yield live
 
 
 @pytest.fixture

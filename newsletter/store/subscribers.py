@@ -90,20 +90,6 @@ class Subscribers:
                 count += len(chunk)
         return count
 
-    def update_names(self, rows: Iterable[tuple[str, str]]) -> int:
-        """Refresh names of known subscribers (email_key, name) without touching their status."""
-        params = [{"k": k, "n": n} for k, n in rows]
-        if not params:
-            return 0
-        with self._store.transaction() as conn:
-            conn.execute(
-                update(subscribers)
-                .where(subscribers.c.email_key == bindparam("k"))
-                .values(name=bindparam("n"), updated_at=utcnow()),
-                params,
-            )
-        return len(params)
-
     def each(self, status: str | None = None) -> Iterator[Subscriber]:
         """Subscribers in id order (of one status if given), streamed."""
         query = select(*_COLUMNS).order_by(subscribers.c.id)
