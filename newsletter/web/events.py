@@ -41,6 +41,7 @@ from newsletter.exceptions import ConfigError, StoreError
 from newsletter.records import SubscriberStatus, WebhookEvent, WebhookOutcome
 from newsletter.store import Store
 from newsletter.store.events import EVENT_ID_MAX
+from newsletter.web.bodies import BodyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -277,10 +278,6 @@ def apply_events(store: Store, body: str | bytes) -> EventSummary:
     batch = parse_events(body)
     outcome = store.events.apply(batch.events) if batch.events else WebhookOutcome()
     return EventSummary.of(outcome, batch.ignored)
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class SendGridWebhook:

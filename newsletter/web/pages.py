@@ -20,8 +20,9 @@ from newsletter.exceptions import Duplicate, NewsletterError
 from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.subscribers import add_subscriber, normalize_address
 from newsletter.tokens import verify_token
+from newsletter.web.bodies import BODY_LIMIT_FORM, BodyTooLarge, read_body
 from newsletter.web.confirm import send_confirmation
-from newsletter.web.state import BODY_LIMIT_FORM, BodyTooLarge, WebState, read_body, web_state
+from newsletter.web.state import WebState, web_state
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,6 @@ from newsletter.web.events import WebhookVerifier
 from newsletter.web.ratelimit import SignupLimits
 from newsletter.web.templating import render
 
-BODY_LIMIT_FORM = 16 * 1024
-
 
 @dataclass
 class WebState:
@@ -43,22 +41,3 @@ class WebState:
 
 def web_state(request: Request) -> WebState:
     return request.app.state.web
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing more than `limit` bytes whatever Content-Length claims."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)

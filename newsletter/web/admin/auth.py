@@ -10,7 +10,6 @@ from newsletter.editors import authenticate
 from newsletter.web.admin.base import (
     BODY_LIMIT_ADMIN_FORM,
     Ctx,
-    FormTooLarge,
     admin_state,
     current_session,
     forbidden,
@@ -25,6 +24,7 @@ from newsletter.web.admin.session import (
     SESSION_COOKIE,
     SESSION_MAX_AGE,
 )
+from newsletter.web.bodies import BodyTooLarge
 from newsletter.web.state import web_state
 
 
@@ -62,7 +62,7 @@ async def login_submit(request: Request) -> Response:
     state, admin = web_state(request), admin_state(request)
     try:
         fields, _ = await read_admin_form(request, BODY_LIMIT_ADMIN_FORM)
-    except (FormTooLarge, ValueError):
+    except (BodyTooLarge, ValueError):
         return forbidden(state, "The sign-in form could not be read.")
     nonce = admin.sessions.read_login_nonce(request.cookies.get(LOGIN_COOKIE))
     if not admin.sessions.csrf_ok(nonce, fields.get(CSRF_FIELD)):

@@ -31,6 +31,7 @@ from newsletter.web.admin.session import (
     SessionData,
     Sessions,
 )
+from newsletter.web.bodies import BodyTooLarge
 from newsletter.web.state import WebState, web_state
 from newsletter.web.templating import render
 
@@ -164,10 +165,6 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-class FormTooLarge(Exception):
-    pass
-
-
 async def read_admin_form(
     request: Request, limit: int
 ) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
@@ -175,7 +172,7 @@ async def read_admin_form(
     `limit` bytes (browsers always send Content-Length with a form)."""
     declared = request.headers.get("content-length", "")
     if not declared.isdigit() or int(declared) > limit:
-        raise FormTooLarge
+        raise BodyTooLarge
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fields: dict[str, str] = {}
     files: dict[str, tuple[str, bytes]] = {}
@@ -194,7 +191,7 @@ async def read_admin_form(
         return fields, files
     body = await request.body()
     if len(body) > limit:
-        raise FormTooLarge
+        raise BodyTooLarge
     for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
         fields.setdefault(key, value)
     return fields, files
@@ -228,7 +225,7 @@ def editor_page(
         if request.method == "POST":
             try:
                 fields, files = await read_admin_form(request, body_limit)
-            except FormTooLarge:
+            except BodyTooLarge:
                 return plain_page(
                     state,
                     "admin/refused.html",
