@@ -226,6 +226,7 @@ class WebhookEvent(NamedTuple):
     status: str = ""
     issue_id: int = 0
     subscriber_id: int = 0
+    at: int = 0  # SendGrid's unix timestamp of an open or click; 0 when it gave none
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
@@ -284,8 +285,15 @@ def test_engagement_is_recorded_per_hour_and_drawn(tmp_path, monkeypatch):
             assert sendgrid.post_events(events, url=url) == 200
             assert sendgrid.post_events(events, url=url) == 200  # a redelivery counts once
             series = web.store.workspace.engagement_series(issue_id)
-            # Tallied by the hour the webhook received them.
-            assert sorted((kind, n) for kind, _, n in series) == [("click", 1), ("open", 2)]
+            # Tallied by the hour each reader opened or clicked (SendGrid's timestamp), not
+            # the hour the webhook received them.
+            two_hours_ago = datetime.fromtimestamp(hour - 7200, UTC)
+            last_hour = datetime.fromtimestamp(hour - 3600, UTC)
+            assert sorted(series) == [
+                ("click", last_hour, 1),
+                ("open", two_hours_ago, 1),
+                ("open", last_hour, 1),
+            ]
             browser = Browser(web)
             assert browser.sign_in().status == 303
             page = browser.get(f"/admin/issues/{issue_id}")

@@ -180,6 +180,10 @@ NESTED = "[" * 100_000 + "]" * 100_000
         pytest.param('{"event": "open", "sg_event_id": "a\\u0000b", "issue_id": 1}', id="nul"),
         pytest.param('{"event": "open", "sg_event_id": 7, "issue_id": 1}', id="id-not-text"),
         pytest.param('{"event": "open", "sg_event_id": "' + "x" * 201 + '"}', id="long-id"),
+        pytest.param(
+            '{"event": "open", "sg_event_id": "t", "issue_id": 1, "timestamp": "soon"}',
+            id="timestamp-not-a-number",
+        ),
         pytest.param('{"event": "open", "deep": ' + NESTED + "}", id="deep-nesting"),
         pytest.param('"not an event"', id="not-an-object"),
         pytest.param('{"event": "open",', id="bad-json"),

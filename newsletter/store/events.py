@@ -147,14 +147,19 @@ class Events:
             conn, {(e.issue_id, e.subscriber_id) for e in kept if e.kind == "confirm"}, now
         )
         counts: dict[int, list[int]] = {}
+        # The editors' chart: the same counts per issue and hour the reader opened or clicked
+        # (SendGrid's timestamp; the hour of receipt when it gave none or one from the future).
+        hours: dict[tuple[int, int], list[int]] = {}
+        received = int(now.timestamp())
         for e in kept:
             if e.kind in ("open", "click"):
-                slot = counts.setdefault(e.issue_id, [0, 0])
-                slot[0 if e.kind == "open" else 1] += 1
+                column = 0 if e.kind == "open" else 1
+                counts.setdefault(e.issue_id, [0, 0])[column] += 1
+                at = e.at if 0 < e.at <= received else received
+                hours.setdefault((e.issue_id, at - at % 3600), [0, 0])[column] += 1
         for issue_id, (opens, clicks) in sorted(counts.items()):
             conn.execute(self._count, {"id": issue_id, "opens": opens, "clicks": clicks})
-        # The editors' chart: the same counts per hour of receipt (newsletter.store.workspace).
-        self._store.workspace.tally_hours(conn, counts, now)
+        self._store.workspace.tally_hours(conn, hours)
         return WebhookOutcome(
             suppressed=suppressed,
             confirmed=confirmed,

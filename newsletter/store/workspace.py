@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -361,11 +361,11 @@ class Workspace:
                     )
                 )
 
-    def tally_hours(self, conn: Connection, counts: dict[int, list[int]], now: datetime) -> None:
-        """Add a webhook POST's [opens, clicks] per issue to the hour it arrived in, inside
-        the POST's own transaction."""
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        for issue_id, pair in sorted(counts.items()):
+    def tally_hours(self, conn: Connection, counts: dict[tuple[int, int], list[int]]) -> None:
+        """Add a webhook POST's [opens, clicks] per (issue, hour as unix seconds), inside the
+        POST's own transaction."""
+        for (issue_id, start), pair in sorted(counts.items()):
+            hour = datetime.fromtimestamp(start, UTC)
             for kind, count in zip(("open", "click"), pair, strict=True):
                 if count:
                     stmt = self._upsert(engagement_hours).values(

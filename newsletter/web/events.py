@@ -196,6 +196,15 @@ def _text(value: object, n: int, field: str) -> str | None:
     return value
 
 
+def _timestamp(value: object, n: int) -> int:
+    """When the event happened (SendGrid's unix seconds), or 0 when it is absent."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**40:
+        return value
+    raise MalformedEvents(f"event {n}: timestamp is not a unix time in seconds")
+
+
 def _id(value: object, n: int, field: str) -> int | None:
     """One of our ids, which SendGrid hands back as custom args (strings); None if absent."""
     if value is None:
@@ -257,7 +266,8 @@ def parse_events(body: str | bytes) -> ParsedBatch:
                 append(WebhookEvent("confirm", event_id, "", "", issue_id, subscriber_id))
             elif kind in ENGAGEMENT and issue_id and event_id:
                 # Counted only with an id: without one a redelivery would count again.
-                append(WebhookEvent(kind, event_id, "", "", issue_id, 0))
+                at = _timestamp(event.get("timestamp"), n)
+                append(WebhookEvent(kind, event_id, "", "", issue_id, 0, at))
             else:
                 ignored += 1  # not one of ours (no custom args), or no id to count it once
         elif kind in SUPPRESSING:
