@@ -461,8 +461,20 @@ def _toml(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+WIDTH = 94  # the generated file's comments are wrapped at this width, and long arrays
+
+
 def _comment(text: str) -> list[str]:
-    return [f"# {line}" for line in textwrap.wrap(text, width=94)]
+    return [f"# {line}" for line in textwrap.wrap(text, width=WIDTH)]
+
+
+def _setting(key: str, value: Any) -> list[str]:
+    """`key = value`; an array too long for one line is written one entry a line, so an
+    editor can reorder, add or drop an entry (e.g. a section of the article contract)."""
+    line = f"{key} = {_toml(value)}"
+    if not isinstance(value, list | tuple) or len(line) <= WIDTH:
+        return [line]
+    return [f"{key} = [", *(f"    {_toml(v)}," for v in value), "]"]
 
 
 def default_toml() -> str:
@@ -474,5 +486,5 @@ def default_toml() -> str:
         lines += ["", f"[{table}]"]
         for key, spec in section.model_fields.items():  # type: ignore[union-attr]
             lines += _comment(spec.description or "")
-            lines.append(f"{key} = {_toml(getattr(defaults, key))}")
+            lines += _setting(key, getattr(defaults, key))
     return "\n".join(lines) + "\n"
