@@ -216,7 +216,8 @@ class IssueSection(_Section):
         description='"full": the article in the email, its ending after a spoiler divider; '
         '"digest": each article as a card (title, year, rating, recap teaser) with a "Read the '
         'ending" button to its page on the web edition, and no spoiler text in the email. An '
-        "issue of several articles is a digest unless `run --layout full` asks otherwise.",
+        "issue of several articles is a digest. One issue can be made otherwise: `run --layout`, "
+        "or the next issue's layout on the queue page of the editors' workspace.",
     )
     subject_template: str = Field(
         "{titles}",
