@@ -339,6 +339,27 @@ class Queue:
         with self._store.transaction(write=False) as conn:
             return [_page(r) for r in conn.execute(query)]
 
+    def issue_articles(self, issue_id: int) -> list[QueuedArticle]:
+        """The queue rows of the articles an issue carried, in the order they went out (an
+        article queued again since is no longer the issue's)."""
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(
+                select(articles)
+                .where(articles.c.issue_id == issue_id)
+                .order_by(articles.c.position, articles.c.id)
+            )
+            return [_article(r) for r in rows]
+
+    def issue_pages(self, issue_id: int) -> list[PublishedArticle]:
+        """The article pages published with an issue, in its order."""
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(
+                _PAGES.where(article_pages.c.issue_id == issue_id).order_by(
+                    article_pages.c.position
+                )
+            )
+            return [_page(r) for r in rows]
+
     def list_issues(self) -> list[IssueSummary]:
         """Every issue, newest first, without its bodies."""
         with self._store.transaction(write=False) as conn:
