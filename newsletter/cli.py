@@ -391,7 +391,8 @@ def preview(
 @pass_app
 def check(app: App, source: tuple[str, ...], layout: str | None) -> None:
     """Lint the finished email of SOURCE (article files or an issue number) before sending;
-    article files are also held to the article contract and checked for spoiler leaks."""
+    the articles are also held to the article contract and checked for spoiler leaks (an
+    issue's articles are read from issues/; the output names any that could not be)."""
     from newsletter.check import check_source, format_findings, has_errors
 
     store = app.store if _is_issue(source) else None

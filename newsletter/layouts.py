@@ -42,6 +42,12 @@ def choose_layout(setting: str, count: int, requested: str | None = None) -> str
     return DIGEST if count > 1 else setting
 
 
+def layout_of(html: str) -> str:
+    """The layout a stored issue was rendered in, from its HTML (the issue row keeps the
+    email, not the layout): only the digest has cards."""
+    return DIGEST if 'class="digest-card"' in html else FULL
+
+
 def article_slug(article: Article) -> str:
     """The article's address on the web edition, from its title: stable across issues."""
     value = re.sub(r"['\u2019]", "", article.title)

@@ -19,7 +19,7 @@ from newsletter.config import Settings
 from newsletter.conformance import ERROR, ContractProblem, validate_file
 from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
 from newsletter.exceptions import ArticleError, CheckFailed, ContractBroken, NewsletterError
-from newsletter.layouts import article_slug, choose_layout
+from newsletter.layouts import LAYOUTS, article_slug, choose_layout
 from newsletter.records import ArticleStatus, DeliveryState, utcnow
 from newsletter.render import render_article_pages, render_fitting
 from newsletter.store import Store
@@ -154,6 +154,35 @@ def set_not_before(
     return when
 
 
+AUTOMATIC = "automatic"
+
+
+def chosen_layout(store: Store) -> str | None:
+    """The layout the editors chose for the next issue in the workspace; None: automatic
+    (a digest for several articles, else `[issue] layout`)."""
+    value = store.queue.next_layout()
+    if value is not None and value not in LAYOUTS:
+        log.warning("ignoring an unknown next-issue layout %r in the database", value)
+        return None
+    return value
+
+
+def choose_next_layout(store: Store, value: str | None) -> str | None:
+    """Choose the next issue's layout: `full`, `digest`, or `automatic` (also None or "")
+    to leave it to the number of articles and the setting. The next issue created, by the
+    scheduler's tick or `run`, consumes the choice; later issues are automatic again."""
+    value = (value or "").strip().lower()
+    if value in ("", AUTOMATIC):
+        store.queue.set_next_layout(None)
+        return None
+    if value not in LAYOUTS:
+        raise NewsletterError(
+            f"unknown layout {value!r}: choose {AUTOMATIC}, {' or '.join(LAYOUTS)}"
+        )
+    store.queue.set_next_layout(value)
+    return value
+
+
 def contract_problems(settings: Settings, path: Path) -> list[ContractProblem]:
     """How the article at `path` breaks the article contract, by file and line."""
     return validate_file(path, settings.contract)
@@ -225,6 +254,30 @@ def queue_view(
     return QueueView(entries, ticks[:lookahead], dry)
 
 
+@dataclass(frozen=True)
+class NextIssue:
+    """What the next tick will send and in which layout: `chosen` is the editors' choice
+    (None: automatic), `layout` what the issue will be rendered in unless `run --layout`
+    says otherwise."""
+
+    tick: datetime | None
+    filenames: tuple[str, ...]
+    chosen: str | None
+    layout: str
+
+
+def next_issue(store: Store, settings: Settings, view: QueueView | None = None) -> NextIssue:
+    """The articles expected at the first tick that has any, and the layout of that issue."""
+    view = view or queue_view(store, settings)
+    ticks = [e.expected for e in view.entries if e.expected is not None]
+    tick = min(ticks) if ticks else None
+    filenames = tuple(e.filename for e in view.entries if tick and e.expected == tick)
+    chosen = chosen_layout(store)
+    return NextIssue(
+        tick, filenames, chosen, choose_layout(settings.layout, max(len(filenames), 1), chosen)
+    )
+
+
 # -- picking and building an issue ----------------------------------------------------------
 @dataclass(frozen=True)
 class Picked:
@@ -267,11 +320,13 @@ def build_issue(
     *,
     force: bool = False,
     layout: str | None = None,
+    layout_choice: str | None = None,
 ) -> int:
     """Render the issue once (in `layout`, default: the setting, or a digest for several
     articles) with its articles' own pages, check it (the email, the article contract and
     spoiler leaks), and create it with its delivery plan. An issue whose check finds errors
-    is refused unless `force`."""
+    is refused unless `force`. `layout_choice`, the editors' choice read for this issue, is
+    consumed when the issue is created."""
     from newsletter.check import ERROR, check_rendered, format_findings
     from newsletter.check.editorial import check_articles
 
@@ -308,7 +363,11 @@ def build_issue(
         )
     pages = render_article_pages(articles, settings, slugs)
     return store.queue.create_issue(
-        rendered, [p.article_id for p in picked], scheduled_for, pages=pages
+        rendered,
+        [p.article_id for p in picked],
+        scheduled_for,
+        pages=pages,
+        layout_choice=layout_choice,
     )
 
 
@@ -468,7 +527,9 @@ def publish_tick(
     """What one due tick does, under the sending lease: finish any issue a crash
     interrupted, then pick the next articles, build one issue and send it. A tick already
     served (same `scheduled_for`) builds nothing new, so a repeated wake-up never sends an
-    issue twice."""
+    issue twice. The issue's layout is `layout` (`run --layout`), else the one the editors
+    chose for the next issue in the workspace, else automatic; creating the issue consumes
+    the editors' choice either way."""
     store, settings = ctx.store, ctx.settings
     now = now or utcnow()
     own_lease = lease is None
@@ -485,10 +546,17 @@ def publish_tick(
         picked, errors = pick(store, settings, now, held=force)
         held: list[HeldArticle] = []
         issue_id = None
+        chosen = chosen_layout(store) if picked else None
         while picked:
             try:
                 issue_id = build_issue(
-                    store, settings, picked, scheduled_for, force=force, layout=layout
+                    store,
+                    settings,
+                    picked,
+                    scheduled_for,
+                    force=force,
+                    layout=layout or chosen,
+                    layout_choice=chosen,
                 )
                 break
             except CheckFailed as failure:  # hold the culprits, go on with the next ones

@@ -216,7 +216,8 @@ class IssueSection(_Section):
         description='"full": the article in the email, its ending after a spoiler divider; '
         '"digest": each article as a card (title, year, rating, recap teaser) with a "Read the '
         'ending" button to its page on the web edition, and no spoiler text in the email. An '
-        "issue of several articles is a digest unless `run --layout full` asks otherwise.",
+        "issue of several articles is a digest. One issue can be made otherwise: `run --layout`, "
+        "or the next issue's layout on the queue page of the editors' workspace.",
     )
     subject_template: str = Field(
         "{titles}",
@@ -461,8 +462,20 @@ def _toml(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+WIDTH = 94  # the generated file's comments are wrapped at this width, and long arrays
+
+
 def _comment(text: str) -> list[str]:
-    return [f"# {line}" for line in textwrap.wrap(text, width=94)]
+    return [f"# {line}" for line in textwrap.wrap(text, width=WIDTH)]
+
+
+def _setting(key: str, value: Any) -> list[str]:
+    """`key = value`; an array too long for one line is written one entry a line, so an
+    editor can reorder, add or drop an entry (e.g. a section of the article contract)."""
+    line = f"{key} = {_toml(value)}"
+    if not isinstance(value, list | tuple) or len(line) <= WIDTH:
+        return [line]
+    return [f"{key} = [", *(f"    {_toml(v)}," for v in value), "]"]
 
 
 def default_toml() -> str:
@@ -474,5 +487,5 @@ def default_toml() -> str:
         lines += ["", f"[{table}]"]
         for key, spec in section.model_fields.items():  # type: ignore[union-attr]
             lines += _comment(spec.description or "")
-            lines.append(f"{key} = {_toml(getattr(defaults, key))}")
+            lines += _setting(key, getattr(defaults, key))
     return "\n".join(lines) + "\n"

@@ -24,6 +24,17 @@ def test_generated_file_loads_back_to_exactly_the_defaults(tmp_path):
     assert load_settings(tmp_path / "newsletter.toml", env={}) == settings_from_dict({}, tmp_path)
 
 
+def test_a_long_array_is_written_one_entry_a_line():
+    """[articles] sections on one line was 193 characters: hard to reorder or edit."""
+    lines = default_toml().splitlines()
+    assert max(len(line) for line in lines) <= 100
+    at = lines.index("sections = [")
+    expected = [f'    "{heading}",' for heading in SettingsFile().articles.sections]
+    assert lines[at + 1 : at + 1 + len(expected)] == expected
+    assert lines[at + 1 + len(expected)] == "]"
+    assert 'days = ["tue", "fri"]' in lines  # a short one stays on its line
+
+
 def test_every_setting_is_in_the_generated_file_with_its_description_as_a_comment():
     lines = default_toml().splitlines()
     for table, section in SettingsFile.model_fields.items():

@@ -19,7 +19,7 @@ from newsletter.check.content import (
     check_placeholders,
 )
 from newsletter.check.document import Document, unique
-from newsletter.check.editorial import check_articles
+from newsletter.check.editorial import check_articles, check_stored_issue
 from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.check.links import check_images, check_links
 from newsletter.check.size import check_size
@@ -83,12 +83,15 @@ def check_source(
     layout: str | None = None,
 ) -> list[Finding]:
     """Check what `newsletter preview SOURCE` would show: article files or a stored issue.
-    Article files are also held to the article contract and checked for spoiler leaks."""
+    Both are also held to the article contract and checked for spoiler leaks (a stored
+    issue's articles are read from issues/, see `check_stored_issue`)."""
     from newsletter.preview import rendered_for
 
     rendered = rendered_for(settings, store, source, layout)
     findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
-    if store is None:
+    if store is not None:
+        findings += check_stored_issue(settings, store, store.queue.get_issue(int(source[0])))
+    else:
         articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
         findings += check_articles(
             articles,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import delete, func, insert, literal, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import (
@@ -24,10 +24,21 @@ from newsletter.records import (
     utcnow,
 )
 from newsletter.store.publication import bump
-from newsletter.store.schema import article_pages, articles, deliveries, issues, subscribers
+from newsletter.store.schema import (
+    article_pages,
+    articles,
+    deliveries,
+    issues,
+    meta_table,
+    subscribers,
+)
 
 if TYPE_CHECKING:
     from newsletter.store import Store
+
+# The editors' layout for the next issue (`full` or `digest`; no row: automatic), chosen in
+# the workspace and consumed when that issue is created (see `Queue.create_issue`).
+NEXT_LAYOUT = "next_issue_layout"
 
 _SUMMARY = (
     issues.c.id,
@@ -202,6 +213,16 @@ class Queue:
             )
             return _article(row)
 
+    # -- the next issue's layout ---------------------------------------------------------
+    def next_layout(self) -> str | None:
+        """The layout the editors chose for the next issue, or None (automatic)."""
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(select(meta_table.c.value).where(meta_table.c.key == NEXT_LAYOUT))
+
+    def set_next_layout(self, layout: str | None) -> None:
+        """Choose the next issue's layout (None: automatic). `publish` checks the name."""
+        self._store.leases.set_meta(NEXT_LAYOUT, layout)
+
     # -- issues ------------------------------------------------------------------------------
     def create_issue(
         self,
@@ -209,12 +230,21 @@ class Queue:
         article_ids: list[int],
         scheduled_for: datetime | None = None,
         pages: Sequence[ArticlePage] = (),
+        layout_choice: str | None = None,
     ) -> int:
         """Create the issue, take its articles off the queue and plan one delivery per active
         subscriber, all in one transaction: either the issue exists with its whole plan, or
-        nothing changed."""
+        nothing changed. `layout_choice` is the editors' next-issue layout this issue was
+        built with: it is consumed in the same transaction (a different choice made while the
+        issue was being built stays, for the issue after)."""
         now = utcnow()
         with self._store.transaction() as conn:
+            if layout_choice is not None:
+                conn.execute(
+                    delete(meta_table).where(
+                        meta_table.c.key == NEXT_LAYOUT, meta_table.c.value == layout_choice
+                    )
+                )
             created = conn.execute(
                 insert(issues).values(
                     slug=rendered.slug,
@@ -308,6 +338,27 @@ class Queue:
             query = query.limit(limit)
         with self._store.transaction(write=False) as conn:
             return [_page(r) for r in conn.execute(query)]
+
+    def issue_articles(self, issue_id: int) -> list[QueuedArticle]:
+        """The queue rows of the articles an issue carried, in the order they went out (an
+        article queued again since is no longer the issue's)."""
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(
+                select(articles)
+                .where(articles.c.issue_id == issue_id)
+                .order_by(articles.c.position, articles.c.id)
+            )
+            return [_article(r) for r in rows]
+
+    def issue_pages(self, issue_id: int) -> list[PublishedArticle]:
+        """The article pages published with an issue, in its order."""
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(
+                _PAGES.where(article_pages.c.issue_id == issue_id).order_by(
+                    article_pages.c.position
+                )
+            )
+            return [_page(r) for r in rows]
 
     def list_issues(self) -> list[IssueSummary]:
         """Every issue, newest first, without its bodies."""

@@ -5,6 +5,7 @@
     POST      /admin/logout
     GET       /admin/queue                      the queue with expected dates, held articles
     POST      /admin/queue/add                  upload a file or paste Markdown
+    POST      /admin/queue/layout               the next issue's layout=automatic|full|digest
     POST      /admin/queue/{id}/move            direction=up|down
     POST      /admin/queue/{id}/not-before      set (local time) or clear
     POST      /admin/queue/{id}/remove
@@ -79,6 +80,7 @@ def routes() -> list[BaseRoute]:
             page(queue.add_article, body_limit=BODY_LIMIT_UPLOAD),
             methods=post,
         ),
+        Route("/admin/queue/layout", page(queue.next_layout), methods=post),
         Route("/admin/queue/{article_id:int}/move", page(queue.move_article), methods=post),
         Route("/admin/queue/{article_id:int}/not-before", page(queue.not_before), methods=post),
         Route("/admin/queue/{article_id:int}/remove", page(queue.remove_article), methods=post),

@@ -1,6 +1,7 @@
 """The queue page and the preview of a queued article. Every rule is the library's: the
 order and expected dates (`publish.queue_view`), the article parser and its line-numbered
-errors (`publish.queue_add`), the check (`check.check_rendered`), the proof
+errors (`publish.queue_add`), the next issue's layout (`publish.choose_next_layout`, read
+by the tick and `run`), the check (`check.check_rendered`), the proof
 (`proofs.send_proof`)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from newsletter import publish
 from newsletter.articles import ARTICLE_SUFFIXES, read_article
 from newsletter.check import ERROR, Finding, check_rendered
 from newsletter.exceptions import ArticleError, NewsletterError
+from newsletter.layouts import choose_layout
 from newsletter.links import unsubscribe_url
 from newsletter.preview import SAMPLE_NAME, SAMPLE_TOKEN
 from newsletter.proofs import send_proof
@@ -25,6 +27,7 @@ from newsletter.render import personalize, render_fitting
 from newsletter.web.admin.base import Ctx
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_PREVIEW_PATH = re.compile(r"/admin/queue/\d+/preview")
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 
 
@@ -32,7 +35,9 @@ def _article_id(ctx: Ctx) -> int:
     return int(ctx.request.path_params["article_id"])
 
 
-def queue_page(ctx: Ctx, errors: list[str] | None = None, status_code: int = 200) -> Response:
+def queue_page(
+    ctx: Ctx, errors: list[str] | None = None, status_code: int = 200, layout_error: str = ""
+) -> Response:
     view = publish.queue_view(ctx.store, ctx.settings)
     ids = {row.filename: row.id for row in ctx.store.queue.queued()}
     return ctx.page(
@@ -40,6 +45,10 @@ def queue_page(ctx: Ctx, errors: list[str] | None = None, status_code: int = 200
         status_code,
         view=view,
         ids=ids,
+        next_issue=publish.next_issue(ctx.store, ctx.settings, view),
+        layout_setting=ctx.settings.layout,
+        back="/admin/queue",
+        layout_error=layout_error,
         held=publish.held_tick(ctx.store),
         dt_format=DATETIME_LOCAL,
         pasted=ctx.form.get("markdown", ""),
@@ -95,6 +104,20 @@ def _queue_with_errors(ctx: Ctx, errors: list[str], status_code: int = 400) -> R
     return queue_page(ctx, errors, status_code)
 
 
+def next_layout(ctx: Ctx) -> Response:
+    """Choose the next issue's layout (automatic, full or digest): the scheduler's tick and
+    `run` build that issue in it (an explicit `run --layout` still wins) and use it up."""
+    try:
+        chosen = publish.choose_next_layout(ctx.store, ctx.form.get("layout"))
+    except NewsletterError as exc:
+        return queue_page(ctx, status_code=400, layout_error=str(exc))
+    back = ctx.form.get("back", "")
+    target = back if _PREVIEW_PATH.fullmatch(back) else "/admin/queue"
+    if chosen is None:
+        return ctx.redirect(target, "The next issue's layout is automatic.")
+    return ctx.redirect(target, f"The next issue goes out as {chosen}.")
+
+
 def move_article(ctx: Ctx) -> Response:
     row = ctx.store.workspace.queued_article(_article_id(ctx))
     up = ctx.form.get("direction") == "up"
@@ -131,15 +154,23 @@ class Preview:
     findings: list[Finding]
 
 
-def _preview(ctx: Ctx, filename: str) -> Preview:
-    """Render and check the article as its own issue; kept while the file is unchanged."""
+def _layout_for(ctx: Ctx, filename: str) -> tuple[str | None, publish.NextIssue]:
+    """The next issue's layout (the editors' choice, or automatic for its articles) when
+    this article goes out in it; None (automatic, as an issue of its own) otherwise."""
+    upcoming = publish.next_issue(ctx.store, ctx.settings)
+    return (upcoming.layout if filename in upcoming.filenames else None), upcoming
+
+
+def _preview(ctx: Ctx, filename: str, layout: str | None = None) -> Preview:
+    """Render and check the article as its own issue, in `layout` (None: automatic); kept
+    while the file and the layout are unchanged."""
     path = ctx.settings.issues_dir / filename
     stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size, id(ctx.settings))
+    key = (str(path), stat.st_mtime_ns, stat.st_size, id(ctx.settings), layout)
     cached = ctx.admin.previews.get(key)
     if cached is not None:
         return cached
-    rendered = render_fitting([read_article(path)], ctx.settings, slug="preview")
+    rendered = render_fitting([read_article(path)], ctx.settings, slug="preview", layout=layout)
     body = personalize(rendered, SAMPLE_NAME, unsubscribe_url(ctx.settings, SAMPLE_TOKEN))
     findings = check_rendered(rendered, collapse_is_error=ctx.settings.collapse_is_error)
     findings.sort(key=lambda f: f.severity != ERROR)
@@ -152,8 +183,9 @@ def _preview(ctx: Ctx, filename: str) -> Preview:
 
 def preview_page(ctx: Ctx) -> Response:
     row = ctx.store.workspace.queued_article(_article_id(ctx))
+    layout, upcoming = _layout_for(ctx, row.filename)
     try:
-        preview = _preview(ctx, row.filename)
+        preview = _preview(ctx, row.filename, layout)
     except (ArticleError, OSError) as exc:
         return ctx.page("admin/preview.html", 200, row=row, preview=None, error=str(exc))
     return ctx.page(
@@ -162,6 +194,12 @@ def preview_page(ctx: Ctx) -> Response:
         preview=preview,
         error="",
         errors=sum(f.severity == ERROR for f in preview.findings),
+        layout=choose_layout(ctx.settings.layout, 1, layout),
+        in_next=row.filename in upcoming.filenames,
+        next_issue=upcoming,
+        layout_setting=ctx.settings.layout,
+        back=f"/admin/queue/{row.id}/preview",
+        layout_error="",
     )
 
 
@@ -178,7 +216,7 @@ def email_document(ctx: Ctx) -> Response:
     """The finished HTML for the preview's frames; `?view=dark` applies the email's dark-mode
     rules whatever the editor's own setting (as a dark-mode mail app would)."""
     row = ctx.store.workspace.queued_article(_article_id(ctx))
-    html = _preview(ctx, row.filename).html
+    html = _preview(ctx, row.filename, _layout_for(ctx, row.filename)[0]).html
     if ctx.request.query_params.get("view") == "dark":
         html = _DARK_MEDIA.sub("@media all", html)
     return HTMLResponse(
@@ -193,7 +231,7 @@ def email_document(ctx: Ctx) -> Response:
 
 def send_test(ctx: Ctx) -> Response:
     row = ctx.store.workspace.queued_article(_article_id(ctx))
-    preview = _preview(ctx, row.filename)
+    preview = _preview(ctx, row.filename, _layout_for(ctx, row.filename)[0])
     provider = make_provider(ctx.settings)
     send_proof(ctx.settings, provider, preview.rendered, ctx.editor.email)
     return ctx.redirect(
