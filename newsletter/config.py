@@ -16,6 +16,10 @@ from zoneinfo import ZoneInfo
 
 from newsletter.exceptions import ConfigError
 
+# The sample newsletter's made-up address: the default, so a new folder runs as it is, and
+# what `check` warns about, so nobody sends with it.
+EXAMPLE_POSTAL_ADDRESS = "Endings Explained, 1 Example Street, 75001 Paris, France"
+
 if TYPE_CHECKING:
     from newsletter.contract import Contract
 

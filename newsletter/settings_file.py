@@ -32,6 +32,7 @@ from pydantic import (
 
 from newsletter.config import (
     ENV_OVERRIDES,
+    EXAMPLE_POSTAL_ADDRESS,
     Schedule,
     SendGridSettings,
     Settings,
@@ -71,7 +72,7 @@ class NewsletterSection(_Section):
         "view-in-browser links point here.",
     )
     postal_address: str = Field(
-        "Endings Explained, 1 Example Street, 75001 Paris, France",
+        EXAMPLE_POSTAL_ADDRESS,
         description="CAN-SPAM: a physical postal address in every email.",
     )
     language: str = Field("en", description="Language of the emails and pages (BCP 47).")

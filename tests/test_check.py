@@ -23,7 +23,7 @@ from newsletter.check import (
     format_findings,
     has_errors,
 )
-from newsletter.config import settings_from_dict, write_default_config
+from newsletter.config import EXAMPLE_POSTAL_ADDRESS, settings_from_dict, write_default_config
 from newsletter.layouts import DIGEST, FULL
 from newsletter.render import (
     GMAIL_CLIP_BYTES,
@@ -338,6 +338,17 @@ def test_check_source_renders_like_preview_and_wants_a_postal_address(tmp_path, 
         {"newsletter": {"base_url": "https://endings.example.com", "postal_address": ""}}, tmp_path
     )
     assert "no-postal-address" in codes(check_source(bare, None, source))
+    # The default is the sample's made-up address: fine for a demo, never for a real send.
+    example = settings_from_dict({"newsletter": {"base_url": "https://e.example.com"}}, tmp_path)
+    assert example.postal_address == EXAMPLE_POSTAL_ADDRESS
+    assert "example-postal-address" in codes(check_source(example, None, source))
+    own = settings_from_dict(
+        {"newsletter": {"base_url": "https://e.example.com", "postal_address": "2 Real Rd"}},
+        tmp_path,
+    )
+    assert not {"example-postal-address", "no-postal-address"} & codes(
+        check_source(own, None, source)
+    )
 
 
 def test_installed_copy_checks_client_support_without_node_modules(tmp_path):

@@ -23,6 +23,7 @@ from newsletter.check.editorial import check_articles, check_stored_issue
 from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.check.links import check_images, check_links
 from newsletter.check.size import check_size
+from newsletter.config import EXAMPLE_POSTAL_ADDRESS
 from newsletter.layouts import choose_layout
 from newsletter.render import RenderedIssue, personalize
 
@@ -108,6 +109,16 @@ def check_source(
                 "no-postal-address",
                 "no postal_address in newsletter.toml: CAN-SPAM wants the sender's physical "
                 "address in every email",
+                "settings",
+            )
+        )
+    elif settings.postal_address.strip() == EXAMPLE_POSTAL_ADDRESS:
+        findings.append(
+            Finding(
+                WARNING,
+                "example-postal-address",
+                "postal_address in newsletter.toml is still the sample's made-up address: "
+                "put the sender's own physical address there (CAN-SPAM)",
                 "settings",
             )
         )
