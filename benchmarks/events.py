@@ -8,7 +8,8 @@ For each backend: a fresh database with `--subscribers` active subscribers and o
 planned for all of them, its deliveries marked sent except 1 % left uncertain (a crashed
 batch); `newsletter serve` in a subprocess trusting a generated ECDSA key; then `--events`
 events signed as SendGrid signs them, posted `--batch` per POST by `--concurrency` clients
-on keep-alive connections, and the last `--probe` POSTs one at a time. The events look like an issue's: processed, delivered, two
+on keep-alive connections, and the last `--probe` POSTs (at most half of them) one at a
+time. The events look like an issue's: processed, delivered, two
 opens and a click per recipient, about 0.3 % bounces, spam reports and unsubscribes. One
 POST in 50 is also posted a second time at once, by another client, as SendGrid redelivers
 a POST it thinks timed out. Printed: events/s (first POST sent to last answer), POST latency
@@ -212,7 +213,8 @@ def start_server(folder: Path, url: str, port: int) -> subprocess.Popen:
 
 def post_all(
     port: int, batches, concurrency: int, redeliver: bool
-) -> tuple[float, list[float], int]:
+) -> tuple[float, list[float], int, int]:
+    """Post every batch; (seconds, latency of each POST, POSTs made, distinct events)."""
     jobs: queue.Queue = queue.Queue(maxsize=concurrency * 2)
     latencies: list[float] = []
     failures: list[str] = []
@@ -240,7 +242,9 @@ def post_all(
     for t in threads:
         t.start()
     started = time.perf_counter()
+    events = 0
     for number, batch in enumerate(batches):
+        events += len(batch)
         job = signed(batch)
         jobs.put(job)
         if redeliver and number % REDELIVER_EVERY == 0:
@@ -252,10 +256,11 @@ def post_all(
     elapsed = time.perf_counter() - started
     if failures:
         raise SystemExit(f"{len(failures)} POSTs failed, first: {failures[0]}")
-    return elapsed, latencies, posts
+    return elapsed, latencies, posts, events
 
 
 def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of a non-empty list."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
@@ -343,22 +348,25 @@ def run(
     server = start_server(folder, url, port)
     expected = Expected()
     batches = make_batches(expected, issue_id, args.events, args.batch, args.subscribers, uncertain)
-    loaded = (args.events + args.batch - 1) // args.batch - args.probe
+    # The last POSTs go one at a time; a small run keeps at least half its POSTs for the
+    # loaded phase (asking islice for a negative count was the old failure below 20 POSTs).
+    total_posts = (args.events + args.batch - 1) // args.batch
+    probe = min(args.probe, total_posts // 2)
+    loaded = total_posts - probe
     load = os.getloadavg()[0]
     serve_cpu, db_cpu = _cpu(server.pid), cluster_cpu(pg_folder)
     try:
-        elapsed, latencies, posts = post_all(
+        elapsed, latencies, posts, events = post_all(
             port, itertools.islice(batches, loaded), args.concurrency, redeliver=True
         )
         serve_cpu = _cpu(server.pid) - serve_cpu
         db_cpu = None if db_cpu is None else (cluster_cpu(pg_folder) or 0.0) - db_cpu
         # Then the last few POSTs one at a time: the latency of a POST on its own.
-        _, alone, _ = post_all(port, batches, 1, redeliver=False)
+        _, alone, _, alone_events = post_all(port, batches, 1, redeliver=False)
     finally:
         server.terminate()
         server.wait(timeout=30)
     problems = check(url, issue_id, expected, uncertain)
-    events = (loaded * args.batch) if loaded else 0
     print(
         f"[{backend}] {events:,} events in {posts:,} POSTs of {args.batch} "
         f"({posts - loaded} of them redelivered at once), {args.concurrency} clients: "
@@ -374,15 +382,17 @@ def run(
     if db_cpu is not None:
         cost += f" + PostgreSQL {db_cpu:.1f} s"
         total += db_cpu
+    per_second = f"{events / total:,.0f}" if total > 0 else "too short to tell"
     print(
         f"[{backend}] CPU: {cost} = {total / (events / 1000) * 1000:.1f} ms per 1,000 events, "
-        f"{events / total:,.0f} events per CPU-second; load average was {load:.1f} "
+        f"{per_second} events per CPU-second; load average was {load:.1f} "
         f"on {os.cpu_count()} cores",
         flush=True,
     )
     if alone:
         print(
-            f"[{backend}] then {len(alone)} POSTs of {args.batch} one at a time: latency p50 "
+            f"[{backend}] then {len(alone)} POSTs ({alone_events:,} events) one at a time: "
+            f"latency p50 "
             f"{percentile(alone, 50) * 1000:.0f} ms, p99 {percentile(alone, 99) * 1000:.0f} ms, "
             f"max {max(alone) * 1000:.0f} ms",
             flush=True,
@@ -409,6 +419,11 @@ def main() -> None:
         "--backend", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
     )
     args = parser.parse_args()
+    for name in ("events", "batch", "concurrency", "subscribers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.probe < 0:
+        parser.error("--probe must be 0 or more")
     ok = True
     with tempfile.TemporaryDirectory(prefix="nl-events-") as tmp_name:
         tmp = Path(tmp_name)

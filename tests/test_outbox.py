@@ -3,6 +3,7 @@ with the issue personalised by `render.personalize`, and the outbox through the 
 
 from __future__ import annotations
 
+import re
 import stat
 from email.header import decode_header
 from email.parser import BytesParser
@@ -12,7 +13,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from newsletter.articles import read_article
-from newsletter.exceptions import Rejected
+from newsletter.exceptions import Rejected, TransientError
 from newsletter.providers import Message, OutgoingBatch
 from newsletter.providers.outbox import OutboxProvider, issue_template, to_header
 from newsletter.records import Recipient
@@ -20,6 +21,7 @@ from newsletter.render import personalize, render_issue, substitution_values
 from tests.conftest import run_cli, write
 
 PARSER = BytesParser(policy=default)
+re_message_id = re.compile(r"<[0-9a-f]{32}@[A-Za-z0-9.-]+>")
 
 NAMES = {
     1: ("ann@example.com", "Ann Archer"),
@@ -153,6 +155,28 @@ def test_a_transactional_message_to_a_non_ascii_address(settings, tmp_path):
         provider.send_message(
             Message("no address", "X", "Confirm", "Hi\n", "<p>Hi</p>", "confirm", "2")
         )
+
+
+def test_a_failed_transactional_write_leaves_no_temporary_file(settings, tmp_path):
+    """The move into place fails (a folder holds the file's name): the error is transient
+    and the written temporary file is gone, as for a batch."""
+    provider = OutboxProvider(settings, tmp_path / "box")
+    (tmp_path / "box" / "confirm" / "1.eml").mkdir(parents=True)
+    message = Message("ann@example.com", "Ann", "Confirm", "Hi\n", "<p>Hi</p>", "confirm", "1")
+    with pytest.raises(TransientError, match="cannot write to the outbox"):
+        provider.send_message(message)
+    assert [p.name for p in (tmp_path / "box" / "confirm").iterdir()] == ["1.eml"]
+
+
+def test_every_message_of_a_batch_has_its_own_id(settings, rendered, tmp_path):
+    names = {sid: (f"reader{sid}@example.com", "") for sid in range(1, 201)}
+    _, accepted = send(settings, rendered, tmp_path, names)
+    ids = list(accepted.message_ids.values())
+    assert len(set(ids)) == len(ids) == 200
+    for sid, message_id in accepted.message_ids.items():
+        data = (tmp_path / "box" / "issue-5" / f"{sid:08d}.eml").read_bytes()
+        assert PARSER.parsebytes(data)["Message-ID"] == message_id
+        assert re_message_id.fullmatch(message_id)
 
 
 def test_a_non_ascii_local_part_does_not_stall_the_issue(tmp_path, seed_path):
