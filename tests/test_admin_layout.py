@@ -5,9 +5,13 @@ and by `run` (where an explicit `--layout` wins), and used up by the issue it wa
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+
+from markupsafe import escape
 
 from newsletter import publish
 from newsletter.articles import read_article
+from newsletter.check import check_source
 from newsletter.config import load_settings
 from newsletter.contract import DEFAULT_CONTRACT
 from newsletter.delivery import SendContext, SendingLease
@@ -22,6 +26,7 @@ from tests.test_admin_http import Browser, csrf_of, web  # noqa: F401 (the fixtu
 from tests.test_web import SAMPLE_ARTICLES
 
 ORCHARD = SAMPLE_ARTICLES / "003_the-orchard-accounts.md"
+DATA = Path(__file__).resolve().parent / "data"
 SPOILERS_BELOW = "Spoilers below"  # the full layout's divider
 
 
@@ -167,3 +172,20 @@ def test_run_once_honours_the_choice_and_an_explicit_layout_wins(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     html, left = issue_html(2)
     assert SPOILERS_BELOW in html and left is None  # the issue it was for is made
+
+
+def test_the_preview_reports_what_check_reports_spoiler_leaks_included(web):  # noqa: F811
+    """The workspace's check results are `newsletter check FILE`'s: an article whose recap
+    gives its ending away shows the spoiler-leak warning on its preview page."""
+    publish.queue_add(web.store, web.settings, DATA / "leaky_recap.txt")
+    article_id = web.store.queue.queued()[0].id
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    page = browser.get(f"/admin/queue/{article_id}/preview")
+    assert page.status == 200
+    path = web.settings.issues_dir / "leaky_recap.txt"
+    leaks = [f for f in check_source(web.settings, None, (str(path),)) if f.code == "spoiler-leak"]
+    assert leaks  # the CLI's check finds the leak...
+    findings = page.text[page.text.index('<ul id="findings">') :].split("</ul>")[0]
+    for leak in leaks:  # ...and the preview shows each one
+        assert str(escape(leak.message)) in findings

@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, Response
 from newsletter import publish
 from newsletter.articles import ARTICLE_SUFFIXES, read_article
 from newsletter.check import ERROR, Finding, check_rendered
+from newsletter.check.editorial import check_articles
 from newsletter.exceptions import ArticleError, NewsletterError
 from newsletter.layouts import choose_layout
 from newsletter.links import unsubscribe_url
@@ -170,9 +171,20 @@ def _preview(ctx: Ctx, filename: str, layout: str | None = None) -> Preview:
     cached = ctx.admin.previews.get(key)
     if cached is not None:
         return cached
-    rendered = render_fitting([read_article(path)], ctx.settings, slug="preview", layout=layout)
-    body = personalize(rendered, SAMPLE_NAME, unsubscribe_url(ctx.settings, SAMPLE_TOKEN))
-    findings = check_rendered(rendered, collapse_is_error=ctx.settings.collapse_is_error)
+    settings = ctx.settings
+    article = read_article(path, headings=settings.contract.headings)
+    rendered = render_fitting([article], settings, slug="preview", layout=layout)
+    body = personalize(rendered, SAMPLE_NAME, unsubscribe_url(settings, SAMPLE_TOKEN))
+    # What `newsletter check FILE` reports: the email, then the article contract and leaks.
+    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+    findings += check_articles(
+        [article],
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        layout=choose_layout(settings.layout, 1, layout),
+        contract=settings.contract,
+        spoiler_leak=settings.spoiler_leak,
+    )
     findings.sort(key=lambda f: f.severity != ERROR)
     preview = Preview(rendered, body.html, body.text, findings)
     if len(ctx.admin.previews) > 64:
