@@ -165,6 +165,10 @@ def queue_list(app: App) -> None:
         click.echo(f"     expected: {_local(entry.expected, app.settings)}")
         if entry.error:
             click.echo(f"     error: {entry.error}")
+    if view.entries:
+        upcoming = publish.next_issue(app.store, app.settings, view)
+        how = "chosen with 'queue layout'" if upcoming.chosen else "automatic"
+        click.echo(f"next issue: {upcoming.layout} layout ({how})")
     held = publish.held_tick(app.store)
     if held:
         click.echo(
@@ -173,6 +177,21 @@ def queue_list(app: App) -> None:
         )
     for tick in view.dry_ticks:
         click.echo(f"warning: nothing to send at {_local(tick, app.settings)}: the queue runs dry")
+
+
+@queue.command("layout")
+@click.argument("layout", type=click.Choice(("automatic", "full", "digest")))
+@pass_app
+def queue_layout(app: App, layout: str) -> None:
+    """Choose the layout of the next issue the scheduler or 'run' makes: full, digest, or
+    automatic (a digest for several articles, else [issue] layout). That issue uses the choice
+    up; the workspace's queue page sets the same choice."""
+    from newsletter import publish
+
+    chosen = publish.choose_next_layout(app.store, layout)
+    click.echo(
+        f"the next issue goes out as {chosen}" if chosen else "the next issue's layout is automatic"
+    )
 
 
 @queue.command("release")

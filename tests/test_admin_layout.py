@@ -160,7 +160,13 @@ def test_run_once_honours_the_choice_and_an_explicit_layout_wins(tmp_path):
             store.close()
 
     assert run_cli(["queue", "add", str(first)], tmp_path).returncode == 0
-    choose("digest")
+    assert "next issue: full layout (automatic)" in run_cli(["queue", "list"], tmp_path).stdout
+    # The CLI sets the same choice as the workspace's form, and shows it.
+    chose = run_cli(["queue", "layout", "digest"], tmp_path)
+    assert chose.returncode == 0 and "the next issue goes out as digest" in chose.stdout
+    listing = run_cli(["queue", "list"], tmp_path).stdout
+    assert "next issue: digest layout (chosen with 'queue layout')" in listing
+    assert run_cli(["queue", "layout", "sideways"], tmp_path).returncode == 2
     out = run_cli(["run", "--once"], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     html, left = issue_html(1)

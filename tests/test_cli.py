@@ -161,8 +161,9 @@ def test_queue_list_prints_the_listing_and_its_notes_in_order_on_one_stream(tmp_
     )
     lines = both.stdout.splitlines()
     assert "000_aa5f1ebe7ebc93f7.txt" in lines[0] and lines[1].strip().startswith("expected:")
-    assert all(line.startswith("warning: nothing to send at") for line in lines[2:]), lines
-    assert len(lines) > 2  # one article, a cadence of more ticks: the queue runs dry
+    assert lines[2].startswith("next issue: full layout"), lines
+    assert all(line.startswith("warning: nothing to send at") for line in lines[3:]), lines
+    assert len(lines) > 3  # one article, a cadence of more ticks: the queue runs dry
     apart = run_cli(["queue", "list"], tmp_path)
     assert apart.stderr == "" and "runs dry" in apart.stdout
 
