@@ -43,8 +43,8 @@ def choose_layout(setting: str, count: int, requested: str | None = None) -> str
 
 
 def layout_of(html: str) -> str:
-    """The layout a stored issue was rendered in, from its HTML (the issue row keeps the
-    email, not the layout): only the digest has cards."""
+    """The layout of an issue stored before issues kept theirs (migration 0008), from its
+    HTML: only the digest has cards."""
     return DIGEST if 'class="digest-card"' in html else FULL
 
 

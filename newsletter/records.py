@@ -88,6 +88,7 @@ class RenderedIssue:
     placeholder_nonce: str
     view_url: str
     slug: str
+    layout: str = ""  # full or digest; "" for an issue stored before layouts were kept
     # Only when an article's own text has `{{` or `{%`: the same email rendered with those
     # braces neutralised, so `newsletter check` can look for leftovers of *our* templates
     # there (article text is escaped, never evaluated: its braces are not leftovers).
@@ -179,6 +180,7 @@ class IssueRecord:
     failed_batches: int
     opens: int
     clicks: int
+    layout: str | None = None  # None: made before the layout was kept (migration 0008)
 
     def rendered(self, view_url: str) -> RenderedIssue:
         """The issue as it was rendered once, at creation (the one row -> issue mapping)."""
@@ -191,6 +193,7 @@ class IssueRecord:
             placeholder_nonce=self.placeholder_nonce,
             view_url=view_url,
             slug=self.slug,
+            layout=self.layout or "",
         )
 
 

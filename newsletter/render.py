@@ -240,6 +240,7 @@ def _render(
         placeholder_nonce=nonce,
         view_url=view_url(settings, slug),
         slug=slug,
+        layout=layout,
     )
 
 

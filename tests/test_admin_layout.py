@@ -153,9 +153,14 @@ def test_run_once_honours_the_choice_and_an_explicit_layout_wins(tmp_path):
             store.close()
 
     def issue_html(issue_id: int) -> tuple[str, str | None]:
+        """The issue's HTML and the choice left for the next one; the issue row keeps the
+        layout it was rendered in, and that is what the HTML shows."""
         store = Store(settings.database_url)
         try:
-            return store.queue.get_issue(issue_id).html, store.queue.next_layout()
+            issue = store.queue.get_issue(issue_id)
+            shown = "full" if SPOILERS_BELOW in issue.html else "digest"
+            assert issue.layout == shown and issue.rendered("").layout == shown
+            return issue.html, store.queue.next_layout()
         finally:
             store.close()
 

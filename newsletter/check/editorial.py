@@ -105,7 +105,7 @@ def check_stored_issue(settings: Settings, store: Store, issue: IssueRecord) -> 
     article page instead; the contract check, which needs the file, is reported as not run."""
     rows = store.queue.issue_articles(issue.id)
     pages = store.queue.issue_pages(issue.id)
-    layout = layout_of(issue.html)
+    layout = issue.layout or layout_of(issue.html)
     contract, severity = settings.contract, settings.spoiler_leak
     if not rows:
         return _from_pages_only(issue, pages, layout, severity)

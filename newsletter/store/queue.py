@@ -254,6 +254,7 @@ class Queue:
                     text=rendered.text,
                     archive_html=rendered.archive_html,
                     placeholder_nonce=rendered.placeholder_nonce,
+                    layout=rendered.layout or None,
                     status=IssueStatus.SENDING,
                     created_at=now,
                     scheduled_for=scheduled_for,

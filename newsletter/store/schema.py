@@ -108,6 +108,8 @@ issues = Table(
     Column("failed_batches", Integer, nullable=False, default=0),
     Column("opens", Integer, nullable=False, default=0),
     Column("clicks", Integer, nullable=False, default=0),
+    # full or digest (newsletter.layouts); NULL for issues made before migration 0008.
+    Column("layout", String(20)),
 )
 
 # Each article's own page on the web edition (/articles/<slug>), rendered at publication with
