@@ -706,12 +706,18 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="A line per request on stderr (a reverse proxy in front may log them already).",
+)
 @pass_app
-def serve(app: App, host: str, port: int) -> None:
+def serve(app: App, host: str, port: int, access_log: bool) -> None:
     """Run the subscribers' web side: sign-up, unsubscribe, archive, SendGrid events."""
     from newsletter.web.app import serve as serve_web
 
-    serve_web(app.settings, host, port)
+    serve_web(app.settings, host, port, access_log=access_log)
 
 
 @cli.command("sendgrid-server")

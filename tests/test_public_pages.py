@@ -172,7 +172,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve_process(folder: Path, base_url: str, database: str) -> Iterator[LiveWeb]:
+def serve_process(folder: Path, base_url: str, database: str, *options: str) -> Iterator[LiveWeb]:
     """`newsletter serve` in a subprocess of its own on the folder's database; servers of one
     newsletter share its public base_url (the pages' links)."""
     port = _free_port()
@@ -183,7 +183,7 @@ def serve_process(folder: Path, base_url: str, database: str) -> Iterator[LiveWe
     log = folder / f"serve-{port}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port), *options],
             cwd=folder,
             env=env,
             stdout=output,
@@ -203,6 +203,18 @@ def serve_process(folder: Path, base_url: str, database: str) -> Iterator[LiveWe
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_serve_logs_each_request_unless_told_not_to(tmp_path):
+    run_cli(["init"], cwd=tmp_path).check_returncode()
+    database = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    for options, logged in (((), True), (("--no-access-log",), False)):
+        with serve_process(tmp_path, BASE, database, *options) as web:
+            assert web.get("/archive").status == 200
+        port = web.url.rsplit(":", 1)[1]
+        output = (tmp_path / f"serve-{port}.log").read_text()
+        assert "Application startup complete" in output  # the server's own lines stay
+        assert ('"GET /archive HTTP/1.1" 200' in output) is logged, output
 
 
 def test_two_servers_on_one_database_agree(tmp_path, database_url):  # noqa: F811
