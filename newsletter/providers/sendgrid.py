@@ -310,7 +310,8 @@ class SendGridProvider:
         return self._post(_compact(body)).headers.get("X-Message-Id") or ""
 
     def _post(self, encoded: str):
-        """POST an encoded body through the library's client (it sends the text unchanged)."""
+        """POST an encoded body to Mail Send with the library's headers, through the kept
+        opener; an error answer becomes the library's typed HTTPError, then our outcome."""
         request = urllib.request.Request(
             self._send_url,
             data=encoded.encode("utf-8"),
