@@ -27,14 +27,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._newsletter import (  # noqa: E402
+    add_readers,
+    article_path,
+    command_environment,
+    run_once,
+)
 from newsletter import publish  # noqa: E402
 from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
-from newsletter.subscribers import signing_secret  # noqa: E402
-from newsletter.tokens import new_token  # noqa: E402
-
-SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
-SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
 
 
 def setup(folder: Path, count: int) -> float:
@@ -42,47 +43,10 @@ def setup(folder: Path, count: int) -> float:
     write_default_config(folder)
     settings = load_settings(folder / "newsletter.toml", env={})
     store = Store(settings.database_url)
-    secret = signing_secret(store)
-    started = time.perf_counter()
-    store.subscribers.add(
-        (
-            {
-                "email": f"reader{i:07d}@example.com",
-                "name": f"Reader {i}",
-                "token": new_token(secret),
-            }
-            for i in range(count)
-        ),
-        chunk_size=20_000,
-    )
-    seconds = time.perf_counter() - started
-    publish.queue_add(store, settings, SEED if SEED.exists() else SAMPLE)
+    seconds = add_readers(store, count)
+    publish.queue_add(store, settings, article_path())
     store.close()
     return seconds
-
-
-def environment(folder: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
-    env["NEWSLETTER_CONFIG"] = str(folder / "newsletter.toml")
-    return env
-
-
-def run_pipeline(folder: Path) -> tuple[float, float, str]:
-    """The real command in its own process: seconds, peak MB, its summary."""
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "newsletter.cli", "run", "--once"],
-        cwd=folder,
-        env=environment(folder),
-        capture_output=True,
-        text=True,
-    )
-    seconds = time.perf_counter() - started
-    # The largest child so far: this is the first one.
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
-    return seconds, peak_mb, proc.stdout.strip()
 
 
 def write_loop(folder: Path, target: Path) -> None:
@@ -124,7 +88,8 @@ def main() -> None:
         insert_s = setup(folder, n)
         print(f"setup: {n:,} subscribers with signed tokens in {insert_s:.1f}s (not timed below)")
 
-        seconds, peak_mb, summary = run_pipeline(folder)
+        command = run_once(folder, {})
+        seconds, peak_mb, summary = command.seconds, command.peak_kb / 1024, command.summary
         files = sum(1 for _ in (folder / "outbox").rglob("*.eml"))
         store = Store(f"sqlite:///{folder / 'newsletter.db'}")
         counts = store.deliveries.counts(store.queue.list_issues()[0].id)
@@ -142,7 +107,7 @@ def main() -> None:
         target = folder / "write-loop"
         proc = subprocess.run(
             [sys.executable, __file__, "--write-loop", str(folder), str(target)],
-            env=environment(folder),
+            env=command_environment(folder),
             capture_output=True,
             text=True,
         )

@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,21 +27,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._newsletter import (  # noqa: E402
+    add_readers,
+    article_path,
+    prebuilt_requests,
+    run_once,
+)
 from newsletter import publish  # noqa: E402
 from newsletter.articles import read_article  # noqa: E402
 from newsletter.config import load_settings, write_default_config  # noqa: E402
-from newsletter.links import stored_issue, unsubscribe_url  # noqa: E402
-from newsletter.providers import OutgoingBatch  # noqa: E402
+from newsletter.links import unsubscribe_url  # noqa: E402
 from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
 from newsletter.render import personalize, render_issue  # noqa: E402
 from newsletter.store import Store  # noqa: E402
-from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.testing.sendgrid_server import ServerProcess  # noqa: E402
-from newsletter.tokens import new_token  # noqa: E402
 
 KEY = "SG.benchmark-key"
-SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
-SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
 
 
 def setup(folder: Path, count: int, server_url: str, concurrency: int | None = None):
@@ -57,53 +55,17 @@ def setup(folder: Path, count: int, server_url: str, concurrency: int | None = N
     env = {"SENDGRID_API_HOST": server_url, "SENDGRID_API_KEY": KEY}
     settings = load_settings(config, env=env)
     store = Store(settings.database_url)
-    secret = signing_secret(store)
-    started = time.perf_counter()
-    store.subscribers.add(
-        (
-            {
-                "email": f"reader{i:07d}@example.com",
-                "name": f"Reader {i}",
-                "token": new_token(secret),
-            }
-            for i in range(count)
-        ),
-        chunk_size=20_000,
-    )
-    insert_seconds = time.perf_counter() - started
-    article = SEED if SEED.exists() else SAMPLE
+    insert_seconds = add_readers(store, count)
+    article = article_path()
     publish.queue_add(store, settings, article)
     return settings, store, env, insert_seconds
 
 
-def run_pipeline(folder: Path, env: dict) -> tuple[float, int, str]:
-    """The real command, in its own process so its peak memory is its own."""
-    full_env = {**os.environ, **env, "NEWSLETTER_CONFIG": str(folder / "newsletter.toml")}
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "newsletter.cli", "run", "--once"],
-        cwd=folder,
-        env=full_env,
-        capture_output=True,
-        text=True,
-    )
-    seconds = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
-    return seconds, peak_kb, proc.stdout.strip()
-
-
 def ceiling(settings, store, issue_id, server_url, total: int, concurrency: int) -> float:
     """Post pre-built 1000-recipient bodies (built before the clock starts)."""
-    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
     provider = SendGridProvider(settings, KEY)
-    bodies = []
-    for n, recipients in enumerate(store.subscribers.active_batches(1000)):
-        if n == 20:
-            break
-        batch = OutgoingBatch.of(settings, issue_id, n, rendered, tuple(recipients))
-        bodies.append(provider.build_request(batch).body)
+    # Encoded text, as the provider posts it (the library sends text under our Content-Type).
+    bodies = [built.encoded for built in prebuilt_requests(settings, store, issue_id, provider)]
     requests = total // 1000
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
@@ -120,7 +82,7 @@ def ceiling(settings, store, issue_id, server_url, total: int, concurrency: int)
 
 def naive(settings, store, issue_id, sample: int) -> float:
     """Render and inline per recipient: recipients per second."""
-    article = read_article(SEED if SEED.exists() else SAMPLE)
+    article = read_article(article_path())
     recipients = next(store.subscribers.active_batches(sample))
     started = time.perf_counter()
     for r in recipients:
@@ -151,7 +113,8 @@ def main() -> None:
                 "(as an import would; not part of the send)"
             )
             store.close()
-            seconds, peak_kb, summary = run_pipeline(folder, env)
+            command = run_once(folder, env)
+            seconds, peak_kb, summary = command.seconds, command.peak_kb, command.summary
             store = Store(settings.database_url)
             issue_id = store.queue.list_issues()[0].id
             counts = store.deliveries.counts(issue_id)

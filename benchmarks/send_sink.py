@@ -29,8 +29,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,15 +37,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter.links import stored_issue  # noqa: E402
-from newsletter.providers import OutgoingBatch  # noqa: E402
+from benchmarks._newsletter import prebuilt_requests, run_once  # noqa: E402
 from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.testing.sendgrid_server import ServerProcess, SinkWindow  # noqa: E402
 
 KEY = "SG.benchmark-key"
-SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
-SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
 
 
 def setup(folder: Path, count: int, server_url: str):
@@ -60,39 +55,11 @@ def setup(folder: Path, count: int, server_url: str):
     return settings, env, insert_seconds
 
 
-def run_command(folder: Path, env: dict) -> tuple[float, float, float, int, str]:
-    """The real command, in its own process so its peak memory is its own."""
-    full_env = {**os.environ, **env, "NEWSLETTER_CONFIG": str(folder / "newsletter.toml")}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started_at = time.time()
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "newsletter.cli", "run", "--once"],
-        cwd=folder,
-        env=full_env,
-        capture_output=True,
-        text=True,
-    )
-    seconds = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
-    if peak_kb <= before:  # an earlier child was larger: say so rather than report it
-        peak_kb = -1
-    return started_at, started_at + seconds, seconds, peak_kb, proc.stdout.strip()
-
-
 def ceilings(settings, store, issue_id: int, server: ServerProcess, total: int, threads: int):
     """Post 1000-recipient bodies built before the clock starts, `threads` at a time, through
     the provider's transport, the library's post, and as dicts. Each timed at the sink."""
-    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
     provider = SendGridProvider(settings, KEY)
-    built = []
-    for n, recipients in enumerate(store.subscribers.active_batches(1000)):
-        if n == 20:
-            break
-        batch = OutgoingBatch.of(settings, issue_id, n, rendered, tuple(recipients))
-        built.append(provider.build_request(batch))
+    built = prebuilt_requests(settings, store, issue_id, provider)
     encoded = [b.encoded for b in built]
     dicts = [b.body for b in built]
     dict_provider = SendGridProvider(settings, KEY)
@@ -170,7 +137,9 @@ def main() -> None:
                 "(as an import would; not part of the command)"
             )
             server.window()  # nothing before the command counts
-            began, ended, wall, peak_kb, summary = run_command(folder, env)
+            command = run_once(folder, env)
+            began, ended, wall = command.started_at, command.ended_at, command.seconds
+            peak_kb, summary = command.peak_kb, command.summary
             send = server.window()
             rate = send.rate
             print(

@@ -1,0 +1,102 @@
+"""What the send benchmarks share: the article they send, readers added as an import would
+(signed tokens made at insert time), the real `newsletter run --once` in a child process, and
+request bodies built before a ceiling's clock starts."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
+SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
+
+
+def article_path() -> Path:
+    """The seed article when ../shared is beside the repository, else the bundled sample."""
+    return SEED if SEED.exists() else SAMPLE
+
+
+def add_readers(store, count: int) -> float:
+    """Add `count` active subscribers with signed tokens; the seconds it took."""
+    from newsletter.subscribers import signing_secret
+    from newsletter.tokens import new_token
+
+    secret = signing_secret(store)
+    started = time.perf_counter()
+    store.subscribers.add(
+        (
+            {
+                "email": f"reader{i:07d}@example.com",
+                "name": f"Reader {i}",
+                "token": new_token(secret),
+            }
+            for i in range(count)
+        ),
+        chunk_size=20_000,
+    )
+    return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    started_at: float  # unix time
+    seconds: float
+    peak_kb: int  # the child's peak RSS; -1 when an earlier child was larger (not measured)
+    summary: str  # what the command printed
+
+    @property
+    def ended_at(self) -> float:
+        return self.started_at + self.seconds
+
+
+def command_environment(folder: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without its NEWSLETTER_ and SENDGRID_ variables, `env` on top, and
+    the folder's newsletter.toml as the configuration."""
+    inherited = {
+        k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))
+    }
+    return {**inherited, **(env or {}), "NEWSLETTER_CONFIG": str(folder / "newsletter.toml")}
+
+
+def run_once(folder: Path, env: dict[str, str]) -> CommandRun:
+    """`newsletter run --once` in its own process (so its peak memory is its own), in
+    `command_environment(folder, env)`."""
+    full_env = command_environment(folder, env)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started_at = time.time()
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsletter.cli", "run", "--once"],
+        cwd=folder,
+        env=full_env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
+    if peak_kb <= before:  # an earlier child was larger: say so rather than report it
+        peak_kb = -1
+    return CommandRun(started_at, seconds, peak_kb, proc.stdout.strip())
+
+
+def prebuilt_requests(settings, store, issue_id: int, provider, count: int = 20) -> list:
+    """The first `count` 1000-recipient requests of the issue, built by `provider`."""
+    from newsletter.links import stored_issue
+    from newsletter.providers import OutgoingBatch
+
+    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
+    built = []
+    for n, recipients in enumerate(store.subscribers.active_batches(1000)):
+        if n == count:
+            break
+        batch = OutgoingBatch.of(settings, issue_id, n, rendered, tuple(recipients))
+        built.append(provider.build_request(batch))
+    return built
