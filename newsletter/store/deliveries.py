@@ -297,7 +297,9 @@ class Deliveries:
             counts.update({DeliveryState(state): n for state, n in rows})
         return counts
 
-    def in_state(self, issue_id: int, state: str) -> list[DeliveryRow]:
+    def in_state(self, issue_id: int, state: str, limit: int | None = None) -> list[DeliveryRow]:
+        """The issue's deliveries in `state` with their addresses, in subscriber order (the
+        first `limit` of them when given)."""
         with self._store.transaction(write=False) as conn:
             rows = conn.execute(
                 select(
@@ -311,6 +313,7 @@ class Deliveries:
                 .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
                 .where(deliveries.c.issue_id == issue_id, deliveries.c.state == state)
                 .order_by(deliveries.c.subscriber_id)
+                .limit(limit)
             )
             return [DeliveryRow(*r) for r in rows]
 

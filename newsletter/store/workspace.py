@@ -20,7 +20,6 @@ from sqlalchemy.schema import Table
 from newsletter.exceptions import NewsletterError, NotFound
 from newsletter.records import (
     ArticleStatus,
-    DeliveryRow,
     DeliveryState,
     IssueStatus,
     QueuedArticle,
@@ -293,25 +292,6 @@ class Workspace:
         return SubscriberRow(*row) if row else None
 
     # -- issues --------------------------------------------------------------------------------
-    def uncertain_page(self, issue_id: int, limit: int = 100) -> list[DeliveryRow]:
-        """The first uncertain deliveries of an issue (the page lists at most `limit`)."""
-        with self._store.transaction(write=False) as conn:
-            rows = conn.execute(
-                select(
-                    deliveries.c.subscriber_id,
-                    subscribers.c.email,
-                    deliveries.c.batch,
-                    deliveries.c.worker,
-                    deliveries.c.error,
-                    deliveries.c.message_id,
-                )
-                .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                .where(deliveries.c.issue_id == issue_id, deliveries.c.state == UNCERTAIN)
-                .order_by(deliveries.c.subscriber_id)
-                .limit(limit)
-            )
-            return [DeliveryRow(*r) for r in rows]
-
     def issues_needing_editors(self) -> list[IssueAttention]:
         """Paused issues, and issues no longer sending with uncertain deliveries: what the
         alerts look at. One index range per issue, never a scan of the delivery log."""
@@ -347,19 +327,7 @@ class Workspace:
             return
         with self._store.transaction() as conn:
             for issue_id, kind, hour, count in params:
-                stmt = self._upsert(engagement_hours).values(
-                    issue_id=issue_id, kind=kind, hour=hour, count=count
-                )
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[
-                            engagement_hours.c.issue_id,
-                            engagement_hours.c.kind,
-                            engagement_hours.c.hour,
-                        ],
-                        set_={"count": engagement_hours.c.count + count},
-                    )
-                )
+                self._add_to_hour(conn, issue_id, kind, hour, count)
 
     def tally_hours(self, conn: Connection, counts: dict[tuple[int, int], list[int]]) -> None:
         """Add a webhook POST's [opens, clicks] per (issue, hour as unix seconds), inside the
@@ -368,19 +336,24 @@ class Workspace:
             hour = datetime.fromtimestamp(start, UTC)
             for kind, count in zip(("open", "click"), pair, strict=True):
                 if count:
-                    stmt = self._upsert(engagement_hours).values(
-                        issue_id=issue_id, kind=kind, hour=hour, count=count
-                    )
-                    conn.execute(
-                        stmt.on_conflict_do_update(
-                            index_elements=[
-                                engagement_hours.c.issue_id,
-                                engagement_hours.c.kind,
-                                engagement_hours.c.hour,
-                            ],
-                            set_={"count": engagement_hours.c.count + count},
-                        )
-                    )
+                    self._add_to_hour(conn, issue_id, kind, hour, count)
+
+    def _add_to_hour(
+        self, conn: Connection, issue_id: int, kind: str, hour: datetime, count: int
+    ) -> None:
+        stmt = self._upsert(engagement_hours).values(
+            issue_id=issue_id, kind=kind, hour=hour, count=count
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[
+                    engagement_hours.c.issue_id,
+                    engagement_hours.c.kind,
+                    engagement_hours.c.hour,
+                ],
+                set_={"count": engagement_hours.c.count + count},
+            )
+        )
 
     def engagement_series(self, issue_id: int) -> list[tuple[str, datetime, int]]:
         with self._store.transaction(write=False) as conn:

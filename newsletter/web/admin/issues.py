@@ -61,7 +61,7 @@ def issue_page(ctx: Ctx) -> Response:
         counts=counts,
         states=DELIVERY_STATES,
         total=sum(counts.values()),
-        uncertain=ctx.store.workspace.uncertain_page(issue_id, UNCERTAIN_SHOWN),
+        uncertain=ctx.store.deliveries.in_state(issue_id, DeliveryState.UNCERTAIN, UNCERTAIN_SHOWN),
         uncertain_shown=UNCERTAIN_SHOWN,
         chart=chart,
         live=issue.status == ISSUE_SENDING,
