@@ -37,6 +37,7 @@ from newsletter.exceptions import (
     WorkerStopping,
 )
 from newsletter.links import stored_issue
+from newsletter.processes import process_gone
 from newsletter.providers import OutgoingBatch, Provider, Settles
 from newsletter.records import Batch, DeliveryState, IssueRecord, IssueStatus, utcnow
 from newsletter.store import Store
@@ -148,15 +149,7 @@ class SendingLease:
 def _dead_local_process(holder: str) -> bool:
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return host == socket.gethostname() and pid.isdigit() and process_gone(int(pid))
 
 
 def backoff_delay(attempt: int, policy: DeliveryPolicy) -> float:

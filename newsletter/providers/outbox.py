@@ -37,6 +37,7 @@ from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.exceptions import Rejected, TransientError
+from newsletter.processes import process_gone
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.records import RenderedIssue
 from newsletter.render import header_safe, substitution_values
@@ -397,15 +398,7 @@ def _discard(dir_fd: int | None, written: list[tuple[str, str]]) -> None:
 def _dead_writer(temporary: str) -> bool:
     """Whether the process that was writing `.NAME.PID.tmp` is gone."""
     pid = temporary.rsplit(".", 2)[-2]
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return pid.isdigit() and process_gone(int(pid))
 
 
 class OutboxProvider:
