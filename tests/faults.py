@@ -21,6 +21,11 @@ from newsletter.tokens import new_token
 KEY = "SG.fault-test-key"
 
 
+def open_store(folder: Path) -> Store:
+    """The store of a newsletter folder, as its newsletter.toml names it."""
+    return Store(load_settings(folder / "newsletter.toml", env={}).database_url)
+
+
 def make_folder(
     path: Path,
     server_url: str,

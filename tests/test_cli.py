@@ -16,11 +16,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from newsletter import publish
-from newsletter.config import load_settings
 from newsletter.records import DeliveryState
-from newsletter.store import Store
 from tests.conftest import REPO, run_cli, write
-from tests.faults import start, wait_until
+from tests.faults import open_store, start, wait_until
 
 SUBSCRIBERS = "email,name\nann@example.com,Ann\nbob@example.org,Bob\ncarla@example.net,Carla\n"
 DRAFT = (
@@ -36,10 +34,6 @@ def set_config(folder: Path, *pairs: tuple[str, str]) -> None:
         assert old in text, old
         text = text.replace(old, new)
     config.write_text(text)
-
-
-def open_store(folder: Path) -> Store:
-    return Store(load_settings(folder / "newsletter.toml", env={}).database_url)
 
 
 def emails(folder: Path, sub: str) -> list[Path]:

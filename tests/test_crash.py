@@ -12,22 +12,17 @@ from datetime import timedelta
 import pytest
 
 from newsletter import publish
-from newsletter.config import load_settings
 from newsletter.records import utcnow
 from newsletter.store import Store
 from newsletter.testing.sendgrid_server import SendGridServer
 from tests.conftest import run_cli
-from tests.faults import KEY, check_exactly_once, kill9, make_folder, start, wait_until
+from tests.faults import KEY, check_exactly_once, kill9, make_folder, open_store, start, wait_until
 
 
 @pytest.fixture
 def server():
     with SendGridServer(api_key=KEY) as srv:
         yield srv
-
-
-def open_store(folder) -> Store:
-    return Store(load_settings(folder / "newsletter.toml", env={}).database_url)
 
 
 def in_flight(store: Store, issue_id: int) -> set[str]:

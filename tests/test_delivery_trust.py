@@ -20,17 +20,13 @@ from newsletter.subscribers import signing_secret
 from newsletter.testing.sendgrid_server import SendGridServer
 from newsletter.tokens import new_token
 from tests.conftest import run_cli
-from tests.faults import KEY, kill9, make_folder, start, wait_until
+from tests.faults import KEY, kill9, make_folder, open_store, start, wait_until
 
 
 @pytest.fixture
 def server():
     with SendGridServer(api_key=KEY) as srv:
         yield srv
-
-
-def open_store(folder) -> Store:
-    return Store(load_settings(folder / "newsletter.toml", env={}).database_url)
 
 
 def add(store: Store, *emails: str) -> None:
