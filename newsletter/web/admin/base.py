@@ -7,7 +7,6 @@ it never runs without a signed-in editor, nor for a POST without a valid CSRF to
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -268,7 +267,3 @@ def json_response(data: dict) -> Response:
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
-
-
-def etag_of(*parts: object) -> str:
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
