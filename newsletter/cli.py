@@ -200,7 +200,7 @@ def queue_layout(app: App, layout: str) -> None:
 def queue_release(app: App, article: str) -> None:
     """Put ARTICLE, held because its check failed, back in its place in the queue (once fixed).
     The next tick checks it again."""
-    row = app.store.queue.release_article(Path(article).name)
+    row = app.store.articles.release_article(Path(article).name)
     click.echo(f"released {row.filename}: back in the queue; the next tick checks it again")
 
 
@@ -226,7 +226,7 @@ def queue_move(app: App, article: str, direction: str | None) -> None:
 @pass_app
 def queue_remove(app: App, article: str) -> None:
     """Take ARTICLE (its file name in issues/) off the queue; the file is kept."""
-    row = app.store.queue.remove_article(Path(article).name)
+    row = app.store.articles.remove_article(Path(article).name)
     click.echo(f"removed {row.filename} from the queue")
 
 
@@ -549,7 +549,7 @@ def status(app: App, issue_id: int | None) -> None:
     """Counts by delivery state, engagement and the last error of ISSUE (default: the latest
     issue), and the articles held in the queue."""
     if issue_id is None:
-        issues = app.store.queue.list_issues()
+        issues = app.store.issues.list_issues()
         if not issues:
             click.echo("no issue yet: 'newsletter run' sends the first one")
         else:
@@ -560,7 +560,7 @@ def status(app: App, issue_id: int | None) -> None:
             )
     if issue_id is not None:
         _print_status(app, issue_id)
-    for row in app.store.queue.queued(held=True):
+    for row in app.store.articles.queued(held=True):
         if row.status != ArticleStatus.HELD:
             continue
         click.echo(
@@ -572,7 +572,7 @@ def status(app: App, issue_id: int | None) -> None:
 
 
 def _print_status(app: App, issue_id: int) -> None:
-    issue = app.store.queue.get_issue(issue_id)
+    issue = app.store.issues.get_issue(issue_id)
     counts = app.store.deliveries.counts(issue_id)
     click.echo(f"issue {issue_id}: {issue.subject}")
     click.echo(
@@ -601,7 +601,7 @@ def _print_status(app: App, issue_id: int) -> None:
 @pass_app
 def issues_list(app: App) -> None:
     """List issues, newest first."""
-    for issue in app.store.queue.list_issues():
+    for issue in app.store.issues.list_issues():
         click.echo(
             f"{issue.id:>4}  {issue.status:<9} {_local(issue.created_at, app.settings)}"
             f"  {issue.subject}"

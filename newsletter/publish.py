@@ -77,7 +77,7 @@ def sync_queue(store: Store, settings: Settings) -> list[str]:
     folder = settings.issues_dir
     if not folder.is_dir():
         return []
-    known = store.queue.known_files()
+    known = store.articles.known_files()
     new = sorted(
         (
             p
@@ -95,12 +95,12 @@ def _queue_file(store: Store, settings: Settings, path: Path, not_before: dateti
     try:
         article = read_article(path, headings=settings.contract.headings)
     except ArticleError as exc:
-        article_id = store.queue.add_article(path.name, path.stem, not_before)
-        store.queue.set_article_error(article_id, str(exc))
+        article_id = store.articles.add_article(path.name, path.stem, not_before)
+        store.articles.set_article_error(article_id, str(exc))
         return article_id
     if not_before is None and article.not_before is not None:
         not_before = parse_local_time(article.not_before, settings.timezone)
-    return store.queue.add_article(path.name, article.title, not_before)
+    return store.articles.add_article(path.name, article.title, not_before)
 
 
 def queue_add(
@@ -134,7 +134,7 @@ def queue_add(
         shutil.copyfile(source, target)
     if when is None and article.not_before is not None:
         when = parse_local_time(article.not_before, settings.timezone)
-    store.queue.add_article(target.name, article.title, when)
+    store.articles.add_article(target.name, article.title, when)
     return article, target
 
 
@@ -160,7 +160,7 @@ AUTOMATIC = "automatic"
 def chosen_layout(store: Store) -> str | None:
     """The layout the editors chose for the next issue in the workspace; None: automatic
     (a digest for several articles, else `[issue] layout`)."""
-    value = store.queue.next_layout()
+    value = store.issues.next_layout()
     if value is not None and value not in LAYOUTS:
         log.warning("ignoring an unknown next-issue layout %r in the database", value)
         return None
@@ -173,13 +173,13 @@ def choose_next_layout(store: Store, value: str | None) -> str | None:
     scheduler's tick or `run`, consumes the choice; later issues are automatic again."""
     value = (value or "").strip().lower()
     if value in ("", AUTOMATIC):
-        store.queue.set_next_layout(None)
+        store.issues.set_next_layout(None)
         return None
     if value not in LAYOUTS:
         raise NewsletterError(
             f"unknown layout {value!r}: choose {AUTOMATIC}, {' or '.join(LAYOUTS)}"
         )
-    store.queue.set_next_layout(value)
+    store.issues.set_next_layout(value)
     return value
 
 
@@ -212,7 +212,7 @@ def queue_view(
     coming ticks that would find nothing to send."""
     now = now or utcnow()
     sync_queue(store, settings)
-    rows = store.queue.queued(held=True)
+    rows = store.articles.queued(held=True)
     errors: dict[int, str | None] = {}
     for row in rows:
         try:
@@ -294,7 +294,7 @@ def pick(
     sync_queue(store, settings)
     picked: list[Picked] = []
     errors: list[str] = []
-    for row in store.queue.queued(held=held):
+    for row in store.articles.queued(held=held):
         if len(picked) >= settings.schedule.articles_per_issue:
             break
         if row.not_before is not None and row.not_before > now:
@@ -304,7 +304,7 @@ def pick(
                 settings.issues_dir / row.filename, headings=settings.contract.headings
             )
         except ArticleError as exc:
-            store.queue.set_article_error(row.id, str(exc))
+            store.articles.set_article_error(row.id, str(exc))
             errors.append(str(exc))
             log.error("not sending %s", exc)
             continue
@@ -362,7 +362,7 @@ def build_issue(
             format_findings(errors),
         )
     pages = render_article_pages(articles, settings, slugs)
-    return store.queue.create_issue(
+    return store.issues.create_issue(
         rendered,
         [p.article_id for p in picked],
         scheduled_for,
@@ -377,7 +377,7 @@ def _unique_article_slugs(store: Store, articles: list[Article]) -> list[str]:
     for article in articles:
         base = article_slug(article)
         candidate, n = base, 2
-        while candidate in slugs or store.queue.article_page_taken(candidate):
+        while candidate in slugs or store.issues.article_page_taken(candidate):
             candidate, n = f"{base}-{n}", n + 1
         slugs.append(candidate)
     return slugs
@@ -388,7 +388,7 @@ def _unique_slug(store: Store, prefix: str, lead: Article) -> str:
 
     slug = prefix + slugify(lead.title)
     candidate, n = slug, 2
-    while store.queue.issue_by_slug(candidate) is not None:
+    while store.issues.issue_by_slug(candidate) is not None:
         candidate, n = f"{slug}-{n}", n + 1
     return candidate
 
@@ -450,7 +450,7 @@ def _culprits(
 def _hold(ctx: SendContext, picked: Picked, reason: str) -> HeldArticle | None:
     """Hold the article and tell the editor once: a log line, and an email to
     `[editor] email` when set. The tick goes on with the next article."""
-    if not ctx.store.queue.hold_article(picked.article_id, reason):
+    if not ctx.store.articles.hold_article(picked.article_id, reason):
         return None
     held = HeldArticle(picked.article_id, picked.article.path.name, picked.article.title, reason)
     log.warning(
@@ -505,12 +505,12 @@ def latest_tick(settings: Settings, now: datetime) -> datetime | None:
 
 def held_tick(store: Store) -> datetime | None:
     """A tick missed by more than the grace period, waiting for the editor."""
-    value = store.leases.get_meta(HELD_TICK)
+    value = store.meta.get(HELD_TICK)
     return datetime.fromisoformat(value) if value else None
 
 
 def _served(store: Store, tick: datetime) -> bool:
-    value = store.leases.get_meta(LAST_TICK)
+    value = store.meta.get(LAST_TICK)
     return value is not None and datetime.fromisoformat(value) >= tick
 
 
@@ -539,7 +539,7 @@ def publish_tick(
     try:
         ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
         resumed = [
-            _send(ctx, issue_id, progress_factory) for issue_id in store.queue.unfinished_issues()
+            _send(ctx, issue_id, progress_factory) for issue_id in store.issues.unfinished_issues()
         ]
         if scheduled_for is not None and _served(store, scheduled_for):
             return TickResult(None, [], [], None, resumed, scheduled_for)
@@ -567,9 +567,9 @@ def publish_tick(
                 picked, more = pick(store, settings, now)
                 errors.extend(more)
         if scheduled_for is not None:
-            store.leases.set_meta(LAST_TICK, scheduled_for.isoformat())
+            store.meta.set(LAST_TICK, scheduled_for.isoformat())
         else:
-            store.leases.set_meta(
+            store.meta.set(
                 HELD_TICK, None
             )  # the editor sent by hand: nothing is held any more
         if issue_id is None:
@@ -602,15 +602,15 @@ def scheduled_work(
     later. Interrupted issues are finished either way."""
     store, settings = ctx.store, ctx.settings
     now = now or utcnow()
-    started = store.leases.get_meta(SCHEDULER_STARTED)
+    started = store.meta.get(SCHEDULER_STARTED)
     if started is None:
-        store.leases.set_meta(SCHEDULER_STARTED, now.isoformat())
+        store.meta.set(SCHEDULER_STARTED, now.isoformat())
         started = now.isoformat()
     tick = latest_tick(settings, now)
     if tick is not None and not _served(store, tick) and now - tick > settings.schedule.grace:
-        store.leases.set_meta(LAST_TICK, tick.isoformat())
+        store.meta.set(LAST_TICK, tick.isoformat())
         if tick > datetime.fromisoformat(started):
-            store.leases.set_meta(HELD_TICK, tick.isoformat())
+            store.meta.set(HELD_TICK, tick.isoformat())
             log.warning(
                 "the issue due at %s was missed by more than %s (the scheduler was not "
                 "running): holding it; run 'newsletter run' to send it now",
@@ -622,7 +622,7 @@ def scheduled_work(
     if tick is None or _served(store, tick):
         ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
         resumed = [
-            _send(ctx, issue_id, progress_factory) for issue_id in store.queue.unfinished_issues()
+            _send(ctx, issue_id, progress_factory) for issue_id in store.issues.unfinished_issues()
         ]
         return TickResult(None, [], [], None, resumed) if resumed else None
     return publish_tick(

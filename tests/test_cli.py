@@ -128,7 +128,7 @@ def test_a_brand_new_newsletter_reports_no_missed_issue(tmp_path):
     sent = len(emails(tmp_path, "issue-1"))
     proc = start(["-v", "scheduler"], tmp_path, {})
     store = open_store(tmp_path)
-    assert wait_until(lambda: store.leases.get_meta(publish.SCHEDULER_STARTED), timeout=60)
+    assert wait_until(lambda: store.meta.get(publish.SCHEDULER_STARTED), timeout=60)
     store.close()
     time.sleep(1.5)  # a few more heartbeats
     proc.terminate()

@@ -156,7 +156,7 @@ def test_alerts_go_to_every_editor_once_per_event(store, settings):
     publish.sync_queue(store, settings)
     publish.pick(store, settings, publish.utcnow())  # the scheduler notes the error
     issue_id, _ = uncertain_issue(store, ["u@example.com"])
-    store.queue.set_issue_status(issue_id, IssueStatus.PAUSED, error="the key was refused (401)")
+    store.issues.set_issue_status(issue_id, IssueStatus.PAUSED, error="the key was refused (401)")
 
     sent = alerts.send_alerts(store, settings, provider)
     subjects = sorted(a.subject for a in sent)

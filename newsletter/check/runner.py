@@ -91,7 +91,7 @@ def check_source(
     rendered = rendered_for(settings, store, source, layout)
     findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
     if store is not None:
-        findings += check_stored_issue(settings, store, store.queue.get_issue(int(source[0])))
+        findings += check_stored_issue(settings, store, store.issues.get_issue(int(source[0])))
     else:
         articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
         findings += check_articles(

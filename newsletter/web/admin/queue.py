@@ -40,7 +40,7 @@ def queue_page(
     ctx: Ctx, errors: list[str] | None = None, status_code: int = 200, layout_error: str = ""
 ) -> Response:
     view = publish.queue_view(ctx.store, ctx.settings)
-    ids = {row.filename: row.id for row in ctx.store.queue.queued()}
+    ids = {row.filename: row.id for row in ctx.store.articles.queued()}
     return ctx.page(
         "admin/queue.html",
         status_code,
@@ -142,7 +142,7 @@ def not_before(ctx: Ctx) -> Response:
 
 def remove_article(ctx: Ctx) -> Response:
     row = ctx.store.workspace.queued_article(_article_id(ctx))
-    ctx.store.queue.remove_article(row.filename)
+    ctx.store.articles.remove_article(row.filename)
     return ctx.redirect("/admin/queue", f"Removed {row.filename} from the queue.")
 
 
