@@ -131,9 +131,10 @@ def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> N
     """Copy FILE into issues/ and queue it last. Problems with the article contract are
     listed by file and line; errors among them keep the file out of the queue."""
     from newsletter import publish
+    from newsletter.conformance import validate_file
 
     article, target = publish.queue_add(app.store, app.settings, file, not_before, tz)
-    for problem in publish.contract_problems(app.settings, file):
+    for problem in validate_file(file, app.settings.contract):
         click.echo(str(problem), err=True)
     click.echo(f"queued {target.name}: {article.title}")
 
@@ -143,6 +144,7 @@ def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> N
 def queue_list(app: App) -> None:
     """Show the queue in sending order with the expected send date of each article."""
     from newsletter import publish
+    from newsletter.alerts import held_notice
 
     view = publish.queue_view(app.store, app.settings)
     # The listing and its notes go to one stream, so they never interleave in a shared pipe.
@@ -154,11 +156,7 @@ def queue_list(app: App) -> None:
             status = f"not before {_local(entry.not_before, app.settings)}"
         click.echo(f"{n:>3}. {entry.filename}  [{status}]  {entry.title}")
         if entry.status == "held":
-            click.echo(
-                "     held: the issue's check found errors; fix it, then "
-                f"'newsletter queue release {entry.filename}' "
-                "('newsletter run --force' sends it as it is):"
-            )
+            click.echo(f"     {held_notice(entry.filename)}:")
             for line in (entry.error or "").splitlines():
                 click.echo(f"       {line}")
             continue
@@ -211,11 +209,9 @@ def queue_release(app: App, article: str) -> None:
 @pass_app
 def queue_move(app: App, article: str, direction: str | None) -> None:
     """Move ARTICLE (its file name in issues/) one place up or down the queue."""
-    from newsletter import publish
-
     if direction is None:
         raise NewsletterError("say --up or --down")
-    if publish.queue_move(app.store, article, up=direction == "up"):
+    if app.store.workspace.swap_with_neighbour(Path(article).name, up=direction == "up"):
         click.echo(f"moved {Path(article).name} {direction}")
     else:
         click.echo(f"{Path(article).name} is already {'first' if direction == 'up' else 'last'}")
@@ -495,13 +491,10 @@ def _print_report(report: delivery.SendReport) -> None:
 
 
 def _print_held(held: list[publish.HeldArticle]) -> None:
+    from newsletter.alerts import held_notice
+
     for article in held:
-        click.echo(
-            f"held {article.filename} ({article.title}): its check found errors; the queue "
-            f"goes on without it. Fix it, then 'newsletter queue release {article.filename}'"
-            " ('newsletter run --force' sends it as it is):",
-            err=True,
-        )
+        click.echo(f"{held_notice(article.filename, article.title)}:", err=True)
         for line in article.reason.splitlines():
             click.echo(f"  {line}", err=True)
 
@@ -558,15 +551,14 @@ def status(app: App, issue_id: int | None) -> None:
                 f"the latest issue ({len(issues)} in all; 'newsletter status N' shows "
                 "issue N, 'newsletter issues' lists them)"
             )
+    from newsletter.alerts import held_notice
+
     if issue_id is not None:
         _print_status(app, issue_id)
     for row in app.store.articles.queued(held=True):
         if row.status != ArticleStatus.HELD:
             continue
-        click.echo(
-            f"held article {row.filename}: its check found errors; fix it, then "
-            f"'newsletter queue release {row.filename}':"
-        )
+        click.echo(f"{held_notice(row.filename, row.title)}:")
         for line in (row.last_error or "").splitlines():
             click.echo(f"  {line}")
 

@@ -71,7 +71,7 @@ def test_a_refused_article_is_held_the_next_goes_out_and_the_editor_is_told_once
     assert "draft.md  [held]" in listing.stdout and "TK" in listing.stdout
     assert "newsletter queue release draft.md" in listing.stdout
     status = run_cli(["status"], tmp_path)
-    assert "held article draft.md" in status.stdout and "TK" in status.stdout
+    assert "held draft.md" in status.stdout and "TK" in status.stdout
 
     # Held means held: the next run does not try it again, nor tell the editor twice.
     again = run_cli(["run"], tmp_path)

@@ -202,7 +202,6 @@ class Issues:
         with self._store.transaction(write=False) as conn:
             return [_page(r) for r in conn.execute(query)]
 
-
     def issue_pages(self, issue_id: int) -> list[PublishedArticle]:
         """The article pages published with an issue, in its order."""
         with self._store.transaction(write=False) as conn:
