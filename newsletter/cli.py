@@ -499,23 +499,62 @@ def _print_held(held: list[publish.HeldArticle]) -> None:
             click.echo(f"  {line}", err=True)
 
 
+def _print_plan(plan: publish.RunPlan) -> None:
+    click.echo("dry run: nothing is sent, no issue is made, nothing is used up")
+    for issue_id, left in plan.resume:
+        click.echo(f"would finish interrupted issue {issue_id}: {left} recipient(s) left")
+    for error in plan.skipped:
+        click.echo(f"would skip: {error}")
+    for held in plan.held:
+        click.echo(f"would hold {held.filename}: its check found errors:")
+        for line in held.reason.splitlines():
+            click.echo(f"  {line}")
+    if plan.subject is None:
+        click.echo("nothing to send: no queued article is due")
+        return
+    click.echo(f"would send to {plan.recipients} active subscriber(s)")
+    click.echo(f"  subject: {plan.subject}")
+    click.echo(f"  layout: {plan.layout}")
+    for article in plan.articles:
+        click.echo(f"  article: {article.filename} ({article.title})")
+    for line in plan.warnings:
+        click.echo(line)
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Accepted for scripts; 'run' always does one tick.")
 @click.option("--force", is_flag=True, help="Send even if the issue's check finds errors.")
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would go to whom; send and use up nothing."
+)
 @LAYOUT_OPTION
 @pass_app
-def run(app: App, once: bool, force: bool, layout: str | None) -> None:
+def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) -> None:
     """Do what a due tick does, now: finish any interrupted issue, then pick the queued
     articles, build the issue and send it to every active subscriber. An article whose check
-    fails is held and the next one goes out instead (--force sends it anyway)."""
+    fails is held and the next one goes out instead (--force sends it anyway). The check's
+    warnings are printed before sending. With no active subscriber nothing is sent and the
+    articles stay queued."""
     from newsletter import delivery, publish
     from newsletter.providers import make_provider
 
+    if dry_run:
+        plan = publish.plan_run(app.store, app.settings, force=force, layout=layout)
+        _print_plan(plan)
+        if plan.subject is not None and not plan.recipients:
+            raise NewsletterError(publish.NO_ACTIVE_SUBSCRIBER)
+        return
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
         ctx = delivery.SendContext.of(app.store, app.settings, provider)
-        result = publish.publish_tick(ctx, progress_factory=bars, force=force, layout=layout)
+        result = publish.publish_tick(
+            ctx,
+            progress_factory=bars,
+            force=force,
+            layout=layout,
+            warn=lambda line: click.echo(line, err=True),
+        )
     finally:
         bars.close()
     for error in result.errors:
