@@ -714,7 +714,8 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
 )
 @pass_app
 def serve(app: App, host: str, port: int, access_log: bool) -> None:
-    """Run the subscribers' web side: sign-up, unsubscribe, archive, SendGrid events."""
+    """Run the web side: sign-up, unsubscribe, archive, SendGrid events, and the editors'
+    workspace at /admin (accounts: 'newsletter editors add')."""
     from newsletter.web.app import serve as serve_web
 
     serve_web(app.settings, host, port, access_log=access_log)

@@ -62,7 +62,7 @@ def main() -> None:
         for h in range(24)
         for kind, n in (("open", 30), ("click", 8))
     ]
-    store.workspace.add_engagement_hours(tallies)
+    store.engagement.add_hours(tallies)
     store.queue.add_engagement(
         issue_id,
         opens=sum(t[3] for t in tallies if t[1] == "open"),

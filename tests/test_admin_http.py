@@ -284,7 +284,7 @@ def test_engagement_is_recorded_per_hour_and_drawn(tmp_path, monkeypatch):
             url = f"{web.url}/webhooks/sendgrid"
             assert sendgrid.post_events(events, url=url) == 200
             assert sendgrid.post_events(events, url=url) == 200  # a redelivery counts once
-            series = web.store.workspace.engagement_series(issue_id)
+            series = web.store.engagement.series(issue_id)
             # Tallied by the hour each reader opened or clicked (SendGrid's timestamp), not
             # the hour the webhook received them.
             two_hours_ago = datetime.fromtimestamp(hour - 7200, UTC)

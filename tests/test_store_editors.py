@@ -25,10 +25,10 @@ def db(database_url):
 
 def test_editor_rows(db):
     editor = add_editor(db, "Ed@Example.com", "correct horse battery", "Europe/Paris")
-    assert db.workspace.editor_by_email("ed@example.com").id == editor.id
+    assert db.editors.by_email("ed@example.com").id == editor.id
     with pytest.raises(NewsletterError, match="already exists"):
         add_editor(db, "ed@EXAMPLE.com", "correct horse battery")
-    assert [e.email for e in db.workspace.all_editors()] == ["Ed@example.com"]
+    assert [e.email for e in db.editors.all()] == ["Ed@example.com"]
     remove_editor(db, "ED@example.com")
     with pytest.raises(NotFound):
         remove_editor(db, "ed@example.com")
@@ -49,13 +49,13 @@ def test_throttle_counters_are_shared_through_the_database(db, database_url):
 
 def test_engagement_hours_add_up_and_alerts_are_claimed_once(db):
     hour = datetime(2026, 11, 27, 9, tzinfo=UTC)
-    db.workspace.add_engagement_hours([(7, "open", hour, 2), (7, "click", hour, 1)])
-    db.workspace.add_engagement_hours([(7, "open", hour, 3)])
-    assert sorted(db.workspace.engagement_series(7)) == [("click", hour, 1), ("open", hour, 5)]
-    assert db.workspace.claim_alert("paused:1") is True
-    assert db.workspace.claim_alert("paused:1") is False
-    db.workspace.release_alert("paused:1")
-    assert db.workspace.claim_alert("paused:1") is True
+    db.engagement.add_hours([(7, "open", hour, 2), (7, "click", hour, 1)])
+    db.engagement.add_hours([(7, "open", hour, 3)])
+    assert sorted(db.engagement.series(7)) == [("click", hour, 1), ("open", hour, 5)]
+    assert db.alerts.claim("paused:1") is True
+    assert db.alerts.claim("paused:1") is False
+    db.alerts.release("paused:1")
+    assert db.alerts.claim("paused:1") is True
 
 
 def test_queue_moves_and_search(db):
@@ -70,9 +70,9 @@ def test_queue_moves_and_search(db):
         {"email": f"Reader{i:03d}@example.com", "name": f"Zoë {i:03d}", "token": new_token(secret)}
         for i in range(30)
     )
-    page = db.workspace.search_subscribers("reader01", limit=5)
+    page = db.subscribers.search("reader01", limit=5)
     assert [r.email for r in page.rows] == [f"Reader{i:03d}@example.com" for i in range(10, 15)]
-    rest = db.workspace.search_subscribers("reader01", after=page.next_cursor, limit=5)
+    rest = db.subscribers.search("reader01", after=page.next_cursor, limit=5)
     assert [r.email for r in rest.rows] == [f"Reader{i:03d}@example.com" for i in range(15, 20)]
-    named = db.workspace.search_subscribers("zoë 02", field="name", limit=100)
+    named = db.subscribers.search("zoë 02", field="name", limit=100)
     assert [r.name for r in named.rows] == [f"Zoë {i:03d}" for i in range(20, 30)]

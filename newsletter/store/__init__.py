@@ -9,8 +9,10 @@ owns its SQL and returns `newsletter.records`:
     store.deliveries    the delivery log: plan, claim, mark, settle, count
     store.leases        the sending lease, and small pieces of state (meta)
     store.events        webhook idempotency
-    store.workspace     the editors' workspace: accounts, alerts, engagement per hour, queue
-                        moves, subscriber search
+    store.editors       editor accounts and their server-side sessions
+    store.engagement    opens and clicks per issue and hour (the workspace's chart)
+    store.alerts        alerts already sent to the editors (once per event)
+    store.workspace     the workspace's queue moves and the issues needing an editor
     store.publication   the counter the public pages are cached on
 
 The delivery log is the truth about who has an issue; the same code runs on the embedded

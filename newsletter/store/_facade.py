@@ -13,7 +13,10 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from newsletter.store._errors import map_error
+from newsletter.store.alerts import Alerts
 from newsletter.store.deliveries import Deliveries
+from newsletter.store.editors import Editors
+from newsletter.store.engagement import Engagement
 from newsletter.store.events import Events
 from newsletter.store.leases import Leases
 from newsletter.store.publication import Publication
@@ -75,6 +78,9 @@ class Store:
         self.leases = Leases(self)
         self.events = Events(self)
         self.workspace = Workspace(self)
+        self.editors = Editors(self)
+        self.engagement = Engagement(self)
+        self.alerts = Alerts(self)
         self.publication = Publication(self)
         self.rate_limits = RateLimits(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of
