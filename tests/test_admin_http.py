@@ -406,7 +406,7 @@ def test_import_report_export_and_unsubscribe(web):
 
 
 def test_not_before_is_read_in_the_editors_time_zone(web):
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     add_editor(web.store, "ny@example.com", PASSWORD, timezone="America/New_York")
     article_id = queue_one(web)

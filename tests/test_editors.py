@@ -11,7 +11,13 @@ import pytest
 from newsletter import alerts, publish
 from newsletter.cadence import update_cadence
 from newsletter.config import load_settings
-from newsletter.editors import add_editor, authenticate, change_password
+from newsletter.editors import (
+    add_editor,
+    authenticate,
+    change_password,
+    editor_for_session,
+    start_session,
+)
 from newsletter.exceptions import ConfigError, NewsletterError
 from newsletter.providers import make_provider
 from newsletter.records import IssueStatus
@@ -51,14 +57,16 @@ def test_editors_from_the_command_line(folder):
     assert gone.returncode == 1 and "no editor" in gone.stderr
 
 
-def test_passwords_are_argon2_hashes_and_changes_bump_the_session(store):
+def test_passwords_are_argon2_hashes_and_changes_end_the_sessions(store):
     editor = add_editor(store, "ed@example.com", PASSWORD)
     assert store.editors.by_email("ed@example.com").password_hash.startswith("$argon2id$")
     assert authenticate(store, "ED@example.com", PASSWORD) == editor
     assert authenticate(store, "ed@example.com", PASSWORD + "!") is None
     assert authenticate(store, "nobody@example.com", PASSWORD) is None
-    changed = change_password(store, "ed@example.com", "a new long password")
-    assert changed.session_version == editor.session_version + 1
+    session = start_session(store, editor)
+    assert editor_for_session(store, session) == editor
+    change_password(store, "ed@example.com", "a new long password")
+    assert editor_for_session(store, session) is None
     with pytest.raises(NewsletterError, match="not a valid address"):
         add_editor(store, "not an address", PASSWORD)
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsletter.editors import add_editor, remove_editor
+from newsletter.editors import add_editor, editor_for_session, remove_editor, start_session
 from newsletter.exceptions import NewsletterError, NotFound
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.tokens import new_token
-from newsletter.web.admin.session import ACCOUNT_LIMIT, LoginThrottle
+from newsletter.web.admin.session import PAIR_LIMIT, LoginThrottle
 
 
 @pytest.fixture
@@ -36,15 +36,28 @@ def test_editor_rows(db):
 
 def test_throttle_counters_are_shared_through_the_database(db, database_url):
     first, second = LoginThrottle(db), LoginThrottle(Store(database_url))  # two processes
-    for _ in range(ACCOUNT_LIMIT.amount - 1):
+    for _ in range(PAIR_LIMIT.amount - 1):
         first.failed("ed@example.com", "10.0.0.1")
-    assert second.allowed("ed@example.com", "10.0.0.2")
-    second.failed("ed@example.com", "10.0.0.2")
-    assert not first.allowed("ed@example.com", "10.0.0.3")
-    assert first.retry_after("ed@example.com", "10.0.0.3") > 0
-    assert first.allowed("other@example.com", "10.0.0.1")
-    second.succeeded("ed@example.com")
-    assert first.allowed("ed@example.com", "10.0.0.3")
+    assert second.check("ed@example.com", "10.0.0.1").allowed
+    second.failed("ed@example.com", "10.0.0.1")
+    refused = first.check("ed@example.com", "10.0.0.1")
+    assert not refused.allowed and refused.retry_after > 0
+    # Another client, for the same account, is only slowed down; another account is free.
+    other = first.check("ed@example.com", "10.0.0.3")
+    assert other.allowed and other.delay > 0
+    assert first.check("other@example.com", "10.0.0.1") == first.check("x@example.com", "a")
+    second.succeeded("ed@example.com", "10.0.0.1")
+    assert first.check("ed@example.com", "10.0.0.1").allowed
+
+
+def test_sessions_are_rows_that_end_with_the_account_and_ids_are_not_reused(db):
+    editor = add_editor(db, "ed@example.com", "correct horse battery")
+    session = start_session(db, editor)
+    assert editor_for_session(db, session) == editor
+    remove_editor(db, "ed@example.com")
+    assert editor_for_session(db, session) is None and db.editors.sessions_of(editor.id) == 0
+    again = add_editor(db, "ed@example.com", "correct horse battery")
+    assert again.id != editor.id and editor_for_session(db, session) is None
 
 
 def test_engagement_hours_add_up_and_alerts_are_claimed_once(db):
