@@ -87,7 +87,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     """What needs an editor now (whether or not it was already told)."""
     base = f"{settings.base_url}/admin"
     found: list[Alert] = []
-    for row in store.workspace.articles_with_errors():
+    for row in store.articles.articles_with_errors():
         found.append(
             Alert(
                 f"unreadable-article:{row.id}:{_digest(row.last_error)}",
@@ -109,7 +109,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 f"{base}/queue",
             )
         )
-    for issue in store.workspace.issues_needing_editors():
+    for issue in store.issues.issues_needing_editors():
         if issue.status == "paused":
             refused = "refused" in (issue.last_error or "").lower() or "401" in (
                 issue.last_error or ""

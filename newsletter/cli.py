@@ -211,7 +211,7 @@ def queue_move(app: App, article: str, direction: str | None) -> None:
     """Move ARTICLE (its file name in issues/) one place up or down the queue."""
     if direction is None:
         raise NewsletterError("say --up or --down")
-    if app.store.workspace.swap_with_neighbour(Path(article).name, up=direction == "up"):
+    if app.store.articles.swap_with_neighbour(Path(article).name, up=direction == "up"):
         click.echo(f"moved {Path(article).name} {direction}")
     else:
         click.echo(f"{Path(article).name} is already {'first' if direction == 'up' else 'last'}")

@@ -14,7 +14,6 @@ owns its SQL and returns `newsletter.records`:
     store.editors       editor accounts and their server-side sessions
     store.engagement    opens and clicks per issue and hour (the workspace's chart)
     store.alerts        alerts already sent to the editors (once per event)
-    store.workspace     the workspace's queue moves and the issues needing an editor
     store.publication   the counter the public pages are cached on
 
 The delivery log is the truth about who has an issue; the same code runs on the embedded

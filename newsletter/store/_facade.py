@@ -25,7 +25,6 @@ from newsletter.store.publication import Publication
 from newsletter.store.rate_limits import RateLimits
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
-from newsletter.store.workspace import Workspace
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -79,7 +78,6 @@ class Store:
         self.deliveries = Deliveries(self)
         self.meta = Meta(self)
         self.events = Events(self)
-        self.workspace = Workspace(self)
         self.editors = Editors(self)
         self.engagement = Engagement(self)
         self.alerts = Alerts(self)

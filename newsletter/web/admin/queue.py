@@ -139,16 +139,16 @@ def next_layout(ctx: Ctx) -> Response:
 
 
 def move_article(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     up = ctx.form.get("direction") == "up"
-    moved = ctx.store.workspace.swap_with_neighbour(row.filename, up)
+    moved = ctx.store.articles.swap_with_neighbour(row.filename, up)
     where = "up" if up else "down"
     message = f"Moved {row.filename} {where}." if moved else f"{row.filename} stays."
     return ctx.redirect("/admin/queue", message)
 
 
 def not_before(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     value = "" if "clear" in ctx.form else ctx.form.get("not_before", "")
     try:
         value = _bounded(value) or ""
@@ -161,7 +161,7 @@ def not_before(ctx: Ctx) -> Response:
 
 
 def remove_article(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     ctx.store.articles.remove_article(row.filename)
     return ctx.redirect("/admin/queue", f"Removed {row.filename} from the queue.")
 
@@ -206,7 +206,7 @@ def _preview(ctx: Ctx, filename: str, layout: str | None = None) -> Preview:
 
 
 def preview_page(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     layout, upcoming = _layout_for(ctx, row.filename)
     try:
         preview = _preview(ctx, row.filename, layout)
@@ -239,7 +239,7 @@ _DARK_MEDIA = re.compile(r"@media\s*\(\s*prefers-color-scheme\s*:\s*dark\s*\)", 
 def email_document(ctx: Ctx) -> Response:
     """The finished HTML for the preview's frames; `?view=dark` applies the email's dark-mode
     rules whatever the editor's own setting (as a dark-mode mail app would)."""
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     html = _preview(ctx, row.filename, _layout_for(ctx, row.filename)[0]).html
     if ctx.request.query_params.get("view") == "dark":
         html = _DARK_MEDIA.sub("@media all", html)
@@ -254,7 +254,7 @@ def email_document(ctx: Ctx) -> Response:
 
 
 def send_test(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     wait = ctx.admin.proofs.hit(ctx.editor.id)
     if wait:
         minutes = -(-wait // 60)
