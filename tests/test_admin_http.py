@@ -614,6 +614,7 @@ def test_a_valid_token_from_another_origin_is_refused(web):
     for headers in (
         {"Origin": "https://evil.example"},
         {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
         {"Origin": web.url, "Sec-Fetch-Site": "cross-site"},
         {"Sec-Fetch-Site": "cross-site"},  # a browser that left Origin out
     ):
@@ -629,6 +630,9 @@ def test_a_valid_token_from_another_origin_is_refused(web):
         {"Origin": "https://evil.example"},
     )
     assert reply.status == 403 and "nl_admin" not in stranger.cookies
+    # A page with Referrer-Policy: no-referrer (ours) makes browsers send Origin: null; then
+    # Sec-Fetch-Site says whether the form was this site's.
+    assert [a.id for a in web.store.articles.queued()] == [article_id]
     # The site's own origin, as a browser sends it, passes.
     reply = browser.post(
         remove, {"csrf_token": token}, {"Origin": web.url, "Sec-Fetch-Site": "same-origin"}

@@ -136,6 +136,10 @@ def same_origin(request: Request, base_url: str) -> bool:
         return fetch_site is None
     if fetch_site not in (None, "same-origin", "none"):
         return False
+    if origin == "null":
+        # What browsers send from a page whose Referrer-Policy is no-referrer (ours): then
+        # Sec-Fetch-Site, which that policy does not touch, says where the form came from.
+        return fetch_site == "same-origin"
     own = {_origin_of(base_url), _origin_of(str(request.base_url))}
     return origin.lower() in own
 
