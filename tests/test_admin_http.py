@@ -638,3 +638,13 @@ def test_a_valid_token_from_another_origin_is_refused(web):
         remove, {"csrf_token": token}, {"Origin": web.url, "Sec-Fetch-Site": "same-origin"}
     )
     assert reply.status == 303 and web.store.articles.queued() == []
+
+
+def test_the_queue_runs_dry_notice_is_said_once(web):
+    queue_one(web)  # one article, a cadence of several ticks ahead: the queue runs dry
+    browser = Browser(web)
+    browser.sign_in()
+    page = browser.get("/admin/queue")
+    assert page.status == 200
+    assert page.text.count("the queue runs dry") == 1
+    assert page.text.count("Nothing to send at") == 1 and "ticks after it" in page.text
