@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass
 
 from newsletter import publish
-from newsletter.config import Settings
 from newsletter.editors import list_editors
 from newsletter.exceptions import NewsletterError
 from newsletter.providers import Message, Provider
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)

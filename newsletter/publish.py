@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
-from newsletter.config import Settings
 from newsletter.conformance import ERROR, ContractProblem, validate_file
 from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
 from newsletter.exceptions import ArticleError, CheckFailed, ContractBroken, NewsletterError
 from newsletter.layouts import LAYOUTS, article_slug, choose_layout
 from newsletter.records import ArticleStatus, DeliveryState, utcnow
 from newsletter.render import render_article_pages, render_fitting
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)

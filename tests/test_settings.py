@@ -1,4 +1,4 @@
-"""Settings: one source of defaults (newsletter.settings_file), the file `init` writes generated
+"""Settings: one source of defaults (newsletter.settings.schema), the file `init` writes generated
 from it, and a wrong value named in one line by file, setting and expected type."""
 
 from __future__ import annotations
@@ -9,9 +9,15 @@ import tomllib
 
 import pytest
 
-from newsletter.config import load_settings, settings_from_dict, write_default_config
 from newsletter.exceptions import ConfigError
-from newsletter.settings_file import SettingsFile, default_toml, parse
+from newsletter.settings import (
+    SettingsFile,
+    default_toml,
+    load_settings,
+    settings_from_dict,
+    write_default_config,
+)
+from newsletter.settings.schema import parse
 from tests.conftest import run_cli
 
 
@@ -19,7 +25,7 @@ def test_generated_file_loads_back_to_exactly_the_defaults(tmp_path):
     write_default_config(tmp_path)
     text = (tmp_path / "newsletter.toml").read_text(encoding="utf-8")
     assert text == default_toml()
-    assert parse(tomllib.loads(text), {}, "newsletter.toml") == SettingsFile()
+    assert parse(tomllib.loads(text), "newsletter.toml") == SettingsFile()
     # An empty file, the generated one and no file at all are the same settings.
     assert load_settings(tmp_path / "newsletter.toml", env={}) == settings_from_dict({}, tmp_path)
 
@@ -64,7 +70,7 @@ def test_defaults_agree_everywhere(tmp_path):
         (
             "batch_size = 1000",
             'batch_size = "lots"',
-            '[sendgrid] batch_size: expected an integer, got "lots"',
+            '[delivery] batch_size: expected an integer, got "lots"',
         ),
         (
             "grace_hours = 6",
@@ -85,7 +91,7 @@ def test_defaults_agree_everywhere(tmp_path):
         (
             "concurrency = 4",
             "concurrency = 0",
-            "[sendgrid] concurrency: input should be greater than or equal to 1",
+            "[delivery] concurrency: input should be greater than or equal to 1",
         ),
         (
             "resend_uncertain = false",
