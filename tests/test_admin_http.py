@@ -470,3 +470,19 @@ def test_parallel_cadence_saves_all_succeed_and_keep_the_file_whole(web):
     assert written == {**written, "days": [days[i % 7]], "articles_per_issue": i % 5 + 1}
     assert stat.S_IMODE(config.stat().st_mode) == 0o640
     assert not [p for p in os.listdir(config.parent) if p.endswith(".tmp")]
+
+
+def test_the_cadence_form_refuses_a_huge_count(web):
+    """Security point 8: a 400-digit articles_per_issue was written to newsletter.toml."""
+    config = web.settings.root / "newsletter.toml"
+    before = config.read_text(encoding="utf-8")
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/schedule"))
+    for count in ("9" * 400, "51"):
+        reply = browser.post(
+            "/admin/schedule",
+            {"csrf_token": token, "day_mon": "1", "time": "09:00", "articles_per_issue": count},
+        )
+        assert reply.status == 400 and "[schedule] articles_per_issue" in reply.text
+    assert config.read_text(encoding="utf-8") == before
