@@ -266,8 +266,7 @@ def test_delivery_knobs_under_sendgrid_still_read_with_a_warning(tmp_path):
     out = run_cli(["run"], tmp_path)
     assert out.returncode == 0, out.stderr
     warning = (
-        f"{config.resolve()}: [sendgrid] batch_size is deprecated: move it to [delivery] "
-        "batch_size"
+        f"{config.resolve()}: [sendgrid] batch_size is deprecated: move it to [delivery] batch_size"
     )
     assert [line for line in out.stderr.splitlines() if "deprecated" in line] == [
         f"WARNING newsletter.settings.load: {warning}"
