@@ -524,7 +524,7 @@ WIDTH = 94  # the generated file's comments are wrapped at this width, and long 
 
 
 def _comment(text: str) -> list[str]:
-    return [f"# {line}" for line in textwrap.wrap(text, width=WIDTH)]
+    return [f"# {line}" for line in textwrap.wrap(text, width=WIDTH, break_on_hyphens=False)]
 
 
 def _setting(key: str, value: Any) -> list[str]:
