@@ -426,3 +426,15 @@ def test_the_cadence_form_writes_newsletter_toml(web):
         {"csrf_token": token, "time": "25:00", "articles_per_issue": "1", "day_mon": "1"},
     )
     assert bad.status == 400 and "[schedule] time" in bad.text
+
+
+def test_the_queue_page_says_each_warning_once(web):
+    # One queued article and a cadence of several runs ahead: the later runs find nothing.
+    queue_one(web)
+    browser = Browser(web)
+    browser.sign_in()
+    page = browser.get("/admin/queue")
+    assert page.status == 200
+    assert page.text.count("the queue runs dry") == 1
+    assert re.search(r"and \d+ later runs?: the queue runs dry", page.text), page.text
+    assert page.text.count('class="warning"') == 1
