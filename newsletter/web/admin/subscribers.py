@@ -13,7 +13,7 @@ from starlette.responses import FileResponse, Response
 from newsletter.exceptions import NotFound
 from newsletter.records import SubscriberStatus
 from newsletter.store.workspace import SEARCH_FIELDS
-from newsletter.subscribers import export_csv, import_csv
+from newsletter.subscribers import export_csv, import_csv_chunked
 from newsletter.web.admin.base import Ctx
 
 STATUSES = tuple(s.value for s in SubscriberStatus)
@@ -55,7 +55,7 @@ def import_subscribers(ctx: Ctx) -> Response:
     with tempfile.TemporaryDirectory(prefix="newsletter-import-") as folder:
         source = Path(folder) / "upload.csv"
         source.write_bytes(upload[1])
-        result = import_csv(ctx.store, source)
+        result = import_csv_chunked(ctx.store, source)
     return subscribers_page(ctx, report=result, report_name=name)
 
 
