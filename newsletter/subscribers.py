@@ -327,7 +327,9 @@ def import_csv_chunked(
             continue
         verdict = _check_row(row, {})
         if isinstance(verdict, RowProblem):  # the file changed between the two passes
-            raise NewsletterError(f"{path}:{row.line}: changed during the import: {verdict.message}")
+            raise NewsletterError(
+                f"{path}:{row.line}: changed during the import: {verdict.message}"
+            )
         batch.append(verdict)
         done += 1
         if len(batch) >= chunk:
