@@ -356,3 +356,32 @@ def test_a_chunked_import_refuses_a_quoting_error_before_writing_anything(tmp_pa
     with pytest.raises(NewsletterError, match=r"list.csv:22: CSV quoting error"):
         import_csv_chunked(store, path, chunk=1)
     assert store.subscribers.count() == 0
+
+
+def test_a_semicolon_csv_from_excel_imports_with_or_without_bom(tmp_path):
+    """Excel's "CSV" where the decimal mark is a comma (most of Europe) separates with
+    semicolons; names keep their commas."""
+    assert run_cli(["init", str(tmp_path)], tmp_path).returncode == 0
+    rows = 'email;name;status\r\nann@example.com;"Archer, Ann";active\r\nbob@example.com;Bob;unsubscribed\r\n'
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + rows.encode("utf-8"))
+    (tmp_path / "plain.csv").write_text(rows.replace("ann@", "cy@").replace("bob@", "di@"))
+    for name in ("bom.csv", "plain.csv"):
+        done = run_cli(["subscribers", "import", name], tmp_path)
+        assert done.returncode == 0, done.stderr
+    listing = run_cli(["subscribers", "list"], tmp_path).stdout
+    assert "Archer, Ann" in listing and "cy@example.com" in listing
+    store = Store(load_settings(tmp_path / "newsletter.toml", env={}).database_url)
+    try:
+        assert store.subscribers.by_email("bob@example.com").status == "unsubscribed"
+        assert store.subscribers.by_email("di@example.com").status == "unsubscribed"
+    finally:
+        store.close()
+
+
+def test_a_header_without_email_names_the_delimiter_it_was_read_with(tmp_path):
+    assert run_cli(["init", str(tmp_path)], tmp_path).returncode == 0
+    (tmp_path / "odd.csv").write_text("address;name\nann@example.com;Ann\n")
+    done = run_cli(["subscribers", "import", "odd.csv"], tmp_path)
+    assert done.returncode == 1
+    assert "no 'email' column" in done.stderr and "';' (semicolon)" in done.stderr
+    assert "Traceback" not in done.stderr
