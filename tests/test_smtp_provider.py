@@ -48,7 +48,8 @@ def smtp_settings(port: int, **overrides) -> SMTPSettings:
 def readers(count: int, *special: str) -> tuple[Recipient, ...]:
     emails = [f"reader{i:03d}@example.com" for i in range(count)] + list(special)
     return tuple(
-        Recipient(sid, email, f"Reader {sid}", f"tok{sid:05d}.sig") for sid, email in enumerate(emails, 1)
+        Recipient(sid, email, f"Reader {sid}", f"tok{sid:05d}.sig")
+        for sid, email in enumerate(emails, 1)
     )
 
 
@@ -78,7 +79,9 @@ def test_each_reader_gets_their_own_message_with_a_verp_envelope(settings, rende
     assert all(mid.startswith("Q") for mid in accepted.message_ids.values())  # queue ids
     assert accepted.rejected == {} and accepted.deferred == {} and accepted.uncertain == {}
     got = messages(tmp_path / "md")
-    assert sorted(m["To"].addresses[0].addr_spec for m in got) == sorted(r.email for r in recipients)
+    assert sorted(m["To"].addresses[0].addr_spec for m in got) == sorted(
+        r.email for r in recipients
+    )
     by_to = {m["To"].addresses[0].addr_spec: m for m in got}
     for recipient, unsubscribe in zip(recipients, batch.unsubscribe_urls, strict=True):
         message = by_to[recipient.email]
@@ -86,13 +89,17 @@ def test_each_reader_gets_their_own_message_with_a_verp_envelope(settings, rende
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message["Message-ID"].endswith("@" + settings.from_email.rpartition("@")[2] + ">")
         assert message["X-Envelope-From"] == verp_address("bounces@example.com", 7, recipient.token)
-        assert message["X-Envelope-From"] == f"bounces+7-tok{recipient.subscriber_id:05d}@example.com"
+        assert (
+            message["X-Envelope-From"] == f"bounces+7-tok{recipient.subscriber_id:05d}@example.com"
+        )
         text = message.get_body(("plain",)).get_content()
         assert unsubscribe in text and recipient.name in text
 
 
 def test_answers_map_to_outcomes(settings, rendered, tmp_path):
-    recipients = readers(6, "gone@example.com", "busy@example.com", "spam@example.com", "lost@example.com")
+    recipients = readers(
+        6, "gone@example.com", "busy@example.com", "spam@example.com", "lost@example.com"
+    )
     sid = {r.email: r.subscriber_id for r in recipients}
     faults = {
         "refuse": {"gone@example.com": "550 5.1.1 <gone@example.com>: no such user"},
@@ -101,8 +108,12 @@ def test_answers_map_to_outcomes(settings, rendered, tmp_path):
         "drop_after_data": ["lost@example.com"],
     }
     batch = OutgoingBatch.of(settings, 3, 1, rendered, recipients)
-    with SMTPServerProcess(maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json") as server:
-        provider = SMTPProvider(settings, smtp=smtp_settings(server.port, connections=1, max_retries=1))
+    with SMTPServerProcess(
+        maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json"
+    ) as server:
+        provider = SMTPProvider(
+            settings, smtp=smtp_settings(server.port, connections=1, max_retries=1)
+        )
         accepted = provider.send(batch)
         provider.close()
     assert set(accepted.message_ids) == {sid[f"reader{i:03d}@example.com"] for i in range(6)}
@@ -120,7 +131,9 @@ def test_421_mid_session_reconnects_and_every_reader_gets_one(settings, rendered
     recipients = readers(30)
     faults = {"close_after_messages": 4}
     batch = OutgoingBatch.of(settings, 3, 1, rendered, recipients)
-    with SMTPServerProcess(maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json") as server:
+    with SMTPServerProcess(
+        maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json"
+    ) as server:
         provider = SMTPProvider(settings, smtp=smtp_settings(server.port, max_retries=10))
         accepted = provider.send(batch)
         provider.close()
@@ -138,7 +151,9 @@ def test_nothing_listening_is_transient_not_a_refusal(settings, rendered):
 
 def test_unknown_host_is_named(settings, rendered):
     batch = OutgoingBatch.of(settings, 3, 1, rendered, readers(1))
-    provider = SMTPProvider(settings, smtp=smtp_settings(25, host="smtp.invalid", security="starttls"))
+    provider = SMTPProvider(
+        settings, smtp=smtp_settings(25, host="smtp.invalid", security="starttls")
+    )
     with pytest.raises(TransientError, match="smtp.invalid"):
         provider.send(batch)
 
@@ -188,19 +203,23 @@ def test_starttls_with_auth(settings, rendered, tmp_path):
     with SMTPServerProcess(maildir=tmp_path / "md", auth=("news", "s3cret"), cert=cert) as server:
         base = dict(host="localhost", security="starttls", username="news")
         # Self-signed without [smtp] ca_file: refused, with the setting to use.
-        untrusted = SMTPProvider(settings, smtp=smtp_settings(server.port, password="s3cret", **base))
+        untrusted = SMTPProvider(
+            settings, smtp=smtp_settings(server.port, password="s3cret", **base)
+        )
         with pytest.raises(ConfigError, match=r"\[smtp\] ca_file"):
             untrusted.send(batch)
         # A wrong password: the send stops, naming the setting, never the password.
         wrong = SMTPProvider(
-            settings, smtp=smtp_settings(server.port, password="wrong-pw", ca_file=str(cert[0]), **base)
+            settings,
+            smtp=smtp_settings(server.port, password="wrong-pw", ca_file=str(cert[0]), **base),
         )
         with pytest.raises(CredentialsRefused) as refused:
             wrong.send(batch)
         assert "SMTP_PASSWORD" in str(refused.value) and "wrong-pw" not in str(refused.value)
         assert not (tmp_path / "md").exists() or messages(tmp_path / "md") == []
         good = SMTPProvider(
-            settings, smtp=smtp_settings(server.port, password="s3cret", ca_file=str(cert[0]), **base)
+            settings,
+            smtp=smtp_settings(server.port, password="s3cret", ca_file=str(cert[0]), **base),
         )
         accepted = good.send(batch)
         good.close()
@@ -220,7 +239,9 @@ def test_dkim_signatures_verify_against_the_published_key(settings, rendered, tm
     import base64
 
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-    signer = DKIMSigner.load(selector="news", domain="example.com", key_file="", key_pem=pem.decode())
+    signer = DKIMSigner.load(
+        selector="news", domain="example.com", key_file="", key_pem=pem.decode()
+    )
     batch = OutgoingBatch.of(settings, 3, 1, rendered, readers(4))
     with SMTPServerProcess(maildir=tmp_path / "md") as server:
         provider = SMTPProvider(settings, smtp=smtp_settings(server.port), sign=signer.sign)
@@ -241,4 +262,6 @@ def test_dkim_signatures_verify_against_the_published_key(settings, rendered, tm
         for header in ("list-unsubscribe", "list-unsubscribe-post", "from", "to", "subject"):
             assert header in signed.lower()
         # Tampering with the unsubscribe link breaks the signature.
-        assert not dkim.verify(raw.replace(b"List-Unsubscribe: <", b"List-Unsubscribe: <x"), dnsfunc=dns)
+        assert not dkim.verify(
+            raw.replace(b"List-Unsubscribe: <", b"List-Unsubscribe: <x"), dnsfunc=dns
+        )

@@ -163,10 +163,12 @@ class SMTPProvider:
         sign: Callable[[bytes], bytes] | None = None,
     ) -> None:
         if smtp.security not in SECURITIES:
-            raise ConfigError(f"[smtp] security: expected one of {SECURITIES}, got {smtp.security!r}")
+            raise ConfigError(
+                f"[smtp] security: expected one of {SECURITIES}, got {smtp.security!r}"
+            )
         if smtp.security == "none" and smtp.host not in LOOPBACK_HOSTS:
             raise ConfigError(
-                f"[smtp] security = \"none\" sends the password and every message in clear: "
+                f'[smtp] security = "none" sends the password and every message in clear: '
                 f"allowed only for 127.0.0.1/localhost, not {smtp.host!r}"
             )
         self.settings = settings
@@ -218,7 +220,9 @@ class SMTPProvider:
                 '= "tls" for port 465, or "none" for a server on 127.0.0.1'
             ) from None
         except socket.gaierror as exc:
-            raise TransientError(f"cannot resolve the SMTP host {s.host!r}: {exc.strerror}") from None
+            raise TransientError(
+                f"cannot resolve the SMTP host {s.host!r}: {exc.strerror}"
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"cannot reach the SMTP server {where}: {_reason(exc)}") from None
         conn.sent_count = 0  # type: ignore[attr-defined]
@@ -255,7 +259,9 @@ class SMTPProvider:
         outcomes = _Outcomes()
         jobs = []
         message_ids = template.message_ids(len(batch.recipients))
-        for r, url, message_id in zip(batch.recipients, batch.unsubscribe_urls, message_ids, strict=True):
+        for r, url, message_id in zip(
+            batch.recipients, batch.unsubscribe_urls, message_ids, strict=True
+        ):
             try:
                 pieces = template.for_recipient(batch.rendered, r, url, message_id)
             except UnwritableAddress as exc:
@@ -274,7 +280,12 @@ class SMTPProvider:
                 for i in range(lanes)
             ]:
                 future.result()
-        if not outcomes.sent and not outcomes.refused and not outcomes.uncertain and outcomes.deferred:
+        if (
+            not outcomes.sent
+            and not outcomes.refused
+            and not outcomes.uncertain
+            and outcomes.deferred
+        ):
             reasons = sorted(set(outcomes.deferred.values()))
             raise TransientError(f"the SMTP server {self.smtp.describe()} took none: {reasons[0]}")
         return outcomes.accepted()
@@ -320,7 +331,12 @@ class SMTPProvider:
         _defer(outcomes, pending, "")
 
     def _one(
-        self, conn: _Connection, issue_id: int, recipient: Recipient, message: bytes, outcomes: _Outcomes
+        self,
+        conn: _Connection,
+        issue_id: int,
+        recipient: Recipient,
+        message: bytes,
+        outcomes: _Outcomes,
     ) -> bool:
         """Send one message; False when it should be tried again (on a new connection if
         this one broke)."""
@@ -331,7 +347,11 @@ class SMTPProvider:
             else self.from_email
         )
         utf8 = not recipient.email.isascii()
-        options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else (["BODY=8BITMIME"] if conn.has_extn("8bitmime") else [])
+        options = (
+            ["SMTPUTF8", "BODY=8BITMIME"]
+            if utf8
+            else (["BODY=8BITMIME"] if conn.has_extn("8bitmime") else [])
+        )
         conn.payload_sent = False
         try:
             if utf8 and not conn.has_extn("smtputf8"):
@@ -353,7 +373,8 @@ class SMTPProvider:
             if code != 250:
                 return self._answer(conn, sid, code, reply, outcomes, stage="DATA")
         except smtplib.SMTPDataError as exc:  # the answer to DATA itself (not 354)
-            return self._answer(conn, sid, exc.smtp_code, exc.smtp_error, outcomes, stage="DATA")
+            said = exc.smtp_error if isinstance(exc.smtp_error, bytes) else exc.smtp_error.encode()
+            return self._answer(conn, sid, exc.smtp_code, said, outcomes, stage="DATA")
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             conn.broken = True  # type: ignore[attr-defined]
             if conn.payload_sent:
@@ -372,7 +393,14 @@ class SMTPProvider:
         return True
 
     def _answer(
-        self, conn: _Connection, sid: int, code: int, reply: bytes, outcomes: _Outcomes, *, stage: str
+        self,
+        conn: _Connection,
+        sid: int,
+        code: int,
+        reply: bytes,
+        outcomes: _Outcomes,
+        *,
+        stage: str,
     ) -> bool:
         text = reply.decode("utf-8", "replace")
         said = f"{code} {text} (at {stage})"
@@ -400,7 +428,11 @@ def _defer(outcomes: _Outcomes, jobs: list[tuple[Recipient, bytes]], reason: str
     with outcomes.lock:
         for recipient, _ in jobs:
             sid = recipient.subscriber_id
-            if sid not in outcomes.sent and sid not in outcomes.refused and sid not in outcomes.uncertain:
+            if (
+                sid not in outcomes.sent
+                and sid not in outcomes.refused
+                and sid not in outcomes.uncertain
+            ):
                 outcomes.deferred[sid] = outcomes.deferred.get(sid) or reason
 
 

@@ -51,7 +51,10 @@ class Faults:
     @classmethod
     def from_json(cls, text: str) -> Faults:
         raw = json.loads(text or "{}")
-        lower = {k: {a.lower(): v for a, v in raw.get(k, {}).items()} for k in ("refuse", "defer", "refuse_data")}
+        lower = {
+            k: {a.lower(): v for a, v in raw.get(k, {}).items()}
+            for k in ("refuse", "defer", "refuse_data")
+        }
         return cls(
             **lower,
             drop_after_data=frozenset(a.lower() for a in raw.get("drop_after_data", ())),
@@ -70,7 +73,9 @@ class _Handler:
         self.lock = threading.Lock()
         self.queue_number = 0
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
         done = self.counts.get(id(session), 0)
         if self.faults.close_after_messages and done >= self.faults.close_after_messages:
             asyncio.get_running_loop().call_soon(server.transport.close)
@@ -79,7 +84,9 @@ class _Handler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
         key = address.lower()
         if key in self.faults.refuse:
             return self.faults.refuse[key]
@@ -129,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--maildir", type=Path, help="store accepted messages here")
     parser.add_argument("--sink", action="store_true", help="count only (benchmarks)")
     parser.add_argument("--faults", type=Path, help="a JSON faults file (see the module doc)")
-    parser.add_argument("--auth", metavar="USER", help="require AUTH as USER ($SMTP_SERVER_PASSWORD)")
+    parser.add_argument(
+        "--auth", metavar="USER", help="require AUTH as USER ($SMTP_SERVER_PASSWORD)"
+    )
     parser.add_argument("--cert", help="PEM certificate: offer STARTTLS")
     parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args(argv)
@@ -138,17 +147,32 @@ def main(argv: list[str] | None = None) -> None:
     handler = _Handler(faults, None if args.sink else args.maildir)
     password = os.environ.get("SMTP_SERVER_PASSWORD", "")
 
-    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and data.login.decode() == args.auth and data.password.decode() == password
+    def authenticate(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login.decode() == args.auth
+            and data.password.decode() == password
+        )
         return AuthResult(success=ok, handled=False)
 
     tls = _tls_context(args.cert, args.key)
     options: dict[str, Any] = {"enable_SMTPUTF8": True, "data_size_limit": 40 * 1024 * 1024}
     if args.auth:
-        options.update(authenticator=authenticate, auth_required=True, auth_require_tls=tls is not None)
+        options.update(
+            authenticator=authenticate, auth_required=True, auth_require_tls=tls is not None
+        )
     if tls is not None:
         options.update(tls_context=tls, require_starttls=True)
-    controller = Controller(handler, hostname=args.host, port=args.port, server_hostname="localhost", ready_timeout=10, **options)
+    controller = Controller(
+        handler,
+        hostname=args.host,
+        port=args.port,
+        server_hostname="localhost",
+        ready_timeout=10,
+        **options,
+    )
     if args.port == 0:
         import socket
 
