@@ -32,11 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from newsletter.config import Settings
 from newsletter.exceptions import ConfigError, CredentialsRefused, Rejected, TransientError
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.providers.outbox import MessageTemplate, UnwritableAddress, issue_template
 from newsletter.records import Recipient
+from newsletter.settings import Settings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SECURITIES = ("starttls", "tls", "none")
