@@ -98,6 +98,7 @@ def read_article(
     is kept (with empty text) instead of refused, so the contract check can report it along
     with everything else in the file."""
     path = Path(path)
+    refuse_unsupported_format(path)
     known = KNOWN_HEADINGS if headings is None else {_norm(h) for h in headings}
     try:
         raw = path.read_bytes()
@@ -107,6 +108,24 @@ def read_article(
     if path.suffix.lower() in (".md", ".markdown"):
         return _read_markdown(path, text, strict)
     return _read_plain(path, text, known, strict)
+
+
+# Formats editors save from a word processor or a browser: told plainly, rather than failing
+# later as "not valid UTF-8" (a .docx is a zip) or "no sections" (HTML has no plain headings).
+UNSUPPORTED_SUFFIXES = frozenset(
+    {".docx", ".doc", ".odt", ".rtf", ".pdf", ".pages", ".html", ".htm", ".xhtml"}
+)
+
+
+def refuse_unsupported_format(path: Path) -> None:
+    """Raise ArticleError naming the file when its suffix is a format articles cannot be in."""
+    suffix = path.suffix.lower()
+    if suffix in UNSUPPORTED_SUFFIXES:
+        raise ArticleError(
+            path,
+            None,
+            f"{suffix} articles are not supported; use plain text (.txt) or Markdown (.md)",
+        )
 
 
 def _norm(heading: str) -> str:

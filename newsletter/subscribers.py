@@ -174,6 +174,31 @@ def from_spreadsheet(text: str) -> str:
     return text
 
 
+# The separators spreadsheets export: comma, semicolon (Excel in most of Europe), tab, pipe.
+_DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
+
+
+def _sniff_delimiter(path: Path, text: str) -> str:
+    """The header line's separator (csv.Sniffer, limited to the ones spreadsheets write). A
+    header that is one column is read with commas; one split by another character is refused
+    naming that character, before anything is imported."""
+    header = text.split("\n", 1)[0].rstrip("\r")
+    if any(cell.strip().strip('"').lower() == "email" for cell in header.split(",")):
+        return ","
+    try:
+        return csv.Sniffer().sniff(header, delimiters="".join(_DELIMITER_NAMES)).delimiter
+    except csv.Error:
+        pass
+    others = [c for c in header if not (c.isalnum() or c.isspace() or c in "\"'_-@.")]
+    if others:
+        found = max(set(others), key=others.count)
+        raise NewsletterError(
+            f"{path}:1: the header's columns seem separated by {found!r}, which is not a CSV "
+            "separator read here; save the file with commas, semicolons, tabs or pipes"
+        )
+    return ","
+
+
 def read_csv_rows(path: Path) -> Iterator[CsvRow]:
     """The data rows of a subscriber CSV; handles a BOM, CRLF and quoted fields. A quoting
     error (an unclosed quote that would swallow the following rows) raises NewsletterError
@@ -186,13 +211,17 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
         ) from None
     except OSError as exc:
         raise NewsletterError(f"{path}: cannot read: {exc.strerror}") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    delimiter = _sniff_delimiter(path, text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = [h.strip().lower() for h in next(reader, [])]
     except csv.Error as exc:
         raise NewsletterError(f"{path}:1: CSV quoting error in the header: {exc}") from None
     if "email" not in header:
-        raise NewsletterError(f"{path}:1: no 'email' column in the header (expected: email,name)")
+        raise NewsletterError(
+            f"{path}:1: no 'email' column in the header (expected: email,name; "
+            f"columns separated by {_DELIMITER_NAMES[delimiter]})"
+        )
     end = reader.line_num
     while True:
         start = end + 1
@@ -208,7 +237,7 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
         end = reader.line_num
         if not cells:
             continue
-        _refuse_swallowed_rows(path, start, end, cells)
+        _refuse_swallowed_rows(path, start, end, cells, delimiter)
         row = dict(zip(header, cells, strict=False))
         yield CsvRow(
             line=start,
@@ -219,14 +248,16 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
         )
 
 
-def _refuse_swallowed_rows(path: Path, start: int, end: int, cells: list[str]) -> None:
+def _refuse_swallowed_rows(
+    path: Path, start: int, end: int, cells: list[str], delimiter: str
+) -> None:
     """A quoted field spanning lines whose later lines start with an address is almost surely
     an unclosed quote that swallowed the rows after it: refuse the file, naming the line."""
     if end == start:
         return
     for cell in cells:
         for offset, line in enumerate(cell.splitlines()[1:], start=1):
-            first = line.split(",", 1)[0].strip()
+            first = line.split(delimiter, 1)[0].strip()
             if _LOOKS_LIKE_ADDRESS.match(first):
                 raise NewsletterError(
                     f"{path}:{start}: CSV quoting error: a quote opened on this line is closed "

@@ -156,8 +156,10 @@ def test_queue_list_prints_the_listing_and_its_notes_in_order_on_one_stream(tmp_
     lines = both.stdout.splitlines()
     assert seed_path.name in lines[0] and lines[1].strip().startswith("expected:")
     assert lines[2].startswith("next issue: full layout"), lines
-    assert all(line.startswith("warning: nothing to send at") for line in lines[3:]), lines
-    assert len(lines) > 3  # one article, a cadence of more ticks: the queue runs dry
+    # One article, a cadence of more ticks: the queue runs dry, said once for the command.
+    assert len(lines) == 4, lines
+    assert lines[3].startswith("warning: nothing to send at") and "runs dry" in lines[3]
+    assert "tick" in lines[3] and "after it" in lines[3], lines
     apart = run_cli(["queue", "list"], tmp_path)
     assert apart.stderr == "" and "runs dry" in apart.stdout
 
@@ -276,3 +278,26 @@ def test_a_wrong_editor_email_names_the_setting(tmp_path):
     out = run_cli(["queue", "list"], tmp_path)
     assert out.returncode == 1 and "editor" in out.stderr and "email" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_lease_message_is_in_the_newsletters_zone(tmp_path, seed_path):
+    """Another sender holds the lease: its end is shown in the newsletter's zone, like
+    every other time the CLI prints."""
+    from newsletter.delivery import SENDER_LEASE
+
+    run_cli(["init", "."], tmp_path)
+    set_config(tmp_path, ('timezone = "Europe/Paris"', 'timezone = "Asia/Tokyo"'))
+    write(tmp_path / "s.csv", "email,name\nann@example.com,Ann\n")
+    assert run_cli(["subscribers", "import", "s.csv"], tmp_path).returncode == 0
+    assert run_cli(["queue", "add", str(seed_path)], tmp_path).returncode == 0
+    store = open_store(tmp_path)
+    try:
+        assert store.meta.acquire(SENDER_LEASE, "elsewhere:4242:abcd", timedelta(hours=1))
+        until = store.meta.holder(SENDER_LEASE)[1]
+    finally:
+        store.close()
+    out = run_cli(["run"], tmp_path)
+    assert out.returncode != 0
+    tokyo = until.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert f"lease until {tokyo:%H:%M:%S} JST" in out.stderr, out.stderr
+    assert "UTC" not in out.stderr

@@ -304,3 +304,30 @@ def test_a_new_sqlite_database_and_its_wal_files_are_private(tmp_path):
     out = run_cli(["subscribers", "list"], tmp_path / "cli")
     assert out.returncode == 0
     assert stat.S_IMODE((tmp_path / "cli" / "newsletter.db").stat().st_mode) == 0o600
+
+
+# -- CSV from spreadsheets -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bom", [b"\xef\xbb\xbf", b""], ids=["bom", "no-bom"])
+def test_a_semicolon_csv_from_a_spreadsheet_imports(tmp_path, bom):
+    """Excel's CSV export in most of Europe separates columns with semicolons."""
+    assert run_cli(["init", "."], tmp_path).returncode == 0
+    body = "email;name\r\nann@example.com;Archer, Ann\r\nbob@example.com;Bob\r\n"
+    (tmp_path / "excel.csv").write_bytes(bom + body.encode("utf-8"))
+    out = run_cli(["subscribers", "import", "excel.csv"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "imported 2" in out.stdout, out.stdout
+    listing = run_cli(["subscribers", "list"], tmp_path)
+    assert "ann@example.com" in listing.stdout and "Archer, Ann" in listing.stdout
+    assert "bob@example.com" in listing.stdout
+
+
+def test_a_header_split_by_another_character_names_it(tmp_path):
+    assert run_cli(["init", "."], tmp_path).returncode == 0
+    write(tmp_path / "odd.csv", "email:name\nann@example.com:Ann\n")
+    out = run_cli(["subscribers", "import", "odd.csv"], tmp_path)
+    assert out.returncode == 1
+    assert "odd.csv:1:" in out.stderr and "':'" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert run_cli(["subscribers", "list"], tmp_path).stdout == ""
