@@ -173,14 +173,9 @@ def queue_list(app: App) -> None:
             f"held: the issue due at {_local(held, app.settings)} was missed while the scheduler "
             "was down; run 'newsletter run' to send it now"
         )
-    if view.dry_ticks:
-        # Once per command: the first tick left empty, and how many follow it.
-        more = len(view.dry_ticks) - 1
-        after = f" (and the {more} tick{'s' * (more != 1)} after it)" if more else ""
-        click.echo(
-            f"warning: nothing to send at {_local(view.dry_ticks[0], app.settings)}{after}: "
-            "the queue runs dry; add articles with 'queue add'"
-        )
+    dry = view.dry_notice(lambda tick: _local(tick, app.settings))
+    if dry:
+        click.echo(f"warning: {dry}")
 
 
 @queue.command("layout")

@@ -100,16 +100,11 @@ class SendingLease:
     (or the next `run`) takes over; in-flight rows are only recovered by the new holder."""
 
     def __init__(
-        self,
-        store: Store,
-        ttl: timedelta,
-        holder: str | None = None,
-        *,
-        zone: tzinfo | None = None,
+        self, store: Store, ttl: timedelta, holder: str | None = None, *, zone: tzinfo = UTC
     ) -> None:
         self.store = store
         self.ttl = ttl
-        self.zone = zone  # the newsletter's zone, for the "lease until" the editor reads
+        self.zone = zone  # the newsletter's: what the messages show times in
         self.holder = holder or PROCESS_ID
         self.held = False
         self._renewed = float("-inf")  # time.monotonic() of the last acquire or renewal
@@ -146,10 +141,8 @@ class SendingLease:
     def __enter__(self) -> SendingLease:
         if not self.acquire():
             current = self.store.meta.holder(SENDER_LEASE)
-            who = "another"
-            if current:
-                until = current[1].astimezone(self.zone or UTC)
-                who = f"{current[0]} (lease until {until:%H:%M:%S %Z})"
+            until = current[1].astimezone(self.zone) if current else None
+            who = f"{current[0]} (lease until {until:%H:%M:%S %Z})" if current else "another"
             raise SenderBusy(f"another sender is active: {who}; not sending from here")
         return self
 

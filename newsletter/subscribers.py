@@ -174,29 +174,24 @@ def from_spreadsheet(text: str) -> str:
     return text
 
 
-# The separators spreadsheets export: comma, semicolon (Excel in most of Europe), tab, pipe.
-_DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
+DELIMITERS = ",;\t|"
+_DELIMITER_NAMES = {",": "',' (comma)", ";": "';' (semicolon)", "\t": "tab", "|": "'|'"}
 
 
-def _sniff_delimiter(path: Path, text: str) -> str:
-    """The header line's separator (csv.Sniffer, limited to the ones spreadsheets write). A
-    header that is one column is read with commas; one split by another character is refused
-    naming that character, before anything is imported."""
-    header = text.split("\n", 1)[0].rstrip("\r")
-    if any(cell.strip().strip('"').lower() == "email" for cell in header.split(",")):
-        return ","
+def _delimiter(text: str) -> str:
+    """The header line's delimiter: a comma, or the semicolon of Excel's export where the
+    decimal mark is a comma (most of Europe), a tab or a bar (`csv.Sniffer`, on the header
+    only: data rows hold names with commas in them)."""
+    header = text.split("\n", 1)[0]
     try:
-        return csv.Sniffer().sniff(header, delimiters="".join(_DELIMITER_NAMES)).delimiter
+        found = csv.Sniffer().sniff(header, delimiters=DELIMITERS).delimiter
     except csv.Error:
-        pass
-    others = [c for c in header if not (c.isalnum() or c.isspace() or c in "\"'_-@.")]
-    if others:
-        found = max(set(others), key=others.count)
-        raise NewsletterError(
-            f"{path}:1: the header's columns seem separated by {found!r}, which is not a CSV "
-            "separator read here; save the file with commas, semicolons, tabs or pipes"
-        )
-    return ","
+        return ","
+    return found if found in DELIMITERS else ","
+
+
+def _shown(text: str) -> str:
+    return repr(text.split("\n", 1)[0].rstrip("\r")[:80])
 
 
 def read_csv_rows(path: Path) -> Iterator[CsvRow]:
@@ -211,16 +206,16 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
         ) from None
     except OSError as exc:
         raise NewsletterError(f"{path}: cannot read: {exc.strerror}") from None
-    delimiter = _sniff_delimiter(path, text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    delimiter = _delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter)
     try:
         header = [h.strip().lower() for h in next(reader, [])]
     except csv.Error as exc:
         raise NewsletterError(f"{path}:1: CSV quoting error in the header: {exc}") from None
     if "email" not in header:
         raise NewsletterError(
-            f"{path}:1: no 'email' column in the header (expected: email,name; "
-            f"columns separated by {_DELIMITER_NAMES[delimiter]})"
+            f"{path}:1: no 'email' column in the header {_shown(text)} (read with "
+            f"{_DELIMITER_NAMES[delimiter]} as the delimiter; expected: email,name)"
         )
     end = reader.line_num
     while True:
@@ -237,7 +232,7 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
         end = reader.line_num
         if not cells:
             continue
-        _refuse_swallowed_rows(path, start, end, cells, delimiter)
+        _refuse_swallowed_rows(path, start, end, cells)
         row = dict(zip(header, cells, strict=False))
         yield CsvRow(
             line=start,
@@ -248,16 +243,14 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
         )
 
 
-def _refuse_swallowed_rows(
-    path: Path, start: int, end: int, cells: list[str], delimiter: str
-) -> None:
+def _refuse_swallowed_rows(path: Path, start: int, end: int, cells: list[str]) -> None:
     """A quoted field spanning lines whose later lines start with an address is almost surely
     an unclosed quote that swallowed the rows after it: refuse the file, naming the line."""
     if end == start:
         return
     for cell in cells:
         for offset, line in enumerate(cell.splitlines()[1:], start=1):
-            first = line.split(delimiter, 1)[0].strip()
+            first = line.split(",", 1)[0].strip()
             if _LOOKS_LIKE_ADDRESS.match(first):
                 raise NewsletterError(
                     f"{path}:{start}: CSV quoting error: a quote opened on this line is closed "

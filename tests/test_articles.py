@@ -84,46 +84,6 @@ def test_undecodable_bytes_name_the_line(tmp_path):
     assert info.value.line == 4 and "UTF-8" in str(info.value)
 
 
-def _write_docx(path: Path) -> Path:
-    """A real (minimal) Word document: a zip holding the parts Word writes."""
-    import zipfile
-
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as docx:
-        docx.writestr(
-            "[Content_Types].xml",
-            '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/'
-            '2006/content-types"><Override PartName="/word/document.xml" ContentType="'
-            'application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"'
-            "/></Types>",
-        )
-        docx.writestr(
-            "word/document.xml",
-            '<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/'
-            'wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Title</w:t></w:r></w:p>'
-            "<w:p><w:r><w:t>Quick Recap</w:t></w:r></w:p></w:body></w:document>",
-        )
-    return path
-
-
-@pytest.mark.parametrize("name", ["piece.docx", "piece.html"])
-def test_a_word_or_html_article_is_told_which_formats_are_supported(tmp_path, name):
-    assert run_cli(["init", "."], tmp_path).returncode == 0
-    if name.endswith(".docx"):
-        _write_docx(tmp_path / name)
-    else:
-        write(tmp_path / name, "<html><body><h2>Quick Recap</h2><p>Text.</p></body></html>\n")
-    out = run_cli(["queue", "add", name], tmp_path)
-    assert out.returncode == 1, out.stdout + out.stderr
-    suffix = Path(name).suffix
-    assert (
-        f"{name}: {suffix} articles are not supported; use plain text (.txt) or Markdown (.md)"
-        in out.stderr
-    ), out.stderr
-    assert "Traceback" not in out.stderr and "UTF-8" not in out.stderr
-    with pytest.raises(ArticleError, match="not supported"):
-        read_article(tmp_path / name)
-
-
 def test_markdown_errors(tmp_path):
     no_title = write(tmp_path / "a.md", "---\nyear: 2020\n---\n## Quick Recap\nx\n")
     with pytest.raises(ArticleError, match="no title"):
@@ -170,3 +130,37 @@ def test_a_rating_of_n_a_shows_the_piece_without_a_rating(tmp_path, written):
     assert preview.returncode == 0, preview.stderr
     email_text = (tmp_path / "out" / "email.txt").read_text("utf-8")
     assert "N/A" not in email_text and "/10" not in email_text
+
+
+def _docx(path):
+    """A real (minimal) Word document: a zip with the parts Word writes."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as doc:
+        doc.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        doc.writestr("word/document.xml", "<w:document><w:body>Quick Recap</w:body></w:document>")
+
+
+@pytest.mark.parametrize(
+    "name, expect",
+    [
+        ("piece.docx", ".docx articles are not supported"),
+        ("piece.html", ".html articles are not supported"),
+        ("piece.txt", "this file is a zip archive"),  # a Word file saved under .txt
+    ],
+)
+def test_other_formats_are_named_with_the_ones_we_read(tmp_path, name, expect):
+    path = tmp_path / name
+    if name.endswith(".html"):
+        path.write_text("<!DOCTYPE html><html><body><h2>Quick Recap</h2></body></html>")
+    else:
+        _docx(path)
+    assert run_cli(["init", str(tmp_path / "folder")], tmp_path).returncode == 0
+    done = run_cli(["queue", "add", str(path)], tmp_path / "folder")
+    assert done.returncode == 1
+    assert (
+        expect in done.stderr
+        and "plain text (.txt" in done.stderr
+        and "Markdown (.md)" in done.stderr
+    )
+    assert "UTF-8" not in done.stderr and "Traceback" not in done.stderr
