@@ -90,6 +90,7 @@ class Settings:
     # The article contract ([articles]): sections, their order, which are spoilers.
     contract: Contract
     editor_email: str  # "" when nobody is to be emailed about held articles
+    forwarded_allow_ips: str  # [web]: the proxies whose X-Forwarded-For uvicorn believes
 
     @property
     def issues_dir(self) -> Path:

@@ -319,6 +319,32 @@ class SendGridSection(_Section):
     )
 
 
+class WebSection(_Section):
+    """[web]: `newsletter serve` behind a reverse proxy."""
+
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Addresses of the reverse proxies whose X-Forwarded-For and "
+        'X-Forwarded-Proto are believed (comma-separated addresses or networks, "*" for '
+        "any): the client address the sign-in and sign-up limits count. A request from "
+        "anywhere else is counted by its own address.",
+    )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (part.strip() for part in value.split(",")):
+            if item in ("", "*") or item.startswith("unix:"):
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+
 class SettingsFile(_Section):
     """The whole file. Every table is optional; a missing key takes the default above."""
 
@@ -331,6 +357,7 @@ class SettingsFile(_Section):
     articles: ArticlesSection = ArticlesSection()
     outbox: OutboxSection = OutboxSection()
     sendgrid: SendGridSection = SendGridSection()
+    web: WebSection = WebSection()
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -446,6 +473,7 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
             file.articles.sections, file.articles.required, file.articles.spoiler_free
         ),
         editor_email=file.editor.email,
+        forwarded_allow_ips=file.web.forwarded_allow_ips,
     )
 
 
