@@ -818,7 +818,3 @@ def scheduler(app: App) -> None:
 
 def main() -> None:
     cli(prog_name="newsletter")
-
-
-if __name__ == "__main__":
-    main()
