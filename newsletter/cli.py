@@ -516,8 +516,15 @@ def run(app: App, once: bool, force: bool, layout: str | None) -> None:
     articles, build the issue and send it to every active subscriber. An article whose check
     fails is held and the next one goes out instead (--force sends it anyway)."""
     from newsletter import delivery, publish
+    from newsletter.doctor.gate import before_run
     from newsletter.providers import make_provider
+    from newsletter.records import utcnow
 
+    gate = before_run(app.settings, app.store, force=force, now=utcnow())
+    for line in gate.lines:
+        click.echo(line, err=True)
+    if gate.refuse:
+        sys.exit(1)
     provider = make_provider(app.settings)
     bars = _Bars()
     try:
@@ -539,6 +546,24 @@ def run(app: App, once: bool, force: bool, layout: str | None) -> None:
     click.echo(f"articles: {', '.join(result.articles)}")
     _print_report(result.report)
     if result.report.status == IssueStatus.PAUSED:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="The findings as JSON, for scripts.")
+@pass_app
+def doctor(app: App, as_json: bool) -> None:
+    """Will it land? Check the sender's DNS (SPF, DKIM, DMARC, the From domain), the
+    unsubscribe link and the bulk-sender rules, with the record to publish for each problem
+    (NEWSLETTER_DNS_SERVER=host:port asks that DNS server). Exit 1 on any error."""
+    from newsletter.doctor import diagnose
+    from newsletter.doctor.gate import remember
+    from newsletter.doctor.report import format_report
+
+    report = diagnose(app.settings, app.store)
+    remember(app.store, report)
+    click.echo(report.to_json() if as_json else format_report(report))
+    if report.has_errors:
         sys.exit(1)
 
 

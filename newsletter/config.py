@@ -62,6 +62,16 @@ class SendGridSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DkimSettings:
+    """Our own DKIM signing ([dkim]); an empty selector: the provider signs, or nobody does.
+    The private key is DKIM_PRIVATE_KEY when set, else the file."""
+
+    selector: str
+    domain: str  # "" means the From domain
+    private_key_file: Path | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """What the code reads: resolved from newsletter.toml by `newsletter.settings_file`, which
     holds every default (this class has none, so they cannot drift apart)."""
@@ -90,6 +100,7 @@ class Settings:
     # The article contract ([articles]): sections, their order, which are spoilers.
     contract: Contract
     editor_email: str  # "" when nobody is to be emailed about held articles
+    dkim: DkimSettings
 
     @property
     def issues_dir(self) -> Path:

@@ -32,6 +32,7 @@ from pydantic import (
 
 from newsletter.config import (
     ENV_OVERRIDES,
+    DkimSettings,
     EXAMPLE_POSTAL_ADDRESS,
     Schedule,
     SendGridSettings,
@@ -319,6 +320,23 @@ class SendGridSection(_Section):
     )
 
 
+class DkimSection(_Section):
+    """[dkim]: signing with our own DKIM key (the provider's own signing needs none of it)."""
+
+    selector: str = Field(
+        "",
+        description="The DKIM selector: the key is published at "
+        "<selector>._domainkey.<domain>. Empty: no signing of our own (SendGrid signs with "
+        "its domain-authentication keys).",
+    )
+    domain: str = Field("", description="The d= domain of the signature; empty: the From domain.")
+    private_key_file: str = Field(
+        "",
+        description="The PEM private key, relative to this file; DKIM_PRIVATE_KEY in the "
+        "environment takes its place.",
+    )
+
+
 class SettingsFile(_Section):
     """The whole file. Every table is optional; a missing key takes the default above."""
 
@@ -331,6 +349,7 @@ class SettingsFile(_Section):
     articles: ArticlesSection = ArticlesSection()
     outbox: OutboxSection = OutboxSection()
     sendgrid: SendGridSection = SendGridSection()
+    dkim: DkimSection = DkimSection()
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -446,6 +465,11 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
             file.articles.sections, file.articles.required, file.articles.spoiler_free
         ),
         editor_email=file.editor.email,
+        dkim=DkimSettings(
+            selector=file.dkim.selector.strip(),
+            domain=file.dkim.domain.strip().lower(),
+            private_key_file=root / file.dkim.private_key_file if file.dkim.private_key_file else None,
+        ),
     )
 
 

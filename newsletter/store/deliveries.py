@@ -297,6 +297,19 @@ class Deliveries:
             counts.update({DeliveryState(state): n for state, n in rows})
         return counts
 
+    def sent_since(self, since: datetime) -> int:
+        """Deliveries the provider accepted since `since`, over every issue (the doctor's
+        complaint rate is complaints over these)."""
+        with self._store.transaction(write=False) as conn:
+            return (
+                conn.scalar(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.state == SENT, deliveries.c.updated_at >= since)
+                )
+                or 0
+            )
+
     def in_state(self, issue_id: int, state: str, limit: int | None = None) -> list[DeliveryRow]:
         """The issue's deliveries in `state` with their addresses, in subscriber order (the
         first `limit` of them when given)."""
