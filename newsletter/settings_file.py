@@ -32,8 +32,8 @@ from pydantic import (
 
 from newsletter.config import (
     ENV_OVERRIDES,
-    DkimSettings,
     EXAMPLE_POSTAL_ADDRESS,
+    DkimSettings,
     Schedule,
     SendGridSettings,
     Settings,
@@ -468,7 +468,9 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
         dkim=DkimSettings(
             selector=file.dkim.selector.strip(),
             domain=file.dkim.domain.strip().lower(),
-            private_key_file=root / file.dkim.private_key_file if file.dkim.private_key_file else None,
+            private_key_file=root / file.dkim.private_key_file
+            if file.dkim.private_key_file
+            else None,
         ),
     )
 

@@ -32,7 +32,9 @@ def own_key(settings: Settings, env: Mapping[str, str], domain: str) -> OwnKey |
     signing = dkim.domain or domain
     text = (env.get(KEY_VARIABLE) or "").strip()
     if text:
-        return OwnKey(selector=dkim.selector, domain=signing, pem=text.replace("\\n", "\n").encode())
+        return OwnKey(
+            selector=dkim.selector, domain=signing, pem=text.replace("\\n", "\n").encode()
+        )
     if dkim.private_key_file is None:
         return OwnKey(
             selector=dkim.selector,

@@ -73,9 +73,7 @@ class Report:
             checked_at=datetime.fromisoformat(data["checked_at"]),
             domain=data["domain"],
             provider=data["provider"],
-            findings=tuple(
-                Finding(**{**f, "level": Level(f["level"])}) for f in data["findings"]
-            ),
+            findings=tuple(Finding(**{**f, "level": Level(f["level"])}) for f in data["findings"]),
             list_size=data["list_size"],
             complaint_rate=data["complaint_rate"],
             volume=tuple(VolumeRow(**row) for row in data["volume"]),

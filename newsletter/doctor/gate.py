@@ -55,12 +55,12 @@ def before_run(
 
     sending = sending_of(settings)
     if not sending.real:
-        lines = tuple(
+        local = tuple(
             f"warning: {f.check}: {f.message}"
             for f in check_base_url(settings.base_url, sending)
             if f.level != Level.OK
         )
-        return GateResult(report=None, cached=False, lines=lines, refuse=False)
+        return GateResult(report=None, cached=False, lines=local, refuse=False)
     report = last_report(store)
     domain = settings.from_email.rpartition("@")[2].strip().lower()
     cached = (

@@ -124,7 +124,9 @@ class Dns:
     def query(self, name: str, rdtype: str) -> Answer:
         name = name.rstrip(".").lower()
         if self.setup_problem:
-            return Answer(name=name, rdtype=rdtype, outcome=Outcome.FAILED, detail=self.setup_problem)
+            return Answer(
+                name=name, rdtype=rdtype, outcome=Outcome.FAILED, detail=self.setup_problem
+            )
         if self.unreachable:
             return Answer(
                 name=name,

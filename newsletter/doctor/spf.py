@@ -40,7 +40,11 @@ def suggested(record: str | None, include: str) -> str:
     terms = record.split()
     at = next((i for i, t in enumerate(terms) if t.lower().lstrip("+-~?") == "all"), len(terms))
     terms.insert(max(at, 1), f"include:{include}")
-    return '"' + " ".join(t if t.lower() != "+all" and t.lower() != "all" else "-all" for t in terms) + '"'
+    return (
+        '"'
+        + " ".join(t if t.lower() != "+all" and t.lower() != "all" else "-all" for t in terms)
+        + '"'
+    )
 
 
 def check_spf(dns: Dns, domain: str, sending: Sending) -> list[Finding]:
@@ -76,8 +80,7 @@ def check_spf(dns: Dns, domain: str, sending: Sending) -> list[Finding]:
     record, strings = spf[0]
     found = quoted(strings)
     split = (
-        f" (published as {len(strings)} strings, read joined without spaces as "
-        f'"{record}")'
+        f' (published as {len(strings)} strings, read joined without spaces as "{record}")'
         if len(strings) > 1
         else ""
     )

@@ -39,6 +39,6 @@ def check_base_url(base_url: str, sending: Sending) -> list[Finding]:
             message=f"base_url {' and '.join(problems)}: set [newsletter] base_url (or "
             "NEWSLETTER_BASE_URL) to the public https:// address of `newsletter serve`",
             found=base_url,
-            publish="base_url = \"https://news.example.com\"",
+            publish='base_url = "https://news.example.com"',
         )
     ]

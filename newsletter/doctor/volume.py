@@ -57,7 +57,11 @@ def volume_findings(
             level=Level.ERROR if unmet and bulk else Level.WARNING if unmet else Level.OK,
             domain="",
             message=size
-            + (f"; rules not met: {'; '.join(unmet)}" if unmet else "; every rule that applies is met"),
+            + (
+                f"; rules not met: {'; '.join(unmet)}"
+                if unmet
+                else "; every rule that applies is met"
+            ),
         )
     )
     level = (
