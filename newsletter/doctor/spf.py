@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import warnings
@@ -30,21 +31,20 @@ def quoted(strings: tuple[str, ...]) -> str:
     return " ".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in strings)
 
 
-def suggested(record: str | None, include: str) -> str:
-    """The record to publish: the existing one with the provider's include added before its
-    `all`, or a new one."""
-    if not include:
-        return record or "v=spf1 ... -all"
+def suggested(record: str | None, include: str, extra: str = "") -> str:
+    """The record to publish: the existing one with `+all` made `-all` and the provider's
+    include (or `extra` terms) added before its `all`, or a new one."""
     if not record:
-        return f'"v=spf1 include:{include} -all"'
-    terms = record.split()
-    at = next((i for i, t in enumerate(terms) if t.lower().lstrip("+-~?") == "all"), len(terms))
-    terms.insert(max(at, 1), f"include:{include}")
-    return (
-        '"'
-        + " ".join(t if t.lower() != "+all" and t.lower() != "all" else "-all" for t in terms)
-        + '"'
-    )
+        return f'"v=spf1 include:{include} -all"' if include else '"v=spf1 ... -all"'
+    terms = ["-all" if t.lower() in ("+all", "all") else t for t in record.split()]
+    wanted = [extra] if extra else [f"include:{include}"] if include else []
+    for term in wanted:
+        if term.lower() not in (t.lower() for t in terms):
+            at = next(
+                (i for i, t in enumerate(terms) if t.lower().lstrip("+-~?") == "all"), len(terms)
+            )
+            terms.insert(max(at, 1), term)
+    return '"' + " ".join(terms) + '"'
 
 
 def check_spf(dns: Dns, domain: str, sending: Sending) -> list[Finding]:
@@ -128,6 +128,8 @@ def check_spf(dns: Dns, domain: str, sending: Sending) -> list[Finding]:
         )
     if sending.real or sending.include or sending.host:
         findings += _authorises(dns, domain, record, found, parsed, sending, finding)
+    if split:  # a record split over strings is read joined: say how, where it went wrong
+        findings = [dataclasses.replace(f, message=f.message + split) for f in findings]
     if not findings:
         findings.append(
             finding(
@@ -194,15 +196,9 @@ def _authorises(dns, domain, record, found, parsed, sending: Sending, finding) -
                 )
             ]
         terms = " ".join(f"ip{a.version}:{a}" for a in missing)
-        publish = suggested(record, sending.include) if sending.include else None
-        if publish is None:
-            terms_list = record.split()
-            at = next(
-                (i for i, t in enumerate(terms_list) if t.lower().lstrip("+-~?") == "all"),
-                len(terms_list),
-            )
-            terms_list.insert(max(at, 1), terms)
-            publish = '"' + " ".join(terms_list) + '"'
+        publish = (
+            suggested(record, sending.include) if sending.include else suggested(record, "", terms)
+        )
         return [
             finding(
                 Level.ERROR,
