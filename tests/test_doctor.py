@@ -278,8 +278,8 @@ def test_spf_that_does_not_authorise_the_provider(tmp_path, dns_server):
 
 def test_spf_authorises_an_smtp_host_by_its_addresses(tmp_path, dns_server):
     """The SMTP provider (issue 20) is not here yet: its host is passed as `Sending`."""
-    from newsletter.doctor.spf import check_spf
     from newsletter.doctor.sending import Sending
+    from newsletter.doctor.spf import check_spf
 
     dns = Dns(dns_server.address)
     ok = Sending(
