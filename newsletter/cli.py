@@ -520,12 +520,12 @@ def run(app: App, once: bool, force: bool, layout: str | None) -> None:
     from newsletter.providers import make_provider
     from newsletter.records import utcnow
 
+    provider = make_provider(app.settings)  # a bad key or setting is named first
     gate = before_run(app.settings, app.store, force=force, now=utcnow())
     for line in gate.lines:
         click.echo(line, err=True)
     if gate.refuse:
         sys.exit(1)
-    provider = make_provider(app.settings)
     bars = _Bars()
     try:
         ctx = delivery.SendContext.of(app.store, app.settings, provider)
