@@ -150,6 +150,7 @@ def dns_server(tmp_path_factory, keys):
         "pnone.test", healthy("pnone.test", dmarc="v=DMARC1; p=none; rua=mailto:dmarc@{origin}")
     )
     server.zone("norua.test", healthy("norua.test", dmarc="v=DMARC1; p=reject"))
+    server.zone("nonenorua.test", healthy("nonenorua.test", dmarc="v=DMARC1; p=none"))
     server.zone(
         "orgonly.test",
         [
@@ -318,6 +319,13 @@ def test_p_none_is_a_warning_with_a_stricter_record(tmp_path, dns_server):
     assert not report.errors
 
 
+def test_p_none_without_rua_gets_one_record_with_both_fixed(tmp_path, dns_server):
+    report = _doctor(tmp_path, dns_server, "news@nonenorua.test")
+    better = '_dmarc.nonenorua.test TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@nonenorua.test"'
+    assert _one(report, "dmarc", Level.WARNING, "p=none").publish == better
+    assert _one(report, "dmarc", Level.WARNING, "no rua=").publish == better
+
+
 def test_no_rua_is_a_warning(tmp_path, dns_server):
     f = _one(_doctor(tmp_path, dns_server, "news@norua.test"), "dmarc", Level.WARNING, "no rua=")
     assert (
@@ -390,7 +398,10 @@ def test_a_published_key_that_is_not_ours(tmp_path, dns_server, keys):
     )
     f = _one(report, "dkim", Level.ERROR, "not the public half")
     assert f.found.startswith('"v=DKIM1; k=rsa; p=' + _p(OTHER)[:100])
-    assert f.publish == f'nl._domainkey.wrongkey.test TXT "v=DKIM1; k=rsa; p={_p(OURS)}"'
+    assert f.publish.startswith('nl._domainkey.wrongkey.test TXT "v=DKIM1; k=rsa; p=')
+    strings = re.findall(r'"([^"]*)"', f.publish)
+    assert all(len(part) <= 255 for part in strings) and len(strings) > 1
+    assert "".join(strings) == f"v=DKIM1; k=rsa; p={_p(OURS)}"
     assert keys["ours"].decode() not in repr(report)  # the private key is never in a report
 
 

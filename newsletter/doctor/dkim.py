@@ -93,6 +93,11 @@ def check_sendgrid(dns: Dns, domain: str) -> list[Finding]:
     return findings
 
 
+def _strings(text: str, size: int = 250) -> str:
+    """A TXT value as quoted strings of at most `size` characters (one string holds 255)."""
+    return quoted(tuple(text[i : i + size] for i in range(0, len(text), size)))
+
+
 def _public_record(private: object) -> tuple[str, str, int]:
     """(k=, p= in base64, bits) of the public half of our private key."""
     if isinstance(private, rsa.RSAPrivateKey):
@@ -138,7 +143,7 @@ def check_own(dns: Dns, own: OwnKey) -> list[Finding]:
             ours = _public_record(private)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             problem = f"the DKIM private key cannot be read: {str(exc).splitlines()[0]}"
-    publish = f'{name} TXT "v=DKIM1; k={ours[0]}; p={ours[1]}"' if ours else None
+    publish = f"{name} TXT {_strings(f'v=DKIM1; k={ours[0]}; p={ours[1]}')}" if ours else None
     findings = []
     if problem:
         findings.append(finding(Level.ERROR, problem))

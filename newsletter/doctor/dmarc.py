@@ -5,6 +5,7 @@ explained, reports (rua) asked for, and alignment possible with the signing doma
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from typing import Any
 
@@ -127,6 +128,12 @@ def check_dmarc(dns: Dns, domain: str, dkim_domain: str | None) -> list[Finding]
         if inherited
         else ""
     )
+    no_rua = "rua" not in tags or not tags["rua"].get("value")
+    better = record.rstrip("; ")
+    if policy == "none":
+        better = re.sub(r"\b(s?p)=none\b", r"\1=quarantine", better)
+    if no_rua:
+        better += f"; rua=mailto:dmarc-reports@{where}"
     level = Level.WARNING if policy == "none" else Level.OK
     findings.append(
         Finding(
@@ -135,12 +142,10 @@ def check_dmarc(dns: Dns, domain: str, dkim_domain: str | None) -> list[Finding]
             domain=name,
             message=f"{via}p={policy}: {POLICIES.get(policy, policy)}",
             found=quote,
-            publish=f'{name} TXT "{record.replace("p=none", "p=quarantine")}"'
-            if policy == "none"
-            else None,
+            publish=f'{name} TXT "{better}"' if policy == "none" else None,
         )
     )
-    if "rua" not in tags or not tags["rua"].get("value"):
+    if no_rua:
         findings.append(
             Finding(
                 check=CHECK,
@@ -149,7 +154,7 @@ def check_dmarc(dns: Dns, domain: str, dkim_domain: str | None) -> list[Finding]
                 message="no rua= (aggregate reports): you will not learn who sends as your "
                 "domain, or whether your own mail passes",
                 found=quote,
-                publish=f'{name} TXT "{record.rstrip("; ")}; rua=mailto:dmarc-reports@{where}"',
+                publish=f'{name} TXT "{better}"',
             )
         )
     if dkim_domain:

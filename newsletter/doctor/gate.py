@@ -73,7 +73,7 @@ def before_run(
         report = diagnose(settings, store, env, now)
         remember(store, report)
     lines = [
-        f"{f.level.value}: {f.check} {f.domain}: {f.message}".replace("  ", " ")
+        f"{f.level.value}: {f.check}{' ' + f.domain if f.domain else ''}: {f.message}"
         + (f" (publish: {f.publish})" if f.publish else "")
         for f in report.findings
         if f.level != Level.OK
