@@ -139,7 +139,13 @@ def dns_server(tmp_path_factory, keys):
             extra=tuple(f'i{n} TXT "v=spf1 ip4:192.0.2.{n} -all"' for n in range(1, 12)),
         ),
     )
-    server.zone("noauth.test", healthy("noauth.test", spf=['@ TXT "v=spf1 ip4:192.0.2.0/24 -all"']))
+    server.zone(
+        "noauth.test",
+        healthy("noauth.test", spf=['@ TXT "v=spf1 ip4:192.0.2.0/24 -all"'], cnames=False),
+    )
+    server.zone(
+        "noauthsg.test", healthy("noauthsg.test", spf=['@ TXT "v=spf1 ip4:192.0.2.0/24 -all"'])
+    )
     # The strings joined without a space: "include:sendgrid.net-all".
     server.zone(
         "splitbad.test",
@@ -275,6 +281,17 @@ def test_spf_that_does_not_authorise_the_provider(tmp_path, dns_server):
     )
     assert "include:sendgrid.net is missing" in f.message
     assert f.publish == 'noauth.test TXT "v=spf1 ip4:192.0.2.0/24 include:sendgrid.net -all"'
+
+
+def test_with_sendgrid_domain_authentication_a_missing_include_is_a_warning(tmp_path, dns_server):
+    """SendGrid's return path (em1234.<domain>) carries SPF when its CNAMEs are published."""
+    f = _one(
+        _doctor(tmp_path, dns_server, "news@noauthsg.test"),
+        "spf",
+        Level.WARNING,
+        "does not authorise SendGrid",
+    )
+    assert "return path" in f.message
 
 
 def test_spf_authorises_an_smtp_host_by_its_addresses(tmp_path, dns_server):

@@ -219,3 +219,24 @@ def _authorises(dns, domain, record, found, parsed, sending: Sending, finding) -
             publish=f"{domain} TXT {suggested(record, sending.include)}",
         )
     ]
+
+
+def soften_for_sendgrid_return_path(findings: list[Finding], authenticated: bool) -> list[Finding]:
+    """With SendGrid's domain authentication in place (its DKIM CNAMEs resolve), the envelope
+    sender is its `em1234.<domain>` subdomain, CNAMEd to SendGrid, which carries SPF of its own
+    and aligns with the From domain: the From domain's missing include is then a warning."""
+    if not authenticated:
+        return findings
+    note = (
+        "; SendGrid's domain authentication is in place, so its return path (the em1234 "
+        "CNAME on SendGrid's Sender Authentication page) can carry SPF instead: make sure it "
+        "is published"
+    )
+    return [
+        dataclasses.replace(f, level=Level.WARNING, message=f.message + note)
+        if f.check == CHECK
+        and f.level == Level.ERROR
+        and "does not authorise SendGrid" in f.message
+        else f
+        for f in findings
+    ]
