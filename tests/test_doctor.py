@@ -581,6 +581,17 @@ def test_run_through_a_real_provider_refuses_on_errors_once_a_day_unless_forced(
         silent.close()
     assert again.returncode == 1 and "cached" in again.stderr
     assert "no SPF record" in again.stderr and "timeout" not in again.stderr
+    # `newsletter doctor` checks again at once and its report replaces the cached one.
+    silent = SilentServer()
+    try:
+        doctor = run_cli(
+            ["doctor"], cwd=folder, env={**env, "NEWSLETTER_DNS_SERVER": silent.address}
+        )
+        after = run_cli(["run"], cwd=folder, env=env)
+    finally:
+        silent.close()
+    assert doctor.returncode == 1 and "timeout" in doctor.stdout
+    assert after.returncode == 1 and "timeout" in after.stderr and "cached" in after.stderr
     forced = run_cli(["run", "--force"], cwd=folder, env=env)
     assert forced.returncode == 0, forced.stderr
     assert "sending anyway (--force)" in forced.stderr

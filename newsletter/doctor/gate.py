@@ -84,8 +84,8 @@ def before_run(
         lines.append(
             f"the deliverability check ({when}) found {len(report.errors)} error(s): "
             + (
-                "not sending; fix them ('newsletter doctor' shows the records to publish), "
-                "or 'newsletter run --force' sends anyway"
+                "not sending; fix them ('newsletter doctor' shows the records to publish and, "
+                "once they are, checks again at once), or 'newsletter run --force' sends anyway"
                 if refuse
                 else "sending anyway (--force)"
             )
