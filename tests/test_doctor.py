@@ -191,6 +191,7 @@ def dns_server(tmp_path_factory, keys):
             extra=("relay A 192.0.2.25", "other A 192.0.2.26"),
         ),
     )
+    server.zone("smtpmx.test", healthy("smtpmx.test", spf=['@ TXT "v=spf1 mx -all"']))
     server.zone("loop.test", ["a CNAME b", "b CNAME a"])
     server.broken_zone("broken.test")
     with server:
@@ -304,6 +305,10 @@ def test_spf_authorises_an_smtp_host_by_its_addresses(tmp_path, dns_server):
         provider="smtp", label="SMTP host relay.smtp.test", real=True, host="relay.smtp.test"
     )
     assert [f.level for f in check_spf(dns, "smtp.test", ok)] == [Level.OK]
+    by_mx = Sending(
+        provider="smtp", label="SMTP host mail.smtpmx.test", real=True, host="mail.smtpmx.test"
+    )
+    assert [f.level for f in check_spf(dns, "smtpmx.test", by_mx)] == [Level.OK]
     other = Sending(
         provider="smtp", label="SMTP host other.smtp.test", real=True, host="other.smtp.test"
     )

@@ -35,7 +35,7 @@ def suggested(record: str | None, include: str, extra: str = "") -> str:
     """The record to publish: the existing one with `+all` made `-all` and the provider's
     include (or `extra` terms) added before its `all`, or a new one."""
     if not record:
-        return f'"v=spf1 include:{include} -all"' if include else '"v=spf1 ... -all"'
+        return f'"v=spf1 include:{include} -all"' if include else '"v=spf1 <your provider> -all"'
     terms = ["-all" if t.lower() in ("+all", "all") else t for t in record.split()]
     wanted = [extra] if extra else [f"include:{include}"] if include else []
     for term in wanted:
@@ -56,7 +56,7 @@ def check_spf(dns: Dns, domain: str, sending: Sending) -> list[Finding]:
     answer = dns.txt(domain)
     new = suggested(None, sending.include)
     if answer.outcome not in (Outcome.FOUND, Outcome.NO_ANSWER):
-        return [finding(Level.ERROR, f"cannot read SPF: {answer.failure()}", publish=new)]
+        return [finding(Level.ERROR, f"cannot read SPF: {answer.failure()}")]
     spf = [(r, s) for r, s in zip(answer.records, answer.strings, strict=True) if is_spf(r)]
     if not spf:
         return [
@@ -153,7 +153,9 @@ def _includes(parsed: dict) -> list[str]:
     return found
 
 
-def _networks(parsed: dict) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _networks(parsed: dict, dns: Dns) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The addresses a record lets pass: ip4/ip6 ranges, a/mx hosts' addresses (checkdmarc
+    gives an mx term's host names only: their addresses are looked up here), includes."""
     nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for mech in parsed.get("mechanisms") or []:
         if mech.get("action") != "pass":
@@ -161,15 +163,18 @@ def _networks(parsed: dict) -> list[ipaddress.IPv4Network | ipaddress.IPv6Networ
         kind = mech.get("mechanism")
         if kind in ("ip4", "ip6"):
             nets.append(ipaddress.ip_network(str(mech["value"]), strict=False))
-        elif kind in ("a", "mx"):
-            for host in mech.get("hosts") or []:  # mx: {hostname, addresses}
-                nets += [ipaddress.ip_network(a) for a in host.get("addresses", [])]
+        elif kind == "a":
             nets += [ipaddress.ip_network(a) for a in mech.get("addresses") or []]
+        elif kind == "mx":
+            for host in mech.get("hosts") or []:
+                for rdtype in ("A", "AAAA"):
+                    found = dns.query(str(host.get("hostname", "")), rdtype).records
+                    nets += [ipaddress.ip_network(a) for a in found]
         elif kind == "include":
-            nets += _networks(mech.get("parsed") or {})
+            nets += _networks(mech.get("parsed") or {}, dns)
     redirect = parsed.get("redirect")
     if isinstance(redirect, dict):
-        nets += _networks(redirect.get("parsed") or {})
+        nets += _networks(redirect.get("parsed") or {}, dns)
     return nets
 
 
@@ -183,7 +188,7 @@ def _authorises(dns, domain, record, found, parsed, sending: Sending, finding) -
             for kind in ("A", "AAAA")
             for a in dns.query(sending.host, kind).records
         ]
-        networks = _networks(parsed)
+        networks = _networks(parsed, dns)
         missing = [a for a in addresses if not any(a in n for n in networks)]
         if addresses and not missing:
             return []
