@@ -192,6 +192,21 @@ def dns_server(tmp_path_factory, keys):
         ),
     )
     server.zone("smtpmx.test", healthy("smtpmx.test", spf=['@ TXT "v=spf1 mx -all"']))
+    server.zone(
+        "voidinc.test",
+        healthy(
+            "voidinc.test",
+            spf=['@ TXT "v=spf1 include:sendgrid.net include:gone.voidinc.test -all"'],
+        ),
+    )
+    server.zone(
+        "ptr.test",
+        healthy(
+            "ptr.test",
+            spf=['@ TXT "v=spf1 include:sendgrid.net ptr -all"'],
+            extra=("@ A 192.0.2.9",),
+        ),
+    )
     server.zone("loop.test", ["a CNAME b", "b CNAME a"])
     server.broken_zone("broken.test")
     with server:
@@ -319,9 +334,21 @@ def test_spf_authorises_an_smtp_host_by_its_addresses(tmp_path, dns_server):
 
 def test_a_txt_split_without_a_space_is_read_joined_and_named(tmp_path, dns_server):
     report = _doctor(tmp_path, dns_server, "news@splitbad.test")
-    f = _one(report, "spf", Level.ERROR, "does not parse")
+    f = _one(report, "spf", Level.ERROR, "not valid")
     assert 'read joined without spaces as "v=spf1 include:sendgrid.net-all"' in f.message
     assert f.found == '"v=spf1 include:sendgrid.net" "-all"'
+
+
+def test_an_include_of_a_name_that_does_not_exist_is_an_error(tmp_path, dns_server):
+    report = _doctor(tmp_path, dns_server, "news@voidinc.test")
+    f = _one(report, "spf", Level.ERROR, "not valid.*gone.voidinc.test")
+    assert f.found == '"v=spf1 include:sendgrid.net include:gone.voidinc.test -all"'
+
+
+def test_checkdmarcs_own_warnings_are_findings(tmp_path, dns_server):
+    report = _doctor(tmp_path, dns_server, "news@ptr.test")
+    _one(report, "spf", Level.WARNING, "ptr mechanism should not be used")
+    assert not report.errors, report.errors
 
 
 # -- DMARC ----------------------------------------------------------------------------------

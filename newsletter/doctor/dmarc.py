@@ -113,7 +113,7 @@ def check_dmarc(dns: Dns, domain: str, dkim_domain: str | None) -> list[Finding]
                 check=CHECK,
                 level=Level.ERROR,
                 domain=name,
-                message=f"the DMARC record does not parse: {exc}",
+                message=f"the DMARC record is not valid: {exc}",
                 found=quote,
                 publish=publish,
             )
@@ -157,6 +157,13 @@ def check_dmarc(dns: Dns, domain: str, dkim_domain: str | None) -> list[Finding]
                 publish=f'{name} TXT "{better}"',
             )
         )
+    for warning in result.get("warnings") or []:  # checkdmarc's own, but for rua (above)
+        if "rua tag" not in str(warning):
+            findings.append(
+                Finding(
+                    check=CHECK, level=Level.WARNING, domain=name, message=str(warning), found=quote
+                )
+            )
     if dkim_domain:
         strict = str(tags["adkim"]["value"]) == "s"
         if not aligned(dkim_domain, domain, strict):

@@ -97,7 +97,7 @@ def check_spf(dns: Dns, domain: str, sending: Sending) -> list[Finding]:
         return [
             finding(
                 Level.ERROR,
-                f"the SPF record does not parse: {exc}{split}",
+                f"the SPF record is not valid (receivers fail it: permerror): {exc}{split}",
                 found=found,
                 publish=f"{domain} TXT {suggested(None, sending.include)}",
             )
@@ -128,6 +128,8 @@ def check_spf(dns: Dns, domain: str, sending: Sending) -> list[Finding]:
         )
     if sending.real or sending.include or sending.host:
         findings += _authorises(dns, domain, record, found, parsed, sending, finding)
+    for warning in result.get("warnings") or []:  # checkdmarc's own (a void include, ptr, ...)
+        findings.append(finding(Level.WARNING, str(warning), found=found))
     if split:  # a record split over strings is read joined: say how, where it went wrong
         findings = [dataclasses.replace(f, message=f.message + split) for f in findings]
     if not findings:
