@@ -157,8 +157,8 @@ def check_dmarc(dns: Dns, domain: str, dkim_domain: str | None) -> list[Finding]
                 publish=f'{name} TXT "{better}"',
             )
         )
-    for warning in result.get("warnings") or []:  # checkdmarc's own, but for rua (above)
-        if "rua tag" not in str(warning):
+    for warning in result.get("warnings") or []:  # checkdmarc's own, but for p=none and rua (above)
+        if not re.search(r"rua tag|p tag value of none", str(warning)):
             findings.append(
                 Finding(
                     check=CHECK, level=Level.WARNING, domain=name, message=str(warning), found=quote
