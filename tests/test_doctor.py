@@ -715,3 +715,15 @@ def test_the_deliverability_page_shows_the_last_report_and_checks_again(
         assert 'id="rules"' in page.text
         refused = browser.post("/admin/deliverability/check", {})
         assert refused.status == 403
+
+
+def test_the_dns_server_setting_takes_an_address_and_a_port():
+    from newsletter.doctor.lookup import parse_server
+    from newsletter.exceptions import ConfigError
+
+    assert parse_server("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_server("[::1]:5353") == ("::1", 5353)
+    assert parse_server("192.0.2.53") == ("192.0.2.53", 53)
+    for bad in ("ns.example.com:53", "127.0.0.1:0", "127.0.0.1:port"):
+        with pytest.raises(ConfigError, match="NEWSLETTER_DNS_SERVER"):
+            parse_server(bad)
