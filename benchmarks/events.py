@@ -77,7 +77,7 @@ def seed(url: str, count: int) -> tuple[int, set[int]]:
             {"email": f"reader{n}@example.com", "name": "", "token": secrets.token_hex(16)}
             for n in range(count)
         )
-        issue_id = store.queue.create_issue(
+        issue_id = store.issues.create_issue(
             RenderedIssue(
                 slug="benchmark",
                 subject="Benchmark",

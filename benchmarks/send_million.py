@@ -116,7 +116,7 @@ def main() -> None:
             command = run_once(folder, env)
             seconds, peak_kb, summary = command.seconds, command.peak_kb, command.summary
             store = Store(settings.database_url)
-            issue_id = store.queue.list_issues()[0].id
+            issue_id = store.issues.list_issues()[0].id
             counts = store.deliveries.counts(issue_id)
             rate = n / seconds
             print(

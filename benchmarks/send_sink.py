@@ -154,7 +154,7 @@ def main() -> None:
             )
             print("  " + "\n  ".join(summary.splitlines()))
             store = Store(settings.database_url)
-            issue_id = store.queue.list_issues()[0].id
+            issue_id = store.issues.list_issues()[0].id
             counts = store.deliveries.counts(issue_id)
             threads = settings.sendgrid.concurrency
             found = ceilings(settings, store, issue_id, server, min(n, args.ceiling), threads)

@@ -1,22 +1,29 @@
-"""Tell the editors when something needs them: a held article (it cannot be read), a held
-tick (missed while the scheduler was down), an issue paused (failures, or a refused key),
-uncertain recipients left on an issue that is no longer sending. One email per event to
-every editor, through the configured provider, at most once: each event has a key, claimed
-in the database (`alerts_sent`) before anything is sent, so several schedulers or repeated
-wake-ups never send it twice."""
+"""Tell the editors when something needs them. Two ways, each the only one of its kind:
+
+- an article held because its issue's check failed (`hold_article`): held in the queue, a log
+  line, and an email to `[editor] email` at once, as the tick holds it; `held_notice` is the
+  one sentence every command says about such an article;
+- the alerts (`send_alerts`): an unreadable article (skipped until its file reads again), a
+  held tick (missed while the scheduler was down), an issue paused (failures, or a refused
+  key), uncertain recipients left on an issue that is no longer sending. One email per event
+  to every editor account, through the configured provider, at most once: each event has a
+  key, claimed in the database (`alerts_sent`) before anything is sent, so several
+  schedulers or repeated wake-ups never send it twice."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from dataclasses import dataclass
+from html import escape
 
-from newsletter import publish
 from newsletter.config import Settings
 from newsletter.editors import list_editors
 from newsletter.exceptions import NewsletterError
 from newsletter.providers import Message, Provider
+from newsletter.records import utcnow
 from newsletter.store import Store
+from newsletter.store.meta import HELD_TICK
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,49 @@ def _digest(value: str | None) -> str:
     return hashlib.sha256((value or "").encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True, kw_only=True)
+class HeldArticle:
+    """An article a tick held because the issue's check found errors in it."""
+
+    article_id: int
+    filename: str
+    title: str
+    reason: str
+
+
+def held_notice(filename: str, title: str | None = None) -> str:
+    """What every command and the editor's email say about an article its check held."""
+    who = f"{filename} ({title})" if title else filename
+    return (
+        f"held {who}: its check found errors; the queue goes on without it. Fix it, then "
+        f"'newsletter queue release {filename}' ('newsletter run --force' sends it as it is)"
+    )
+
+
+def hold_article(store: Store, settings: Settings, provider: Provider, held: HeldArticle) -> bool:
+    """Hold the article and tell the editor once: a log line, and an email to `[editor] email`
+    when set. False (and nothing said) when it was no longer queued, e.g. already held."""
+    if not store.articles.hold_article(held.article_id, held.reason):
+        return False
+    log.warning("%s", held_notice(held.filename))
+    if settings.editor_email:
+        text = f"{held_notice(held.filename, held.title)}.\n\n{held.reason}\n"
+        message = Message(
+            to_email=settings.editor_email,
+            to_name="",
+            subject=f"{settings.name}: held {held.filename}",
+            text=text,
+            html=f"<pre>{escape(text)}</pre>",
+            category="editor",
+            key=f"held-{held.article_id}-{utcnow():%Y%m%dT%H%M%S}",
+        )
+        try:
+            provider.send_message(message)
+        except NewsletterError as exc:  # telling the editor must never stop the tick
+            log.error("could not email the editor about %s: %s", held.filename, exc)
+    return True
+
+
 def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     """What needs an editor now (whether or not it was already told)."""
     base = f"{settings.base_url}/admin"
@@ -40,13 +90,14 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     for row in store.workspace.articles_with_errors():
         found.append(
             Alert(
-                f"held-article:{row.id}:{_digest(row.last_error)}",
-                f"Held article: {row.filename}",
-                f"The article {row.filename} was not sent: {row.last_error}",
+                f"unreadable-article:{row.id}:{_digest(row.last_error)}",
+                f"Unreadable article: {row.filename}",
+                f"The article {row.filename} cannot be read, so the queue goes on without it "
+                f"until its file is fixed: {row.last_error}",
                 f"{base}/queue",
             )
         )
-    held = publish.held_tick(store)
+    held = store.meta.moment(HELD_TICK)
     if held is not None:
         local = held.astimezone(settings.timezone).strftime("%a %Y-%m-%d %H:%M %Z")
         found.append(
@@ -54,7 +105,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 f"held-tick:{held.isoformat()}",
                 f"Issue held: {local}",
                 f"The issue due at {local} was missed while the scheduler was down. "
-                "Run 'newsletter run --once' to send it now.",
+                "Run 'newsletter run' to send it now.",
                 f"{base}/queue",
             )
         )
@@ -117,8 +168,6 @@ def send_alerts(store: Store, settings: Settings, provider: Provider) -> list[Al
 
 
 def _html(alert: Alert) -> str:
-    from html import escape
-
     return (
         f"<p>{escape(alert.text)}</p>"
         f'<p><a href="{escape(alert.link, quote=True)}">{escape(alert.link)}</a></p>'

@@ -108,12 +108,12 @@ class SendingLease:
 
     def acquire(self) -> bool:
         self._renewed = time.monotonic()
-        self.held = self.store.leases.acquire(SENDER_LEASE, self.holder, self.ttl)
+        self.held = self.store.meta.acquire(SENDER_LEASE, self.holder, self.ttl)
         if not self.held:
-            current = self.store.leases.holder(SENDER_LEASE)
+            current = self.store.meta.holder(SENDER_LEASE)
             if current and _dead_local_process(current[0]):
                 # Its holder was killed on this machine: no need to wait for the lease to expire.
-                self.held = self.store.leases.take_over(
+                self.held = self.store.meta.take_over(
                     SENDER_LEASE, current[0], self.holder, self.ttl
                 )
         return self.held
@@ -126,18 +126,18 @@ class SendingLease:
         if self.held and now - self._renewed < self.ttl.total_seconds() / 10:
             return
         self._renewed = now
-        if not self.store.leases.acquire(SENDER_LEASE, self.holder, self.ttl):
+        if not self.store.meta.acquire(SENDER_LEASE, self.holder, self.ttl):
             self.held = False
             raise LeaseLost("the sending lease was lost (this process stalled); stopping")
 
     def release(self) -> None:
         if self.held:
-            self.store.leases.release(SENDER_LEASE, self.holder)
+            self.store.meta.release(SENDER_LEASE, self.holder)
             self.held = False
 
     def __enter__(self) -> SendingLease:
         if not self.acquire():
-            current = self.store.leases.holder(SENDER_LEASE)
+            current = self.store.meta.holder(SENDER_LEASE)
             who = f"{current[0]} (lease until {current[1]:%H:%M:%S} UTC)" if current else "another"
             raise SenderBusy(f"another sender is active: {who}; not sending from here")
         return self
@@ -264,7 +264,7 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
     `policy.concurrency` > 1 several batches are in flight at once (each thread claims its own
     batch from the log), so the database and the network overlap."""
     store = ctx.store
-    issue = store.queue.get_issue(issue_id)
+    issue = store.issues.get_issue(issue_id)
     report = SendReport(issue_id, issue.status)
     recover_in_flight(store, issue_id, ctx.policy, ctx.provider)
     sender = _IssueSender(ctx, issue, report)
@@ -277,9 +277,9 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
                 future.result()  # re-raises a thread's StoreError, LeaseLost, ...
     report.counts = store.deliveries.counts(issue_id)
     if report.status == ISSUE_SENDING:
-        report.status = store.queue.issue_status(issue_id)
+        report.status = store.issues.issue_status(issue_id)
     if report.last_error is None:
-        report.last_error = store.queue.get_issue(issue_id).last_error
+        report.last_error = store.issues.get_issue(issue_id).last_error
     return report
 
 
@@ -338,7 +338,7 @@ class _IssueSender:
         if self.done.is_set():
             raise Stopped("the send was stopped before this request")
         try:
-            status = self.store.queue.issue_status(self.issue_id)
+            status = self.store.issues.issue_status(self.issue_id)
         except StoreError as exc:
             raise Stopped("the database failed before this request") from exc
         if status != ISSUE_SENDING:
@@ -358,7 +358,7 @@ class _IssueSender:
         while not self.done.is_set():
             if self.heartbeat:
                 self.heartbeat()  # between batches: renews the lease, or stops a scheduler
-            status = store.queue.issue_status(issue_id)
+            status = store.issues.issue_status(issue_id)
             if status != ISSUE_SENDING:
                 return self.finish(status)
             batch = store.deliveries.claim(
@@ -373,8 +373,8 @@ class _IssueSender:
                     self.cursor = max(self.cursor, batch.last_id)
             if batch is None:
                 if not store.deliveries.counts(issue_id)[IN_FLIGHT]:
-                    store.queue.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
-                    return self.finish(store.queue.issue_status(issue_id))
+                    store.issues.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
+                    return self.finish(store.issues.issue_status(issue_id))
                 return None  # other threads still have batches in flight
             if not batch.recipients:
                 continue
@@ -439,7 +439,7 @@ class _IssueSender:
                 continue
             except CredentialsRefused as exc:
                 store.deliveries.release(batch, error=str(exc))
-                store.queue.set_issue_status(issue_id, ISSUE_PAUSED, error=str(exc))
+                store.issues.set_issue_status(issue_id, ISSUE_PAUSED, error=str(exc))
                 return self.finish(ISSUE_PAUSED, str(exc))
             except Uncertain as exc:
                 store.deliveries.mark(batch, UNCERTAIN, str(exc))
@@ -495,10 +495,10 @@ class _IssueSender:
         self._count_failed_batch(error)
 
     def _count_failed_batch(self, error: str) -> None:
-        failed = self.store.queue.record_failed_batch(self.issue_id, error)
+        failed = self.store.issues.record_failed_batch(self.issue_id, error)
         if failed >= self.policy.max_failed_batches:
             message = f"paused after {failed} failed batches; last error: {error}"
-            self.store.queue.set_issue_status(self.issue_id, ISSUE_PAUSED, error=message)
+            self.store.issues.set_issue_status(self.issue_id, ISSUE_PAUSED, error=message)
             self.finish(ISSUE_PAUSED, message)
 
 
@@ -512,8 +512,8 @@ _TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 def change_issue_status(store: Store, issue_id: int, status: str) -> None:
     """Pause, resume or cancel an issue; takes effect between batches."""
-    current = store.queue.issue_status(issue_id)
-    if not store.queue.set_issue_status(issue_id, status, only_from=_TRANSITIONS[status]):
+    current = store.issues.issue_status(issue_id)
+    if not store.issues.set_issue_status(issue_id, status, only_from=_TRANSITIONS[status]):
         raise NewsletterError(f"issue {issue_id} is {current}: cannot make it {status}")
 
 
@@ -522,12 +522,12 @@ def resolve_uncertain(
 ) -> int:
     """The editor's decision on uncertain deliveries (all, or those of `subscriber_ids`):
     resend them, or count them as sent."""
-    store.queue.get_issue(issue_id)
+    store.issues.get_issue(issue_id)
     moved = store.deliveries.settle(
         issue_id, UNCERTAIN, PENDING if resend else SENT, subscriber_ids
     )
     if resend and moved:
-        store.queue.set_issue_status(issue_id, ISSUE_SENDING)
+        store.issues.set_issue_status(issue_id, ISSUE_SENDING)
     return moved
 
 
@@ -557,7 +557,7 @@ def run_worker(
     ctx = dataclasses.replace(ctx, heartbeat=heartbeat)
     while not stop.is_set():
         worked = False
-        for issue_id in ctx.store.queue.unfinished_issues():
+        for issue_id in ctx.store.issues.unfinished_issues():
             result = send_issue(ctx, issue_id)
             if result.batches:
                 worked = True

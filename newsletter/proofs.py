@@ -27,7 +27,7 @@ def send_test(
     name: str = "Editor",
 ) -> None:
     """Send one copy of the issue to `to`, as a subscriber would get it."""
-    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
+    rendered = stored_issue(settings, store.issues.get_issue(issue_id))
     send_proof(settings, provider, rendered, to, name, issue_id)
 
 
@@ -74,7 +74,7 @@ def sandbox_validate(
 ) -> SandboxReport:
     """Build every request of the issue exactly as the real send would, and have the
     provider validate them in sandbox mode."""
-    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
+    rendered = stored_issue(settings, store.issues.get_issue(issue_id))
     report = SandboxReport()
     for number, recipients in enumerate(store.subscribers.active_batches(provider.max_batch), 1):
         batch = OutgoingBatch.of(

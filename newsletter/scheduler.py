@@ -23,6 +23,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
+from newsletter.alerts import held_notice
 from newsletter.config import CONFIG_NAME, Settings, load_settings
 from newsletter.delivery import SendContext, SendingLease
 from newsletter.exceptions import ConfigError, LeaseLost, NewsletterError, WorkerStopping
@@ -145,10 +146,7 @@ class SchedulerRunner:
         for error in result.errors:
             self.echo(f"skipped: {error}")
         for held in result.held_articles:
-            self.echo(
-                f"held {held.filename}: its check found errors (see 'newsletter queue list'); "
-                "the queue goes on without it"
-            )
+            self.echo(held_notice(held.filename, held.title))
 
 
 def _mtime(path: Path) -> int | None:

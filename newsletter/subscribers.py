@@ -112,7 +112,7 @@ def signing_secret(store: Store) -> tuple[str, ...]:
     of NEWSLETTER_SECRET_KEY in their order, then always the database's own generated key,
     so links made before any key was set keep working. Warns when the key list changed."""
     env_keys = secret_keys_from_env()
-    db_key = store.leases.secret_key()
+    db_key = store.meta.secret_key()
     _note_key_changes(store, env_keys, db_key)
     return tuple(k for k in env_keys if k != db_key) + (db_key,)
 
@@ -134,7 +134,7 @@ def _note_key_changes(store: Store, env_keys: tuple[str, ...], db_key: str) -> N
     newest key changed or a key that signed links was dropped from the list."""
     current = [_fingerprint(k, db_key) for k in env_keys]
     try:
-        seen: list[str] = json.loads(store.leases.get_meta(_KEYS_SEEN) or "[]")
+        seen: list[str] = json.loads(store.meta.get(_KEYS_SEEN) or "[]")
     except ValueError:
         seen = []
     newest = current[0] if current else "database"
@@ -159,7 +159,7 @@ def _note_key_changes(store: Store, env_keys: tuple[str, ...], db_key: str) -> N
         )
     record = [newest] + [fp for fp in seen if fp != newest]
     if record != seen:
-        store.leases.set_meta(_KEYS_SEEN, json.dumps(record))
+        store.meta.set(_KEYS_SEEN, json.dumps(record))
 
 
 # -- CSV in ------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def test_workspace_pages_have_no_axe_violations(tmp_path, browser, monkeypatch):
         browser.find_element(By.ID, "email").send_keys("ed@example.com")
         browser.find_element(By.ID, "password").send_keys("correct horse battery")
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        first = web.store.queue.queued()[0].id
+        first = web.store.articles.queued()[0].id
         pages = [
             "/admin/queue",
             f"/admin/queue/{first}/preview",

@@ -90,7 +90,7 @@ def test_an_issue_with_neither_files_nor_pages_says_no_editorial_check_ran(tmp_p
     settings = load_settings(tmp_path / "newsletter.toml", env={})
     store = Store(settings.database_url)
     try:
-        issue_id = store.queue.create_issue(
+        issue_id = store.issues.create_issue(
             RenderedIssue(
                 subject="Old issue",
                 preheader="",

@@ -71,7 +71,7 @@ def test_a_refused_article_is_held_the_next_goes_out_and_the_editor_is_told_once
     assert "draft.md  [held]" in listing.stdout and "TK" in listing.stdout
     assert "newsletter queue release draft.md" in listing.stdout
     status = run_cli(["status"], tmp_path)
-    assert "held article draft.md" in status.stdout and "TK" in status.stdout
+    assert "held draft.md" in status.stdout and "TK" in status.stdout
 
     # Held means held: the next run does not try it again, nor tell the editor twice.
     again = run_cli(["run"], tmp_path)
@@ -128,7 +128,7 @@ def test_a_brand_new_newsletter_reports_no_missed_issue(tmp_path):
     sent = len(emails(tmp_path, "issue-1"))
     proc = start(["-v", "scheduler"], tmp_path, {})
     store = open_store(tmp_path)
-    assert wait_until(lambda: store.leases.get_meta(publish.SCHEDULER_STARTED), timeout=60)
+    assert wait_until(lambda: store.meta.get(publish.SCHEDULER_STARTED), timeout=60)
     store.close()
     time.sleep(1.5)  # a few more heartbeats
     proc.terminate()

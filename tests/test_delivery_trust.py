@@ -104,7 +104,7 @@ def test_a_request_that_was_never_written_goes_back_to_pending(server, tmp_path)
     assert "nothing was sent" in (report.last_error or "")
     assert (
         KEY not in (report.last_error or "")
-        and KEY not in store.queue.get_issue(issue_id).last_error
+        and KEY not in store.issues.get_issue(issue_id).last_error
     )
     assert server.request_log == []
     store.close()

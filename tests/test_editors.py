@@ -14,7 +14,7 @@ from newsletter.config import load_settings
 from newsletter.editors import add_editor, authenticate, change_password
 from newsletter.exceptions import ConfigError, NewsletterError
 from newsletter.providers import make_provider
-from newsletter.records import IssueStatus
+from newsletter.records import IssueStatus, utcnow
 from newsletter.resources import sample_articles
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token
@@ -154,13 +154,13 @@ def test_alerts_go_to_every_editor_once_per_event(store, settings):
     settings.issues_dir.mkdir(exist_ok=True)
     broken = write(settings.issues_dir / "broken.md", "---\ntitle: [unclosed\n---\n")
     publish.sync_queue(store, settings)
-    publish.pick(store, settings, publish.utcnow())  # the scheduler notes the error
+    publish.pick(store, settings, utcnow())  # the scheduler notes the error
     issue_id, _ = uncertain_issue(store, ["u@example.com"])
-    store.queue.set_issue_status(issue_id, IssueStatus.PAUSED, error="the key was refused (401)")
+    store.issues.set_issue_status(issue_id, IssueStatus.PAUSED, error="the key was refused (401)")
 
     sent = alerts.send_alerts(store, settings, provider)
     subjects = sorted(a.subject for a in sent)
-    assert any(s.startswith("Held article: broken.md") for s in subjects)
+    assert any(s.startswith("Unreadable article: broken.md") for s in subjects)
     assert f"Issue {issue_id} paused: the provider refused the key" in subjects
     assert f"Issue {issue_id}: 1 uncertain recipients" in subjects
     emails = sorted((settings.outbox_path / "alerts").glob("*.eml"))
@@ -170,9 +170,9 @@ def test_alerts_go_to_every_editor_once_per_event(store, settings):
 
     # A new event (another error on the same article) is told again.
     write(broken, "---\ntitle: still [unclosed\n---\n")
-    publish.pick(store, settings, publish.utcnow())
+    publish.pick(store, settings, utcnow())
     assert [a.subject for a in alerts.send_alerts(store, settings, provider)] == [
-        "Held article: broken.md"
+        "Unreadable article: broken.md"
     ]
 
 
@@ -186,7 +186,7 @@ def test_the_scheduler_takes_a_new_cadence_and_alerts_the_editors(store, setting
     add_editor(store, "ed@example.com", PASSWORD)
     settings.issues_dir.mkdir(exist_ok=True)
     write(settings.issues_dir / "broken.md", "---\ntitle: [unclosed\n---\n")
-    publish.pick(store, settings, publish.utcnow())  # the error is noted on the article
+    publish.pick(store, settings, utcnow())  # the error is noted on the article
     update_cadence(settings.root, ["sat"], "06:45", 2)
     config = settings.root / "newsletter.toml"
     later = (runner.config_mtime or 0) + 1_000_000_000  # a coarse clock must not hide it
@@ -196,7 +196,7 @@ def test_the_scheduler_takes_a_new_cadence_and_alerts_the_editors(store, setting
     assert runner.settings.schedule.days == ("sat",)
     assert runner.ctx.settings.schedule.articles_per_issue == 2
     assert any(line.startswith("cadence changed in newsletter.toml") for line in said)
-    assert "alerted the editors: Held article: broken.md" in said
+    assert "alerted the editors: Unreadable article: broken.md" in said
     said.clear()
     runner.wake("heartbeat")  # nothing new: no second alert, no second reload
-    assert not any("Held article" in line or "cadence" in line for line in said)
+    assert not any("Unreadable article" in line or "cadence" in line for line in said)

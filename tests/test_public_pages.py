@@ -42,7 +42,7 @@ def web(tmp_path, monkeypatch) -> Iterator[LiveWeb]:
 
 def new_issue(store: Store, slug: str, subject: str) -> int:
     """A public issue (status `sending`) as `run` makes it, without sending anything."""
-    return store.queue.create_issue(
+    return store.issues.create_issue(
         RenderedIssue(
             slug=slug,
             subject=subject,
@@ -63,7 +63,7 @@ def feed_titles(body: bytes) -> list[str]:
 
 def test_public_pages_carry_validators_and_answer_304(web):
     issue_id = new_issue(web.store, "first", "First light")
-    created = web.store.queue.get_issue(issue_id).created_at
+    created = web.store.issues.get_issue(issue_id).created_at
     for path in (*PUBLIC, "/archive/first"):
         page = web.get(path)
         assert page.status == 200, path
@@ -146,7 +146,7 @@ def _cancel_and_publish(web: LiveWeb, folder: Path, database: dict[str, str]) ->
     assert "Third time" in web.get("/archive").text
     assert feed_titles(web.get("/feed.xml").body) == ["Third time", "First light"]
     assert web.get("/archive/third").status == 200
-    assert web.store.queue.get_issue(first).status == "sending"
+    assert web.store.issues.get_issue(first).status == "sending"
 
 
 def test_pages_are_rendered_once_per_version_not_per_request(web):

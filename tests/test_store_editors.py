@@ -60,10 +60,10 @@ def test_engagement_hours_add_up_and_alerts_are_claimed_once(db):
 
 def test_queue_moves_and_search(db):
     for name in ("a.md", "b.md", "c.md"):
-        db.queue.add_article(name, name, None)
+        db.articles.add_article(name, name, None)
     assert db.workspace.swap_with_neighbour("c.md", up=True)
     assert not db.workspace.swap_with_neighbour("a.md", up=True)
-    assert [a.filename for a in db.queue.queued()] == ["a.md", "c.md", "b.md"]
+    assert [a.filename for a in db.articles.queued()] == ["a.md", "c.md", "b.md"]
 
     secret = signing_secret(db)
     db.subscribers.add(

@@ -206,7 +206,7 @@ def eml_for(web: LiveWeb, issue_id: int, subscriber_id: int) -> Path:
 def uncertain_issue(store: Store, addresses: list[str]) -> tuple[int, dict[str, int]]:
     """An issue whose only batch was in flight when the sender died: all rows uncertain."""
     ids = {a: add_subscriber(store, a, a.split("@")[0]).id for a in addresses}
-    issue_id = store.queue.create_issue(
+    issue_id = store.issues.create_issue(
         RenderedIssue(
             slug="crashed-issue",
             subject="Crashed",
@@ -428,8 +428,8 @@ def test_every_bad_token_gets_the_same_400(web):
 def test_archive_page_index_and_feed(web):
     add_subscriber(web.store, "reader@example.com", "Reader")
     issue_id = publish_next(web, "002_static-over-galveston.txt")
-    issue = web.store.queue.get_issue(issue_id)
-    hidden = web.store.queue.create_issue(
+    issue = web.store.issues.get_issue(issue_id)
+    hidden = web.store.issues.create_issue(
         RenderedIssue(
             slug="not-yet",
             subject="Held back",
@@ -442,14 +442,14 @@ def test_archive_page_index_and_feed(web):
         ),
         [],
     )
-    web.store.queue.set_issue_status(hidden, IssueStatus.PAUSED)
+    web.store.issues.set_issue_status(hidden, IssueStatus.PAUSED)
 
     page = web.get(f"/archive/{issue.slug}")
     assert page.status == 200 and page.text == issue.archive_html
     assert "script-src" not in page.headers["Content-Security-Policy"]
     assert "Unsubscribe" not in page.text  # the web edition carries nobody's link
     assert web.get("/archive/not-yet").status == 404
-    web.store.queue.set_issue_status(hidden, ISSUE_CANCELLED)
+    web.store.issues.set_issue_status(hidden, ISSUE_CANCELLED)
     assert web.get("/archive/not-yet").status == 404
     assert web.get("/archive/no-such-issue").status == 404
 
@@ -520,7 +520,7 @@ def test_webhook_events_suppress_confirm_and_count_once(web, sendgrid):
     url = f"{web.url}/webhooks/sendgrid"
 
     def snapshot():
-        issue = store.queue.get_issue(issue_id)
+        issue = store.issues.get_issue(issue_id)
         subs = {row.email: row.status for row in store.subscribers.each()}
         return subs, store.deliveries.counts(issue_id), issue.opens, issue.clicks
 

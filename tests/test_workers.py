@@ -54,7 +54,7 @@ def test_three_workers_share_one_issue_exactly_once(tmp_path, server, database_u
     sent = store.deliveries.in_state(issue_id, "sent")
     assert len(sent) == 3000
     assert len({row.worker for row in sent}) >= 2  # the work really was shared
-    assert store.queue.get_issue(issue_id).status == "sent"
+    assert store.issues.get_issue(issue_id).status == "sent"
     store.close()
 
 
@@ -114,11 +114,11 @@ def test_the_lease_renews_between_batches_without_a_write_each_time_and_still_no
     store = Store(f"sqlite:///{tmp_path / 'lease.db'}")
     lease = SendingLease(store, timedelta(seconds=1), holder="host-a:1:x")
     assert lease.acquire()
-    expires = store.leases.holder("sender")[1]
+    expires = store.meta.holder("sender")[1]
     lease.renew()  # right after acquiring: nothing to write
-    assert store.leases.holder("sender")[1] == expires
+    assert store.meta.holder("sender")[1] == expires
     time.sleep(1.2)  # a stall longer than the lease: another sender takes it over
-    assert store.leases.acquire("sender", "host-b:2:y", timedelta(seconds=60))
+    assert store.meta.acquire("sender", "host-b:2:y", timedelta(seconds=60))
     with pytest.raises(LeaseLost):
         lease.renew()
     store.close()

@@ -1,14 +1,17 @@
 """Running the checks: on a finished email, on a rendered issue as one sample subscriber gets
-it, or on what `newsletter preview SOURCE` would show."""
+it, on articles rendered as the issue `run` would build (`check_issue`, the one sequence
+`run`, the scheduler, `check` and the workspace's preview all use), or on what
+`newsletter preview SOURCE` would show."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from newsletter.articles import read_article
+from newsletter.articles import Article, read_article
 from newsletter.check.accessibility import check_accessibility
 from newsletter.check.caniemail import ACCEPTED_FALLBACKS, MAJOR_CLIENTS
 from newsletter.check.clients import check_client_support
@@ -25,7 +28,7 @@ from newsletter.check.links import check_images, check_links
 from newsletter.check.size import check_size
 from newsletter.config import EXAMPLE_POSTAL_ADDRESS
 from newsletter.layouts import choose_layout
-from newsletter.render import RenderedIssue, personalize
+from newsletter.render import RenderedIssue, personalize, render_fitting
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -77,6 +80,43 @@ def check_rendered(
     return findings
 
 
+@dataclass(frozen=True, kw_only=True)
+class CheckedIssue:
+    """Articles rendered as one issue, in `layout`, and what its check found."""
+
+    rendered: RenderedIssue
+    layout: str
+    findings: list[Finding]
+
+
+def check_issue(
+    articles: Sequence[Article],
+    settings: Settings,
+    *,
+    slug: str,
+    layout: str | None = None,
+    article_slugs: Sequence[str] | None = None,
+) -> CheckedIssue:
+    """Render `articles` once as one issue (in `layout`, default: as `run` chooses) and check
+    it: the email as a sample subscriber gets it, the article contract and spoiler leaks, and
+    the settings every email carries (the postal address)."""
+    layout = choose_layout(settings.layout, len(articles), layout)
+    rendered = render_fitting(
+        articles, settings, slug=slug, layout=layout, article_slugs=article_slugs
+    )
+    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+    findings += check_articles(
+        articles,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        layout=layout,
+        contract=settings.contract,
+        spoiler_leak=settings.spoiler_leak,
+    )
+    findings += check_settings(settings)
+    return CheckedIssue(rendered=rendered, layout=layout, findings=findings)
+
+
 def check_source(
     settings: Settings,
     store: Store | None,
@@ -88,22 +128,19 @@ def check_source(
     issue's articles are read from issues/, see `check_stored_issue`)."""
     from newsletter.preview import rendered_for
 
+    if store is None:
+        articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
+        return check_issue(articles, settings, slug="preview", layout=layout).findings
     rendered = rendered_for(settings, store, source, layout)
     findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
-    if store is not None:
-        findings += check_stored_issue(settings, store, store.queue.get_issue(int(source[0])))
-    else:
-        articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
-        findings += check_articles(
-            articles,
-            subject=rendered.subject,
-            preheader=rendered.preheader,
-            layout=choose_layout(settings.layout, len(articles), layout),
-            contract=settings.contract,
-            spoiler_leak=settings.spoiler_leak,
-        )
+    findings += check_stored_issue(settings, store, store.issues.get_issue(int(source[0])))
+    return findings + check_settings(settings)
+
+
+def check_settings(settings: Settings) -> list[Finding]:
+    """What every email of this newsletter carries from the settings: the postal address."""
     if not settings.postal_address.strip():
-        findings.append(
+        return [
             Finding(
                 WARNING,
                 "no-postal-address",
@@ -111,9 +148,9 @@ def check_source(
                 "address in every email",
                 "settings",
             )
-        )
-    elif settings.postal_address.strip() == EXAMPLE_POSTAL_ADDRESS:
-        findings.append(
+        ]
+    if settings.postal_address.strip() == EXAMPLE_POSTAL_ADDRESS:
+        return [
             Finding(
                 WARNING,
                 "example-postal-address",
@@ -121,8 +158,8 @@ def check_source(
                 "put the sender's own physical address there (CAN-SPAM)",
                 "settings",
             )
-        )
-    return findings
+        ]
+    return []
 
 
 def check_email(

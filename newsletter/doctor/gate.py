@@ -28,7 +28,7 @@ class GateResult:
 
 
 def last_report(store: Store) -> Report | None:
-    text = store.leases.get_meta(META_KEY)
+    text = store.meta.get(META_KEY)
     if not text:
         return None
     try:
@@ -38,7 +38,7 @@ def last_report(store: Store) -> Report | None:
 
 
 def remember(store: Store, report: Report) -> None:
-    store.leases.set_meta(META_KEY, report.to_json())
+    store.meta.set(META_KEY, report.to_json())
 
 
 def before_run(

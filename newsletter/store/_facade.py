@@ -13,11 +13,12 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from newsletter.store._errors import map_error
+from newsletter.store.articles import Articles
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.events import Events
-from newsletter.store.leases import Leases
+from newsletter.store.issues import Issues
+from newsletter.store.meta import Meta
 from newsletter.store.publication import Publication
-from newsletter.store.queue import Queue
 from newsletter.store.rate_limits import RateLimits
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
@@ -70,9 +71,10 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self.subscribers = Subscribers(self)
-        self.queue = Queue(self)
+        self.articles = Articles(self)
+        self.issues = Issues(self)
         self.deliveries = Deliveries(self)
-        self.leases = Leases(self)
+        self.meta = Meta(self)
         self.events = Events(self)
         self.workspace = Workspace(self)
         self.publication = Publication(self)

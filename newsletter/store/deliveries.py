@@ -15,7 +15,10 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
+    delete,
     func,
+    insert,
+    literal,
     select,
     text,
     update,
@@ -390,3 +393,20 @@ class Deliveries:
             ).rowcount
             for issue_id, ids in by_issue.items()
         )
+
+    # -- rows written inside another aggregate's transaction ------------------------------
+    def plan(self, conn: Connection, issue_id: int) -> None:
+        """One pending row per active subscriber for a new issue, in the transaction that
+        creates it (`Issues.create_issue`)."""
+        conn.execute(
+            insert(deliveries).from_select(
+                ["issue_id", "subscriber_id", "state", "attempts"],
+                select(
+                    literal(issue_id), subscribers.c.id, literal(str(PENDING)), literal(0)
+                ).where(subscribers.c.status == ACTIVE),
+            )
+        )
+
+    def forget_subscriber(self, conn: Connection, subscriber_id: int) -> None:
+        """Delete a removed subscriber's rows, in the transaction that deletes them."""
+        conn.execute(delete(deliveries).where(deliveries.c.subscriber_id == subscriber_id))

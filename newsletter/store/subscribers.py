@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import Recipient, Subscriber, SubscriberStatus, utcnow
-from newsletter.store.schema import deliveries, subscribers
+from newsletter.store.schema import subscribers
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -145,7 +145,7 @@ class Subscribers:
             )
             if sid is None:
                 raise NotFound(f"no subscriber {email!r}")
-            conn.execute(delete(deliveries).where(deliveries.c.subscriber_id == sid))
+            self._store.deliveries.forget_subscriber(conn, sid)
             conn.execute(delete(subscribers).where(subscribers.c.id == sid))
 
     def active_batches(self, size: int) -> Iterator[list[Recipient]]:

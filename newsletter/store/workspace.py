@@ -165,7 +165,7 @@ class Workspace:
 
     # -- the queue -----------------------------------------------------------------------------
     def queued_article(self, article_id: int) -> QueuedArticle:
-        found = next((a for a in self._store.queue.queued() if a.id == article_id), None)
+        found = next((a for a in self._store.articles.queued() if a.id == article_id), None)
         if found is None:
             raise NotFound(f"no queued article {article_id} (see 'newsletter queue list')")
         return found
@@ -215,7 +215,7 @@ class Workspace:
 
     def articles_with_errors(self) -> list[QueuedArticle]:
         """Queued articles the scheduler could not read (held back with their reason)."""
-        return [a for a in self._store.queue.queued() if a.last_error]
+        return [a for a in self._store.articles.queued() if a.last_error]
 
     # -- subscribers ---------------------------------------------------------------------------
     def search_subscribers(

@@ -47,12 +47,12 @@ def delivery_counts(ctx: Ctx, issue_id: int, status: str) -> dict[str, int]:
 
 
 def issues_page(ctx: Ctx) -> Response:
-    return ctx.page("admin/issues.html", issues=ctx.store.queue.list_issues())
+    return ctx.page("admin/issues.html", issues=ctx.store.issues.list_issues())
 
 
 def issue_page(ctx: Ctx) -> Response:
     issue_id = _issue_id(ctx)
-    issue = ctx.store.queue.get_issue(issue_id)
+    issue = ctx.store.issues.get_issue(issue_id)
     counts = delivery_counts(ctx, issue_id, issue.status)
     chart = cumulative_chart(ctx.store.workspace.engagement_series(issue_id), ctx.zone)
     return ctx.page(
@@ -71,7 +71,7 @@ def issue_page(ctx: Ctx) -> Response:
 def issue_counts(ctx: Ctx) -> Response:
     """The live view's poll: the issue's state and its counts by delivery state."""
     issue_id = _issue_id(ctx)
-    status = ctx.store.queue.issue_status(issue_id)
+    status = ctx.store.issues.issue_status(issue_id)
     return json_response({"status": status, "counts": delivery_counts(ctx, issue_id, status)})
 
 

@@ -1,7 +1,7 @@
 """The queue page and the preview of a queued article. Every rule is the library's: the
 order and expected dates (`publish.queue_view`), the article parser and its line-numbered
 errors (`publish.queue_add`), the next issue's layout (`publish.choose_next_layout`, read
-by the tick and `run`), the check (`check.check_rendered`), the proof
+by the tick and `run`), the check (`check.check_issue`), the proof
 (`proofs.send_proof`)."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from starlette.responses import HTMLResponse, Response
 
 from newsletter import publish
 from newsletter.articles import ARTICLE_SUFFIXES, read_article
-from newsletter.check import ERROR, Finding, check_rendered
-from newsletter.check.editorial import check_articles
+from newsletter.check import ERROR, Finding, check_issue
 from newsletter.exceptions import ArticleError, NewsletterError
 from newsletter.layouts import choose_layout
 from newsletter.links import unsubscribe_url
@@ -24,7 +23,7 @@ from newsletter.preview import SAMPLE_NAME, SAMPLE_TOKEN
 from newsletter.proofs import send_proof
 from newsletter.providers import make_provider
 from newsletter.records import RenderedIssue
-from newsletter.render import personalize, render_fitting
+from newsletter.render import personalize
 from newsletter.web.admin.base import Ctx
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -40,7 +39,7 @@ def queue_page(
     ctx: Ctx, errors: list[str] | None = None, status_code: int = 200, layout_error: str = ""
 ) -> Response:
     view = publish.queue_view(ctx.store, ctx.settings)
-    ids = {row.filename: row.id for row in ctx.store.queue.queued()}
+    ids = {row.filename: row.id for row in ctx.store.articles.queued()}
     return ctx.page(
         "admin/queue.html",
         status_code,
@@ -122,7 +121,7 @@ def next_layout(ctx: Ctx) -> Response:
 def move_article(ctx: Ctx) -> Response:
     row = ctx.store.workspace.queued_article(_article_id(ctx))
     up = ctx.form.get("direction") == "up"
-    moved = publish.queue_move(ctx.store, row.filename, up)
+    moved = ctx.store.workspace.swap_with_neighbour(row.filename, up)
     where = "up" if up else "down"
     message = f"Moved {row.filename} {where}." if moved else f"{row.filename} stays."
     return ctx.redirect("/admin/queue", message)
@@ -142,7 +141,7 @@ def not_before(ctx: Ctx) -> Response:
 
 def remove_article(ctx: Ctx) -> Response:
     row = ctx.store.workspace.queued_article(_article_id(ctx))
-    ctx.store.queue.remove_article(row.filename)
+    ctx.store.articles.remove_article(row.filename)
     return ctx.redirect("/admin/queue", f"Removed {row.filename} from the queue.")
 
 
@@ -173,19 +172,11 @@ def _preview(ctx: Ctx, filename: str, layout: str | None = None) -> Preview:
         return cached
     settings = ctx.settings
     article = read_article(path, headings=settings.contract.headings)
-    rendered = render_fitting([article], settings, slug="preview", layout=layout)
+    # What `newsletter check FILE` reports: the email, the article contract and leaks.
+    checked = check_issue([article], settings, slug="preview", layout=layout)
+    rendered = checked.rendered
     body = personalize(rendered, SAMPLE_NAME, unsubscribe_url(settings, SAMPLE_TOKEN))
-    # What `newsletter check FILE` reports: the email, then the article contract and leaks.
-    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
-    findings += check_articles(
-        [article],
-        subject=rendered.subject,
-        preheader=rendered.preheader,
-        layout=choose_layout(settings.layout, 1, layout),
-        contract=settings.contract,
-        spoiler_leak=settings.spoiler_leak,
-    )
-    findings.sort(key=lambda f: f.severity != ERROR)
+    findings = sorted(checked.findings, key=lambda f: f.severity != ERROR)
     preview = Preview(rendered, body.html, body.text, findings)
     if len(ctx.admin.previews) > 64:
         ctx.admin.previews.clear()
