@@ -173,8 +173,9 @@ def queue_list(app: App) -> None:
             f"held: the issue due at {_local(held, app.settings)} was missed while the scheduler "
             "was down; run 'newsletter run' to send it now"
         )
-    for tick in view.dry_ticks:
-        click.echo(f"warning: nothing to send at {_local(tick, app.settings)}: the queue runs dry")
+    dry = view.dry_notice(lambda tick: _local(tick, app.settings))
+    if dry:
+        click.echo(f"warning: {dry}")
 
 
 @queue.command("layout")

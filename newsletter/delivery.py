@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 
 from newsletter.config import Settings
 from newsletter.exceptions import (
@@ -99,9 +99,12 @@ class SendingLease:
     """Only one process sends at a time. The lease expires if its holder dies, so a standby
     (or the next `run`) takes over; in-flight rows are only recovered by the new holder."""
 
-    def __init__(self, store: Store, ttl: timedelta, holder: str | None = None) -> None:
+    def __init__(
+        self, store: Store, ttl: timedelta, holder: str | None = None, *, zone: tzinfo = UTC
+    ) -> None:
         self.store = store
         self.ttl = ttl
+        self.zone = zone  # the newsletter's: what the messages show times in
         self.holder = holder or PROCESS_ID
         self.held = False
         self._renewed = float("-inf")  # time.monotonic() of the last acquire or renewal
@@ -138,7 +141,8 @@ class SendingLease:
     def __enter__(self) -> SendingLease:
         if not self.acquire():
             current = self.store.meta.holder(SENDER_LEASE)
-            who = f"{current[0]} (lease until {current[1]:%H:%M:%S} UTC)" if current else "another"
+            until = current[1].astimezone(self.zone) if current else None
+            who = f"{current[0]} (lease until {until:%H:%M:%S %Z})" if current else "another"
             raise SenderBusy(f"another sender is active: {who}; not sending from here")
         return self
 

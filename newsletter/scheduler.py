@@ -46,7 +46,7 @@ class SchedulerRunner:
         self.settings = settings
         self.store = store
         self.echo = echo
-        self.lease = SendingLease(store, settings.schedule.lease)
+        self.lease = SendingLease(store, settings.schedule.lease, zone=settings.timezone)
         self.ctx = SendContext.of(
             store, settings, make_provider(settings), heartbeat=self.heartbeat
         )

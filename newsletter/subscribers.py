@@ -174,6 +174,26 @@ def from_spreadsheet(text: str) -> str:
     return text
 
 
+DELIMITERS = ",;\t|"
+_DELIMITER_NAMES = {",": "',' (comma)", ";": "';' (semicolon)", "\t": "tab", "|": "'|'"}
+
+
+def _delimiter(text: str) -> str:
+    """The header line's delimiter: a comma, or the semicolon of Excel's export where the
+    decimal mark is a comma (most of Europe), a tab or a bar (`csv.Sniffer`, on the header
+    only: data rows hold names with commas in them)."""
+    header = text.split("\n", 1)[0]
+    try:
+        found = csv.Sniffer().sniff(header, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+    return found if found in DELIMITERS else ","
+
+
+def _shown(text: str) -> str:
+    return repr(text.split("\n", 1)[0].rstrip("\r")[:80])
+
+
 def read_csv_rows(path: Path) -> Iterator[CsvRow]:
     """The data rows of a subscriber CSV; handles a BOM, CRLF and quoted fields. A quoting
     error (an unclosed quote that would swallow the following rows) raises NewsletterError
@@ -186,13 +206,17 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
         ) from None
     except OSError as exc:
         raise NewsletterError(f"{path}: cannot read: {exc.strerror}") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    delimiter = _delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter)
     try:
         header = [h.strip().lower() for h in next(reader, [])]
     except csv.Error as exc:
         raise NewsletterError(f"{path}:1: CSV quoting error in the header: {exc}") from None
     if "email" not in header:
-        raise NewsletterError(f"{path}:1: no 'email' column in the header (expected: email,name)")
+        raise NewsletterError(
+            f"{path}:1: no 'email' column in the header {_shown(text)} (read with "
+            f"{_DELIMITER_NAMES[delimiter]} as the delimiter; expected: email,name)"
+        )
     end = reader.line_num
     while True:
         start = end + 1

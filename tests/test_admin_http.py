@@ -426,3 +426,13 @@ def test_the_cadence_form_writes_newsletter_toml(web):
         {"csrf_token": token, "time": "25:00", "articles_per_issue": "1", "day_mon": "1"},
     )
     assert bad.status == 400 and "[schedule] time" in bad.text
+
+
+def test_the_queue_runs_dry_notice_is_said_once(web):
+    queue_one(web)  # one article, a cadence of several ticks ahead: the queue runs dry
+    browser = Browser(web)
+    browser.sign_in()
+    page = browser.get("/admin/queue")
+    assert page.status == 200
+    assert page.text.count("the queue runs dry") == 1
+    assert page.text.count("Nothing to send at") == 1 and "ticks after it" in page.text

@@ -304,3 +304,32 @@ def test_a_new_sqlite_database_and_its_wal_files_are_private(tmp_path):
     out = run_cli(["subscribers", "list"], tmp_path / "cli")
     assert out.returncode == 0
     assert stat.S_IMODE((tmp_path / "cli" / "newsletter.db").stat().st_mode) == 0o600
+
+
+def test_a_semicolon_csv_from_excel_imports_with_or_without_bom(tmp_path):
+    """Excel's "CSV" where the decimal mark is a comma (most of Europe) separates with
+    semicolons; names keep their commas."""
+    assert run_cli(["init", str(tmp_path)], tmp_path).returncode == 0
+    rows = 'email;name;status\r\nann@example.com;"Archer, Ann";active\r\nbob@example.com;Bob;unsubscribed\r\n'
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + rows.encode("utf-8"))
+    (tmp_path / "plain.csv").write_text(rows.replace("ann@", "cy@").replace("bob@", "di@"))
+    for name in ("bom.csv", "plain.csv"):
+        done = run_cli(["subscribers", "import", name], tmp_path)
+        assert done.returncode == 0, done.stderr
+    listing = run_cli(["subscribers", "list"], tmp_path).stdout
+    assert "Archer, Ann" in listing and "cy@example.com" in listing
+    store = Store(load_settings(tmp_path / "newsletter.toml", env={}).database_url)
+    try:
+        assert store.subscribers.by_email("bob@example.com").status == "unsubscribed"
+        assert store.subscribers.by_email("di@example.com").status == "unsubscribed"
+    finally:
+        store.close()
+
+
+def test_a_header_without_email_names_the_delimiter_it_was_read_with(tmp_path):
+    assert run_cli(["init", str(tmp_path)], tmp_path).returncode == 0
+    (tmp_path / "odd.csv").write_text("address;name\nann@example.com;Ann\n")
+    done = run_cli(["subscribers", "import", "odd.csv"], tmp_path)
+    assert done.returncode == 1
+    assert "no 'email' column" in done.stderr and "';' (semicolon)" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -144,6 +145,16 @@ class QueueView:
     entries: list[QueueEntry]
     ticks: list[datetime]
     dry_ticks: list[datetime] = field(default_factory=list)
+
+    def dry_notice(self, local: Callable[[datetime], str]) -> str | None:
+        """One sentence for every coming tick the queue cannot fill (said once, not once per
+        tick), with times as `local` shows them; None when the queue lasts."""
+        if not self.dry_ticks:
+            return None
+        first = local(self.dry_ticks[0])
+        more = len(self.dry_ticks) - 1
+        after = f" and the {more} tick{'s' if more > 1 else ''} after it" if more else ""
+        return f"nothing to send at {first}{after}: the queue runs dry"
 
 
 def queue_view(

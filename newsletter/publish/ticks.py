@@ -81,7 +81,9 @@ def publish_tick(
     built: `NoActiveSubscriber`, and the articles stay queued."""
     with ExitStack() as stack:
         if lease is None:
-            lease = stack.enter_context(SendingLease(ctx.store, ctx.settings.schedule.lease))
+            lease = stack.enter_context(
+                SendingLease(ctx.store, ctx.settings.schedule.lease, zone=ctx.settings.timezone)
+            )
         ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
         result = _tick(
             ctx,
