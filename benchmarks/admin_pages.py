@@ -85,7 +85,7 @@ def setup(folder: Path, count: int, issues: int) -> tuple[int, float]:
     store.deliveries.settle(big, DeliveryState.PENDING, DeliveryState.SENT)
     store.issues.set_issue_status(big, "sent")
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
-    store.workspace.add_engagement_hours(
+    store.engagement.add_hours(
         [
             (big, kind, hour - timedelta(hours=h), 1000 // (h + 1))
             for h in range(48)

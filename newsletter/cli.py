@@ -212,7 +212,7 @@ def queue_move(app: App, article: str, direction: str | None) -> None:
     """Move ARTICLE (its file name in issues/) one place up or down the queue."""
     if direction is None:
         raise NewsletterError("say --up or --down")
-    if app.store.workspace.swap_with_neighbour(Path(article).name, up=direction == "up"):
+    if app.store.articles.swap_with_neighbour(Path(article).name, up=direction == "up"):
         click.echo(f"moved {Path(article).name} {direction}")
     else:
         click.echo(f"{Path(article).name} is already {'first' if direction == 'up' else 'last'}")
@@ -771,7 +771,8 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
 )
 @pass_app
 def serve(app: App, host: str, port: int, access_log: bool) -> None:
-    """Run the subscribers' web side: sign-up, unsubscribe, archive, SendGrid events."""
+    """Run the web side: sign-up, unsubscribe, archive, SendGrid events, and the editors'
+    workspace at /admin (accounts: 'newsletter editors add')."""
     from newsletter.web.app import serve as serve_web
 
     serve_web(app.settings, host, port, access_log=access_log)

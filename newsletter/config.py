@@ -101,6 +101,7 @@ class Settings:
     contract: Contract
     editor_email: str  # "" when nobody is to be emailed about held articles
     dkim: DkimSettings
+    forwarded_allow_ips: str  # [web]: the proxies whose X-Forwarded-For uvicorn believes
 
     @property
     def issues_dir(self) -> Path:

@@ -337,6 +337,32 @@ class DkimSection(_Section):
     )
 
 
+class WebSection(_Section):
+    """[web]: `newsletter serve` behind a reverse proxy."""
+
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Addresses of the reverse proxies whose X-Forwarded-For and "
+        'X-Forwarded-Proto are believed (comma-separated addresses or networks, "*" for '
+        "any): the client address the sign-in and sign-up limits count. A request from "
+        "anywhere else is counted by its own address.",
+    )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (part.strip() for part in value.split(",")):
+            if item in ("", "*") or item.startswith("unix:"):
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+
 class SettingsFile(_Section):
     """The whole file. Every table is optional; a missing key takes the default above."""
 
@@ -350,6 +376,7 @@ class SettingsFile(_Section):
     outbox: OutboxSection = OutboxSection()
     sendgrid: SendGridSection = SendGridSection()
     dkim: DkimSection = DkimSection()
+    web: WebSection = WebSection()
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -472,6 +499,7 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
             if file.dkim.private_key_file
             else None,
         ),
+        forwarded_allow_ips=file.web.forwarded_allow_ips,
     )
 
 

@@ -64,7 +64,7 @@ def main() -> None:
         for h in range(24)
         for kind, n in (("open", 30), ("click", 8))
     ]
-    store.workspace.add_engagement_hours(tallies)
+    store.engagement.add_hours(tallies)
     with store.transaction() as conn:  # the issue's totals, as the webhook keeps them
         conn.execute(
             update(issues)

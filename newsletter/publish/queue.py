@@ -97,7 +97,7 @@ def set_not_before(
     """Set (a local time in `tz`, default the newsletter's zone) or clear (None or "") the
     earliest send time of a queued article."""
     when = parse_local_time(value, tz or settings.timezone) if value and value.strip() else None
-    store.workspace.set_not_before(Path(filename).name, when)
+    store.articles.set_not_before(Path(filename).name, when)
     return when
 
 

@@ -13,8 +13,11 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from newsletter.store._errors import map_error
+from newsletter.store.alerts import Alerts
 from newsletter.store.articles import Articles
 from newsletter.store.deliveries import Deliveries
+from newsletter.store.editors import Editors
+from newsletter.store.engagement import Engagement
 from newsletter.store.events import Events
 from newsletter.store.issues import Issues
 from newsletter.store.meta import Meta
@@ -22,7 +25,6 @@ from newsletter.store.publication import Publication
 from newsletter.store.rate_limits import RateLimits
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
-from newsletter.store.workspace import Workspace
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -76,7 +78,9 @@ class Store:
         self.deliveries = Deliveries(self)
         self.meta = Meta(self)
         self.events = Events(self)
-        self.workspace = Workspace(self)
+        self.editors = Editors(self)
+        self.engagement = Engagement(self)
+        self.alerts = Alerts(self)
         self.publication = Publication(self)
         self.rate_limits = RateLimits(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of

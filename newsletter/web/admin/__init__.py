@@ -2,7 +2,8 @@
 
     GET       /admin/login                      sign-in form (fields email, password)
     POST      /admin/login                      sign in (throttled per account and client)
-    POST      /admin/logout
+    POST      /admin/logout                     ends this session
+    POST      /admin/logout-everywhere          ends every session of the editor
     GET       /admin/queue                      the queue with expected dates, held articles
     POST      /admin/queue/add                  upload a file or paste Markdown
     POST      /admin/queue/layout               the next issue's layout=automatic|full|digest
@@ -24,7 +25,8 @@
     GET       /admin/deliverability             the doctor's last report (DNS, bulk-sender rules)
     POST      /admin/deliverability/check       run the doctor now
 
-Every page needs a signed-in editor and every POST the session's CSRF token (see base).
+Every page needs a signed-in editor and every POST the session's CSRF token and no other
+site's Origin (see base).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def routes() -> list[BaseRoute]:
         Route("/admin/static/live.js", _live_js, methods=get),
         Route("/admin/login", _by_method(auth.login_page, auth.login_submit), methods=both),
         Route("/admin/logout", page(auth.logout), methods=post),
+        Route("/admin/logout-everywhere", page(auth.logout_everywhere), methods=post),
         Route("/admin/queue", page(queue.queue_page), methods=get),
         Route(
             "/admin/queue/add",

@@ -2,7 +2,8 @@
 every POST, form reading (with uploads), rendering and the headers.
 
 A handler is a plain function of a `Ctx`, run in the thread pool; `editor_page` wraps it so
-it never runs without a signed-in editor, nor for a POST without a valid CSRF token.
+it never runs without a signed-in editor, nor for a POST without a valid CSRF token from this
+site, nor with an id in its path that no database row can have.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from newsletter.web.admin.session import (
     CSRF_FIELD,
     SESSION_COOKIE,
     LoginThrottle,
+    ProofLimit,
     SessionData,
     Sessions,
+    same_origin,
 )
 from newsletter.web.bodies import BodyTooLarge
 from newsletter.web.state import WebState, web_state
@@ -38,6 +41,8 @@ FLASH_COOKIE = "nl_admin_flash"
 BODY_LIMIT_ADMIN_FORM = 64 * 1024
 BODY_LIMIT_UPLOAD = 2 * 1024 * 1024
 BODY_LIMIT_CSV = 64 * 1024 * 1024
+# Ids in paths are database integers (64-bit on both backends): a larger one names nothing.
+MAX_ID = 2**63 - 1
 
 # The public pages' policy, plus what the workspace needs and nothing more: its own script
 # (the live counts) and frames of its own email previews.
@@ -53,6 +58,7 @@ ADMIN_HEADERS = {"Cache-Control": "no-store", "content-security-policy": ADMIN_C
 class AdminState:
     sessions: Sessions
     throttle: LoginThrottle
+    proofs: ProofLimit
     flash: URLSafeTimedSerializer
     previews: dict = field(default_factory=dict)  # (file, mtime, size) -> rendered preview
     totals: dict = field(default_factory=dict)  # issue id -> (deliveries planned, when counted)
@@ -64,6 +70,7 @@ class AdminState:
         return cls(
             sessions=Sessions(secret, secure),
             throttle=LoginThrottle(state.store),
+            proofs=ProofLimit(state.store),
             flash=URLSafeTimedSerializer(secret, salt="newsletter.admin-flash"),
         )
 
@@ -99,7 +106,7 @@ class Ctx:
 
     @property
     def csrf(self) -> str:
-        return self.admin.sessions.csrf_token(self.session.nonce)
+        return self.admin.sessions.csrf_token(self.session.session_id)
 
     def local(self, moment: datetime | None, fmt: str = "%a %Y-%m-%d %H:%M %Z") -> str:
         return "-" if moment is None else moment.astimezone(self.zone).strftime(fmt)
@@ -201,9 +208,7 @@ async def current_session(request: Request) -> tuple[Editor, SessionData] | None
     session = admin.sessions.read_session(request.cookies.get(SESSION_COOKIE))
     if session is None:
         return None
-    editor = await run_in_threadpool(
-        editor_for_session, state.store, session.editor_id, session.version
-    )
+    editor = await run_in_threadpool(editor_for_session, state.store, session.session_id)
     return (editor, session) if editor is not None else None
 
 
@@ -219,6 +224,14 @@ def editor_page(
         if found is None:
             return login_redirect(request)
         editor, session = found
+        if any(isinstance(v, int) and v > MAX_ID for v in request.path_params.values()):
+            return plain_page(
+                state,
+                "admin/refused.html",
+                404,
+                heading="Not found",
+                message="There is nothing at this address.",
+            )
         fields: dict[str, str] = {}
         files: dict[str, tuple[str, bytes]] = {}
         if request.method == "POST":
@@ -234,12 +247,14 @@ def editor_page(
                 )
             except ValueError:
                 fields, files = {}, {}
-            if not admin.sessions.csrf_ok(session.nonce, fields.get(CSRF_FIELD)):
+            if not admin.sessions.csrf_ok(session.session_id, fields.get(CSRF_FIELD)):
                 return forbidden(
                     state,
                     "The form's security token is missing or does not belong to your session. "
                     "Go back, reload the page and try again.",
                 )
+            if not same_origin(request, state.settings.base_url):
+                return forbidden(state, "The form was sent from another site.")
         flash = None
         if FLASH_COOKIE in request.cookies:
             try:

@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, Response
 
 from newsletter.exceptions import NotFound
 from newsletter.records import SubscriberStatus
-from newsletter.store.workspace import SEARCH_FIELDS
+from newsletter.store.subscribers import SEARCH_FIELDS
 from newsletter.subscribers import export_csv, import_csv
 from newsletter.web.admin.base import Ctx
 
@@ -29,7 +29,7 @@ def subscribers_page(ctx: Ctx, report=None, report_name: str = "") -> Response:
     field = params.get("field", "address")
     field = field if field in SEARCH_FIELDS else "address"
     after = params.get("after", "")[:700]
-    page = ctx.store.workspace.search_subscribers(query, status or None, after, PAGE_SIZE, field)
+    page = ctx.store.subscribers.search(query, status or None, after, PAGE_SIZE, field)
     base = "/admin/subscribers?" + urlencode({"q": query, "status": status, "field": field})
     return ctx.page(
         "admin/subscribers.html",
@@ -80,7 +80,7 @@ def export_subscribers(ctx: Ctx) -> Response:
 
 
 def unsubscribe(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.subscriber_by_id(int(ctx.request.path_params["subscriber_id"]))
+    row = ctx.store.subscribers.row_by_id(int(ctx.request.path_params["subscriber_id"]))
     if row is None:
         raise NotFound("no such subscriber")
     # The same rule as the one-click link: a bounce or complaint is never softened.
