@@ -17,11 +17,11 @@ import logging
 from dataclasses import dataclass
 from html import escape
 
-from newsletter.config import Settings
 from newsletter.editors import list_editors
 from newsletter.exceptions import NewsletterError
 from newsletter.providers import Message, Provider
 from newsletter.records import utcnow
+from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.meta import HELD_TICK
 

@@ -14,7 +14,7 @@ from newsletter.records import ArticleStatus, DeliveryState, IssueStatus
 
 if TYPE_CHECKING:  # the command table loads nothing heavy: each command imports what it uses
     from newsletter import delivery, publish
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 
@@ -39,7 +39,7 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from newsletter.config import load_settings
+            from newsletter.settings import load_settings
 
             self._settings = load_settings(self._config)
         return self._settings
@@ -98,7 +98,7 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 def init(folder: Path, sample: bool) -> None:
     """Create newsletter.toml, issues/, outbox/ and the database in FOLDER."""
     from newsletter import publish
-    from newsletter.config import load_settings, write_default_config
+    from newsletter.settings import load_settings, write_default_config
     from newsletter.store import Store
 
     path = write_default_config(folder)

@@ -19,10 +19,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from email_validator import EmailNotValidError
 
+from newsletter.addresses import normalize_address
 from newsletter.exceptions import NewsletterError
 from newsletter.store import Store
 from newsletter.store.editors import EditorRow
-from newsletter.subscribers import normalize_address
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # hashing megabytes of "password" is a denial of service

@@ -17,12 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from email_validator import EmailNotValidError, validate_email
-
-from newsletter.config import secret
+from newsletter.addresses import EmailNotValidError, normalize_address
 from newsletter.exceptions import NewsletterError
 from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.render import header_safe
+from newsletter.settings import secret
 from newsletter.store import Store
 from newsletter.tokens import new_token
 
@@ -67,22 +66,6 @@ class CsvRow:
 
 
 # -- addresses ---------------------------------------------------------------------------------
-def normalize_address(raw: str) -> str:
-    """The one address check of sign-up, import and proofs; returns the address as stored.
-
-    Decision: internationalised local parts (`δοκιμή@example.com`) are accepted. They need
-    SMTPUTF8: the outbox writes them so (RFC 6532), and a provider that cannot take one
-    (SendGrid) fails that one recipient with a reason while everyone else gets the issue. At
-    sign-up, double opt-in means such an address only becomes active if the confirmation
-    reached it. Every address whose local part is ASCII is stored all-ASCII (an
-    internationalised domain in its IDNA form), so it never needs SMTPUTF8 anywhere.
-    Raises EmailNotValidError with a readable reason."""
-    if any(c in raw for c in "\r\n\x00"):
-        raise EmailNotValidError("contains a line break or control character")
-    checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=True)
-    return checked.ascii_email or checked.normalized
-
-
 def mailbox_key(address: str) -> str:
     """The mailbox an address delivers to, for sign-up limits: case and plus-addressing folded,
     so victim+1@example.com and Victim@example.com count as one mailbox."""

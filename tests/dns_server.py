@@ -2,8 +2,8 @@
 serving zone files the test writes (no mock resolver).
 
     server = DnsServer(tmp_path)
-    server.zone("good.test", ['@ TXT "v=spf1 include:sendgrid.net -all"'])
-    server.broken_zone("broken.test")   # configured, but its file does not load: SERVFAIL
+    server.zone("good.zonetest", ['@ TXT "v=spf1 include:sendgrid.net -all"'])
+    server.broken_zone("broken.zonetest")   # configured, but its file does not load: SERVFAIL
     with server:                          # nsd -d, until it answers
         env = {"NEWSLETTER_DNS_SERVER": server.address}
 

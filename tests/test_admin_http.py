@@ -648,3 +648,64 @@ def test_the_queue_runs_dry_notice_is_said_once(web):
     assert page.status == 200
     assert page.text.count("the queue runs dry") == 1
     assert page.text.count("Nothing to send at") == 1 and "ticks after it" in page.text
+
+
+def test_parallel_cadence_saves_all_succeed_and_keep_the_file_whole(web):
+    """20 saves at once (security point 5: one temporary name per process, shared by the
+    server's threads, answered 500 with FileNotFoundError): each save holds the lock, writes
+    its own temporary file, and the file keeps its mode."""
+    import os
+    import stat
+    import threading
+    import tomllib
+
+    config = web.settings.root / "newsletter.toml"
+    config.chmod(0o640)
+    signed_in = Browser(web)
+    assert signed_in.sign_in().status == 303
+    token = csrf_of(signed_in.get("/admin/schedule"))
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    start = threading.Barrier(20)
+    replies: dict[int, Reply] = {}
+
+    def save(i: int) -> None:
+        browser = Browser(web)
+        browser.cookies = dict(signed_in.cookies)
+        fields = {
+            "csrf_token": token,
+            f"day_{days[i % 7]}": "1",
+            "time": f"{i:02d}:30",
+            "articles_per_issue": str(i % 5 + 1),
+        }
+        start.wait()
+        replies[i] = browser.post("/admin/schedule", fields)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(replies) == list(range(20))
+    assert {i: r.status for i, r in replies.items()} == {i: 303 for i in range(20)}
+    written = tomllib.loads(config.read_text(encoding="utf-8"))["schedule"]
+    # One of the 20 saves, whole: its day, time and count belong together.
+    i = int(written["time"][:2])
+    assert written == {**written, "days": [days[i % 7]], "articles_per_issue": i % 5 + 1}
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    assert not [p for p in os.listdir(config.parent) if p.endswith(".tmp")]
+
+
+def test_the_cadence_form_refuses_a_huge_count(web):
+    """Security point 8: a 400-digit articles_per_issue was written to newsletter.toml."""
+    config = web.settings.root / "newsletter.toml"
+    before = config.read_text(encoding="utf-8")
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/schedule"))
+    for count in ("9" * 400, "51"):
+        reply = browser.post(
+            "/admin/schedule",
+            {"csrf_token": token, "day_mon": "1", "time": "09:00", "articles_per_issue": count},
+        )
+        assert reply.status == 400 and "[schedule] articles_per_issue" in reply.text
+    assert config.read_text(encoding="utf-8") == before

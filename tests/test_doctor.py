@@ -17,11 +17,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from newsletter.config import load_settings, settings_from_dict
 from newsletter.doctor import Level, Report, diagnose
 from newsletter.doctor.gate import before_run, last_report
 from newsletter.doctor.lookup import Dns, Outcome
 from newsletter.records import SubscriberStatus, utcnow
+from newsletter.settings import load_settings, settings_from_dict
 from newsletter.store import Store
 from tests.conftest import run_cli
 from tests.dns_server import DnsServer, SilentServer, nsd_or_skip
@@ -118,97 +118,102 @@ def dns_server(tmp_path_factory, keys):
     )
     # Passes everything; its SPF is published as two strings (read joined).
     server.zone(
-        "good.test", healthy("good.test", spf=['@ TXT "v=spf1 include:sendgrid.net " "-all"'])
+        "good.zonetest",
+        healthy("good.zonetest", spf=['@ TXT "v=spf1 include:sendgrid.net " "-all"']),
     )
-    server.zone("nospf.test", healthy("nospf.test", spf=[]))
+    server.zone("nospf.zonetest", healthy("nospf.zonetest", spf=[]))
     server.zone(
-        "twospf.test",
-        healthy("twospf.test", spf=[SPF_OK, '@ TXT "v=spf1 ip4:192.0.2.1 -all"']),
+        "twospf.zonetest",
+        healthy("twospf.zonetest", spf=[SPF_OK, '@ TXT "v=spf1 ip4:192.0.2.1 -all"']),
     )
     server.zone(
-        "plusall.test", healthy("plusall.test", spf=['@ TXT "v=spf1 include:sendgrid.net +all"'])
+        "plusall.zonetest",
+        healthy("plusall.zonetest", spf=['@ TXT "v=spf1 include:sendgrid.net +all"']),
     )
-    first = " ".join(f"include:i{n}.lookups.test" for n in range(1, 7))
-    rest = " ".join(f"include:i{n}.lookups.test" for n in range(7, 12))
+    first = " ".join(f"include:i{n}.lookups.zonetest" for n in range(1, 7))
+    rest = " ".join(f"include:i{n}.lookups.zonetest" for n in range(7, 12))
     server.zone(
-        "lookups.test",
+        "lookups.zonetest",
         healthy(
-            "lookups.test",
+            "lookups.zonetest",
             # Over 255 characters: published as two strings, as it must be.
             spf=[f'@ TXT "v=spf1 include:sendgrid.net {first} " "{rest} -all"'],
             extra=tuple(f'i{n} TXT "v=spf1 ip4:192.0.2.{n} -all"' for n in range(1, 12)),
         ),
     )
     server.zone(
-        "noauth.test",
-        healthy("noauth.test", spf=['@ TXT "v=spf1 ip4:192.0.2.0/24 -all"'], cnames=False),
+        "noauth.zonetest",
+        healthy("noauth.zonetest", spf=['@ TXT "v=spf1 ip4:192.0.2.0/24 -all"'], cnames=False),
     )
     server.zone(
-        "noauthsg.test", healthy("noauthsg.test", spf=['@ TXT "v=spf1 ip4:192.0.2.0/24 -all"'])
+        "noauthsg.zonetest",
+        healthy("noauthsg.zonetest", spf=['@ TXT "v=spf1 ip4:192.0.2.0/24 -all"']),
     )
     # The strings joined without a space: "include:sendgrid.net-all".
     server.zone(
-        "splitbad.test",
-        healthy("splitbad.test", spf=['@ TXT "v=spf1 include:sendgrid.net" "-all"']),
+        "splitbad.zonetest",
+        healthy("splitbad.zonetest", spf=['@ TXT "v=spf1 include:sendgrid.net" "-all"']),
     )
-    server.zone("nodmarc.test", healthy("nodmarc.test", dmarc=None))
+    server.zone("nodmarc.zonetest", healthy("nodmarc.zonetest", dmarc=None))
     server.zone(
-        "pnone.test", healthy("pnone.test", dmarc="v=DMARC1; p=none; rua=mailto:dmarc@{origin}")
+        "pnone.zonetest",
+        healthy("pnone.zonetest", dmarc="v=DMARC1; p=none; rua=mailto:dmarc@{origin}"),
     )
-    server.zone("norua.test", healthy("norua.test", dmarc="v=DMARC1; p=reject"))
-    server.zone("nonenorua.test", healthy("nonenorua.test", dmarc="v=DMARC1; p=none"))
+    server.zone("norua.zonetest", healthy("norua.zonetest", dmarc="v=DMARC1; p=reject"))
+    server.zone("nonenorua.zonetest", healthy("nonenorua.zonetest", dmarc="v=DMARC1; p=none"))
     server.zone(
-        "orgonly.test",
+        "orgonly.zonetest",
         [
-            '_dmarc TXT "v=DMARC1; p=reject; sp=quarantine; rua=mailto:dmarc@orgonly.test"',
+            '_dmarc TXT "v=DMARC1; p=reject; sp=quarantine; rua=mailto:dmarc@orgonly.zonetest"',
             "@ MX 10 mail",
             "mail A 192.0.2.7",
             'news TXT "v=spf1 include:sendgrid.net -all"',
-            "news MX 10 mail.orgonly.test.",
+            "news MX 10 mail.orgonly.zonetest.",
             "s1._domainkey.news CNAME s1.domainkey.u1.wl.sendgrid.net.",
             "s2._domainkey.news CNAME s2.domainkey.u1.wl.sendgrid.net.",
         ],
     )
-    server.zone("nomx.test", healthy("nomx.test", mx=False))
-    server.zone("nocname.test", healthy("nocname.test", cnames=False))
+    server.zone("nomx.zonetest", healthy("nomx.zonetest", mx=False))
+    server.zone("nocname.zonetest", healthy("nocname.zonetest", cnames=False))
     small_key = serialization.load_pem_private_key(keys["small"], None)
     server.zone(
-        "ownkey.test", healthy("ownkey.test", extra=(_dkim_txt("nl._domainkey", _p(OURS)),))
+        "ownkey.zonetest", healthy("ownkey.zonetest", extra=(_dkim_txt("nl._domainkey", _p(OURS)),))
     )
     server.zone(
-        "wrongkey.test", healthy("wrongkey.test", extra=(_dkim_txt("nl._domainkey", _p(OTHER)),))
+        "wrongkey.zonetest",
+        healthy("wrongkey.zonetest", extra=(_dkim_txt("nl._domainkey", _p(OTHER)),)),
     )
     server.zone(
-        "smallkey.test",
-        healthy("smallkey.test", extra=(_dkim_txt("nl._domainkey", _p(small_key)),)),
+        "smallkey.zonetest",
+        healthy("smallkey.zonetest", extra=(_dkim_txt("nl._domainkey", _p(small_key)),)),
     )
-    server.zone("signer.test", [_dkim_txt("nl._domainkey", _p(OURS))])
+    server.zone("signer.zonetest", [_dkim_txt("nl._domainkey", _p(OURS))])
     server.zone(
-        "smtp.test",
+        "smtp.zonetest",
         healthy(
-            "smtp.test",
-            spf=['@ TXT "v=spf1 a:relay.smtp.test -all"'],
+            "smtp.zonetest",
+            spf=['@ TXT "v=spf1 a:relay.smtp.zonetest -all"'],
             extra=("relay A 192.0.2.25", "other A 192.0.2.26"),
         ),
     )
-    server.zone("smtpmx.test", healthy("smtpmx.test", spf=['@ TXT "v=spf1 mx -all"']))
+    server.zone("smtpmx.zonetest", healthy("smtpmx.zonetest", spf=['@ TXT "v=spf1 mx -all"']))
     server.zone(
-        "voidinc.test",
+        "voidinc.zonetest",
         healthy(
-            "voidinc.test",
-            spf=['@ TXT "v=spf1 include:sendgrid.net include:gone.voidinc.test -all"'],
+            "voidinc.zonetest",
+            spf=['@ TXT "v=spf1 include:sendgrid.net include:gone.voidinc.zonetest -all"'],
         ),
     )
     server.zone(
-        "ptr.test",
+        "ptr.zonetest",
         healthy(
-            "ptr.test",
+            "ptr.zonetest",
             spf=['@ TXT "v=spf1 include:sendgrid.net ptr -all"'],
             extra=("@ A 192.0.2.9",),
         ),
     )
-    server.zone("loop.test", ["a CNAME b", "b CNAME a"])
-    server.broken_zone("broken.test")
+    server.zone("loop.zonetest", ["a CNAME b", "b CNAME a"])
+    server.broken_zone("broken.zonetest")
     with server:
         yield server
 
@@ -251,14 +256,14 @@ def _one(report: Report, check: str, level: Level, pattern: str):
 
 # -- the healthy domain ---------------------------------------------------------------------
 def test_a_domain_that_passes_everything(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@good.test")
+    report = _doctor(tmp_path, dns_server, "news@good.zonetest")
     assert not report.errors and not report.warnings, report.findings
     spf = _one(report, "spf", Level.OK, "one SPF record, 1 of 10")
     assert "published as 2 strings" in spf.message
     assert spf.found == '"v=spf1 include:sendgrid.net " "-all"'
     assert {f.domain for f in report.findings if f.check == "dkim"} == {
-        "s1._domainkey.good.test",
-        "s2._domainkey.good.test",
+        "s1._domainkey.good.zonetest",
+        "s2._domainkey.good.zonetest",
     }
     _one(report, "dmarc", Level.OK, "p=reject")
     _one(report, "from", Level.OK, "receives mail")
@@ -269,40 +274,47 @@ def test_a_domain_that_passes_everything(tmp_path, dns_server):
 
 # -- SPF ------------------------------------------------------------------------------------
 def test_no_spf_names_the_record_to_publish(tmp_path, dns_server):
-    f = _one(_doctor(tmp_path, dns_server, "news@nospf.test"), "spf", Level.ERROR, "no SPF record")
-    assert f.domain == "nospf.test" and f.found is None
-    assert f.publish == 'nospf.test TXT "v=spf1 include:sendgrid.net -all"'
+    f = _one(
+        _doctor(tmp_path, dns_server, "news@nospf.zonetest"), "spf", Level.ERROR, "no SPF record"
+    )
+    assert f.domain == "nospf.zonetest" and f.found is None
+    assert f.publish == 'nospf.zonetest TXT "v=spf1 include:sendgrid.net -all"'
 
 
 def test_two_spf_records_are_an_error_quoting_both(tmp_path, dns_server):
-    f = _one(_doctor(tmp_path, dns_server, "news@twospf.test"), "spf", Level.ERROR, "2 SPF records")
+    f = _one(
+        _doctor(tmp_path, dns_server, "news@twospf.zonetest"), "spf", Level.ERROR, "2 SPF records"
+    )
     assert '"v=spf1 include:sendgrid.net -all"' in f.found
     assert '"v=spf1 ip4:192.0.2.1 -all"' in f.found
 
 
 def test_plus_all_is_an_error(tmp_path, dns_server):
-    f = _one(_doctor(tmp_path, dns_server, "news@plusall.test"), "spf", Level.ERROR, r"\+all")
+    f = _one(_doctor(tmp_path, dns_server, "news@plusall.zonetest"), "spf", Level.ERROR, r"\+all")
     assert f.found == '"v=spf1 include:sendgrid.net +all"'
-    assert f.publish == 'plusall.test TXT "v=spf1 include:sendgrid.net -all"'
+    assert f.publish == 'plusall.zonetest TXT "v=spf1 include:sendgrid.net -all"'
 
 
 def test_more_than_ten_lookups_is_an_error(tmp_path, dns_server):
-    f = _one(_doctor(tmp_path, dns_server, "news@lookups.test"), "spf", Level.ERROR, "look-ups")
+    f = _one(_doctor(tmp_path, dns_server, "news@lookups.zonetest"), "spf", Level.ERROR, "look-ups")
     assert "needs 12 DNS look-ups" in f.message
 
 
 def test_spf_that_does_not_authorise_the_provider(tmp_path, dns_server):
     f = _one(
-        _doctor(tmp_path, dns_server, "news@noauth.test"), "spf", Level.ERROR, "does not authorise"
+        _doctor(tmp_path, dns_server, "news@noauth.zonetest"),
+        "spf",
+        Level.ERROR,
+        "does not authorise",
     )
     assert "include:sendgrid.net is missing" in f.message
-    assert f.publish == 'noauth.test TXT "v=spf1 ip4:192.0.2.0/24 include:sendgrid.net -all"'
+    assert f.publish == 'noauth.zonetest TXT "v=spf1 ip4:192.0.2.0/24 include:sendgrid.net -all"'
 
 
 def test_with_sendgrid_domain_authentication_a_missing_include_is_a_warning(tmp_path, dns_server):
     """SendGrid's return path (em1234.<domain>) carries SPF when its CNAMEs are published."""
     f = _one(
-        _doctor(tmp_path, dns_server, "news@noauthsg.test"),
+        _doctor(tmp_path, dns_server, "news@noauthsg.zonetest"),
         "spf",
         Level.WARNING,
         "does not authorise SendGrid",
@@ -317,76 +329,90 @@ def test_spf_authorises_an_smtp_host_by_its_addresses(tmp_path, dns_server):
 
     dns = Dns(dns_server.address)
     ok = Sending(
-        provider="smtp", label="SMTP host relay.smtp.test", real=True, host="relay.smtp.test"
+        provider="smtp",
+        label="SMTP host relay.smtp.zonetest",
+        real=True,
+        host="relay.smtp.zonetest",
     )
-    assert [f.level for f in check_spf(dns, "smtp.test", ok)] == [Level.OK]
+    assert [f.level for f in check_spf(dns, "smtp.zonetest", ok)] == [Level.OK]
     by_mx = Sending(
-        provider="smtp", label="SMTP host mail.smtpmx.test", real=True, host="mail.smtpmx.test"
+        provider="smtp",
+        label="SMTP host mail.smtpmx.zonetest",
+        real=True,
+        host="mail.smtpmx.zonetest",
     )
-    assert [f.level for f in check_spf(dns, "smtpmx.test", by_mx)] == [Level.OK]
+    assert [f.level for f in check_spf(dns, "smtpmx.zonetest", by_mx)] == [Level.OK]
     other = Sending(
-        provider="smtp", label="SMTP host other.smtp.test", real=True, host="other.smtp.test"
+        provider="smtp",
+        label="SMTP host other.smtp.zonetest",
+        real=True,
+        host="other.smtp.zonetest",
     )
-    (refused,) = check_spf(dns, "smtp.test", other)
+    (refused,) = check_spf(dns, "smtp.zonetest", other)
     assert refused.level == Level.ERROR and "192.0.2.26" in refused.message
-    assert refused.publish == 'smtp.test TXT "v=spf1 a:relay.smtp.test ip4:192.0.2.26 -all"'
+    assert refused.publish == 'smtp.zonetest TXT "v=spf1 a:relay.smtp.zonetest ip4:192.0.2.26 -all"'
 
 
 def test_a_txt_split_without_a_space_is_read_joined_and_named(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@splitbad.test")
+    report = _doctor(tmp_path, dns_server, "news@splitbad.zonetest")
     f = _one(report, "spf", Level.ERROR, "not valid")
     assert 'read joined without spaces as "v=spf1 include:sendgrid.net-all"' in f.message
     assert f.found == '"v=spf1 include:sendgrid.net" "-all"'
 
 
 def test_an_include_of_a_name_that_does_not_exist_is_an_error(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@voidinc.test")
-    f = _one(report, "spf", Level.ERROR, "not valid.*gone.voidinc.test")
-    assert f.found == '"v=spf1 include:sendgrid.net include:gone.voidinc.test -all"'
+    report = _doctor(tmp_path, dns_server, "news@voidinc.zonetest")
+    f = _one(report, "spf", Level.ERROR, "not valid.*gone.voidinc.zonetest")
+    assert f.found == '"v=spf1 include:sendgrid.net include:gone.voidinc.zonetest -all"'
 
 
 def test_checkdmarcs_own_warnings_are_findings(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@ptr.test")
+    report = _doctor(tmp_path, dns_server, "news@ptr.zonetest")
     _one(report, "spf", Level.WARNING, "ptr mechanism should not be used")
     assert not report.errors, report.errors
 
 
 # -- DMARC ----------------------------------------------------------------------------------
 def test_no_dmarc(tmp_path, dns_server):
-    f = _one(_doctor(tmp_path, dns_server, "news@nodmarc.test"), "dmarc", Level.ERROR, "no DMARC")
-    assert f.domain == "_dmarc.nodmarc.test"
-    assert f.publish.startswith('_dmarc.nodmarc.test TXT "v=DMARC1; p=quarantine; rua=mailto:')
+    f = _one(
+        _doctor(tmp_path, dns_server, "news@nodmarc.zonetest"), "dmarc", Level.ERROR, "no DMARC"
+    )
+    assert f.domain == "_dmarc.nodmarc.zonetest"
+    assert f.publish.startswith('_dmarc.nodmarc.zonetest TXT "v=DMARC1; p=quarantine; rua=mailto:')
 
 
 def test_p_none_is_a_warning_with_a_stricter_record(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@pnone.test")
+    report = _doctor(tmp_path, dns_server, "news@pnone.zonetest")
     f = _one(report, "dmarc", Level.WARNING, "p=none: monitoring only")
-    assert f.found == '"v=DMARC1; p=none; rua=mailto:dmarc@pnone.test"'
+    assert f.found == '"v=DMARC1; p=none; rua=mailto:dmarc@pnone.zonetest"'
     assert (
-        f.publish == '_dmarc.pnone.test TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@pnone.test"'
+        f.publish
+        == '_dmarc.pnone.zonetest TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@pnone.zonetest"'
     )
     assert not report.errors
 
 
 def test_p_none_without_rua_gets_one_record_with_both_fixed(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@nonenorua.test")
-    better = '_dmarc.nonenorua.test TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@nonenorua.test"'
+    report = _doctor(tmp_path, dns_server, "news@nonenorua.zonetest")
+    better = '_dmarc.nonenorua.zonetest TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@nonenorua.zonetest"'
     assert _one(report, "dmarc", Level.WARNING, "p=none").publish == better
     assert _one(report, "dmarc", Level.WARNING, "no rua=").publish == better
 
 
 def test_no_rua_is_a_warning(tmp_path, dns_server):
-    f = _one(_doctor(tmp_path, dns_server, "news@norua.test"), "dmarc", Level.WARNING, "no rua=")
+    f = _one(
+        _doctor(tmp_path, dns_server, "news@norua.zonetest"), "dmarc", Level.WARNING, "no rua="
+    )
     assert (
         f.publish
-        == '_dmarc.norua.test TXT "v=DMARC1; p=reject; rua=mailto:dmarc-reports@norua.test"'
+        == '_dmarc.norua.zonetest TXT "v=DMARC1; p=reject; rua=mailto:dmarc-reports@norua.zonetest"'
     )
 
 
 def test_dmarc_only_at_the_organisational_domain_is_found_by_walking_up(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "editor@news.orgonly.test")
+    report = _doctor(tmp_path, dns_server, "editor@news.orgonly.zonetest")
     f = _one(report, "dmarc", Level.OK, "organisational domain")
-    assert f.domain == "_dmarc.orgonly.test"
+    assert f.domain == "_dmarc.orgonly.zonetest"
     assert "sp=" in f.message and "p=quarantine" in f.message
     assert not report.errors, report.errors
 
@@ -395,12 +421,12 @@ def test_dkim_not_aligned_with_the_from_domain(tmp_path, dns_server, keys):
     report = _doctor(
         tmp_path,
         dns_server,
-        "news@good.test",
-        dkim={"selector": "nl", "domain": "signer.test"},
+        "news@good.zonetest",
+        dkim={"selector": "nl", "domain": "signer.zonetest"},
         env={"DKIM_PRIVATE_KEY": keys["ours"].decode()},
     )
     _one(report, "dkim", Level.OK, "matches the private key")
-    _one(report, "dmarc", Level.ERROR, "d=signer.test, which is not aligned")
+    _one(report, "dmarc", Level.ERROR, "d=signer.zonetest, which is not aligned")
 
 
 # -- the From domain ------------------------------------------------------------------------
@@ -410,18 +436,20 @@ def test_a_free_mail_from_address_is_an_error(tmp_path, dns_server):
 
 
 def test_no_mx_and_no_a(tmp_path, dns_server):
-    _one(_doctor(tmp_path, dns_server, "news@nomx.test"), "from", Level.ERROR, "neither MX nor A")
+    _one(
+        _doctor(tmp_path, dns_server, "news@nomx.zonetest"), "from", Level.ERROR, "neither MX nor A"
+    )
 
 
 # -- DKIM -----------------------------------------------------------------------------------
 def test_sendgrid_cnames_missing(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@nocname.test")
+    report = _doctor(tmp_path, dns_server, "news@nocname.zonetest")
     missing = [f for f in report.findings if f.check == "dkim" and f.level == Level.ERROR]
     assert [f.domain for f in missing] == [
-        "s1._domainkey.nocname.test",
-        "s2._domainkey.nocname.test",
+        "s1._domainkey.nocname.zonetest",
+        "s2._domainkey.nocname.zonetest",
     ]
-    assert missing[0].publish.startswith("s1._domainkey.nocname.test CNAME s1.domainkey.u")
+    assert missing[0].publish.startswith("s1._domainkey.nocname.zonetest CNAME s1.domainkey.u")
 
 
 def test_our_dkim_key_matches_the_published_one(tmp_path, dns_server, keys):
@@ -429,11 +457,11 @@ def test_our_dkim_key_matches_the_published_one(tmp_path, dns_server, keys):
     report = _doctor(
         tmp_path,
         dns_server,
-        "news@ownkey.test",
+        "news@ownkey.zonetest",
         dkim={"selector": "nl", "private_key_file": str(folder / "ours.pem")},
     )
     f = _one(report, "dkim", Level.OK, "2048 bits.*matches the private key")
-    assert f.domain == "nl._domainkey.ownkey.test"
+    assert f.domain == "nl._domainkey.ownkey.zonetest"
     assert not report.errors
 
 
@@ -441,13 +469,13 @@ def test_a_published_key_that_is_not_ours(tmp_path, dns_server, keys):
     report = _doctor(
         tmp_path,
         dns_server,
-        "news@wrongkey.test",
+        "news@wrongkey.zonetest",
         dkim={"selector": "nl"},
         env={"DKIM_PRIVATE_KEY": keys["ours"].decode()},
     )
     f = _one(report, "dkim", Level.ERROR, "not the public half")
     assert f.found.startswith('"v=DKIM1; k=rsa; p=' + _p(OTHER)[:100])
-    assert f.publish.startswith('nl._domainkey.wrongkey.test TXT "v=DKIM1; k=rsa; p=')
+    assert f.publish.startswith('nl._domainkey.wrongkey.zonetest TXT "v=DKIM1; k=rsa; p=')
     strings = re.findall(r'"([^"]*)"', f.publish)
     assert all(len(part) <= 255 for part in strings) and len(strings) > 1
     assert "".join(strings) == f"v=DKIM1; k=rsa; p={_p(OURS)}"
@@ -458,7 +486,7 @@ def test_a_key_under_1024_bits(tmp_path, dns_server, keys):
     report = _doctor(
         tmp_path,
         dns_server,
-        "news@smallkey.test",
+        "news@smallkey.zonetest",
         dkim={"selector": "nl"},
         env={"DKIM_PRIVATE_KEY": keys["small"].decode()},
     )
@@ -468,32 +496,32 @@ def test_a_key_under_1024_bits(tmp_path, dns_server, keys):
 
 # -- DNS failures are findings --------------------------------------------------------------
 def test_nxdomain(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@missing.good.test")
-    _one(report, "from", Level.ERROR, "NXDOMAIN: missing.good.test does not exist")
+    report = _doctor(tmp_path, dns_server, "news@missing.good.zonetest")
+    _one(report, "from", Level.ERROR, "NXDOMAIN: missing.good.zonetest does not exist")
 
 
 def test_servfail(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@broken.test")
+    report = _doctor(tmp_path, dns_server, "news@broken.zonetest")
     _one(report, "from", Level.ERROR, "SERVFAIL")
     _one(report, "spf", Level.ERROR, "cannot read SPF: SERVFAIL")
 
 
 def test_cname_loop(tmp_path, dns_server):
-    report = _doctor(tmp_path, dns_server, "news@a.loop.test")
+    report = _doctor(tmp_path, dns_server, "news@a.loop.zonetest")
     _one(report, "from", Level.ERROR, "CNAME loop")
-    assert Dns(dns_server.address).txt("a.loop.test").outcome == Outcome.CNAME_LOOP
+    assert Dns(dns_server.address).txt("a.loop.zonetest").outcome == Outcome.CNAME_LOOP
 
 
 def test_timeout(tmp_path):
     silent = SilentServer()
     try:
-        settings = _settings(tmp_path, "news@good.test")
+        settings = _settings(tmp_path, "news@good.zonetest")
         store = Store(settings.database_url)
         report = diagnose(settings, store, env={"NEWSLETTER_DNS_SERVER": silent.address})
         store.close()
     finally:
         silent.close()
-    _one(report, "from", Level.ERROR, "timeout: no answer for good.test")
+    _one(report, "from", Level.ERROR, "timeout: no answer for good.zonetest")
     _one(report, "spf", Level.ERROR, "timeout")
 
 
@@ -502,15 +530,15 @@ def test_a_loopback_http_base_url_is_an_error_for_a_real_provider_and_a_warning_
     tmp_path, dns_server
 ):
     local = {"newsletter": {"base_url": "http://127.0.0.1:8000"}}
-    real = _doctor(tmp_path, dns_server, "news@good.test", **local)
+    real = _doctor(tmp_path, dns_server, "news@good.zonetest", **local)
     f = _one(
         real, "unsubscribe", Level.ERROR, "not https.*127.0.0.1, which subscribers cannot reach"
     )
     assert f.found == "http://127.0.0.1:8000"
-    outbox = _doctor(tmp_path, dns_server, "news@good.test", provider="outbox", **local)
+    outbox = _doctor(tmp_path, dns_server, "news@good.zonetest", provider="outbox", **local)
     _one(outbox, "unsubscribe", Level.WARNING, "not https")
     private = _doctor(
-        tmp_path, dns_server, "news@good.test", newsletter={"base_url": "https://10.1.2.3"}
+        tmp_path, dns_server, "news@good.zonetest", newsletter={"base_url": "https://10.1.2.3"}
     )
     _one(private, "unsubscribe", Level.ERROR, "10.1.2.3, which subscribers cannot reach")
 
@@ -530,7 +558,7 @@ def test_volume_rules_with_the_list_size_and_the_stored_complaint_rate(tmp_path,
         assert store.subscribers.suppress(first.email, SubscriberStatus.COMPLAINED)
         active = store.subscribers.count(SubscriberStatus.ACTIVE)
         settings = _settings(
-            folder, "news@good.test", newsletter={"database_url": settings.database_url}
+            folder, "news@good.zonetest", newsletter={"database_url": settings.database_url}
         )
         report = diagnose(settings, store, env={"NEWSLETTER_DNS_SERVER": dns_server.address})
     finally:
@@ -559,33 +587,33 @@ def _folder(tmp_path: Path, from_email: str, provider: str = "sendgrid", base_ur
 
 def test_the_command_passes_fails_and_speaks_json(tmp_path, dns_server):
     env = {"NEWSLETTER_DNS_SERVER": dns_server.address}
-    good = _folder(tmp_path / "a", "news@good.test")
+    good = _folder(tmp_path / "a", "news@good.zonetest")
     out = run_cli(["doctor"], cwd=good, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 error(s), 0 warning(s)" in out.stdout and "bulk-sender rules" in out.stdout
-    bad = _folder(tmp_path / "b", "news@nospf.test")
+    bad = _folder(tmp_path / "b", "news@nospf.zonetest")
     out = run_cli(["doctor"], cwd=bad, env=env)
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert "error   spf nospf.test: no SPF record at nospf.test" in out.stdout
-    assert 'publish: nospf.test TXT "v=spf1 include:sendgrid.net -all"' in out.stdout
+    assert "error   spf nospf.zonetest: no SPF record at nospf.zonetest" in out.stdout
+    assert 'publish: nospf.zonetest TXT "v=spf1 include:sendgrid.net -all"' in out.stdout
     out = run_cli(["doctor", "--json"], cwd=bad, env=env)
     assert out.returncode == 1
     data = json.loads(out.stdout)
-    assert data["domain"] == "nospf.test"
+    assert data["domain"] == "nospf.zonetest"
     spf = [f for f in data["findings"] if f["check"] == "spf"]
     assert spf[0]["level"] == "error" and spf[0]["found"] is None
     assert Report.from_json(out.stdout).has_errors
 
 
 def test_the_command_names_a_timeout_and_a_bad_server_setting(tmp_path):
-    folder = _folder(tmp_path, "news@good.test")
+    folder = _folder(tmp_path, "news@good.zonetest")
     silent = SilentServer()
     try:
         out = run_cli(["doctor"], cwd=folder, env={"NEWSLETTER_DNS_SERVER": silent.address})
     finally:
         silent.close()
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert "timeout: no answer for good.test" in out.stdout
+    assert "timeout: no answer for good.zonetest" in out.stdout
     out = run_cli(["doctor"], cwd=folder, env={"NEWSLETTER_DNS_SERVER": "nameserver"})
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "NEWSLETTER_DNS_SERVER='nameserver': expected an IP address and port" in out.stderr
@@ -599,11 +627,11 @@ def test_run_through_a_real_provider_refuses_on_errors_once_a_day_unless_forced(
     tmp_path, dns_server
 ):
     """The queue is empty: nothing would be posted even if the gate let it through."""
-    folder = _folder(tmp_path, "news@nospf.test")
+    folder = _folder(tmp_path, "news@nospf.zonetest")
     env = {"NEWSLETTER_DNS_SERVER": dns_server.address, **SENDGRID_KEY}
     out = run_cli(["run"], cwd=folder, env=env)
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "error: spf nospf.test: no SPF record at nospf.test" in out.stderr
+    assert "error: spf nospf.zonetest: no SPF record at nospf.zonetest" in out.stderr
     assert "not sending" in out.stderr and "nothing to send" not in out.stdout
     # Within the day the cached report decides: a dead DNS server changes nothing.
     silent = SilentServer()
@@ -633,7 +661,7 @@ def test_run_through_a_real_provider_refuses_on_errors_once_a_day_unless_forced(
 def test_run_through_a_real_provider_passes_a_healthy_domain_and_caches_the_report(
     tmp_path, dns_server
 ):
-    folder = _folder(tmp_path, "news@good.test")
+    folder = _folder(tmp_path, "news@good.zonetest")
     env = {"NEWSLETTER_DNS_SERVER": dns_server.address, **SENDGRID_KEY}
     out = run_cli(["run"], cwd=folder, env=env)
     assert out.returncode == 0, out.stderr
@@ -642,14 +670,14 @@ def test_run_through_a_real_provider_passes_a_healthy_domain_and_caches_the_repo
     store = Store(settings.database_url)
     try:
         report = last_report(store)
-        assert report is not None and report.domain == "good.test" and not report.has_errors
+        assert report is not None and report.domain == "good.zonetest" and not report.has_errors
         assert utcnow() - report.checked_at < timedelta(minutes=5)
     finally:
         store.close()
 
 
 def test_the_daily_report_is_checked_again_after_a_day(tmp_path, dns_server):
-    settings = _settings(tmp_path, "news@nospf.test")
+    settings = _settings(tmp_path, "news@nospf.zonetest")
     store = Store(settings.database_url)
     env = {"NEWSLETTER_DNS_SERVER": dns_server.address}
     try:
@@ -677,7 +705,7 @@ def test_run_through_the_outbox_only_warns(tmp_path):
 def test_the_local_sendgrid_server_is_not_a_real_provider(tmp_path):
     from newsletter.doctor.sending import sending_of
 
-    settings = _settings(tmp_path, "news@good.test")
+    settings = _settings(tmp_path, "news@good.zonetest")
     assert sending_of(settings).real
     local = settings_from_dict(
         {"newsletter": {"provider": "sendgrid"}, "sendgrid": {"api_host": "http://127.0.0.1:8025"}},
@@ -696,7 +724,7 @@ def test_the_deliverability_page_shows_the_last_report_and_checks_again(
 
     monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
     monkeypatch.setenv("NEWSLETTER_DNS_SERVER", dns_server.address)
-    folder = _folder(tmp_path, "news@pnone.test")
+    folder = _folder(tmp_path, "news@pnone.zonetest")
     with serve_folder(folder) as web:
         add_editor(web.store, "ed@example.com", PASSWORD)
         browser = Browser(web)
@@ -707,10 +735,10 @@ def test_the_deliverability_page_shows_the_last_report_and_checks_again(
         done = browser.post("/admin/deliverability/check", {"csrf_token": csrf_of(page)})
         assert done.status == 303
         page = browser.get("/admin/deliverability")
-        assert "Checked pnone.test: " in page.text
+        assert "Checked pnone.zonetest: " in page.text
         assert "p=none: monitoring only" in page.text
-        assert "_dmarc.pnone.test TXT &#34;v=DMARC1; p=quarantine" in page.text or (
-            "_dmarc.pnone.test TXT &quot;v=DMARC1; p=quarantine" in page.text
+        assert "_dmarc.pnone.zonetest TXT &#34;v=DMARC1; p=quarantine" in page.text or (
+            "_dmarc.pnone.zonetest TXT &quot;v=DMARC1; p=quarantine" in page.text
         )
         assert 'id="rules"' in page.text
         refused = browser.post("/admin/deliverability/check", {})

@@ -9,8 +9,6 @@ import tomllib
 import pytest
 
 from newsletter import alerts, publish
-from newsletter.cadence import update_cadence
-from newsletter.config import load_settings
 from newsletter.editors import (
     add_editor,
     authenticate,
@@ -22,6 +20,7 @@ from newsletter.exceptions import ConfigError, NewsletterError
 from newsletter.providers import make_provider
 from newsletter.records import IssueStatus, utcnow
 from newsletter.resources import sample_articles
+from newsletter.settings import load_settings, update_cadence
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token
 from tests.conftest import run_cli, write

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from newsletter.config import write_default_config
+from newsletter.settings import write_default_config
 from tests.conftest import run_cli
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from email_validator import EmailNotValidError
 
-from newsletter.config import load_settings
+from newsletter.addresses import normalize_address
 from newsletter.records import SubscriberStatus
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.subscribers import (
     add_subscriber,
@@ -16,7 +17,6 @@ from newsletter.subscribers import (
     from_spreadsheet,
     import_csv,
     mailbox_key,
-    normalize_address,
     signing_secret,
     spreadsheet_safe,
 )

@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter import publish
-from newsletter.config import Settings, load_settings, write_default_config
 from newsletter.delivery import SendContext
 from newsletter.providers import make_provider
 from newsletter.records import DeliveryState, IssueStatus, RenderedIssue, SubscriberStatus
 from newsletter.resources import sample_folder
+from newsletter.settings import Settings, load_settings, write_default_config
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from newsletter import publish
-from newsletter.config import load_settings
-from newsletter.delivery import DeliveryPolicy, SendingLease, recover_in_flight
+from newsletter.delivery import SendingLease, recover_in_flight
 from newsletter.exceptions import LeaseLost
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.testing.sendgrid_server import SendGridServer
+from tests.conftest import delivery_policy
 from tests.faults import KEY, kill9, make_folder, start, wait_until
 
 
@@ -85,7 +86,7 @@ def test_a_remote_workers_claim_is_taken_over_only_after_the_timeout(
 ):
     _, store, issue_id = prepared(tmp_path, server, 30, 10, database_url)
     batch = store.deliveries.claim(issue_id, 10, worker="another-host:4242:cafe")
-    policy = DeliveryPolicy(claim_timeout=timedelta(seconds=1))
+    policy = delivery_policy(claim_timeout=timedelta(seconds=1), concurrency=1)
     assert recover_in_flight(store, issue_id, policy) == 0  # a live remote sender's batch
     assert len(store.deliveries.in_state(issue_id, "in_flight")) == 10
     time.sleep(1.2)

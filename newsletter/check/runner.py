@@ -26,12 +26,12 @@ from newsletter.check.editorial import check_articles, check_stored_issue
 from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.check.links import check_images, check_links
 from newsletter.check.size import check_size
-from newsletter.config import EXAMPLE_POSTAL_ADDRESS
 from newsletter.layouts import choose_layout
 from newsletter.render import RenderedIssue, personalize, render_fitting
+from newsletter.settings import EXAMPLE_POSTAL_ADDRESS
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 

@@ -14,8 +14,8 @@ from newsletter.doctor.findings import Finding, Level, Report, VolumeRow
 from newsletter.doctor.lookup import SERVER_VARIABLE, Dns
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
     from newsletter.doctor.dkim import OwnKey
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 __all__ = ["SERVER_VARIABLE", "Finding", "Level", "Report", "VolumeRow", "diagnose"]

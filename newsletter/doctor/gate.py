@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from newsletter.doctor.findings import Level, Report
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 META_KEY = "doctor.report"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
 
 # The SPF include each big provider documents, by the end of its SMTP host's name.
 KNOWN_INCLUDES = {

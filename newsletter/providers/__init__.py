@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from newsletter.config import Settings
 from newsletter.exceptions import ConfigError
 from newsletter.links import unsubscribe_url
 from newsletter.records import Recipient, RenderedIssue
+from newsletter.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,12 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 
-from newsletter.config import Settings
 from newsletter.exceptions import Rejected, TransientError
 from newsletter.processes import process_gone
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.records import RenderedIssue
 from newsletter.render import header_safe, substitution_values
+from newsletter.settings import Settings
 
 # Long URL headers (List-Unsubscribe) stay on one line: folding them right after the colon
 # trips some parsers. 998 is the hard limit of RFC 5322.

@@ -14,12 +14,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
-from newsletter.config import Settings
 from newsletter.conformance import ERROR, validate_file
 from newsletter.exceptions import ArticleError, ContractBroken, NewsletterError
 from newsletter.layouts import LAYOUTS, choose_layout
 from newsletter.publish.calendar import next_ticks, parse_local_time
 from newsletter.records import ArticleStatus, utcnow
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)

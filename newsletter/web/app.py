@@ -35,8 +35,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from newsletter.config import Settings, secret
 from newsletter.editors import prune_sessions
+from newsletter.settings import Settings, secret
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.web import admin, archive, pages

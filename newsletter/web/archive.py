@@ -17,10 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.config import Settings
 from newsletter.layouts import article_url
 from newsletter.links import view_url
 from newsletter.records import IssueStatus, IssueSummary, PublicationVersion, PublishedArticle
+from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.web.cache import CachedPage, cached_page, public_pages, respond
 from newsletter.web.state import web_state

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsletter.config import Settings
 from newsletter.providers import Message, make_provider
 from newsletter.records import Subscriber
+from newsletter.settings import Settings
 from newsletter.web.templating import render
 
 

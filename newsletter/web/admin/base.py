@@ -20,9 +20,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from newsletter.config import Settings
 from newsletter.editors import Editor, editor_for_session
 from newsletter.exceptions import NewsletterError, NotFound
+from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.web.admin.session import (
     CSRF_FIELD,
