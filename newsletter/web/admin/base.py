@@ -9,9 +9,12 @@ site, nor with an id in its path that no database row can have.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -89,7 +92,7 @@ class Ctx:
     editor: Editor
     session: SessionData
     form: dict[str, str]
-    files: dict[str, tuple[str, bytes]]  # field -> (file name as sent, content)
+    files: dict[str, tuple[str, Path]]  # field -> (file name as sent, temporary file)
     flash: str | None = None
 
     @property
@@ -173,23 +176,24 @@ def safe_next(value: str | None) -> str:
 
 async def read_admin_form(
     request: Request, limit: int
-) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+) -> tuple[dict[str, str], dict[str, tuple[str, Path]]]:
     """Fields and uploaded files of a urlencoded or multipart form, refusing bodies over
-    `limit` bytes (browsers always send Content-Length with a form)."""
+    `limit` bytes (browsers always send Content-Length with a form). An upload is copied,
+    a block at a time, to a temporary file the caller removes (`remove_uploads`): a large
+    CSV never sits in memory."""
     declared = request.headers.get("content-length", "")
     if not declared.isdigit() or int(declared) > limit:
         raise BodyTooLarge
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fields: dict[str, str] = {}
-    files: dict[str, tuple[str, bytes]] = {}
+    files: dict[str, tuple[str, Path]] = {}
     if content_type == "multipart/form-data":
         form = await request.form(max_files=2, max_fields=50, max_part_size=limit)
         try:
             for key, value in form.multi_items():
                 if isinstance(value, UploadFile):
-                    content = await value.read()
                     if value.filename and key not in files:
-                        files[key] = (value.filename, content)
+                        files[key] = (value.filename, await run_in_threadpool(_spool, value))
                 else:
                     fields.setdefault(key, value)
         finally:
@@ -201,6 +205,19 @@ async def read_admin_form(
     for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
         fields.setdefault(key, value)
     return fields, files
+
+
+def _spool(upload: UploadFile) -> Path:
+    """The upload's bytes in a private temporary file, copied in blocks."""
+    upload.file.seek(0)
+    with tempfile.NamedTemporaryFile(prefix="newsletter-upload-", delete=False) as handle:
+        shutil.copyfileobj(upload.file, handle, 1024 * 1024)
+    return Path(handle.name)
+
+
+def remove_uploads(files: dict[str, tuple[str, Path]]) -> None:
+    for _, path in files.values():
+        path.unlink(missing_ok=True)
 
 
 async def current_session(request: Request) -> tuple[Editor, SessionData] | None:
@@ -233,7 +250,7 @@ def editor_page(
                 message="There is nothing at this address.",
             )
         fields: dict[str, str] = {}
-        files: dict[str, tuple[str, bytes]] = {}
+        files: dict[str, tuple[str, Path]] = {}
         if request.method == "POST":
             try:
                 fields, files = await read_admin_form(request, body_limit)
@@ -248,6 +265,7 @@ def editor_page(
             except ValueError:
                 fields, files = {}, {}
             if not admin.sessions.csrf_ok(session.session_id, fields.get(CSRF_FIELD)):
+                remove_uploads(files)
                 return forbidden(
                     state,
                     "The form's security token is missing or does not belong to your session. "
@@ -268,6 +286,8 @@ def editor_page(
             return _problem(ctx, 404, "Not found", str(exc))
         except NewsletterError as exc:  # the library's word for a user's mistake
             return _problem(ctx, 400, "Not done", str(exc))
+        finally:
+            remove_uploads(files)
 
     return endpoint
 

@@ -87,8 +87,9 @@ def add_article(ctx: Ctx) -> Response:
     `newsletter queue add`, errors shown with the file's line numbers."""
     upload = ctx.files.get("file")
     pasted = ctx.form.get("markdown", "")
-    if upload and upload[1]:
-        name, content = _upload_name(upload[0]), upload[1]
+    content = upload[1].read_bytes() if upload else b""
+    if upload and content:
+        name = _upload_name(upload[0])
     elif pasted.strip():
         name = _upload_name(ctx.form.get("filename", "")) or "pasted-article.md"
         if not name.lower().endswith((".md", ".markdown")):
