@@ -537,7 +537,9 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
     warnings are printed before sending. With no active subscriber nothing is sent and the
     articles stay queued."""
     from newsletter import delivery, publish
+    from newsletter.doctor.gate import before_run
     from newsletter.providers import make_provider
+    from newsletter.records import utcnow
 
     if dry_run:
         plan = publish.plan_run(app.store, app.settings, force=force, layout=layout)
@@ -545,7 +547,12 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
         if plan.subject is not None and not plan.recipients:
             raise NewsletterError(publish.NO_ACTIVE_SUBSCRIBER)
         return
-    provider = make_provider(app.settings)
+    provider = make_provider(app.settings)  # a bad key or setting is named first
+    gate = before_run(app.settings, app.store, force=force, now=utcnow())
+    for line in gate.lines:
+        click.echo(line, err=True)
+    if gate.refuse:
+        sys.exit(1)
     bars = _Bars()
     try:
         ctx = delivery.SendContext.of(app.store, app.settings, provider)
@@ -572,6 +579,24 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
     click.echo(f"articles: {', '.join(result.articles)}")
     _print_report(result.report)
     if result.report.status == IssueStatus.PAUSED:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="The findings as JSON, for scripts.")
+@pass_app
+def doctor(app: App, as_json: bool) -> None:
+    """Will it land? Check the sender's DNS (SPF, DKIM, DMARC, the From domain), the
+    unsubscribe link and the bulk-sender rules, with the record to publish for each problem
+    (NEWSLETTER_DNS_SERVER=host:port asks that DNS server). Exit 1 on any error."""
+    from newsletter.doctor import diagnose
+    from newsletter.doctor.gate import remember
+    from newsletter.doctor.report import format_report
+
+    report = diagnose(app.settings, app.store)
+    remember(app.store, report)
+    click.echo(report.to_json() if as_json else format_report(report))
+    if report.has_errors:
         sys.exit(1)
 
 

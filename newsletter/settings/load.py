@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from newsletter.exceptions import ConfigError
-from newsletter.settings.values import DeliverySettings, Schedule, SendGridSettings, Settings
+from newsletter.settings.values import (
+    DeliverySettings,
+    DkimSettings,
+    Schedule,
+    SendGridSettings,
+    Settings,
+)
 
 if TYPE_CHECKING:
     from newsletter.settings.schema import SettingsFile
@@ -177,6 +183,13 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
         ),
         editor_email=file.editor.email,
         forwarded_allow_ips=file.web.forwarded_allow_ips,
+        dkim=DkimSettings(
+            selector=file.dkim.selector.strip(),
+            domain=file.dkim.domain.strip().lower(),
+            private_key_file=root / file.dkim.private_key_file
+            if file.dkim.private_key_file
+            else None,
+        ),
         builtin_templates=builtin_templates(),
     )
 

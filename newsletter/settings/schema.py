@@ -368,6 +368,23 @@ class SendGridSection(_Section):
     )
 
 
+class DkimSection(_Section):
+    """[dkim]: signing with our own DKIM key (the provider's own signing needs none of it)."""
+
+    selector: str = Field(
+        "",
+        description="The DKIM selector: the key is published at "
+        "<selector>._domainkey.<domain>. Empty: no signing of our own (SendGrid signs with "
+        "its domain-authentication keys).",
+    )
+    domain: str = Field("", description="The d= domain of the signature; empty: the From domain.")
+    private_key_file: str = Field(
+        "",
+        description="The PEM private key, relative to this file; DKIM_PRIVATE_KEY in the "
+        "environment takes its place.",
+    )
+
+
 class WebSection(_Section):
     """[web]: `newsletter serve` behind a reverse proxy."""
 
@@ -406,6 +423,7 @@ class SettingsFile(_Section):
     articles: ArticlesSection = ArticlesSection()
     outbox: OutboxSection = OutboxSection()
     sendgrid: SendGridSection = SendGridSection()
+    dkim: DkimSection = DkimSection()
     web: WebSection = WebSection()
 
 

@@ -56,6 +56,16 @@ class SendGridSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DkimSettings:
+    """Our own DKIM signing ([dkim]); an empty selector: the provider signs, or nobody does.
+    The private key is DKIM_PRIVATE_KEY when set, else the file."""
+
+    selector: str
+    domain: str  # "" means the From domain
+    private_key_file: Path | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the code reads from newsletter.toml, zones, durations and paths resolved."""
 
@@ -83,6 +93,7 @@ class Settings:
     contract: Contract
     editor_email: str  # "" when nobody is to be emailed about held articles
     forwarded_allow_ips: str  # [web]: the proxies whose X-Forwarded-For uvicorn believes
+    dkim: DkimSettings
     # The package's own templates, used when the folder has no templates/ of its own.
     builtin_templates: Path
 

@@ -300,6 +300,19 @@ class Deliveries:
             counts.update({DeliveryState(state): n for state, n in rows})
         return counts
 
+    def sent_since(self, since: datetime) -> int:
+        """Deliveries the provider accepted since `since`, over every issue (the doctor's
+        complaint rate is complaints over these)."""
+        with self._store.transaction(write=False) as conn:
+            return (
+                conn.scalar(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.state == SENT, deliveries.c.updated_at >= since)
+                )
+                or 0
+            )
+
     def total(self, issue_id: int) -> int:
         """Deliveries planned for an issue (fixed once planned, but for removed subscribers)."""
         query = select(func.count()).select_from(deliveries)

@@ -203,10 +203,14 @@ class Subscribers:
             yield [Recipient(r.id, r.email, r.name, r.token) for r in rows]
             last = rows[-1].id
 
-    def count(self, status: str | None = ACTIVE) -> int:
+    def count(self, status: str | None = ACTIVE, since: datetime | None = None) -> int:
+        """How many have `status`; with `since`, only those whose status changed since then
+        (a complaint's time, for the doctor's complaint rate)."""
         query = select(func.count()).select_from(subscribers)
         if status:
             query = query.where(subscribers.c.status == status)
+        if since is not None:
+            query = query.where(subscribers.c.updated_at >= since)
         with self._store.transaction(write=False) as conn:
             return conn.scalar(query) or 0
 

@@ -22,6 +22,8 @@
     POST      /admin/subscribers/import         CSV upload
     GET       /admin/subscribers/export         CSV download
     POST      /admin/subscribers/{id}/unsubscribe
+    GET       /admin/deliverability             the doctor's last report (DNS, bulk-sender rules)
+    POST      /admin/deliverability/check       run the doctor now
 
 Every page needs a signed-in editor and every POST the session's CSRF token and no other
 site's Origin (see base).
@@ -35,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter.web.admin import auth, issues, queue, schedule, subscribers
+from newsletter.web.admin import auth, deliverability, issues, queue, schedule, subscribers
 from newsletter.web.admin.base import (
     BODY_LIMIT_CSV,
     BODY_LIMIT_UPLOAD,
@@ -112,4 +114,6 @@ def routes() -> list[BaseRoute]:
             page(subscribers.unsubscribe),
             methods=post,
         ),
+        Route("/admin/deliverability", page(deliverability.deliverability_page), methods=get),
+        Route("/admin/deliverability/check", page(deliverability.check_now), methods=post),
     ]
