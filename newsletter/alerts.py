@@ -15,6 +15,7 @@ from newsletter import publish
 from newsletter.config import Settings
 from newsletter.editors import list_editors
 from newsletter.exceptions import NewsletterError
+from newsletter.links import admin_url
 from newsletter.providers import Message, Provider
 from newsletter.store import Store
 
@@ -35,7 +36,6 @@ def _digest(value: str | None) -> str:
 
 def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     """What needs an editor now (whether or not it was already told)."""
-    base = f"{settings.base_url}/admin"
     found: list[Alert] = []
     for row in store.workspace.articles_with_errors():
         found.append(
@@ -43,7 +43,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 f"held-article:{row.id}:{_digest(row.last_error)}",
                 f"Held article: {row.filename}",
                 f"The article {row.filename} was not sent: {row.last_error}",
-                f"{base}/queue",
+                admin_url(settings, "/queue"),
             )
         )
     held = publish.held_tick(store)
@@ -55,7 +55,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 f"Issue held: {local}",
                 f"The issue due at {local} was missed while the scheduler was down. "
                 "Run 'newsletter run --once' to send it now.",
-                f"{base}/queue",
+                admin_url(settings, "/queue"),
             )
         )
     for issue in store.workspace.issues_needing_editors():
@@ -70,7 +70,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                     f"Issue {issue.id} paused: {what}",
                     f"Issue {issue.id} ({issue.subject}) is paused: "
                     f"{issue.last_error or 'paused by an editor'}",
-                    f"{base}/issues/{issue.id}",
+                    admin_url(settings, f"/issues/{issue.id}"),
                 )
             )
         if issue.uncertain and issue.status != "sending":
@@ -80,7 +80,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                     f"Issue {issue.id}: {issue.uncertain} uncertain recipients",
                     f"Issue {issue.id} ({issue.subject}) has {issue.uncertain} "
                     "recipients who may or may not have it. Resend or mark them sent.",
-                    f"{base}/issues/{issue.id}",
+                    admin_url(settings, f"/issues/{issue.id}"),
                 )
             )
     return found

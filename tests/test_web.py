@@ -448,6 +448,8 @@ def test_archive_page_index_and_feed(web):
     assert page.status == 200 and page.text == issue.archive_html
     assert "script-src" not in page.headers["Content-Security-Policy"]
     assert "Unsubscribe" not in page.text  # the web edition carries nobody's link
+    # ...and leads back to the archive (issue 25: the issue page had no way back).
+    assert f'<a href="{web.url}/archive"' in page.text and ">All issues</a>" in page.text
     assert web.get("/archive/not-yet").status == 404
     web.store.queue.set_issue_status(hidden, ISSUE_CANCELLED)
     assert web.get("/archive/not-yet").status == 404
