@@ -23,7 +23,7 @@ from newsletter.check.caniemail import (
 )
 from newsletter.check.content import SUBJECT_MAX_CHARS
 from newsletter.check.findings import ERROR, WARNING, Finding, format_findings, has_errors
-from newsletter.check.runner import check_email, check_rendered, check_source
+from newsletter.check.runner import check_email, check_rendered, check_settings, check_source
 from newsletter.check.size import NEAR_CLIP_RATIO
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Finding",
     "check_email",
     "check_rendered",
+    "check_settings",
     "check_source",
     "find_caniemail_json",
     "format_findings",

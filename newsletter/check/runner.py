@@ -102,8 +102,15 @@ def check_source(
             contract=settings.contract,
             spoiler_leak=settings.spoiler_leak,
         )
+    findings += check_settings(settings)
+    return findings
+
+
+def check_settings(settings: Settings) -> list[Finding]:
+    """What the settings themselves make wrong in every email (the postal address CAN-SPAM
+    wants). `check` and the workspace's preview both add these: one list of findings."""
     if not settings.postal_address.strip():
-        findings.append(
+        return [
             Finding(
                 WARNING,
                 "no-postal-address",
@@ -111,9 +118,9 @@ def check_source(
                 "address in every email",
                 "settings",
             )
-        )
-    elif settings.postal_address.strip() == EXAMPLE_POSTAL_ADDRESS:
-        findings.append(
+        ]
+    if settings.postal_address.strip() == EXAMPLE_POSTAL_ADDRESS:
+        return [
             Finding(
                 WARNING,
                 "example-postal-address",
@@ -121,8 +128,8 @@ def check_source(
                 "put the sender's own physical address there (CAN-SPAM)",
                 "settings",
             )
-        )
-    return findings
+        ]
+    return []
 
 
 def check_email(

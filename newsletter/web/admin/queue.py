@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 
 from newsletter import publish
 from newsletter.articles import ARTICLE_SUFFIXES, read_article
-from newsletter.check import ERROR, Finding, check_rendered
+from newsletter.check import ERROR, Finding, check_rendered, check_settings
 from newsletter.check.editorial import check_articles
 from newsletter.exceptions import ArticleError, NewsletterError
 from newsletter.layouts import choose_layout
@@ -185,6 +185,7 @@ def _preview(ctx: Ctx, filename: str, layout: str | None = None) -> Preview:
         contract=settings.contract,
         spoiler_leak=settings.spoiler_leak,
     )
+    findings += check_settings(settings)  # the postal address: `check` reports it too
     findings.sort(key=lambda f: f.severity != ERROR)
     preview = Preview(rendered, body.html, body.text, findings)
     if len(ctx.admin.previews) > 64:
