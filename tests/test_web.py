@@ -634,3 +634,15 @@ def test_unsubscribe_link_from_a_delivered_email_stops_the_next_issue(web):
     assert web.store.deliveries.sent_emails(second) == ["stayer@example.com"]
     assert eml_for(web, second, stayer.id).exists()
     assert not eml_for(web, second, leaver.id).exists()
+
+
+def test_the_shipped_app_serves_no_file_an_environment_variable_names(tmp_path, monkeypatch):
+    """The benchmark's trivial route is mounted by benchmarks/_trivial_serve.py around our
+    app; `serve` itself has no such route, whatever the environment says."""
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    private = tmp_path / "private.txt"
+    private.write_text("not for the web", encoding="utf-8")
+    env = {"NEWSLETTER_BENCHMARK_TRIVIAL_FILE": str(private)}
+    with live_web(tmp_path / "site", env=env) as web:
+        answer = web.get("/_benchmark/trivial")
+        assert answer.status == 404 and "not for the web" not in answer.text
