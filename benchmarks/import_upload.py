@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from admin_pages import PASSWORD, Client, free_port  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
 
 from newsletter.editors import add_editor  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 
 

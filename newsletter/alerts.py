@@ -19,6 +19,7 @@ from html import escape
 
 from newsletter.editors import list_editors
 from newsletter.exceptions import NewsletterError
+from newsletter.links import admin_url
 from newsletter.providers import Message, Provider
 from newsletter.records import utcnow
 from newsletter.settings import Settings
@@ -85,7 +86,6 @@ def hold_article(store: Store, settings: Settings, provider: Provider, held: Hel
 
 def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     """What needs an editor now (whether or not it was already told)."""
-    base = f"{settings.base_url}/admin"
     found: list[Alert] = []
     for row in store.articles.articles_with_errors():
         found.append(
@@ -94,7 +94,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 f"Unreadable article: {row.filename}",
                 f"The article {row.filename} cannot be read, so the queue goes on without it "
                 f"until its file is fixed: {row.last_error}",
-                f"{base}/queue",
+                admin_url(settings, "/queue"),
             )
         )
     held = store.meta.moment(HELD_TICK)
@@ -106,7 +106,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 f"Issue held: {local}",
                 f"The issue due at {local} was missed while the scheduler was down. "
                 "Run 'newsletter run' to send it now.",
-                f"{base}/queue",
+                admin_url(settings, "/queue"),
             )
         )
     for issue in store.issues.issues_needing_editors():
@@ -121,7 +121,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                     f"Issue {issue.id} paused: {what}",
                     f"Issue {issue.id} ({issue.subject}) is paused: "
                     f"{issue.last_error or 'paused by an editor'}",
-                    f"{base}/issues/{issue.id}",
+                    admin_url(settings, f"/issues/{issue.id}"),
                 )
             )
         if issue.uncertain and issue.status != "sending":
@@ -131,7 +131,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                     f"Issue {issue.id}: {issue.uncertain} uncertain recipients",
                     f"Issue {issue.id} ({issue.subject}) has {issue.uncertain} "
                     "recipients who may or may not have it. Resend or mark them sent.",
-                    f"{base}/issues/{issue.id}",
+                    admin_url(settings, f"/issues/{issue.id}"),
                 )
             )
     return found

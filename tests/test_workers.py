@@ -65,7 +65,7 @@ def test_a_killed_worker_leaves_only_its_batch_uncertain(tmp_path, server, datab
     server.faults.slow_seconds = 0.1
     victim = start(["worker"], tmp_path, env)
     others = [start(["worker", "--once"], tmp_path, env) for _ in range(2)]
-    assert wait_until(lambda: server.requests_accepted >= 10, timeout=60)
+    assert wait_until(lambda: server.stats().requests_accepted >= 10, timeout=60)
     kill9(victim)
     rows = store.deliveries.in_state(issue_id, "in_flight")
     caught = {r.email for r in rows if r.worker.split(":")[1] == str(victim.pid)}

@@ -35,7 +35,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 
-from newsletter.exceptions import Rejected, TransientError
+from newsletter.exceptions import Rejected, TransientError, UnwritableAddress
 from newsletter.processes import process_gone
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.records import Recipient, RenderedIssue
@@ -63,10 +63,6 @@ _SEVEN_BIT = b"Content-Transfer-Encoding: 7bit\r\n"
 _EIGHT_BIT = b"Content-Transfer-Encoding: 8bit\r\n"
 # UTF-8 bytes per RFC 2047 encoded word: 45 bytes make 60 base64 characters, 72 in all.
 _WORD_BYTES = 45
-
-
-class UnwritableAddress(ValueError):
-    """The recipient's address cannot be put in a `To` header."""
 
 
 def _fold(name: str, value: object) -> bytes:

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
+from newsletter.exceptions import MissingExtra
 from newsletter.store._errors import map_error
 from newsletter.store.alerts import Alerts
 from newsletter.store.articles import Articles
@@ -67,7 +68,12 @@ class Store:
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         self.safe_url = make_url(url).render_as_string(hide_password=True)
-        self.engine: Engine = create_engine(url, future=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+        except ModuleNotFoundError as exc:  # the driver of a database we do not bundle
+            if make_url(url).get_backend_name() != "postgresql":
+                raise
+            raise MissingExtra("postgres", f"the database {self.safe_url}") from exc
         if self.engine.dialect.name == "sqlite":
             _private_sqlite_file(url)
             event.listen(self.engine, "connect", _sqlite_pragmas)

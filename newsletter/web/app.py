@@ -19,9 +19,7 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import logging
-import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import cast
 from urllib.parse import SplitResult, urlsplit
 
@@ -213,9 +211,6 @@ def create_app(
         Route("/webhooks/sendgrid", SendGridWebhook(store, verifier).endpoint, methods=["POST"]),
         *admin.routes(),  # the editors' workspace, /admin
     ]
-    trivial = os.environ.get(BENCHMARK_TRIVIAL_ENV)
-    if trivial:
-        routes.append(_trivial_route(Path(trivial)))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
@@ -227,21 +222,6 @@ def create_app(
     app.state.admin = admin.AdminState.for_web(state)
     app.state.public_pages = PageCache(store)
     return app
-
-
-# Benchmarks only (benchmarks/public_pages.py): a route answering a file's bytes, read once,
-# through the same app, middleware and server, as the ceiling the cached pages are held to.
-BENCHMARK_TRIVIAL_ENV = "NEWSLETTER_BENCHMARK_TRIVIAL_FILE"
-BENCHMARK_TRIVIAL_PATH = "/_benchmark/trivial"
-
-
-def _trivial_route(path: Path) -> Route:
-    body = path.read_bytes()
-
-    async def trivial(request: Request) -> Response:
-        return Response(body, media_type="text/html; charset=utf-8")
-
-    return Route(BENCHMARK_TRIVIAL_PATH, trivial, methods=["GET"])
 
 
 def _port_of(parts: SplitResult) -> int:
