@@ -92,7 +92,7 @@ def prebuilt_requests(settings, store, issue_id: int, provider, count: int = 20)
     from newsletter.links import stored_issue
     from newsletter.providers import OutgoingBatch
 
-    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
+    rendered = stored_issue(settings, store.issues.get_issue(issue_id))
     built = []
     for n, recipients in enumerate(store.subscribers.active_batches(1000)):
         if n == count:

@@ -20,7 +20,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from newsletter.config import load_settings  # noqa: E402
+from newsletter.settings import load_settings  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.web.app import create_app  # noqa: E402
 

@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from newsletter import publish  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
 from newsletter.records import DeliveryState, RenderedIssue, utcnow  # noqa: E402
 from newsletter.resources import sample_articles  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.tokens import new_token  # noqa: E402
@@ -74,18 +74,18 @@ def setup(folder: Path, count: int, issues: int) -> tuple[int, float]:
     first = min(SMALL_PLAN, count)
     store.subscribers.add(rows(0, first), chunk_size=20_000)
     for n in range(issues - 1):  # older issues, planned for the first subscribers
-        issue_id = store.queue.create_issue(_rendered(f"old-{n}", f"Issue {n}"), [])
+        issue_id = store.issues.create_issue(_rendered(f"old-{n}", f"Issue {n}"), [])
         store.deliveries.settle(issue_id, DeliveryState.PENDING, DeliveryState.SENT)
-        store.queue.set_issue_status(issue_id, "sent")
+        store.issues.set_issue_status(issue_id, "sent")
     store.subscribers.add(rows(first, count), chunk_size=20_000)
-    big = store.queue.create_issue(_rendered("newest", "The newest issue"), [])
+    big = store.issues.create_issue(_rendered("newest", "The newest issue"), [])
     batch = store.deliveries.claim(big, 500, worker="crashed")
     assert batch is not None
     store.deliveries.in_flight_to_uncertain(big, worker="crashed")
     store.deliveries.settle(big, DeliveryState.PENDING, DeliveryState.SENT)
-    store.queue.set_issue_status(big, "sent")
+    store.issues.set_issue_status(big, "sent")
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
-    store.workspace.add_engagement_hours(
+    store.engagement.add_hours(
         [
             (big, kind, hour - timedelta(hours=h), 1000 // (h + 1))
             for h in range(48)

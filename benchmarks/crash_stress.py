@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter.config import load_settings  # noqa: E402
+from newsletter.settings import load_settings  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.testing.sendgrid_server import SendGridServer  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
@@ -39,7 +39,7 @@ def trial(subscribers: int, rng: random.Random) -> tuple[int, float]:
         time.sleep(delay)
         kill9(proc)
         store = Store(load_settings(folder / "newsletter.toml", env={}).database_url)
-        unfinished = store.queue.unfinished_issues()
+        unfinished = store.issues.unfinished_issues()
         caught = set()
         if unfinished:
             caught = {r.email for r in store.deliveries.in_state(unfinished[0], "in_flight")}
@@ -48,7 +48,7 @@ def trial(subscribers: int, rng: random.Random) -> tuple[int, float]:
         assert result.returncode == 0, result.stderr
         time.sleep(0.2)
         # Killed before the issue existed, the restart built and sent it whole.
-        [issue] = store.queue.list_issues()
+        [issue] = store.issues.list_issues()
         check_exactly_once(server, store, issue.id, subscribers, caught)
         store.close()
         return len(caught), delay

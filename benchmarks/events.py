@@ -49,8 +49,8 @@ from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
 
 # The throwaway PostgreSQL and a fresh database in it, as the workers benchmark makes them.
 from benchmarks.workers_postgres import fresh_database, postgres  # noqa: E402
-from newsletter.config import write_default_config  # noqa: E402
 from newsletter.records import SUPPRESSED, DeliveryState, RenderedIssue  # noqa: E402
+from newsletter.settings import write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.store.schema import deliveries, subscribers, webhook_events  # noqa: E402
 from newsletter.web.events import SIGNATURE_HEADER, TIMESTAMP_HEADER  # noqa: E402
@@ -77,7 +77,7 @@ def seed(url: str, count: int) -> tuple[int, set[int]]:
             {"email": f"reader{n}@example.com", "name": "", "token": secrets.token_hex(16)}
             for n in range(count)
         )
-        issue_id = store.queue.create_issue(
+        issue_id = store.issues.create_issue(
             RenderedIssue(
                 slug="benchmark",
                 subject="Benchmark",

@@ -34,7 +34,7 @@ from benchmarks._newsletter import (  # noqa: E402
     run_once,
 )
 from newsletter import publish  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 
 
@@ -57,8 +57,8 @@ def write_loop(folder: Path, target: Path) -> None:
 
     settings = load_settings(folder / "newsletter.toml", env={})
     store = Store(settings.database_url)
-    issue_id = store.queue.list_issues()[0].id
-    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
+    issue_id = store.issues.list_issues()[0].id
+    rendered = stored_issue(settings, store.issues.get_issue(issue_id))
     batches = [
         OutgoingBatch.of(settings, issue_id, n, rendered, tuple(recipients))
         for n, recipients in enumerate(store.subscribers.active_batches(1000))
@@ -92,7 +92,7 @@ def main() -> None:
         seconds, peak_mb, summary = command.seconds, command.peak_kb / 1024, command.summary
         files = sum(1 for _ in (folder / "outbox").rglob("*.eml"))
         store = Store(f"sqlite:///{folder / 'newsletter.db'}")
-        counts = store.deliveries.counts(store.queue.list_issues()[0].id)
+        counts = store.deliveries.counts(store.issues.list_issues()[0].id)
         store.close()
         print(
             f"pipeline (newsletter run --once): {n:,} messages in {seconds:.1f}s wall = "

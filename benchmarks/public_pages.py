@@ -87,7 +87,7 @@ def setup(folder: Path) -> list[str]:
         cli(folder, "run", "--once")
     store = Store(f"sqlite:///{folder / 'newsletter.db'}")
     try:
-        return [issue.slug for issue in store.queue.list_issues()]
+        return [issue.slug for issue in store.issues.list_issues()]
     finally:
         store.close()
 
@@ -189,7 +189,7 @@ def main() -> None:
         slugs = setup(folder)
         store = Store(f"sqlite:///{folder / 'newsletter.db'}")
         try:
-            issue = store.queue.issue_by_slug(slugs[-1])
+            issue = store.issues.issue_by_slug(slugs[-1])
             assert issue is not None
             trivial = folder / "trivial.html"
             trivial.write_text(issue.archive_html, encoding="utf-8")

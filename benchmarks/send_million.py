@@ -35,10 +35,10 @@ from benchmarks._newsletter import (  # noqa: E402
 )
 from newsletter import publish  # noqa: E402
 from newsletter.articles import read_article  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.links import unsubscribe_url  # noqa: E402
 from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
 from newsletter.render import personalize, render_issue  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.testing.sendgrid_server import ServerProcess  # noqa: E402
 
@@ -116,7 +116,7 @@ def main() -> None:
             command = run_once(folder, env)
             seconds, peak_kb, summary = command.seconds, command.peak_kb, command.summary
             store = Store(settings.database_url)
-            issue_id = store.queue.list_issues()[0].id
+            issue_id = store.issues.list_issues()[0].id
             counts = store.deliveries.counts(issue_id)
             rate = n / seconds
             print(
@@ -124,7 +124,7 @@ def main() -> None:
                 f"peak memory {peak_kb / 1024:.0f} MB"
             )
             print("  " + "\n  ".join(summary.splitlines()))
-            concurrency = settings.sendgrid.concurrency
+            concurrency = settings.delivery.concurrency
             ceil = ceiling(settings, store, issue_id, url, min(n, 200_000), concurrency)
             print(
                 f"ceiling: pre-built bodies, same server and client, {concurrency} in flight: "

@@ -1,23 +1,30 @@
-"""Tell the editors when something needs them: a held article (it cannot be read), a held
-tick (missed while the scheduler was down), an issue paused (failures, or a refused key),
-uncertain recipients left on an issue that is no longer sending. One email per event to
-every editor, through the configured provider, at most once: each event has a key, claimed
-in the database (`alerts_sent`) before anything is sent, so several schedulers or repeated
-wake-ups never send it twice."""
+"""Tell the editors when something needs them. Two ways, each the only one of its kind:
+
+- an article held because its issue's check failed (`hold_article`): held in the queue, a log
+  line, and an email to `[editor] email` at once, as the tick holds it; `held_notice` is the
+  one sentence every command says about such an article;
+- the alerts (`send_alerts`): an unreadable article (skipped until its file reads again), a
+  held tick (missed while the scheduler was down), an issue paused (failures, or a refused
+  key), uncertain recipients left on an issue that is no longer sending. One email per event
+  to every editor account, through the configured provider, at most once: each event has a
+  key, claimed in the database (`alerts_sent`) before anything is sent, so several
+  schedulers or repeated wake-ups never send it twice."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from dataclasses import dataclass
+from html import escape
 
-from newsletter import publish
-from newsletter.config import Settings
 from newsletter.editors import list_editors
 from newsletter.exceptions import NewsletterError
 from newsletter.links import admin_url
 from newsletter.providers import Message, Provider
+from newsletter.records import utcnow
+from newsletter.settings import Settings
 from newsletter.store import Store
+from newsletter.store.meta import HELD_TICK
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +41,63 @@ def _digest(value: str | None) -> str:
     return hashlib.sha256((value or "").encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True, kw_only=True)
+class HeldArticle:
+    """An article a tick held because the issue's check found errors in it."""
+
+    article_id: int
+    filename: str
+    title: str
+    reason: str
+
+
+def held_notice(filename: str, title: str | None = None) -> str:
+    """What every command and the editor's email say about an article its check held."""
+    who = f"{filename} ({title})" if title else filename
+    return (
+        f"held {who}: its check found errors; the queue goes on without it. Fix it, then "
+        f"'newsletter queue release {filename}' ('newsletter run --force' sends it as it is)"
+    )
+
+
+def hold_article(store: Store, settings: Settings, provider: Provider, held: HeldArticle) -> bool:
+    """Hold the article and tell the editor once: a log line, and an email to `[editor] email`
+    when set. False (and nothing said) when it was no longer queued, e.g. already held."""
+    if not store.articles.hold_article(held.article_id, held.reason):
+        return False
+    log.warning("%s", held_notice(held.filename))
+    if settings.editor_email:
+        text = f"{held_notice(held.filename, held.title)}.\n\n{held.reason}\n"
+        message = Message(
+            to_email=settings.editor_email,
+            to_name="",
+            subject=f"{settings.name}: held {held.filename}",
+            text=text,
+            html=f"<pre>{escape(text)}</pre>",
+            category="editor",
+            key=f"held-{held.article_id}-{utcnow():%Y%m%dT%H%M%S}",
+        )
+        try:
+            provider.send_message(message)
+        except NewsletterError as exc:  # telling the editor must never stop the tick
+            log.error("could not email the editor about %s: %s", held.filename, exc)
+    return True
+
+
 def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     """What needs an editor now (whether or not it was already told)."""
     found: list[Alert] = []
-    for row in store.workspace.articles_with_errors():
+    for row in store.articles.articles_with_errors():
         found.append(
             Alert(
-                f"held-article:{row.id}:{_digest(row.last_error)}",
-                f"Held article: {row.filename}",
-                f"The article {row.filename} was not sent: {row.last_error}",
+                f"unreadable-article:{row.id}:{_digest(row.last_error)}",
+                f"Unreadable article: {row.filename}",
+                f"The article {row.filename} cannot be read, so the queue goes on without it "
+                f"until its file is fixed: {row.last_error}",
                 admin_url(settings, "/queue"),
             )
         )
-    held = publish.held_tick(store)
+    held = store.meta.moment(HELD_TICK)
     if held is not None:
         local = held.astimezone(settings.timezone).strftime("%a %Y-%m-%d %H:%M %Z")
         found.append(
@@ -54,11 +105,11 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 f"held-tick:{held.isoformat()}",
                 f"Issue held: {local}",
                 f"The issue due at {local} was missed while the scheduler was down. "
-                "Run 'newsletter run --once' to send it now.",
+                "Run 'newsletter run' to send it now.",
                 admin_url(settings, "/queue"),
             )
         )
-    for issue in store.workspace.issues_needing_editors():
+    for issue in store.issues.issues_needing_editors():
         if issue.status == "paused":
             refused = "refused" in (issue.last_error or "").lower() or "401" in (
                 issue.last_error or ""
@@ -93,7 +144,7 @@ def send_alerts(store: Store, settings: Settings, provider: Provider) -> list[Al
         return []
     sent: list[Alert] = []
     for alert in pending_alerts(store, settings):
-        if not store.workspace.claim_alert(alert.key):
+        if not store.alerts.claim(alert.key):
             continue
         try:
             for editor in editors:
@@ -109,7 +160,7 @@ def send_alerts(store: Store, settings: Settings, provider: Provider) -> list[Al
                     )
                 )
         except NewsletterError as exc:
-            store.workspace.release_alert(alert.key)  # try again at the next wake-up
+            store.alerts.release(alert.key)  # try again at the next wake-up
             log.error("alert %r not sent: %s", alert.subject, exc)
             continue
         sent.append(alert)
@@ -117,9 +168,51 @@ def send_alerts(store: Store, settings: Settings, provider: Provider) -> list[Al
 
 
 def _html(alert: Alert) -> str:
-    from html import escape
-
     return (
         f"<p>{escape(alert.text)}</p>"
         f'<p><a href="{escape(alert.link, quote=True)}">{escape(alert.link)}</a></p>'
     )
+
+
+def sign_in_alert(
+    store: Store,
+    settings: Settings,
+    provider: Provider,
+    *,
+    email: str,
+    failures: int,
+    window_end: float,
+) -> bool:
+    """Tell an editor, once per throttling window, that their account is getting wrong
+    passwords (the workspace's sign-in form calls this when the count passes its threshold).
+    False when the address is no editor's, or the window's email already went out."""
+    editor = store.editors.by_email(email)
+    if editor is None:
+        return False
+    key = f"sign-in-attack:{editor.id}:{int(window_end)}"
+    if not store.alerts.claim(key):
+        return False
+    text = (
+        f"The sign-in form of {settings.name}'s workspace received {failures} wrong passwords "
+        f"for {editor.email} in the last 15 minutes. Sign-ins to your account are slowed down, "
+        "and each client that keeps failing is refused, but you can still sign in. If this "
+        "was not you, choose a longer password with 'newsletter editors password'."
+    )
+    link = f"{settings.base_url}/admin/login"
+    try:
+        provider.send_message(
+            Message(
+                to_email=editor.email,
+                to_name="",
+                subject=f"[{settings.name}] Wrong passwords for your account",
+                text=f"{text}\n\n{link}\n",
+                html=_html(Alert(key, "", text, link)),
+                category="alerts",
+                key=f"{_digest(key)}-{editor.id}",
+            )
+        )
+    except NewsletterError as exc:
+        store.alerts.release(key)
+        log.error("could not email %s about failed sign-ins: %s", editor.email, exc)
+        return False
+    return True

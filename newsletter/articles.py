@@ -103,10 +103,35 @@ def read_article(
         raw = path.read_bytes()
     except OSError as exc:
         raise ArticleError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
+    _refuse_other_formats(path, raw)
     text = _decode(path, raw)
     if path.suffix.lower() in (".md", ".markdown"):
         return _read_markdown(path, text, strict)
     return _read_plain(path, text, known, strict)
+
+
+# Formats editors save from word processors and browsers, by suffix and by their first bytes
+# (a .docx, .odt or .pages is a zip; a PDF starts with %PDF; an RTF with {\rtf).
+_OTHER_FORMATS = {
+    ".docx": "Word", ".doc": "Word", ".odt": "OpenDocument", ".rtf": "RTF", ".pdf": "PDF",
+    ".html": "HTML", ".htm": "HTML", ".pages": "Pages",
+}  # fmt: skip
+_MAGIC = ((b"PK\x03\x04", "a zip archive (Word, OpenDocument or Pages)"), (b"%PDF", "PDF"),
+          (b"{\\rtf", "RTF"), (b"\xd0\xcf\x11\xe0", "an old Word document"))  # fmt: skip
+SUPPORTED = "use plain text (.txt, like the sample) or Markdown (.md)"
+
+
+def _refuse_other_formats(path: Path, raw: bytes) -> None:
+    """Say which format a file is and which we read, rather than failing on its bytes."""
+    suffix = path.suffix.lower()
+    if suffix in _OTHER_FORMATS:
+        raise ArticleError(path, None, f"{suffix} articles are not supported; {SUPPORTED}")
+    head = raw[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            raise ArticleError(path, None, f"this file is {name}, not text; {SUPPORTED}")
+    if head[:15].lower().startswith((b"<!doctype html", b"<html")):
+        raise ArticleError(path, None, f"this file is an HTML page; {SUPPORTED}")
 
 
 def _norm(heading: str) -> str:

@@ -17,9 +17,8 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 
-from newsletter.config import Settings
 from newsletter.exceptions import (
     ConfigError,
     CredentialsRefused,
@@ -40,6 +39,7 @@ from newsletter.links import stored_issue
 from newsletter.processes import process_gone
 from newsletter.providers import OutgoingBatch, Provider, Settles
 from newsletter.records import Batch, DeliveryState, IssueRecord, IssueStatus, utcnow
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = DeliveryState
@@ -49,27 +49,32 @@ ISSUE_SENT, ISSUE_CANCELLED = IssueStatus.SENT, IssueStatus.CANCELLED
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeliveryPolicy:
-    batch_size: int = 1000
-    max_retries: int = 5
-    max_failed_batches: int = 3
-    backoff_base: float = 0.5
-    backoff_cap: float = 60.0
-    resend_uncertain: bool = False
-    concurrency: int = 1
-    claim_timeout: timedelta = timedelta(seconds=120)
+    """How the sender treats batches, from [delivery] (whose schema holds the defaults:
+    none here). Backoff in seconds."""
+
+    batch_size: int
+    max_retries: int
+    max_failed_batches: int
+    backoff_base: float
+    backoff_cap: float
+    resend_uncertain: bool
+    concurrency: int
+    claim_timeout: timedelta
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
-        sg = settings.sendgrid
+        knobs = settings.delivery
         return cls(
-            batch_size=sg.batch_size,
-            max_retries=sg.max_retries,
-            max_failed_batches=sg.max_failed_batches,
-            resend_uncertain=settings.resend_uncertain,
-            concurrency=sg.concurrency,
-            claim_timeout=settings.claim_timeout,
+            batch_size=knobs.batch_size,
+            max_retries=knobs.max_retries,
+            max_failed_batches=knobs.max_failed_batches,
+            backoff_base=knobs.backoff_base.total_seconds(),
+            backoff_cap=knobs.backoff_cap.total_seconds(),
+            resend_uncertain=knobs.resend_uncertain,
+            concurrency=knobs.concurrency,
+            claim_timeout=knobs.claim_timeout,
         )
 
 
@@ -99,21 +104,24 @@ class SendingLease:
     """Only one process sends at a time. The lease expires if its holder dies, so a standby
     (or the next `run`) takes over; in-flight rows are only recovered by the new holder."""
 
-    def __init__(self, store: Store, ttl: timedelta, holder: str | None = None) -> None:
+    def __init__(
+        self, store: Store, ttl: timedelta, holder: str | None = None, *, zone: tzinfo = UTC
+    ) -> None:
         self.store = store
         self.ttl = ttl
+        self.zone = zone  # the newsletter's: what the messages show times in
         self.holder = holder or PROCESS_ID
         self.held = False
         self._renewed = float("-inf")  # time.monotonic() of the last acquire or renewal
 
     def acquire(self) -> bool:
         self._renewed = time.monotonic()
-        self.held = self.store.leases.acquire(SENDER_LEASE, self.holder, self.ttl)
+        self.held = self.store.meta.acquire(SENDER_LEASE, self.holder, self.ttl)
         if not self.held:
-            current = self.store.leases.holder(SENDER_LEASE)
+            current = self.store.meta.holder(SENDER_LEASE)
             if current and _dead_local_process(current[0]):
                 # Its holder was killed on this machine: no need to wait for the lease to expire.
-                self.held = self.store.leases.take_over(
+                self.held = self.store.meta.take_over(
                     SENDER_LEASE, current[0], self.holder, self.ttl
                 )
         return self.held
@@ -126,19 +134,20 @@ class SendingLease:
         if self.held and now - self._renewed < self.ttl.total_seconds() / 10:
             return
         self._renewed = now
-        if not self.store.leases.acquire(SENDER_LEASE, self.holder, self.ttl):
+        if not self.store.meta.acquire(SENDER_LEASE, self.holder, self.ttl):
             self.held = False
             raise LeaseLost("the sending lease was lost (this process stalled); stopping")
 
     def release(self) -> None:
         if self.held:
-            self.store.leases.release(SENDER_LEASE, self.holder)
+            self.store.meta.release(SENDER_LEASE, self.holder)
             self.held = False
 
     def __enter__(self) -> SendingLease:
         if not self.acquire():
-            current = self.store.leases.holder(SENDER_LEASE)
-            who = f"{current[0]} (lease until {current[1]:%H:%M:%S} UTC)" if current else "another"
+            current = self.store.meta.holder(SENDER_LEASE)
+            until = current[1].astimezone(self.zone) if current else None
+            who = f"{current[0]} (lease until {until:%H:%M:%S %Z})" if current else "another"
             raise SenderBusy(f"another sender is active: {who}; not sending from here")
         return self
 
@@ -264,7 +273,7 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
     `policy.concurrency` > 1 several batches are in flight at once (each thread claims its own
     batch from the log), so the database and the network overlap."""
     store = ctx.store
-    issue = store.queue.get_issue(issue_id)
+    issue = store.issues.get_issue(issue_id)
     report = SendReport(issue_id, issue.status)
     recover_in_flight(store, issue_id, ctx.policy, ctx.provider)
     sender = _IssueSender(ctx, issue, report)
@@ -277,9 +286,9 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
                 future.result()  # re-raises a thread's StoreError, LeaseLost, ...
     report.counts = store.deliveries.counts(issue_id)
     if report.status == ISSUE_SENDING:
-        report.status = store.queue.issue_status(issue_id)
+        report.status = store.issues.issue_status(issue_id)
     if report.last_error is None:
-        report.last_error = store.queue.get_issue(issue_id).last_error
+        report.last_error = store.issues.get_issue(issue_id).last_error
     return report
 
 
@@ -338,7 +347,7 @@ class _IssueSender:
         if self.done.is_set():
             raise Stopped("the send was stopped before this request")
         try:
-            status = self.store.queue.issue_status(self.issue_id)
+            status = self.store.issues.issue_status(self.issue_id)
         except StoreError as exc:
             raise Stopped("the database failed before this request") from exc
         if status != ISSUE_SENDING:
@@ -358,7 +367,7 @@ class _IssueSender:
         while not self.done.is_set():
             if self.heartbeat:
                 self.heartbeat()  # between batches: renews the lease, or stops a scheduler
-            status = store.queue.issue_status(issue_id)
+            status = store.issues.issue_status(issue_id)
             if status != ISSUE_SENDING:
                 return self.finish(status)
             batch = store.deliveries.claim(
@@ -373,8 +382,8 @@ class _IssueSender:
                     self.cursor = max(self.cursor, batch.last_id)
             if batch is None:
                 if not store.deliveries.counts(issue_id)[IN_FLIGHT]:
-                    store.queue.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
-                    return self.finish(store.queue.issue_status(issue_id))
+                    store.issues.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
+                    return self.finish(store.issues.issue_status(issue_id))
                 return None  # other threads still have batches in flight
             if not batch.recipients:
                 continue
@@ -439,7 +448,7 @@ class _IssueSender:
                 continue
             except CredentialsRefused as exc:
                 store.deliveries.release(batch, error=str(exc))
-                store.queue.set_issue_status(issue_id, ISSUE_PAUSED, error=str(exc))
+                store.issues.set_issue_status(issue_id, ISSUE_PAUSED, error=str(exc))
                 return self.finish(ISSUE_PAUSED, str(exc))
             except Uncertain as exc:
                 store.deliveries.mark(batch, UNCERTAIN, str(exc))
@@ -495,10 +504,10 @@ class _IssueSender:
         self._count_failed_batch(error)
 
     def _count_failed_batch(self, error: str) -> None:
-        failed = self.store.queue.record_failed_batch(self.issue_id, error)
+        failed = self.store.issues.record_failed_batch(self.issue_id, error)
         if failed >= self.policy.max_failed_batches:
             message = f"paused after {failed} failed batches; last error: {error}"
-            self.store.queue.set_issue_status(self.issue_id, ISSUE_PAUSED, error=message)
+            self.store.issues.set_issue_status(self.issue_id, ISSUE_PAUSED, error=message)
             self.finish(ISSUE_PAUSED, message)
 
 
@@ -512,8 +521,8 @@ _TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 def change_issue_status(store: Store, issue_id: int, status: str) -> None:
     """Pause, resume or cancel an issue; takes effect between batches."""
-    current = store.queue.issue_status(issue_id)
-    if not store.queue.set_issue_status(issue_id, status, only_from=_TRANSITIONS[status]):
+    current = store.issues.issue_status(issue_id)
+    if not store.issues.set_issue_status(issue_id, status, only_from=_TRANSITIONS[status]):
         raise NewsletterError(f"issue {issue_id} is {current}: cannot make it {status}")
 
 
@@ -522,12 +531,12 @@ def resolve_uncertain(
 ) -> int:
     """The editor's decision on uncertain deliveries (all, or those of `subscriber_ids`):
     resend them, or count them as sent."""
-    store.queue.get_issue(issue_id)
+    store.issues.get_issue(issue_id)
     moved = store.deliveries.settle(
         issue_id, UNCERTAIN, PENDING if resend else SENT, subscriber_ids
     )
     if resend and moved:
-        store.queue.set_issue_status(issue_id, ISSUE_SENDING)
+        store.issues.set_issue_status(issue_id, ISSUE_SENDING)
     return moved
 
 
@@ -557,7 +566,7 @@ def run_worker(
     ctx = dataclasses.replace(ctx, heartbeat=heartbeat)
     while not stop.is_set():
         worked = False
-        for issue_id in ctx.store.queue.unfinished_issues():
+        for issue_id in ctx.store.issues.unfinished_issues():
             result = send_issue(ctx, issue_id)
             if result.batches:
                 worked = True

@@ -8,6 +8,7 @@ the line, the setting or the database), so the CLI prints it on one line, never 
     ├── ArticleError             an article file cannot be used (file and line)
     ├── NotFound                 the named issue, article or subscriber does not exist
     ├── CheckFailed              the finished email has errors: nothing was sent
+    ├── NoActiveSubscriber       nobody to send to: no issue made, the articles stay queued
     ├── ContractBroken           an article breaks the article contract ([articles])
     ├── ScreenshotError          Chromium or chromedriver is missing or failed
     ├── MissingExtra             a feature needs an optional extra: names the pip command
@@ -68,6 +69,10 @@ class CheckFailed(NewsletterError):
     def __init__(self, message: str, report: str = "") -> None:
         super().__init__(message)
         self.report = report
+
+
+class NoActiveSubscriber(NewsletterError):
+    """No subscriber is active: no issue is built, so its articles stay queued."""
 
 
 class SenderBusy(NewsletterError):

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from newsletter.articles import read_article
-from newsletter.config import Settings
 from newsletter.links import stored_issue, unsubscribe_url
 from newsletter.records import RenderedIssue
 from newsletter.render import personalize, render_fitting
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 SAMPLE_NAME = "Sam Sample"
@@ -25,7 +25,7 @@ def rendered_for(
     """Article files are rendered as one issue (in `layout`, default: as `run` would); a lone
     number with a store is a stored issue, as it was rendered."""
     if store is not None:
-        return stored_issue(settings, store.queue.get_issue(int(source[0])))
+        return stored_issue(settings, store.issues.get_issue(int(source[0])))
     articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
     return render_fitting(articles, settings, slug="preview", layout=layout)
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from newsletter.config import Settings
+from newsletter.addresses import normalize_address
 from newsletter.exceptions import NewsletterError, ProviderError
 from newsletter.links import stored_issue, unsubscribe_url
 from newsletter.providers import OutgoingBatch, Provider
 from newsletter.records import Recipient, RenderedIssue
+from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.subscribers import clean_name, normalize_address
+from newsletter.subscribers import clean_name
 
 PROOF_TOKEN = "proof.not-a-subscriber"
 
@@ -27,7 +28,7 @@ def send_test(
     name: str = "Editor",
 ) -> None:
     """Send one copy of the issue to `to`, as a subscriber would get it."""
-    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
+    rendered = stored_issue(settings, store.issues.get_issue(issue_id))
     send_proof(settings, provider, rendered, to, name, issue_id)
 
 
@@ -74,7 +75,7 @@ def sandbox_validate(
 ) -> SandboxReport:
     """Build every request of the issue exactly as the real send would, and have the
     provider validate them in sandbox mode."""
-    rendered = stored_issue(settings, store.queue.get_issue(issue_id))
+    rendered = stored_issue(settings, store.issues.get_issue(issue_id))
     report = SandboxReport()
     for number, recipients in enumerate(store.subscribers.active_batches(provider.max_batch), 1):
         batch = OutgoingBatch.of(

@@ -17,7 +17,6 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from newsletter.articles import Article
-from newsletter.config import Settings
 from newsletter.layouts import (
     ARTICLE_TEMPLATE,
     DIGEST,
@@ -30,6 +29,7 @@ from newsletter.layouts import (
 )
 from newsletter.links import archive_url, article_url, view_url
 from newsletter.records import ArticlePage, Placeholders, RenderedIssue
+from newsletter.settings import Settings
 from newsletter.subjects import DEFAULT_SUBJECT_TEMPLATE, issue_subject
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,12 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
-from newsletter.config import CONFIG_NAME, Settings, load_settings
+from newsletter.alerts import held_notice
 from newsletter.delivery import SendContext, SendingLease
 from newsletter.exceptions import ConfigError, LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
 from newsletter.records import utcnow
+from newsletter.settings import CONFIG_NAME, Settings, load_settings
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class SchedulerRunner:
         self.settings = settings
         self.store = store
         self.echo = echo
-        self.lease = SendingLease(store, settings.schedule.lease)
+        self.lease = SendingLease(store, settings.schedule.lease, zone=settings.timezone)
         self.ctx = SendContext.of(
             store, settings, make_provider(settings), heartbeat=self.heartbeat
         )
@@ -145,10 +146,7 @@ class SchedulerRunner:
         for error in result.errors:
             self.echo(f"skipped: {error}")
         for held in result.held_articles:
-            self.echo(
-                f"held {held.filename}: its check found errors (see 'newsletter queue list'); "
-                "the queue goes on without it"
-            )
+            self.echo(held_notice(held.filename, held.title))
 
 
 def _mtime(path: Path) -> int | None:

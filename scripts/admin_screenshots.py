@@ -22,16 +22,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import uvicorn  # noqa: E402
+from sqlalchemy import update  # noqa: E402
 
 from newsletter import publish  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.delivery import SendContext  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
 from newsletter.providers import make_provider  # noqa: E402
 from newsletter.records import utcnow  # noqa: E402
 from newsletter.resources import sample_articles, sample_subscribers  # noqa: E402
 from newsletter.screenshot import PHONE, View, _metrics, _start  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
+from newsletter.store.schema import issues  # noqa: E402
 from newsletter.subscribers import import_csv  # noqa: E402
 from newsletter.web import create_app  # noqa: E402
 
@@ -62,12 +64,16 @@ def main() -> None:
         for h in range(24)
         for kind, n in (("open", 30), ("click", 8))
     ]
-    store.workspace.add_engagement_hours(tallies)
-    store.queue.add_engagement(
-        issue_id,
-        opens=sum(t[3] for t in tallies if t[1] == "open"),
-        clicks=sum(t[3] for t in tallies if t[1] == "click"),
-    )
+    store.engagement.add_hours(tallies)
+    with store.transaction() as conn:  # the issue's totals, as the webhook keeps them
+        conn.execute(
+            update(issues)
+            .where(issues.c.id == issue_id)
+            .values(
+                opens=sum(t[3] for t in tallies if t[1] == "open"),
+                clicks=sum(t[3] for t in tallies if t[1] == "click"),
+            )
+        )
     add_editor(store, "editor@example.com", PASSWORD)
     server = uvicorn.Server(uvicorn.Config(create_app(settings, store), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -82,7 +88,7 @@ def main() -> None:
         driver.find_element("id", "password").send_keys(PASSWORD)
         driver.find_element("css selector", "button[type=submit]").click()
         time.sleep(0.5)
-        first = store.queue.queued()[0].id
+        first = store.articles.queued()[0].id
         pages = {
             "queue": "/admin/queue",
             "preview": f"/admin/queue/{first}/preview",

@@ -143,7 +143,7 @@ def test_an_editor_runs_the_newsletter_from_the_browser(tmp_path, browser, monke
         )
         errors = browser.find_element(By.ID, "add-errors").text
         assert "broken.md:3:" in errors and "rating" in errors
-        assert store.queue.queued() == []
+        assert store.articles.queued() == []
 
         # -- upload two articles -------------------------------------------------------------
         for name in ("003_the-orchard-accounts.md", "002_static-over-galveston.txt"):
@@ -203,7 +203,7 @@ def test_an_editor_runs_the_newsletter_from_the_browser(tmp_path, browser, monke
         status = lambda: browser.find_element(By.ID, "issue-status").text  # noqa: E731
         assert status() == "sending"
         press(browser, browser.find_element(By.CSS_SELECTOR, "button[value=pause]"))
-        assert status() == "paused" and store.queue.issue_status(issue_id) == "paused"
+        assert status() == "paused" and store.issues.issue_status(issue_id) == "paused"
         press(browser, browser.find_element(By.CSS_SELECTOR, "button[value=resume]"))
         assert status() == "sending"
 
@@ -347,7 +347,7 @@ def test_the_workspace_reads_on_a_phone(tmp_path, browser, monkeypatch):
             )
             assert 0 <= box[0] and box[1] <= box[2], (path, box)
 
-        queued = store.queue.queued()[0]
+        queued = store.articles.queued()[0]
         browser.get(f"{web.url}/admin/queue/{queued.id}/preview")
         assert fits_the_screen(browser)
         # The phone frame shows its whole width, inside the screen.

@@ -12,12 +12,12 @@ from markupsafe import escape
 from newsletter import publish
 from newsletter.articles import read_article
 from newsletter.check import check_source
-from newsletter.config import load_settings
 from newsletter.contract import DEFAULT_CONTRACT
 from newsletter.delivery import SendContext, SendingLease
 from newsletter.providers import make_provider
 from newsletter.records import RenderedIssue, utcnow
 from newsletter.resources import sample_articles
+from newsletter.settings import load_settings
 from newsletter.spoilers import sentences_of
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber
@@ -42,7 +42,7 @@ def spoiler_sentences(path) -> list[str]:
 def test_digest_chosen_in_the_workspace_is_what_the_tick_sends_and_is_used_up(web):  # noqa: F811
     add_subscriber(web.store, "reader@example.com", "Reader")
     publish.queue_add(web.store, web.settings, ORCHARD)
-    article_id = web.store.queue.queued()[0].id
+    article_id = web.store.articles.queued()[0].id
     browser = Browser(web)
     assert browser.sign_in().status == 303
 
@@ -53,19 +53,19 @@ def test_digest_chosen_in_the_workspace_is_what_the_tick_sends_and_is_used_up(we
 
     # A state change like any other: without the session's token, nothing is stored.
     refused = browser.post("/admin/queue/layout", {"layout": "digest", "back": "/admin/queue"})
-    assert refused.status == 403 and web.store.queue.next_layout() is None
+    assert refused.status == 403 and web.store.issues.next_layout() is None
     reply = browser.post(
         "/admin/queue/layout", {"csrf_token": token, "layout": "digest", "back": "/admin/queue"}
     )
     assert reply.status == 303 and reply.headers["location"] == "/admin/queue"
-    assert web.store.queue.next_layout() == "digest"
+    assert web.store.issues.next_layout() == "digest"
     page = browser.get("/admin/queue")
     assert "The next issue goes out as digest." in page.text  # the flash message
     assert 'goes out as <strong class="layout">digest</strong>' in page.text
     assert "chosen here" in page.text and 'value="digest" checked' in page.text
     bad = browser.post("/admin/queue/layout", {"csrf_token": token, "layout": "poster"})
     assert bad.status == 400 and "unknown layout &#39;poster&#39;" in bad.text
-    assert web.store.queue.next_layout() == "digest"
+    assert web.store.issues.next_layout() == "digest"
 
     # The preview shows, and its frames render, the chosen layout.
     preview = browser.get(f"/admin/queue/{article_id}/preview")
@@ -79,23 +79,23 @@ def test_digest_chosen_in_the_workspace_is_what_the_tick_sends_and_is_used_up(we
     with SendingLease(web.store, web.settings.schedule.lease) as lease:
         result = publish.scheduled_work(ctx, lease, tick + timedelta(minutes=1))
     assert result is not None and result.issue_id is not None and result.report.ok
-    issue = web.store.queue.get_issue(result.issue_id)
+    issue = web.store.issues.get_issue(result.issue_id)
     assert "Read the ending" in issue.html and SPOILERS_BELOW not in issue.html
     for sentence in spoiler_sentences(ORCHARD):
         assert sentence not in issue.html and sentence not in issue.text
 
     # Used up by the issue it was for: the page says automatic again, and the next issue is.
-    assert web.store.queue.next_layout() is None
+    assert web.store.issues.next_layout() is None
     page = browser.get("/admin/queue")
     assert 'value="automatic" checked' in page.text and "chosen here" not in page.text
     publish.queue_add(web.store, web.settings, SAMPLE_ARTICLES / "002_static-over-galveston.txt")
     again = publish.publish_tick(ctx)
-    assert SPOILERS_BELOW in web.store.queue.get_issue(again.issue_id).html
+    assert SPOILERS_BELOW in web.store.issues.get_issue(again.issue_id).html
 
 
 def test_choosing_from_the_preview_returns_to_it_and_automatic_clears(web):  # noqa: F811
     publish.queue_add(web.store, web.settings, ORCHARD)
-    article_id = web.store.queue.queued()[0].id
+    article_id = web.store.articles.queued()[0].id
     browser = Browser(web)
     assert browser.sign_in().status == 303
     back = f"/admin/queue/{article_id}/preview"
@@ -104,12 +104,12 @@ def test_choosing_from_the_preview_returns_to_it_and_automatic_clears(web):  # n
     fields = {"csrf_token": csrf_of(page), "layout": "full", "back": back}
     reply = browser.post("/admin/queue/layout", fields)
     assert reply.status == 303 and reply.headers["location"] == back
-    assert web.store.queue.next_layout() == "full"
+    assert web.store.issues.next_layout() == "full"
     # Only a preview page of the workspace is a place to go back to.
     reply = browser.post("/admin/queue/layout", {**fields, "back": "https://evil.example/"})
     assert reply.headers["location"] == "/admin/queue"
     reply = browser.post("/admin/queue/layout", {**fields, "layout": "automatic"})
-    assert reply.status == 303 and web.store.queue.next_layout() is None
+    assert reply.status == 303 and web.store.issues.next_layout() is None
 
 
 def issue(slug: str) -> RenderedIssue:
@@ -129,11 +129,11 @@ def test_an_issue_uses_up_only_the_choice_it_was_built_with(tmp_path):
     """An editor who changes the choice while a tick builds the issue keeps the new one."""
     store = Store(f"sqlite:///{tmp_path / 'n.db'}")
     try:
-        store.queue.set_next_layout("full")
-        store.queue.create_issue(issue("a"), [], layout_choice="digest")
-        assert store.queue.next_layout() == "full"
-        store.queue.create_issue(issue("b"), [], layout_choice="full")
-        assert store.queue.next_layout() is None
+        store.issues.set_next_layout("full")
+        store.issues.create_issue(issue("a"), [], layout_choice="digest")
+        assert store.issues.next_layout() == "full"
+        store.issues.create_issue(issue("b"), [], layout_choice="full")
+        assert store.issues.next_layout() is None
     finally:
         store.close()
 
@@ -157,10 +157,10 @@ def test_run_once_honours_the_choice_and_an_explicit_layout_wins(tmp_path):
         layout it was rendered in, and that is what the HTML shows."""
         store = Store(settings.database_url)
         try:
-            issue = store.queue.get_issue(issue_id)
+            issue = store.issues.get_issue(issue_id)
             shown = "full" if SPOILERS_BELOW in issue.html else "digest"
             assert issue.layout == shown and issue.rendered("").layout == shown
-            return issue.html, store.queue.next_layout()
+            return issue.html, store.issues.next_layout()
         finally:
             store.close()
 
@@ -189,7 +189,7 @@ def test_the_preview_reports_what_check_reports_spoiler_leaks_included(web):  # 
     """The workspace's check results are `newsletter check FILE`'s: an article whose recap
     gives its ending away shows the spoiler-leak warning on its preview page."""
     publish.queue_add(web.store, web.settings, DATA / "leaky_recap.txt")
-    article_id = web.store.queue.queued()[0].id
+    article_id = web.store.articles.queued()[0].id
     browser = Browser(web)
     assert browser.sign_in().status == 303
     page = browser.get(f"/admin/queue/{article_id}/preview")

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.articles import read_article
-from newsletter.config import write_default_config
 from newsletter.exceptions import ArticleError
 from newsletter.resources import sample_folder
+from newsletter.settings import write_default_config
 from tests.conftest import PLAIN_ARTICLES, run_cli, write
 
 
@@ -130,3 +130,37 @@ def test_a_rating_of_n_a_shows_the_piece_without_a_rating(tmp_path, written):
     assert preview.returncode == 0, preview.stderr
     email_text = (tmp_path / "out" / "email.txt").read_text("utf-8")
     assert "N/A" not in email_text and "/10" not in email_text
+
+
+def _docx(path):
+    """A real (minimal) Word document: a zip with the parts Word writes."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as doc:
+        doc.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        doc.writestr("word/document.xml", "<w:document><w:body>Quick Recap</w:body></w:document>")
+
+
+@pytest.mark.parametrize(
+    "name, expect",
+    [
+        ("piece.docx", ".docx articles are not supported"),
+        ("piece.html", ".html articles are not supported"),
+        ("piece.txt", "this file is a zip archive"),  # a Word file saved under .txt
+    ],
+)
+def test_other_formats_are_named_with_the_ones_we_read(tmp_path, name, expect):
+    path = tmp_path / name
+    if name.endswith(".html"):
+        path.write_text("<!DOCTYPE html><html><body><h2>Quick Recap</h2></body></html>")
+    else:
+        _docx(path)
+    assert run_cli(["init", str(tmp_path / "folder")], tmp_path).returncode == 0
+    done = run_cli(["queue", "add", str(path)], tmp_path / "folder")
+    assert done.returncode == 1
+    assert (
+        expect in done.stderr
+        and "plain text (.txt" in done.stderr
+        and "Markdown (.md)" in done.stderr
+    )
+    assert "UTF-8" not in done.stderr and "Traceback" not in done.stderr

@@ -12,11 +12,11 @@ from pathlib import Path
 from newsletter.articles import read_article
 from newsletter.check import check_source
 from newsletter.check.editorial import _page_article
-from newsletter.config import load_settings, settings_from_dict, write_default_config
 from newsletter.contract import DEFAULT_CONTRACT
 from newsletter.records import IssueStatus, PublishedArticle, RenderedIssue, utcnow
 from newsletter.render import render_article_pages
 from newsletter.resources import sample_articles
+from newsletter.settings import load_settings, settings_from_dict, write_default_config
 from newsletter.store import Store
 from tests.conftest import run_cli, write
 
@@ -90,7 +90,7 @@ def test_an_issue_with_neither_files_nor_pages_says_no_editorial_check_ran(tmp_p
     settings = load_settings(tmp_path / "newsletter.toml", env={})
     store = Store(settings.database_url)
     try:
-        issue_id = store.queue.create_issue(
+        issue_id = store.issues.create_issue(
             RenderedIssue(
                 subject="Old issue",
                 preheader="",

@@ -52,7 +52,7 @@ def test_sigkill_mid_send_then_resume(tmp_path, server, trial, database_url):
     assert wait_until(lambda: server.stats().requests_accepted >= 1 + 4 * trial, timeout=60)
     time.sleep(random.uniform(0.0, 0.4))
     kill9(proc)
-    [issue] = store.queue.list_issues()
+    [issue] = store.issues.list_issues()
     assert issue.status == "sending", (issue, store.deliveries.counts(issue.id))
     issue_id = issue.id
     caught = in_flight(store, issue_id)
@@ -91,7 +91,7 @@ def test_resend_uncertain_setting_prefers_a_duplicate_to_a_gap(tmp_path, server)
     assert wait_until(lambda: server.stats().requests_accepted >= 2, timeout=60)
     kill9(proc)
     store = open_store(tmp_path)
-    issue_id = store.queue.unfinished_issues()[0]
+    issue_id = store.issues.unfinished_issues()[0]
     server.faults.slow = 0
     assert run_cli(["run", "--once"], tmp_path, env=env).returncode == 0
     counts = store.deliveries.counts(issue_id)
@@ -144,11 +144,11 @@ def test_standby_scheduler_takes_over_when_the_holder_is_killed(tmp_path, server
     procs = [start(["scheduler"], tmp_path, env) for _ in range(2)]
     store = open_store(tmp_path)
     assert wait_until(lambda: server.stats().requests_accepted >= 3, timeout=60)
-    holder_pid = int(store.leases.holder("sender")[0].split(":")[1])
+    holder_pid = int(store.meta.holder("sender")[0].split(":")[1])
     holder = next(p for p in procs if p.pid == holder_pid)
     standby = next(p for p in procs if p.pid != holder_pid)
     kill9(holder)
-    issue_id = store.queue.list_issues()[0].id
+    issue_id = store.issues.list_issues()[0].id
     caught = in_flight(store, issue_id)
     try:
         finished = wait_until(
@@ -191,7 +191,7 @@ def test_a_tick_missed_beyond_grace_waits_for_the_editor(tmp_path, server):
     )
     # A scheduler first served this newsletter a day ago, then went down over the tick.
     store = open_store(tmp_path)
-    store.leases.set_meta(publish.SCHEDULER_STARTED, (utcnow() - timedelta(days=1)).isoformat())
+    store.meta.set(publish.SCHEDULER_STARTED, (utcnow() - timedelta(days=1)).isoformat())
     store.close()
     out = run_scheduler_for(tmp_path, env, seconds=3)
     assert server.messages == []
@@ -211,7 +211,7 @@ def run_scheduler_for(folder, env, seconds: float, until=None) -> str:
     store = open_store(folder)
     try:
         holding = wait_until(
-            lambda: f":{proc.pid}:" in (store.leases.holder("sender") or ("",))[0], timeout=180
+            lambda: f":{proc.pid}:" in (store.meta.holder("sender") or ("",))[0], timeout=180
         )
         assert holding, "the scheduler never took the sending lease"
         if until is not None:

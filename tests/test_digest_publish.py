@@ -63,7 +63,7 @@ def test_a_digest_issue_and_its_article_pages(tmp_path):
             assert f"{web.url}/articles/{article_slug(article)}" in links
 
         # A paused issue's articles are not public any more.
-        web.store.queue.set_issue_status(result.issue_id, IssueStatus.PAUSED)
+        web.store.issues.set_issue_status(result.issue_id, IssueStatus.PAUSED)
         assert web.get(f"/articles/{article_slug(articles[0])}").status == 404
 
 

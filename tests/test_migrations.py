@@ -300,8 +300,8 @@ def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F81
         ]
         assert store.subscribers.add(rows) == 5
         assert store.subscribers.count() == 5
-        article = store.queue.add_article("001_first.txt", "First", None)
-        issue = store.queue.create_issue(
+        article = store.articles.add_article("001_first.txt", "First", None)
+        issue = store.issues.create_issue(
             RenderedIssue(
                 slug="first",
                 subject="First",
@@ -316,7 +316,7 @@ def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F81
             datetime(2030, 1, 6, 9, 0, tzinfo=UTC),
         )
         assert store.deliveries.counts(issue)[PENDING] == 5
-        assert store.queue.get_issue(issue).scheduled_for == datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
+        assert store.issues.get_issue(issue).scheduled_for == datetime(2030, 1, 6, 9, 0, tzinfo=UTC)
 
         first = store.deliveries.claim(issue, 3, worker="w1")
         second = store.deliveries.claim(issue, 3, worker="w2")
@@ -340,15 +340,15 @@ def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F81
         assert attempts == {1}
 
         ttl = timedelta(minutes=5)
-        assert store.leases.acquire("sender", "host-a", ttl) is True
-        assert store.leases.acquire("sender", "host-b", ttl) is False
-        assert store.leases.acquire("sender", "host-a", ttl) is True  # renewal
-        holder, expires = store.leases.holder("sender")
+        assert store.meta.acquire("sender", "host-a", ttl) is True
+        assert store.meta.acquire("sender", "host-b", ttl) is False
+        assert store.meta.acquire("sender", "host-a", ttl) is True  # renewal
+        holder, expires = store.meta.holder("sender")
         assert holder == "host-a" and expires.tzinfo is not None
 
         assert store.events.first_time("evt-1") is True
         assert store.events.first_time("evt-1") is False
         assert store.events.first_time("evt-2") is True
-        assert store.leases.secret_key() == store.leases.secret_key()
+        assert store.meta.secret_key() == store.meta.secret_key()
     finally:
         store.close()

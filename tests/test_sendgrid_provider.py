@@ -11,21 +11,26 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter import publish
-from newsletter.config import load_settings
-from newsletter.delivery import DeliveryPolicy, SendContext, send_issue
+from newsletter.delivery import SendContext, send_issue
 from newsletter.providers import OutgoingBatch
 from newsletter.providers.sendgrid import SendGridProvider
 from newsletter.records import Recipient, Subscriber, SubscriberStatus
 from newsletter.render import render_issue
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.testing.sendgrid_server import SendGridServer, validate_mail_send
 from newsletter.tokens import new_token
-from tests.conftest import run_cli
+from tests.conftest import delivery_policy, run_cli
 
 KEY = "SG.test-key-that-must-never-be-printed"
-FAST = DeliveryPolicy(
-    batch_size=1000, max_retries=4, max_failed_batches=3, backoff_base=0.01, backoff_cap=0.05
+FAST = delivery_policy(
+    batch_size=1000,
+    max_retries=4,
+    max_failed_batches=3,
+    backoff_base=0.01,
+    backoff_cap=0.05,
+    concurrency=1,
 )
 
 

@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter import publish
-from newsletter.config import Settings, load_settings, write_default_config
 from newsletter.delivery import SendContext
 from newsletter.providers import make_provider
 from newsletter.records import DeliveryState, IssueStatus, RenderedIssue, SubscriberStatus
 from newsletter.resources import sample_folder
+from newsletter.settings import Settings, load_settings, write_default_config
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token
@@ -206,7 +206,7 @@ def eml_for(web: LiveWeb, issue_id: int, subscriber_id: int) -> Path:
 def uncertain_issue(store: Store, addresses: list[str]) -> tuple[int, dict[str, int]]:
     """An issue whose only batch was in flight when the sender died: all rows uncertain."""
     ids = {a: add_subscriber(store, a, a.split("@")[0]).id for a in addresses}
-    issue_id = store.queue.create_issue(
+    issue_id = store.issues.create_issue(
         RenderedIssue(
             slug="crashed-issue",
             subject="Crashed",
@@ -428,8 +428,8 @@ def test_every_bad_token_gets_the_same_400(web):
 def test_archive_page_index_and_feed(web):
     add_subscriber(web.store, "reader@example.com", "Reader")
     issue_id = publish_next(web, "002_static-over-galveston.txt")
-    issue = web.store.queue.get_issue(issue_id)
-    hidden = web.store.queue.create_issue(
+    issue = web.store.issues.get_issue(issue_id)
+    hidden = web.store.issues.create_issue(
         RenderedIssue(
             slug="not-yet",
             subject="Held back",
@@ -442,7 +442,7 @@ def test_archive_page_index_and_feed(web):
         ),
         [],
     )
-    web.store.queue.set_issue_status(hidden, IssueStatus.PAUSED)
+    web.store.issues.set_issue_status(hidden, IssueStatus.PAUSED)
 
     page = web.get(f"/archive/{issue.slug}")
     assert page.status == 200 and page.text == issue.archive_html
@@ -451,7 +451,7 @@ def test_archive_page_index_and_feed(web):
     # ...and leads back to the archive (issue 25: the issue page had no way back).
     assert f'<a href="{web.url}/archive"' in page.text and ">All issues</a>" in page.text
     assert web.get("/archive/not-yet").status == 404
-    web.store.queue.set_issue_status(hidden, ISSUE_CANCELLED)
+    web.store.issues.set_issue_status(hidden, ISSUE_CANCELLED)
     assert web.get("/archive/not-yet").status == 404
     assert web.get("/archive/no-such-issue").status == 404
 
@@ -522,7 +522,7 @@ def test_webhook_events_suppress_confirm_and_count_once(web, sendgrid):
     url = f"{web.url}/webhooks/sendgrid"
 
     def snapshot():
-        issue = store.queue.get_issue(issue_id)
+        issue = store.issues.get_issue(issue_id)
         subs = {row.email: row.status for row in store.subscribers.each()}
         return subs, store.deliveries.counts(issue_id), issue.opens, issue.clicks
 

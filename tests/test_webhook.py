@@ -243,7 +243,7 @@ def test_each_event_id_acts_once_across_posts(hook):
     status, summary = post(hook, [*opens, leave])  # SendGrid redelivers, plus 4 new opens
     assert status == 200, summary
     assert summary["opens"] == 4 and summary["duplicates"] == 7
-    assert store.queue.get_issue(issue_id).opens == 10
+    assert store.issues.get_issue(issue_id).opens == 10
     assert status_of(store, "c@example.com") == ACTIVE
 
 
@@ -267,7 +267,7 @@ def test_concurrent_redelivery_counts_once(hook):
         replies = list(pool.map(lambda _: signed_post(hook, body), range(8)))
     assert [r.status for r in replies] == [200] * 8, [r.text for r in replies]
     summaries = [json.loads(r.body) for r in replies]
-    issue = store.queue.get_issue(issue_id)
+    issue = store.issues.get_issue(issue_id)
     assert (issue.opens, issue.clicks) == (600, 196)
     assert sum(s["opens"] for s in summaries) == 600
     assert sum(s["confirmed"] for s in summaries) == 200

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from newsletter import publish
-from newsletter.config import load_settings
-from newsletter.delivery import DeliveryPolicy, SendingLease, recover_in_flight
+from newsletter.delivery import SendingLease, recover_in_flight
 from newsletter.exceptions import LeaseLost
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.testing.sendgrid_server import SendGridServer
+from tests.conftest import delivery_policy
 from tests.faults import KEY, kill9, make_folder, start, wait_until
 
 
@@ -54,7 +55,7 @@ def test_three_workers_share_one_issue_exactly_once(tmp_path, server, database_u
     sent = store.deliveries.in_state(issue_id, "sent")
     assert len(sent) == 3000
     assert len({row.worker for row in sent}) >= 2  # the work really was shared
-    assert store.queue.get_issue(issue_id).status == "sent"
+    assert store.issues.get_issue(issue_id).status == "sent"
     store.close()
 
 
@@ -85,7 +86,7 @@ def test_a_remote_workers_claim_is_taken_over_only_after_the_timeout(
 ):
     _, store, issue_id = prepared(tmp_path, server, 30, 10, database_url)
     batch = store.deliveries.claim(issue_id, 10, worker="another-host:4242:cafe")
-    policy = DeliveryPolicy(claim_timeout=timedelta(seconds=1))
+    policy = delivery_policy(claim_timeout=timedelta(seconds=1), concurrency=1)
     assert recover_in_flight(store, issue_id, policy) == 0  # a live remote sender's batch
     assert len(store.deliveries.in_state(issue_id, "in_flight")) == 10
     time.sleep(1.2)
@@ -114,11 +115,11 @@ def test_the_lease_renews_between_batches_without_a_write_each_time_and_still_no
     store = Store(f"sqlite:///{tmp_path / 'lease.db'}")
     lease = SendingLease(store, timedelta(seconds=1), holder="host-a:1:x")
     assert lease.acquire()
-    expires = store.leases.holder("sender")[1]
+    expires = store.meta.holder("sender")[1]
     lease.renew()  # right after acquiring: nothing to write
-    assert store.leases.holder("sender")[1] == expires
+    assert store.meta.holder("sender")[1] == expires
     time.sleep(1.2)  # a stall longer than the lease: another sender takes it over
-    assert store.leases.acquire("sender", "host-b:2:y", timedelta(seconds=60))
+    assert store.meta.acquire("sender", "host-b:2:y", timedelta(seconds=60))
     with pytest.raises(LeaseLost):
         lease.renew()
     store.close()

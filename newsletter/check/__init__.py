@@ -23,7 +23,14 @@ from newsletter.check.caniemail import (
 )
 from newsletter.check.content import SUBJECT_MAX_CHARS
 from newsletter.check.findings import ERROR, WARNING, Finding, format_findings, has_errors
-from newsletter.check.runner import check_email, check_rendered, check_settings, check_source
+from newsletter.check.runner import (
+    CheckedIssue,
+    check_email,
+    check_issue,
+    check_rendered,
+    check_settings,
+    check_source,
+)
 from newsletter.check.size import NEAR_CLIP_RATIO
 
 __all__ = [
@@ -34,8 +41,10 @@ __all__ = [
     "SUBJECT_MAX_CHARS",
     "WARNING",
     "Catalog",
+    "CheckedIssue",
     "Finding",
     "check_email",
+    "check_issue",
     "check_rendered",
     "check_settings",
     "check_source",

@@ -20,8 +20,8 @@ from newsletter.layouts import DIGEST, layout_of, teaser_for
 from newsletter.spoilers import find_leaks, inbox_of
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
     from newsletter.records import IssueRecord, PublishedArticle
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 LEAK_SEVERITIES = (WARNING, ERROR)
@@ -103,8 +103,8 @@ def check_stored_issue(settings: Settings, store: Store, issue: IssueRecord) -> 
     as it is now, and said so. An article whose file is gone or unreadable, or an issue that
     names no article files any more (queued again since), is checked for leaks on its stored
     article page instead; the contract check, which needs the file, is reported as not run."""
-    rows = store.queue.issue_articles(issue.id)
-    pages = store.queue.issue_pages(issue.id)
+    rows = store.articles.issue_articles(issue.id)
+    pages = store.issues.issue_pages(issue.id)
     layout = issue.layout or layout_of(issue.html)
     contract, severity = settings.contract, settings.spoiler_leak
     if not rows:

@@ -1,14 +1,17 @@
 """Running the checks: on a finished email, on a rendered issue as one sample subscriber gets
-it, or on what `newsletter preview SOURCE` would show."""
+it, on articles rendered as the issue `run` would build (`check_issue`, the one sequence
+`run`, the scheduler, `check` and the workspace's preview all use), or on what
+`newsletter preview SOURCE` would show."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from newsletter.articles import read_article
+from newsletter.articles import Article, read_article
 from newsletter.check.accessibility import check_accessibility
 from newsletter.check.caniemail import ACCEPTED_FALLBACKS, MAJOR_CLIENTS
 from newsletter.check.clients import check_client_support
@@ -23,13 +26,13 @@ from newsletter.check.editorial import check_articles, check_stored_issue
 from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.check.links import check_images, check_links
 from newsletter.check.size import check_size
-from newsletter.config import EXAMPLE_POSTAL_ADDRESS
 from newsletter.layouts import choose_layout
 from newsletter.links import site_of, unsubscribe_url
-from newsletter.render import RenderedIssue, personalize
+from newsletter.render import RenderedIssue, personalize, render_fitting
+from newsletter.settings import EXAMPLE_POSTAL_ADDRESS
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 
@@ -77,6 +80,43 @@ def check_rendered(
     return findings
 
 
+@dataclass(frozen=True, kw_only=True)
+class CheckedIssue:
+    """Articles rendered as one issue, in `layout`, and what its check found."""
+
+    rendered: RenderedIssue
+    layout: str
+    findings: list[Finding]
+
+
+def check_issue(
+    articles: Sequence[Article],
+    settings: Settings,
+    *,
+    slug: str,
+    layout: str | None = None,
+    article_slugs: Sequence[str] | None = None,
+) -> CheckedIssue:
+    """Render `articles` once as one issue (in `layout`, default: as `run` chooses) and check
+    it: the email as a sample subscriber gets it, the article contract and spoiler leaks, and
+    the settings every email carries (the postal address)."""
+    layout = choose_layout(settings.layout, len(articles), layout)
+    rendered = render_fitting(
+        articles, settings, slug=slug, layout=layout, article_slugs=article_slugs
+    )
+    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+    findings += check_articles(
+        articles,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        layout=layout,
+        contract=settings.contract,
+        spoiler_leak=settings.spoiler_leak,
+    )
+    findings += check_settings(settings)
+    return CheckedIssue(rendered=rendered, layout=layout, findings=findings)
+
+
 def check_source(
     settings: Settings,
     store: Store | None,
@@ -88,27 +128,17 @@ def check_source(
     issue's articles are read from issues/, see `check_stored_issue`)."""
     from newsletter.preview import rendered_for
 
+    if store is None:
+        articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
+        return check_issue(articles, settings, slug="preview", layout=layout).findings
     rendered = rendered_for(settings, store, source, layout)
     findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
-    if store is not None:
-        findings += check_stored_issue(settings, store, store.queue.get_issue(int(source[0])))
-    else:
-        articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
-        findings += check_articles(
-            articles,
-            subject=rendered.subject,
-            preheader=rendered.preheader,
-            layout=choose_layout(settings.layout, len(articles), layout),
-            contract=settings.contract,
-            spoiler_leak=settings.spoiler_leak,
-        )
-    findings += check_settings(settings)
-    return findings
+    findings += check_stored_issue(settings, store, store.issues.get_issue(int(source[0])))
+    return findings + check_settings(settings)
 
 
 def check_settings(settings: Settings) -> list[Finding]:
-    """What the settings themselves make wrong in every email (the postal address CAN-SPAM
-    wants). `check` and the workspace's preview both add these: one list of findings."""
+    """What every email of this newsletter carries from the settings: the postal address."""
     if not settings.postal_address.strip():
         return [
             Finding(

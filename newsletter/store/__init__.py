@@ -5,12 +5,15 @@ mapping of database errors to `newsletter.exceptions`; each aggregate is a short
 owns its SQL and returns `newsletter.records`:
 
     store.subscribers   the list (import, sign-ups, suppressions)
-    store.queue         the editors' article queue and the issues made of it
-    store.deliveries    the delivery log: plan, claim, mark, settle, count
-    store.leases        the sending lease, and small pieces of state (meta)
+    store.articles      the editors' queue of articles
+    store.issues        the issues made of it, their article pages, the next one's layout
+    store.deliveries    the delivery log: plan, claim, mark, settle, count (the only writer
+                        of the `deliveries` table)
+    store.meta          small pieces of state (key-value), and the sending lease
     store.events        webhook idempotency
-    store.workspace     the editors' workspace: accounts, alerts, engagement per hour, queue
-                        moves, subscriber search
+    store.editors       editor accounts and their server-side sessions
+    store.engagement    opens and clicks per issue and hour (the workspace's chart)
+    store.alerts        alerts already sent to the editors (once per event)
     store.publication   the counter the public pages are cached on
 
 The delivery log is the truth about who has an issue; the same code runs on the embedded

@@ -14,15 +14,18 @@ from sqlalchemy.exc import DBAPIError
 
 from newsletter.exceptions import MissingExtra
 from newsletter.store._errors import map_error
+from newsletter.store.alerts import Alerts
+from newsletter.store.articles import Articles
 from newsletter.store.deliveries import Deliveries
+from newsletter.store.editors import Editors
+from newsletter.store.engagement import Engagement
 from newsletter.store.events import Events
-from newsletter.store.leases import Leases
+from newsletter.store.issues import Issues
+from newsletter.store.meta import Meta
 from newsletter.store.publication import Publication
-from newsletter.store.queue import Queue
 from newsletter.store.rate_limits import RateLimits
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
-from newsletter.store.workspace import Workspace
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -76,11 +79,14 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self.subscribers = Subscribers(self)
-        self.queue = Queue(self)
+        self.articles = Articles(self)
+        self.issues = Issues(self)
         self.deliveries = Deliveries(self)
-        self.leases = Leases(self)
+        self.meta = Meta(self)
         self.events = Events(self)
-        self.workspace = Workspace(self)
+        self.editors = Editors(self)
+        self.engagement = Engagement(self)
+        self.alerts = Alerts(self)
         self.publication = Publication(self)
         self.rate_limits = RateLimits(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of

@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.config import Settings
 from newsletter.links import archive_url, article_url, feed_url, view_url
 from newsletter.records import IssueStatus, IssueSummary, PublicationVersion, PublishedArticle
+from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.web.cache import CachedPage, cached_page, public_pages, respond
 from newsletter.web.state import web_state
@@ -39,13 +39,13 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def published_issues(store: Store) -> list[IssueSummary]:
     """Issues readers may see, newest first."""
-    return [i for i in store.queue.list_issues() if i.status in PUBLIC_STATUSES]
+    return [i for i in store.issues.list_issues() if i.status in PUBLIC_STATUSES]
 
 
 def issue_page(store: Store, slug: str) -> CachedPage | None:
     """An issue's web edition; its content never changes after publication, so it is as old
     as the issue. None while (or once) the issue is not public."""
-    issue = store.queue.issue_by_slug(slug)
+    issue = store.issues.issue_by_slug(slug)
     if issue is None or issue.status not in PUBLIC_STATUSES or not issue.archive_html:
         return None
     return cached_page(
@@ -73,7 +73,7 @@ async def archive_issue(request: Request) -> Response:
 
 def article_page(store: Store, slug: str) -> CachedPage | None:
     """An article's own page; None while (or once) its issue is not public."""
-    page = store.queue.article_page(slug)
+    page = store.issues.article_page(slug)
     if page is None or page.issue_status not in PUBLIC_STATUSES:
         return None
     return cached_page(
@@ -187,7 +187,7 @@ def atom_feed(
 
 
 def feed_page(settings: Settings, store: Store, version: PublicationVersion) -> CachedPage:
-    articles = store.queue.article_pages(PUBLIC_STATUSES, limit=FEED_ENTRIES)
+    articles = store.issues.article_pages(PUBLIC_STATUSES, limit=FEED_ENTRIES)
     return cached_page(
         atom_feed(settings, published_issues(store), articles),
         "application/atom+xml; charset=utf-8",

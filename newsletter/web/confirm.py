@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsletter.config import Settings
 from newsletter.links import confirm_url
 from newsletter.providers import Message, make_provider
 from newsletter.records import Subscriber
+from newsletter.settings import Settings
 from newsletter.web.templating import render
 
 CATEGORY = "confirmations"

@@ -1,7 +1,7 @@
 """The queue page and the preview of a queued article. Every rule is the library's: the
 order and expected dates (`publish.queue_view`), the article parser and its line-numbered
 errors (`publish.queue_add`), the next issue's layout (`publish.choose_next_layout`, read
-by the tick and `run`), the check (`check.check_rendered`), the proof
+by the tick and `run`), the check (`check.check_issue`), the proof
 (`proofs.send_proof`)."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from starlette.responses import HTMLResponse, Response
 
 from newsletter import publish
 from newsletter.articles import ARTICLE_SUFFIXES, read_article
-from newsletter.check import ERROR, Finding, check_rendered, check_settings
-from newsletter.check.editorial import check_articles
+from newsletter.check import ERROR, Finding, check_issue
 from newsletter.exceptions import ArticleError, NewsletterError
 from newsletter.layouts import choose_layout
 from newsletter.links import unsubscribe_url
@@ -24,12 +24,31 @@ from newsletter.preview import SAMPLE_NAME, SAMPLE_TOKEN
 from newsletter.proofs import send_proof
 from newsletter.providers import make_provider
 from newsletter.records import RenderedIssue
-from newsletter.render import personalize, render_fitting
+from newsletter.render import personalize
 from newsletter.web.admin.base import Ctx
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _PREVIEW_PATH = re.compile(r"/admin/queue/\d+/preview")
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
+# Not-before times an editor may type: far enough from year 1 and 9999 that no time zone
+# takes them out of what a datetime (and the database) can hold.
+YEARS = range(1970, 9000)
+
+
+def _bounded(value: str | None) -> str | None:
+    """The form's not-before value, refused (400) when its year is out of YEARS; the library
+    parses and reports everything else."""
+    if not value:
+        return None
+    try:
+        year = datetime.strptime(value.strip(), DATETIME_LOCAL).year
+    except ValueError:
+        return value  # not a date: publish says so, naming the value
+    if year not in YEARS:
+        raise NewsletterError(
+            f"{value!r}: the year must be between {YEARS.start} and {YEARS.stop - 1}"
+        )
+    return value
 
 
 def _article_id(ctx: Ctx) -> int:
@@ -40,7 +59,7 @@ def queue_page(
     ctx: Ctx, errors: list[str] | None = None, status_code: int = 200, layout_error: str = ""
 ) -> Response:
     view = publish.queue_view(ctx.store, ctx.settings)
-    ids = {row.filename: row.id for row in ctx.store.queue.queued()}
+    ids = {row.filename: row.id for row in ctx.store.articles.queued()}
     return ctx.page(
         "admin/queue.html",
         status_code,
@@ -68,8 +87,9 @@ def add_article(ctx: Ctx) -> Response:
     `newsletter queue add`, errors shown with the file's line numbers."""
     upload = ctx.files.get("file")
     pasted = ctx.form.get("markdown", "")
-    if upload and upload[1]:
-        name, content = _upload_name(upload[0]), upload[1]
+    content = upload[1].read_bytes() if upload else b""
+    if upload and content:
+        name = _upload_name(upload[0])
     elif pasted.strip():
         name = _upload_name(ctx.form.get("filename", "")) or "pasted-article.md"
         if not name.lower().endswith((".md", ".markdown")):
@@ -89,7 +109,7 @@ def add_article(ctx: Ctx) -> Response:
                 ctx.store,
                 ctx.settings,
                 source,
-                ctx.form.get("not_before") or None,
+                _bounded(ctx.form.get("not_before")),
                 ctx.zone.key,
             )
         except ArticleError as exc:
@@ -120,18 +140,19 @@ def next_layout(ctx: Ctx) -> Response:
 
 
 def move_article(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     up = ctx.form.get("direction") == "up"
-    moved = publish.queue_move(ctx.store, row.filename, up)
+    moved = ctx.store.articles.swap_with_neighbour(row.filename, up)
     where = "up" if up else "down"
     message = f"Moved {row.filename} {where}." if moved else f"{row.filename} stays."
     return ctx.redirect("/admin/queue", message)
 
 
 def not_before(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     value = "" if "clear" in ctx.form else ctx.form.get("not_before", "")
     try:
+        value = _bounded(value) or ""
         when = publish.set_not_before(ctx.store, ctx.settings, row.filename, value, ctx.zone)
     except NewsletterError as exc:
         return _queue_with_errors(ctx, [f"{row.filename}: {exc}"])
@@ -141,8 +162,8 @@ def not_before(ctx: Ctx) -> Response:
 
 
 def remove_article(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
-    ctx.store.queue.remove_article(row.filename)
+    row = ctx.store.articles.queued_article(_article_id(ctx))
+    ctx.store.articles.remove_article(row.filename)
     return ctx.redirect("/admin/queue", f"Removed {row.filename} from the queue.")
 
 
@@ -173,20 +194,11 @@ def _preview(ctx: Ctx, filename: str, layout: str | None = None) -> Preview:
         return cached
     settings = ctx.settings
     article = read_article(path, headings=settings.contract.headings)
-    rendered = render_fitting([article], settings, slug="preview", layout=layout)
+    # What `newsletter check FILE` reports: the email, the article contract and leaks.
+    checked = check_issue([article], settings, slug="preview", layout=layout)
+    rendered = checked.rendered
     body = personalize(rendered, SAMPLE_NAME, unsubscribe_url(settings, SAMPLE_TOKEN))
-    # What `newsletter check FILE` reports: the email, then the article contract and leaks.
-    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
-    findings += check_articles(
-        [article],
-        subject=rendered.subject,
-        preheader=rendered.preheader,
-        layout=choose_layout(settings.layout, 1, layout),
-        contract=settings.contract,
-        spoiler_leak=settings.spoiler_leak,
-    )
-    findings += check_settings(settings)  # the postal address: `check` reports it too
-    findings.sort(key=lambda f: f.severity != ERROR)
+    findings = sorted(checked.findings, key=lambda f: f.severity != ERROR)
     preview = Preview(rendered, body.html, body.text, findings)
     if len(ctx.admin.previews) > 64:
         ctx.admin.previews.clear()
@@ -195,7 +207,7 @@ def _preview(ctx: Ctx, filename: str, layout: str | None = None) -> Preview:
 
 
 def preview_page(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     layout, upcoming = _layout_for(ctx, row.filename)
     try:
         preview = _preview(ctx, row.filename, layout)
@@ -228,7 +240,7 @@ _DARK_MEDIA = re.compile(r"@media\s*\(\s*prefers-color-scheme\s*:\s*dark\s*\)", 
 def email_document(ctx: Ctx) -> Response:
     """The finished HTML for the preview's frames; `?view=dark` applies the email's dark-mode
     rules whatever the editor's own setting (as a dark-mode mail app would)."""
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     html = _preview(ctx, row.filename, _layout_for(ctx, row.filename)[0]).html
     if ctx.request.query_params.get("view") == "dark":
         html = _DARK_MEDIA.sub("@media all", html)
@@ -243,7 +255,19 @@ def email_document(ctx: Ctx) -> Response:
 
 
 def send_test(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
+    wait = ctx.admin.proofs.hit(ctx.editor.id)
+    if wait:
+        minutes = -(-wait // 60)
+        response = ctx.page(
+            "admin/problem.html",
+            429,
+            heading="Too many test sends",
+            message=f"You can send {ctx.admin.proofs.text.replace(';', ' and ')} test emails. "
+            f"Try again in {minutes} minute(s).",
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     preview = _preview(ctx, row.filename, _layout_for(ctx, row.filename)[0])
     provider = make_provider(ctx.settings)
     send_proof(ctx.settings, provider, preview.rendered, ctx.editor.email)

@@ -1,5 +1,6 @@
-"""Leases (one active sender at a time, crash-safe takeover) and the small pieces of state
-kept in `meta` (the last served tick, the per-database signing key)."""
+"""The key-value `meta` table (small pieces of state: the per-database signing key, the ticks
+served and held, the next issue's layout) and the sending lease beside it (one active sender
+at a time, crash-safe takeover)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,14 @@ if TYPE_CHECKING:
     from newsletter.store import Store
 
 
-class Leases:
+# The ticks the scheduler keeps in `meta` (ISO timestamps): the last one served, one missed by
+# more than the grace period and waiting for the editor, and when a scheduler first served
+# this newsletter (a tick before it was never the scheduler's to serve, so it cannot have been
+# "missed while the scheduler was down").
+LAST_TICK, HELD_TICK, SCHEDULER_STARTED = "last_served_tick", "held_tick", "scheduler_started"
+
+
+class Meta:
     def __init__(self, store: Store) -> None:
         self._store = store
 
@@ -86,11 +94,11 @@ class Leases:
                     )
             return str(value)
 
-    def get_meta(self, key: str) -> str | None:
+    def get(self, key: str) -> str | None:
         with self._store.transaction(write=False) as conn:
             return conn.scalar(select(meta_table.c.value).where(meta_table.c.key == key))
 
-    def set_meta(self, key: str, value: str | None) -> None:
+    def set(self, key: str, value: str | None) -> None:
         """Set (or with None, delete) a small piece of state such as the last served tick."""
         with self._store.transaction() as conn:
             if value is None:
@@ -104,3 +112,11 @@ class Leases:
                     index_elements=[meta_table.c.key], set_={"value": upsert.excluded.value}
                 )
             )
+
+    def moment(self, key: str) -> datetime | None:
+        """A time kept under `key` (e.g. `HELD_TICK`), or None."""
+        value = self.get(key)
+        return datetime.fromisoformat(value) if value else None
+
+    def set_moment(self, key: str, value: datetime | None) -> None:
+        self.set(key, value.isoformat() if value is not None else None)

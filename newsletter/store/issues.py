@@ -1,13 +1,16 @@
-"""The editors' queue of articles and the issues made of it. Creating an issue takes its
-articles off the queue and plans its deliveries in the same transaction."""
+"""Issues, the article pages published with them, and the layout the editors chose for the
+next one (a `meta` row). Creating an issue stores its layout and pages, takes its articles off
+the queue, plans its deliveries (through `store/deliveries.py`) and uses up that layout choice,
+all in one transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, literal, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import (
@@ -18,27 +21,19 @@ from newsletter.records import (
     IssueStatus,
     IssueSummary,
     PublishedArticle,
-    QueuedArticle,
     RenderedIssue,
-    SubscriberStatus,
     utcnow,
 )
 from newsletter.store.publication import bump
-from newsletter.store.schema import (
-    article_pages,
-    articles,
-    deliveries,
-    issues,
-    meta_table,
-    subscribers,
-)
+from newsletter.store.schema import article_pages, articles, deliveries, issues, meta_table
 
 if TYPE_CHECKING:
     from newsletter.store import Store
 
 # The editors' layout for the next issue (`full` or `digest`; no row: automatic), chosen in
-# the workspace and consumed when that issue is created (see `Queue.create_issue`).
+# the workspace and consumed when that issue is created (see `Issues.create_issue`).
 NEXT_LAYOUT = "next_issue_layout"
+UNCERTAIN = DeliveryState.UNCERTAIN
 
 _SUMMARY = (
     issues.c.id,
@@ -50,20 +45,6 @@ _SUMMARY = (
     issues.c.finished_at,
     issues.c.last_error,
 )
-
-
-def _article(row: Any) -> QueuedArticle:
-    return QueuedArticle(
-        id=row.id,
-        filename=row.filename,
-        title=row.title,
-        position=row.position,
-        status=ArticleStatus(row.status),
-        queued_at=row.queued_at,
-        not_before=row.not_before,
-        last_error=row.last_error,
-        issue_id=row.issue_id,
-    )
 
 
 _PAGES = select(
@@ -103,115 +84,20 @@ def _summary(row: Any) -> IssueSummary:
     return IssueSummary(**values)
 
 
-class Queue:
+@dataclass(frozen=True)
+class IssueAttention:
+    """An issue an editor should look at: paused, or with uncertain recipients left."""
+
+    id: int
+    subject: str
+    status: IssueStatus
+    last_error: str | None
+    uncertain: int
+
+
+class Issues:
     def __init__(self, store: Store) -> None:
         self._store = store
-
-    # -- articles ----------------------------------------------------------------------------
-    def add_article(self, filename: str, title: str, not_before: datetime | None) -> int:
-        """Put an article at the end of the queue (or back there if it was removed)."""
-        with self._store.transaction() as conn:
-            position = (conn.scalar(select(func.max(articles.c.position))) or 0) + 1
-            existing = conn.execute(
-                select(articles.c.id, articles.c.status).where(articles.c.filename == filename)
-            ).first()
-            values = dict(
-                title=title,
-                position=position,
-                status=ArticleStatus.QUEUED,
-                queued_at=utcnow(),
-                not_before=not_before,
-                last_error=None,
-                issue_id=None,
-            )
-            if existing is not None:
-                if existing.status == ArticleStatus.HELD:  # the editor fixed it: in its place
-                    conn.execute(
-                        update(articles)
-                        .where(articles.c.id == existing.id)
-                        .values(
-                            title=title,
-                            not_before=not_before,
-                            status=ArticleStatus.QUEUED,
-                            last_error=None,
-                        )
-                    )
-                    return int(existing.id)
-                if existing.status == ArticleStatus.QUEUED:
-                    conn.execute(
-                        update(articles)
-                        .where(articles.c.id == existing.id)
-                        .values(title=title, not_before=not_before)
-                    )
-                    return int(existing.id)
-                conn.execute(update(articles).where(articles.c.id == existing.id).values(**values))
-                return int(existing.id)
-            key = conn.execute(insert(articles).values(filename=filename, **values))
-            assert key.inserted_primary_key is not None  # a single-row INSERT has one
-            return int(key.inserted_primary_key[0])
-
-    def known_files(self) -> set[str]:
-        with self._store.transaction(write=False) as conn:
-            return set(conn.scalars(select(articles.c.filename)))
-
-    def queued(self, *, held: bool = False) -> list[QueuedArticle]:
-        """Queued articles in the order they will go out (FIFO by position); with `held`, the
-        held ones too, in their places."""
-        statuses = (ArticleStatus.QUEUED, ArticleStatus.HELD) if held else (ArticleStatus.QUEUED,)
-        with self._store.transaction(write=False) as conn:
-            rows = conn.execute(
-                select(articles)
-                .where(articles.c.status.in_(statuses))
-                .order_by(articles.c.position)
-            )
-            return [_article(r) for r in rows]
-
-    def hold_article(self, article_id: int, reason: str) -> bool:
-        """Hold a queued article with the reason; False if it was not queued (already held)."""
-        with self._store.transaction() as conn:
-            result = conn.execute(
-                update(articles)
-                .where(articles.c.id == article_id, articles.c.status == ArticleStatus.QUEUED)
-                .values(status=ArticleStatus.HELD, last_error=reason)
-            )
-            return result.rowcount > 0
-
-    def release_article(self, filename: str) -> QueuedArticle:
-        """Put a held article back in the queue, in its place."""
-        with self._store.transaction() as conn:
-            row = conn.execute(
-                select(articles).where(
-                    articles.c.filename == filename, articles.c.status == ArticleStatus.HELD
-                )
-            ).first()
-            if row is None:
-                raise NotFound(f"no held article {filename!r} (see 'newsletter queue list')")
-            conn.execute(
-                update(articles)
-                .where(articles.c.id == row.id)
-                .values(status=ArticleStatus.QUEUED, last_error=None)
-            )
-            return _article(row)
-
-    def set_article_error(self, article_id: int, error: str | None) -> None:
-        with self._store.transaction() as conn:
-            conn.execute(
-                update(articles).where(articles.c.id == article_id).values(last_error=error)
-            )
-
-    def remove_article(self, filename: str) -> QueuedArticle:
-        with self._store.transaction() as conn:
-            row = conn.execute(
-                select(articles)
-                .where(articles.c.filename == filename)
-                .where(articles.c.status.in_((ArticleStatus.QUEUED, ArticleStatus.HELD)))
-            ).first()
-            if row is None:
-                raise NotFound(f"no queued article {filename!r} (see 'newsletter queue list')")
-            conn.execute(
-                update(articles).where(articles.c.id == row.id).values(status=ArticleStatus.REMOVED)
-            )
-            return _article(row)
 
     # -- the next issue's layout ---------------------------------------------------------
     def next_layout(self) -> str | None:
@@ -221,7 +107,7 @@ class Queue:
 
     def set_next_layout(self, layout: str | None) -> None:
         """Choose the next issue's layout (None: automatic). `publish` checks the name."""
-        self._store.leases.set_meta(NEXT_LAYOUT, layout)
+        self._store.meta.set(NEXT_LAYOUT, layout)
 
     # -- issues ------------------------------------------------------------------------------
     def create_issue(
@@ -287,17 +173,7 @@ class Queue:
                     .where(articles.c.id.in_(article_ids))
                     .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
                 )
-            conn.execute(
-                insert(deliveries).from_select(
-                    ["issue_id", "subscriber_id", "state", "attempts"],
-                    select(
-                        literal(issue_id),
-                        subscribers.c.id,
-                        literal(str(DeliveryState.PENDING)),
-                        literal(0),
-                    ).where(subscribers.c.status == SubscriberStatus.ACTIVE),
-                )
-            )
+            self._store.deliveries.plan(conn, int(issue_id))
             bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
 
@@ -339,17 +215,6 @@ class Queue:
             query = query.limit(limit)
         with self._store.transaction(write=False) as conn:
             return [_page(r) for r in conn.execute(query)]
-
-    def issue_articles(self, issue_id: int) -> list[QueuedArticle]:
-        """The queue rows of the articles an issue carried, in the order they went out (an
-        article queued again since is no longer the issue's)."""
-        with self._store.transaction(write=False) as conn:
-            rows = conn.execute(
-                select(articles)
-                .where(articles.c.issue_id == issue_id)
-                .order_by(articles.c.position, articles.c.id)
-            )
-            return [_article(r) for r in rows]
 
     def issue_pages(self, issue_id: int) -> list[PublishedArticle]:
         """The article pages published with an issue, in its order."""
@@ -416,10 +281,30 @@ class Queue:
             failed = conn.scalar(select(issues.c.failed_batches).where(issues.c.id == issue_id))
             return int(failed or 0)
 
-    def add_engagement(self, issue_id: int, opens: int = 0, clicks: int = 0) -> None:
-        with self._store.transaction() as conn:
-            conn.execute(
-                update(issues)
-                .where(issues.c.id == issue_id)
-                .values(opens=issues.c.opens + opens, clicks=issues.c.clicks + clicks)
-            )
+    # -- what needs an editor (the alerts) --------------------------------------------------------------------------------
+    def issues_needing_editors(self) -> list[IssueAttention]:
+        """Paused issues, and issues no longer sending with uncertain deliveries: what the
+        alerts look at. One index range per issue, never a scan of the delivery log."""
+        found: list[IssueAttention] = []
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(
+                select(issues.c.id, issues.c.subject, issues.c.status, issues.c.last_error).where(
+                    issues.c.status != IssueStatus.SENDING
+                )
+            ).all()
+            for row in rows:
+                uncertain = (
+                    conn.scalar(
+                        select(func.count())
+                        .select_from(deliveries)
+                        .where(deliveries.c.issue_id == row.id, deliveries.c.state == UNCERTAIN)
+                    )
+                    or 0
+                )
+                if row.status == IssueStatus.PAUSED or uncertain:
+                    found.append(
+                        IssueAttention(
+                            row.id, row.subject, IssueStatus(row.status), row.last_error, uncertain
+                        )
+                    )
+        return found

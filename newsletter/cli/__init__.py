@@ -14,7 +14,7 @@ from newsletter.records import ArticleStatus, DeliveryState, IssueStatus
 
 if TYPE_CHECKING:  # the command table loads nothing heavy: each command imports what it uses
     from newsletter import delivery, publish
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 
@@ -39,7 +39,7 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from newsletter.config import load_settings
+            from newsletter.settings import load_settings
 
             self._settings = load_settings(self._config)
         return self._settings
@@ -98,7 +98,7 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 def init(folder: Path, sample: bool) -> None:
     """Create newsletter.toml, issues/, outbox/ and the database in FOLDER."""
     from newsletter import publish
-    from newsletter.config import load_settings, write_default_config
+    from newsletter.settings import load_settings, write_default_config
     from newsletter.store import Store
 
     path = write_default_config(folder)
@@ -131,9 +131,10 @@ def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> N
     """Copy FILE into issues/ and queue it last. Problems with the article contract are
     listed by file and line; errors among them keep the file out of the queue."""
     from newsletter import publish
+    from newsletter.conformance import validate_file
 
     article, target = publish.queue_add(app.store, app.settings, file, not_before, tz)
-    for problem in publish.contract_problems(app.settings, file):
+    for problem in validate_file(file, app.settings.contract):
         click.echo(str(problem), err=True)
     click.echo(f"queued {target.name}: {article.title}")
 
@@ -143,6 +144,7 @@ def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> N
 def queue_list(app: App) -> None:
     """Show the queue in sending order with the expected send date of each article."""
     from newsletter import publish
+    from newsletter.alerts import held_notice
 
     view = publish.queue_view(app.store, app.settings)
     # The listing and its notes go to one stream, so they never interleave in a shared pipe.
@@ -154,11 +156,7 @@ def queue_list(app: App) -> None:
             status = f"not before {_local(entry.not_before, app.settings)}"
         click.echo(f"{n:>3}. {entry.filename}  [{status}]  {entry.title}")
         if entry.status == "held":
-            click.echo(
-                "     held: the issue's check found errors; fix it, then "
-                f"'newsletter queue release {entry.filename}' "
-                "('newsletter run --force' sends it as it is):"
-            )
+            click.echo(f"     {held_notice(entry.filename)}:")
             for line in (entry.error or "").splitlines():
                 click.echo(f"       {line}")
             continue
@@ -175,8 +173,9 @@ def queue_list(app: App) -> None:
             f"held: the issue due at {_local(held, app.settings)} was missed while the scheduler "
             "was down; run 'newsletter run' to send it now"
         )
-    for tick in view.dry_ticks:
-        click.echo(f"warning: nothing to send at {_local(tick, app.settings)}: the queue runs dry")
+    dry = view.dry_notice(lambda tick: _local(tick, app.settings))
+    if dry:
+        click.echo(f"warning: {dry}")
 
 
 @queue.command("layout")
@@ -200,7 +199,7 @@ def queue_layout(app: App, layout: str) -> None:
 def queue_release(app: App, article: str) -> None:
     """Put ARTICLE, held because its check failed, back in its place in the queue (once fixed).
     The next tick checks it again."""
-    row = app.store.queue.release_article(Path(article).name)
+    row = app.store.articles.release_article(Path(article).name)
     click.echo(f"released {row.filename}: back in the queue; the next tick checks it again")
 
 
@@ -211,11 +210,9 @@ def queue_release(app: App, article: str) -> None:
 @pass_app
 def queue_move(app: App, article: str, direction: str | None) -> None:
     """Move ARTICLE (its file name in issues/) one place up or down the queue."""
-    from newsletter import publish
-
     if direction is None:
         raise NewsletterError("say --up or --down")
-    if publish.queue_move(app.store, article, up=direction == "up"):
+    if app.store.articles.swap_with_neighbour(Path(article).name, up=direction == "up"):
         click.echo(f"moved {Path(article).name} {direction}")
     else:
         click.echo(f"{Path(article).name} is already {'first' if direction == 'up' else 'last'}")
@@ -226,7 +223,7 @@ def queue_move(app: App, article: str, direction: str | None) -> None:
 @pass_app
 def queue_remove(app: App, article: str) -> None:
     """Take ARTICLE (its file name in issues/) off the queue; the file is kept."""
-    row = app.store.queue.remove_article(Path(article).name)
+    row = app.store.articles.remove_article(Path(article).name)
     click.echo(f"removed {row.filename} from the queue")
 
 
@@ -495,34 +492,77 @@ def _print_report(report: delivery.SendReport) -> None:
 
 
 def _print_held(held: list[publish.HeldArticle]) -> None:
+    from newsletter.alerts import held_notice
+
     for article in held:
-        click.echo(
-            f"held {article.filename} ({article.title}): its check found errors; the queue "
-            f"goes on without it. Fix it, then 'newsletter queue release {article.filename}'"
-            " ('newsletter run --force' sends it as it is):",
-            err=True,
-        )
+        click.echo(f"{held_notice(article.filename, article.title)}:", err=True)
         for line in article.reason.splitlines():
             click.echo(f"  {line}", err=True)
+
+
+def _print_plan(plan: publish.RunPlan) -> None:
+    click.echo("dry run: nothing is sent, no issue is made, nothing is used up")
+    for issue_id, left in plan.resume:
+        click.echo(f"would finish interrupted issue {issue_id}: {left} recipient(s) left")
+    for error in plan.skipped:
+        click.echo(f"would skip: {error}")
+    for held in plan.held:
+        click.echo(f"would hold {held.filename}: its check found errors:")
+        for line in held.reason.splitlines():
+            click.echo(f"  {line}")
+    if plan.subject is None:
+        click.echo("nothing to send: no queued article is due")
+        return
+    click.echo(f"would send to {plan.recipients} active subscriber(s)")
+    click.echo(f"  subject: {plan.subject}")
+    click.echo(f"  layout: {plan.layout}")
+    for article in plan.articles:
+        click.echo(f"  article: {article.filename} ({article.title})")
+    for line in plan.warnings:
+        click.echo(line)
 
 
 @cli.command()
 @click.option("--once", is_flag=True, help="Accepted for scripts; 'run' always does one tick.")
 @click.option("--force", is_flag=True, help="Send even if the issue's check finds errors.")
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would go to whom; send and use up nothing."
+)
 @LAYOUT_OPTION
 @pass_app
-def run(app: App, once: bool, force: bool, layout: str | None) -> None:
+def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) -> None:
     """Do what a due tick does, now: finish any interrupted issue, then pick the queued
     articles, build the issue and send it to every active subscriber. An article whose check
-    fails is held and the next one goes out instead (--force sends it anyway)."""
+    fails is held and the next one goes out instead (--force sends it anyway). The check's
+    warnings are printed before sending. With no active subscriber nothing is sent and the
+    articles stay queued."""
     from newsletter import delivery, publish
+    from newsletter.doctor.gate import before_run
     from newsletter.providers import make_provider
+    from newsletter.records import utcnow
 
-    provider = make_provider(app.settings)
+    if dry_run:
+        plan = publish.plan_run(app.store, app.settings, force=force, layout=layout)
+        _print_plan(plan)
+        if plan.subject is not None and not plan.recipients:
+            raise NewsletterError(publish.NO_ACTIVE_SUBSCRIBER)
+        return
+    provider = make_provider(app.settings)  # a bad key or setting is named first
+    gate = before_run(app.settings, app.store, force=force, now=utcnow())
+    for line in gate.lines:
+        click.echo(line, err=True)
+    if gate.refuse:
+        sys.exit(1)
     bars = _Bars()
     try:
         ctx = delivery.SendContext.of(app.store, app.settings, provider)
-        result = publish.publish_tick(ctx, progress_factory=bars, force=force, layout=layout)
+        result = publish.publish_tick(
+            ctx,
+            progress_factory=bars,
+            force=force,
+            layout=layout,
+            warn=lambda line: click.echo(line, err=True),
+        )
     finally:
         bars.close()
     for error in result.errors:
@@ -543,13 +583,31 @@ def run(app: App, once: bool, force: bool, layout: str | None) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="The findings as JSON, for scripts.")
+@pass_app
+def doctor(app: App, as_json: bool) -> None:
+    """Will it land? Check the sender's DNS (SPF, DKIM, DMARC, the From domain), the
+    unsubscribe link and the bulk-sender rules, with the record to publish for each problem
+    (NEWSLETTER_DNS_SERVER=host:port asks that DNS server). Exit 1 on any error."""
+    from newsletter.doctor import diagnose
+    from newsletter.doctor.gate import remember
+    from newsletter.doctor.report import format_report
+
+    report = diagnose(app.settings, app.store)
+    remember(app.store, report)
+    click.echo(report.to_json() if as_json else format_report(report))
+    if report.has_errors:
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("issue_id", type=int, required=False)
 @pass_app
 def status(app: App, issue_id: int | None) -> None:
     """Counts by delivery state, engagement and the last error of ISSUE (default: the latest
     issue), and the articles held in the queue."""
     if issue_id is None:
-        issues = app.store.queue.list_issues()
+        issues = app.store.issues.list_issues()
         if not issues:
             click.echo("no issue yet: 'newsletter run' sends the first one")
         else:
@@ -558,21 +616,20 @@ def status(app: App, issue_id: int | None) -> None:
                 f"the latest issue ({len(issues)} in all; 'newsletter status N' shows "
                 "issue N, 'newsletter issues' lists them)"
             )
+    from newsletter.alerts import held_notice
+
     if issue_id is not None:
         _print_status(app, issue_id)
-    for row in app.store.queue.queued(held=True):
+    for row in app.store.articles.queued(held=True):
         if row.status != ArticleStatus.HELD:
             continue
-        click.echo(
-            f"held article {row.filename}: its check found errors; fix it, then "
-            f"'newsletter queue release {row.filename}':"
-        )
+        click.echo(f"{held_notice(row.filename, row.title)}:")
         for line in (row.last_error or "").splitlines():
             click.echo(f"  {line}")
 
 
 def _print_status(app: App, issue_id: int) -> None:
-    issue = app.store.queue.get_issue(issue_id)
+    issue = app.store.issues.get_issue(issue_id)
     counts = app.store.deliveries.counts(issue_id)
     click.echo(f"issue {issue_id}: {issue.subject}")
     click.echo(
@@ -601,7 +658,7 @@ def _print_status(app: App, issue_id: int) -> None:
 @pass_app
 def issues_list(app: App) -> None:
     """List issues, newest first."""
-    for issue in app.store.queue.list_issues():
+    for issue in app.store.issues.list_issues():
         click.echo(
             f"{issue.id:>4}  {issue.status:<9} {_local(issue.created_at, app.settings)}"
             f"  {issue.subject}"
@@ -714,7 +771,8 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
 )
 @pass_app
 def serve(app: App, host: str, port: int, access_log: bool) -> None:
-    """Run the subscribers' web side: sign-up, unsubscribe, archive, SendGrid events."""
+    """Run the web side: sign-up, unsubscribe, archive, SendGrid events, and the editors'
+    workspace at /admin (accounts: 'newsletter editors add')."""
     from newsletter.web.app import serve as serve_web
 
     serve_web(app.settings, host, port, access_log=access_log)
@@ -785,7 +843,3 @@ def scheduler(app: App) -> None:
 
 def main() -> None:
     cli(prog_name="newsletter")
-
-
-if __name__ == "__main__":
-    main()

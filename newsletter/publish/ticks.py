@@ -1,0 +1,218 @@
+"""Ticks: what one due tick does under the sending lease (finish interrupted issues, pick,
+build, send), what the scheduler does at each wake-up, and the tick state it keeps in `meta`
+(the last tick served, a tick held because it was missed by more than the grace period)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from newsletter import alerts
+from newsletter.alerts import HeldArticle
+from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
+from newsletter.exceptions import CheckFailed, NoActiveSubscriber
+from newsletter.publish.build import (
+    Picked,
+    build_checked,
+    culprits,
+    pick,
+)
+from newsletter.publish.calendar import latest_tick
+from newsletter.publish.queue import chosen_layout
+from newsletter.records import DeliveryState, utcnow
+from newsletter.store import Store
+from newsletter.store.meta import HELD_TICK, LAST_TICK, SCHEDULER_STARTED
+
+log = logging.getLogger(__name__)
+
+# Makes the progress callback of one issue from its id and how many deliveries are left.
+ProgressFactory = Callable[[int, int], Callable[[int], None]]
+
+NO_ACTIVE_SUBSCRIBER = (
+    "no active subscriber: nothing was sent and the article stays queued; "
+    "add readers with `newsletter subscribers import FILE`"
+)
+
+
+@dataclass(kw_only=True)
+class TickResult:
+    issue_id: int | None = None
+    articles: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    report: SendReport | None = None
+    resumed: list[SendReport] = field(default_factory=list)
+    tick: datetime | None = None
+    held_articles: list[HeldArticle] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the issue's check, one line each
+
+
+def held_tick(store: Store) -> datetime | None:
+    """A tick missed by more than the grace period, waiting for the editor."""
+    return store.meta.moment(HELD_TICK)
+
+
+def _served(store: Store, tick: datetime) -> bool:
+    served = store.meta.moment(LAST_TICK)
+    return served is not None and served >= tick
+
+
+def publish_tick(
+    ctx: SendContext,
+    now: datetime | None = None,
+    *,
+    scheduled_for: datetime | None = None,
+    progress_factory: ProgressFactory | None = None,
+    lease: SendingLease | None = None,
+    force: bool = False,
+    layout: str | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> TickResult:
+    """What one due tick does, under the sending lease: finish any issue a crash
+    interrupted, then pick the next articles, build one issue and send it. A tick already
+    served (same `scheduled_for`) builds nothing new, so a repeated wake-up never sends an
+    issue twice. The issue's layout is `layout` (`run --layout`), else the one the editors
+    chose for the next issue in the workspace, else automatic; creating the issue consumes
+    the editors' choice either way. The issue check's warnings go to `warn` (default: the
+    log), one line each, before the issue is sent. With no active subscriber no issue is
+    built: `NoActiveSubscriber`, and the articles stay queued."""
+    with ExitStack() as stack:
+        if lease is None:
+            lease = stack.enter_context(
+                SendingLease(ctx.store, ctx.settings.schedule.lease, zone=ctx.settings.timezone)
+            )
+        ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
+        result = _tick(
+            ctx,
+            now or utcnow(),
+            scheduled_for=scheduled_for,
+            progress_factory=progress_factory,
+            force=force,
+            layout=layout,
+            warn=warn or log.warning,
+        )
+    return result
+
+
+def _tick(
+    ctx: SendContext,
+    now: datetime,
+    *,
+    scheduled_for: datetime | None,
+    progress_factory: ProgressFactory | None,
+    force: bool,
+    layout: str | None,
+    warn: Callable[[str], None],
+) -> TickResult:
+    """`publish_tick`'s work, once the lease is held."""
+    store, settings = ctx.store, ctx.settings
+    resumed = [
+        _send(ctx, issue_id, progress_factory) for issue_id in store.issues.unfinished_issues()
+    ]
+    result = TickResult(resumed=resumed, tick=scheduled_for)
+    if scheduled_for is not None and _served(store, scheduled_for):
+        return result
+    picked, result.errors = pick(store, settings, now, held=force)
+    if picked and not store.subscribers.count():
+        _mark_served(store, scheduled_for)  # told once per tick, not at every wake-up
+        raise NoActiveSubscriber(NO_ACTIVE_SUBSCRIBER)
+    chosen = chosen_layout(store) if picked else None
+    while picked:
+        try:
+            built = build_checked(
+                store,
+                settings,
+                picked,
+                scheduled_for,
+                force=force,
+                layout=layout or chosen,
+                layout_choice=chosen,
+            )
+        except CheckFailed as failure:  # hold the culprits, go on with the next ones
+            newly = [_hold(ctx, p, why) for p, why in culprits(settings, picked, failure)]
+            if not any(newly):
+                raise
+            result.held_articles.extend(h for h in newly if h is not None)
+            picked, more = pick(store, settings, now)
+            result.errors.extend(more)
+            continue
+        result.issue_id, result.warnings = built.issue_id, built.warnings
+        result.articles = [p.article.title for p in picked]
+        break
+    _mark_served(store, scheduled_for)
+    if result.issue_id is None:
+        return result
+    for line in result.warnings:
+        warn(line)
+    result.report = _send(ctx, result.issue_id, progress_factory)
+    return result
+
+
+def _mark_served(store: Store, scheduled_for: datetime | None) -> None:
+    if scheduled_for is not None:
+        store.meta.set_moment(LAST_TICK, scheduled_for)
+    else:  # the editor sent by hand: nothing is held any more
+        store.meta.set_moment(HELD_TICK, None)
+
+
+def _hold(ctx: SendContext, picked: Picked, reason: str) -> HeldArticle | None:
+    held = HeldArticle(
+        article_id=picked.article_id,
+        filename=picked.article.path.name,
+        title=picked.article.title,
+        reason=reason,
+    )
+    return held if alerts.hold_article(ctx.store, ctx.settings, ctx.provider, held) else None
+
+
+def scheduled_work(
+    ctx: SendContext,
+    lease: SendingLease,
+    now: datetime | None = None,
+    *,
+    progress_factory: ProgressFactory | None = None,
+) -> TickResult | None:
+    """What the scheduler does at each wake-up while it holds the lease: serve the latest
+    cadence tick once. Missed by at most the grace period (the scheduler was down), it still
+    goes out; missed by more, it is held for the editor instead of surprising anyone days
+    later. Interrupted issues are finished either way."""
+    store, settings = ctx.store, ctx.settings
+    now = now or utcnow()
+    started = store.meta.moment(SCHEDULER_STARTED)
+    if started is None:
+        store.meta.set_moment(SCHEDULER_STARTED, now)
+        started = now
+    tick = latest_tick(settings, now)
+    if tick is not None and not _served(store, tick) and now - tick > settings.schedule.grace:
+        store.meta.set_moment(LAST_TICK, tick)
+        if tick > started:
+            store.meta.set_moment(HELD_TICK, tick)
+            log.warning(
+                "the issue due at %s was missed by more than %s (the scheduler was not "
+                "running): holding it; run 'newsletter run' to send it now",
+                tick,
+                settings.schedule.grace,
+            )
+        # else: due before any scheduler served this newsletter; nothing was missed.
+        tick = None
+    if tick is None or _served(store, tick):
+        ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
+        resumed = [
+            _send(ctx, issue_id, progress_factory) for issue_id in store.issues.unfinished_issues()
+        ]
+        return TickResult(resumed=resumed) if resumed else None
+    return publish_tick(
+        ctx, now, scheduled_for=tick, progress_factory=progress_factory, lease=lease
+    )
+
+
+def _send(ctx: SendContext, issue_id: int, progress_factory: ProgressFactory | None) -> SendReport:
+    """Send one issue, with its own progress bar when the caller shows them."""
+    if progress_factory is not None:
+        counts = ctx.store.deliveries.counts(issue_id)
+        remaining = counts[DeliveryState.PENDING] + counts[DeliveryState.IN_FLIGHT]
+        ctx = dataclasses.replace(ctx, progress=progress_factory(issue_id, remaining))
+    return send_issue(ctx, issue_id)
