@@ -198,7 +198,7 @@ def sign_in_alert(
         "and each client that keeps failing is refused, but you can still sign in. If this "
         "was not you, choose a longer password with 'newsletter editors password'."
     )
-    link = f"{settings.base_url}/admin/login"
+    link = admin_url(settings, "/login")
     try:
         provider.send_message(
             Message(

@@ -16,6 +16,8 @@ def _modules():
     for info in pkgutil.walk_packages(newsletter.__path__, "newsletter."):
         if info.name.startswith(("newsletter.testing", "newsletter.migrations.")):
             continue  # the test server (an extra) and Alembic's scripts
+        if info.name.endswith(".__main__"):
+            continue  # runs its command when imported
         yield importlib.import_module(info.name)
 
 
