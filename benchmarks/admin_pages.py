@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from newsletter import publish  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
 from newsletter.records import DeliveryState, RenderedIssue, utcnow  # noqa: E402
 from newsletter.resources import sample_articles  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.tokens import new_token  # noqa: E402
@@ -85,7 +85,7 @@ def setup(folder: Path, count: int, issues: int) -> tuple[int, float]:
     store.deliveries.settle(big, DeliveryState.PENDING, DeliveryState.SENT)
     store.issues.set_issue_status(big, "sent")
     hour = utcnow().replace(minute=0, second=0, microsecond=0)
-    store.workspace.add_engagement_hours(
+    store.engagement.add_hours(
         [
             (big, kind, hour - timedelta(hours=h), 1000 // (h + 1))
             for h in range(48)

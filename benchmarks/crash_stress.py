@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter.config import load_settings  # noqa: E402
+from newsletter.settings import load_settings  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.testing.sendgrid_server import SendGridServer  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402

@@ -49,8 +49,8 @@ from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
 
 # The throwaway PostgreSQL and a fresh database in it, as the workers benchmark makes them.
 from benchmarks.workers_postgres import fresh_database, postgres  # noqa: E402
-from newsletter.config import write_default_config  # noqa: E402
 from newsletter.records import SUPPRESSED, DeliveryState, RenderedIssue  # noqa: E402
+from newsletter.settings import write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.store.schema import deliveries, subscribers, webhook_events  # noqa: E402
 from newsletter.web.events import SIGNATURE_HEADER, TIMESTAMP_HEADER  # noqa: E402

@@ -34,7 +34,7 @@ from benchmarks._newsletter import (  # noqa: E402
     run_once,
 )
 from newsletter import publish  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 
 

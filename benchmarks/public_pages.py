@@ -5,11 +5,12 @@ index, an issue page and the feed, next to a trivial endpoint on the same server
 
 What runs: a newsletter folder made by the real CLI (`init`, the bundled sample articles
 queued, its subscribers imported, `run --once` per article: a few published issues, outbox
-provider); then `newsletter serve` in a child process, as shipped: one uvicorn process (with
+provider); then the app `newsletter serve` runs, in a child process (benchmarks/_trivial_serve.py:
+the same app, middleware and uvicorn options, plus one route): one uvicorn process (with
 uvloop and httptools, which uvicorn's "auto" picks), access log on. One process because the
 machine has 2 cores and the load generator needs one of them; more workers would only fight
-it for CPU. The trivial endpoint (`/_benchmark/trivial`, mounted only when
-NEWSLETTER_BENCHMARK_TRIVIAL_FILE is set) answers the issue page's bytes from memory through
+it for CPU. The trivial endpoint (`/_benchmark/trivial`, mounted by that script only, never by
+the shipped app) answers the issue page's bytes from memory through
 the same app, middleware and server: the ceiling of this stack on this machine, and the
 proof that the load generator is not what limits.
 
@@ -38,9 +39,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter.resources import sample_folder  # noqa: E402
+from benchmarks._trivial_serve import TRIVIAL_PATH as BENCHMARK_TRIVIAL_PATH  # noqa: E402
+from newsletter.resources import sample_folder, sample_subscribers  # noqa: E402
 from newsletter.store import Store  # noqa: E402
-from newsletter.web.app import BENCHMARK_TRIVIAL_ENV, BENCHMARK_TRIVIAL_PATH  # noqa: E402
 
 TARGET_RPS = 1_000
 TARGET_P99_MS = 100.0
@@ -81,7 +82,7 @@ def setup(folder: Path) -> list[str]:
     articles = sorted(p for p in sample.iterdir() if p.suffix in (".txt", ".md"))
     for article in articles:
         cli(folder, "queue", "add", str(article))
-    cli(folder, "subscribers", "import", str(sample / "subscribers.csv"))
+    cli(folder, "subscribers", "import", str(sample_subscribers()))
     for _ in articles:
         cli(folder, "run", "--once")
     store = Store(f"sqlite:///{folder / 'newsletter.db'}")
@@ -109,9 +110,8 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> http.cli
 def start_server(folder: Path, port: int, trivial: Path) -> subprocess.Popen:
     env = clean_env()
     env["NEWSLETTER_BASE_URL"] = f"http://127.0.0.1:{port}"
-    env[BENCHMARK_TRIVIAL_ENV] = str(trivial)
     server = subprocess.Popen(
-        [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port)],
+        [sys.executable, str(REPO / "benchmarks" / "_trivial_serve.py"), str(port), str(trivial)],
         cwd=folder,
         env=env,
         stdout=subprocess.DEVNULL,

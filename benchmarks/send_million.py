@@ -35,10 +35,10 @@ from benchmarks._newsletter import (  # noqa: E402
 )
 from newsletter import publish  # noqa: E402
 from newsletter.articles import read_article  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.links import unsubscribe_url  # noqa: E402
 from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
 from newsletter.render import personalize, render_issue  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.testing.sendgrid_server import ServerProcess  # noqa: E402
 
@@ -124,7 +124,7 @@ def main() -> None:
                 f"peak memory {peak_kb / 1024:.0f} MB"
             )
             print("  " + "\n  ".join(summary.splitlines()))
-            concurrency = settings.sendgrid.concurrency
+            concurrency = settings.delivery.concurrency
             ceil = ceiling(settings, store, issue_id, url, min(n, 200_000), concurrency)
             print(
                 f"ceiling: pre-built bodies, same server and client, {concurrency} in flight: "

@@ -156,7 +156,7 @@ def main() -> None:
             store = Store(settings.database_url)
             issue_id = store.issues.list_issues()[0].id
             counts = store.deliveries.counts(issue_id)
-            threads = settings.sendgrid.concurrency
+            threads = settings.delivery.concurrency
             found = ceilings(settings, store, issue_id, server, min(n, args.ceiling), threads)
             print(f"ceilings: bodies built beforehand, {threads} at a time, same sink:")
             for name, window in found.items():

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from newsletter.config import write_default_config  # noqa: E402
+from newsletter.settings import write_default_config  # noqa: E402
 from newsletter.web.events import (  # noqa: E402
     BODY_LIMIT,
     BODY_SLOTS,

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from newsletter import publish  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.testing.sendgrid_server import ServerProcess  # noqa: E402

@@ -17,11 +17,12 @@ import logging
 from dataclasses import dataclass
 from html import escape
 
-from newsletter.config import Settings
 from newsletter.editors import list_editors
 from newsletter.exceptions import NewsletterError
+from newsletter.links import admin_url
 from newsletter.providers import Message, Provider
 from newsletter.records import utcnow
+from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.meta import HELD_TICK
 
@@ -85,16 +86,15 @@ def hold_article(store: Store, settings: Settings, provider: Provider, held: Hel
 
 def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     """What needs an editor now (whether or not it was already told)."""
-    base = f"{settings.base_url}/admin"
     found: list[Alert] = []
-    for row in store.workspace.articles_with_errors():
+    for row in store.articles.articles_with_errors():
         found.append(
             Alert(
                 f"unreadable-article:{row.id}:{_digest(row.last_error)}",
                 f"Unreadable article: {row.filename}",
                 f"The article {row.filename} cannot be read, so the queue goes on without it "
                 f"until its file is fixed: {row.last_error}",
-                f"{base}/queue",
+                admin_url(settings, "/queue"),
             )
         )
     held = store.meta.moment(HELD_TICK)
@@ -106,10 +106,10 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 f"Issue held: {local}",
                 f"The issue due at {local} was missed while the scheduler was down. "
                 "Run 'newsletter run' to send it now.",
-                f"{base}/queue",
+                admin_url(settings, "/queue"),
             )
         )
-    for issue in store.workspace.issues_needing_editors():
+    for issue in store.issues.issues_needing_editors():
         if issue.status == "paused":
             refused = "refused" in (issue.last_error or "").lower() or "401" in (
                 issue.last_error or ""
@@ -121,7 +121,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                     f"Issue {issue.id} paused: {what}",
                     f"Issue {issue.id} ({issue.subject}) is paused: "
                     f"{issue.last_error or 'paused by an editor'}",
-                    f"{base}/issues/{issue.id}",
+                    admin_url(settings, f"/issues/{issue.id}"),
                 )
             )
         if issue.uncertain and issue.status != "sending":
@@ -131,7 +131,7 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                     f"Issue {issue.id}: {issue.uncertain} uncertain recipients",
                     f"Issue {issue.id} ({issue.subject}) has {issue.uncertain} "
                     "recipients who may or may not have it. Resend or mark them sent.",
-                    f"{base}/issues/{issue.id}",
+                    admin_url(settings, f"/issues/{issue.id}"),
                 )
             )
     return found
@@ -144,7 +144,7 @@ def send_alerts(store: Store, settings: Settings, provider: Provider) -> list[Al
         return []
     sent: list[Alert] = []
     for alert in pending_alerts(store, settings):
-        if not store.workspace.claim_alert(alert.key):
+        if not store.alerts.claim(alert.key):
             continue
         try:
             for editor in editors:
@@ -160,7 +160,7 @@ def send_alerts(store: Store, settings: Settings, provider: Provider) -> list[Al
                     )
                 )
         except NewsletterError as exc:
-            store.workspace.release_alert(alert.key)  # try again at the next wake-up
+            store.alerts.release(alert.key)  # try again at the next wake-up
             log.error("alert %r not sent: %s", alert.subject, exc)
             continue
         sent.append(alert)
@@ -172,3 +172,47 @@ def _html(alert: Alert) -> str:
         f"<p>{escape(alert.text)}</p>"
         f'<p><a href="{escape(alert.link, quote=True)}">{escape(alert.link)}</a></p>'
     )
+
+
+def sign_in_alert(
+    store: Store,
+    settings: Settings,
+    provider: Provider,
+    *,
+    email: str,
+    failures: int,
+    window_end: float,
+) -> bool:
+    """Tell an editor, once per throttling window, that their account is getting wrong
+    passwords (the workspace's sign-in form calls this when the count passes its threshold).
+    False when the address is no editor's, or the window's email already went out."""
+    editor = store.editors.by_email(email)
+    if editor is None:
+        return False
+    key = f"sign-in-attack:{editor.id}:{int(window_end)}"
+    if not store.alerts.claim(key):
+        return False
+    text = (
+        f"The sign-in form of {settings.name}'s workspace received {failures} wrong passwords "
+        f"for {editor.email} in the last 15 minutes. Sign-ins to your account are slowed down, "
+        "and each client that keeps failing is refused, but you can still sign in. If this "
+        "was not you, choose a longer password with 'newsletter editors password'."
+    )
+    link = admin_url(settings, "/login")
+    try:
+        provider.send_message(
+            Message(
+                to_email=editor.email,
+                to_name="",
+                subject=f"[{settings.name}] Wrong passwords for your account",
+                text=f"{text}\n\n{link}\n",
+                html=_html(Alert(key, "", text, link)),
+                category="alerts",
+                key=f"{_digest(key)}-{editor.id}",
+            )
+        )
+    except NewsletterError as exc:
+        store.alerts.release(key)
+        log.error("could not email %s about failed sign-ins: %s", editor.email, exc)
+        return False
+    return True

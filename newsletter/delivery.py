@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta, tzinfo
 
-from newsletter.config import Settings
 from newsletter.exceptions import (
     ConfigError,
     CredentialsRefused,
@@ -43,6 +42,7 @@ from newsletter.links import stored_issue
 from newsletter.processes import process_gone
 from newsletter.providers import OutgoingBatch, Provider, Settles
 from newsletter.records import Batch, DeliveryState, IssueRecord, IssueStatus, utcnow
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = DeliveryState
@@ -52,27 +52,32 @@ ISSUE_SENT, ISSUE_CANCELLED = IssueStatus.SENT, IssueStatus.CANCELLED
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeliveryPolicy:
-    batch_size: int = 1000
-    max_retries: int = 5
-    max_failed_batches: int = 3
-    backoff_base: float = 0.5
-    backoff_cap: float = 60.0
-    resend_uncertain: bool = False
-    concurrency: int = 1
-    claim_timeout: timedelta = timedelta(seconds=120)
+    """How the sender treats batches, from [delivery] (whose schema holds the defaults:
+    none here). Backoff in seconds."""
+
+    batch_size: int
+    max_retries: int
+    max_failed_batches: int
+    backoff_base: float
+    backoff_cap: float
+    resend_uncertain: bool
+    concurrency: int
+    claim_timeout: timedelta
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
-        sg = settings.sendgrid
+        knobs = settings.delivery
         return cls(
-            batch_size=sg.batch_size,
-            max_retries=sg.max_retries,
-            max_failed_batches=sg.max_failed_batches,
-            resend_uncertain=settings.resend_uncertain,
-            concurrency=sg.concurrency,
-            claim_timeout=settings.claim_timeout,
+            batch_size=knobs.batch_size,
+            max_retries=knobs.max_retries,
+            max_failed_batches=knobs.max_failed_batches,
+            backoff_base=knobs.backoff_base.total_seconds(),
+            backoff_cap=knobs.backoff_cap.total_seconds(),
+            resend_uncertain=knobs.resend_uncertain,
+            concurrency=knobs.concurrency,
+            claim_timeout=knobs.claim_timeout,
         )
 
 

@@ -1,26 +1,33 @@
 """Editor accounts for the web workspace: created from the command line, passwords hashed with
-Argon2id (argon2-cffi), and a session version that ends every session when it changes.
+Argon2id (argon2-cffi), and server-side sessions: a random id the browser keeps (in a signed
+cookie, newsletter.web.admin.session) whose SHA-256 is a row of the database, so signing out,
+a password change or removing the account ends a session for good, copies of the cookie
+included. Sessions end after SESSION_IDLE without use and SESSION_MAX_AGE after sign-in.
 
 The web side and the CLI both call these functions; neither keeps its own copy of a rule.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from email_validator import EmailNotValidError
 
+from newsletter.addresses import normalize_address
 from newsletter.exceptions import NewsletterError
 from newsletter.store import Store
-from newsletter.store.workspace import EditorRow
-from newsletter.subscribers import normalize_address
+from newsletter.store.editors import EditorRow
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # hashing megabytes of "password" is a denial of service
+SESSION_IDLE = timedelta(hours=2)
+SESSION_MAX_AGE = timedelta(hours=12)
 
 _hasher = PasswordHasher()
 # Verified against when the address is unknown, so a wrong address costs the same time as a
@@ -34,7 +41,6 @@ class Editor:
 
     id: int
     email: str
-    session_version: int
     timezone: str
     created_at: datetime
 
@@ -49,7 +55,7 @@ class Editor:
 
 
 def _public(row: EditorRow) -> Editor:
-    return Editor(row.id, row.email, row.session_version, row.timezone, row.created_at)
+    return Editor(row.id, row.email, row.timezone, row.created_at)
 
 
 def check_password(password: str) -> None:
@@ -74,33 +80,33 @@ def add_editor(store: Store, email: str, password: str, timezone: str = "") -> E
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise NewsletterError(f"unknown time zone {timezone!r} (e.g. Europe/Paris)") from None
-    return _public(store.workspace.insert_editor(address, _hasher.hash(password), timezone))
+    return _public(store.editors.insert(address, _hasher.hash(password), timezone))
 
 
 def change_password(store: Store, email: str, password: str) -> Editor:
     """Set a new password; every session the editor had ends."""
     check_password(password)
-    row = store.workspace.editor_by_email(email)
+    row = store.editors.by_email(email)
     if row is None:
         raise NewsletterError(f"no editor {email!r} (see 'newsletter editors list')")
-    store.workspace.update_password(row.id, _hasher.hash(password), new_session=True)
-    return _public(store.workspace.editor_by_id(row.id) or row)
+    store.editors.update_password(row.id, _hasher.hash(password), end_sessions=True)
+    return _public(store.editors.by_id(row.id) or row)
 
 
 def remove_editor(store: Store, email: str) -> None:
-    """Delete the account; its sessions end with it (they name an editor that is gone)."""
-    store.workspace.delete_editor(email)
+    """Delete the account and every session it had (its id is never given again)."""
+    store.editors.delete(email)
 
 
 def list_editors(store: Store) -> list[Editor]:
-    return [_public(row) for row in store.workspace.all_editors()]
+    return [_public(row) for row in store.editors.all()]
 
 
 def authenticate(store: Store, email: str, password: str) -> Editor | None:
     """The editor whose address and password these are, or None (for any mismatch)."""
     if not password or len(password) > MAX_PASSWORD_LENGTH:
         return None
-    row = store.workspace.editor_by_email(email) if email.strip() else None
+    row = store.editors.by_email(email) if email.strip() else None
     try:
         _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -108,14 +114,40 @@ def authenticate(store: Store, email: str, password: str) -> Editor | None:
     if row is None:
         return None
     if _hasher.check_needs_rehash(row.password_hash):
-        store.workspace.update_password(row.id, _hasher.hash(password), new_session=False)
+        store.editors.update_password(row.id, _hasher.hash(password), end_sessions=False)
     return _public(row)
 
 
-def editor_for_session(store: Store, editor_id: int, session_version: int) -> Editor | None:
-    """The editor a session cookie names, if the account still exists and the password has
-    not changed since the session began."""
-    row = store.workspace.editor_by_id(editor_id)
-    if row is None or row.session_version != session_version:
-        return None
-    return _public(row)
+def _session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+def start_session(store: Store, editor: Editor) -> str:
+    """A new session of a signed-in editor: the random id its cookie is to carry."""
+    session_id = secrets.token_urlsafe(32)
+    store.editors.start_session(editor.id, _session_hash(session_id))
+    return session_id
+
+
+def editor_for_session(store: Store, session_id: str) -> Editor | None:
+    """The editor of a live session, or None: unknown, signed out, ended by a password change
+    or the account's removal, unused for SESSION_IDLE, or older than SESSION_MAX_AGE."""
+    row = store.editors.session_editor(
+        _session_hash(session_id), idle=SESSION_IDLE, max_age=SESSION_MAX_AGE
+    )
+    return _public(row) if row else None
+
+
+def end_session(store: Store, session_id: str) -> None:
+    """Sign out: this session can never be used again."""
+    store.editors.end_session(_session_hash(session_id))
+
+
+def end_all_sessions(store: Store, editor: Editor) -> int:
+    """Sign out everywhere: every session of the editor ends (this one too)."""
+    return store.editors.end_sessions(editor.id)
+
+
+def prune_sessions(store: Store) -> int:
+    """Forget sessions that can no longer be used (run when `serve` starts)."""
+    return store.editors.prune_sessions(idle=SESSION_IDLE, max_age=SESSION_MAX_AGE)

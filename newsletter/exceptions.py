@@ -11,6 +11,11 @@ the line, the setting or the database), so the CLI prints it on one line, never 
     ├── NoActiveSubscriber       nobody to send to: no issue made, the articles stay queued
     ├── ContractBroken           an article breaks the article contract ([articles])
     ├── ScreenshotError          Chromium or chromedriver is missing or failed
+    ├── MissingExtra             a feature needs an optional extra: names the pip command
+    ├── UnwritableAddress        a recipient's address cannot go in a To header (that row fails)
+    ├── BadRequest               a web request the app cannot use
+    │   ├── BodyTooLarge         a request body over its cap (413, or the form's error page)
+    │   └── MalformedEvents      not what SendGrid's webhook posts; says where (the 400)
     ├── SenderBusy               another process holds the sending lease
     ├── LeaseLost                this process stalled past its lease: it stops sending
     ├── WorkerStopping           a stop was asked for: stops between batches, resumable
@@ -163,3 +168,29 @@ class ContractBroken(NewsletterError):
 
 class ScreenshotError(NewsletterError):
     """Chromium or chromedriver is missing or failed; the message says what to install."""
+
+
+class MissingExtra(NewsletterError):
+    """A feature needs an optional part of the package (pyproject.toml's extras) that is not
+    installed; the message names the feature, the extra and the command that installs it."""
+
+    def __init__(self, extra: str, feature: str) -> None:
+        self.extra = extra
+        super().__init__(f"{feature} needs the {extra} extra: pip install 'newsletter[{extra}]'")
+
+
+class UnwritableAddress(NewsletterError):
+    """The recipient's address cannot be put in a `To` header (the outbox fails that row)."""
+
+
+# -- web requests -------------------------------------------------------------------------
+class BadRequest(NewsletterError):
+    """A request the web app cannot use; where it is caught, it becomes a 4xx answer."""
+
+
+class BodyTooLarge(BadRequest):
+    """A request body over its cap (web/bodies.py)."""
+
+
+class MalformedEvents(BadRequest):
+    """The webhook body is not what SendGrid posts; the message says where (the 400)."""

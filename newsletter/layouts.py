@@ -56,10 +56,6 @@ def article_slug(article: Article) -> str:
     return value[:120] or "article"
 
 
-def article_url(base_url: str, slug: str) -> str:
-    return f"{base_url.rstrip('/')}/articles/{slug}"
-
-
 def rating_text(article: Article) -> str | None:
     if article.rating is None:
         return None

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from newsletter.articles import read_article
-from newsletter.config import Settings
 from newsletter.links import stored_issue, unsubscribe_url
 from newsletter.records import RenderedIssue
 from newsletter.render import personalize, render_fitting
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 SAMPLE_NAME = "Sam Sample"

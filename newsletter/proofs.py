@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from newsletter.config import Settings
+from newsletter.addresses import normalize_address
 from newsletter.exceptions import CredentialsRefused, NewsletterError, ProviderError
 from newsletter.links import stored_issue, unsubscribe_url
 from newsletter.providers import OutgoingBatch, Provider
 from newsletter.records import Recipient, RenderedIssue
+from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.subscribers import clean_name, normalize_address
+from newsletter.subscribers import clean_name
 
 PROOF_TOKEN = "proof.not-a-subscriber"
 

@@ -17,20 +17,19 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from newsletter.articles import Article
-from newsletter.config import Settings
 from newsletter.layouts import (
     ARTICLE_TEMPLATE,
     DIGEST,
     TEMPLATES,
     article_slug,
-    article_url,
     article_view,
     choose_layout,
     issue_articles,
     teaser_for,
 )
-from newsletter.links import view_url
+from newsletter.links import archive_url, article_url, view_url
 from newsletter.records import ArticlePage, Placeholders, RenderedIssue
+from newsletter.settings import Settings
 from newsletter.subjects import DEFAULT_SUBJECT_TEMPLATE, issue_subject
 
 log = logging.getLogger(__name__)
@@ -112,6 +111,7 @@ def _newsletter_context(settings: Settings) -> dict:
         "language": settings.language,
         "postal_address": settings.postal_address,
         "base_url": settings.base_url,
+        "archive_url": archive_url(settings),
     }
 
 
@@ -156,7 +156,7 @@ def render_article_pages(
     slugs = list(article_slugs) if article_slugs else [article_slug(a) for a in articles]
     pages = []
     for article, slug in zip(articles, slugs, strict=True):
-        url = article_url(settings.base_url, slug)
+        url = article_url(settings, slug)
         view = article_view(article, url, settings.contract)
         html = env.get_template(ARTICLE_TEMPLATE).render(newsletter=newsletter, article=view)
         pages.append(
@@ -218,7 +218,7 @@ def _render(
     env = make_environment(settings.templates_dir)
     subject = subject_for(articles, settings.subject_template)
     preheader = header_safe(teaser_for(articles[0], settings.contract), 300)
-    urls = [article_url(settings.base_url, s) for s in slugs]
+    urls = [article_url(settings, s) for s in slugs]
     context = {
         "newsletter": _newsletter_context(settings),
         "issue": {"subject": subject, "preheader": preheader, "view_url": view_url(settings, slug)},

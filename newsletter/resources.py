@@ -1,13 +1,17 @@
 """Where the built-in email templates and the bundled sample are, however newsletter is installed.
 
-They live at the top of the repository (`templates/`, `issues/`), where an editor looks for them;
-pyproject.toml maps them into the package as `newsletter._templates` and `newsletter._sample`, so
-a wheel carries them and an editable install finds them through the same import machinery.
+The templates and the sample articles live at the top of the repository (`templates/`,
+`issues/`), where an editor looks for them; pyproject.toml maps them into the package as
+`newsletter._templates` and `newsletter._sample`, so a wheel carries them and an editable
+install finds them through the same import machinery. `issues/` holds only what an editor's
+folder holds (articles: no `__init__.py`, so `newsletter._sample` is a namespace package); the
+sample subscribers are package data beside this module.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 from pathlib import Path
 
 _SOURCE_TREE = Path(__file__).resolve().parent.parent
@@ -29,8 +33,14 @@ def builtin_templates() -> Path:
 
 
 def sample_folder() -> Path:
-    """The bundled sample queue and subscribers (`issues/` in the repository)."""
-    return _folder("newsletter._sample", "issues")
+    """The bundled sample articles (`issues/` in the repository: articles only)."""
+    try:
+        spec = importlib.util.find_spec("newsletter._sample")
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return _SOURCE_TREE / "issues"  # a checkout that was never installed (PYTHONPATH=.)
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def sample_articles() -> list[Path]:
@@ -39,4 +49,5 @@ def sample_articles() -> list[Path]:
 
 
 def sample_subscribers() -> Path:
-    return sample_folder() / "subscribers.csv"
+    """The bundled sample subscribers, a CSV file `init --sample` imports."""
+    return Path(__file__).resolve().parent / "sample_subscribers.csv"

@@ -24,11 +24,11 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
 from newsletter.alerts import held_notice
-from newsletter.config import CONFIG_NAME, Settings, load_settings
 from newsletter.delivery import SendContext, SendingLease
 from newsletter.exceptions import ConfigError, LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
 from newsletter.records import utcnow
+from newsletter.settings import CONFIG_NAME, Settings, load_settings
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)

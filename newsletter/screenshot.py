@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.exceptions import ScreenshotError
+from newsletter.exceptions import MissingExtra, ScreenshotError
 
 CHROMIUM = Path(os.environ.get("NEWSLETTER_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("NEWSLETTER_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -74,7 +74,10 @@ class Shot:
 
 def pixel_spread(png: Path) -> float:
     """Standard deviation of the grey levels: about 0 for a blank (one-colour) picture."""
-    from PIL import Image, ImageStat
+    try:
+        from PIL import Image, ImageStat
+    except ImportError:
+        raise MissingExtra("screenshots", "preview --screenshot") from None
 
     with Image.open(png) as image:
         return ImageStat.Stat(image.convert("L")).stddev[0]
@@ -90,11 +93,17 @@ def available() -> str | None:
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not path.exists():
             return f"{path} not found: install Debian's {package} ({INSTALL_HINT})"
+    return None
+
+
+def require_extra() -> None:
+    """MissingExtra unless the Python parts screenshots need (selenium, pillow) are installed:
+    they are the `screenshots` extra, left out of a plain install (230 MB with them)."""
     try:
+        import PIL  # noqa: F401
         import selenium  # noqa: F401
     except ImportError:
-        return "the selenium package is not installed (pip install selenium)"
-    return None
+        raise MissingExtra("screenshots", "preview --screenshot") from None
 
 
 def screenshots(html_path: Path, out_dir: Path, *, prefix: str | None = None) -> list[Path]:
@@ -113,6 +122,7 @@ def capture(
     max_height: int = MAX_HEIGHT,
 ) -> list[Shot]:
     """Take one full-page screenshot per view and measure the layout's width with it."""
+    require_extra()
     problem = available()
     if problem:
         raise ScreenshotError(f"cannot take screenshots: {problem}")

@@ -11,18 +11,17 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from email_validator import EmailNotValidError, validate_email
-
-from newsletter.config import secret
+from newsletter.addresses import EmailNotValidError, normalize_address
 from newsletter.exceptions import NewsletterError
 from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.render import header_safe
+from newsletter.settings import secret
 from newsletter.store import Store
 from newsletter.tokens import new_token
 
@@ -67,22 +66,6 @@ class CsvRow:
 
 
 # -- addresses ---------------------------------------------------------------------------------
-def normalize_address(raw: str) -> str:
-    """The one address check of sign-up, import and proofs; returns the address as stored.
-
-    Decision: internationalised local parts (`δοκιμή@example.com`) are accepted. They need
-    SMTPUTF8: the outbox writes them so (RFC 6532), and a provider that cannot take one
-    (SendGrid) fails that one recipient with a reason while everyone else gets the issue. At
-    sign-up, double opt-in means such an address only becomes active if the confirmation
-    reached it. Every address whose local part is ASCII is stored all-ASCII (an
-    internationalised domain in its IDNA form), so it never needs SMTPUTF8 anywhere.
-    Raises EmailNotValidError with a readable reason."""
-    if any(c in raw for c in "\r\n\x00"):
-        raise EmailNotValidError("contains a line break or control character")
-    checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=True)
-    return checked.ascii_email or checked.normalized
-
-
 def mailbox_key(address: str) -> str:
     """The mailbox an address delivers to, for sign-up limits: case and plus-addressing folded,
     so victim+1@example.com and Victim@example.com count as one mailbox."""
@@ -275,40 +258,104 @@ def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportR
     or never confirmed back into an active subscriber unless `reactivate` is given."""
     result = ImportResult()
     seen: dict[str, int] = {}
-    valid: list[tuple[CsvRow, str, str, str, datetime | None]] = []
+    valid: list[_ValidRow] = []
     for row in read_csv_rows(path):
-        try:
-            email = normalize_address(row.email)
-        except EmailNotValidError as exc:
-            result.problems.append(
-                RowProblem(row.line, row.email.strip(), f"invalid address: {exc}")
-            )
+        checked = _check_row(row, seen)
+        if isinstance(checked, RowProblem):
+            result.problems.append(checked)
+        else:
+            valid.append(checked)
+    _apply(store, valid, reactivate, result)
+    return result
+
+
+_ValidRow = tuple[CsvRow, str, str, str, datetime | None]
+
+
+def _check_row(row: CsvRow, seen: dict[str, int]) -> _ValidRow | RowProblem:
+    """One row validated (address, status, created_at, duplicate); `seen` records its key."""
+    try:
+        email = normalize_address(row.email)
+    except EmailNotValidError as exc:
+        return RowProblem(row.line, row.email.strip(), f"invalid address: {exc}")
+    status = row.status or ACTIVE
+    if status not in STATUSES:
+        return RowProblem(
+            row.line, email, f"unknown status {row.status!r} (one of {', '.join(STATUSES)})"
+        )
+    try:
+        created_at = _parse_created_at(row.created_at) if row.created_at else None
+    except ValueError:
+        return RowProblem(row.line, email, f"created_at {row.created_at!r} is not an ISO date")
+    key = email.lower()
+    if key in seen:
+        return RowProblem(row.line, email, f"duplicate of line {seen[key]} (addresses ignore case)")
+    seen[key] = row.line
+    return (row, email, clean_name(row.name), status, created_at)
+
+
+IMPORT_CHUNK = 5000
+
+
+def import_csv_chunked(
+    store: Store,
+    path: Path,
+    *,
+    reactivate: bool = False,
+    chunk: int = IMPORT_CHUNK,
+    progress: Callable[[ImportProgress], None] | None = None,
+) -> ImportResult:
+    """`import_csv` for large files: a first streaming pass validates every row (a quoting
+    error refuses the whole file, naming the line, before anything is written), a second
+    writes the valid rows `chunk` at a time, one short transaction each, so sign-ups and
+    other writers get the database between chunks. Rows with a problem are reported and
+    skipped, as `import_csv` does; only the rows are held, never the whole file's records."""
+    result = ImportResult()
+    seen: dict[str, int] = {}
+    checked = 0
+    for row in read_csv_rows(path):
+        verdict = _check_row(row, seen)
+        if isinstance(verdict, RowProblem):
+            result.problems.append(verdict)
+        checked += 1
+    problem_lines = {p.line for p in result.problems}
+    del seen
+    batch: list[_ValidRow] = []
+    done = 0
+
+    def flush() -> None:
+        _apply(store, batch, reactivate, result)
+        batch.clear()
+        if progress is not None:
+            progress(ImportProgress(rows=checked, written=done, result=result))
+
+    for row in read_csv_rows(path):
+        if row.line in problem_lines:
             continue
-        status = row.status or ACTIVE
-        if status not in STATUSES:
-            result.problems.append(
-                RowProblem(
-                    row.line, email, f"unknown status {row.status!r} (one of {', '.join(STATUSES)})"
-                )
+        verdict = _check_row(row, {})
+        if isinstance(verdict, RowProblem):  # the file changed between the two passes
+            raise NewsletterError(
+                f"{path}:{row.line}: changed during the import: {verdict.message}"
             )
-            continue
-        try:
-            created_at = _parse_created_at(row.created_at) if row.created_at else None
-        except ValueError:
-            result.problems.append(
-                RowProblem(row.line, email, f"created_at {row.created_at!r} is not an ISO date")
-            )
-            continue
-        key = email.lower()
-        if key in seen:
-            result.problems.append(
-                RowProblem(
-                    row.line, email, f"duplicate of line {seen[key]} (addresses ignore case)"
-                )
-            )
-            continue
-        seen[key] = row.line
-        valid.append((row, email, clean_name(row.name), status, created_at))
+        batch.append(verdict)
+        done += 1
+        if len(batch) >= chunk:
+            flush()
+    flush()
+    return result
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportProgress:
+    """Where a chunked import stands: rows in the file, rows written so far, the counts."""
+
+    rows: int
+    written: int
+    result: ImportResult
+
+
+def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: ImportResult) -> None:
+    """Write validated rows in one transaction, adding to `result`'s counts."""
     existing = store.subscribers.existing(email.lower() for _, email, _, _, _ in valid)
     new_rows: list[dict[str, Any]] = []
     changes: list[tuple[str, str, str, str]] = []
@@ -337,8 +384,9 @@ def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportR
             )
             continue
         changes.append((email.lower(), current, target, name))
-    result.imported, result.updated = store.subscribers.import_rows(new_rows, changes)
-    return result
+    imported, updated = store.subscribers.import_rows(new_rows, changes)
+    result.imported += imported
+    result.updated += updated
 
 
 # Worst last: an import may make a status worse (apply a suppression), never better.

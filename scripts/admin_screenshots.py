@@ -25,13 +25,13 @@ import uvicorn  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
 from newsletter import publish  # noqa: E402
-from newsletter.config import load_settings, write_default_config  # noqa: E402
 from newsletter.delivery import SendContext  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
 from newsletter.providers import make_provider  # noqa: E402
 from newsletter.records import utcnow  # noqa: E402
 from newsletter.resources import sample_articles, sample_subscribers  # noqa: E402
 from newsletter.screenshot import PHONE, View, _metrics, _start  # noqa: E402
+from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.store.schema import issues  # noqa: E402
 from newsletter.subscribers import import_csv  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
         for h in range(24)
         for kind, n in (("open", 30), ("click", 8))
     ]
-    store.workspace.add_engagement_hours(tallies)
+    store.engagement.add_hours(tallies)
     with store.transaction() as conn:  # the issue's totals, as the webhook keeps them
         conn.execute(
             update(issues)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from newsletter.config import load_settings, write_default_config
+from newsletter.settings import load_settings, settings_from_dict, write_default_config
 from newsletter.store import Store
 from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
+
+if TYPE_CHECKING:
+    from newsletter.delivery import DeliveryPolicy
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
@@ -137,3 +142,12 @@ def run_cli(
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     path.write_bytes(text.encode(encoding))
     return path
+
+
+def delivery_policy(**changes: Any) -> DeliveryPolicy:
+    """The sender's policy at the schema's [delivery] defaults, with CHANGES: a test names
+    only what it is about (DeliveryPolicy itself has no defaults)."""
+    from newsletter.delivery import DeliveryPolicy
+
+    defaults = DeliveryPolicy.from_settings(settings_from_dict({}, REPO))
+    return dataclasses.replace(defaults, **changes)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.config import load_settings, write_default_config
+from newsletter.settings import load_settings, write_default_config
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.tokens import new_token

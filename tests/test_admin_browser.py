@@ -6,6 +6,7 @@ rows resolved, subscribers searched and one unsubscribed; every page on a 375 px
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -270,3 +271,110 @@ def run_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
+
+
+# Every word of the tables' cells, as the browser laid it out: a token (a run of non-blank
+# characters: an address, a date, a button's label) whose characters sit on more than one
+# line was broken inside. Spaces are where a line may break; nothing else is.
+BROKEN_TOKENS_JS = """
+const broken = [];
+for (const cell of document.querySelectorAll(arguments[0])) {
+  const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const match of node.textContent.matchAll(/\\S+/g)) {
+      const range = document.createRange();
+      range.setStart(node, match.index);
+      range.setEnd(node, match.index + match[0].length);
+      const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+      if (tops.size > 1) broken.push(match[0]);
+    }
+  }
+}
+return broken;
+"""
+
+
+def test_the_workspace_reads_on_a_phone(tmp_path, browser, monkeypatch):
+    """Issue 25, point 7, at 375 px: no page wider than the screen, no address, date or label
+    broken inside a word (tables scroll inside their box instead), the phone preview not cut
+    off, the warning badge a pill, and the preview's check as many warnings as `check`."""
+    from selenium.webdriver.common.by import By
+
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    with live_web(tmp_path) as web:
+        store, settings = web.store, web.settings
+        add_editor(store, "ed@example.com", PASSWORD)
+        secret = signing_secret(store)
+        store.subscribers.add(
+            {
+                "email": f"reader{i:02d}@example.com",
+                "name": f"Reader Number {i}",
+                "token": new_token(secret),
+            }
+            for i in range(1, 13)
+        )
+        for name in ("002_static-over-galveston.txt", "003_the-orchard-accounts.md"):
+            publish.queue_add(store, settings, SAMPLE_ARTICLES / name)
+        picked, problems = publish.pick(
+            store, settings, publish.queue_view(store, settings).entries[0].expected
+        )
+        assert picked and not problems
+        publish.build_issue(store, settings, picked[:1])
+
+        browser.get(f"{web.url}/admin/login")
+        browser.find_element(By.ID, "email").send_keys("ed@example.com")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        press(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        # Headless Chromium keeps a window at least 500 px wide: a phone's viewport is emulated.
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True},
+        )
+        browser.get(f"{web.url}/admin/queue")
+        assert browser.execute_script("return window.innerWidth") == 375
+
+        for path, table in (("/admin/subscribers", "#subscribers"), ("/admin/issues", "#issues")):
+            browser.get(f"{web.url}{path}")
+            assert fits_the_screen(browser), path
+            cells = f"{table} td, {table} th"
+            assert len(browser.find_elements(By.CSS_SELECTOR, cells)) > 4, path
+            assert browser.execute_script(BROKEN_TOKENS_JS, cells) == [], path
+            # The table may be wider than the screen: then its own box scrolls, not the page.
+            box = browser.execute_script(
+                "const b = document.querySelector(arguments[0]).closest('.scroll')"
+                ".getBoundingClientRect(); return [b.left, b.right, window.innerWidth]",
+                table,
+            )
+            assert 0 <= box[0] and box[1] <= box[2], (path, box)
+
+        queued = store.articles.queued()[0]
+        browser.get(f"{web.url}/admin/queue/{queued.id}/preview")
+        assert fits_the_screen(browser)
+        # The phone frame shows its whole width, inside the screen.
+        frame = browser.execute_script(
+            "const box = document.querySelector('.frame.phone .scroll');"
+            "const f = box.querySelector('iframe').getBoundingClientRect();"
+            "const b = box.getBoundingClientRect();"
+            "return [f.left, f.right, b.left, b.right, box.scrollWidth, box.clientWidth,"
+            " window.innerWidth]"
+        )
+        assert frame[2] <= frame[0] and frame[1] <= frame[3] <= frame[6], frame
+        assert frame[4] <= frame[5], f"the phone frame scrolls sideways: {frame}"
+        # A badge is a pill: the same on both sides (the warning banner's left bar was not).
+        badges = browser.execute_script(
+            "return [...document.querySelectorAll('#findings .badge')].map(b => {"
+            " const s = getComputedStyle(b);"
+            " return [b.textContent, s.borderLeftWidth, s.borderRightWidth,"
+            " s.paddingLeft, s.paddingRight]; })"
+        )
+        assert any(b[0] == "warning" for b in badges), badges
+        assert all(b[1] == b[2] and b[3] == b[4] for b in badges), badges
+        # The same findings as `newsletter check FILE` (the postal address was left out).
+        summary = browser.find_element(By.ID, "check-summary").text
+        checked = run_cli(["check", str(settings.issues_dir / queued.filename)], cwd=tmp_path)
+        said = re.search(r"(\d+) errors?, (\d+) warnings?", checked.stdout)
+        assert said, checked.stdout + checked.stderr
+        assert summary == f"{said[1]} error{'s' * (said[1] != '1')}, {said[2]} warning" + (
+            "s" if said[2] != "1" else ""
+        ), (summary, checked.stdout)
+        assert "postal_address" in browser.find_element(By.ID, "findings").text

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
@@ -16,7 +16,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from newsletter import publish
 from newsletter.editors import add_editor, change_password, remove_editor
-from newsletter.web.admin.session import ACCOUNT_LIMIT, CLIENT_LIMIT
+from newsletter.web.admin.session import ACCOUNT_FREE, CLIENT_LIMIT, PAIR_LIMIT
 from tests.test_web import (
     FORM,
     SAMPLE_ARTICLES,
@@ -42,13 +42,17 @@ def web(tmp_path, monkeypatch):
 class Browser:
     """A cookie jar over LiveWeb's raw requests (redirects are not followed)."""
 
-    def __init__(self, web: LiveWeb) -> None:
+    def __init__(self, web: LiveWeb, client: str | None = None) -> None:
         self.web = web
         self.cookies: dict[str, str] = {}
         self.last_set_cookie: list[str] = []
+        # The client address as a trusted proxy (127.0.0.1, uvicorn's default) forwards it.
+        self.extra: dict[str, str] = {"X-Forwarded-For": client} if client else {}
 
-    def request(self, method: str, path: str, fields: dict | None = None) -> Reply:
-        headers = dict(FORM) if fields is not None else {}
+    def request(
+        self, method: str, path: str, fields: dict | None = None, headers: dict | None = None
+    ) -> Reply:
+        headers = {**self.extra, **(dict(FORM) if fields is not None else {}), **(headers or {})}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         body = urlencode(fields).encode() if fields is not None else None
@@ -65,8 +69,8 @@ class Browser:
     def get(self, path: str) -> Reply:
         return self.request("GET", path)
 
-    def post(self, path: str, fields: dict) -> Reply:
-        return self.request("POST", path, fields)
+    def post(self, path: str, fields: dict, headers: dict | None = None) -> Reply:
+        return self.request("POST", path, fields, headers)
 
     def login_form(self) -> str:
         reply = self.get("/admin/login")
@@ -164,28 +168,54 @@ def test_a_redirect_after_sign_in_never_leaves_the_workspace(web):
     assert reply.status == 303 and reply.headers["location"] == "/admin/queue"
 
 
-def test_failed_sign_ins_are_throttled_per_account_and_per_client(web):
-    browser = Browser(web)
-    for _ in range(ACCOUNT_LIMIT.amount):
-        assert browser.sign_in(password="wrong password!").status == 401
-    # The right password does not help while the account's window lasts.
-    reply = browser.sign_in()
+def test_failed_sign_ins_are_throttled_per_client_and_never_lock_the_account(web, caplog):
+    """Security 3: wrong passwords from anywhere used to lock the account for everyone (the
+    right password from a new address got 429 for 15 minutes)."""
+    attackers = [Browser(web, f"203.0.113.{n}") for n in range(1, 4)]
+    for attacker in attackers[:2]:
+        for _ in range(PAIR_LIMIT.amount):
+            assert attacker.sign_in(password="wrong password!").status == 401
+    # That client, for that account, is refused, right password or not...
+    reply = attackers[0].sign_in()
     assert reply.status == 429 and "Too many failed sign-ins" in reply.text
-    assert int(reply.headers["retry-after"]) > 0
-    assert "nl_admin" not in browser.cookies
+    assert int(reply.headers["retry-after"]) > 0 and "nl_admin" not in attackers[0].cookies
+    # ...but the editor from an address that has not failed gets in, only more slowly.
+    caplog.set_level("WARNING", logger="newsletter.web.admin.session")
+    editor = Browser(web, "198.51.100.7")
+    assert editor.sign_in().status == 303 and "nl_admin" in editor.cookies
+    assert editor.get("/admin/queue").status == 200
+    assert "waiting" in caplog.text and "failed sign-ins" in caplog.text
     # The counts live in the database, where every `serve` process reads them.
-    hits, ends = web.store.rate_limits.get(ACCOUNT_LIMIT.key_for("account", "ed@example.com"))
-    assert hits == ACCOUNT_LIMIT.amount and ends > time.time()
+    failures, ends = web.store.rate_limits.get(
+        next(k for k in _rate_keys(web) if k.startswith("LIMITER/account/"))
+    )
+    assert failures == 2 * PAIR_LIMIT.amount and ends > time.time()
+
+    # The editor was emailed once about it (through the provider, as alerts go), not once
+    # per wrong password.
+    assert attackers[2].sign_in(password="wrong again!!!").status == 401
+    warned = list((web.settings.outbox_path / "alerts").glob("*.eml"))
+    assert len(warned) == 1
+    mail = warned[0].read_text()
+    assert "To: ed@example.com" in mail and "Wrong passwords for your account" in mail
+    assert f"{ACCOUNT_FREE} wrong passwords" in mail.replace("=\n", "")
 
     # Per client: many accounts tried from one address.
-    other = Browser(web)
-    tried = ACCOUNT_LIMIT.amount
-    n = 0
-    while tried < CLIENT_LIMIT.amount:
-        assert other.sign_in(email=f"guess{n}@example.com").status == 401
-        tried, n = tried + 1, n + 1
+    spray = Browser(web, "192.0.2.50")
+    for n in range(CLIENT_LIMIT.amount):
+        assert spray.sign_in(email=f"guess{n}@example.com").status == 401
     add_editor(web.store, "second@example.com", PASSWORD)
-    assert other.sign_in(email="second@example.com").status == 429
+    assert spray.sign_in(email="second@example.com").status == 429
+    assert Browser(web, "192.0.2.51").sign_in(email="second@example.com").status == 303
+
+
+def _rate_keys(web: LiveWeb) -> list[str]:
+    from sqlalchemy import select
+
+    from newsletter.store.schema import rate_limits
+
+    with web.store.transaction(write=False) as conn:
+        return list(conn.scalars(select(rate_limits.c.key)))
 
 
 def test_state_changes_need_the_sessions_csrf_token(web):
@@ -253,13 +283,16 @@ def test_tampered_foreign_and_expired_cookies_are_no_session(web):
         def get_timestamp(self) -> int:
             return int(time.time()) - 13 * 3600
 
-    expired = URLSafeTimedSerializer(secret, salt="newsletter.admin-session", signer=LongAgo).dumps(
-        [1, 1, "nonce"]
-    )
-    fresh = URLSafeTimedSerializer(secret, salt="newsletter.admin-session").dumps([1, 1, "n"])
+    salt = "newsletter.admin-session-id"
+    session_id = URLSafeTimedSerializer(secret, salt=salt).loads(good)
+    expired = URLSafeTimedSerializer(secret, salt=salt, signer=LongAgo).dumps(session_id)
     browser.cookies["nl_admin"] = expired
     assert browser.get("/admin/queue").status == 303
-    browser.cookies["nl_admin"] = fresh  # the same signing, in time: accepted
+    # A well-signed cookie names a session only if the database has it.
+    made_up = URLSafeTimedSerializer(secret, salt=salt).dumps("x" * 43)
+    browser.cookies["nl_admin"] = made_up
+    assert browser.get("/admin/queue").status == 303
+    browser.cookies["nl_admin"] = good  # the real one, in time: accepted
     assert browser.get("/admin/queue").status == 200
 
 
@@ -285,7 +318,7 @@ def test_engagement_is_recorded_per_hour_and_drawn(tmp_path, monkeypatch):
             url = f"{web.url}/webhooks/sendgrid"
             assert sendgrid.post_events(events, url=url) == 200
             assert sendgrid.post_events(events, url=url) == 200  # a redelivery counts once
-            series = web.store.workspace.engagement_series(issue_id)
+            series = web.store.engagement.series(issue_id)
             # Tallied by the hour each reader opened or clicked (SendGrid's timestamp), not
             # the hour the webhook received them.
             two_hours_ago = datetime.fromtimestamp(hour - 7200, UTC)
@@ -428,6 +461,185 @@ def test_the_cadence_form_writes_newsletter_toml(web):
     assert bad.status == 400 and "[schedule] time" in bad.text
 
 
+# -- issue 25, security: sessions that end, ids never reused, limits, bounds, origins -----------
+def _age_sessions(web: LiveWeb, **moved: timedelta) -> None:
+    """Move every session's times into the past, as hours of real time would."""
+    from sqlalchemy import select, update
+
+    from newsletter.store.schema import editor_sessions
+
+    table = editor_sessions
+    with web.store.transaction() as conn:
+        for row in conn.execute(select(table)).all():
+            values = {name: getattr(row, name) - delta for name, delta in moved.items()}
+            conn.execute(update(table).where(table.c.id_hash == row.id_hash).values(values))
+
+
+def test_a_removed_editors_session_never_comes_back(web):
+    """Security 1: removing the newest editor, then adding anyone, revived the old cookie
+    (SQLite reused the id and the session version restarted at 1)."""
+    add_editor(web.store, "leaving@example.com", PASSWORD)
+    old = Browser(web)
+    assert old.sign_in("leaving@example.com").status == 303
+    kept = dict(old.cookies)
+    leaving_id = web.store.editors.by_email("leaving@example.com").id
+    remove_editor(web.store, "leaving@example.com")
+    assert old.get("/admin/queue").status == 303
+    newcomer = add_editor(web.store, "new@example.com", PASSWORD)
+    again = add_editor(web.store, "leaving@example.com", "another long password")
+    assert leaving_id not in (newcomer.id, again.id)  # ids are never given twice
+    old.cookies = dict(kept)
+    reply = old.get("/admin/queue")
+    assert reply.status == 303 and reply.headers["location"].startswith("/admin/login")
+    assert "new@example.com" not in reply.text
+
+
+def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(web):
+    """Security 2: a copy of the cookie kept working for 12 hours after signing out."""
+    article_id = queue_one(web)
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/queue"))
+    copy = Browser(web)
+    copy.cookies = dict(browser.cookies)
+    assert copy.get("/admin/subscribers/export").status == 200
+    assert browser.post("/admin/logout", {"csrf_token": token}).status == 303
+    for path in ("/admin/queue", "/admin/issues", "/admin/subscribers/export"):
+        assert copy.get(path).status == 303, path
+    reply = copy.post(f"/admin/queue/{article_id}/remove", {"csrf_token": token})
+    assert reply.status == 303 and reply.headers["location"].startswith("/admin/login")
+    assert [a.id for a in web.store.articles.queued()] == [article_id]
+    editor_id = web.store.editors.by_email("ed@example.com").id
+    assert web.store.editors.sessions_of(editor_id) == 0
+
+
+def test_sessions_expire_when_idle_and_when_old(web):
+    from newsletter.editors import SESSION_IDLE, SESSION_MAX_AGE
+
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    assert browser.get("/admin/queue").status == 200
+    # Used within the idle time, however often: alive; idle longer: gone.
+    _age_sessions(web, seen_at=SESSION_IDLE - timedelta(minutes=5))
+    assert browser.get("/admin/queue").status == 200
+    _age_sessions(web, seen_at=SESSION_IDLE + timedelta(minutes=1))
+    assert browser.get("/admin/queue").status == 303
+    # In use all along, but signed in longer ago than the maximum age: gone too.
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    _age_sessions(web, created_at=SESSION_MAX_AGE + timedelta(minutes=1))
+    assert browser.get("/admin/queue").status == 303
+
+
+def test_sign_out_everywhere_and_a_password_change_end_every_session(web):
+    laptop, phone = Browser(web), Browser(web)
+    assert laptop.sign_in().status == 303 and phone.sign_in().status == 303
+    page = laptop.get("/admin/queue")
+    assert 'action="/admin/logout-everywhere"' in page.text
+    assert laptop.post("/admin/logout-everywhere", {"csrf_token": csrf_of(page)}).status == 303
+    assert laptop.get("/admin/queue").status == 303 and phone.get("/admin/queue").status == 303
+
+    assert phone.sign_in().status == 303
+    change_password(web.store, "ed@example.com", "a brand new password")
+    assert phone.get("/admin/queue").status == 303
+    editor_id = web.store.editors.by_email("ed@example.com").id
+    assert web.store.editors.sessions_of(editor_id) == 0
+
+
+def test_out_of_range_values_answer_400_or_404_not_500(web):
+    """Security 6: year 1, 30-digit ids in a form and in paths ended in OverflowError."""
+    article_id = queue_one(web)
+    issue_id, _ = uncertain_issue(web.store, ["u1@example.com"])
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/queue"))
+    huge = "9" * 30
+    for value in ("0001-01-01T00:00", "9999-12-31T23:59"):
+        reply = browser.post(
+            f"/admin/queue/{article_id}/not-before", {"csrf_token": token, "not_before": value}
+        )
+        assert reply.status == 400 and "the year must be between" in reply.text, value
+    assert web.store.articles.queued()[0].not_before is None
+    reply = browser.post(
+        f"/admin/issues/{issue_id}/resolve",
+        {"csrf_token": token, "action": "mark-sent", "subscriber_id": huge},
+    )
+    assert reply.status == 400 and "is not a subscriber id" in reply.text
+    assert web.store.deliveries.counts(issue_id)["uncertain"] == 1  # not all of them either
+    assert (
+        browser.post(f"/admin/subscribers/{huge}/unsubscribe", {"csrf_token": token}).status == 404
+    )
+    assert browser.get(f"/admin/issues/{huge}").status == 404
+    assert browser.get(f"/admin/issues/{huge}/counts.json").status == 404
+    assert browser.get(f"/admin/queue/{huge}/preview").status == 404
+
+
+def test_test_sends_are_limited_per_editor(web):
+    """Security 7: 30 test sends in 0.7 s made 30 provider requests."""
+    from newsletter.web.admin.session import PROOFS_PER_EDITOR
+
+    allowed = int(PROOFS_PER_EDITOR.split(";")[0].split("/")[0])
+    article_id = queue_one(web)
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get(f"/admin/queue/{article_id}/preview"))
+    proof = web.settings.outbox_path / "issue-0" / "00000000.eml"
+    for _ in range(allowed):
+        proof.unlink(missing_ok=True)
+        assert (
+            browser.post(f"/admin/queue/{article_id}/send-test", {"csrf_token": token}).status
+            == 303
+        )
+        assert proof.exists()
+    proof.unlink()
+    reply = browser.post(f"/admin/queue/{article_id}/send-test", {"csrf_token": token})
+    assert reply.status == 429 and "Too many test sends" in reply.text
+    assert "Try again in" in reply.text and int(reply.headers["retry-after"]) > 0
+    assert not proof.exists()  # no request reached the provider
+    # Per editor: another editor still can.
+    add_editor(web.store, "other@example.com", PASSWORD)
+    other = Browser(web)
+    assert other.sign_in("other@example.com").status == 303
+    token = csrf_of(other.get(f"/admin/queue/{article_id}/preview"))
+    assert other.post(f"/admin/queue/{article_id}/send-test", {"csrf_token": token}).status == 303
+
+
+def test_a_valid_token_from_another_origin_is_refused(web):
+    """Security 10: Origin is checked as a second line behind the CSRF token."""
+    article_id = queue_one(web)
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/queue"))
+    remove = f"/admin/queue/{article_id}/remove"
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": web.url, "Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "cross-site"},  # a browser that left Origin out
+    ):
+        reply = browser.post(remove, {"csrf_token": token}, headers)
+        assert reply.status == 403, headers
+    assert [a.id for a in web.store.articles.queued()] == [article_id]
+    # The sign-in form too.
+    stranger = Browser(web)
+    login = stranger.login_form()
+    reply = stranger.post(
+        "/admin/login",
+        {"csrf_token": login, "email": "ed@example.com", "password": PASSWORD},
+        {"Origin": "https://evil.example"},
+    )
+    assert reply.status == 403 and "nl_admin" not in stranger.cookies
+    # A page with Referrer-Policy: no-referrer (ours) makes browsers send Origin: null; then
+    # Sec-Fetch-Site says whether the form was this site's.
+    assert [a.id for a in web.store.articles.queued()] == [article_id]
+    # The site's own origin, as a browser sends it, passes.
+    reply = browser.post(
+        remove, {"csrf_token": token}, {"Origin": web.url, "Sec-Fetch-Site": "same-origin"}
+    )
+    assert reply.status == 303 and web.store.articles.queued() == []
+
+
 def test_the_queue_runs_dry_notice_is_said_once(web):
     queue_one(web)  # one article, a cadence of several ticks ahead: the queue runs dry
     browser = Browser(web)
@@ -436,3 +648,64 @@ def test_the_queue_runs_dry_notice_is_said_once(web):
     assert page.status == 200
     assert page.text.count("the queue runs dry") == 1
     assert page.text.count("Nothing to send at") == 1 and "ticks after it" in page.text
+
+
+def test_parallel_cadence_saves_all_succeed_and_keep_the_file_whole(web):
+    """20 saves at once (security point 5: one temporary name per process, shared by the
+    server's threads, answered 500 with FileNotFoundError): each save holds the lock, writes
+    its own temporary file, and the file keeps its mode."""
+    import os
+    import stat
+    import threading
+    import tomllib
+
+    config = web.settings.root / "newsletter.toml"
+    config.chmod(0o640)
+    signed_in = Browser(web)
+    assert signed_in.sign_in().status == 303
+    token = csrf_of(signed_in.get("/admin/schedule"))
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    start = threading.Barrier(20)
+    replies: dict[int, Reply] = {}
+
+    def save(i: int) -> None:
+        browser = Browser(web)
+        browser.cookies = dict(signed_in.cookies)
+        fields = {
+            "csrf_token": token,
+            f"day_{days[i % 7]}": "1",
+            "time": f"{i:02d}:30",
+            "articles_per_issue": str(i % 5 + 1),
+        }
+        start.wait()
+        replies[i] = browser.post("/admin/schedule", fields)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(replies) == list(range(20))
+    assert {i: r.status for i, r in replies.items()} == {i: 303 for i in range(20)}
+    written = tomllib.loads(config.read_text(encoding="utf-8"))["schedule"]
+    # One of the 20 saves, whole: its day, time and count belong together.
+    i = int(written["time"][:2])
+    assert written == {**written, "days": [days[i % 7]], "articles_per_issue": i % 5 + 1}
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    assert not [p for p in os.listdir(config.parent) if p.endswith(".tmp")]
+
+
+def test_the_cadence_form_refuses_a_huge_count(web):
+    """Security point 8: a 400-digit articles_per_issue was written to newsletter.toml."""
+    config = web.settings.root / "newsletter.toml"
+    before = config.read_text(encoding="utf-8")
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    token = csrf_of(browser.get("/admin/schedule"))
+    for count in ("9" * 400, "51"):
+        reply = browser.post(
+            "/admin/schedule",
+            {"csrf_token": token, "day_mon": "1", "time": "09:00", "articles_per_issue": count},
+        )
+        assert reply.status == 400 and "[schedule] articles_per_issue" in reply.text
+    assert config.read_text(encoding="utf-8") == before

@@ -12,12 +12,12 @@ from markupsafe import escape
 from newsletter import publish
 from newsletter.articles import read_article
 from newsletter.check import check_source
-from newsletter.config import load_settings
 from newsletter.contract import DEFAULT_CONTRACT
 from newsletter.delivery import SendContext, SendingLease
 from newsletter.providers import make_provider
 from newsletter.records import RenderedIssue, utcnow
 from newsletter.resources import sample_articles
+from newsletter.settings import load_settings
 from newsletter.spoilers import sentences_of
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber

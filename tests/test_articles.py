@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.articles import read_article
-from newsletter.config import write_default_config
 from newsletter.exceptions import ArticleError
 from newsletter.resources import sample_folder
+from newsletter.settings import write_default_config
 from tests.conftest import PLAIN_ARTICLES, run_cli, write
 
 

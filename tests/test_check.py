@@ -23,7 +23,6 @@ from newsletter.check import (
     format_findings,
     has_errors,
 )
-from newsletter.config import EXAMPLE_POSTAL_ADDRESS, settings_from_dict, write_default_config
 from newsletter.layouts import DIGEST, FULL
 from newsletter.render import (
     GMAIL_CLIP_BYTES,
@@ -33,6 +32,7 @@ from newsletter.render import (
     render_issue,
 )
 from newsletter.resources import sample_articles
+from newsletter.settings import EXAMPLE_POSTAL_ADDRESS, settings_from_dict, write_default_config
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ from pathlib import Path
 from newsletter.articles import read_article
 from newsletter.check import check_source
 from newsletter.check.editorial import _page_article
-from newsletter.config import load_settings, settings_from_dict, write_default_config
 from newsletter.contract import DEFAULT_CONTRACT
 from newsletter.records import IssueStatus, PublishedArticle, RenderedIssue, utcnow
 from newsletter.render import render_article_pages
 from newsletter.resources import sample_articles
+from newsletter.settings import load_settings, settings_from_dict, write_default_config
 from newsletter.store import Store
 from tests.conftest import run_cli, write
 

@@ -49,7 +49,7 @@ def test_sigkill_mid_send_then_resume(tmp_path, server, trial, database_url):
     proc = start(["run", "--once"], tmp_path, env)
     store = open_store(tmp_path)
     # Wait for the send to be under way, then kill at a random point.
-    assert wait_until(lambda: server.requests_accepted >= 1 + 4 * trial, timeout=60)
+    assert wait_until(lambda: server.stats().requests_accepted >= 1 + 4 * trial, timeout=60)
     time.sleep(random.uniform(0.0, 0.4))
     kill9(proc)
     [issue] = store.issues.list_issues()
@@ -88,7 +88,7 @@ def test_resend_uncertain_setting_prefers_a_duplicate_to_a_gap(tmp_path, server)
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.15
     proc = start(["run", "--once"], tmp_path, env)
-    assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
+    assert wait_until(lambda: server.stats().requests_accepted >= 2, timeout=60)
     kill9(proc)
     store = open_store(tmp_path)
     issue_id = store.issues.unfinished_issues()[0]
@@ -143,7 +143,7 @@ def test_standby_scheduler_takes_over_when_the_holder_is_killed(tmp_path, server
     server.faults.slow_seconds = 0.1
     procs = [start(["scheduler"], tmp_path, env) for _ in range(2)]
     store = open_store(tmp_path)
-    assert wait_until(lambda: server.requests_accepted >= 3, timeout=60)
+    assert wait_until(lambda: server.stats().requests_accepted >= 3, timeout=60)
     holder_pid = int(store.meta.holder("sender")[0].split(":")[1])
     holder = next(p for p in procs if p.pid == holder_pid)
     standby = next(p for p in procs if p.pid != holder_pid)
@@ -230,7 +230,7 @@ def test_pause_resume_cancel_between_batches(tmp_path, server):
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.6  # longer than a CLI start on a loaded machine
     proc = start(["run", "--once"], tmp_path, env)
-    assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
+    assert wait_until(lambda: server.stats().requests_accepted >= 2, timeout=60)
     assert run_cli(["pause", "1"], tmp_path, env=env).returncode == 0
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "paused" in out
@@ -260,7 +260,7 @@ def test_cancel_stops_a_send(tmp_path, server):
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.6  # longer than a CLI start on a loaded machine
     proc = start(["run", "--once"], tmp_path, env)
-    assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
+    assert wait_until(lambda: server.stats().requests_accepted >= 2, timeout=60)
     assert run_cli(["cancel", "1"], tmp_path, env=env).returncode == 0
     proc.communicate(timeout=60)
     sent = len(server.messages)
@@ -276,7 +276,7 @@ def test_database_that_stops_writing_mid_send_loses_nothing(tmp_path, server):
     server.faults.slow = 10**6
     server.faults.slow_seconds = 0.2
     proc = start(["run", "--once"], tmp_path, env)
-    assert wait_until(lambda: server.requests_accepted >= 2, timeout=60)
+    assert wait_until(lambda: server.stats().requests_accepted >= 2, timeout=60)
     # The database and its write-ahead log stop accepting writes (the -shm index is memory
     # mapped: making it immutable would crash SQLite with SIGBUS rather than fail a write).
     files = [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()]

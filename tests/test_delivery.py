@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter import publish
-from newsletter.config import load_settings
+from newsletter.settings import load_settings
 from newsletter.delivery import DeliveryPolicy, SendContext, resume_issue, send_issue
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.providers.outbox import OutboxProvider

@@ -11,15 +11,15 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter import publish
-from newsletter.config import load_settings
-from newsletter.delivery import DeliveryPolicy, SendContext, send_issue
+from newsletter.delivery import SendContext, send_issue
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.providers.sendgrid import SendGridProvider
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.testing.sendgrid_server import SendGridServer
 from newsletter.tokens import new_token
-from tests.conftest import run_cli
+from tests.conftest import delivery_policy, run_cli
 from tests.faults import KEY, kill9, make_folder, open_store, start, wait_until
 
 
@@ -96,7 +96,7 @@ def test_a_request_that_was_never_written_goes_back_to_pending(server, tmp_path)
     picked, _ = publish.pick(store, settings, datetime.now(UTC))
     issue_id = publish.build_issue(store, settings, picked)
     provider = SendGridProvider(settings, KEY + "\r")
-    policy = DeliveryPolicy(batch_size=10, max_failed_batches=3, concurrency=2)
+    policy = delivery_policy(batch_size=10, max_failed_batches=3, concurrency=2)
     report = send_issue(SendContext.of(store, settings, provider, policy=policy), issue_id)
     assert report.status == "paused"
     counts = store.deliveries.counts(issue_id)

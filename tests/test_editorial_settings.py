@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.config import settings_from_dict
 from newsletter.contract import DEFAULT_CONTRACT
 from newsletter.exceptions import ConfigError
+from newsletter.settings import settings_from_dict
 
 
 def test_defaults(tmp_path):

@@ -9,13 +9,18 @@ import tomllib
 import pytest
 
 from newsletter import alerts, publish
-from newsletter.cadence import update_cadence
-from newsletter.config import load_settings
-from newsletter.editors import add_editor, authenticate, change_password
+from newsletter.editors import (
+    add_editor,
+    authenticate,
+    change_password,
+    editor_for_session,
+    start_session,
+)
 from newsletter.exceptions import ConfigError, NewsletterError
 from newsletter.providers import make_provider
 from newsletter.records import IssueStatus, utcnow
 from newsletter.resources import sample_articles
+from newsletter.settings import load_settings, update_cadence
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token
 from tests.conftest import run_cli, write
@@ -51,14 +56,16 @@ def test_editors_from_the_command_line(folder):
     assert gone.returncode == 1 and "no editor" in gone.stderr
 
 
-def test_passwords_are_argon2_hashes_and_changes_bump_the_session(store):
+def test_passwords_are_argon2_hashes_and_changes_end_the_sessions(store):
     editor = add_editor(store, "ed@example.com", PASSWORD)
-    assert store.workspace.editor_by_email("ed@example.com").password_hash.startswith("$argon2id$")
+    assert store.editors.by_email("ed@example.com").password_hash.startswith("$argon2id$")
     assert authenticate(store, "ED@example.com", PASSWORD) == editor
     assert authenticate(store, "ed@example.com", PASSWORD + "!") is None
     assert authenticate(store, "nobody@example.com", PASSWORD) is None
-    changed = change_password(store, "ed@example.com", "a new long password")
-    assert changed.session_version == editor.session_version + 1
+    session = start_session(store, editor)
+    assert editor_for_session(store, session) == editor
+    change_password(store, "ed@example.com", "a new long password")
+    assert editor_for_session(store, session) is None
     with pytest.raises(NewsletterError, match="not a valid address"):
         add_editor(store, "not an address", PASSWORD)
 
@@ -118,30 +125,28 @@ def test_subscriber_search_uses_keyset_pages(store):
     seen: list[str] = []
     after = ""
     while True:
-        page = store.workspace.search_subscribers(after=after, limit=50)
+        page = store.subscribers.search(after=after, limit=50)
         seen.extend(r.email for r in page.rows)
         if page.next_cursor is None:
             break
         after = page.next_cursor
     assert len(seen) == 131 and len(set(seen)) == 131
     # Address prefixes, paged along the address index.
-    first = store.workspace.search_subscribers("READER01", limit=20)
+    first = store.subscribers.search("READER01", limit=20)
     assert [r.email for r in first.rows] == [f"reader{i:04d}@example.com" for i in range(100, 120)]
-    rest = store.workspace.search_subscribers("reader01", after=first.next_cursor, limit=20)
+    rest = store.subscribers.search("reader01", after=first.next_cursor, limit=20)
     assert [r.email for r in rest.rows] == [f"reader{i:04d}@example.com" for i in range(120, 130)]
     assert rest.next_cursor is None
     # Name prefixes, paged along lower(name) then id.
-    named = store.workspace.search_subscribers("name 00", field="name", limit=60)
+    named = store.subscribers.search("name 00", field="name", limit=60)
     assert [r.name for r in named.rows] == [f"Name {i:04d}" for i in range(60)]
-    more = store.workspace.search_subscribers(
-        "name 00", field="name", after=named.next_cursor, limit=60
-    )
+    more = store.subscribers.search("name 00", field="name", after=named.next_cursor, limit=60)
     assert [r.name for r in more.rows] == [f"Name {i:04d}" for i in range(60, 100)]
-    assert [r.email for r in store.workspace.search_subscribers("ann", field="name").rows] == [
+    assert [r.email for r in store.subscribers.search("ann", field="name").rows] == [
         "zed@example.com"
     ]
-    assert store.workspace.search_subscribers("ann").rows == []  # no address starts with it
-    assert store.workspace.search_subscribers("ann", status="unsubscribed", field="name").rows == []
+    assert store.subscribers.search("ann").rows == []  # no address starts with it
+    assert store.subscribers.search("ann", status="unsubscribed", field="name").rows == []
 
 
 def test_alerts_go_to_every_editor_once_per_event(store, settings):

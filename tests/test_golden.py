@@ -16,9 +16,9 @@ import pytest
 
 from newsletter.articles import read_article
 from newsletter.check import check_email, format_findings, has_errors
-from newsletter.config import settings_from_dict
 from newsletter.records import RenderedIssue
 from newsletter.render import personalize, render_fitting
+from newsletter.settings import settings_from_dict
 from tests.conftest import PLAIN_ARTICLES, PlainArticle
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

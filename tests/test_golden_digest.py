@@ -11,9 +11,9 @@ from pathlib import Path
 
 from newsletter.articles import read_article
 from newsletter.check import check_email, format_findings, has_errors
-from newsletter.config import settings_from_dict
 from newsletter.render import RenderedIssue, personalize, render_fitting
 from newsletter.resources import sample_articles
+from newsletter.settings import settings_from_dict
 from tests.test_golden import FIXED_NONCE, SAMPLE_NAME, SAMPLE_UNSUBSCRIBE, SETTINGS, _compare
 
 

@@ -37,6 +37,16 @@ def _run(args: list, cwd: Path, env: dict[str, str], timeout: float = 300) -> st
     return done.stdout
 
 
+def _refused(args: list, cwd: Path, env: dict[str, str]) -> str:
+    """A command that must fail with one line for the user (exit 1, no traceback)."""
+    done = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, f"{args} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
 def _clean_env(venv: Path) -> dict[str, str]:
     """The user's environment: none of ours, and nothing that points back at this checkout."""
     env = {
@@ -89,9 +99,14 @@ def test_every_subpackage_and_data_file_is_in_the_wheel(wheel):
     for path in (REPO / "templates").iterdir():
         if path.suffix in (".j2", ".css"):
             assert f"newsletter/_templates/{path.name}" in names
-    for path in (REPO / "issues").iterdir():
-        if path.suffix in (".txt", ".md", ".csv"):
-            assert f"newsletter/_sample/{path.name}" in names
+    # issues/ holds what an editor's folder holds, articles only; the sample subscribers are
+    # package data (the same list `init --sample` imports).
+    sample = sorted(p.name for p in (REPO / "issues").iterdir())
+    assert sample and all(name.endswith((".txt", ".md")) for name in sample), sample
+    for name in sample:
+        assert f"newsletter/_sample/{name}" in names
+    assert "newsletter/sample_subscribers.csv" in names
+    assert not any(n.startswith("newsletter/_sample/") and n.endswith(".py") for n in names)
 
 
 def test_wheel_in_a_fresh_venv_runs_init_run_check_and_serve(wheel, tmp_path):
@@ -125,6 +140,25 @@ def test_wheel_in_a_fresh_venv_runs_init_run_check_and_serve(wheel, tmp_path):
 
     out = _run([newsletter, "check", site / "issues" / "002_static-over-galveston.txt"], site, env)
     assert "0 errors" in out
+
+    # A plain install leaves the optional parts out; each feature that needs one names it.
+    for module in ("selenium", "PIL", "psycopg", "fastjsonschema"):
+        found = _run(
+            [python, "-c", f"import importlib.util as u; print(u.find_spec({module!r}))"], site, env
+        )
+        assert found.strip() == "None", f"{module} is installed by a plain install"
+    article = site / "issues" / "002_static-over-galveston.txt"
+    said = _refused([newsletter, "preview", "--screenshot", article], site, env)
+    assert (
+        "preview --screenshot needs the screenshots extra: pip install 'newsletter[screenshots]'"
+        in said
+    )
+    postgres = {**env, "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://editor:pw@127.0.0.1/news"}
+    said = _refused([newsletter, "queue", "list"], site, postgres)
+    assert "needs the postgres extra: pip install 'newsletter[postgres]'" in said
+    assert "postgresql+psycopg://editor:***@127.0.0.1/news" in said and ":pw@" not in said
+    said = _refused([newsletter, "sendgrid-server", "--port", "0"], site, env)
+    assert "needs the testing extra: pip install 'newsletter[testing]'" in said
 
     port = _free_port()
     server = subprocess.Popen(

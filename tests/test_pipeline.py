@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter import publish
-from newsletter.config import load_settings
 from newsletter.providers.outbox import OutboxProvider
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from tests.conftest import run_cli, write
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from newsletter.articles import read_article
-from newsletter.config import settings_from_dict
 from newsletter.render import personalize, render_issue
 from newsletter.resources import sample_articles
 from newsletter.screenshot import (
@@ -26,6 +25,7 @@ from newsletter.screenshot import (
     pixel_spread,
     screenshots,
 )
+from newsletter.settings import settings_from_dict
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),

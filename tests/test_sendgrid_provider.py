@@ -11,21 +11,26 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter import publish
-from newsletter.config import load_settings
-from newsletter.delivery import DeliveryPolicy, SendContext, send_issue
+from newsletter.delivery import SendContext, send_issue
 from newsletter.providers import OutgoingBatch
 from newsletter.providers.sendgrid import SendGridProvider
 from newsletter.records import Recipient, Subscriber, SubscriberStatus
 from newsletter.render import render_issue
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.testing.sendgrid_server import SendGridServer, validate_mail_send
 from newsletter.tokens import new_token
-from tests.conftest import run_cli
+from tests.conftest import delivery_policy, run_cli
 
 KEY = "SG.test-key-that-must-never-be-printed"
-FAST = DeliveryPolicy(
-    batch_size=1000, max_retries=4, max_failed_batches=3, backoff_base=0.01, backoff_cap=0.05
+FAST = delivery_policy(
+    batch_size=1000,
+    max_retries=4,
+    max_failed_batches=3,
+    backoff_base=0.01,
+    backoff_cap=0.05,
+    concurrency=1,
 )
 
 
@@ -76,7 +81,7 @@ def test_2500_subscribers_in_batches_each_exactly_once(server, sg_settings, sg_s
         SendContext.of(sg_store, sg_settings, provider(sg_settings), policy=FAST), issue_id
     )
     assert report.status == "sent" and report.counts["sent"] == 2500
-    assert server.requests_accepted == 3  # 1000 + 1000 + 500
+    assert server.stats().requests_accepted == 3  # 1000 + 1000 + 500
     messages = server.messages
     assert len(messages) == 2500
     assert len({m.to for m in messages}) == 2500
@@ -262,7 +267,7 @@ def test_400_fails_the_batch_with_sendgrids_messages_and_is_not_retried(server, 
     report = send_issue(SendContext.of(store, settings, provider(settings), policy=FAST), issue_id)
     assert report.counts["failed"] == 5
     assert "400" in report.last_error and "from.email" in report.last_error
-    assert server.requests_rejected == 1  # not retried
+    assert server.stats().requests_rejected == 1  # not retried
     store.close()
 
 
@@ -280,7 +285,7 @@ def test_413_splits_the_batch(folder, seed_path):
         )
         assert report.status == "sent" and report.counts["sent"] == 400
         assert len(server.messages) == 400 and len({m.to for m in server.messages}) == 400
-        assert server.requests_accepted > 1
+        assert server.stats().requests_accepted > 1
         store.close()
 
 
@@ -348,7 +353,7 @@ def test_cli_send_with_debug_logging_never_shows_the_key(server, tmp_path, seed_
 
     sandbox = run_cli(["-vv", "send-test", "1", "--sandbox"], tmp_path, env=env)
     assert sandbox.returncode == 0, sandbox.stderr
-    assert "2 recipients, 0 problems" in sandbox.stdout and server.sandbox_requests == 1
+    assert "2 recipients, 0 problems" in sandbox.stdout and server.stats().sandbox_requests == 1
     assert len(server.messages) == 3  # the sandbox delivered nothing
 
     bad = run_cli(["-vv", "run", "--once"], tmp_path, env={**env, "SENDGRID_API_KEY": "SG.nope"})

@@ -50,11 +50,14 @@ from newsletter.testing.sendgrid_server import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SendGridServer,
+    ServerConfig,
     ServerProcess,
+    ServerStats,
+    SinkServer,
     SinkWindow,
     validate_mail_send,
 )
-from newsletter.testing.sendgrid_server.server import count_recipients
+from newsletter.testing.sendgrid_server.sink import count_recipients
 
 API_KEY = "SG.local-test-key"
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
@@ -196,10 +199,13 @@ def test_accepted_mail_is_recorded_per_recipient_with_substitutions(server, clie
         f"{message_id}.2",
     ]
     assert not any(m.sandbox for m in server.messages)
-    assert (server.requests_accepted, server.recipients_accepted) == (1, 3)
+    assert (server.stats().requests_accepted, server.stats().recipients_accepted) == (1, 3)
 
     server.clear()
-    assert server.messages == [] and server.requests_accepted == server.recipients_accepted == 0
+    assert (
+        server.messages == []
+        and server.stats().requests_accepted == server.stats().recipients_accepted == 0
+    )
 
 
 def test_each_accepted_request_gets_a_fresh_message_id(server, client):
@@ -221,8 +227,8 @@ def test_sandbox_mode_answers_200_and_delivers_nothing(server, client):
     assert response.status_code == 200
     assert response.body == b""
     assert server.messages == []
-    assert server.requests_accepted == 0
-    assert server.sandbox_requests == 1
+    assert server.stats().requests_accepted == 0
+    assert server.stats().sandbox_requests == 1
     assert [m.sandbox for m in server.sandbox_messages] == [True]
 
 
@@ -262,7 +268,7 @@ def test_gzip_body_and_keep_alive_connection(server):
     finally:
         conn.close()
     assert (first.status, second.status) == (202, 202)
-    assert server.requests_accepted == 2
+    assert server.stats().requests_accepted == 2
 
 
 def test_concurrent_clients_are_all_counted(server):
@@ -279,8 +285,8 @@ def test_concurrent_clients_are_all_counted(server):
     for t in threads:
         t.join()
     assert len(set(ids)) == 40
-    assert server.requests_accepted == 40
-    assert len(server.messages) == server.recipients_accepted == 80
+    assert server.stats().requests_accepted == 40
+    assert len(server.messages) == server.stats().recipients_accepted == 80
 
 
 def test_record_false_keeps_counters_only_for_a_benchmark_sized_request():
@@ -304,12 +310,12 @@ def test_record_false_keeps_counters_only_for_a_benchmark_sized_request():
         response = send(sendgrid.SendGridAPIClient(api_key=API_KEY, host=srv.url), body)
         assert response.status_code == 202
         assert srv.messages == []
-        assert (srv.requests_accepted, srv.recipients_accepted) == (1, 1000)
+        assert (srv.stats().requests_accepted, srv.stats().recipients_accepted) == (1, 1000)
         with pytest.raises(RuntimeError):
             srv.events_for_accepted()
         print(
             f"\n1000-personalization request: validate {validate_ms:.1f} ms, "
-            f"server CPU {srv.server_cpu_seconds * 1000:.1f} ms"
+            f"server CPU {srv.stats().cpu_seconds * 1000:.1f} ms"
         )
 
 
@@ -335,7 +341,7 @@ def test_wrong_or_missing_api_key_is_401_without_echoing_it(server):
         server, json.dumps(base_body()).encode(), {"Content-Type": "application/json"}
     )
     assert status == 401 and json.loads(body)["errors"][0]["field"] is None
-    assert server.messages == [] and server.requests_accepted == 0
+    assert server.messages == [] and server.stats().requests_accepted == 0
 
 
 @pytest.mark.parametrize("size", [5_000, 3_000_000], ids=["small", "bigger-than-buffers"])
@@ -526,8 +532,8 @@ def test_invalid_body_is_rejected_with_the_field_named(server, client, mutate, f
     errors = rejected(client, body)
 
     assert field in [e["field"] for e in errors], errors
-    assert server.messages == [] and server.requests_accepted == 0
-    assert server.requests_rejected == 1
+    assert server.messages == [] and server.stats().requests_accepted == 0
+    assert server.stats().requests_rejected == 1
 
 
 def test_all_problems_are_listed_not_just_the_first(client):
@@ -596,7 +602,7 @@ def test_json_error_faults(server, client, fault, error, status):
         assert errors[0]["message"] == "Maximum credits exceeded"
     assert server.messages == []
     assert send(client, base_body()).status_code == 202  # one request only
-    assert server.requests_accepted == 1
+    assert server.stats().requests_accepted == 1
 
 
 def test_bad_gateway_fault_has_a_non_json_body(server, client):
@@ -629,7 +635,7 @@ def test_slow_fault_times_the_client_out_but_the_message_is_accepted(server, cli
     client.client.timeout = 1  # python_http_client passes it to urllib's urlopen
     with pytest.raises((TimeoutError, urllib.error.URLError)):
         send(client, base_body())
-    assert wait_for(lambda: server.requests_accepted == 1, 3)
+    assert wait_for(lambda: server.stats().requests_accepted == 1, 3)
     assert [m.to for m in server.messages] == ["alice@example.com", "bob@example.com"]
 
 
@@ -637,7 +643,7 @@ def test_drop_after_accept_raises_in_the_client_but_the_message_is_recorded(serv
     server.faults.drop_after_accept = 1
     with pytest.raises((ConnectionError, http.client.HTTPException, urllib.error.URLError)):
         send(client, base_body())
-    assert server.requests_accepted == 1
+    assert server.stats().requests_accepted == 1
     assert [m.to for m in server.messages] == ["alice@example.com", "bob@example.com"]
     assert server.faults.drop_after_accept == 0
     assert send(client, base_body()).status_code == 202
@@ -650,7 +656,7 @@ def test_one_fault_per_request_even_with_slow_and_drop_armed(server, client):
     assert server.faults.drop_after_accept == 1
     with pytest.raises((ConnectionError, http.client.HTTPException, urllib.error.URLError)):
         send(client, base_body())
-    assert server.requests_accepted == 2
+    assert server.stats().requests_accepted == 2
 
 
 def test_invalid_request_does_not_consume_drop_after_accept(server, client):
@@ -789,25 +795,25 @@ def test_sink_mode_counts_recipients_and_checks_nothing_else():
     invalid = base_body()
     del invalid["from"]  # the contract would refuse this; the sink does not look
     invalid["personalizations"][1]["to"].append({"email": "carol@example.com"})
-    with SendGridServer(api_key=API_KEY, sink=True) as srv:
-        srv.faults.server_error = 1  # nor does it inject faults
+    with SinkServer(api_key=API_KEY) as srv:
+        assert not hasattr(srv, "faults")  # nor can it inject faults
         client = sendgrid.SendGridAPIClient(api_key=API_KEY, host=srv.url)
         first, second = send(client, invalid), send(client, copy.deepcopy(base_body()))
         assert (first.status_code, second.status_code) == (202, 202)
         assert MESSAGE_ID.match(first.headers["X-Message-Id"])
         assert first.headers["X-Message-Id"] != second.headers["X-Message-Id"]
-        assert (srv.requests_accepted, srv.recipients_accepted) == (2, 5)
-        assert srv.messages == [] and srv.requests_rejected == 0
+        assert (srv.stats().requests_accepted, srv.stats().recipients_accepted) == (2, 5)
+        assert not hasattr(srv, "messages") and srv.stats().requests_rejected == 0  # keeps none
         wrong = sendgrid.SendGridAPIClient(api_key="SG.wrong", host=srv.url)
         with pytest.raises(UnauthorizedError):
             send(wrong, base_body())
         status, _ = raw_post(srv, b"[1, 2]", {"Authorization": f"Bearer {API_KEY}"})
-        assert status == 400 and srv.requests_accepted == 2
+        assert status == 400 and srv.stats().requests_accepted == 2
         # The window a benchmark reads: accepted requests, first arrival to last answer.
         window = srv.take_window()
         assert (window.requests, window.recipients) == (2, 5)
         assert window.first is not None and 0 < window.seconds < 60 and window.rate > 0
-        assert srv.take_window() == SinkWindow(0, 0, None, None)  # a new window begins
+        assert srv.take_window() == SinkWindow()  # a new window begins
 
 
 def test_sink_counts_to_recipients_without_decoding_the_whole_body():
@@ -836,6 +842,47 @@ def test_sink_process_prints_its_window_on_request():
         assert server.window().requests == 0
     finally:
         assert server.stop() == 2
+    assert server.stats == ServerStats(
+        requests_accepted=1, recipients_accepted=2, cpu_seconds=server.stats.cpu_seconds
+    )
+
+
+def test_server_process_speaks_json_records_not_words():
+    """The child writes one JSON object per line; the parent builds typed records from them."""
+    server = ServerProcess(API_KEY, record=True)
+    try:
+        assert server.url.startswith("http://127.0.0.1:") and server.public_key_base64
+        client = sendgrid.SendGridAPIClient(api_key=API_KEY, host=server.url)
+        body = base_body()
+        body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        assert send(client, body).status_code == 200
+        assert send(client, base_body()).status_code == 202
+        del body["subject"], body["mail_settings"]
+        with pytest.raises(BadRequestsError):
+            send(client, body)
+    finally:
+        assert server.stop() == 2
+    stats = server.stats
+    assert (stats.requests_accepted, stats.sandbox_requests, stats.requests_rejected) == (1, 1, 1)
+    assert ServerStats.from_json(json.loads(json.dumps(stats.as_json()))) == stats
+
+
+def test_one_stats_snapshot_and_a_config_that_hides_the_key(server, client):
+    send(client, base_body())
+    before = server.stats()
+    send(client, base_body())
+    assert before == ServerStats(
+        requests_accepted=1, recipients_accepted=2, cpu_seconds=before.cpu_seconds
+    )
+    assert server.stats().requests_accepted == 2  # a snapshot: `before` did not move
+    config = ServerConfig(api_key="SG.secret-key", record=False)
+    assert "secret" not in repr(config)
+    with SendGridServer(config) as srv:
+        assert srv.config is config and "secret" not in repr(srv)
+    with pytest.raises(TypeError):
+        SendGridServer(config, record=True)
+    with pytest.raises(ValueError):
+        ServerConfig(api_key="")
 
 
 def test_newsletter_sendgrid_server_command_runs_the_sink():
@@ -869,7 +916,8 @@ def test_production_modules_do_not_import_the_test_server():
         "def load(package):\n"
         "    for m in pkgutil.iter_modules(importlib.import_module(package).__path__):\n"
         "        name = f'{package}.{m.name}'\n"
-        "        if name not in ('newsletter.testing', 'newsletter.migrations'):\n"
+        "        if name not in ('newsletter.testing', 'newsletter.migrations')"
+        " and m.name != '__main__':\n"
         "            load(name) if m.ispkg else importlib.import_module(name)\n"
         "load('newsletter')\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('newsletter.testing'))\n"

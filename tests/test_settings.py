@@ -1,4 +1,4 @@
-"""Settings: one source of defaults (newsletter.settings_file), the file `init` writes generated
+"""Settings: one source of defaults (newsletter.settings.schema), the file `init` writes generated
 from it, and a wrong value named in one line by file, setting and expected type."""
 
 from __future__ import annotations
@@ -9,9 +9,15 @@ import tomllib
 
 import pytest
 
-from newsletter.config import load_settings, settings_from_dict, write_default_config
 from newsletter.exceptions import ConfigError
-from newsletter.settings_file import SettingsFile, default_toml, parse
+from newsletter.settings import (
+    SettingsFile,
+    default_toml,
+    load_settings,
+    settings_from_dict,
+    write_default_config,
+)
+from newsletter.settings.schema import parse
 from tests.conftest import run_cli
 
 
@@ -19,7 +25,7 @@ def test_generated_file_loads_back_to_exactly_the_defaults(tmp_path):
     write_default_config(tmp_path)
     text = (tmp_path / "newsletter.toml").read_text(encoding="utf-8")
     assert text == default_toml()
-    assert parse(tomllib.loads(text), {}, "newsletter.toml") == SettingsFile()
+    assert parse(tomllib.loads(text), "newsletter.toml") == SettingsFile()
     # An empty file, the generated one and no file at all are the same settings.
     assert load_settings(tmp_path / "newsletter.toml", env={}) == settings_from_dict({}, tmp_path)
 
@@ -64,7 +70,7 @@ def test_defaults_agree_everywhere(tmp_path):
         (
             "batch_size = 1000",
             'batch_size = "lots"',
-            '[sendgrid] batch_size: expected an integer, got "lots"',
+            '[delivery] batch_size: expected an integer, got "lots"',
         ),
         (
             "grace_hours = 6",
@@ -85,7 +91,7 @@ def test_defaults_agree_everywhere(tmp_path):
         (
             "concurrency = 4",
             "concurrency = 0",
-            "[sendgrid] concurrency: input should be greater than or equal to 1",
+            "[delivery] concurrency: input should be greater than or equal to 1",
         ),
         (
             "resend_uncertain = false",
@@ -146,3 +152,142 @@ def test_help_does_not_import_pydantic(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("pydantic not loaded")
+
+
+# -- addresses (issue 25, point 1) ----------------------------------------------------------
+NOT_AN_ADDRESS = (
+    '[newsletter] from_email: "editor at example" is not an email address '
+    "(an email address must have an @-sign)"
+)
+
+
+def test_an_invalid_sender_address_is_refused_where_the_file_is_read(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        settings_from_dict({"newsletter": {"from_email": "editor at example"}}, tmp_path)
+    assert str(refused.value) == f"newsletter.toml: {NOT_AN_ADDRESS}"
+    # The subscribers' rules, not a look for "@": a header injection, a host without a dot.
+    for address in ("ed@example.com\r\nBcc: all@example.com", "ed@localhost"):
+        with pytest.raises(ConfigError, match=r"\[newsletter\] from_email: .* is not an email"):
+            settings_from_dict({"newsletter": {"from_email": address}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"^newsletter.toml: \[editor\] email: \"ed@localhost\""):
+        settings_from_dict({"editor": {"email": "ed@localhost"}}, tmp_path)
+    # Stored as subscribers' addresses are: the domain folded, in its IDNA form.
+    settings = settings_from_dict(
+        {"newsletter": {"from_email": "Ed@Bücher.Example"}, "editor": {"email": " "}}, tmp_path
+    )
+    assert settings.from_email == "Ed@xn--bcher-kva.example" and settings.editor_email == ""
+
+
+@pytest.mark.parametrize("command", [["check", "issues"], ["run"]])
+def test_check_and_run_refuse_an_invalid_sender_in_one_line(tmp_path, command):
+    assert run_cli(["init", ".", "--sample"], tmp_path).returncode == 0
+    if command[0] == "check":
+        command = ["check", *sorted(str(p) for p in (tmp_path / "issues").iterdir())]
+    config = tmp_path / "newsletter.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace('from_email = "editor@example.com"', 'from_email = "editor at example"'),
+        encoding="utf-8",
+    )
+    out = run_cli(command, tmp_path)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [f"Error: {config.resolve()}: {NOT_AN_ADDRESS}"]
+    assert not list((tmp_path / "outbox").rglob("*.eml"))  # nobody was sent anything
+
+
+# -- bounds (issue 25, security point 8) -----------------------------------------------------
+@pytest.mark.parametrize(
+    ("table", "key", "value", "expected"),
+    [
+        ("schedule", "articles_per_issue", 51, "less than or equal to 50"),
+        ("schedule", "articles_per_issue", int("9" * 400), "less than or equal to 50"),
+        ("schedule", "articles_per_issue", 0, "greater than or equal to 1"),
+        ("delivery", "concurrency", 65, "less than or equal to 64"),
+        ("delivery", "max_retries", 10**18, "less than or equal to 100"),
+        ("schedule", "grace_hours", float("inf"), "less than or equal to 744"),
+    ],
+)
+def test_numbers_are_bounded(tmp_path, table, key, value, expected):
+    with pytest.raises(ConfigError, match=rf"\[{table}\] {key}: input should be {expected}"):
+        settings_from_dict({table: {key: value}}, tmp_path)
+
+
+def test_the_cadence_editor_refuses_an_unbounded_count_and_leaves_the_file(tmp_path):
+    from newsletter.settings import update_cadence
+
+    write_default_config(tmp_path)
+    config = tmp_path / "newsletter.toml"
+    before = config.read_text(encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[schedule\] articles_per_issue: input should be"):
+        update_cadence(tmp_path, ["mon"], "09:00", int("9" * 400))
+    assert config.read_text(encoding="utf-8") == before
+    assert update_cadence(tmp_path, ["mon"], "09:00", 50).articles_per_issue == 50
+
+
+# -- [delivery] (issue 26) --------------------------------------------------------------------
+def test_delivery_knobs_live_in_delivery_and_reach_the_sender(tmp_path):
+    from newsletter.delivery import DeliveryPolicy
+
+    settings = settings_from_dict(
+        {
+            "delivery": {
+                "batch_size": 7,
+                "concurrency": 2,
+                "max_retries": 1,
+                "max_failed_batches": 9,
+                "backoff_seconds": 0.25,
+                "backoff_cap_seconds": 2,
+                "resend_uncertain": True,
+                "claim_timeout_seconds": 30,
+            }
+        },
+        tmp_path,
+    )
+    policy = DeliveryPolicy.from_settings(settings)
+    assert (policy.batch_size, policy.concurrency, policy.max_retries) == (7, 2, 1)
+    assert (policy.max_failed_batches, policy.backoff_base, policy.backoff_cap) == (9, 0.25, 2)
+    assert policy.resend_uncertain and policy.claim_timeout.total_seconds() == 30
+    text = default_toml()
+    delivery = text[text.index("[delivery]") : text.index("[check]")]
+    for key in ("batch_size", "concurrency", "max_retries", "max_failed_batches"):
+        assert f"\n{key} = " in delivery
+    sendgrid = text[text.index("[sendgrid]") :]
+    assert "batch_size" not in sendgrid and "concurrency" not in sendgrid
+
+
+def test_delivery_knobs_under_sendgrid_still_read_with_a_warning(tmp_path):
+    """The outbox, too, sends in [delivery] batch_size batches, read from the old place."""
+    assert run_cli(["init", ".", "--sample"], tmp_path).returncode == 0
+    config = tmp_path / "newsletter.toml"
+    text = config.read_text(encoding="utf-8").replace("batch_size = 1000\n", "")
+    text = text.replace("[sendgrid]\n", "[sendgrid]\nbatch_size = 2\n")
+    config.write_text(text, encoding="utf-8")
+    out = run_cli(["run"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    warning = (
+        f"{config.resolve()}: [sendgrid] batch_size is deprecated: move it to [delivery] batch_size"
+    )
+    assert [line for line in out.stderr.splitlines() if "deprecated" in line] == [
+        f"WARNING newsletter.settings.load: {warning}"
+    ]
+    from newsletter.store import Store
+
+    settings = load_settings(config, env={})
+    assert settings.delivery.batch_size == 2
+    store = Store(settings.database_url)
+    try:
+        rows = store.deliveries.in_state(1, "sent")
+        assert len(rows) == 4 and {row.batch for row in rows} == {1, 2}
+    finally:
+        store.close()
+
+
+def test_a_delivery_knob_in_both_places_is_refused(tmp_path):
+    data = {"sendgrid": {"concurrency": 2}, "delivery": {"concurrency": 3}}
+    with pytest.raises(ConfigError) as refused:
+        settings_from_dict(data, tmp_path)
+    assert str(refused.value) == (
+        "newsletter.toml: [sendgrid] concurrency and [delivery] concurrency are both set: "
+        "[sendgrid] concurrency is deprecated, keep only [delivery] concurrency"
+    )

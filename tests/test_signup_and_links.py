@@ -15,9 +15,9 @@ from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import update
 
-from newsletter.config import load_settings, write_default_config
 from newsletter.records import SubscriberStatus, utcnow
 from newsletter.resources import sample_articles
+from newsletter.settings import load_settings, write_default_config
 from newsletter.store import Store
 from newsletter.store.schema import subscribers
 from newsletter.subscribers import add_subscriber

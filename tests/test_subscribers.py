@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 from email_validator import EmailNotValidError
 
-from newsletter.config import load_settings
+from newsletter.addresses import normalize_address
 from newsletter.records import SubscriberStatus
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.subscribers import (
     add_subscriber,
     export_csv,
     from_spreadsheet,
     import_csv,
+    import_csv_chunked,
     mailbox_key,
-    normalize_address,
     signing_secret,
     spreadsheet_safe,
 )
@@ -304,6 +305,57 @@ def test_a_new_sqlite_database_and_its_wal_files_are_private(tmp_path):
     out = run_cli(["subscribers", "list"], tmp_path / "cli")
     assert out.returncode == 0
     assert stat.S_IMODE((tmp_path / "cli" / "newsletter.db").stat().st_mode) == 0o600
+
+
+# -- chunked import (the workspace's path for large files) ---------------------------------------
+
+
+def test_a_chunked_import_reports_what_the_one_transaction_import_does(tmp_path, store):
+    body = (
+        b"\xef\xbb\xbfemail,name,status\r\n"
+        b"ann@example.com,Ann,active\r\n"
+        b"not-an-address,Bad,active\r\n"
+        b"ANN@Example.com,Ann Again,active\r\n"
+        b"bob@example.org,Bob,bounced\r\n"
+        b"carl@example.net,Carl,nonsense\r\n"
+        b"dora@example.net,Dora,\r\n"
+        b"eve@example.net,Eve,unsubscribed\r\n"
+    )
+    other = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    expected = import_csv(other, _csv(tmp_path, body))
+    seen = []
+    result = import_csv_chunked(store, _csv(tmp_path, body), chunk=2, progress=seen.append)
+    assert (result.imported, result.updated) == (expected.imported, expected.updated) == (4, 0)
+    assert [str(p) for p in result.problems] == [str(p) for p in expected.problems]
+    assert {p.line for p in result.problems} == {3, 4, 6}
+    statuses = {r.email: r.status for r in store.subscribers.each()}
+    assert statuses == {r.email: r.status for r in other.subscribers.each()}
+    assert [s.written for s in seen] == [2, 4, 4] and all(s.rows == 7 for s in seen)
+
+
+def test_a_chunked_import_lets_other_writers_in_between_chunks(tmp_path, store):
+    path = _csv(
+        tmp_path,
+        b"email,name\n" + b"".join(f"user{i}@example.com,U\n".encode() for i in range(10)),
+    )
+    # A sign-up from inside the progress callback: it would wait on the import's transaction
+    # if the whole file were written in one.
+    signups = iter(f"signup{i}@example.com" for i in range(10))
+    result = import_csv_chunked(
+        store, path, chunk=3, progress=lambda _: add_subscriber(store, next(signups))
+    )
+    assert result.imported == 10
+    assert store.subscribers.count() == 10 + 4  # three full chunks and the last one
+
+
+def test_a_chunked_import_refuses_a_quoting_error_before_writing_anything(tmp_path, store):
+    rows = b"".join(f"user{i}@example.com,U\n".encode() for i in range(20))
+    path = _csv(tmp_path, b"email,name\n" + rows + b'late@example.com,"Late\n' + rows)
+    from newsletter.exceptions import NewsletterError
+
+    with pytest.raises(NewsletterError, match=r"list.csv:22: CSV quoting error"):
+        import_csv_chunked(store, path, chunk=1)
+    assert store.subscribers.count() == 0
 
 
 def test_a_semicolon_csv_from_excel_imports_with_or_without_bom(tmp_path):

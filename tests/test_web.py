@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter import publish
-from newsletter.config import Settings, load_settings, write_default_config
 from newsletter.delivery import SendContext
 from newsletter.providers import make_provider
 from newsletter.records import DeliveryState, IssueStatus, RenderedIssue, SubscriberStatus
 from newsletter.resources import sample_folder
+from newsletter.settings import Settings, load_settings, write_default_config
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token
@@ -448,6 +448,8 @@ def test_archive_page_index_and_feed(web):
     assert page.status == 200 and page.text == issue.archive_html
     assert "script-src" not in page.headers["Content-Security-Policy"]
     assert "Unsubscribe" not in page.text  # the web edition carries nobody's link
+    # ...and leads back to the archive (issue 25: the issue page had no way back).
+    assert f'<a href="{web.url}/archive"' in page.text and ">All issues</a>" in page.text
     assert web.get("/archive/not-yet").status == 404
     web.store.issues.set_issue_status(hidden, ISSUE_CANCELLED)
     assert web.get("/archive/not-yet").status == 404
@@ -632,3 +634,15 @@ def test_unsubscribe_link_from_a_delivered_email_stops_the_next_issue(web):
     assert web.store.deliveries.sent_emails(second) == ["stayer@example.com"]
     assert eml_for(web, second, stayer.id).exists()
     assert not eml_for(web, second, leaver.id).exists()
+
+
+def test_the_shipped_app_serves_no_file_an_environment_variable_names(tmp_path, monkeypatch):
+    """The benchmark's trivial route is mounted by benchmarks/_trivial_serve.py around our
+    app; `serve` itself has no such route, whatever the environment says."""
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    private = tmp_path / "private.txt"
+    private.write_text("not for the web", encoding="utf-8")
+    env = {"NEWSLETTER_BENCHMARK_TRIVIAL_FILE": str(private)}
+    with live_web(tmp_path / "site", env=env) as web:
+        answer = web.get("/_benchmark/trivial")
+        assert answer.status == 404 and "not for the web" not in answer.text

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from newsletter import publish
-from newsletter.config import load_settings
-from newsletter.delivery import DeliveryPolicy, SendingLease, recover_in_flight
+from newsletter.delivery import SendingLease, recover_in_flight
 from newsletter.exceptions import LeaseLost
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.testing.sendgrid_server import SendGridServer
+from tests.conftest import delivery_policy
 from tests.faults import KEY, kill9, make_folder, start, wait_until
 
 
@@ -64,7 +65,7 @@ def test_a_killed_worker_leaves_only_its_batch_uncertain(tmp_path, server, datab
     server.faults.slow_seconds = 0.1
     victim = start(["worker"], tmp_path, env)
     others = [start(["worker", "--once"], tmp_path, env) for _ in range(2)]
-    assert wait_until(lambda: server.requests_accepted >= 10, timeout=60)
+    assert wait_until(lambda: server.stats().requests_accepted >= 10, timeout=60)
     kill9(victim)
     rows = store.deliveries.in_state(issue_id, "in_flight")
     caught = {r.email for r in rows if r.worker.split(":")[1] == str(victim.pid)}
@@ -85,7 +86,7 @@ def test_a_remote_workers_claim_is_taken_over_only_after_the_timeout(
 ):
     _, store, issue_id = prepared(tmp_path, server, 30, 10, database_url)
     batch = store.deliveries.claim(issue_id, 10, worker="another-host:4242:cafe")
-    policy = DeliveryPolicy(claim_timeout=timedelta(seconds=1))
+    policy = delivery_policy(claim_timeout=timedelta(seconds=1), concurrency=1)
     assert recover_in_flight(store, issue_id, policy) == 0  # a live remote sender's batch
     assert len(store.deliveries.in_state(issue_id, "in_flight")) == 10
     time.sleep(1.2)

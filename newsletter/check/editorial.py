@@ -20,8 +20,8 @@ from newsletter.layouts import DIGEST, layout_of, teaser_for
 from newsletter.spoilers import find_leaks, inbox_of
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
     from newsletter.records import IssueRecord, PublishedArticle
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 LEAK_SEVERITIES = (WARNING, ERROR)

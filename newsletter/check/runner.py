@@ -26,12 +26,13 @@ from newsletter.check.editorial import check_articles, check_stored_issue
 from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.check.links import check_images, check_links
 from newsletter.check.size import check_size
-from newsletter.config import EXAMPLE_POSTAL_ADDRESS
 from newsletter.layouts import choose_layout
+from newsletter.links import site_of, unsubscribe_url
 from newsletter.render import RenderedIssue, personalize, render_fitting
+from newsletter.settings import EXAMPLE_POSTAL_ADDRESS
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 
@@ -47,8 +48,7 @@ def check_rendered(
     from newsletter.preview import SAMPLE_NAME, SAMPLE_TOKEN
 
     if unsubscribe is None:
-        base = rendered.view_url.rsplit("/archive/", 1)[0]
-        unsubscribe = f"{base}/unsubscribe/{SAMPLE_TOKEN}"
+        unsubscribe = unsubscribe_url(site_of(rendered.view_url), SAMPLE_TOKEN)
     body = personalize(rendered, name or SAMPLE_NAME, unsubscribe)
     shadow = rendered.without_article_braces
     findings = check_email(

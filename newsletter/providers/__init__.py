@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from newsletter.config import Settings
 from newsletter.exceptions import ConfigError
 from newsletter.links import unsubscribe_url
 from newsletter.records import Recipient, RenderedIssue
+from newsletter.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,16 @@ class Message:
 @dataclass(frozen=True)
 class Accepted:
     """The provider took the batch: one message id for all, or one per subscriber id.
-    `rejected` names recipients left out because the provider would refuse them."""
+    `rejected` names recipients refused for good (with the reason), `bounced` those of them
+    whose address does not exist. A provider that answers per recipient (SMTP) may also name
+    recipients `deferred` (not taken, try again later: back to pending) and `uncertain`
+    (may have gone out: the connection was lost before the answer)."""
 
     message_ids: str | dict[int, str]
     rejected: dict[int, str] = field(default_factory=dict)
+    bounced: frozenset[int] = frozenset()
+    deferred: dict[int, str] = field(default_factory=dict)
+    uncertain: dict[int, str] = field(default_factory=dict)
 
 
 class Provider(Protocol):

@@ -35,12 +35,12 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 
-from newsletter.config import Settings
-from newsletter.exceptions import Rejected, TransientError
+from newsletter.exceptions import Rejected, TransientError, UnwritableAddress
 from newsletter.processes import process_gone
 from newsletter.providers import Accepted, Message, OutgoingBatch
-from newsletter.records import RenderedIssue
+from newsletter.records import Recipient, RenderedIssue
 from newsletter.render import header_safe, substitution_values
+from newsletter.settings import Settings
 
 # Long URL headers (List-Unsubscribe) stay on one line: folding them right after the colon
 # trips some parsers. 998 is the hard limit of RFC 5322.
@@ -63,10 +63,6 @@ _SEVEN_BIT = b"Content-Transfer-Encoding: 7bit\r\n"
 _EIGHT_BIT = b"Content-Transfer-Encoding: 8bit\r\n"
 # UTF-8 bytes per RFC 2047 encoded word: 45 bytes make 60 base64 characters, 72 in all.
 _WORD_BYTES = 45
-
-
-class UnwritableAddress(ValueError):
-    """The recipient's address cannot be put in a `To` header."""
 
 
 def _fold(name: str, value: object) -> bytes:
@@ -308,6 +304,18 @@ class MessageTemplate:
         out += (CRLF, marker, b"--\r\n")
         return out
 
+    def for_recipient(
+        self, rendered: RenderedIssue, recipient: Recipient, unsubscribe: str, message_id: str
+    ) -> list[bytes]:
+        """One reader's copy of an issue (the outbox writes it, SMTP sends it): their `To`,
+        name and unsubscribe link in the slots. Raises `UnwritableAddress`."""
+        to_line = to_header(recipient.email, recipient.name)
+        values = {
+            key: value.encode("utf-8")
+            for key, value in substitution_values(rendered, recipient.name, unsubscribe).items()
+        }
+        return self.fill(to_line, message_id, values, unsubscribe)
+
 
 def issue_template(settings: Settings, rendered: RenderedIssue, issue_id: int) -> MessageTemplate:
     """The template of one issue: placeholders for the name and the unsubscribe link."""
@@ -433,17 +441,10 @@ class OutboxProvider:
                 batch.recipients, batch.unsubscribe_urls, message_ids, strict=True
             ):
                 try:
-                    to_line = to_header(recipient.email, recipient.name)
+                    pieces = template.for_recipient(rendered, recipient, unsubscribe, message_id)
                 except UnwritableAddress as exc:
                     rejected[recipient.subscriber_id] = f"{recipient.email!r}: {exc}"
                     continue
-                values = {
-                    key: value.encode("utf-8")
-                    for key, value in substitution_values(
-                        rendered, recipient.name, unsubscribe
-                    ).items()
-                }
-                pieces = template.fill(to_line, message_id, values, unsubscribe)
                 name = f"{recipient.subscriber_id:08d}.eml"
                 temporary = f".{name}{suffix}"
                 _write_file(dir_fd, temporary, pieces)

@@ -33,7 +33,6 @@ from typing import Any
 import python_http_client.exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
-from newsletter.config import SendGridSettings, Settings, secret
 from newsletter.exceptions import (
     ConfigError,
     CredentialsRefused,
@@ -48,6 +47,7 @@ from newsletter.exceptions import (
 )
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.render import header_safe, substitution_values
+from newsletter.settings import SendGridSettings, Settings, secret
 
 log = logging.getLogger(__name__)
 

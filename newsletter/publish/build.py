@@ -11,12 +11,12 @@ from datetime import datetime
 
 from newsletter.articles import Article, read_article
 from newsletter.check import ERROR, CheckedIssue, Finding, check_issue, format_findings
-from newsletter.config import Settings
 from newsletter.exceptions import ArticleError, CheckFailed
 from newsletter.layouts import article_slug
 from newsletter.publish.queue import sync_queue
 from newsletter.records import utcnow
 from newsletter.render import render_article_pages, slugify
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from newsletter.config import Settings
 from newsletter.exceptions import NewsletterError
+from newsletter.settings import Settings
 
 
 def cadence_trigger(settings: Settings) -> CronTrigger:

@@ -10,11 +10,11 @@ from datetime import datetime
 from newsletter.alerts import HeldArticle
 from newsletter.check import ERROR
 from newsletter.check.findings import format_findings
-from newsletter.config import Settings
 from newsletter.exceptions import CheckFailed
 from newsletter.publish.build import check_picked, culprits, due, warnings_of
 from newsletter.publish.queue import chosen_layout, sync_queue
 from newsletter.records import DeliveryState, utcnow
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 

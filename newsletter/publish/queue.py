@@ -14,12 +14,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from newsletter.articles import ARTICLE_SUFFIXES, Article, read_article
-from newsletter.config import Settings
 from newsletter.conformance import ERROR, validate_file
 from newsletter.exceptions import ArticleError, ContractBroken, NewsletterError
 from newsletter.layouts import LAYOUTS, choose_layout
 from newsletter.publish.calendar import next_ticks, parse_local_time
 from newsletter.records import ArticleStatus, utcnow
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def set_not_before(
     """Set (a local time in `tz`, default the newsletter's zone) or clear (None or "") the
     earliest send time of a queued article."""
     when = parse_local_time(value, tz or settings.timezone) if value and value.strip() else None
-    store.workspace.set_not_before(Path(filename).name, when)
+    store.articles.set_not_before(Path(filename).name, when)
     return when
 
 

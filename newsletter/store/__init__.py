@@ -11,8 +11,9 @@ owns its SQL and returns `newsletter.records`:
                         of the `deliveries` table)
     store.meta          small pieces of state (key-value), and the sending lease
     store.events        webhook idempotency
-    store.workspace     the editors' workspace: accounts, alerts, engagement per hour, queue
-                        moves, subscriber search
+    store.editors       editor accounts and their server-side sessions
+    store.engagement    opens and clicks per issue and hour (the workspace's chart)
+    store.alerts        alerts already sent to the editors (once per event)
     store.publication   the counter the public pages are cached on
 
 The delivery log is the truth about who has an issue; the same code runs on the embedded

@@ -12,9 +12,13 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
+from newsletter.exceptions import MissingExtra
 from newsletter.store._errors import map_error
+from newsletter.store.alerts import Alerts
 from newsletter.store.articles import Articles
 from newsletter.store.deliveries import Deliveries
+from newsletter.store.editors import Editors
+from newsletter.store.engagement import Engagement
 from newsletter.store.events import Events
 from newsletter.store.issues import Issues
 from newsletter.store.meta import Meta
@@ -22,7 +26,6 @@ from newsletter.store.publication import Publication
 from newsletter.store.rate_limits import RateLimits
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
-from newsletter.store.workspace import Workspace
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -65,7 +68,12 @@ class Store:
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         self.safe_url = make_url(url).render_as_string(hide_password=True)
-        self.engine: Engine = create_engine(url, future=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+        except ModuleNotFoundError as exc:  # the driver of a database we do not bundle
+            if make_url(url).get_backend_name() != "postgresql":
+                raise
+            raise MissingExtra("postgres", f"the database {self.safe_url}") from exc
         if self.engine.dialect.name == "sqlite":
             _private_sqlite_file(url)
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -76,7 +84,9 @@ class Store:
         self.deliveries = Deliveries(self)
         self.meta = Meta(self)
         self.events = Events(self)
-        self.workspace = Workspace(self)
+        self.editors = Editors(self)
+        self.engagement = Engagement(self)
+        self.alerts = Alerts(self)
         self.publication = Publication(self)
         self.rate_limits = RateLimits(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of

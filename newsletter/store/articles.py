@@ -31,6 +31,9 @@ def _article(row: Any) -> QueuedArticle:
     )
 
 
+QUEUED = ArticleStatus.QUEUED
+
+
 class Articles:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -150,3 +153,57 @@ class Articles:
                 .order_by(articles.c.position, articles.c.id)
             )
             return [_article(r) for r in rows]
+
+    # -- the workspace's queue moves and look-ups -----------------------------------------------------------------------------
+    def queued_article(self, article_id: int) -> QueuedArticle:
+        found = next((a for a in self._store.articles.queued() if a.id == article_id), None)
+        if found is None:
+            raise NotFound(f"no queued article {article_id} (see 'newsletter queue list')")
+        return found
+
+    def swap_with_neighbour(self, filename: str, up: bool) -> bool:
+        """Swap a queued article's position with the one before (up) or after it; False when it
+        is already first (last). One transaction, so two editors cannot interleave a swap."""
+        with self._store.transaction() as conn:
+            row = conn.execute(
+                select(articles.c.id, articles.c.position).where(
+                    articles.c.filename == filename, articles.c.status == QUEUED
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"no queued article {filename!r} (see 'newsletter queue list')")
+            neighbour_query = select(articles.c.id, articles.c.position).where(
+                articles.c.status == QUEUED
+            )
+            if up:
+                neighbour_query = neighbour_query.where(
+                    articles.c.position < row.position
+                ).order_by(articles.c.position.desc())
+            else:
+                neighbour_query = neighbour_query.where(
+                    articles.c.position > row.position
+                ).order_by(articles.c.position)
+            other = conn.execute(neighbour_query.limit(1)).first()
+            if other is None:
+                return False
+            conn.execute(
+                update(articles).where(articles.c.id == row.id).values(position=other.position)
+            )
+            conn.execute(
+                update(articles).where(articles.c.id == other.id).values(position=row.position)
+            )
+            return True
+
+    def set_not_before(self, filename: str, when: datetime | None) -> None:
+        with self._store.transaction() as conn:
+            changed = conn.execute(
+                update(articles)
+                .where(articles.c.filename == filename, articles.c.status == QUEUED)
+                .values(not_before=when)
+            ).rowcount
+        if not changed:
+            raise NotFound(f"no queued article {filename!r} (see 'newsletter queue list')")
+
+    def articles_with_errors(self) -> list[QueuedArticle]:
+        """Queued articles the scheduler could not read (held back with their reason)."""
+        return [a for a in self._store.articles.queued() if a.last_error]

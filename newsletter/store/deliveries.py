@@ -300,6 +300,39 @@ class Deliveries:
             counts.update({DeliveryState(state): n for state, n in rows})
         return counts
 
+    def sent_since(self, since: datetime) -> int:
+        """Deliveries the provider accepted since `since`, over every issue (the doctor's
+        complaint rate is complaints over these)."""
+        with self._store.transaction(write=False) as conn:
+            return (
+                conn.scalar(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.state == SENT, deliveries.c.updated_at >= since)
+                )
+                or 0
+            )
+
+    def total(self, issue_id: int) -> int:
+        """Deliveries planned for an issue (fixed once planned, but for removed subscribers)."""
+        query = select(func.count()).select_from(deliveries)
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(query.where(deliveries.c.issue_id == issue_id)) or 0
+
+    def counts_in_states(self, issue_id: int, states: Iterable[str]) -> dict[str, int]:
+        """Rows per state for a few states (the workspace's finished issues): one index range
+        per state, so the cost follows the rows in those states, not the size of the issue."""
+        wanted = list(states)
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(
+                select(deliveries.c.state, func.count())
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.state.in_(wanted))
+                .group_by(deliveries.c.state)
+            )
+            found = {state: 0 for state in wanted}
+            found.update({state: n for state, n in rows})
+        return found
+
     def in_state(self, issue_id: int, state: str, limit: int | None = None) -> list[DeliveryRow]:
         """The issue's deliveries in `state` with their addresses, in subscriber order (the
         first `limit` of them when given)."""

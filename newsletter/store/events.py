@@ -159,7 +159,7 @@ class Events:
                 hours.setdefault((e.issue_id, at - at % 3600), [0, 0])[column] += 1
         for issue_id, (opens, clicks) in sorted(counts.items()):
             conn.execute(self._count, {"id": issue_id, "opens": opens, "clicks": clicks})
-        self._store.workspace.tally_hours(conn, hours)
+        self._store.engagement.tally_hours(conn, hours)
         return WebhookOutcome(
             suppressed=suppressed,
             confirmed=confirmed,

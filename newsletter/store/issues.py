@@ -6,10 +6,11 @@ all in one transaction."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import (
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 # The editors' layout for the next issue (`full` or `digest`; no row: automatic), chosen in
 # the workspace and consumed when that issue is created (see `Issues.create_issue`).
 NEXT_LAYOUT = "next_issue_layout"
+UNCERTAIN = DeliveryState.UNCERTAIN
 
 _SUMMARY = (
     issues.c.id,
@@ -80,6 +82,17 @@ def _summary(row: Any) -> IssueSummary:
     values = dict(row._mapping)
     values["status"] = IssueStatus(values["status"])
     return IssueSummary(**values)
+
+
+@dataclass(frozen=True)
+class IssueAttention:
+    """An issue an editor should look at: paused, or with uncertain recipients left."""
+
+    id: int
+    subject: str
+    status: IssueStatus
+    last_error: str | None
+    uncertain: int
 
 
 class Issues:
@@ -286,3 +299,31 @@ class Issues:
             )
             failed = conn.scalar(select(issues.c.failed_batches).where(issues.c.id == issue_id))
             return int(failed or 0)
+
+    # -- what needs an editor (the alerts) --------------------------------------------------------------------------------
+    def issues_needing_editors(self) -> list[IssueAttention]:
+        """Paused issues, and issues no longer sending with uncertain deliveries: what the
+        alerts look at. One index range per issue, never a scan of the delivery log."""
+        found: list[IssueAttention] = []
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(
+                select(issues.c.id, issues.c.subject, issues.c.status, issues.c.last_error).where(
+                    issues.c.status != IssueStatus.SENDING
+                )
+            ).all()
+            for row in rows:
+                uncertain = (
+                    conn.scalar(
+                        select(func.count())
+                        .select_from(deliveries)
+                        .where(deliveries.c.issue_id == row.id, deliveries.c.state == UNCERTAIN)
+                    )
+                    or 0
+                )
+                if row.status == IssueStatus.PAUSED or uncertain:
+                    found.append(
+                        IssueAttention(
+                            row.id, row.subject, IssueStatus(row.status), row.last_error, uncertain
+                        )
+                    )
+        return found

@@ -182,7 +182,9 @@ publication = Table(
     Column("changed_at", UTCDateTime, nullable=False),
 )
 
-# -- the editors' workspace (newsletter.store.workspace) -------------------------------------
+# -- the editors' workspace: accounts and sessions (newsletter.store.editors) ----------------
+# AUTOINCREMENT on SQLite (a sequence on PostgreSQL): an id is never given again, so nothing
+# that named a removed editor (a session, a log line) can ever name a new one.
 editors = Table(
     "editors",
     metadata,
@@ -190,11 +192,28 @@ editors = Table(
     Column("email", String(320), nullable=False),
     Column("email_key", String(320), nullable=False, unique=True),
     Column("password_hash", Text, nullable=False),
-    # Part of every session cookie: bumped on a password change, so older sessions end.
-    Column("session_version", Integer, nullable=False, default=1),
     Column("timezone", String(64), nullable=False, default=""),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# One row per signed-in browser: the SHA-256 of the random session id its cookie carries (a
+# copy of the table gives no one a session). Deleted on sign-out, on a password change and
+# with the account; a session unused for a while, or too old, no longer counts.
+editor_sessions = Table(
+    "editor_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column(
+        "editor_id",
+        Integer,
+        ForeignKey("editors.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Index("ix_editor_sessions_editor", "editor_id"),
 )
 
 # Opens and clicks per issue and hour, fed by the event webhook: the editors' chart.

@@ -17,11 +17,11 @@ Routes (the first two are the links every email carries, see `newsletter.render`
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import logging
-import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import cast
+from urllib.parse import SplitResult, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -33,7 +33,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from newsletter.config import Settings, secret
+from newsletter.editors import prune_sessions
+from newsletter.settings import Settings, secret
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.web import admin, archive, pages
@@ -118,8 +119,9 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 def slash_redirect(request: Request) -> Response | None:
     """`/archive/` -> `/archive` (and the reverse) when only the other spelling is a page,
-    as Starlette's own redirect does, but on the configured base_url: the Host header is the
-    client's to forge, and a redirect built on it would send readers elsewhere."""
+    as Starlette's own redirect does, but relative: a Location built on the Host header (the
+    client's to forge) could send readers elsewhere, and one built on base_url sends them
+    where `serve` may not listen (`serve --port 8799` with base_url on 8000)."""
     path = request.scope["path"]
     if request.method not in ("GET", "HEAD") or path == "/":
         return None
@@ -131,12 +133,18 @@ def slash_redirect(request: Request) -> Response | None:
     raw_path = raw.decode("latin-1")
     target = raw_path.rstrip("/") if path.endswith("/") else raw_path + "/"
     query = request.scope.get("query_string", b"").decode("latin-1")
-    location = web_state(request).settings.base_url + target + (f"?{query}" if query else "")
+    location = _base_path(request) + target + (f"?{query}" if query else "")
     return RedirectResponse(location, status_code=307)
 
 
+def _base_path(request: Request) -> str:
+    """base_url's path ("" or, behind a proxy that mounts the site below one, "/letters"):
+    redirects within the app are relative to the site, whatever host and port it answers on."""
+    return urlsplit(web_state(request).settings.base_url).path.rstrip("/")
+
+
 def _home(request: Request) -> Response:
-    return RedirectResponse(f"{web_state(request).settings.base_url}/subscribe", status_code=303)
+    return RedirectResponse(f"{_base_path(request)}/subscribe", status_code=303)
 
 
 BOTH = ["GET", "POST"]
@@ -170,7 +178,7 @@ def create_app(
     `limits` defaults to the sign-up limits of `newsletter.web.ratelimit`."""
     key = webhook_public_key or secret(PUBLIC_KEY_ENV)
     verifier = WebhookVerifier(key) if key else None
-    if verifier is None:
+    if verifier is None and settings.provider == "sendgrid":
         log.warning("%s is not set: the SendGrid event webhook will refuse events", PUBLIC_KEY_ENV)
     state = WebState(
         settings=settings,
@@ -180,6 +188,7 @@ def create_app(
         limits=limits or SignupLimits(store),
     )
     state.limits.purge()
+    prune_sessions(store)
     routes = [
         Route("/", _home, methods=["GET"]),
         Route("/subscribe", by_method(pages.subscribe_form, pages.subscribe_submit), methods=BOTH),
@@ -202,9 +211,6 @@ def create_app(
         Route("/webhooks/sendgrid", SendGridWebhook(store, verifier).endpoint, methods=["POST"]),
         *admin.routes(),  # the editors' workspace, /admin
     ]
-    trivial = os.environ.get(BENCHMARK_TRIVIAL_ENV)
-    if trivial:
-        routes.append(_trivial_route(Path(trivial)))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
@@ -218,31 +224,61 @@ def create_app(
     return app
 
 
-# Benchmarks only (benchmarks/public_pages.py): a route answering a file's bytes, read once,
-# through the same app, middleware and server, as the ceiling the cached pages are held to.
-BENCHMARK_TRIVIAL_ENV = "NEWSLETTER_BENCHMARK_TRIVIAL_FILE"
-BENCHMARK_TRIVIAL_PATH = "/_benchmark/trivial"
+def _port_of(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def _trivial_route(path: Path) -> Route:
-    body = path.read_bytes()
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
-    async def trivial(request: Request) -> Response:
-        return Response(body, media_type="text/html; charset=utf-8")
 
-    return Route(BENCHMARK_TRIVIAL_PATH, trivial, methods=["GET"])
+def serve_banner(settings: Settings, host: str, port: int) -> list[str]:
+    """What `serve` says at start: where the sign-up form, the archive and the workspace are,
+    and, when base_url is a loopback address other than where it listens, that the links in
+    emails and pages will not reach this server."""
+    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::", ""):
+        shown = "127.0.0.1"
+    here = f"http://{shown}:{port}"
+    lines = [
+        f"sign-up form: {here}/subscribe",
+        f"archive:      {here}/archive",
+        f"workspace:    {here}/admin",
+    ]
+    base = urlsplit(settings.base_url)
+    base_host = base.hostname or ""
+    same_host = (
+        host in ("0.0.0.0", "::", "")
+        or base_host == host
+        or (_loopback(base_host) and _loopback(host))
+    )
+    if _loopback(base_host) and (_port_of(base) != port or not same_host):
+        lines.append(
+            f"warning: base_url is {settings.base_url} but serve listens on {here}: links in "
+            "emails and pages point where this server is not (set [newsletter] base_url or "
+            "NEWSLETTER_BASE_URL, or serve on that port)"
+        )
+    return lines
 
 
 def serve(
     settings: Settings, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = True
 ) -> None:
     """Run the web side under uvicorn until interrupted (`newsletter serve`). The access log
-    costs about a sixth of a cached page's CPU; behind a proxy that logs, it can go."""
+    costs about a sixth of a cached page's CPU; behind a proxy that logs, it can go.
+    X-Forwarded-For is believed from `[web] forwarded_allow_ips` only."""
     import uvicorn
 
     store = Store(settings.database_url)
     try:
         app = create_app(settings, store)
+        for line in serve_banner(settings, host, port):
+            print(line, flush=True)
         uvicorn.run(
             app,
             host=host,
@@ -250,6 +286,8 @@ def serve(
             server_header=False,
             log_level="info",
             access_log=access_log,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )
     finally:
         store.close()

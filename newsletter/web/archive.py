@@ -17,10 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.config import Settings
-from newsletter.layouts import article_url
-from newsletter.links import view_url
+from newsletter.links import archive_url, article_url, feed_url, view_url
 from newsletter.records import IssueStatus, IssueSummary, PublicationVersion, PublishedArticle
+from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.web.cache import CachedPage, cached_page, public_pages, respond
 from newsletter.web.state import web_state
@@ -157,15 +156,13 @@ def atom_feed(
             element.text = _text(text)
         return element
 
-    archive_url = f"{settings.base_url}/archive"
-    child(feed, "id", archive_url)
+    archive = archive_url(settings)
+    child(feed, "id", archive)
     child(feed, "title", settings.name)
     newest = max((i.created_at for i in issues), default=None)
     child(feed, "updated", _rfc3339(newest) if newest else "1970-01-01T00:00:00Z")
-    child(
-        feed, "link", rel="self", type="application/atom+xml", href=f"{settings.base_url}/feed.xml"
-    )
-    child(feed, "link", rel="alternate", type="text/html", href=archive_url)
+    child(feed, "link", rel="self", type="application/atom+xml", href=feed_url(settings))
+    child(feed, "link", rel="alternate", type="text/html", href=archive)
     author = child(feed, "author")
     child(author, "name", settings.from_name or settings.name)
     for issue in issues:
@@ -178,7 +175,7 @@ def atom_feed(
         child(entry, "updated", _rfc3339(issue.finished_at or issue.created_at))
         child(entry, "summary", issue.preheader, type="text")
     for article in articles:
-        url = article_url(settings.base_url, article.slug)
+        url = article_url(settings, article.slug)
         entry = child(feed, "entry")
         child(entry, "id", url)
         child(entry, "title", article.title)

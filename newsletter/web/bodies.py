@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from newsletter.exceptions import BodyTooLarge
+
+__all__ = ["BODY_LIMIT_FORM", "BodyTooLarge", "read_body"]
+
 BODY_LIMIT_FORM = 16 * 1024
-
-
-class BodyTooLarge(Exception):
-    """A request body over its cap."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsletter.config import Settings
+from newsletter.links import confirm_url
 from newsletter.providers import Message, make_provider
 from newsletter.records import Subscriber
+from newsletter.settings import Settings
 from newsletter.web.templating import render
-
-
-def confirm_url(settings: Settings, token: str) -> str:
-    return f"{settings.base_url}/confirm/{token}"
-
 
 CATEGORY = "confirmations"
 

@@ -37,11 +37,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from newsletter.exceptions import ConfigError, StoreError
+from newsletter.exceptions import BodyTooLarge, ConfigError, MalformedEvents, StoreError
 from newsletter.records import SubscriberStatus, WebhookEvent, WebhookOutcome
 from newsletter.store import Store
 from newsletter.store.events import EVENT_ID_MAX
-from newsletter.web.bodies import BodyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +165,6 @@ class EventSummary:
             "duplicates": self.duplicates,
             "ignored": self.ignored,
         }
-
-
-class MalformedEvents(ValueError):
-    """The body is not what SendGrid posts; the message says where (it goes back as the 400)."""
 
 
 @dataclass(frozen=True)

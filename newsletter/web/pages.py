@@ -16,9 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from newsletter.addresses import normalize_address
 from newsletter.exceptions import Duplicate, NewsletterError
 from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
-from newsletter.subscribers import add_subscriber, normalize_address
+from newsletter.subscribers import add_subscriber
 from newsletter.tokens import verify_token
 from newsletter.web.bodies import BODY_LIMIT_FORM, BodyTooLarge, read_body
 from newsletter.web.confirm import send_confirmation

@@ -9,7 +9,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from newsletter.config import Settings
+from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.web.events import WebhookVerifier
 from newsletter.web.ratelimit import SignupLimits

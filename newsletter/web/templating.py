@@ -8,7 +8,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from newsletter.config import Settings
+from newsletter.settings import Settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 

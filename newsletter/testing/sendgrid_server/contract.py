@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fastjsonschema
+from newsletter.exceptions import MissingExtra
+
+try:
+    import fastjsonschema
+except ImportError:  # a plain install: the server is for tests and demos only
+    raise MissingExtra("testing", "the local SendGrid server (sendgrid-server)") from None
 
 MAIL_SEND_PATH = "/v3/mail/send"
 SPEC_ENV_VAR = "SENDGRID_OPENAPI_SPEC"

@@ -2,7 +2,8 @@
 
     GET       /admin/login                      sign-in form (fields email, password)
     POST      /admin/login                      sign in (throttled per account and client)
-    POST      /admin/logout
+    POST      /admin/logout                     ends this session
+    POST      /admin/logout-everywhere          ends every session of the editor
     GET       /admin/queue                      the queue with expected dates, held articles
     POST      /admin/queue/add                  upload a file or paste Markdown
     POST      /admin/queue/layout               the next issue's layout=automatic|full|digest
@@ -21,8 +22,11 @@
     POST      /admin/subscribers/import         CSV upload
     GET       /admin/subscribers/export         CSV download
     POST      /admin/subscribers/{id}/unsubscribe
+    GET       /admin/deliverability             the doctor's last report (DNS, bulk-sender rules)
+    POST      /admin/deliverability/check       run the doctor now
 
-Every page needs a signed-in editor and every POST the session's CSRF token (see base).
+Every page needs a signed-in editor and every POST the session's CSRF token and no other
+site's Origin (see base).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter.web.admin import auth, issues, queue, schedule, subscribers
+from newsletter.web.admin import auth, deliverability, issues, queue, schedule, subscribers
 from newsletter.web.admin.base import (
     BODY_LIMIT_CSV,
     BODY_LIMIT_UPLOAD,
@@ -74,6 +78,7 @@ def routes() -> list[BaseRoute]:
         Route("/admin/static/live.js", _live_js, methods=get),
         Route("/admin/login", _by_method(auth.login_page, auth.login_submit), methods=both),
         Route("/admin/logout", page(auth.logout), methods=post),
+        Route("/admin/logout-everywhere", page(auth.logout_everywhere), methods=post),
         Route("/admin/queue", page(queue.queue_page), methods=get),
         Route(
             "/admin/queue/add",
@@ -109,4 +114,6 @@ def routes() -> list[BaseRoute]:
             page(subscribers.unsubscribe),
             methods=post,
         ),
+        Route("/admin/deliverability", page(deliverability.deliverability_page), methods=get),
+        Route("/admin/deliverability/check", page(deliverability.check_now), methods=post),
     ]

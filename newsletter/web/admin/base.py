@@ -2,15 +2,19 @@
 every POST, form reading (with uploads), rendering and the headers.
 
 A handler is a plain function of a `Ctx`, run in the thread pool; `editor_page` wraps it so
-it never runs without a signed-in editor, nor for a POST without a valid CSRF token.
+it never runs without a signed-in editor, nor for a POST without a valid CSRF token from this
+site, nor with an id in its path that no database row can have.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -19,16 +23,18 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from newsletter.config import Settings
 from newsletter.editors import Editor, editor_for_session
 from newsletter.exceptions import NewsletterError, NotFound
+from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.web.admin.session import (
     CSRF_FIELD,
     SESSION_COOKIE,
     LoginThrottle,
+    ProofLimit,
     SessionData,
     Sessions,
+    same_origin,
 )
 from newsletter.web.bodies import BodyTooLarge
 from newsletter.web.state import WebState, web_state
@@ -38,6 +44,8 @@ FLASH_COOKIE = "nl_admin_flash"
 BODY_LIMIT_ADMIN_FORM = 64 * 1024
 BODY_LIMIT_UPLOAD = 2 * 1024 * 1024
 BODY_LIMIT_CSV = 64 * 1024 * 1024
+# Ids in paths are database integers (64-bit on both backends): a larger one names nothing.
+MAX_ID = 2**63 - 1
 
 # The public pages' policy, plus what the workspace needs and nothing more: its own script
 # (the live counts) and frames of its own email previews.
@@ -53,6 +61,7 @@ ADMIN_HEADERS = {"Cache-Control": "no-store", "content-security-policy": ADMIN_C
 class AdminState:
     sessions: Sessions
     throttle: LoginThrottle
+    proofs: ProofLimit
     flash: URLSafeTimedSerializer
     previews: dict = field(default_factory=dict)  # (file, mtime, size) -> rendered preview
     totals: dict = field(default_factory=dict)  # issue id -> (deliveries planned, when counted)
@@ -64,6 +73,7 @@ class AdminState:
         return cls(
             sessions=Sessions(secret, secure),
             throttle=LoginThrottle(state.store),
+            proofs=ProofLimit(state.store),
             flash=URLSafeTimedSerializer(secret, salt="newsletter.admin-flash"),
         )
 
@@ -82,7 +92,7 @@ class Ctx:
     editor: Editor
     session: SessionData
     form: dict[str, str]
-    files: dict[str, tuple[str, bytes]]  # field -> (file name as sent, content)
+    files: dict[str, tuple[str, Path]]  # field -> (file name as sent, temporary file)
     flash: str | None = None
 
     @property
@@ -99,7 +109,7 @@ class Ctx:
 
     @property
     def csrf(self) -> str:
-        return self.admin.sessions.csrf_token(self.session.nonce)
+        return self.admin.sessions.csrf_token(self.session.session_id)
 
     def local(self, moment: datetime | None, fmt: str = "%a %Y-%m-%d %H:%M %Z") -> str:
         return "-" if moment is None else moment.astimezone(self.zone).strftime(fmt)
@@ -166,23 +176,24 @@ def safe_next(value: str | None) -> str:
 
 async def read_admin_form(
     request: Request, limit: int
-) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+) -> tuple[dict[str, str], dict[str, tuple[str, Path]]]:
     """Fields and uploaded files of a urlencoded or multipart form, refusing bodies over
-    `limit` bytes (browsers always send Content-Length with a form)."""
+    `limit` bytes (browsers always send Content-Length with a form). An upload is copied,
+    a block at a time, to a temporary file the caller removes (`remove_uploads`): a large
+    CSV never sits in memory."""
     declared = request.headers.get("content-length", "")
     if not declared.isdigit() or int(declared) > limit:
         raise BodyTooLarge
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fields: dict[str, str] = {}
-    files: dict[str, tuple[str, bytes]] = {}
+    files: dict[str, tuple[str, Path]] = {}
     if content_type == "multipart/form-data":
         form = await request.form(max_files=2, max_fields=50, max_part_size=limit)
         try:
             for key, value in form.multi_items():
                 if isinstance(value, UploadFile):
-                    content = await value.read()
                     if value.filename and key not in files:
-                        files[key] = (value.filename, content)
+                        files[key] = (value.filename, await run_in_threadpool(_spool, value))
                 else:
                     fields.setdefault(key, value)
         finally:
@@ -196,14 +207,25 @@ async def read_admin_form(
     return fields, files
 
 
+def _spool(upload: UploadFile) -> Path:
+    """The upload's bytes in a private temporary file, copied in blocks."""
+    upload.file.seek(0)
+    with tempfile.NamedTemporaryFile(prefix="newsletter-upload-", delete=False) as handle:
+        shutil.copyfileobj(upload.file, handle, 1024 * 1024)
+    return Path(handle.name)
+
+
+def remove_uploads(files: dict[str, tuple[str, Path]]) -> None:
+    for _, path in files.values():
+        path.unlink(missing_ok=True)
+
+
 async def current_session(request: Request) -> tuple[Editor, SessionData] | None:
     state, admin = web_state(request), admin_state(request)
     session = admin.sessions.read_session(request.cookies.get(SESSION_COOKIE))
     if session is None:
         return None
-    editor = await run_in_threadpool(
-        editor_for_session, state.store, session.editor_id, session.version
-    )
+    editor = await run_in_threadpool(editor_for_session, state.store, session.session_id)
     return (editor, session) if editor is not None else None
 
 
@@ -219,8 +241,16 @@ def editor_page(
         if found is None:
             return login_redirect(request)
         editor, session = found
+        if any(isinstance(v, int) and v > MAX_ID for v in request.path_params.values()):
+            return plain_page(
+                state,
+                "admin/refused.html",
+                404,
+                heading="Not found",
+                message="There is nothing at this address.",
+            )
         fields: dict[str, str] = {}
-        files: dict[str, tuple[str, bytes]] = {}
+        files: dict[str, tuple[str, Path]] = {}
         if request.method == "POST":
             try:
                 fields, files = await read_admin_form(request, body_limit)
@@ -234,12 +264,15 @@ def editor_page(
                 )
             except ValueError:
                 fields, files = {}, {}
-            if not admin.sessions.csrf_ok(session.nonce, fields.get(CSRF_FIELD)):
+            if not admin.sessions.csrf_ok(session.session_id, fields.get(CSRF_FIELD)):
+                remove_uploads(files)
                 return forbidden(
                     state,
                     "The form's security token is missing or does not belong to your session. "
                     "Go back, reload the page and try again.",
                 )
+            if not same_origin(request, state.settings.base_url):
+                return forbidden(state, "The form was sent from another site.")
         flash = None
         if FLASH_COOKIE in request.cookies:
             try:
@@ -253,6 +286,8 @@ def editor_page(
             return _problem(ctx, 404, "Not found", str(exc))
         except NewsletterError as exc:  # the library's word for a user's mistake
             return _problem(ctx, 400, "Not done", str(exc))
+        finally:
+            remove_uploads(files)
 
     return endpoint
 

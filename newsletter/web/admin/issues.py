@@ -8,8 +8,9 @@ import time
 from starlette.responses import Response
 
 from newsletter import delivery
+from newsletter.exceptions import NewsletterError
 from newsletter.records import DeliveryState, IssueStatus
-from newsletter.web.admin.base import Ctx, json_response
+from newsletter.web.admin.base import MAX_ID, Ctx, json_response
 from newsletter.web.admin.chart import cumulative_chart
 
 ISSUE_PAUSED, ISSUE_SENDING, ISSUE_CANCELLED = (
@@ -38,10 +39,10 @@ def delivery_counts(ctx: Ctx, issue_id: int, status: str) -> dict[str, int]:
     now = time.monotonic()
     cached = ctx.admin.totals.get(issue_id)
     if cached is None or now - cached[1] > TOTAL_TTL:
-        cached = (ctx.store.workspace.delivery_total(issue_id), now)
+        cached = (ctx.store.deliveries.total(issue_id), now)
         ctx.admin.totals[issue_id] = cached
     others = [s for s in DELIVERY_STATES if s != SENT]
-    counts = ctx.store.workspace.counts_in_states(issue_id, others)
+    counts = ctx.store.deliveries.counts_in_states(issue_id, others)
     counts[SENT] = max(0, cached[0] - sum(counts.values()))
     return {state: counts[state] for state in DELIVERY_STATES}
 
@@ -54,7 +55,7 @@ def issue_page(ctx: Ctx) -> Response:
     issue_id = _issue_id(ctx)
     issue = ctx.store.issues.get_issue(issue_id)
     counts = delivery_counts(ctx, issue_id, issue.status)
-    chart = cumulative_chart(ctx.store.workspace.engagement_series(issue_id), ctx.zone)
+    chart = cumulative_chart(ctx.store.engagement.series(issue_id), ctx.zone)
     return ctx.page(
         "admin/issue.html",
         issue=issue,
@@ -92,7 +93,11 @@ def resolve(ctx: Ctx) -> Response:
     if action not in ("resend", "mark-sent"):
         return ctx.redirect(f"/admin/issues/{issue_id}", "Unknown action.")
     subscriber = ctx.form.get("subscriber_id", "")
-    ids = [int(subscriber)] if subscriber.isdigit() else None
+    ids = None
+    if subscriber:
+        if not (subscriber.isascii() and subscriber.isdigit()) or int(subscriber) > MAX_ID:
+            raise NewsletterError(f"{subscriber[:40]!r} is not a subscriber id")
+        ids = [int(subscriber)]
     moved = delivery.resolve_uncertain(ctx.store, issue_id, action == "resend", ids)
     what = "queued to send again" if action == "resend" else "counted as sent"
     return ctx.redirect(f"/admin/issues/{issue_id}", f"{moved} uncertain deliveries {what}.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from starlette.responses import HTMLResponse, Response
@@ -29,6 +30,25 @@ from newsletter.web.admin.base import Ctx
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _PREVIEW_PATH = re.compile(r"/admin/queue/\d+/preview")
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
+# Not-before times an editor may type: far enough from year 1 and 9999 that no time zone
+# takes them out of what a datetime (and the database) can hold.
+YEARS = range(1970, 9000)
+
+
+def _bounded(value: str | None) -> str | None:
+    """The form's not-before value, refused (400) when its year is out of YEARS; the library
+    parses and reports everything else."""
+    if not value:
+        return None
+    try:
+        year = datetime.strptime(value.strip(), DATETIME_LOCAL).year
+    except ValueError:
+        return value  # not a date: publish says so, naming the value
+    if year not in YEARS:
+        raise NewsletterError(
+            f"{value!r}: the year must be between {YEARS.start} and {YEARS.stop - 1}"
+        )
+    return value
 
 
 def _article_id(ctx: Ctx) -> int:
@@ -67,8 +87,9 @@ def add_article(ctx: Ctx) -> Response:
     `newsletter queue add`, errors shown with the file's line numbers."""
     upload = ctx.files.get("file")
     pasted = ctx.form.get("markdown", "")
-    if upload and upload[1]:
-        name, content = _upload_name(upload[0]), upload[1]
+    content = upload[1].read_bytes() if upload else b""
+    if upload and content:
+        name = _upload_name(upload[0])
     elif pasted.strip():
         name = _upload_name(ctx.form.get("filename", "")) or "pasted-article.md"
         if not name.lower().endswith((".md", ".markdown")):
@@ -88,7 +109,7 @@ def add_article(ctx: Ctx) -> Response:
                 ctx.store,
                 ctx.settings,
                 source,
-                ctx.form.get("not_before") or None,
+                _bounded(ctx.form.get("not_before")),
                 ctx.zone.key,
             )
         except ArticleError as exc:
@@ -119,18 +140,19 @@ def next_layout(ctx: Ctx) -> Response:
 
 
 def move_article(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     up = ctx.form.get("direction") == "up"
-    moved = ctx.store.workspace.swap_with_neighbour(row.filename, up)
+    moved = ctx.store.articles.swap_with_neighbour(row.filename, up)
     where = "up" if up else "down"
     message = f"Moved {row.filename} {where}." if moved else f"{row.filename} stays."
     return ctx.redirect("/admin/queue", message)
 
 
 def not_before(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     value = "" if "clear" in ctx.form else ctx.form.get("not_before", "")
     try:
+        value = _bounded(value) or ""
         when = publish.set_not_before(ctx.store, ctx.settings, row.filename, value, ctx.zone)
     except NewsletterError as exc:
         return _queue_with_errors(ctx, [f"{row.filename}: {exc}"])
@@ -140,7 +162,7 @@ def not_before(ctx: Ctx) -> Response:
 
 
 def remove_article(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     ctx.store.articles.remove_article(row.filename)
     return ctx.redirect("/admin/queue", f"Removed {row.filename} from the queue.")
 
@@ -185,7 +207,7 @@ def _preview(ctx: Ctx, filename: str, layout: str | None = None) -> Preview:
 
 
 def preview_page(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     layout, upcoming = _layout_for(ctx, row.filename)
     try:
         preview = _preview(ctx, row.filename, layout)
@@ -218,7 +240,7 @@ _DARK_MEDIA = re.compile(r"@media\s*\(\s*prefers-color-scheme\s*:\s*dark\s*\)", 
 def email_document(ctx: Ctx) -> Response:
     """The finished HTML for the preview's frames; `?view=dark` applies the email's dark-mode
     rules whatever the editor's own setting (as a dark-mode mail app would)."""
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
     html = _preview(ctx, row.filename, _layout_for(ctx, row.filename)[0]).html
     if ctx.request.query_params.get("view") == "dark":
         html = _DARK_MEDIA.sub("@media all", html)
@@ -233,7 +255,19 @@ def email_document(ctx: Ctx) -> Response:
 
 
 def send_test(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.queued_article(_article_id(ctx))
+    row = ctx.store.articles.queued_article(_article_id(ctx))
+    wait = ctx.admin.proofs.hit(ctx.editor.id)
+    if wait:
+        minutes = -(-wait // 60)
+        response = ctx.page(
+            "admin/problem.html",
+            429,
+            heading="Too many test sends",
+            message=f"You can send {ctx.admin.proofs.text.replace(';', ' and ')} test emails. "
+            f"Try again in {minutes} minute(s).",
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     preview = _preview(ctx, row.filename, _layout_for(ctx, row.filename)[0])
     provider = make_provider(ctx.settings)
     send_proof(ctx.settings, provider, preview.rendered, ctx.editor.email)

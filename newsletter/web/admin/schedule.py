@@ -1,6 +1,6 @@
 """The cadence and the coming ticks as a calendar, each with the articles it will carry
 (`publish.queue_view`, as `queue list` shows them); the cadence form writes newsletter.toml
-through `cadence.update_cadence`."""
+through `settings.update_cadence`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from typing import get_args
 from starlette.responses import Response
 
 from newsletter import publish
-from newsletter.cadence import update_cadence
 from newsletter.exceptions import ConfigError
-from newsletter.settings_file import Weekday
+from newsletter.settings import Weekday, update_cadence
 from newsletter.web.admin.base import Ctx
 
 TICKS_SHOWN = 12
@@ -89,7 +88,8 @@ def save_cadence(ctx: Ctx) -> Response:
             ctx.settings.root,
             request_days,
             ctx.form.get("time", "").strip(),
-            int(per_issue) if per_issue.strip().isdigit() else -1,
+            # The schema bounds the number; a string of thousands of digits is not parsed.
+            int(per_issue) if per_issue.strip().isdigit() and len(per_issue) <= 100 else -1,
         )
     except ConfigError as exc:
         return schedule_page(ctx, str(exc), 400)

@@ -12,8 +12,8 @@ from starlette.responses import FileResponse, Response
 
 from newsletter.exceptions import NotFound
 from newsletter.records import SubscriberStatus
-from newsletter.store.workspace import SEARCH_FIELDS
-from newsletter.subscribers import export_csv, import_csv
+from newsletter.store.subscribers import SEARCH_FIELDS
+from newsletter.subscribers import export_csv, import_csv_chunked
 from newsletter.web.admin.base import Ctx
 
 STATUSES = tuple(s.value for s in SubscriberStatus)
@@ -29,7 +29,7 @@ def subscribers_page(ctx: Ctx, report=None, report_name: str = "") -> Response:
     field = params.get("field", "address")
     field = field if field in SEARCH_FIELDS else "address"
     after = params.get("after", "")[:700]
-    page = ctx.store.workspace.search_subscribers(query, status or None, after, PAGE_SIZE, field)
+    page = ctx.store.subscribers.search(query, status or None, after, PAGE_SIZE, field)
     base = "/admin/subscribers?" + urlencode({"q": query, "status": status, "field": field})
     return ctx.page(
         "admin/subscribers.html",
@@ -49,13 +49,11 @@ def subscribers_page(ctx: Ctx, report=None, report_name: str = "") -> Response:
 
 def import_subscribers(ctx: Ctx) -> Response:
     upload = ctx.files.get("file")
-    if not upload or not upload[1]:
+    if not upload or not upload[1].stat().st_size:
         return ctx.redirect("/admin/subscribers", "Choose a CSV file to import.")
     name = Path(upload[0].replace("\\", "/")).name or "subscribers.csv"
-    with tempfile.TemporaryDirectory(prefix="newsletter-import-") as folder:
-        source = Path(folder) / "upload.csv"
-        source.write_bytes(upload[1])
-        result = import_csv(ctx.store, source)
+    # The upload is already a temporary file (`read_admin_form`), removed after the page.
+    result = import_csv_chunked(ctx.store, upload[1])
     return subscribers_page(ctx, report=result, report_name=name)
 
 
@@ -80,7 +78,7 @@ def export_subscribers(ctx: Ctx) -> Response:
 
 
 def unsubscribe(ctx: Ctx) -> Response:
-    row = ctx.store.workspace.subscriber_by_id(int(ctx.request.path_params["subscriber_id"]))
+    row = ctx.store.subscribers.row_by_id(int(ctx.request.path_params["subscriber_id"]))
     if row is None:
         raise NotFound("no such subscriber")
     # The same rule as the one-click link: a bounce or complaint is never softened.

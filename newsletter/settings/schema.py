@@ -1,23 +1,24 @@
-"""The schema of `newsletter.toml`: every setting once, with its type, default and description.
+"""The schema of `newsletter.toml`: every setting once, with its type, bounds, default and
+description.
 
-This is the one source of defaults. `load_settings` validates a file against it, and the
-commented `newsletter.toml` that `newsletter init` writes is generated from it (the field
-descriptions become the comments), so the file, the defaults and the checks cannot disagree.
+This is the one place defaults are declared. `load` validates a file against it and builds the
+records of `values` from it, and the commented `newsletter.toml` that `newsletter init` writes is
+generated from it (the field descriptions become the comments), so the file, the defaults and
+the checks cannot disagree. Keys that moved to another table still read, through `MOVED`.
 
 Why pydantic (v2) rather than msgspec or attrs+cattrs: its errors carry the field's location and
 the expected type in a structured form we turn into one line naming the file and the setting,
 fields carry descriptions for the generated file, and validators (time zones, times of day,
-weekdays) are one function each. msgspec is faster, but speed does not matter for one small file
-read once, and it has no per-field descriptions. Only this module imports pydantic, and only
-loading settings imports this module, so `newsletter --help` stays quick.
+weekdays, addresses) are one function each. msgspec is faster, but speed does not matter for one
+small file read once, and it has no per-field descriptions. Only this module imports pydantic,
+and only loading settings imports this module, so `newsletter --help` stays quick.
 """
 
 from __future__ import annotations
 
 import json
 import textwrap
-from datetime import time, timedelta
-from pathlib import Path
+from datetime import time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,28 +30,48 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from newsletter.config import (
-    ENV_OVERRIDES,
-    EXAMPLE_POSTAL_ADDRESS,
-    Schedule,
-    SendGridSettings,
-    Settings,
-    anchor_sqlite,
-)
-from newsletter.contract import DEFAULT_CONTRACT, contract_from_lists, normalize_heading
+from newsletter.addresses import EmailNotValidError, normalize_address
+from newsletter.contract import DEFAULT_CONTRACT, normalize_heading
 from newsletter.exceptions import ConfigError
+
+# The sample newsletter's made-up address: the default, so a new folder runs as it is, and
+# what `check` warns about, so nobody sends with it.
+EXAMPLE_POSTAL_ADDRESS = "Endings Explained, 1 Example Street, 75001 Paris, France"
 
 HEADER = """\
 newsletter settings. Secrets never go here: set SENDGRID_API_KEY and NEWSLETTER_SECRET_KEY in
 the environment. NEWSLETTER_DATABASE_URL, NEWSLETTER_PROVIDER, NEWSLETTER_BASE_URL and
 SENDGRID_API_HOST override the values below."""
 
+# The workspace writes this into the file: bounded, so a form cannot write a 400-digit number.
+MAX_ARTICLES_PER_ISSUE = 50
+
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _DAY_NAMES = {
     full: full[:3]
     for full in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 }
+
+
+ADDRESS_ERROR = "not_an_address"  # its message shows the value itself
+
+
+def _address(value: str) -> str:
+    """The subscribers' address rules (newsletter.addresses), as a one-line schema error."""
+    try:
+        return normalize_address(value)
+    except EmailNotValidError as exc:
+        reason = str(exc).rstrip(".")
+        raise PydanticCustomError(
+            ADDRESS_ERROR,
+            "{value} is not an email address ({reason})",
+            {
+                "value": json.dumps(value, ensure_ascii=False),
+                "reason": reason[:1].lower() + reason[1:],
+            },
+        ) from None
 
 
 class _Section(BaseModel):
@@ -64,7 +85,10 @@ class NewsletterSection(_Section):
     """[newsletter]: who sends, to which address links point, where the data lives."""
 
     name: str = Field("Endings Explained", description="The newsletter's name.")
-    from_email: str = Field("editor@example.com", description="The sender address.")
+    from_email: str = Field(
+        "editor@example.com",
+        description="The sender address (held to the same rules as a subscriber's).",
+    )
     from_name: str = Field("", description="The sender's display name; empty: the name above.")
     base_url: str = Field(
         "http://127.0.0.1:8000",
@@ -88,6 +112,11 @@ class NewsletterSection(_Section):
         description='"outbox" writes .eml files and needs no account; '
         '"sendgrid" needs SENDGRID_API_KEY.',
     )
+
+    @field_validator("from_email")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return _address(value)
 
     @field_validator("base_url")
     @classmethod
@@ -117,11 +146,8 @@ class EditorSection(_Section):
 
     @field_validator("email")
     @classmethod
-    def _address(cls, value: str) -> str:
-        value = value.strip()
-        if value and "@" not in value:
-            raise ValueError("expected an email address, or an empty string")
-        return value
+    def _editor(cls, value: str) -> str:
+        return _address(value) if value.strip() else ""
 
 
 class ScheduleSection(_Section):
@@ -131,22 +157,26 @@ class ScheduleSection(_Section):
         ("tue", "fri"), strict=False, description="Weekdays an issue goes out."
     )
     time: str = Field("09:00", description="Time of day an issue goes out (HH:MM).")
-    articles_per_issue: int = Field(1, ge=1, description="Articles in one issue.")
+    articles_per_issue: int = Field(
+        1, ge=1, le=MAX_ARTICLES_PER_ISSUE, description="Articles in one issue."
+    )
     grace_hours: float = Field(
         6,
         ge=0,
+        le=24 * 31,
         description="A tick missed while the scheduler was down still goes out within this "
         "many hours; after that the issue waits for the editor.",
     )
     lease_seconds: float = Field(
         60,
         gt=0,
+        le=24 * 3600,
         description="Two schedulers on one database never both send: one holds a lease for "
         "this long, renewed while it lives; if it dies, the other takes over once the lease "
         "runs out.",
     )
     heartbeat_seconds: float = Field(
-        10, gt=0, description="How often the lease is renewed and due work looked for."
+        10, gt=0, le=3600, description="How often the lease is renewed and due work looked for."
     )
 
     @field_validator("days", mode="before")
@@ -175,8 +205,39 @@ class ScheduleSection(_Section):
 
 
 class DeliverySection(_Section):
-    """[delivery]: what happens to a batch whose fate is unknown."""
+    """[delivery]: how an issue is sent, whatever the provider; what happens to a batch whose
+    fate is unknown."""
 
+    batch_size: int = Field(
+        1000,
+        ge=1,
+        le=1000,
+        description="Recipients per batch, whatever the provider (one request to it; SendGrid "
+        "takes 1000 at most).",
+    )
+    concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Batches in flight at once for one issue (each its own batch in the "
+        "delivery log).",
+    )
+    max_retries: int = Field(
+        5, ge=0, le=100, description="Retries of a request that failed transiently."
+    )
+    max_failed_batches: int = Field(
+        3, ge=1, le=10_000, description="Failed batches after which the issue is paused."
+    )
+    backoff_seconds: float = Field(
+        0.5,
+        ge=0,
+        le=3600,
+        description="The first wait before a retry; each further retry waits up to twice as "
+        "long (with jitter), up to backoff_cap_seconds.",
+    )
+    backoff_cap_seconds: float = Field(
+        60, ge=0, le=3600, description="The longest wait between two retries."
+    )
     resend_uncertain: bool = Field(
         False,
         description="A batch in flight when the sender crashed may or may not have gone out. "
@@ -186,6 +247,7 @@ class DeliverySection(_Section):
     claim_timeout_seconds: float = Field(
         120,
         gt=0,
+        le=7 * 24 * 3600,
         description="A batch claimed by a sender on another machine that has been in flight "
         "this long is taken as abandoned (its sender died) and becomes uncertain. Keep it "
         "above the request timeout.",
@@ -298,25 +360,55 @@ class SendGridSection(_Section):
         description="SENDGRID_API_HOST overrides the API address (EU accounts, the local test "
         "server).",
     )
-    timeout_seconds: float = Field(15, gt=0, description="Timeout of one API request.")
-    batch_size: int = Field(
-        1000, ge=1, le=1000, description="Recipients per request (SendGrid takes 1000 at most)."
-    )
+    timeout_seconds: float = Field(15, gt=0, le=600, description="Timeout of one API request.")
     categories: tuple[str, ...] = Field(
         ("newsletter",),
         strict=False,  # a TOML array is a list
         description="SendGrid categories every email is tagged with.",
     )
-    max_retries: int = Field(5, ge=0, description="Retries of a request that failed transiently.")
-    max_failed_batches: int = Field(
-        3, ge=1, description="Failed batches after which the issue is paused."
+
+
+class DkimSection(_Section):
+    """[dkim]: signing with our own DKIM key (the provider's own signing needs none of it)."""
+
+    selector: str = Field(
+        "",
+        description="The DKIM selector: the key is published at "
+        "<selector>._domainkey.<domain>. Empty: no signing of our own (SendGrid signs with "
+        "its domain-authentication keys).",
     )
-    concurrency: int = Field(
-        4,
-        ge=1,
-        description="Requests in flight at once for one issue (each its own batch in the "
-        "delivery log).",
+    domain: str = Field("", description="The d= domain of the signature; empty: the From domain.")
+    private_key_file: str = Field(
+        "",
+        description="The PEM private key, relative to this file; DKIM_PRIVATE_KEY in the "
+        "environment takes its place.",
     )
+
+
+class WebSection(_Section):
+    """[web]: `newsletter serve` behind a reverse proxy."""
+
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Addresses of the reverse proxies whose X-Forwarded-For and "
+        'X-Forwarded-Proto are believed (comma-separated addresses or networks, "*" for '
+        "any): the client address the sign-in and sign-up limits count. A request from "
+        "anywhere else is counted by its own address.",
+    )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (part.strip() for part in value.split(",")):
+            if item in ("", "*") or item.startswith("unix:"):
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
 
 class SettingsFile(_Section):
@@ -331,6 +423,8 @@ class SettingsFile(_Section):
     articles: ArticlesSection = ArticlesSection()
     outbox: OutboxSection = OutboxSection()
     sendgrid: SendGridSection = SendGridSection()
+    dkim: DkimSection = DkimSection()
+    web: WebSection = WebSection()
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -370,7 +464,7 @@ def _one_line(error: ValidationError, source: str, overridden: dict[tuple[str, s
     else:
         what = first["msg"].removeprefix("Value error, ")
         what = what[0].lower() + what[1:]
-        if not isinstance(first.get("input"), dict):
+        if kind != ADDRESS_ERROR and not isinstance(first.get("input"), dict):
             what += f" (got {_toml(first['input'])})"
     env = overridden.get((table, key))
     if env:
@@ -387,66 +481,47 @@ def _known(table: str, key: str) -> str:
     return f"; [{table}] has {', '.join(model.model_fields)}"  # type: ignore[union-attr]
 
 
-def parse(data: dict[str, Any], env: dict[str, str], source: str) -> SettingsFile:
-    """Validate the file's tables (with environment overrides applied) or raise ConfigError."""
+# Keys that moved: (old table, key) -> (new table, key). The old place still reads, with a
+# warning naming the new one; both at once is refused (which one was meant is not ours to guess).
+MOVED = {
+    ("sendgrid", key): ("delivery", key)
+    for key in ("batch_size", "concurrency", "max_retries", "max_failed_batches")
+}
+
+
+def move_keys(data: dict[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
+    """The file's tables with moved keys put where they now live, and one warning per key
+    found at its old place. A key given at both places raises ConfigError naming both."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    overridden: dict[tuple[str, str], str] = {}
-    for name, (table, key) in ENV_OVERRIDES.items():
-        if env.get(name):
-            section = data.setdefault(table, {})
-            if isinstance(section, dict):
-                section[key] = env[name]
-                overridden[(table, key)] = name
+    warnings: list[str] = []
+    for (old_table, old_key), (table, key) in MOVED.items():
+        old = data.get(old_table)
+        if not isinstance(old, dict) or old_key not in old:
+            continue
+        new = data.setdefault(table, {})
+        if not isinstance(new, dict):
+            continue  # the schema names a table that is not a table
+        if key in new:
+            raise ConfigError(
+                f"{source}: [{old_table}] {old_key} and [{table}] {key} are both set: "
+                f"[{old_table}] {old_key} is deprecated, keep only [{table}] {key}"
+            )
+        new[key] = old.pop(old_key)
+        warnings.append(
+            f"{source}: [{old_table}] {old_key} is deprecated: move it to [{table}] {key}"
+        )
+    return data, warnings
+
+
+def parse(
+    data: dict[str, Any], source: str, overridden: dict[tuple[str, str], str] | None = None
+) -> SettingsFile:
+    """Validate the file's tables (moved keys already in place, environment overrides applied,
+    `overridden` naming which variable set which key) or raise ConfigError in one line."""
     try:
         return SettingsFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc, source, overridden)) from None
-
-
-def to_settings(file: SettingsFile, root: Path) -> Settings:
-    """The runtime settings the rest of the code reads (zones, durations and paths resolved)."""
-    main, sched, sg = file.newsletter, file.schedule, file.sendgrid
-    hour, minute = (int(x) for x in sched.time.split(":"))
-    return Settings(
-        root=root,
-        name=main.name,
-        from_email=main.from_email,
-        from_name=main.from_name or main.name,
-        base_url=main.base_url,
-        postal_address=main.postal_address,
-        language=main.language,
-        timezone=ZoneInfo(main.timezone),
-        database_url=anchor_sqlite(main.database_url, root),
-        provider=main.provider,
-        schedule=Schedule(
-            days=tuple(sched.days),
-            at=time(hour, minute),
-            articles_per_issue=sched.articles_per_issue,
-            grace=timedelta(hours=sched.grace_hours),
-            lease=timedelta(seconds=sched.lease_seconds),
-            heartbeat=timedelta(seconds=sched.heartbeat_seconds),
-        ),
-        outbox_path=root / file.outbox.path,
-        sendgrid=SendGridSettings(
-            api_host=sg.api_host,
-            timeout_seconds=sg.timeout_seconds,
-            batch_size=sg.batch_size,
-            categories=tuple(sg.categories),
-            max_retries=sg.max_retries,
-            max_failed_batches=sg.max_failed_batches,
-            concurrency=sg.concurrency,
-        ),
-        resend_uncertain=file.delivery.resend_uncertain,
-        claim_timeout=timedelta(seconds=file.delivery.claim_timeout_seconds),
-        collapse_is_error=file.check.collapse_is_error,
-        spoiler_leak=file.check.spoiler_leak,
-        layout=file.issue.layout,
-        subject_template=file.issue.subject_template,
-        contract=contract_from_lists(
-            file.articles.sections, file.articles.required, file.articles.spoiler_free
-        ),
-        editor_email=file.editor.email,
-    )
+        raise ConfigError(_one_line(exc, source, overridden or {})) from None
 
 
 # -- the generated file ----------------------------------------------------------------------
@@ -467,7 +542,7 @@ WIDTH = 94  # the generated file's comments are wrapped at this width, and long 
 
 
 def _comment(text: str) -> list[str]:
-    return [f"# {line}" for line in textwrap.wrap(text, width=WIDTH)]
+    return [f"# {line}" for line in textwrap.wrap(text, width=WIDTH, break_on_hyphens=False)]
 
 
 def _setting(key: str, value: Any) -> list[str]:

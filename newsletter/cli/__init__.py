@@ -14,7 +14,7 @@ from newsletter.records import ArticleStatus, DeliveryState, IssueStatus
 
 if TYPE_CHECKING:  # the command table loads nothing heavy: each command imports what it uses
     from newsletter import delivery, publish
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
     from newsletter.store import Store
 
 
@@ -39,7 +39,7 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from newsletter.config import load_settings
+            from newsletter.settings import load_settings
 
             self._settings = load_settings(self._config)
         return self._settings
@@ -98,7 +98,7 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 def init(folder: Path, sample: bool) -> None:
     """Create newsletter.toml, issues/, outbox/ and the database in FOLDER."""
     from newsletter import publish
-    from newsletter.config import load_settings, write_default_config
+    from newsletter.settings import load_settings, write_default_config
     from newsletter.store import Store
 
     path = write_default_config(folder)
@@ -212,7 +212,7 @@ def queue_move(app: App, article: str, direction: str | None) -> None:
     """Move ARTICLE (its file name in issues/) one place up or down the queue."""
     if direction is None:
         raise NewsletterError("say --up or --down")
-    if app.store.workspace.swap_with_neighbour(Path(article).name, up=direction == "up"):
+    if app.store.articles.swap_with_neighbour(Path(article).name, up=direction == "up"):
         click.echo(f"moved {Path(article).name} {direction}")
     else:
         click.echo(f"{Path(article).name} is already {'first' if direction == 'up' else 'last'}")
@@ -537,7 +537,9 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
     warnings are printed before sending. With no active subscriber nothing is sent and the
     articles stay queued."""
     from newsletter import delivery, publish
+    from newsletter.doctor.gate import before_run
     from newsletter.providers import make_provider
+    from newsletter.records import utcnow
 
     if dry_run:
         plan = publish.plan_run(app.store, app.settings, force=force, layout=layout)
@@ -545,7 +547,12 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
         if plan.subject is not None and not plan.recipients:
             raise NewsletterError(publish.NO_ACTIVE_SUBSCRIBER)
         return
-    provider = make_provider(app.settings)
+    provider = make_provider(app.settings)  # a bad key or setting is named first
+    gate = before_run(app.settings, app.store, force=force, now=utcnow())
+    for line in gate.lines:
+        click.echo(line, err=True)
+    if gate.refuse:
+        sys.exit(1)
     bars = _Bars()
     with delivery.stop_on_signals() as stop:
         try:
@@ -591,6 +598,24 @@ def _exit_after_sending(stop: delivery.StopRequest, reports: list[delivery.SendR
                 )
         sys.exit(130)
     if any(r.status == IssueStatus.PAUSED or r.tried_in_vain for r in reports):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="The findings as JSON, for scripts.")
+@pass_app
+def doctor(app: App, as_json: bool) -> None:
+    """Will it land? Check the sender's DNS (SPF, DKIM, DMARC, the From domain), the
+    unsubscribe link and the bulk-sender rules, with the record to publish for each problem
+    (NEWSLETTER_DNS_SERVER=host:port asks that DNS server). Exit 1 on any error."""
+    from newsletter.doctor import diagnose
+    from newsletter.doctor.gate import remember
+    from newsletter.doctor.report import format_report
+
+    report = diagnose(app.settings, app.store)
+    remember(app.store, report)
+    click.echo(report.to_json() if as_json else format_report(report))
+    if report.has_errors:
         sys.exit(1)
 
 
@@ -781,7 +806,8 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
 )
 @pass_app
 def serve(app: App, host: str, port: int, access_log: bool) -> None:
-    """Run the subscribers' web side: sign-up, unsubscribe, archive, SendGrid events."""
+    """Run the web side: sign-up, unsubscribe, archive, SendGrid events, and the editors'
+    workspace at /admin (accounts: 'newsletter editors add')."""
     from newsletter.web.app import serve as serve_web
 
     serve_web(app.settings, host, port, access_log=access_log)
@@ -847,7 +873,3 @@ def scheduler(app: App) -> None:
 
 def main() -> None:
     cli(prog_name="newsletter")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,67 @@
+"""What the doctor expects of the configured provider: whether mail really leaves (a provider
+whose endpoint is on this machine is a test server, its mail goes nowhere), and which SPF
+term authorises it."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from newsletter.settings import Settings
+
+# The SPF include each big provider documents, by the end of its SMTP host's name.
+KNOWN_INCLUDES = {
+    "sendgrid.net": "sendgrid.net",
+    "amazonaws.com": "amazonses.com",
+    "mailgun.org": "mailgun.org",
+    "postmarkapp.com": "spf.mtasv.net",
+    "brevo.com": "spf.brevo.com",
+    "sendinblue.com": "spf.brevo.com",
+}
+SENDGRID_INCLUDE = "sendgrid.net"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sending:
+    """The provider as the doctor sees it."""
+
+    provider: str
+    label: str  # "SendGrid", "SMTP host smtp.example.com", "the outbox"
+    real: bool  # mail leaves this machine for real inboxes
+    include: str = ""  # the SPF include that authorises it ("" when none is known)
+    host: str = ""  # the SMTP host whose addresses SPF must cover
+
+
+def is_local(host: str) -> bool:
+    """Loopback, private or link-local: nobody outside this network reaches it."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def sending_of(settings: Settings) -> Sending:
+    if settings.provider == "sendgrid":
+        host = urlsplit(settings.sendgrid.api_host).hostname or ""
+        return Sending(
+            provider="sendgrid", label="SendGrid", real=not is_local(host), include=SENDGRID_INCLUDE
+        )
+    smtp = getattr(settings, "smtp", None)  # [smtp] arrives with the SMTP provider (issue 20)
+    if settings.provider == "smtp" and smtp is not None:
+        host = str(getattr(smtp, "host", "")).lower()
+        include = next((v for k, v in KNOWN_INCLUDES.items() if host.endswith(k)), "")
+        return Sending(
+            provider="smtp",
+            label=f"SMTP host {host}",
+            real=not is_local(host),
+            include=include,
+            host=host,
+        )
+    return Sending(provider=settings.provider, label="the outbox", real=False)

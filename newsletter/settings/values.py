@@ -1,0 +1,108 @@
+"""The settings the code reads: frozen, keyword-only records, standard library only.
+
+They declare no defaults: every value is resolved from newsletter.toml by `load`, and the
+defaults live once, in `schema`. Secrets are never fields here, so printing settings cannot
+leak them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from newsletter.contract import Contract
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """When issues go out ([schedule])."""
+
+    days: tuple[str, ...]
+    at: time
+    articles_per_issue: int
+    grace: timedelta
+    # The sending lease: a scheduler that dies loses it after this long and a standby takes
+    # over; the heartbeat renews it and looks for due work.
+    lease: timedelta
+    heartbeat: timedelta
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliverySettings:
+    """How an issue is sent, whatever the provider ([delivery])."""
+
+    batch_size: int
+    concurrency: int
+    max_retries: int
+    max_failed_batches: int
+    # Capped exponential backoff between retries of a transient failure.
+    backoff_base: timedelta
+    backoff_cap: timedelta
+    resend_uncertain: bool
+    claim_timeout: timedelta
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendGridSettings:
+    """The SendGrid provider's own settings ([sendgrid])."""
+
+    api_host: str
+    timeout_seconds: float
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DkimSettings:
+    """Our own DKIM signing ([dkim]); an empty selector: the provider signs, or nobody does.
+    The private key is DKIM_PRIVATE_KEY when set, else the file."""
+
+    selector: str
+    domain: str  # "" means the From domain
+    private_key_file: Path | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the code reads from newsletter.toml, zones, durations and paths resolved."""
+
+    root: Path
+    name: str
+    from_email: str
+    from_name: str
+    base_url: str
+    postal_address: str
+    language: str
+    timezone: ZoneInfo
+    database_url: str
+    provider: str
+    schedule: Schedule
+    delivery: DeliverySettings
+    outbox_path: Path
+    sendgrid: SendGridSettings
+    collapse_is_error: bool
+    # "warning" or "error": how `check` and every send treat a spoiler leak ([check]).
+    spoiler_leak: str
+    # "full" or "digest" for a one-article issue; several articles make a digest ([issue]).
+    layout: str
+    subject_template: str
+    # The article contract ([articles]): sections, their order, which are spoilers.
+    contract: Contract
+    editor_email: str  # "" when nobody is to be emailed about held articles
+    forwarded_allow_ips: str  # [web]: the proxies whose X-Forwarded-For uvicorn believes
+    dkim: DkimSettings
+    # The package's own templates, used when the folder has no templates/ of its own.
+    builtin_templates: Path
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.root / "issues"
+
+    @property
+    def templates_dir(self) -> Path:
+        """The folder's own `templates/` when the editor has one, else the built-in set."""
+        own = self.root / "templates"
+        return own if own.is_dir() else self.builtin_templates

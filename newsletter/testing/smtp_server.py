@@ -1,0 +1,240 @@
+"""A local SMTP server for tests, demos and benchmarks: aiosmtpd with scripted faults.
+
+It runs in a process of its own (`SMTPServerProcess`, or `python -m newsletter.testing.smtp_server`)
+so the sender under test talks to it over a real socket. It stores each accepted message in a
+Maildir (or, with `--sink`, only counts it: the ceiling a sender is measured against), and
+answers as real servers do when told to by a JSON faults file:
+
+    {"refuse": {"gone@example.com": "550 5.1.1 <gone@example.com>: no such user"},
+     "defer": {"busy@example.com": "451 4.3.0 try again later"},
+     "refuse_data": {"spam@example.com": "554 5.7.1 message refused"},
+     "drop_after_data": ["lost@example.com"],
+     "close_after_messages": 3}
+
+`refuse`/`defer` answer RCPT TO; `refuse_data` answers after DATA; `drop_after_data` reads
+the whole message and closes the connection without a reply (the one case where a sender
+cannot know); `close_after_messages` answers `421` to the MAIL FROM after that many messages
+on one connection and closes it. `--auth USER` with `SMTP_SERVER_PASSWORD` in the environment
+requires AUTH (over STARTTLS when `--cert`/`--key` are given, which also offers STARTTLS).
+The first line printed is `PORT`, then one line `ready`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import mailbox
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODULE = "newsletter.testing.smtp_server"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Faults:
+    """What the server does wrong, by recipient address (lower-cased)."""
+
+    refuse: dict[str, str] = field(default_factory=dict)
+    defer: dict[str, str] = field(default_factory=dict)
+    refuse_data: dict[str, str] = field(default_factory=dict)
+    drop_after_data: frozenset[str] = frozenset()
+    close_after_messages: int = 0
+
+    @classmethod
+    def from_json(cls, text: str) -> Faults:
+        raw = json.loads(text or "{}")
+        lower = {
+            k: {a.lower(): v for a, v in raw.get(k, {}).items()}
+            for k in ("refuse", "defer", "refuse_data")
+        }
+        return cls(
+            **lower,
+            drop_after_data=frozenset(a.lower() for a in raw.get("drop_after_data", ())),
+            close_after_messages=int(raw.get("close_after_messages", 0)),
+        )
+
+
+class _Handler:
+    """aiosmtpd's handler: the answers, the Maildir and the counters."""
+
+    def __init__(self, faults: Faults, maildir: Path | None) -> None:
+        self.faults = faults
+        self.box = mailbox.Maildir(maildir, create=True) if maildir else None
+        self.accepted = 0
+        self.counts: dict[int, int] = {}  # per connection: messages so far
+        self.lock = threading.Lock()
+        self.queue_number = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        done = self.counts.get(id(session), 0)
+        if self.faults.close_after_messages and done >= self.faults.close_after_messages:
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.7.0 too many messages on one connection, closing"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        key = address.lower()
+        if key in self.faults.refuse:
+            return self.faults.refuse[key]
+        if key in self.faults.defer:
+            return self.faults.defer[key]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.counts[id(session)] = self.counts.get(id(session), 0) + 1
+        for rcpt in envelope.rcpt_tos:
+            key = rcpt.lower()
+            if key in self.faults.drop_after_data:
+                server.transport.abort()
+                return "250 OK"  # never reaches the client: the connection is gone
+            if key in self.faults.refuse_data:
+                return self.faults.refuse_data[key]
+        with self.lock:
+            self.accepted += 1
+            self.queue_number += 1
+            queue_id = f"Q{self.queue_number:08X}"
+        if self.box is not None:
+            content = envelope.original_content or envelope.content
+            message = mailbox.MaildirMessage(content)
+            message["X-Envelope-From"] = envelope.mail_from
+            message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+            self.box.add(message)
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the server in the foreground until SIGINT/SIGTERM."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--maildir", type=Path, help="store accepted messages here")
+    parser.add_argument("--sink", action="store_true", help="count only (benchmarks)")
+    parser.add_argument("--faults", type=Path, help="a JSON faults file (see the module doc)")
+    parser.add_argument(
+        "--auth", metavar="USER", help="require AUTH as USER ($SMTP_SERVER_PASSWORD)"
+    )
+    parser.add_argument("--cert", help="PEM certificate: offer STARTTLS")
+    parser.add_argument("--key", help="PEM private key of --cert")
+    args = parser.parse_args(argv)
+
+    faults = Faults.from_json(args.faults.read_text() if args.faults else "")
+    handler = _Handler(faults, None if args.sink else args.maildir)
+    password = os.environ.get("SMTP_SERVER_PASSWORD", "")
+
+    def authenticate(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login.decode() == args.auth
+            and data.password.decode() == password
+        )
+        return AuthResult(success=ok, handled=False)
+
+    tls = _tls_context(args.cert, args.key)
+    options: dict[str, Any] = {"enable_SMTPUTF8": True, "data_size_limit": 40 * 1024 * 1024}
+    if args.auth:
+        options.update(
+            authenticator=authenticate, auth_required=True, auth_require_tls=tls is not None
+        )
+    if tls is not None:
+        options.update(tls_context=tls, require_starttls=True)
+    controller = Controller(
+        handler,
+        hostname=args.host,
+        port=args.port,
+        server_hostname="localhost",
+        ready_timeout=10,
+        **options,
+    )
+    if args.port == 0:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind((args.host, 0))
+            controller.port = probe.getsockname()[1]
+    controller.start()
+    print(controller.port, flush=True)
+    print("ready", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+    print(f"stopped: {handler.accepted} messages", flush=True)
+
+
+class SMTPServerProcess:
+    """The server in a child process; `stop()` returns how many messages it accepted."""
+
+    def __init__(
+        self,
+        *,
+        maildir: Path | None = None,
+        sink: bool = False,
+        faults: dict[str, Any] | None = None,
+        faults_path: Path | None = None,
+        auth: tuple[str, str] | None = None,
+        cert: tuple[Path, Path] | None = None,
+    ) -> None:
+        argv = [sys.executable, "-m", MODULE]
+        if maildir is not None:
+            argv += ["--maildir", str(maildir)]
+        if sink:
+            argv.append("--sink")
+        if faults is not None:
+            assert faults_path is not None, "faults need a path to be written to"
+            faults_path.write_text(json.dumps(faults))
+            argv += ["--faults", str(faults_path)]
+        env = dict(os.environ)
+        if auth is not None:
+            argv += ["--auth", auth[0]]
+            env["SMTP_SERVER_PASSWORD"] = auth[1]
+        if cert is not None:
+            argv += ["--cert", str(cert[0]), "--key", str(cert[1])]
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+        self.process.stdout.readline()  # ready
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        out, _ = self.process.communicate(timeout=30)
+        return int(out.strip().splitlines()[-1].split()[1])
+
+    def __enter__(self) -> SMTPServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.stop()
+
+
+if __name__ == "__main__":
+    main()
