@@ -327,6 +327,12 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
         with ThreadPoolExecutor(threads, thread_name_prefix=f"issue-{issue_id}") as pool:
             for future in [pool.submit(sender.run) for _ in range(threads)]:
                 future.result()  # re-raises a thread's StoreError, LeaseLost, ...
+    if (message := sender.pause_message()) is not None and threads > 1:
+        # Recount once every thread is done, so the pause names what is really left.
+        store.issues.set_issue_status(
+            issue_id, ISSUE_PAUSED, error=message, only_from=(ISSUE_PAUSED,)
+        )
+        report.last_error = message
     report.counts = store.deliveries.counts(issue_id)
     if report.status == ISSUE_SENDING:
         report.status = store.issues.issue_status(issue_id)
@@ -353,6 +359,7 @@ class _IssueSender:
         # refused key costs one request rather than one per thread.
         self.probe_taken = False
         self.first_answer = threading.Event()
+        self.paused_for: tuple[str, str] | None = None  # (reason, when to resume)
 
     def wait(self, seconds: float) -> None:
         # Keep the lease alive through long rate-limit waits.
@@ -452,6 +459,12 @@ class _IssueSender:
             if not batch.recipients:
                 continue
             self.note(batch=True)
+            handed: list[bool] = []  # set once the provider passed its last check
+
+            def ready(handed: list[bool] = handed) -> None:
+                self.before_request()
+                handed.append(True)
+
             try:
                 outgoing = OutgoingBatch.of(
                     self.settings,
@@ -460,7 +473,7 @@ class _IssueSender:
                     self.rendered,
                     batch.recipients,
                     categories=self.ctx.categories,
-                    before_request=self.before_request,
+                    before_request=ready,
                 )
                 try:
                     accepted = self.provider.send(outgoing)
@@ -543,7 +556,7 @@ class _IssueSender:
             except (LeaseLost, WorkerStopping, StoreError):
                 raise
             except Exception as exc:  # a bug or an encoding error inside the provider
-                self._unexpected(batch, exc)
+                self._unexpected(batch, exc, written=bool(handed))
                 continue
             consecutive_failures = 0
             store.deliveries.fail(batch, accepted.rejected)
@@ -558,13 +571,23 @@ class _IssueSender:
         counts = self.store.deliveries.counts(self.issue_id)
         return counts[PENDING] + counts[IN_FLIGHT]
 
-    def _pause(self, reason: str, when: str = "the cause is fixed") -> None:
-        """Pause the issue with `reason` as its error (what `status`, the CLI's report and the
-        editors' alert show); `resume` goes on once the cause is fixed."""
-        message = (
+    def pause_message(self) -> str | None:
+        """What the pause says, counted now: other threads' batches in flight when the pause
+        began have been recorded once `send_issue` has joined them."""
+        if self.paused_for is None:
+            return None
+        reason, when = self.paused_for
+        return (
             f"{reason}; {self._left()} readers still to send; "
             f"`newsletter resume {self.issue_id}` when {when}"
         )
+
+    def _pause(self, reason: str, when: str = "the cause is fixed") -> None:
+        """Pause the issue with `reason` as its error (what `status`, the CLI's report and the
+        editors' alert show); `resume` goes on once the cause is fixed."""
+        with self.lock:
+            self.paused_for = (reason, when)
+        message = self.pause_message() or reason
         log.warning("issue %s: %s", self.issue_id, message)
         self.store.issues.set_issue_status(
             self.issue_id, ISSUE_PAUSED, error=message, only_from=(ISSUE_SENDING,)
@@ -576,15 +599,22 @@ class _IssueSender:
         issue is paused until the provider is back."""
         self._pause(str(exc), when="it is back")
 
-    def _unexpected(self, batch: Batch, exc: Exception) -> None:
-        """An exception no provider outcome names: the request may have been written. A
-        provider that can tell settles the batch now (delivered: sent, the rest back to
-        pending); otherwise it is uncertain (never resent silently). Either way the issue is
-        paused at once with the error: the next batches would meet the same bug, and an
-        issue is `sent` only once nothing is pending."""
+    def _unexpected(self, batch: Batch, exc: Exception, *, written: bool) -> None:
+        """An exception no provider outcome names. Raised before the provider's last check
+        (`written` false: building the message failed) nothing left, and the batch goes back
+        to pending. After it the request may have been written: a provider that can tell
+        settles the batch now (delivered: sent, the rest back to pending); otherwise it is
+        uncertain (never resent silently). Either way the issue is paused at once with the
+        error: the next batches would meet the same bug, and an issue is `sent` only once
+        nothing is pending."""
         error = f"unexpected error while sending ({type(exc).__name__}: {exc})"
         log.warning("issue %s batch %s: %s", self.issue_id, batch.number, error)
         log.debug("the unexpected error", exc_info=exc)
+        if not written:
+            self.store.deliveries.release(batch, error=error)
+            self.note(error)
+            self._pause(f"paused: {error}")
+            return
         settled, done = False, len(batch.recipients)
         if isinstance(self.provider, Settles):
             ids = [r.subscriber_id for r in batch.recipients]

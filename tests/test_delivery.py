@@ -15,12 +15,12 @@ import pytest
 
 from newsletter import publish
 from newsletter.settings import load_settings
-from newsletter.delivery import DeliveryPolicy, SendContext, resume_issue, send_issue
+from newsletter.delivery import SendContext, resume_issue, send_issue
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.store import Store
 from newsletter.testing.sendgrid_server import SendGridServer
-from tests.conftest import run_cli
+from tests.conftest import delivery_policy, run_cli
 from tests.faults import KEY, make_folder, open_store, start, wait_until
 
 
@@ -28,18 +28,21 @@ class FailingOnNth:
     """The real outbox, except that its `nth` send raises an error no provider outcome names
     (as an invalid `from_email` once did inside the email library) until `fixed`."""
 
-    def __init__(self, outbox: OutboxProvider, nth: int) -> None:
+    def __init__(self, outbox: OutboxProvider, nth: int, *, after_writing: bool = False) -> None:
         self.outbox = outbox
         self.name, self.max_batch = outbox.name, outbox.max_batch
         self.nth = nth
+        self.after_writing = after_writing  # raise once the files are written, not before
         self.sends = 0
         self.fixed = False
 
     def send(self, batch: OutgoingBatch) -> Accepted:
         self.sends += 1
-        if not self.fixed and self.sends >= self.nth:
-            raise ValueError("injected: the provider broke on this batch")
-        return self.outbox.send(batch)
+        if self.fixed or self.sends < self.nth:
+            return self.outbox.send(batch)
+        if self.after_writing:
+            self.outbox.send(batch)
+        raise ValueError("injected: the provider broke on this batch")
 
     def send_message(self, message: Message) -> str:
         return self.outbox.send_message(message)
@@ -70,15 +73,19 @@ def one_issue(folder) -> tuple[Store, object, int]:
 
 
 # -- 1: an unexpected error never ends in `sent` ----------------------------------------------
-@pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.parametrize(
+    ("concurrency", "after_writing"), [(1, False), (4, False), (1, True), (4, True)]
+)
 def test_an_unexpected_error_pauses_the_issue_and_resume_sends_each_reader_once(
-    tmp_path, concurrency
+    tmp_path, concurrency, after_writing
 ):
+    """Raised while building (nothing written: the batch goes back to pending) or once the
+    request was written (the outbox settles it: those readers count as sent)."""
     readers = 300
     make_folder(tmp_path, "http://127.0.0.1:9", subscribers=readers)
     store, settings, issue_id = one_issue(tmp_path)
-    provider = FailingOnNth(OutboxProvider(settings), nth=5)
-    policy = DeliveryPolicy(batch_size=20, concurrency=concurrency, max_failed_batches=3)
+    provider = FailingOnNth(OutboxProvider(settings), nth=5, after_writing=after_writing)
+    policy = delivery_policy(batch_size=20, concurrency=concurrency, max_failed_batches=3)
     ctx = SendContext.of(store, settings, provider, policy=policy)
 
     report = send_issue(ctx, issue_id)
@@ -86,6 +93,8 @@ def test_an_unexpected_error_pauses_the_issue_and_resume_sends_each_reader_once(
     assert report.status == "paused" and store.issues.issue_status(issue_id) == "paused"
     assert counts["pending"] > 0 and counts["in_flight"] == 0 and counts["uncertain"] == 0
     assert counts["sent"] + counts["pending"] == readers
+    if concurrency == 1:  # the fifth batch broke: written and settled, or never written
+        assert counts["sent"] == (5 if after_writing else 4) * 20
     stored = store.issues.get_issue(issue_id).last_error or ""
     assert "unexpected error while sending (ValueError: injected" in stored
     assert f"{counts['pending']} readers still to send" in stored
