@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter import publish
-from newsletter.settings import load_settings
 from newsletter.delivery import SendContext, resume_issue, send_issue
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.providers.outbox import OutboxProvider
+from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.testing.sendgrid_server import SendGridServer
 from tests.conftest import delivery_policy, run_cli
