@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter import publish
-from newsletter.delivery import SendContext, resume_issue, send_issue
+from newsletter.delivery import SendContext, SendingLease, resume_issue, send_issue
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.settings import load_settings
@@ -103,7 +103,7 @@ def test_an_unexpected_error_pauses_the_issue_and_resume_sends_each_reader_once(
     assert send_issue(ctx, issue_id).counts["sent"] == counts["sent"]
     # ... until the cause is fixed and the editor resumes it.
     provider.fixed = True
-    resumed = resume_issue(ctx, issue_id)
+    resumed = resume_issue(ctx, issue_id, lease=SendingLease.of(store, settings))
     assert resumed is not None and resumed.status == "sent"
     assert resumed.delivered == counts["pending"]
     assert store.deliveries.counts(issue_id)["sent"] == readers

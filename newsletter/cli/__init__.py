@@ -556,10 +556,10 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
     bars = _Bars()
     with delivery.stop_on_signals() as stop:
         try:
-            ctx = delivery.SendContext.of(app.store, app.settings, provider, stop=stop)
+            hooks = delivery.SendHooks(stop=stop, progress=bars)
+            ctx = publish.TickContext.of(app.store, app.settings, provider, hooks=hooks)
             result = publish.publish_tick(
                 ctx,
-                progress_factory=bars,
                 force=force,
                 layout=layout,
                 warn=lambda line: click.echo(line, err=True),
@@ -708,9 +708,13 @@ def resume(app: App, issue_id: int) -> None:
     with delivery.stop_on_signals() as stop:
         try:
             ctx = delivery.SendContext.of(
-                app.store, app.settings, make_provider(app.settings), stop=stop
+                app.store,
+                app.settings,
+                make_provider(app.settings),
+                hooks=delivery.SendHooks(stop=stop, progress=bars),
             )
-            report = delivery.resume_issue(ctx, issue_id, progress_factory=bars)
+            lease = delivery.SendingLease.of(app.store, app.settings)
+            report = delivery.resume_issue(ctx, issue_id, lease=lease)
         finally:
             bars.close()
     if report is None:
