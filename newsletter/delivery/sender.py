@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from dataclasses import dataclass
 from newsletter.delivery.context import SendContext
 from newsletter.delivery.policy import SendReport, backoff_delay
 from newsletter.delivery.recovery import recover_in_flight
+from newsletter.delivery.state import SendState
 from newsletter.exceptions import (
     ConfigError,
     CredentialsRefused,
@@ -75,12 +74,14 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
 
 @dataclass
 class _Streak:
-    """One thread's failed attempts in a row (batch-level retries count against it)."""
+    """One thread's failed attempts in a row (batch-level retries count against it), and
+    whether it gave up on readers the provider keeps deferring."""
 
     failures: int = 0
+    gave_up: bool = False
 
 
-class _IssueSender:
+class _IssueSender(SendState):
     """The per-batch loop of `send_issue`; each thread runs `run` on the same instance."""
 
     def __init__(
@@ -91,33 +92,19 @@ class _IssueSender:
         report: SendReport,
         progress: Callable[[int], None] | None,
     ) -> None:
-        self.log, self.provider, self.policy, self.hooks = (
-            ctx.log,
-            ctx.provider,
-            ctx.policy,
-            ctx.hooks,
-        )
-        self.issue_id = issue_id
+        super().__init__(ctx, issue_id, report, progress)
+        self.provider = ctx.provider
         self.rendered = rendered
         self.site = site_of(rendered.view_url)  # for each reader's unsubscribe link
-        self.report = report
-        self.progress = progress
         self.batch_size = max(1, min(ctx.policy.batch_size, ctx.provider.max_batch))
-        self.lock = threading.Lock()
-        self.done = threading.Event()
         self.cursor = 0  # the highest subscriber id this send has claimed so far
-        # The first request of a send goes out alone: the others wait for its answer, so a
-        # refused key costs one request rather than one per thread.
-        self.probe_taken = False
-        self.first_answer = threading.Event()
-        self.paused_for: tuple[str, str] | None = None  # (reason, when to resume)
         self.deferrals: dict[int, int] = {}  # subscriber id -> times deferred in this send
 
     # -- the loop: claim -> send -> record ------------------------------------------------
     def run(self) -> None:
         try:
             streak = _Streak()
-            while (batch := self._next_batch()) is not None:
+            while not streak.gave_up and (batch := self._next_batch()) is not None:
                 outcome, written = self._send(batch)
                 self._record(batch, outcome, streak, written=written)
         except BaseException:
@@ -198,14 +185,14 @@ class _IssueSender:
     ) -> None:
         if isinstance(outcome, Accepted):
             streak.failures = 0
-            return self.accepted(batch, outcome)
+            return self.accepted(batch, outcome, streak)
         for kinds, handler in _OUTCOMES:
             if isinstance(outcome, kinds):
                 return handler(self, batch, outcome, streak)
         return self.unexpected(batch, outcome, written=written)
 
     # -- one method per outcome -----------------------------------------------------------
-    def accepted(self, batch: Batch, accepted: Accepted) -> None:
+    def accepted(self, batch: Batch, accepted: Accepted, streak: _Streak) -> None:
         """Taken: sent, but for the recipients the provider names as refused (failed; those
         whose address does not exist are bounced), lost after the message was written
         (uncertain, each named) or deferred (back to pending, see `deferred`)."""
@@ -217,24 +204,22 @@ class _IssueSender:
         self.log.mark_each(batch, UNCERTAIN, accepted.uncertain)
         self.log.mark_each(batch, PENDING, accepted.deferred)
         self.log.mark_sent(batch, accepted.message_ids)
-        answered = len(accepted.rejected) + len(accepted.uncertain) + len(accepted.deferred)
-        if isinstance(accepted.message_ids, dict):
-            answered += len(accepted.message_ids)
-            if answered < len(batch.recipients):  # the provider named none of the rest
-                self.log.mark(batch, UNCERTAIN, "the provider's answer did not name this reader")
-        not_sent = len(accepted.rejected) + len(accepted.uncertain) + len(accepted.deferred)
-        self.note(
-            recipients=len(batch.recipients) - len(accepted.deferred),
-            delivered=len(batch.recipients) - not_sent,
-        )
+        others = len(accepted.rejected) + len(accepted.uncertain) + len(accepted.deferred)
+        delivered = len(batch.recipients) - others
+        if isinstance(accepted.message_ids, dict) and len(accepted.message_ids) < delivered:
+            # Named nowhere in the answer: it may or may not have gone out.
+            self.log.mark(batch, UNCERTAIN, "the provider's answer did not name this reader")
+            delivered = len(accepted.message_ids)
+        self.note(recipients=len(batch.recipients) - len(accepted.deferred), delivered=delivered)
         if accepted.deferred:
-            self.deferred(accepted.deferred)
+            self.deferred(accepted.deferred, streak)
 
-    def deferred(self, reasons: dict[int, str]) -> None:
+    def deferred(self, reasons: dict[int, str], streak: _Streak) -> None:
         """Recipients the provider did not take this time (after its own retries): their
         rows are pending again and claimed once more after a backoff; deferred more than
         `max_retries` times in this send, they are left pending for the next run (the issue
-        stays sending) and this send ends."""
+        stays sending) and this thread stops claiming (the others finish their rows, then
+        meet the same readers and stop too)."""
         with self.lock:
             for sid in reasons:
                 self.deferrals[sid] = self.deferrals.get(sid, 0) + 1
@@ -247,7 +232,7 @@ class _IssueSender:
             )
             log.warning("issue %s: %s", self.issue_id, message)
             self.note(message)
-            self.done.set()
+            streak.gave_up = True
             return
         delay = backoff_delay(worst, self.policy)
         log.warning(
@@ -262,6 +247,10 @@ class _IssueSender:
     def transient(self, batch: Batch, exc: TransientError | RateLimited, streak: _Streak) -> None:
         """A temporary refusal of the whole batch: released and retried with backoff (or at
         the provider's retry time); after `max_retries` the batch fails (retryable)."""
+        if not isinstance(exc, RateLimited) and self._deferred_before(batch):
+            # Readers the provider deferred earlier in this send, refused again on their own.
+            self.log.release(batch, error=str(exc))
+            return self.deferred({r.subscriber_id: str(exc) for r in batch.recipients}, streak)
         streak.failures += 1
         self.note(str(exc))
         if streak.failures > self.policy.max_retries:
@@ -274,6 +263,10 @@ class _IssueSender:
         if isinstance(exc, RateLimited) and exc.retry_at is not None:
             delay = max(0.0, exc.retry_at - self.hooks.clock()) + random.uniform(0, 0.25)
         self._retry_in(batch, exc, delay)
+
+    def _deferred_before(self, batch: Batch) -> bool:
+        with self.lock:
+            return all(r.subscriber_id in self.deferrals for r in batch.recipients)
 
     def unreachable(self, batch: Batch, exc: Unreachable, streak: _Streak) -> None:
         """No connection: not a refusal. The rows stay pending; after `max_retries` the
@@ -379,91 +372,6 @@ class _IssueSender:
             self.log.mark_sent(batch, sent)
         self.log.release(batch, error=error)
         return len(sent)
-
-    # -- the send's state, shared by its threads ------------------------------------------
-    def wait(self, seconds: float) -> None:
-        # Keep the lease alive through long rate-limit waits.
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0 and not self.done.is_set():
-            if self.hooks.stop_requested():
-                return
-            self.hooks.sleep(min(left, 5.0))
-            if self.hooks.heartbeat:
-                self.hooks.heartbeat()
-
-    def finish(self, status: str, error: str | None = None) -> None:
-        with self.lock:
-            self.report.status = status
-            if error:
-                self.report.last_error = error
-        self.done.set()
-
-    def stopped(self) -> None:
-        """A stop request between batches: leave the rest pending, the issue resumable."""
-        with self.lock:
-            self.report.stopped = True
-        self.done.set()
-
-    def note(
-        self, error: str | None = None, recipients: int = 0, batch: bool = False, delivered: int = 0
-    ) -> None:
-        with self.lock:
-            if error:
-                self.report.last_error = error
-            if batch:
-                self.report.batches += 1
-            self.report.delivered += delivered
-            if recipients and self.progress:
-                self.progress(recipients)
-
-    def before_request(self) -> None:
-        """Right before a request is written (called by the provider): stop if the key was
-        refused, or the issue paused or cancelled, after this batch was claimed."""
-        with self.lock:
-            probe, self.probe_taken = not self.probe_taken, True
-        while not probe and not self.first_answer.wait(0.05):
-            if self.done.is_set():
-                break
-        if self.done.is_set():
-            raise Stopped("the send was stopped before this request")
-        try:
-            status = self.log.issue_status(self.issue_id)
-        except StoreError as exc:
-            raise Stopped("the database failed before this request") from exc
-        if status != ISSUE_SENDING:
-            self.finish(status)
-            raise Stopped(f"the issue is {status}")
-
-    def pause_message(self) -> str | None:
-        """What the pause says, counted now: other threads' batches in flight when the pause
-        began have been recorded once `send_issue` has joined them."""
-        if self.paused_for is None:
-            return None
-        reason, when = self.paused_for
-        counts = self.log.counts(self.issue_id)
-        return (
-            f"{reason}; {counts[PENDING] + counts[IN_FLIGHT]} readers still to send; "
-            f"`newsletter resume {self.issue_id}` when {when}"
-        )
-
-    def _pause(self, reason: str, when: str = "the cause is fixed") -> None:
-        """Pause the issue with `reason` as its error (what `status`, the CLI's report and the
-        editors' alert show); `resume` goes on once the cause is fixed."""
-        with self.lock:
-            self.paused_for = (reason, when)
-        message = self.pause_message() or reason
-        log.warning("issue %s: %s", self.issue_id, message)
-        self.log.set_issue_status(
-            self.issue_id, ISSUE_PAUSED, error=message, only_from=(ISSUE_SENDING,)
-        )
-        self.finish(ISSUE_PAUSED, message)
-
-    def _count_failed_batch(self, error: str) -> None:
-        failed = self.log.record_failed_batch(self.issue_id, error)
-        if failed >= self.policy.max_failed_batches:
-            message = f"paused after {failed} failed batches; last error: {error}"
-            self.log.set_issue_status(self.issue_id, ISSUE_PAUSED, error=message)
-            self.finish(ISSUE_PAUSED, message)
 
 
 # Which method records which outcome, in order: a subclass before its base.
