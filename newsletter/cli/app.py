@@ -1,5 +1,6 @@
 """What the commands share: the `App` (settings and store, opened on first use), the group
-that turns a `NewsletterError` into one line, the `--layout` option and progress bars."""
+that turns a `NewsletterError` into one line, the `--layout` option, progress bars and the
+exit status after sending."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from newsletter.cli import reports
 from newsletter.exceptions import NewsletterError
+from newsletter.records import IssueStatus
 
 if TYPE_CHECKING:  # the command table loads nothing heavy: each command imports what it uses
+    from newsletter import delivery
     from newsletter.settings import Settings
     from newsletter.store import Store
 
@@ -87,3 +91,13 @@ class Bars:
     def close(self) -> None:
         for bar in self.bars:
             bar.close()
+
+
+def exit_after_sending(stop: delivery.StopRequest, sent: list[delivery.SendReport]) -> None:
+    """130 after a stop request (with what is left and how to go on); 1 when an issue is
+    paused or a send delivered nothing it tried; else the command goes on."""
+    if stop.is_set():
+        reports.echo(reports.stopped(stop.signal_name, sent))
+        sys.exit(130)
+    if any(r.status == IssueStatus.PAUSED or r.tried_in_vain for r in sent):
+        sys.exit(1)

@@ -1,5 +1,6 @@
-"""The commands on issues already made: `status`, `issues`, `pause`/`resume`/`cancel`,
-`resolve` and `send-test` (`newsletter.issue_state`, `delivery`, `proofs`)."""
+"""The commands on issues already made: `status`, `issues`, `pause`/`cancel` (one
+`status_command`), `resume` (goes on sending now), `resolve` and `send-test`
+(`newsletter.issue_state`, `delivery`, `proofs`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import click
 
 from newsletter.cli import reports
-from newsletter.cli.app import App, Bars, pass_app
+from newsletter.cli.app import App, Bars, exit_after_sending, pass_app
 from newsletter.exceptions import NewsletterError
 from newsletter.records import IssueStatus
 
@@ -52,12 +53,32 @@ def status_command(name: str, status: IssueStatus, help: str) -> click.Command:
 
 
 pause = status_command("pause", IssueStatus.PAUSED, "Stop sending ISSUE after the batch in flight.")
-resume = status_command(
-    "resume",
-    IssueStatus.SENDING,
-    "Let a paused ISSUE go on (the next run or scheduler tick sends the rest).",
-)
 cancel = status_command("cancel", IssueStatus.CANCELLED, "Send nothing more of ISSUE.")
+
+
+@click.command()
+@click.argument("issue_id", type=int)
+@pass_app
+def resume(app: App, issue_id: int) -> None:
+    """Let a paused (or interrupted) ISSUE go on and send the rest now; when another sender
+    holds the sending lease (a scheduler), that one sends it."""
+    from newsletter import delivery
+    from newsletter.providers import make_provider
+
+    bars = Bars()
+    with delivery.stop_on_signals() as stop:
+        try:
+            ctx = delivery.SendContext.of(
+                app.store, app.settings, make_provider(app.settings), stop=stop
+            )
+            report = delivery.resume_issue(ctx, issue_id, progress_factory=bars)
+        finally:
+            bars.close()
+    if report is None:
+        reports.echo(reports.resumed_elsewhere(issue_id))
+        return
+    reports.echo(reports.send_report(report))
+    exit_after_sending(stop, [report])
 
 
 @click.command()

@@ -256,6 +256,18 @@ def run_plan(plan: publish.RunPlan) -> Iterator[str]:
 NOTHING_DUE = "nothing to send: no queued article is due"
 
 
+def stopped(signal_name: str | None, sent: Iterable[delivery.SendReport]) -> Iterator[str]:
+    """After SIGINT or SIGTERM: each issue the stop left unfinished, and how to go on."""
+    for report in sent:
+        left = report.counts.get(DeliveryState.PENDING, 0)
+        if left or report.stopped:
+            yield (
+                f"stopped by {signal_name}: issue {report.issue_id}: "
+                f"{report.delivered} sent now, {left} left; `newsletter resume "
+                f"{report.issue_id}` (or `newsletter run`) sends the rest"
+            )
+
+
 def skipped(error: str) -> str:
     return f"skipped: {error}"
 
@@ -308,16 +320,13 @@ def issue_lines(issues: Iterable[IssueSummary], settings: Settings) -> Iterator[
         )
 
 
-# What pause, resume and cancel say once done, by the status they set.
-STATUS_CHANGED = {
-    "paused": "paused",
-    "sending": "resumed; the next run or tick sends the rest",
-    "cancelled": "cancelled",
-}
-
-
 def status_changed(issue_id: int, status: str) -> str:
-    return f"issue {issue_id}: {STATUS_CHANGED[status]}"
+    """What pause and cancel say once done: the status they set."""
+    return f"issue {issue_id}: {status}"
+
+
+def resumed_elsewhere(issue_id: int) -> str:
+    return f"issue {issue_id}: resumed; the active sender sends the rest"
 
 
 def resolved(issue_id: int, moved: int, resend: bool) -> str:
@@ -334,6 +343,8 @@ def sandbox(report: SandboxReport) -> Iterator[str]:
     )
     for problem in report.problems:
         yield f"  {problem}"
+    if report.stopped:
+        yield "stopped at the first refusal: the other requests were not made"
 
 
 def proof_sent(issue_id: int, to: str, provider: str) -> str:

@@ -1,5 +1,5 @@
 """`newsletter run`: what a due tick does, now (`publish.publish_tick`, or `plan_run` for
-`--dry-run`), behind the doctor's gate."""
+`--dry-run`), behind the doctor's gate; SIGINT or SIGTERM stop it between batches (130)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import sys
 import click
 
 from newsletter.cli import reports
-from newsletter.cli.app import LAYOUT_OPTION, App, Bars, pass_app
+from newsletter.cli.app import LAYOUT_OPTION, App, Bars, exit_after_sending, pass_app
 from newsletter.exceptions import NewsletterError
-from newsletter.records import IssueStatus
 
 
 @click.command()
@@ -44,27 +43,29 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
     if gate.refuse:
         sys.exit(1)
     bars = Bars()
-    try:
-        ctx = delivery.SendContext.of(app.store, app.settings, provider)
-        result = publish.publish_tick(
-            ctx,
-            progress_factory=bars,
-            force=force,
-            layout=layout,
-            warn=lambda line: reports.echo(line, err=True),
-        )
-    finally:
-        bars.close()
+    with delivery.stop_on_signals() as stop:
+        try:
+            ctx = delivery.SendContext.of(app.store, app.settings, provider, stop=stop)
+            result = publish.publish_tick(
+                ctx,
+                progress_factory=bars,
+                force=force,
+                layout=layout,
+                warn=lambda line: reports.echo(line, err=True),
+            )
+        finally:
+            bars.close()
     reports.echo(map(reports.skipped, result.errors), err=True)
     reports.echo(reports.held(result.held_articles), err=True)
     for report in result.resumed:
         reports.echo(reports.resumed(report))
     if result.report is None:
-        reports.echo(reports.NOTHING_DUE)
+        if not stop.is_set():
+            reports.echo(reports.NOTHING_DUE)
+        exit_after_sending(stop, result.resumed)
         if result.held_articles:
             sys.exit(1)
         return
     reports.echo(reports.sent_articles(result.articles))
     reports.echo(reports.send_report(result.report))
-    if result.report.status == IssueStatus.PAUSED:
-        sys.exit(1)
+    exit_after_sending(stop, [*result.resumed, result.report])

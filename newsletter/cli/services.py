@@ -41,23 +41,18 @@ def scheduler(app: App) -> None:
 @pass_app
 def worker(app: App, once: bool) -> None:
     """Help send the issues in progress, alongside other workers on the same database."""
-    import signal
-    import threading
-
     from newsletter import delivery
     from newsletter.exceptions import WorkerStopping
     from newsletter.providers import make_provider
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):  # finish the batch in flight, then stop
-        signal.signal(signum, lambda *_: stop.set())
     provider = make_provider(app.settings)
     reports.echo(reports.worker_started(delivery.PROCESS_ID, app.store.safe_url))
     try:
-        ctx = delivery.SendContext.of(app.store, app.settings, provider)
-        report = delivery.run_worker(ctx, stop=stop, once=once, echo=click.echo)
+        # SIGINT and SIGTERM: finish the batch in flight, then stop.
+        with delivery.stop_on_signals() as stop:
+            ctx = delivery.SendContext.of(app.store, app.settings, provider)
+            report = delivery.run_worker(ctx, stop=stop, once=once, echo=click.echo)
     except KeyboardInterrupt:
-        stop.set()
         reports.echo(reports.WORKER_STOPPED)
         return
     except WorkerStopping:
