@@ -21,7 +21,7 @@ from newsletter.delivery.lease import (
     StopRequest,
     stop_on_signals,
 )
-from newsletter.delivery.log import DeliveryLog, RecoveryLog, StoreLog
+from newsletter.delivery.log import DeliveryLog, IssueStatuses, RecoveryLog, StoreLog
 from newsletter.delivery.policy import DeliveryPolicy, SendReport, backoff_delay
 from newsletter.delivery.recovery import recover_in_flight, settle_with_provider
 from newsletter.delivery.sender import send_issue
@@ -31,6 +31,7 @@ __all__ = [
     "SENDER_LEASE",
     "DeliveryLog",
     "DeliveryPolicy",
+    "IssueStatuses",
     "ProgressFactory",
     "RecoveryLog",
     "SendContext",

@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from newsletter.delivery.context import SendContext
 from newsletter.delivery.lease import SendingLease
+from newsletter.delivery.log import IssueStatuses
 from newsletter.delivery.policy import SendReport
 from newsletter.delivery.sender import send_issue
 from newsletter.exceptions import NewsletterError, WorkerStopping
@@ -27,22 +27,7 @@ _TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Statuses(Protocol):
-    """An issue's status, read and changed (`store.issues`, or a `DeliveryLog`)."""
-
-    def issue_status(self, issue_id: int) -> str: ...
-
-    def set_issue_status(
-        self,
-        issue_id: int,
-        status: str,
-        *,
-        error: str | None = None,
-        only_from: tuple[str, ...] = (),
-    ) -> bool: ...
-
-
-def _transition(issues: _Statuses, issue_id: int, status: str) -> None:
+def _transition(issues: IssueStatuses, issue_id: int, status: str) -> None:
     current = issues.issue_status(issue_id)
     if not issues.set_issue_status(issue_id, status, only_from=_TRANSITIONS[status]):
         raise NewsletterError(f"issue {issue_id} is {current}: cannot make it {status}")

@@ -36,15 +36,10 @@ class RecoveryLog(Protocol):
     ) -> int: ...
 
 
-class DeliveryLog(RecoveryLog, Protocol):
-    """What the send loop needs: the issue (as rendered, its status), claiming a batch and
-    recording each outcome of it, per batch or per recipient."""
-
-    def rendered(self, issue_id: int) -> RenderedIssue: ...
+class IssueStatuses(Protocol):
+    """An issue's status, read and changed (`store.issues` has exactly these)."""
 
     def issue_status(self, issue_id: int) -> str: ...
-
-    def last_error(self, issue_id: int) -> str | None: ...
 
     def set_issue_status(
         self,
@@ -54,6 +49,15 @@ class DeliveryLog(RecoveryLog, Protocol):
         error: str | None = None,
         only_from: tuple[str, ...] = (),
     ) -> bool: ...
+
+
+class DeliveryLog(RecoveryLog, IssueStatuses, Protocol):
+    """What the send loop needs: the issue (as rendered, its status), claiming a batch and
+    recording each outcome of it, per batch or per recipient."""
+
+    def rendered(self, issue_id: int) -> RenderedIssue: ...
+
+    def last_error(self, issue_id: int) -> str | None: ...
 
     def finish_sending(self, issue_id: int) -> bool: ...
 
