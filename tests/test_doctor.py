@@ -755,3 +755,151 @@ def test_the_dns_server_setting_takes_an_address_and_a_port():
     for bad in ("ns.example.com:53", "127.0.0.1:0", "127.0.0.1:port"):
         with pytest.raises(ConfigError, match="NEWSLETTER_DNS_SERVER"):
             parse_server(bad)
+
+
+# -- the gate before the scheduler and the workers ------------------------------------------
+def _unattended_folder(tmp_path: Path, server, from_email: str):
+    """A folder of 3 readers and a queued article whose tick was 5 minutes ago, sending
+    through SendGrid as the doctor sees it (api.sendgrid.com), and the same settings with the
+    local SendGrid server's address, whose provider really posts the mail (nothing leaves
+    this machine)."""
+    from newsletter.providers import make_provider
+    from tests.faults import KEY, make_folder
+
+    make_folder(tmp_path, server.url, subscribers=3, tick_ago=timedelta(minutes=5))
+    config = tmp_path / "newsletter.toml"
+    text = config.read_text(encoding="utf-8")
+    text = text.replace('from_email = "editor@example.com"', f'from_email = "{from_email}"')
+    text = text.replace('provider = "outbox"', 'provider = "sendgrid"')
+    text = text.replace('base_url = "http://127.0.0.1:8000"', f'base_url = "{BASE_URL}"')
+    config.write_text(text, encoding="utf-8")
+    real = load_settings(config, env={"SENDGRID_API_KEY": KEY})
+    local = load_settings(config, env={"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": server.url})
+    return real, make_provider(local)
+
+
+@pytest.fixture
+def sendgrid(monkeypatch):
+    """The local SendGrid server; its key in the environment, where providers read it."""
+    from newsletter.testing.sendgrid_server import SendGridServer
+    from tests.faults import KEY
+
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    with SendGridServer(api_key=KEY) as server:
+        yield server
+
+
+def test_the_scheduler_and_workers_stop_on_errors_pause_the_issue_and_alert_the_editors(
+    tmp_path, dns_server, sendgrid, monkeypatch
+):
+    import dataclasses
+    import threading
+
+    from newsletter import publish
+    from newsletter.delivery import SendContext, run_worker
+    from newsletter.doctor.gate import PAUSE_REASON, REFUSED_KEY
+    from newsletter.editors import add_editor
+    from newsletter.records import IssueStatus
+    from newsletter.scheduler import SchedulerRunner
+
+    monkeypatch.setenv("NEWSLETTER_DNS_SERVER", dns_server.address)
+    settings, provider = _unattended_folder(tmp_path, sendgrid, "news@nospf.zonetest")
+    store = Store(settings.database_url)
+    try:
+        add_editor(store, "ed@example.com", "a long enough passphrase 1")
+        # An issue already in progress (planned, nothing sent yet), as a crash leaves one.
+        picked, _ = publish.pick(store, settings, utcnow())
+        in_progress = publish.build_issue(store, settings, picked)
+        said: list[str] = []
+        runner = SchedulerRunner(store, settings, said.append)
+        runner.ctx = dataclasses.replace(runner.ctx, provider=provider)
+        assert runner.ctx.provider is provider
+        runner.wake("cadence")  # must not raise
+        issue = store.issues.get_issue(in_progress)
+        assert issue.status == IssueStatus.PAUSED
+        assert issue.last_error.startswith(PAUSE_REASON)
+        assert "spf nospf.zonetest: no SPF record at nospf.zonetest" in issue.last_error
+        assert store.deliveries.counts(in_progress)["pending"] == 3
+        assert [i.id for i in store.issues.list_issues()] == [in_progress]  # no new issue
+        assert any("error: spf nospf.zonetest: no SPF record" in line for line in said)
+        assert any("not sending; the editors are told" in line for line in said)
+        # Nothing reached a reader; the editor got both alerts.
+        assert {m.to for m in sendgrid.messages} == {"ed@example.com"}
+        subjects = sorted(m.subject for m in sendgrid.messages)
+        assert any(
+            "Not sending: 1 deliverability error(s) for nospf.zonetest" in s for s in subjects
+        )
+        assert any(f"Issue {in_progress} paused: deliverability errors" in s for s in subjects)
+        assert store.meta.get(REFUSED_KEY)
+        # The next heartbeat: the cached report decides, nothing said or sent again.
+        said.clear()
+        before = len(sendgrid.messages)
+        runner.wake("heartbeat")
+        assert said == [] and len(sendgrid.messages) == before
+        # A worker beside it finds nothing to claim: the issue is paused.
+        ctx = SendContext.of(store, settings, provider)
+        report = run_worker(ctx, stop=threading.Event(), once=True, echo=said.append)
+        assert report.batches == 0 and len(sendgrid.messages) == before
+    finally:
+        store.close()
+
+
+def test_a_worker_alone_pauses_the_issue_in_progress_on_errors(tmp_path, dns_server, sendgrid):
+    """What `newsletter worker` calls before it claims anything (doctor.gate.unattended)."""
+    import threading
+
+    from newsletter import publish
+    from newsletter.delivery import SendContext, run_worker
+    from newsletter.doctor.gate import PAUSE_REASON, unattended
+    from newsletter.records import IssueStatus
+
+    settings, provider = _unattended_folder(tmp_path, sendgrid, "news@twospf.zonetest")
+    store = Store(settings.database_url)
+    try:
+        picked, _ = publish.pick(store, settings, utcnow())
+        issue_id = publish.build_issue(store, settings, picked)
+        gate = unattended(
+            settings, store, now=utcnow(), env={"NEWSLETTER_DNS_SERVER": dns_server.address}
+        )
+        assert gate.refuse
+        issue = store.issues.get_issue(issue_id)
+        assert issue.status == IssueStatus.PAUSED and issue.last_error.startswith(PAUSE_REASON)
+        assert "2 SPF records" in issue.last_error
+        ctx = SendContext.of(store, settings, provider)
+        report = run_worker(ctx, stop=threading.Event(), once=True, echo=lambda _: None)
+        assert report.batches == 0 and sendgrid.messages == []
+    finally:
+        store.close()
+
+
+def test_a_fresh_cached_ok_lets_the_scheduler_send_without_asking_dns(
+    tmp_path, dns_server, sendgrid, monkeypatch
+):
+    import dataclasses
+
+    from newsletter.doctor.gate import REFUSED_KEY, unattended
+    from newsletter.scheduler import SchedulerRunner
+
+    settings, provider = _unattended_folder(tmp_path, sendgrid, "news@good.zonetest")
+    store = Store(settings.database_url)
+    silent = SilentServer()
+    try:
+        env = {"NEWSLETTER_DNS_SERVER": dns_server.address}
+        first = unattended(settings, store, now=utcnow() - timedelta(hours=2), env=env)
+        assert not first.refuse and not first.report.has_errors
+        store.meta.set(REFUSED_KEY, "left by an earlier refusal")
+        # DNS is now dead: a look-up would time out and refuse; the cached report decides.
+        monkeypatch.setenv("NEWSLETTER_DNS_SERVER", silent.address)
+        said: list[str] = []
+        runner = SchedulerRunner(store, settings, said.append)
+        runner.ctx = dataclasses.replace(runner.ctx, provider=provider)
+        runner.wake("cadence")
+        assert sorted(m.to for m in sendgrid.messages) == [
+            f"reader{i:04d}@example.com" for i in range(3)
+        ], said
+        assert not any("deliverability" in line or "timeout" in line for line in said)
+        assert store.meta.get(REFUSED_KEY) is None
+        assert last_report(store).checked_at == first.report.checked_at
+    finally:
+        silent.close()
+        store.close()
