@@ -212,6 +212,25 @@ def dns_server(tmp_path_factory, keys):
             extra=("@ A 192.0.2.9",),
         ),
     )
+    # SMTP with VERP: SPF at the bounce address's domain only, our own DKIM key.
+    server.zone(
+        "verp.zonetest",
+        healthy(
+            "verp.zonetest",
+            spf=[],
+            cnames=False,
+            extra=(
+                _dkim_txt("nl._domainkey", _p(OURS)),
+                'bounces TXT "v=spf1 a:relay.verp.zonetest -all"',
+                "relay A 192.0.2.25",
+                "bare A 192.0.2.30",
+            ),
+        ),
+    )
+    server.zone(
+        "strict.zonetest",
+        healthy("strict.zonetest", dmarc="v=DMARC1; p=reject; aspf=s; rua=mailto:d@{origin}"),
+    )
     server.zone("loop.zonetest", ["a CNAME b", "b CNAME a"])
     server.broken_zone("broken.zonetest")
     with server:
@@ -903,3 +922,69 @@ def test_a_fresh_cached_ok_lets_the_scheduler_send_without_asking_dns(
     finally:
         silent.close()
         store.close()
+
+
+# -- SPF of the envelope sender (SMTP's VERP bounce address) --------------------------------
+def _smtp_settings(tmp_path: Path, bounce_address: str):
+    from newsletter.exceptions import ConfigError
+
+    smtp = {"host": "relay.verp.zonetest", "bounce_address": bounce_address}
+    try:
+        settings = _settings(
+            tmp_path, "news@verp.zonetest", provider="smtp", smtp=smtp, dkim={"selector": "nl"}
+        )
+    except ConfigError as exc:
+        if "smtp" not in str(exc).lower():
+            raise
+        pytest.skip(f"the [smtp] settings arrive with the SMTP provider (issue 20): {exc}")
+    if getattr(settings, "smtp", None) is None:
+        pytest.skip("the [smtp] settings arrive with the SMTP provider (issue 20)")
+    return settings
+
+
+def test_spf_is_checked_for_the_envelope_domain_of_the_smtp_bounce_address(
+    tmp_path, dns_server, keys
+):
+    env = {"NEWSLETTER_DNS_SERVER": dns_server.address, "DKIM_PRIVATE_KEY": keys["ours"].decode()}
+
+    def doctor(bounce_address: str) -> Report:
+        settings = _smtp_settings(tmp_path, bounce_address)
+        store = Store(settings.database_url)
+        try:
+            return diagnose(settings, store, env=env)
+        finally:
+            store.close()
+
+    verp = doctor("bounces@bounces.verp.zonetest")
+    f = _one(verp, "spf", Level.OK, "one SPF record")
+    assert f.domain == "bounces.verp.zonetest"
+    assert f.found == '"v=spf1 a:relay.verp.zonetest -all"'
+    assert not verp.errors, verp.errors  # the From domain has no SPF: it is not the envelope
+    bare = doctor("bounces@bare.verp.zonetest")
+    f = _one(bare, "spf", Level.ERROR, "no SPF record at bare.verp.zonetest")
+    assert f.publish == 'bare.verp.zonetest TXT "v=spf1 <your provider> -all"'
+    plain = doctor("")  # no VERP: the From address is the envelope sender
+    _one(plain, "spf", Level.ERROR, "no SPF record at verp.zonetest")
+
+
+def test_dmarc_aligns_the_envelope_domain_with_the_from_domain(dns_server):
+    from newsletter.doctor.dmarc import check_dmarc
+
+    dns = Dns(dns_server.address)
+
+    def alignment(domain: str, dkim: str | None, envelope: str) -> list:
+        return [
+            f
+            for f in check_dmarc(dns, domain, dkim, spf_domain=envelope)
+            if "envelope sender" in f.message
+        ]
+
+    assert alignment("verp.zonetest", "verp.zonetest", "bounces.verp.zonetest") == []
+    (other,) = alignment("verp.zonetest", "verp.zonetest", "bounces.good.zonetest")
+    assert other.level == Level.WARNING and "DMARC rests on DKIM alone" in other.message
+    assert "bounces.good.zonetest" in other.message and "relaxed" in other.message
+    (unsigned,) = alignment("verp.zonetest", None, "bounces.good.zonetest")
+    assert unsigned.level == Level.ERROR and unsigned.message.endswith("DMARC fails")
+    (strict,) = alignment("strict.zonetest", None, "bounces.strict.zonetest")
+    assert strict.level == Level.ERROR and "strict: aspf=s" in strict.message
+    assert alignment("strict.zonetest", None, "strict.zonetest") == []
