@@ -232,6 +232,8 @@ def dns_server(tmp_path_factory, keys):
         healthy("strict.zonetest", dmarc="v=DMARC1; p=reject; aspf=s; rua=mailto:d@{origin}"),
     )
     server.zone("loop.zonetest", ["a CNAME b", "b CNAME a"])
+    # news.dead.zonetest is delegated to a server that does not exist (nothing listens there).
+    server.zone("dead.zonetest", ["news NS ns1.news", "ns1.news A 127.0.0.2", *MX])
     server.broken_zone("broken.zonetest")
     with server:
         yield server
@@ -531,6 +533,20 @@ def test_cname_loop(tmp_path, dns_server):
     assert Dns(dns_server.address).txt("a.loop.zonetest").outcome == Outcome.CNAME_LOOP
 
 
+def test_a_dead_delegation_is_named_once_and_the_rest_still_answers(tmp_path, dns_server):
+    """nsd answers with a referral; the doctor asks the delegated server, as a recursive
+    resolver would, and names the dead delegation instead of "no record"."""
+    report = _doctor(tmp_path, dns_server, "news@news.dead.zonetest")
+    detail = "dead delegation: news.dead.zonetest is delegated to ns1.news.dead.zonetest"
+    for check, text in (("from", "SERVFAIL"), ("spf", "cannot read SPF: SERVFAIL")):
+        assert detail in _one(report, check, Level.ERROR, text).message
+    _one(report, "dmarc", Level.ERROR, "cannot read DMARC: SERVFAIL.*dead delegation")
+    dns = Dns(dns_server.address)
+    assert dns.txt("news.dead.zonetest").outcome == Outcome.SERVFAIL
+    assert list(dns.dead) == ["news.dead.zonetest"]
+    assert dns.query("mail.dead.zonetest", "A").records == ("192.0.2.7",)  # the parent answers
+
+
 def test_timeout(tmp_path):
     silent = SilentServer()
     try:
@@ -622,6 +638,36 @@ def test_the_command_passes_fails_and_speaks_json(tmp_path, dns_server):
     spf = [f for f in data["findings"] if f["check"] == "spf"]
     assert spf[0]["level"] == "error" and spf[0]["found"] is None
     assert Report.from_json(out.stdout).has_errors
+
+
+DNS_FAILURES = {
+    "missing.good.zonetest": ("from", "NXDOMAIN: missing.good.zonetest does not exist"),
+    "broken.zonetest": ("spf", "cannot read SPF: SERVFAIL"),
+    "news.dead.zonetest": ("spf", "dead delegation: news.dead.zonetest is delegated"),
+    "a.loop.zonetest": ("from", "CNAME loop: a.loop.zonetest points back to itself"),
+    "splitbad.zonetest": ("spf", 'read joined without spaces as "v=spf1 include:sendgrid.net-all"'),
+    "twospf.zonetest": ("spf", "2 SPF records at twospf.zonetest"),
+}
+
+
+def test_each_dns_failure_is_a_named_finding_through_the_command(tmp_path, dns_server):
+    """The real command against nsd: exit 1, the failure named, JSON that parses, and never a
+    traceback (the timeout is the next test's)."""
+    folder = _folder(tmp_path, "news@good.zonetest")
+    path = folder / "newsletter.toml"
+    text = path.read_text(encoding="utf-8")
+    for domain, (check, words) in DNS_FAILURES.items():
+        path.write_text(text.replace("news@good.zonetest", f"news@{domain}"), encoding="utf-8")
+        out = run_cli(
+            ["doctor", "--json"], cwd=folder, env={"NEWSLETTER_DNS_SERVER": dns_server.address}
+        )
+        assert out.returncode == 1 and "Traceback" not in out.stderr, (domain, out.stderr)
+        report = Report.from_json(out.stdout)
+        assert report.domain == domain
+        assert any(
+            f.check == check and f.level == Level.ERROR and words in f.message
+            for f in report.findings
+        ), (domain, report.findings)
 
 
 def test_the_command_names_a_timeout_and_a_bad_server_setting(tmp_path):
