@@ -758,6 +758,27 @@ def test_the_daily_report_is_checked_again_after_a_day(tmp_path, dns_server):
         store.close()
 
 
+def test_a_report_with_a_dns_timeout_is_checked_again_within_minutes(tmp_path, dns_server):
+    """A timeout or SERVFAIL passes: the gate must not refuse for a whole day on one."""
+    settings = _settings(tmp_path, "news@good.zonetest")
+    store = Store(settings.database_url)
+    silent = SilentServer()
+    try:
+        now = utcnow()
+        dead = {"NEWSLETTER_DNS_SERVER": silent.address}
+        first = before_run(settings, store, force=False, now=now, env=dead)
+        assert first.refuse and first.report.dns_trouble
+        assert Report.from_json(first.report.to_json()).dns_trouble
+        live = {"NEWSLETTER_DNS_SERVER": dns_server.address}
+        soon = before_run(settings, store, force=False, now=now + timedelta(minutes=5), env=live)
+        assert soon.cached and soon.refuse
+        later = before_run(settings, store, force=False, now=now + timedelta(minutes=20), env=live)
+        assert not later.cached and not later.refuse and not later.report.dns_trouble
+    finally:
+        silent.close()
+        store.close()
+
+
 def test_run_through_the_outbox_only_warns(tmp_path):
     folder = tmp_path / "nl"
     assert run_cli(["init", str(folder), "--sample"], cwd=tmp_path).returncode == 0

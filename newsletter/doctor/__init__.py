@@ -103,6 +103,7 @@ def diagnose(
         list_size=list_size,
         complaint_rate=rate,
         volume=rows,
+        dns_trouble=resolver.troubled,
     )
 
 

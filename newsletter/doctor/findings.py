@@ -48,6 +48,8 @@ class Report:
     list_size: int = 0
     complaint_rate: float = 0.0
     volume: tuple[VolumeRow, ...] = field(default=())
+    # A look-up timed out or got SERVFAIL: the gate asks again sooner than the next day.
+    dns_trouble: bool = False
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -77,4 +79,5 @@ class Report:
             list_size=data["list_size"],
             complaint_rate=data["complaint_rate"],
             volume=tuple(VolumeRow(**row) for row in data["volume"]),
+            dns_trouble=bool(data.get("dns_trouble", False)),
         )

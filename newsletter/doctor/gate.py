@@ -22,6 +22,8 @@ META_KEY = "doctor.report"
 # Set while the scheduler or a worker refuses to send: the time of the report that refused.
 REFUSED_KEY = "doctor.refused"
 MAX_AGE = timedelta(days=1)
+# A report with a DNS timeout or SERVFAIL in it is asked again after this: such failures pass.
+MAX_AGE_DNS_TROUBLE = timedelta(minutes=15)
 # How the reason of an issue the doctor paused begins (the alerts name it).
 PAUSE_REASON = "not sending: the deliverability check"
 
@@ -71,7 +73,7 @@ def _check(
         report is not None
         and report.domain == domain
         and report.provider == sending.label
-        and now - report.checked_at < MAX_AGE
+        and now - report.checked_at < (MAX_AGE_DNS_TROUBLE if report.dns_trouble else MAX_AGE)
     )
     if not cached or report is None:
         report = diagnose(settings, store, env, now)

@@ -35,6 +35,8 @@ Delegation = tuple[str, list[tuple[str, tuple[str, ...]]]]
 
 
 class Outcome(StrEnum):
+    """How a look-up ended; SERVFAIL and timeout may be over in minutes (TEMPORARY)."""
+
     FOUND = "found"
     NXDOMAIN = "NXDOMAIN"
     NO_ANSWER = "no answer"
@@ -42,6 +44,9 @@ class Outcome(StrEnum):
     TIMEOUT = "timeout"
     CNAME_LOOP = "CNAME loop"
     FAILED = "failed"
+
+
+TEMPORARY = (Outcome.SERVFAIL, Outcome.TIMEOUT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +112,7 @@ class Dns:
         self.unreachable = False
         self.setup_problem = ""
         self.dead: dict[str, str] = {}  # delegated zone -> why none of its servers answered
+        self.troubled = False  # a look-up timed out or got SERVFAIL: worth asking again soon
         if server:
             host, port = parse_server(server)
             self.resolver = dns.resolver.Resolver(configure=False)
@@ -133,7 +139,12 @@ class Dns:
         return self.query(name, "TXT")
 
     def query(self, name: str, rdtype: str) -> Answer:
-        name = name.rstrip(".").lower()
+        answer = self._query(name.rstrip(".").lower(), rdtype)
+        if answer.outcome in TEMPORARY:
+            self.troubled = True
+        return answer
+
+    def _query(self, name: str, rdtype: str) -> Answer:
         if self.setup_problem:
             return Answer(
                 name=name, rdtype=rdtype, outcome=Outcome.FAILED, detail=self.setup_problem
