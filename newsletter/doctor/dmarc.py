@@ -12,7 +12,7 @@ from typing import Any
 
 from publicsuffixlist import PublicSuffixList
 
-from newsletter.doctor.findings import Finding, Level
+from newsletter.doctor.findings import Finding, Level, finding
 from newsletter.doctor.lookup import Dns, Outcome
 from newsletter.doctor.spf import quoted
 
@@ -57,9 +57,7 @@ def _candidates(domain: str) -> list[str]:
 def _finding(
     level: Level, name: str, message: str, found: str | None = None, publish: str | None = None
 ) -> Finding:
-    return Finding(
-        check=CHECK, level=level, domain=name, message=message, found=found, publish=publish
-    )
+    return finding(CHECK, level, name, message, found, publish)
 
 
 def _lookup(dns: Dns, domain: str) -> tuple[str, str, tuple[str, ...]] | Finding | None:

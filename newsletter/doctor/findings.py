@@ -28,6 +28,20 @@ class Finding:
     publish: str | None = None
 
 
+def finding(
+    check: str,
+    level: Level,
+    domain: str,
+    message: str,
+    found: str | None = None,
+    publish: str | None = None,
+) -> Finding:
+    """A `Finding` by position: the checks build many, always in this order."""
+    return Finding(
+        check=check, level=level, domain=domain, message=message, found=found, publish=publish
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class VolumeRow:
     """One row of the bulk-sender rules table, with whether this newsletter meets it."""

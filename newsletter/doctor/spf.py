@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 from newsletter.doctor.findings import Finding, Level
+from newsletter.doctor.findings import finding as make
 from newsletter.doctor.lookup import Dns, Outcome
 from newsletter.doctor.sending import Sending
 
@@ -49,9 +50,7 @@ def suggested(record: str | None, include: str, extra: str = "") -> str:
 
 def check_spf(dns: Dns, domain: str, sending: Sending) -> list[Finding]:
     def finding(level: Level, message: str, found: str | None = None, publish: str | None = None):
-        return Finding(
-            check=CHECK, level=level, domain=domain, message=message, found=found, publish=publish
-        )
+        return make(CHECK, level, domain, message, found, publish)
 
     answer = dns.txt(domain)
     new = suggested(None, sending.include)
