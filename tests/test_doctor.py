@@ -7,6 +7,7 @@ through the real CLI, the daily gate before `run`, and the workspace page over r
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import subprocess
@@ -91,6 +92,7 @@ def healthy(
 
 OURS = _key()
 OTHER = _key()
+MEDIUM_PEM: list[bytes] = []  # the 1024-bit key the fixture publishes
 SMALL_PEM = None  # made in the fixture (needs openssl)
 
 
@@ -231,6 +233,26 @@ def dns_server(tmp_path_factory, keys):
         "strict.zonetest",
         healthy("strict.zonetest", dmarc="v=DMARC1; p=reject; aspf=s; rua=mailto:d@{origin}"),
     )
+    medium_key = _key(1024)
+    MEDIUM_PEM.append(_pem(medium_key))
+    server.zone(
+        "mediumkey.zonetest",
+        healthy("mediumkey.zonetest", extra=(_dkim_txt("nl._domainkey", _p(medium_key)),)),
+    )
+    server.zone("baddmarc.zonetest", healthy("baddmarc.zonetest", dmarc="v=DMARC1; p=bogus"))
+    server.zone(
+        "twodmarc.zonetest",
+        healthy(
+            "twodmarc.zonetest",
+            extra=('_dmarc TXT "v=DMARC1; p=none; rua=mailto:other@twodmarc.zonetest"',),
+        ),
+    )
+    # Amazon SES through SMTP: SPF names SES's include, never its endpoint's addresses.
+    server.zone("amazonses.com", ['@ TXT "v=spf1 ip4:199.255.192.0/22 -all"'])
+    server.zone(
+        "ses.zonetest", healthy("ses.zonetest", spf=['@ TXT "v=spf1 include:amazonses.com -all"'])
+    )
+    server.zone("nosesinc.zonetest", healthy("nosesinc.zonetest", spf=['@ TXT "v=spf1 mx -all"']))
     server.zone("loop.zonetest", ["a CNAME b", "b CNAME a"])
     # news.dead.zonetest is delegated to a server that does not exist (nothing listens there).
     server.zone("dead.zonetest", ["news NS ns1.news", "ns1.news A 127.0.0.2", *MX])
@@ -374,6 +396,27 @@ def test_spf_authorises_an_smtp_host_by_its_addresses(tmp_path, dns_server):
     assert refused.publish == 'smtp.zonetest TXT "v=spf1 a:relay.smtp.zonetest ip4:192.0.2.26 -all"'
 
 
+def test_an_smtp_relay_with_a_documented_include_is_held_to_that_include(dns_server):
+    """Amazon SES sends from its own ranges: SPF must name include:amazonses.com, and the
+    endpoint's own addresses are not what is asked for."""
+    from newsletter.doctor.sending import KNOWN_INCLUDES, Sending
+    from newsletter.doctor.spf import check_spf
+
+    host = "email-smtp.eu-west-1.amazonaws.com"
+    ses = Sending(
+        provider="smtp",
+        label=f"SMTP host {host}",
+        real=True,
+        include=KNOWN_INCLUDES["amazonaws.com"],
+        host=host,
+    )
+    dns = Dns(dns_server.address)
+    assert [f.level for f in check_spf(dns, "ses.zonetest", ses)] == [Level.OK]
+    (missing,) = check_spf(dns, "nosesinc.zonetest", ses)
+    assert missing.level == Level.ERROR and "include:amazonses.com is missing" in missing.message
+    assert missing.publish == 'nosesinc.zonetest TXT "v=spf1 mx include:amazonses.com -all"'
+
+
 def test_a_txt_split_without_a_space_is_read_joined_and_named(tmp_path, dns_server):
     report = _doctor(tmp_path, dns_server, "news@splitbad.zonetest")
     f = _one(report, "spf", Level.ERROR, "not valid")
@@ -428,6 +471,29 @@ def test_no_rua_is_a_warning(tmp_path, dns_server):
         f.publish
         == '_dmarc.norua.zonetest TXT "v=DMARC1; p=reject; rua=mailto:dmarc-reports@norua.zonetest"'
     )
+
+
+def test_a_dmarc_record_that_does_not_parse_and_two_records(tmp_path, dns_server):
+    bad = _one(
+        _doctor(tmp_path, dns_server, "news@baddmarc.zonetest"), "dmarc", Level.ERROR, "not valid"
+    )
+    assert bad.found == '"v=DMARC1; p=bogus"' and bad.publish.startswith("_dmarc.baddmarc")
+    two = _one(
+        _doctor(tmp_path, dns_server, "news@twodmarc.zonetest"),
+        "dmarc",
+        Level.ERROR,
+        "2 DMARC records: receivers ignore them all",
+    )
+    assert "p=reject" in two.found and "p=none" in two.found
+
+
+def test_the_organisational_domain_comes_from_the_bundled_public_suffix_list():
+    """No network here: publicsuffixlist's own snapshot knows the multi-label suffixes."""
+    from newsletter.doctor.dmarc import organisational_domain
+
+    assert organisational_domain("news.example.co.uk") == "example.co.uk"
+    assert organisational_domain("a.b.example.com.au") == "example.com.au"
+    assert organisational_domain("mail.news.orgonly.zonetest") == "orgonly.zonetest"
 
 
 def test_dmarc_only_at_the_organisational_domain_is_found_by_walking_up(tmp_path, dns_server):
@@ -513,6 +579,18 @@ def test_a_key_under_1024_bits(tmp_path, dns_server, keys):
     )
     _one(report, "dkim", Level.ERROR, "512 bits; receivers ignore keys under 1024")
     assert not _at(report, "dkim", Level.OK)
+
+
+def test_a_1024_bit_key_is_a_warning_recommending_2048(tmp_path, dns_server):
+    report = _doctor(
+        tmp_path,
+        dns_server,
+        "news@mediumkey.zonetest",
+        dkim={"selector": "nl"},
+        env={"DKIM_PRIVATE_KEY": MEDIUM_PEM[0].decode()},
+    )
+    _one(report, "dkim", Level.WARNING, "1024 bits; 2048 is recommended")
+    assert not [f for f in report.errors if f.check == "dkim"], report.errors
 
 
 # -- DNS failures are findings --------------------------------------------------------------
@@ -603,6 +681,32 @@ def test_volume_rules_with_the_list_size_and_the_stored_complaint_rate(tmp_path,
     f = _one(report, "volume", Level.ERROR, "complaint rate")
     assert f"1 complaints over {delivered} delivered" in f.message
     rule = next(r for r in report.volume if r.rule.startswith("spam complaint rate"))
+    assert rule.met == "no"
+
+
+def test_at_5000_subscribers_the_bulk_rules_apply_and_an_unmet_one_is_an_error(
+    tmp_path, dns_server
+):
+    """nocname.zonetest has SPF but not SendGrid's DKIM: fine under 5,000 ("SPF or DKIM"),
+    an error from 5,000 on ("both SPF and DKIM")."""
+    from newsletter.doctor.volume import BULK
+
+    settings = _settings(tmp_path, "news@nocname.zonetest")
+    store = Store(settings.database_url)
+    env = {"NEWSLETTER_DNS_SERVER": dns_server.address}
+    try:
+        rows = ({"email": f"r{i:05d}@example.com", "token": f"t{i}"} for i in range(BULK - 1))
+        store.subscribers.add(rows)
+        small = diagnose(settings, store, env=env)
+        f = _one(small, "volume", Level.OK, f"{BULK - 1:,} active subscribers")
+        assert "every rule that applies is met" in f.message
+        store.subscribers.add([{"email": "last@example.com", "token": "t-last"}])
+        big = diagnose(settings, store, env=env)
+    finally:
+        store.close()
+    f = _one(big, "volume", Level.ERROR, f"{BULK:,} active subscribers")
+    assert "bulk-sender threshold" in f.message and "both SPF and DKIM pass" in f.message
+    rule = next(r for r in big.volume if r.rule == "both SPF and DKIM pass")
     assert rule.met == "no"
 
 
@@ -1032,6 +1136,24 @@ def test_spf_is_checked_for_the_envelope_domain_of_the_smtp_bounce_address(
     assert f.publish == 'bare.verp.zonetest TXT "v=spf1 <your provider> -all"'
     plain = doctor("")  # no VERP: the From address is the envelope sender
     _one(plain, "spf", Level.ERROR, "no SPF record at verp.zonetest")
+
+
+def test_the_smtp_hosts_provider_include_is_known_from_its_name(tmp_path):
+    from newsletter.doctor.sending import sending_of
+
+    settings = _smtp_settings(tmp_path, "")
+    for host, include in (
+        ("email-smtp.eu-west-1.amazonaws.com", "amazonses.com"),
+        ("smtp.eu.mailgun.org", "mailgun.org"),
+        ("smtp.postmarkapp.com", "spf.mtasv.net"),
+        ("relay.verp.zonetest", ""),
+    ):
+        smtp = dataclasses.replace(settings.smtp, host=host)
+        sending = sending_of(dataclasses.replace(settings, smtp=smtp))
+        assert (sending.include, sending.host, sending.real) == (include, host, True)
+    local = dataclasses.replace(settings.smtp, host="127.0.0.1", bounce_address="b@x.zonetest")
+    sending = sending_of(dataclasses.replace(settings, smtp=local))
+    assert not sending.real and sending.envelope_domain == "x.zonetest"
 
 
 def test_dmarc_aligns_the_envelope_domain_with_the_from_domain(dns_server):

@@ -183,7 +183,9 @@ def _authorises(dns, domain, record, found, parsed, sending: Sending, finding) -
     includes = _includes(parsed)
     if sending.include and sending.include in includes:
         return []
-    if sending.host:
+    # A provider with a documented include (SendGrid, SES, Mailgun, ...) sends from its own
+    # ranges, not from its SMTP endpoint's addresses: the include is what SPF must name.
+    if sending.host and not sending.include:
         addresses = [
             ipaddress.ip_address(a)
             for kind in ("A", "AAAA")
@@ -202,9 +204,7 @@ def _authorises(dns, domain, record, found, parsed, sending: Sending, finding) -
                 )
             ]
         terms = " ".join(f"ip{a.version}:{a}" for a in missing)
-        publish = (
-            suggested(record, sending.include) if sending.include else suggested(record, "", terms)
-        )
+        publish = suggested(record, "", terms)
         return [
             finding(
                 Level.ERROR,
