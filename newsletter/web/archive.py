@@ -54,18 +54,19 @@ def _edition(html: str, published_at: datetime) -> CachedPage:
 
 
 async def _serve(
-    request: Request,
-    key: str,
-    build: Callable[[PublicationVersion], CachedPage | None],
-    *,
-    missing: str,
-    message: str,
+    request: Request, kind: str, page_of: Callable[[Store, str], CachedPage | None]
 ) -> Response:
-    """A public page from the cache, or the 404 page naming what is missing."""
-    page = await public_pages(request).get(key, build)
+    """The public page of `kind` ("issue", "article") at the request's slug, from the cache,
+    or the 404 page saying there is none."""
+    store, slug = web_state(request).store, request.path_params["slug"]
+    page = await public_pages(request).get(f"{kind}:{slug}", lambda _: page_of(store, slug))
     if page is None:
         return await run_in_threadpool(
-            web_state(request).page, "error.html", 404, heading=missing, message=message
+            web_state(request).page,
+            "error.html",
+            404,
+            heading=f"{kind.capitalize()} not found",
+            message=f"There is no published {kind} at this address.",
         )
     return respond(request, page)
 
@@ -78,17 +79,6 @@ def issue_page(store: Store, slug: str) -> CachedPage | None:
     return _edition(issue.archive_html, issue.created_at)
 
 
-async def archive_issue(request: Request) -> Response:
-    store, slug = web_state(request).store, request.path_params["slug"]
-    return await _serve(
-        request,
-        f"issue:{slug}",
-        lambda _: issue_page(store, slug),
-        missing="Issue not found",
-        message="There is no published issue at this address.",
-    )
-
-
 def article_page(store: Store, slug: str) -> CachedPage | None:
     """An article's own page; None while (or once) its issue is not public."""
     page = store.issues.article_page(slug)
@@ -97,16 +87,13 @@ def article_page(store: Store, slug: str) -> CachedPage | None:
     return _edition(page.html, page.published_at)
 
 
+async def archive_issue(request: Request) -> Response:
+    return await _serve(request, "issue", issue_page)
+
+
 async def archive_article(request: Request) -> Response:
     """An article's own page: the canonical place for its full text."""
-    store, slug = web_state(request).store, request.path_params["slug"]
-    return await _serve(
-        request,
-        f"article:{slug}",
-        lambda _: article_page(store, slug),
-        missing="Article not found",
-        message="There is no published article at this address.",
-    )
+    return await _serve(request, "article", article_page)
 
 
 def _local(settings: Settings, moment: datetime) -> datetime:
