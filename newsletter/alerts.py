@@ -4,8 +4,9 @@
   line, and an email to `[editor] email` at once, as the tick holds it; `held_notice` is the
   one sentence every command says about such an article;
 - the alerts (`send_alerts`): an unreadable article (skipped until its file reads again), a
-  held tick (missed while the scheduler was down), an issue paused (failures, or a refused
-  key), uncertain recipients left on an issue that is no longer sending. One email per event
+  held tick (missed while the scheduler was down), sending stopped by the deliverability
+  check (doctor.gate), an issue paused (failures, a refused key, the deliverability check),
+  uncertain recipients left on an issue that is no longer sending. One email per event
   to every editor account, through the configured provider, at most once: each event has a
   key, claimed in the database (`alerts_sent`) before anything is sent, so several
   schedulers or repeated wake-ups never send it twice."""
@@ -86,6 +87,8 @@ def hold_article(store: Store, settings: Settings, provider: Provider, held: Hel
 
 def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     """What needs an editor now (whether or not it was already told)."""
+    from newsletter.doctor.gate import PAUSE_REASON, refusal  # loads dnspython: not at import
+
     found: list[Alert] = []
     for row in store.articles.articles_with_errors():
         found.append(
@@ -109,12 +112,32 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 admin_url(settings, "/queue"),
             )
         )
+    refused_by = refusal(store)
+    if refused_by is not None:
+        errors = refused_by.errors
+        found.append(
+            Alert(
+                "deliverability:" + _digest("\n".join(f"{f.domain}: {f.message}" for f in errors)),
+                f"Not sending: {len(errors)} deliverability error(s) for {refused_by.domain}",
+                f"The scheduler sends nothing through {refused_by.provider} while the "
+                f"deliverability check of {refused_by.domain} finds errors (issues in progress "
+                "are paused): "
+                + "; ".join(f"{f.check} {f.domain}: {f.message}" for f in errors)
+                + ". The Deliverability page shows the records to publish and checks again.",
+                admin_url(settings, "/deliverability"),
+            )
+        )
     for issue in store.issues.issues_needing_editors():
         if issue.status == "paused":
-            refused = "refused" in (issue.last_error or "").lower() or "401" in (
-                issue.last_error or ""
+            error = issue.last_error or ""
+            refused = "refused" in error.lower() or "401" in error
+            what = (
+                "deliverability errors"
+                if error.startswith(PAUSE_REASON)
+                else "the provider refused the key"
+                if refused
+                else "sending failed"
             )
-            what = "the provider refused the key" if refused else "sending failed"
             found.append(
                 Alert(
                     f"paused:{issue.id}:{_digest(issue.last_error)}",

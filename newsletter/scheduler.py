@@ -3,7 +3,8 @@
 The cadence job lives in APScheduler's SQLAlchemy job store in the project's database (fixed
 id, replaced at each start so restarts never pile up copies; misfire grace time set from the
 config instead of APScheduler's 1-second default; coalesced). A heartbeat job renews the
-sending lease and catches up on anything due. Which issue goes out, and to whom, is decided
+sending lease and catches up on anything due. Before either sends through a real provider,
+the doctor's gate (`doctor.gate.unattended`) may stop it. Which issue goes out, and to whom, is decided
 by `publish.scheduled_work` and the delivery log, so two schedulers on one database, a crash
 or a restart never send an issue twice.
 """
@@ -15,6 +16,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -55,6 +57,7 @@ class SchedulerRunner:
         self.was_holder = False
         self.scheduler: BlockingScheduler | None = None
         self.config_mtime = _mtime(settings.root / CONFIG_NAME)
+        self.refused_at: datetime | None = None  # the doctor's report that stops sending
 
     def heartbeat(self) -> None:
         """Between batches: stop if asked, else keep the lease."""
@@ -107,6 +110,8 @@ class SchedulerRunner:
                 self.echo(f"holding the sending lease as {self.lease.holder}")
             self.was_holder = True
             try:
+                if self._deliverability_refuses():
+                    return
                 result = publish.scheduled_work(self.ctx, self.lease)
                 self._report(result, reason)
             finally:
@@ -119,6 +124,20 @@ class SchedulerRunner:
             log.exception("scheduled work failed")
         finally:
             self.lock.release()
+
+    def _deliverability_refuses(self) -> bool:
+        """The doctor's gate (once a day through a real provider, cached): on errors nothing
+        is sent, the issues in progress are paused with the reason and the editors alerted.
+        Said once per report, not at every heartbeat."""
+        from newsletter.doctor.gate import unattended
+
+        gate = unattended(self.settings, self.store, now=utcnow())
+        said = gate.report.checked_at if gate.report is not None and gate.refuse else None
+        if said is not None and said != self.refused_at:
+            for line in gate.lines:
+                self.echo(line)
+        self.refused_at = said
+        return gate.refuse
 
     def _alert(self) -> None:
         """Email the editors what needs them (each event once); never stops the scheduler."""

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from newsletter.articles import Article, read_article
 from newsletter.check import ERROR, CheckedIssue, Finding, check_issue, format_findings
@@ -105,21 +106,11 @@ def build_issue(
     settings: Settings,
     picked: list[Picked],
     scheduled_for: datetime | None = None,
-    *,
-    force: bool = False,
-    layout: str | None = None,
-    layout_choice: str | None = None,
+    **options: Any,
 ) -> int:
-    """`build_checked`'s issue id."""
-    return build_checked(
-        store,
-        settings,
-        picked,
-        scheduled_for,
-        force=force,
-        layout=layout,
-        layout_choice=layout_choice,
-    ).issue_id
+    """`build_checked`'s issue id, for callers that need nothing else (its options: force,
+    layout, layout_choice)."""
+    return build_checked(store, settings, picked, scheduled_for, **options).issue_id
 
 
 def build_checked(
