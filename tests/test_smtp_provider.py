@@ -18,9 +18,10 @@ from newsletter.articles import read_article
 from newsletter.exceptions import ConfigError, CredentialsRefused, TransientError
 from newsletter.providers import OutgoingBatch
 from newsletter.providers.dkim import DKIMSigner
-from newsletter.providers.smtp import SMTPProvider, SMTPSettings, verp_address
+from newsletter.providers.smtp import SMTPProvider, verp_address
 from newsletter.records import Recipient
 from newsletter.render import render_issue
+from newsletter.settings import SMTPSettings
 from newsletter.testing.smtp_server import SMTPServerProcess
 
 PARSER = BytesParser(policy=default)
@@ -32,7 +33,6 @@ def smtp_settings(port: int, **overrides) -> SMTPSettings:
         port=port,
         security="none",
         username="",
-        password="",
         connections=2,
         messages_per_connection=100,
         timeout_seconds=5.0,
@@ -204,14 +204,15 @@ def test_starttls_with_auth(settings, rendered, tmp_path):
         base = dict(host="localhost", security="starttls", username="news")
         # Self-signed without [smtp] ca_file: refused, with the setting to use.
         untrusted = SMTPProvider(
-            settings, smtp=smtp_settings(server.port, password="s3cret", **base)
+            settings, smtp=smtp_settings(server.port, **base), password="s3cret"
         )
         with pytest.raises(ConfigError, match=r"\[smtp\] ca_file"):
             untrusted.send(batch)
         # A wrong password: the send stops, naming the setting, never the password.
         wrong = SMTPProvider(
             settings,
-            smtp=smtp_settings(server.port, password="wrong-pw", ca_file=str(cert[0]), **base),
+            smtp=smtp_settings(server.port, ca_file=str(cert[0]), **base),
+            password="wrong-pw",
         )
         with pytest.raises(CredentialsRefused) as refused:
             wrong.send(batch)
@@ -219,7 +220,8 @@ def test_starttls_with_auth(settings, rendered, tmp_path):
         assert not (tmp_path / "md").exists() or messages(tmp_path / "md") == []
         good = SMTPProvider(
             settings,
-            smtp=smtp_settings(server.port, password="s3cret", ca_file=str(cert[0]), **base),
+            smtp=smtp_settings(server.port, ca_file=str(cert[0]), **base),
+            password="s3cret",
         )
         accepted = good.send(batch)
         good.close()

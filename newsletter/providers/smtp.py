@@ -22,6 +22,7 @@ without guessing.
 
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import ssl
@@ -34,33 +35,17 @@ from dataclasses import dataclass, field
 
 from newsletter.exceptions import ConfigError, CredentialsRefused, Rejected, TransientError
 from newsletter.providers import Accepted, Message, OutgoingBatch
-from newsletter.providers.outbox import MessageTemplate, UnwritableAddress, issue_template
+from newsletter.providers.outbox import (
+    MessageTemplate,
+    UnwritableAddress,
+    issue_template,
+    to_header,
+)
 from newsletter.records import Recipient
-from newsletter.settings import Settings
+from newsletter.settings import Settings, SMTPSettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SECURITIES = ("starttls", "tls", "none")
-
-
-@dataclass(frozen=True, kw_only=True)
-class SMTPSettings:
-    """The `[smtp]` table, resolved; the password comes from `SMTP_PASSWORD` only."""
-
-    host: str
-    port: int
-    security: str
-    username: str
-    password: str = field(repr=False)
-    connections: int
-    messages_per_connection: int
-    timeout_seconds: float
-    max_per_second: float
-    bounce_address: str
-    ca_file: str
-    max_retries: int
-
-    def describe(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 class _Connection(smtplib.SMTP):
@@ -160,6 +145,7 @@ class SMTPProvider:
         settings: Settings,
         *,
         smtp: SMTPSettings,
+        password: str = "",
         sign: Callable[[bytes], bytes] | None = None,
     ) -> None:
         if smtp.security not in SECURITIES:
@@ -173,6 +159,7 @@ class SMTPProvider:
             )
         self.settings = settings
         self.smtp = smtp
+        self._password = password
         self.from_email = settings.from_email
         self._sign = sign
         self._template: tuple[tuple[int, str], MessageTemplate] | None = None
@@ -180,6 +167,23 @@ class SMTPProvider:
         self._idle: list[_Connection] = []
         self._idle_lock = threading.Lock()
         self._refused_login: CredentialsRefused | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, sign: Callable[[bytes], bytes] | None = None
+    ) -> SMTPProvider:
+        """The provider `[smtp]` describes, the password from `SMTP_PASSWORD`."""
+        # Not `settings.secret`: a password may hold spaces; only a CRLF file's line end goes.
+        password = os.environ.get("SMTP_PASSWORD", "").strip("\r\n")
+        if settings.smtp.username and not password:
+            raise ConfigError(
+                f"[smtp] username is {settings.smtp.username!r} but SMTP_PASSWORD is not set "
+                "in the environment"
+            )
+        return cls(settings, smtp=settings.smtp, password=password, sign=sign)
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"SMTPProvider(host={self.smtp.describe()!r})"
 
     # -- connections --------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext:
@@ -200,7 +204,7 @@ class SMTPProvider:
                     conn.starttls(context=self._tls_context())
             conn.ehlo_or_helo_if_needed()
             if s.username:
-                conn.login(s.username, s.password)
+                conn.login(s.username, self._password)
         except smtplib.SMTPAuthenticationError as exc:
             self._refused_login = CredentialsRefused(
                 f"the SMTP server {where} refused the login of [smtp] username {s.username!r} "
@@ -421,7 +425,44 @@ class SMTPProvider:
         return True
 
     def send_message(self, message: Message) -> str:
-        raise Rejected("transactional email over SMTP is not built yet")
+        """One transactional email (a sign-up confirmation, an editors' alert), laid out as
+        the outbox writes it, sent over one of the same connections; the envelope sender is
+        `bounce_address` as it is (no reader to name)."""
+        template = MessageTemplate(self.settings, message.subject, message.text, message.html)
+        try:
+            to_line = to_header(message.to_email, message.to_name)
+        except UnwritableAddress as exc:
+            raise Rejected(f"cannot write to {message.to_email!r}: {exc}") from exc
+        message_id = template.message_id()
+        data = self._signed(b"".join(template.fill(to_line, message_id, {})))
+        sender = self.smtp.bounce_address or self.from_email
+        options = ["SMTPUTF8"] if not message.to_email.isascii() else []
+        try:
+            with self._connection() as conn:
+                try:
+                    conn.sendmail(sender, [message.to_email], data, mail_options=options)
+                except smtplib.SMTPRecipientsRefused as exc:
+                    code, said = next(iter(exc.recipients.values()))
+                    raise Rejected(
+                        f"the SMTP server {self.smtp.describe()} refused {message.to_email!r}: "
+                        f"{code} {said.decode('utf-8', 'replace')}"
+                    ) from None
+                except smtplib.SMTPResponseException as exc:
+                    answer = exc.smtp_error
+                    text = (
+                        answer.decode("utf-8", "replace") if isinstance(answer, bytes) else answer
+                    )
+                    error = (
+                        f"the SMTP server {self.smtp.describe()} answered {exc.smtp_code} {text}"
+                    )
+                    if 400 <= exc.smtp_code < 500:
+                        raise TransientError(error) from None
+                    raise Rejected(error) from None
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            raise TransientError(
+                f"the connection to {self.smtp.describe()} was lost: {_reason(exc)}"
+            ) from None
+        return message_id
 
 
 def _defer(outcomes: _Outcomes, jobs: list[tuple[Recipient, bytes]], reason: str) -> None:
