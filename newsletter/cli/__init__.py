@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from newsletter.cli import bounces as bounces_commands
 from newsletter.exceptions import NewsletterError
 from newsletter.records import ArticleStatus, DeliveryState, IssueStatus
 
@@ -839,6 +840,9 @@ def scheduler(app: App) -> None:
     from newsletter.scheduler import run_scheduler
 
     run_scheduler(app.store, app.settings, echo=click.echo)
+
+
+cli.add_command(bounces_commands.bounces)
 
 
 def main() -> None:
