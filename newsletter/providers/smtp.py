@@ -217,7 +217,21 @@ class SMTPProvider:
                 "set [smtp] ca_file to the certificate (or its CA) for a private server"
             ) from None
         except ssl.SSLError as exc:
-            raise TransientError(f"TLS with the SMTP server {where} failed: {exc.reason}") from None
+            # Trying again does not help: implicit TLS against a plain port, or the reverse.
+            raise ConfigError(
+                f"the TLS handshake with the SMTP server {where} failed ({exc.reason}): check "
+                '[smtp] security and port ("tls" is for port 465, "starttls" for 587)'
+            ) from None
+        except smtplib.SMTPConnectError as exc:  # a greeting other than 220
+            said = _text(exc.smtp_error)
+            if 400 <= exc.smtp_code < 500:
+                raise TransientError(
+                    f"the SMTP server {where} is busy: {exc.smtp_code} {said}"
+                ) from None
+            raise ConfigError(
+                f"{where} did not greet as an SMTP server ({said[:80]!r}): check [smtp] host and "
+                "port"
+            ) from None
         except smtplib.SMTPNotSupportedError:
             raise ConfigError(
                 f"the SMTP server {where} does not offer STARTTLS: set [smtp] security "
@@ -475,6 +489,10 @@ def _defer(outcomes: _Outcomes, jobs: list[tuple[Recipient, bytes]], reason: str
                 and sid not in outcomes.uncertain
             ):
                 outcomes.deferred[sid] = outcomes.deferred.get(sid) or reason
+
+
+def _text(said: bytes | str) -> str:
+    return said.decode("utf-8", "replace") if isinstance(said, bytes) else said
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,7 +15,8 @@ answers as real servers do when told to by a JSON faults file:
 the whole message and closes the connection without a reply (the one case where a sender
 cannot know); `close_after_messages` answers `421` to the MAIL FROM after that many messages
 on one connection and closes it. `--auth USER` with `SMTP_SERVER_PASSWORD` in the environment
-requires AUTH (over STARTTLS when `--cert`/`--key` are given, which also offers STARTTLS).
+requires AUTH (over STARTTLS when `--cert`/`--key` are given, which also offers STARTTLS);
+`--no-smtputf8` answers as an older server that does not offer SMTPUTF8.
 The first line printed is `PORT`, then one line `ready`.
 """
 
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--auth", metavar="USER", help="require AUTH as USER ($SMTP_SERVER_PASSWORD)"
     )
+    parser.add_argument(
+        "--no-smtputf8", action="store_true", help="do not offer SMTPUTF8 (an older server)"
+    )
     parser.add_argument("--cert", help="PEM certificate: offer STARTTLS")
     parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args(argv)
@@ -158,7 +162,10 @@ def main(argv: list[str] | None = None) -> None:
         return AuthResult(success=ok, handled=False)
 
     tls = _tls_context(args.cert, args.key)
-    options: dict[str, Any] = {"enable_SMTPUTF8": True, "data_size_limit": 40 * 1024 * 1024}
+    options: dict[str, Any] = {
+        "enable_SMTPUTF8": not args.no_smtputf8,
+        "data_size_limit": 40 * 1024 * 1024,
+    }
     if args.auth:
         options.update(
             authenticator=authenticate, auth_required=True, auth_require_tls=tls is not None
@@ -202,8 +209,11 @@ class SMTPServerProcess:
         faults_path: Path | None = None,
         auth: tuple[str, str] | None = None,
         cert: tuple[Path, Path] | None = None,
+        smtputf8: bool = True,
     ) -> None:
         argv = [sys.executable, "-m", MODULE]
+        if not smtputf8:
+            argv.append("--no-smtputf8")
         if maildir is not None:
             argv += ["--maildir", str(maildir)]
         if sink:
