@@ -267,3 +267,25 @@ def test_dkim_signatures_verify_against_the_published_key(settings, rendered, tm
         assert not dkim.verify(
             raw.replace(b"List-Unsubscribe: <", b"List-Unsubscribe: <x"), dnsfunc=dns
         )
+
+
+def test_connections_caps_every_batch_in_flight_together(settings, rendered, tmp_path):
+    """[delivery] concurrency sends several batches at once through one provider: together
+    they never open more than [smtp] connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    everyone = readers(120)
+    batches = [
+        OutgoingBatch.of(settings, 3, n, rendered, everyone[n * 30 : (n + 1) * 30])
+        for n in range(4)
+    ]
+    server = SMTPServerProcess(sink=True)
+    try:
+        provider = SMTPProvider(settings, smtp=smtp_settings(server.port, connections=3))
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(provider.send, batches))
+        provider.close()
+    finally:
+        accepted = server.stop()
+    assert sum(len(r.message_ids) for r in results) == 120 == accepted
+    assert 1 <= server.peak_connections <= 3

@@ -166,6 +166,9 @@ class SMTPProvider:
         self._pace = _Pace(smtp.max_per_second)
         self._idle: list[_Connection] = []
         self._idle_lock = threading.Lock()
+        # `connections` is the most this provider has open at once, however many batches
+        # the sender has in flight ([delivery] concurrency): each lane holds one slot.
+        self._slots = threading.BoundedSemaphore(smtp.connections)
         self._refused_login: CredentialsRefused | None = None
 
     @classmethod
@@ -248,20 +251,22 @@ class SMTPProvider:
 
     @contextmanager
     def _connection(self) -> Iterator[_Connection]:
-        with self._idle_lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
-        try:
-            yield conn
-        except BaseException:
-            _close(conn)
-            raise
-        if getattr(conn, "broken", False) or conn.sent_count >= self.smtp.messages_per_connection:  # type: ignore[attr-defined]
-            _quit(conn)
-        else:
+        with self._slots:
             with self._idle_lock:
-                self._idle.append(conn)
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._connect()
+            try:
+                yield conn
+            except BaseException:
+                _close(conn)
+                raise
+            used_up = conn.sent_count >= self.smtp.messages_per_connection  # type: ignore[attr-defined]
+            if getattr(conn, "broken", False) or used_up:
+                _quit(conn)
+            else:
+                with self._idle_lock:
+                    self._idle.append(conn)
 
     def close(self) -> None:
         with self._idle_lock:

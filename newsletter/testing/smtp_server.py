@@ -17,7 +17,8 @@ cannot know); `close_after_messages` answers `421` to the MAIL FROM after that m
 on one connection and closes it. `--auth USER` with `SMTP_SERVER_PASSWORD` in the environment
 requires AUTH (over STARTTLS when `--cert`/`--key` are given, which also offers STARTTLS);
 `--no-smtputf8` answers as an older server that does not offer SMTPUTF8.
-The first line printed is `PORT`, then one line `ready`.
+The first line printed is `PORT`, then one line `ready`; at the end, how many messages it
+accepted and the most connections that were open at once.
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ class _Handler:
         self.counts: dict[int, int] = {}  # per connection: messages so far
         self.lock = threading.Lock()
         self.queue_number = 0
+        self.open_connections = 0
+        self.peak_connections = 0  # the most connections open at once
+
+    def opened(self) -> None:
+        self.open_connections += 1
+        self.peak_connections = max(self.peak_connections, self.open_connections)
+
+    def closed(self) -> None:
+        self.open_connections -= 1
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -129,7 +139,22 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
 def main(argv: list[str] | None = None) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM."""
     from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import AuthResult, LoginPassword
+    from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+    class CountingSMTP(SMTP):
+        """Counts connections open at once (what a sender's `connections` must respect)."""
+
+        def connection_made(self, transport: Any) -> None:
+            handler.opened()
+            super().connection_made(transport)
+
+        def connection_lost(self, error: Exception | None) -> None:
+            handler.closed()
+            super().connection_lost(error)
+
+    class CountingController(Controller):
+        def factory(self) -> SMTP:
+            return CountingSMTP(self.handler, **self.SMTP_kwargs)
 
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -172,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if tls is not None:
         options.update(tls_context=tls, require_starttls=True)
-    controller = Controller(
+    controller = CountingController(
         handler,
         hostname=args.host,
         port=args.port,
@@ -194,7 +219,10 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
     controller.stop()
-    print(f"stopped: {handler.accepted} messages", flush=True)
+    print(
+        f"stopped: {handler.accepted} messages, {handler.peak_connections} connections at once",
+        flush=True,
+    )
 
 
 class SMTPServerProcess:
@@ -233,10 +261,14 @@ class SMTPServerProcess:
         self.port = int(self.process.stdout.readline())
         self.process.stdout.readline()  # ready
 
+    peak_connections = 0  # after `stop()`: the most connections that were open at once
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)
         out, _ = self.process.communicate(timeout=30)
-        return int(out.strip().splitlines()[-1].split()[1])
+        words = out.strip().splitlines()[-1].split()
+        self.peak_connections = int(words[3])
+        return int(words[1])
 
     def __enter__(self) -> SMTPServerProcess:
         return self
