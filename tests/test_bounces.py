@@ -264,3 +264,17 @@ def test_the_scheduler_reads_the_mailbox_when_every_minutes_is_set(folder):
     store = Store(settings.database_url)
     assert store.subscribers.by_email("gone@example.org").status == SubscriberStatus.BOUNCED
     store.close()
+
+
+def test_bounces_settings_resolve_against_the_file(folder):
+    config = folder / "newsletter.toml"
+    settings = load_settings(config, env={})
+    assert settings.bounces.source == str(folder / "Maildir")
+    text = config.read_text().replace('mailbox = "Maildir"', 'mailbox = ""')
+    text = text.replace('imap_host = ""', 'imap_host = "imap.example.com"')
+    config.write_text(text.replace('imap_user = ""', 'imap_user = "bounces@example.com"'))
+    imap = load_settings(config, env={}).bounces
+    assert imap.source == "imaps://bounces%40example.com@imap.example.com:993/INBOX"
+    config.write_text(text)  # imap_host without imap_user
+    with pytest.raises(ConfigError, match=r"\[bounces\] imap_user: needed with imap_host"):
+        load_settings(config, env={})

@@ -289,3 +289,38 @@ def test_connections_caps_every_batch_in_flight_together(settings, rendered, tmp
         accepted = server.stop()
     assert sum(len(r.message_ids) for r in results) == 120 == accepted
     assert 1 <= server.peak_connections <= 3
+
+
+def test_transactional_mail_goes_out_over_smtp(settings, tmp_path):
+    """Sign-up confirmations and the editors' alerts use `send_message`."""
+    from newsletter.exceptions import Rejected
+    from newsletter.providers import Message
+
+    faults = {"refuse": {"nobody@example.com": "550 5.1.1 no such user"}}
+    with SMTPServerProcess(
+        maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json"
+    ) as server:
+        provider = SMTPProvider(settings, smtp=smtp_settings(server.port))
+        note = dict(subject="Confirm", text="Click", html="<p>Click</p>", category="c", key="k")
+        message_id = provider.send_message(Message("ann@example.com", "Ann Ö", **note))
+        with pytest.raises(Rejected, match="refused 'nobody@example.com': 550 5.1.1"):
+            provider.send_message(Message("nobody@example.com", "", **note))
+        provider.close()
+    (got,) = messages(tmp_path / "md")
+    assert got["Message-ID"] == message_id and got["Subject"] == "Confirm"
+    assert got["To"].addresses[0].display_name == "Ann Ö"
+    assert got["X-Envelope-From"] == "bounces@example.com"
+
+
+def test_the_password_comes_from_the_environment_only(settings, monkeypatch):
+    import dataclasses
+
+    smtp = dataclasses.replace(settings.smtp, host="smtp.example.com", username="news")
+    with_login = dataclasses.replace(settings, provider="smtp", smtp=smtp)
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match=r"\[smtp\] username is 'news' but SMTP_PASSWORD"):
+        SMTPProvider.from_settings(with_login)
+    monkeypatch.setenv("SMTP_PASSWORD", "pass phrase with spaces\r\n")
+    provider = SMTPProvider.from_settings(with_login)
+    assert provider._password == "pass phrase with spaces"
+    assert "pass phrase" not in repr(provider) and "pass phrase" not in repr(settings)
