@@ -6,6 +6,7 @@ understood is named; and the workspace's issue page shows the counts."""
 from __future__ import annotations
 
 import mailbox
+import re
 
 import pytest
 
@@ -278,3 +279,33 @@ def test_bounces_settings_resolve_against_the_file(folder):
     config.write_text(text)  # imap_host without imap_user
     with pytest.raises(ConfigError, match=r"\[bounces\] imap_user: needed with imap_host"):
         load_settings(config, env={})
+
+
+def test_an_imap_mailbox_is_read_once_each(folder):
+    """Dovecot (a private instance) serves the bounce mailbox; BOUNCES_PASSWORD logs in."""
+    from tests.imap_server import ImapServer
+
+    settings = load_settings(folder / "newsletter.toml", env={})
+    store = Store(settings.database_url)
+    gone = add_subscriber(store, "gone@example.org", "Gone")
+    issue_id = sent_issue(store, "over-imap")
+    store.close()
+    with ImapServer(user="bounces", password="imap pass") as imap:
+        box = mailbox.Maildir(imap.maildir, create=False)
+        box.add(dsn("i1@mx", "gone@example.org", to=verp(issue_id, gone.token)))
+        box.add(b"Subject: Hello\r\nMessage-ID: <hello@x>\r\n\r\nNot a bounce.\r\n")
+        source = f"imap://bounces@127.0.0.1:{imap.port}/INBOX"
+        wrong = run_cli(["bounces", source], folder, env={"BOUNCES_PASSWORD": "nope"})
+        assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+        assert "refused the login of 'bounces': check BOUNCES_PASSWORD" in wrong.stderr
+        assert "nope" not in wrong.stderr
+        env = {"BOUNCES_PASSWORD": "imap pass"}
+        missing = run_cli(["bounces", source.replace("INBOX", "Nowhere")], folder, env=env)
+        assert missing.returncode == 1 and "has no mailbox 'Nowhere'" in missing.stderr
+        out = run_cli(["bounces", source], folder, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "read 2 messages" in out.stdout and "now bounced: gone@example.org" in out.stdout
+        # Named by its IMAP UID.
+        assert re.search(r"not understood: \d+: not a delivery report .*'Hello'", out.stdout)
+        again = run_cli(["bounces", source], folder, env=env)
+        assert "(2 handled before)" in again.stdout and "now bounced" not in again.stdout
