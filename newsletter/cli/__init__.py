@@ -555,17 +555,18 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
     if gate.refuse:
         sys.exit(1)
     bars = _Bars()
-    try:
-        ctx = delivery.SendContext.of(app.store, app.settings, provider)
-        result = publish.publish_tick(
-            ctx,
-            progress_factory=bars,
-            force=force,
-            layout=layout,
-            warn=lambda line: click.echo(line, err=True),
-        )
-    finally:
-        bars.close()
+    with delivery.stop_on_signals() as stop:
+        try:
+            ctx = delivery.SendContext.of(app.store, app.settings, provider, stop=stop)
+            result = publish.publish_tick(
+                ctx,
+                progress_factory=bars,
+                force=force,
+                layout=layout,
+                warn=lambda line: click.echo(line, err=True),
+            )
+        finally:
+            bars.close()
     for error in result.errors:
         click.echo(f"skipped: {error}", err=True)
     _print_held(result.held_articles)
@@ -573,13 +574,31 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
         click.echo("resumed an interrupted issue:")
         _print_report(report)
     if result.report is None:
-        click.echo("nothing to send: no queued article is due")
+        if not stop.is_set():
+            click.echo("nothing to send: no queued article is due")
+        _exit_after_sending(stop, result.resumed)
         if result.held_articles:
             sys.exit(1)
         return
     click.echo(f"articles: {', '.join(result.articles)}")
     _print_report(result.report)
-    if result.report.status == IssueStatus.PAUSED:
+    _exit_after_sending(stop, [*result.resumed, result.report])
+
+
+def _exit_after_sending(stop: delivery.StopRequest, reports: list[delivery.SendReport]) -> None:
+    """130 after a stop request (with what is left and how to go on); 1 when an issue is
+    paused or a send delivered nothing it tried."""
+    if stop.is_set():
+        for report in reports:
+            left = report.counts.get(DeliveryState.PENDING, 0)
+            if left or report.stopped:
+                click.echo(
+                    f"stopped by {stop.signal_name}: issue {report.issue_id}: "
+                    f"{report.delivered} sent now, {left} left; `newsletter resume "
+                    f"{report.issue_id}` (or `newsletter run`) sends the rest"
+                )
+        sys.exit(130)
+    if any(r.status == IssueStatus.PAUSED or r.tried_in_vain for r in reports):
         sys.exit(1)
 
 
@@ -681,11 +700,25 @@ def pause(app: App, issue_id: int) -> None:
 @click.argument("issue_id", type=int)
 @pass_app
 def resume(app: App, issue_id: int) -> None:
-    """Let a paused ISSUE go on (the next run or scheduler tick sends the rest)."""
+    """Let a paused (or interrupted) ISSUE go on and send the rest now; when another sender
+    holds the sending lease (a scheduler), that one sends it."""
     from newsletter import delivery
+    from newsletter.providers import make_provider
 
-    delivery.change_issue_status(app.store, issue_id, IssueStatus.SENDING)
-    click.echo(f"issue {issue_id}: resumed; the next run or tick sends the rest")
+    bars = _Bars()
+    with delivery.stop_on_signals() as stop:
+        try:
+            ctx = delivery.SendContext.of(
+                app.store, app.settings, make_provider(app.settings), stop=stop
+            )
+            report = delivery.resume_issue(ctx, issue_id, progress_factory=bars)
+        finally:
+            bars.close()
+    if report is None:
+        click.echo(f"issue {issue_id}: resumed; the active sender sends the rest")
+        return
+    _print_report(report)
+    _exit_after_sending(stop, [report])
 
 
 @cli.command()
@@ -752,6 +785,8 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
         )
         for problem in report.problems:
             click.echo(f"  {problem}")
+        if report.stopped:
+            click.echo("stopped at the first refusal: the other requests were not made")
         if report.problems:
             sys.exit(1)
         return
@@ -805,23 +840,18 @@ def sendgrid_server(host: str, port: int, api_key: str, no_record: bool, sink: b
 @pass_app
 def worker(app: App, once: bool) -> None:
     """Help send the issues in progress, alongside other workers on the same database."""
-    import signal
-    import threading
-
     from newsletter import delivery
     from newsletter.exceptions import WorkerStopping
     from newsletter.providers import make_provider
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):  # finish the batch in flight, then stop
-        signal.signal(signum, lambda *_: stop.set())
     provider = make_provider(app.settings)
     click.echo(f"worker {delivery.PROCESS_ID} on {app.store.safe_url}")
     try:
-        ctx = delivery.SendContext.of(app.store, app.settings, provider)
-        report = delivery.run_worker(ctx, stop=stop, once=once, echo=click.echo)
+        # SIGINT and SIGTERM: finish the batch in flight, then stop.
+        with delivery.stop_on_signals() as stop:
+            ctx = delivery.SendContext.of(app.store, app.settings, provider)
+            report = delivery.run_worker(ctx, stop=stop, once=once, echo=click.echo)
     except KeyboardInterrupt:
-        stop.set()
         click.echo("worker stopped")
         return
     except WorkerStopping:
