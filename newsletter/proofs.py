@@ -72,13 +72,16 @@ def sandbox_validate(
     settings: Settings,
     provider: Provider,
     issue_id: int,
-    progress: Callable[[int], None] | None = None,
+    progress_factory: Callable[[int, int], Callable[[int], None]] | None = None,
 ) -> SandboxReport:
     """Build every request of the issue exactly as the real send would, and have the
     provider validate them in sandbox mode. A refused key (or sender) stops at the first
-    request, as a real send does: every other request would be refused the same way."""
+    request, as a real send does: every other request would be refused the same way.
+    `progress_factory(issue_id, subscribers)` makes the callback told each request's
+    recipients."""
     rendered = stored_issue(settings, store.issues.get_issue(issue_id))
     report = SandboxReport()
+    progress = progress_factory(issue_id, store.subscribers.count()) if progress_factory else None
     for number, recipients in enumerate(store.subscribers.active_batches(provider.max_batch), 1):
         batch = OutgoingBatch.of(
             settings, issue_id, number, rendered, tuple(recipients), sandbox=True

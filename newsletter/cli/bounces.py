@@ -1,5 +1,5 @@
 """`newsletter bounces`: read the bounce mailbox once (`newsletter.bounces.apply`) and print
-what it did. Registered in `newsletter.cli` with one `add_command`."""
+what it did."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from typing import TYPE_CHECKING
 
 import click
 
+from newsletter.cli.app import App, pass_app
+
 if TYPE_CHECKING:
     from newsletter.bounces.apply import BouncesReport
 
 
 @click.command("bounces")
 @click.argument("mailbox", required=False)
-@click.pass_obj
-def bounces(app, mailbox: str | None) -> None:
+@pass_app
+def bounces(app: App, mailbox: str | None) -> None:
     """Apply bounces and complaints from MAILBOX (a Maildir, an mbox file or
     imaps://user@host/FOLDER; default: [bounces] in newsletter.toml). Each message counts
     once, however often the mailbox is read."""
