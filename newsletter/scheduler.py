@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 TICK_JOB_ID = "newsletter-publication-tick"
 HEARTBEAT_JOB_ID = "newsletter-heartbeat"
+BOUNCES_JOB_ID = "newsletter-bounces"
 JOBS_TABLE = "apscheduler_jobs"
 
 
@@ -139,6 +140,31 @@ class SchedulerRunner:
         self.refused_at = said
         return gate.refuse
 
+    def read_bounces(self) -> None:
+        """`newsletter bounces` on the configured mailbox ([bounces] every_minutes); each
+        message acts once, so two schedulers reading the same mailbox do no harm."""
+        from newsletter.bounces.apply import apply_mailbox
+
+        if self.stopping.is_set():
+            return
+        source = self.settings.bounces.source
+        try:
+            report = apply_mailbox(self.store, self.settings, source)
+        except NewsletterError as exc:
+            self.echo(f"bounces: error: {exc}")
+            return
+        except Exception:  # the mailbox must never kill the scheduler
+            log.exception("reading the bounce mailbox failed")
+            return
+        fresh = report.read - report.already_handled
+        self.echo(
+            f"bounces: {fresh} new of {report.read} in {source}: permanent {report.permanent}, "
+            f"temporary {report.temporary}, complaints {report.complaints}, not understood "
+            f"{len(report.not_understood)}"
+            + (f"; now bounced: {', '.join(report.bounced)}" if report.bounced else "")
+            + (f"; now complained: {', '.join(report.complained)}" if report.complained else "")
+        )
+
     def _alert(self) -> None:
         """Email the editors what needs them (each event once); never stops the scheduler."""
         from newsletter.alerts import send_alerts
@@ -193,6 +219,11 @@ def heartbeat_tick() -> None:
         _RUNNER.wake("heartbeat")
 
 
+def bounces_tick() -> None:
+    if _RUNNER is not None:
+        _RUNNER.read_bounces()
+
+
 def build_scheduler(store: Store, settings: Settings) -> BlockingScheduler:
     grace = int(settings.schedule.grace.total_seconds())
     scheduler = BlockingScheduler(
@@ -220,6 +251,15 @@ def build_scheduler(store: Store, settings: Settings) -> BlockingScheduler:
         jobstore="memory",
         next_run_time=utcnow(),
     )
+    if settings.bounces.every_minutes and settings.bounces.source:
+        scheduler.add_job(
+            bounces_tick,
+            "interval",
+            minutes=settings.bounces.every_minutes,
+            id=BOUNCES_JOB_ID,
+            jobstore="memory",
+            next_run_time=utcnow(),  # once at start, then every N minutes
+        )
     return scheduler
 
 

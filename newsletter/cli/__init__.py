@@ -9,7 +9,17 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli import editors, issues, preview, queue, run, services, setup, subscribers
+from newsletter.cli import (
+    bounces,
+    editors,
+    issues,
+    preview,
+    queue,
+    run,
+    services,
+    setup,
+    subscribers,
+)
 from newsletter.cli.app import App, LibraryErrors
 
 
@@ -54,3 +64,4 @@ main.add_command(services.serve)
 main.add_command(services.sendgrid_server)
 main.add_command(services.worker)
 main.add_command(services.scheduler)
+main.add_command(bounces.bounces)

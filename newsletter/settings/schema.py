@@ -41,9 +41,10 @@ from newsletter.exceptions import ConfigError
 EXAMPLE_POSTAL_ADDRESS = "Endings Explained, 1 Example Street, 75001 Paris, France"
 
 HEADER = """\
-newsletter settings. Secrets never go here: set SENDGRID_API_KEY and NEWSLETTER_SECRET_KEY in
-the environment. NEWSLETTER_DATABASE_URL, NEWSLETTER_PROVIDER, NEWSLETTER_BASE_URL and
-SENDGRID_API_HOST override the values below."""
+newsletter settings. Secrets never go here: set SENDGRID_API_KEY, SMTP_PASSWORD,
+BOUNCES_PASSWORD, DKIM_PRIVATE_KEY and NEWSLETTER_SECRET_KEY in the environment.
+NEWSLETTER_DATABASE_URL, NEWSLETTER_PROVIDER, NEWSLETTER_BASE_URL and SENDGRID_API_HOST
+override the values below."""
 
 # The workspace writes this into the file: bounded, so a form cannot write a 400-digit number.
 MAX_ARTICLES_PER_ISSUE = 50
@@ -107,10 +108,10 @@ class NewsletterSection(_Section):
         "sqlite:///newsletter.db",
         description="Any SQLAlchemy URL; relative SQLite paths are relative to this file.",
     )
-    provider: Literal["outbox", "sendgrid"] = Field(
+    provider: Literal["outbox", "sendgrid", "smtp"] = Field(
         "outbox",
         description='"outbox" writes .eml files and needs no account; '
-        '"sendgrid" needs SENDGRID_API_KEY.',
+        '"sendgrid" needs SENDGRID_API_KEY; "smtp" sends through the [smtp] server.',
     )
 
     @field_validator("from_email")
@@ -385,6 +386,96 @@ class DkimSection(_Section):
     )
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class SMTPSection(_Section):
+    """[smtp]: any SMTP server or provider (SES, Mailgun, Postmark, a local Postfix);
+    SMTP_PASSWORD in the environment."""
+
+    host: str = Field("", description='The SMTP server; needed with provider = "smtp".')
+    port: int = Field(
+        587, ge=1, le=65535, description="587 for STARTTLS, 465 for TLS, 25 for a local relay."
+    )
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description='"starttls" (port 587), "tls" (port 465) or "none" (only for a server on '
+        "127.0.0.1/localhost: the password and every message would travel in clear).",
+    )
+    username: str = Field(
+        "", description="The login (the password is SMTP_PASSWORD); empty: no login."
+    )
+    connections: int = Field(
+        4, ge=1, le=64, description="Persistent connections used in parallel for one batch."
+    )
+    messages_per_connection: int = Field(
+        100, ge=1, le=100_000, description="A connection is opened again after this many."
+    )
+    timeout_seconds: float = Field(
+        30, gt=0, le=600, description="How long one SMTP command may wait for its answer."
+    )
+    max_per_second: float = Field(
+        0, ge=0, le=100_000, description="At most this many messages a second; 0: no limit."
+    )
+    bounce_address: str = Field(
+        "",
+        description="The envelope sender, made per reader (VERP): bounces@example.com sends "
+        "as bounces+<issue>-<reader>@example.com, so a bounce names both. Empty: the From "
+        "address, and bounces are matched by the addresses they name.",
+    )
+    ca_file: str = Field(
+        "",
+        description="A PEM certificate (or its CA) to trust for a private server, relative "
+        "to this file; empty: the system's CAs.",
+    )
+
+    @field_validator("security")
+    @classmethod
+    def _clear_text_locally(cls, value: str, info: ValidationInfo) -> str:
+        host = str(info.data.get("host", "")).strip("[]").lower()
+        if value == "none" and host and host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                '"none" sends the password and every message in clear: allowed only for '
+                f"127.0.0.1/localhost, not {host!r}"
+            )
+        return value
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounces(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        address = _address(value)
+        if "+" in address.partition("@")[0]:
+            raise ValueError("must have no '+' of its own (VERP adds +<issue>-<reader>)")
+        return address
+
+
+class BouncesSection(_Section):
+    """[bounces]: the mailbox bounces and complaints come back to (`newsletter bounces`);
+    BOUNCES_PASSWORD in the environment for IMAP."""
+
+    mailbox: str = Field("", description="A Maildir folder or an mbox file, relative to this file.")
+    imap_host: str = Field("", description="Or an IMAP server (over TLS), instead of mailbox.")
+    imap_port: int = Field(993, ge=1, le=65535, description="The IMAP server's TLS port.")
+    imap_user: str = Field("", description="The IMAP login (the password is BOUNCES_PASSWORD).")
+    imap_folder: str = Field("INBOX", description="The IMAP folder the reports arrive in.")
+    every_minutes: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="`newsletter scheduler` reads the mailbox this often; 0: only when "
+        "`newsletter bounces` is run.",
+    )
+
+    @field_validator("imap_host")
+    @classmethod
+    def _one_source(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip() and info.data.get("mailbox"):
+            raise ValueError("set mailbox or imap_host, not both")
+        return value.strip()
+
+
 class WebSection(_Section):
     """[web]: `newsletter serve` behind a reverse proxy."""
 
@@ -424,6 +515,8 @@ class SettingsFile(_Section):
     outbox: OutboxSection = OutboxSection()
     sendgrid: SendGridSection = SendGridSection()
     dkim: DkimSection = DkimSection()
+    smtp: SMTPSection = SMTPSection()
+    bounces: BouncesSection = BouncesSection()
     web: WebSection = WebSection()
 
 
@@ -519,9 +612,16 @@ def parse(
     """Validate the file's tables (moved keys already in place, environment overrides applied,
     `overridden` naming which variable set which key) or raise ConfigError in one line."""
     try:
-        return SettingsFile.model_validate(data)
+        file = SettingsFile.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, source, overridden or {})) from None
+    if file.newsletter.provider == "smtp" and not file.smtp.host.strip():
+        env = (overridden or {}).get(("newsletter", "provider"))
+        via = f" (from {env})" if env else ""
+        raise ConfigError(f'{source}: [smtp] host: needed with provider = "smtp"{via}')
+    if file.bounces.imap_host and not file.bounces.imap_user:
+        raise ConfigError(f"{source}: [bounces] imap_user: needed with imap_host")
+    return file
 
 
 # -- the generated file ----------------------------------------------------------------------

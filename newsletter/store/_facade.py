@@ -16,6 +16,7 @@ from newsletter.exceptions import MissingExtra
 from newsletter.store._errors import map_error
 from newsletter.store.alerts import Alerts
 from newsletter.store.articles import Articles
+from newsletter.store.bounces import Bounces
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.editors import Editors
 from newsletter.store.engagement import Engagement
@@ -89,6 +90,7 @@ class Store:
         self.alerts = Alerts(self)
         self.publication = Publication(self)
         self.rate_limits = RateLimits(self)
+        self.bounces = Bounces(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of
         # up to 100 ms before trying again. Threads of one process (a sender's) queue here
         # instead, and each goes the moment the previous one commits.

@@ -234,5 +234,21 @@ alerts_sent = Table(
     Column("sent_at", UTCDateTime, nullable=False),
 )
 
+# Each message of the bounce mailbox handled once (`newsletter bounces`): its Message-ID (or
+# a digest of it when it has none), what it reported and about whom, for the issue's page and
+# the "three temporary failures in a row" rule.
+bounce_reports = Table(
+    "bounce_reports",
+    metadata,
+    Column("message_id", String(300), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("issue_id", Integer),
+    Column("subscriber_id", Integer),
+    Column("detail", Text, nullable=False, default=""),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_bounce_reports_issue", "issue_id", "kind"),
+    Index("ix_bounce_reports_subscriber", "subscriber_id", "kind", "issue_id"),
+)
+
 # Subscriber search by name prefix, case-insensitive (the address has its unique key).
 Index("ix_subscribers_name_lower", func.lower(subscribers.c.name))

@@ -65,6 +65,7 @@ def issue_page(ctx: Ctx) -> Response:
         uncertain=ctx.store.deliveries.in_state(issue_id, DeliveryState.UNCERTAIN, UNCERTAIN_SHOWN),
         uncertain_shown=UNCERTAIN_SHOWN,
         chart=chart,
+        bounces=ctx.store.bounces.counts(issue_id),
         live=issue.status == ISSUE_SENDING,
     )
 
