@@ -39,6 +39,7 @@ from newsletter.publish.ticks import (
     ProgressFactory,
     TickResult,
     held_tick,
+    prepare_next,
     publish_tick,
     scheduled_work,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "parse_local_time",
     "pick",
     "plan_run",
+    "prepare_next",
     "publish_tick",
     "queue_add",
     "queue_view",

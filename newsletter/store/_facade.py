@@ -24,6 +24,7 @@ from newsletter.store.issues import Issues
 from newsletter.store.meta import Meta
 from newsletter.store.publication import Publication
 from newsletter.store.rate_limits import RateLimits
+from newsletter.store.reviews import Reviews
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
 
@@ -89,6 +90,7 @@ class Store:
         self.alerts = Alerts(self)
         self.publication = Publication(self)
         self.rate_limits = RateLimits(self)
+        self.reviews = Reviews(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of
         # up to 100 ms before trying again. Threads of one process (a sender's) queue here
         # instead, and each goes the moment the previous one commits.
