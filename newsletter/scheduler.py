@@ -106,6 +106,7 @@ class SchedulerRunner:
             if not self.was_holder:
                 self.echo(f"holding the sending lease as {self.lease.holder}")
             self.was_holder = True
+            self._poll_feeds()  # before the tick: new entries can make this issue
             try:
                 result = publish.scheduled_work(self.ctx, self.lease)
                 self._report(result, reason)
@@ -119,6 +120,26 @@ class SchedulerRunner:
             log.exception("scheduled work failed")
         finally:
             self.lock.release()
+
+    def _poll_feeds(self) -> None:
+        """Fetch the feeds whose interval has come; a feed's failure is recorded and
+        reported, and never stops the scheduler (nor the other feeds)."""
+        if not self.settings.feeds:
+            return
+        from newsletter.feeds import poll_feeds
+
+        try:
+            report = poll_feeds(self.store, self.settings, due_only=True)
+        except Exception:
+            log.exception("polling the feeds failed")
+            return
+        for outcome in report.feeds:
+            if outcome.error:
+                self.echo(f"feed failed, retried at {outcome.retry_at:%H:%M}: {outcome.error}")
+            elif outcome.queued or outcome.held:
+                self.echo(
+                    f"feed {outcome.url}: queued {len(outcome.queued)}, held {len(outcome.held)}"
+                )
 
     def _alert(self) -> None:
         """Email the editors what needs them (each event once); never stops the scheduler."""

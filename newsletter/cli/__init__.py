@@ -841,10 +841,11 @@ def scheduler(app: App) -> None:
     run_scheduler(app.store, app.settings, echo=click.echo)
 
 
-from newsletter.cli import workflow  # noqa: E402  (the command table, one line each)
+from newsletter.cli import feeds, workflow  # noqa: E402  (the command table, one line each)
 
 cli.add_command(workflow.approve)
 cli.add_command(workflow.reject)
+cli.add_command(feeds.feeds)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@
     POST      /admin/issues/{id}/reject         reason=...: its articles are held again
     GET       /admin/issues/{id}/email          the stored issue's HTML for the frame
     GET/POST  /admin/schedule                   calendar; the cadence form
+    GET       /admin/feeds                      the feeds, their failures, held entries
     GET       /admin/subscribers                search, filter, keyset pages
     POST      /admin/subscribers/import         CSV upload
     GET       /admin/subscribers/export         CSV download
@@ -44,6 +45,7 @@ from newsletter.web.admin import (
     approval,
     auth,
     deliverability,
+    feeds,
     issues,
     queue,
     schedule,
@@ -116,6 +118,7 @@ def routes() -> list[BaseRoute]:
             page(schedule.schedule_endpoint),
             methods=both,
         ),
+        Route("/admin/feeds", page(feeds.feeds_page), methods=get),
         Route("/admin/subscribers", page(subscribers.subscribers_page), methods=get),
         Route(
             "/admin/subscribers/import",
