@@ -22,6 +22,8 @@
     GET       /admin/issues/{id}/email          the stored issue's HTML for the frame
     GET/POST  /admin/schedule                   calendar; the cadence form
     GET       /admin/feeds                      the feeds, their failures, held entries
+    GET       /admin/calendar                   the next 8 ticks and what each would take
+    POST      /admin/calendar/{id}/move         direction=up|down, back to the calendar
     GET       /admin/subscribers                search, filter, keyset pages
     POST      /admin/subscribers/import         CSV upload
     GET       /admin/subscribers/export         CSV download
@@ -44,6 +46,7 @@ from starlette.routing import BaseRoute, Route
 from newsletter.web.admin import (
     approval,
     auth,
+    calendar,
     deliverability,
     feeds,
     issues,
@@ -119,6 +122,8 @@ def routes() -> list[BaseRoute]:
             methods=both,
         ),
         Route("/admin/feeds", page(feeds.feeds_page), methods=get),
+        Route("/admin/calendar", page(calendar.calendar_page), methods=get),
+        Route("/admin/calendar/{article_id:int}/move", page(calendar.move), methods=post),
         Route("/admin/subscribers", page(subscribers.subscribers_page), methods=get),
         Route(
             "/admin/subscribers/import",
