@@ -116,6 +116,7 @@ class Subscriber:
     token: str
     created_at: datetime
     updated_at: datetime
+    timezone: str = ""  # the reader's IANA zone; "": the newsletter's (migration 0013)
 
 
 class Recipient(NamedTuple):

@@ -71,6 +71,8 @@ subscribers = Table(
     Column("token", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The reader's IANA time zone (migration 0013); "": the newsletter's.
+    Column("timezone", String(64), nullable=False, default=""),
     Index("ix_subscribers_status", "status", "id"),
 )
 

@@ -1,6 +1,7 @@
 """The editorial workflow: who queued an article (`articles.queued_by`), the approvals and
-rejections of issues (`issue_reviews`), and the feeds whose entries are queued as articles
-(`feeds`: conditional GET state and failures; `feed_entries`: every entry seen, once).
+rejections of issues (`issue_reviews`), the feeds whose entries are queued as articles
+(`feeds`: conditional GET state and failures; `feed_entries`: every entry seen, once), and
+each reader's time zone (`subscribers.timezone`, "" for the newsletter's).
 
 Revision ID: 0013
 Revises: 0009
@@ -24,6 +25,11 @@ def upgrade() -> None:
     if "queued_by" not in {c["name"] for c in inspector.get_columns("articles")}:
         with op.batch_alter_table("articles") as batch:
             batch.add_column(sa.Column("queued_by", sa.Integer))
+    if "timezone" not in {c["name"] for c in inspector.get_columns("subscribers")}:
+        with op.batch_alter_table("subscribers") as batch:
+            batch.add_column(
+                sa.Column("timezone", sa.String(64), nullable=False, server_default="")
+            )
     if "issue_reviews" not in tables:
         op.create_table(
             "issue_reviews",
@@ -72,3 +78,5 @@ def downgrade() -> None:
     op.drop_table("issue_reviews")
     with op.batch_alter_table("articles") as batch:
         batch.drop_column("queued_by")
+    with op.batch_alter_table("subscribers") as batch:
+        batch.drop_column("timezone")
