@@ -24,6 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
 from newsletter.alerts import held_notice
+from newsletter.approval import awaiting_notice
 from newsletter.delivery import SendContext, SendingLease
 from newsletter.exceptions import ConfigError, LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
@@ -156,7 +157,9 @@ class SchedulerRunner:
             return
         for report in result.resumed:
             self.echo(f"issue {report.issue_id}: {report.status}; {_counts(report.counts)}")
-        if result.tick is not None and result.report is None:
+        if result.tick is not None and result.awaiting is not None:
+            self.echo(f"tick {result.tick:%Y-%m-%d %H:%M %Z}: {awaiting_notice(result.awaiting)}")
+        elif result.tick is not None and result.report is None:
             self.echo(f"tick {result.tick:%Y-%m-%d %H:%M %Z}: nothing to send (queue empty)")
         if result.report is not None:
             self.echo(

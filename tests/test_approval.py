@@ -296,3 +296,18 @@ def test_the_library_refuses_what_the_rules_refuse(tmp_path):
         with pytest.raises(NotFound):
             approval.reject(live.store, live.settings, 1, "x@example.com", "why")
         assert approval.reviews(live.store, 1) == []
+
+
+def test_the_scheduler_says_a_tick_waits_for_approval_rather_than_an_empty_queue(tmp_path):
+    from newsletter.scheduler import SchedulerRunner
+
+    with team(tmp_path) as live:
+        queue_through_workspace(signed_in(live, ED1))
+        said: list[str] = []
+        runner = SchedulerRunner(live.store, live.settings, said.append)
+        result = publish.publish_tick(ctx_of(live), SLOT, scheduled_for=SLOT)
+        runner._report(result, "cadence")
+        assert said == [
+            f"tick {SLOT:%Y-%m-%d %H:%M %Z}: {approval.awaiting_notice(result.awaiting)}"
+        ]
+        assert "queue empty" not in " ".join(said)
