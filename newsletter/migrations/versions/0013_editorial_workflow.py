@@ -22,14 +22,14 @@ depends_on = None
 def upgrade() -> None:
     inspector = sa.inspect(op.get_bind())
     tables = set(inspector.get_table_names())
+    # Plain ADD COLUMNs: a batch would rebuild the table on SQLite, losing the expression
+    # index on subscribers (lower(name)) that SQLite cannot reflect.
     if "queued_by" not in {c["name"] for c in inspector.get_columns("articles")}:
-        with op.batch_alter_table("articles") as batch:
-            batch.add_column(sa.Column("queued_by", sa.Integer))
+        op.add_column("articles", sa.Column("queued_by", sa.Integer))
     if "timezone" not in {c["name"] for c in inspector.get_columns("subscribers")}:
-        with op.batch_alter_table("subscribers") as batch:
-            batch.add_column(
-                sa.Column("timezone", sa.String(64), nullable=False, server_default="")
-            )
+        op.add_column(
+            "subscribers", sa.Column("timezone", sa.String(64), nullable=False, server_default="")
+        )
     if "issue_reviews" not in tables:
         op.create_table(
             "issue_reviews",
@@ -78,5 +78,8 @@ def downgrade() -> None:
     op.drop_table("issue_reviews")
     with op.batch_alter_table("articles") as batch:
         batch.drop_column("queued_by")
+    # The rebuild of subscribers on SQLite would drop the expression index: made again after.
+    op.drop_index("ix_subscribers_name_lower", table_name="subscribers")
     with op.batch_alter_table("subscribers") as batch:
         batch.drop_column("timezone")
+    op.create_index("ix_subscribers_name_lower", "subscribers", [sa.text("lower(name)")])
