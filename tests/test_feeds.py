@@ -29,6 +29,7 @@ from newsletter.store import Store
 from newsletter.subscribers import add_subscriber
 from tests.conftest import run_cli
 from tests.feed_samples import sample, wordpress_with
+from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
 
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 LAST_MODIFIED = "Fri, 04 Dec 2026 07:12:09 GMT"
@@ -384,3 +385,37 @@ def test_a_feeds_layout_is_the_next_issues_unless_the_editors_chose_one(tmp_path
     store.issues.set_next_layout(None)
     assert poll_feeds(store, settings, NOW + timedelta(hours=2)).queued == 0
     assert store.issues.next_layout() is None  # nothing new queued: nothing chosen
+
+
+def test_feeds_and_approvals_on_both_backends(tmp_path, site, database_url):  # noqa: F811
+    """The new tables on SQLite and PostgreSQL: entries taken once, an issue prepared,
+    rejected (articles held again) and a new one approved, each decision logged."""
+    from newsletter import approval
+    from newsletter.editors import add_editor
+
+    url = site.serve("/wp/feed/", sample("wordpress.xml"))
+    folder = folder_with_feeds(tmp_path, [{"url": url}])
+    config = folder / "newsletter.toml"
+    config.write_text(config.read_text().replace('approval = "none"', 'approval = "required"'))
+    settings = load_settings(config, env={"NEWSLETTER_DATABASE_URL": database_url})
+    store = Store(settings.database_url)
+    try:
+        assert poll_feeds(store, settings, NOW).queued == 2
+        site.serve("/wp/feed/", sample("wordpress.xml") + b"\n")  # a new ETag, same entries
+        assert poll_feeds(store, settings, NOW + timedelta(hours=1)).skipped == 3
+        add_editor(store, "ed@example.com", "correct horse battery")
+        add_subscriber(store, "reader@example.com", "Reader")
+        ctx = SendContext.of(store, settings, make_provider(settings))
+        slot = publish.next_ticks(settings, NOW, 1)[0]
+        first = publish.prepare_next(ctx, NOW)
+        held = approval.reject(store, settings, first, "ed@example.com", "not this week").held
+        assert len(held) == 1 and store.issues.issue_status(first) == "rejected"
+        second = publish.prepare_next(ctx, NOW)
+        assert second not in (None, first)
+        approval.approve(store, settings, second, "ed@example.com")  # feeds name nobody
+        sent = publish.publish_tick(ctx, slot, scheduled_for=slot)
+        assert sent.issue_id == second and sent.report.ok
+        assert [r.decision for r in approval.reviews(store, first)] == ["rejected"]
+        assert [r.decision for r in approval.reviews(store, second)] == ["approved"]
+    finally:
+        store.close()
