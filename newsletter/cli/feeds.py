@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from newsletter.cli.app import App, pass_app
+
 
 @click.group()
 def feeds() -> None:
@@ -14,8 +16,8 @@ def feeds() -> None:
 
 
 @feeds.command("poll")
-@click.pass_obj
-def feeds_poll(app) -> None:
+@pass_app
+def feeds_poll(app: App) -> None:
     """Fetch every feed now and queue its new entries; say what was queued, held (with the
     article contract's errors) and skipped. Exit 1 when a feed failed (the others still
     count)."""
@@ -49,8 +51,8 @@ def feeds_poll(app) -> None:
 
 
 @feeds.command("list")
-@click.pass_obj
-def feeds_list(app) -> None:
+@pass_app
+def feeds_list(app: App) -> None:
     """Each feed with its last fetch, its next one and its last error."""
     states = app.store.feeds.states()
     zone = app.settings.timezone

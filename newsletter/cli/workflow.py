@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import click
 
+from newsletter.cli.app import App, pass_app
+
 EDITOR_OPTION = click.option(
     "--editor",
     "editor",
@@ -18,8 +20,8 @@ EDITOR_OPTION = click.option(
 @click.command()
 @click.argument("issue_id", type=int)
 @EDITOR_OPTION
-@click.pass_obj
-def approve(app, issue_id: int, editor: str) -> None:
+@pass_app
+def approve(app: App, issue_id: int, editor: str) -> None:
     """Approve an issue awaiting approval: it goes out at its slot (at once if the slot has
     passed). Not by the editor who queued its articles, unless allow_self_approval."""
     from newsletter import approval
@@ -38,8 +40,8 @@ def approve(app, issue_id: int, editor: str) -> None:
 @click.argument("issue_id", type=int)
 @EDITOR_OPTION
 @click.option("--reason", required=True, help="Why: the editors read it on the held articles.")
-@click.pass_obj
-def reject(app, issue_id: int, editor: str, reason: str) -> None:
+@pass_app
+def reject(app: App, issue_id: int, editor: str, reason: str) -> None:
     """Reject an issue awaiting approval: its articles go back to the queue, held with the
     reason, until an editor fixes and releases them ('newsletter queue release FILE')."""
     from newsletter import approval

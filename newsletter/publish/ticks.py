@@ -117,6 +117,8 @@ def _tick(
     result = TickResult(resumed=resumed, tick=scheduled_for)
     if scheduled_for is not None and _served(store, scheduled_for):
         return result
+    if ctx.stop is not None and ctx.stop.is_set():
+        return result  # stopped while finishing an interrupted issue: build nothing new
     if settings.approval.required:
         return _approval_tick(
             ctx,
