@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from newsletter import alerts, approval, publish
-from newsletter.delivery import SendContext, SendingLease
+from newsletter.delivery import SendingLease
 from newsletter.editors import add_editor
 from newsletter.exceptions import ApprovalRefused, AwaitingApproval, NotFound
 from newsletter.providers import make_provider
@@ -70,8 +70,8 @@ def queue_through_workspace(browser: Browser) -> None:
     assert reply.status == 303, reply.text[:500]
 
 
-def ctx_of(live) -> SendContext:
-    return SendContext.of(live.store, live.settings, make_provider(live.settings))
+def ctx_of(live) -> publish.TickContext:
+    return publish.TickContext.of(live.store, live.settings, make_provider(live.settings))
 
 
 def sent_files(live) -> list[Path]:

@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 
 from newsletter import publish
-from newsletter.delivery import SendContext
 from newsletter.editors import add_editor
 from newsletter.planner import plan_ticks
 from newsletter.providers import make_provider
@@ -65,7 +64,7 @@ def test_the_plan_follows_the_queue_not_before_dates_approval_and_feeds(tmp_path
         assert all(t.feeds == ["https://site.example/feed/"] for t in plan)  # hourly: each
         # The scheduler prepares the next issue: that slot keeps it, awaiting approval.
         prepared = publish.prepare_next(
-            SendContext.of(live.store, live.settings, make_provider(live.settings)), now
+            publish.TickContext.of(live.store, live.settings, make_provider(live.settings)), now
         )
         plan = plan_ticks(live.store, live.settings, now)
         assert (plan[0].issue_id, plan[0].approval) == (prepared, "awaiting_approval")
@@ -108,7 +107,7 @@ def test_the_calendar_reads_on_a_phone_with_no_axe_violation(tmp_path, browser):
         add_editor(live.store, "ed1@example.com", PASSWORD)
         add_subscriber(live.store, "reader@example.com", "Reader")
         queued_in_order(live)
-        ctx = SendContext.of(live.store, live.settings, make_provider(live.settings))
+        ctx = publish.TickContext.of(live.store, live.settings, make_provider(live.settings))
         publish.prepare_next(ctx, utcnow() - timedelta(minutes=1))
         browser.get(f"{live.url}/admin/login")
         browser.find_element(By.ID, "email").send_keys("ed1@example.com")

@@ -20,7 +20,7 @@ import pytest
 
 from newsletter import publish
 from newsletter.articles import read_article
-from newsletter.delivery import SendContext, SendingLease
+from newsletter.delivery import SendingLease
 from newsletter.feeds import poll_feeds
 from newsletter.providers import make_provider
 from newsletter.records import ArticleStatus
@@ -290,7 +290,7 @@ def test_the_scheduler_polls_each_feed_on_its_interval_and_the_tick_sends_the_en
     poll_feeds(store, settings, NOW + timedelta(minutes=121), due_only=True)
     assert (len(site.hits("/ghost/rss/")), len(site.hits("/micro/feed.json"))) == (3, 2)
     add_subscriber(store, "reader@example.com", "Reader")
-    ctx = SendContext.of(store, settings, make_provider(settings))
+    ctx = publish.TickContext.of(store, settings, make_provider(settings))
     with SendingLease(store, settings.schedule.lease) as lease:
         slot = publish.latest_tick(settings, NOW + timedelta(days=1))
         result = publish.scheduled_work(ctx, lease, slot + timedelta(minutes=1))
@@ -405,7 +405,7 @@ def test_feeds_and_approvals_on_both_backends(tmp_path, site, database_url):  # 
         assert poll_feeds(store, settings, NOW + timedelta(hours=1)).skipped == 3
         add_editor(store, "ed@example.com", "correct horse battery")
         add_subscriber(store, "reader@example.com", "Reader")
-        ctx = SendContext.of(store, settings, make_provider(settings))
+        ctx = publish.TickContext.of(store, settings, make_provider(settings))
         slot = publish.next_ticks(settings, NOW, 1)[0]
         first = publish.prepare_next(ctx, NOW)
         held = approval.reject(store, settings, first, "ed@example.com", "not this week").held
