@@ -26,6 +26,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
 from newsletter.alerts import held_notice
+from newsletter.approval import awaiting_notice
 from newsletter.delivery import SendHooks, SendingLease
 from newsletter.exceptions import ConfigError, LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
@@ -110,6 +111,7 @@ class SchedulerRunner:
             if not self.was_holder:
                 self.echo(f"holding the sending lease as {self.lease.holder}")
             self.was_holder = True
+            self._poll_feeds()  # before the tick: new entries can make this issue
             try:
                 if self._deliverability_refuses():
                     return
@@ -165,6 +167,26 @@ class SchedulerRunner:
             + (f"; now complained: {', '.join(report.complained)}" if report.complained else "")
         )
 
+    def _poll_feeds(self) -> None:
+        """Fetch the feeds whose interval has come; a feed's failure is recorded and
+        reported, and never stops the scheduler (nor the other feeds)."""
+        if not self.settings.feeds:
+            return
+        from newsletter.feeds import poll_feeds
+
+        try:
+            report = poll_feeds(self.store, self.settings, due_only=True)
+        except Exception:
+            log.exception("polling the feeds failed")
+            return
+        for outcome in report.feeds:
+            if outcome.error:
+                self.echo(f"feed failed, retried at {outcome.retry_at:%H:%M}: {outcome.error}")
+            elif outcome.queued or outcome.held:
+                self.echo(
+                    f"feed {outcome.url}: queued {len(outcome.queued)}, held {len(outcome.held)}"
+                )
+
     def _alert(self) -> None:
         """Email the editors what needs them (each event once); never stops the scheduler."""
         from newsletter.alerts import send_alerts
@@ -180,7 +202,9 @@ class SchedulerRunner:
             return
         for report in result.resumed:
             self.echo(f"issue {report.issue_id}: {report.status}; {_counts(report.counts)}")
-        if result.tick is not None and result.report is None:
+        if result.tick is not None and result.awaiting is not None:
+            self.echo(f"tick {result.tick:%Y-%m-%d %H:%M %Z}: {awaiting_notice(result.awaiting)}")
+        elif result.tick is not None and result.report is None:
             self.echo(f"tick {result.tick:%Y-%m-%d %H:%M %Z}: nothing to send (queue empty)")
         if result.report is not None:
             self.echo(

@@ -12,6 +12,7 @@ import click
 from newsletter.cli import (
     bounces,
     editors,
+    feeds,
     issues,
     preview,
     queue,
@@ -19,6 +20,7 @@ from newsletter.cli import (
     services,
     setup,
     subscribers,
+    workflow,
 )
 from newsletter.cli.app import App, LibraryErrors
 
@@ -65,3 +67,6 @@ main.add_command(services.sendgrid_server)
 main.add_command(services.worker)
 main.add_command(services.scheduler)
 main.add_command(bounces.bounces)
+main.add_command(workflow.approve)
+main.add_command(workflow.reject)
+main.add_command(feeds.feeds)

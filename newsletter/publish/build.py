@@ -122,12 +122,15 @@ def build_checked(
     force: bool = False,
     layout: str | None = None,
     layout_choice: str | None = None,
+    awaiting_approval: bool = False,
 ) -> BuiltIssue:
     """Render the issue once (in `layout`, default: the setting, or a digest for several
     articles) with its articles' own pages, check it (the email, the article contract and
     spoiler leaks), and create it with its delivery plan. An issue whose check finds errors
     is refused unless `force`. `layout_choice`, the editors' choice read for this issue, is
-    consumed when the issue is created. Returns the issue and its check's warnings."""
+    consumed when the issue is created; with `awaiting_approval` the issue waits for an
+    editor's approval before any delivery is planned. Returns the issue and its check's
+    warnings."""
     checked, slugs = check_picked(store, settings, picked, scheduled_for, layout=layout)
     errors = [f for f in checked.findings if f.severity == ERROR]
     if errors and not force:
@@ -144,6 +147,7 @@ def build_checked(
         scheduled_for,
         pages=pages,
         layout_choice=layout_choice,
+        awaiting_approval=awaiting_approval,
     )
     return BuiltIssue(issue_id=issue_id, warnings=warnings_of(checked.findings))
 

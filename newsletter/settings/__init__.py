@@ -22,8 +22,10 @@ from newsletter.settings.load import (
     write_default_config,
 )
 from newsletter.settings.values import (
+    Approval,
     BouncesSettings,
     DeliverySettings,
+    Feed,
     Schedule,
     SendGridSettings,
     Settings,
@@ -57,6 +59,8 @@ __all__ = [
     "BouncesSettings",
     "DeliverySettings",
     "SMTPSettings",
+    "Approval",
+    "Feed",
     "Schedule",
     "SendGridSettings",
     "Settings",

@@ -18,9 +18,11 @@ from zoneinfo import ZoneInfo
 
 from newsletter.exceptions import ConfigError
 from newsletter.settings.values import (
+    Approval,
     BouncesSettings,
     DeliverySettings,
     DkimSettings,
+    Feed,
     Schedule,
     SendGridSettings,
     Settings,
@@ -180,6 +182,21 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
         spoiler_leak=file.check.spoiler_leak,
         layout=file.issue.layout,
         subject_template=file.issue.subject_template,
+        approval=Approval(
+            required=file.issue.approval == "required",
+            deadline=timedelta(minutes=file.issue.approval_deadline_minutes),
+            allow_self=file.issue.allow_self_approval,
+        ),
+        feeds=tuple(
+            Feed(
+                url=feed.url,
+                every=timedelta(minutes=feed.every_minutes),
+                layout=feed.layout,
+                backlog=feed.backlog,
+                timeout_seconds=feed.timeout_seconds,
+            )
+            for feed in file.feeds
+        ),
         contract=contract_from_lists(
             file.articles.sections, file.articles.required, file.articles.spoiler_free
         ),

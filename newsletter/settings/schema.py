@@ -291,6 +291,25 @@ class IssueSection(_Section):
         "titles only, so it never carries spoiler text.",
     )
 
+    approval: Literal["none", "required"] = Field(
+        "none",
+        description='"required": an issue the scheduler prepares waits, awaiting approval, '
+        "until an editor other than the one who queued its articles approves it (the "
+        "workspace's issue page, or `newsletter approve ISSUE`); a rejection holds its articles "
+        'in the queue with the reason. "none": issues go out at their slot unreviewed.',
+    )
+    approval_deadline_minutes: int = Field(
+        60,
+        ge=0,
+        le=7 * 24 * 60,
+        description="An issue still awaiting approval this many minutes before its slot "
+        "alerts every editor (the workspace and an email).",
+    )
+    allow_self_approval: bool = Field(
+        False,
+        description="Let the editor who queued an issue's articles approve it (a team of one).",
+    )
+
     @field_validator("subject_template")
     @classmethod
     def _placeholders(cls, value: str) -> str:
@@ -502,6 +521,52 @@ class WebSection(_Section):
         return value
 
 
+class FeedSection(_Section):
+    """[[feeds]]: a site's feed (RSS 2.0, Atom or JSON Feed) whose new entries are queued as
+    articles, each once (by its id), fitted to the article contract or held with its errors."""
+
+    url: str = Field(description="The feed's address (http:// or https://).")
+    every_minutes: int = Field(
+        60, ge=1, le=7 * 24 * 60, description="How often the scheduler fetches it."
+    )
+    layout: Literal["", "full", "digest"] = Field(
+        "",
+        description='The layout of an issue made of this feed\'s entries ("": automatic).',
+    )
+    backlog: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="Entries taken from the feed's first fetch, newest first; the older "
+        "ones are remembered as already published.",
+    )
+    timeout_seconds: float = Field(
+        20, gt=0, le=300, description="How long one fetch may take.", strict=False
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) > 2000:
+            raise ValueError("must be an http:// or https:// address")
+        return value
+
+
+# `init` writes the list of feeds as a commented-out example (it has no default entry).
+FEEDS_EXAMPLE = {"url": "https://example.com/feed/"}
+
+
+def _feeds_example() -> list[str]:
+    """Every [[feeds]] key with its description, commented out: there is no default feed."""
+    lines = _comment("[[feeds]]: " + (FeedSection.__doc__ or "").split(":", 1)[1].strip())
+    lines += ["# [[feeds]]"]
+    example = FeedSection.model_validate(FEEDS_EXAMPLE)
+    for key, spec in FeedSection.model_fields.items():
+        lines += ["# " + line for line in _comment(spec.description or "")]
+        lines += [f"# {line}" for line in _setting(key, getattr(example, key))]
+    return lines
+
+
 class SettingsFile(_Section):
     """The whole file. Every table is optional; a missing key takes the default above."""
 
@@ -518,6 +583,7 @@ class SettingsFile(_Section):
     smtp: SMTPSection = SMTPSection()
     bounces: BouncesSection = BouncesSection()
     web: WebSection = WebSection()
+    feeds: tuple[FeedSection, ...] = Field((), strict=False)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -545,7 +611,15 @@ def _one_line(error: ValidationError, source: str, overridden: dict[tuple[str, s
     loc = [str(part) for part in first["loc"]]
     table, key = (loc + ["", ""])[:2]
     where = f"[{table}] {key}".strip() if key else f"[{table}]"
-    if len(loc) > 2:
+    if table == "feeds" and key.isdigit():  # an array of tables: [[feeds]] (item n) key
+        loc = loc[2:]
+        where = f"[[feeds]] (item {int(key) + 1})" + (f" {loc[0]}" if loc else "")
+        key = loc[0] if loc else ""
+        if first["type"] == "extra_forbidden":
+            return f"{source}: {where}: unknown setting; [[feeds]] has " + ", ".join(
+                FeedSection.model_fields
+            )
+    elif len(loc) > 2:
         where += f" (item {int(loc[2]) + 1})" if loc[2].isdigit() else f".{'.'.join(loc[2:])}"
     kind = first["type"]
     if kind == "extra_forbidden":
@@ -658,6 +732,9 @@ def default_toml() -> str:
     """The commented newsletter.toml that `init` writes: every setting at its default."""
     lines = [f"# {line}" if line else "#" for line in HEADER.splitlines()]
     for table, field in SettingsFile.model_fields.items():
+        if table == "feeds":
+            lines += ["", *_feeds_example()]
+            continue
         section = field.annotation
         defaults = section()  # type: ignore[misc]
         lines += ["", f"[{table}]"]

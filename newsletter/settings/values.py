@@ -110,6 +110,27 @@ class BouncesSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Approval:
+    """A second pair of eyes before a scheduled issue goes out ([issue] approval...)."""
+
+    required: bool
+    # Still awaiting approval this long before its slot: every editor is alerted.
+    deadline: timedelta
+    allow_self: bool  # the editor who queued the articles may approve them too
+
+
+@dataclass(frozen=True, kw_only=True)
+class Feed:
+    """One `[[feeds]]` entry: a site's feed whose new entries are queued as articles."""
+
+    url: str
+    every: timedelta
+    layout: str  # "" (the issue's automatic choice), "full" or "digest"
+    backlog: int  # entries taken from the feed's first poll; older ones count as seen
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the code reads from newsletter.toml, zones, durations and paths resolved."""
 
@@ -133,6 +154,8 @@ class Settings:
     # "full" or "digest" for a one-article issue; several articles make a digest ([issue]).
     layout: str
     subject_template: str
+    approval: Approval
+    feeds: tuple[Feed, ...]
     # The article contract ([articles]): sections, their order, which are spoilers.
     contract: Contract
     editor_email: str  # "" when nobody is to be emailed about held articles

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from newsletter import delivery
 from newsletter.exceptions import NewsletterError
 from newsletter.records import DeliveryState, IssueStatus
+from newsletter.web.admin.approval import approval_context
 from newsletter.web.admin.base import MAX_ID, Ctx, json_response
 from newsletter.web.admin.chart import cumulative_chart
 
@@ -67,6 +68,7 @@ def issue_page(ctx: Ctx) -> Response:
         chart=chart,
         bounces=ctx.store.bounces.counts(issue_id),
         live=issue.status == ISSUE_SENDING,
+        **approval_context(ctx, issue_id, issue.status),
     )
 
 
