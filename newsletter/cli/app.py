@@ -95,9 +95,18 @@ class Bars:
 
 def exit_after_sending(stop: delivery.StopRequest, sent: list[delivery.SendReport]) -> None:
     """130 after a stop request (with what is left and how to go on); 1 when an issue is
-    paused or a send delivered nothing it tried; else the command goes on."""
+    paused or a send delivered nothing it tried; 75 (EX_TEMPFAIL: try again later) when a
+    cap of [sending] held the rest back, saying when it can go on; else the command goes on."""
     if stop.is_set():
         reports.echo(reports.stopped(stop.signal_name, sent))
         sys.exit(130)
+    paced = [r for r in sent if r.paced_until is not None]
+    for r in paced:
+        reports.echo(
+            f"issue {r.issue_id}: {r.last_error}; `newsletter resume {r.issue_id}` from then "
+            "(the scheduler and `newsletter worker` go on by themselves)"
+        )
+    if paced:
+        sys.exit(75)
     if any(r.status == IssueStatus.PAUSED or r.tried_in_vain for r in sent):
         sys.exit(1)

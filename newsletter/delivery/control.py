@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from newsletter.delivery.context import SendContext
 from newsletter.delivery.lease import SendingLease
@@ -82,11 +83,15 @@ def run_worker(
     once: bool = False,
     poll_seconds: float = 1.0,
     echo: Callable[[str], None] = print,
+    wait: Callable[[float], object] | None = None,
 ) -> WorkerReport:
     """Share the sending of every issue in progress with any other workers on this database:
     each claims its own batches atomically, so no two send to the same subscriber. With
-    `once`, stop when nothing is left to claim; otherwise poll until `stop` is set."""
+    `once`, stop when nothing is left to claim (an issue held by a cap of [sending] is
+    waited for); otherwise poll until `stop` is set. `wait(seconds)` is `stop.wait` unless a
+    test gives its own clock's."""
     report = WorkerReport()
+    wait = wait or stop.wait
 
     def heartbeat() -> None:
         if stop.is_set():
@@ -95,8 +100,11 @@ def run_worker(
     ctx = ctx.beating(heartbeat)
     while not stop.is_set():
         worked = False
+        paced: list[datetime] = []
         for issue_id in ctx.log.unfinished_issues():
             result = send_issue(ctx, issue_id)
+            if result.paced_until is not None:
+                paced.append(result.paced_until)
             if result.batches:
                 worked = True
                 report.batches += result.batches
@@ -105,8 +113,14 @@ def run_worker(
                     f"issue {issue_id}: {result.batches} batches sent from here; "
                     f"now {result.status}"
                 )
-        if once and not worked:
+        if once and not worked and not paced:
             break
-        if not worked:
-            stop.wait(poll_seconds)
+        if paced and not worked:
+            # Every issue left waits for a cap's next window: sleep until the first opens
+            # (not a poll a second: the counts would say the same until then).
+            opens = min(paced).timestamp() - ctx.hooks.clock()
+            echo(f"paced: waiting until {min(paced).astimezone(ctx.policy.zone):%H:%M}")
+            wait(max(opens, poll_seconds))
+        elif not worked:
+            wait(poll_seconds)
     return report

@@ -6,7 +6,7 @@ what it reads and writes is visible in one place."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from newsletter.links import Site, stored_issue
@@ -51,7 +51,18 @@ class IssueStatuses(Protocol):
     ) -> bool: ...
 
 
-class DeliveryLog(RecoveryLog, IssueStatuses, Protocol):
+class PaceLog(Protocol):
+    """What pacing reads and keeps: sends since a time (`store.deliveries.sent_since`, the one
+    count), the warm-up's first day (`meta`)."""
+
+    def sent_since(self, since: datetime) -> int: ...
+
+    def warmup_start(self) -> date | None: ...
+
+    def start_warmup(self, day: date) -> None: ...
+
+
+class DeliveryLog(RecoveryLog, IssueStatuses, PaceLog, Protocol):
     """What the send loop needs: the issue (as rendered, its status), claiming a batch and
     recording each outcome of it, per batch or per recipient."""
 
@@ -84,6 +95,10 @@ class DeliveryLog(RecoveryLog, IssueStatuses, Protocol):
     def bounced(self, emails: Iterable[str]) -> int: ...
 
 
+# The `meta` key holding day 1 of the warm-up plan ([sending] warmup), an ISO date.
+WARMUP_STARTED = "warmup_started"
+
+
 class StoreLog:
     """`DeliveryLog` over the `Store`; `site` gives a stored issue its archive link."""
 
@@ -108,6 +123,17 @@ class StoreLog:
         self.finish_sending = issues.finish_sending
         self.record_failed_batch = issues.record_failed_batch
         self.unfinished_issues = issues.unfinished_issues
+        self.sent_since = deliveries.sent_since
+
+    def warmup_start(self) -> date | None:
+        value = self.store.meta.get(WARMUP_STARTED)
+        return date.fromisoformat(value) if value else None
+
+    def start_warmup(self, day: date) -> None:
+        """Day 1 of the warm-up plan, kept once (a second sender's later write is the same day
+        or ignored: the first one stays)."""
+        if self.store.meta.get(WARMUP_STARTED) is None:
+            self.store.meta.set(WARMUP_STARTED, day.isoformat())
 
     def rendered(self, issue_id: int) -> RenderedIssue:
         return stored_issue(self.site, self.store.issues.get_issue(issue_id))

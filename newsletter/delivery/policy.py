@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from newsletter.pacing import Caps
 from newsletter.records import DeliveryState, IssueStatus
 from newsletter.settings import Settings
 
@@ -13,7 +15,8 @@ from newsletter.settings import Settings
 @dataclass(frozen=True, kw_only=True)
 class DeliveryPolicy:
     """How the sender treats batches, from [delivery] (whose schema holds the defaults:
-    none here). Backoff in seconds."""
+    none here), and its pace from [sending] (`pace`, the warm-up's start read at each check;
+    windows in `zone`, the newsletter's). Backoff in seconds."""
 
     batch_size: int
     max_retries: int
@@ -23,6 +26,8 @@ class DeliveryPolicy:
     resend_uncertain: bool
     concurrency: int
     claim_timeout: timedelta
+    pace: Caps
+    zone: ZoneInfo
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
@@ -36,6 +41,13 @@ class DeliveryPolicy:
             resend_uncertain=knobs.resend_uncertain,
             concurrency=knobs.concurrency,
             claim_timeout=knobs.claim_timeout,
+            pace=Caps(
+                max_per_hour=settings.sending.max_per_hour,
+                max_per_day=settings.sending.max_per_day,
+                warmup=settings.sending.warmup,
+                warmup_start=None,
+            ),
+            zone=settings.timezone,
         )
 
 
@@ -53,6 +65,8 @@ class SendReport:
     last_error: str | None = None
     delivered: int = 0  # recipients the provider accepted during this send
     stopped: bool = False  # a stop request (a signal) ended it: the rest stays pending
+    # A cap of [sending] ended it, the rest pending: when the next window opens.
+    paced_until: datetime | None = None
 
     @property
     def tried_in_vain(self) -> bool:

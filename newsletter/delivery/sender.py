@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from newsletter.delivery.context import SendContext
+from newsletter.delivery.pace import Pace, is_pace_note
 from newsletter.delivery.policy import SendReport, backoff_delay
 from newsletter.delivery.recovery import recover_in_flight
 from newsletter.delivery.state import SendState
@@ -31,6 +32,7 @@ from newsletter.exceptions import (
     WorkerStopping,
 )
 from newsletter.links import site_of, unsubscribe_url
+from newsletter.pacing import Allowance
 from newsletter.providers import Accepted, OutgoingBatch, Settles
 from newsletter.records import Batch, DeliveryState, IssueStatus, RenderedIssue
 
@@ -60,6 +62,8 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
         with ThreadPoolExecutor(threads, thread_name_prefix=f"issue-{issue_id}") as pool:
             for future in [pool.submit(sender.run) for _ in range(threads)]:
                 future.result()  # re-raises a thread's StoreError, LeaseLost, ...
+    if report.paced_until is not None and threads > 1:
+        sender.paced_note()  # recounted once every thread's batch in flight is recorded
     if (message := sender.pause_message()) is not None and threads > 1:
         # Recount once every thread is done, so the pause names what is really left.
         ctx.log.set_issue_status(issue_id, ISSUE_PAUSED, error=message, only_from=(ISSUE_PAUSED,))
@@ -99,6 +103,10 @@ class _IssueSender(SendState):
         self.batch_size = max(1, min(ctx.policy.batch_size, ctx.provider.max_batch))
         self.cursor = 0  # the highest subscriber id this send has claimed so far
         self.deferrals: dict[int, int] = {}  # subscriber id -> times deferred in this send
+        self.pace = Pace(ctx.log, ctx.policy, ctx.hooks.clock)
+        self.reserved = 0  # claimed under the caps by this send, not yet recorded
+        self.paced_by: Allowance | None = None
+        self.resumed = False  # a claim under the caps was allowed in this send
 
     # -- the loop: claim -> send -> record ------------------------------------------------
     def run(self) -> None:
@@ -106,7 +114,12 @@ class _IssueSender(SendState):
             streak = _Streak()
             while not streak.gave_up and (batch := self._next_batch()) is not None:
                 outcome, written = self._send(batch)
-                self._record(batch, outcome, streak, written=written)
+                try:
+                    self._record(batch, outcome, streak, written=written)
+                finally:
+                    if self.pace.limited:
+                        with self.lock:
+                            self.reserved -= len(batch.recipients)
         except BaseException:
             self.done.set()
             raise
@@ -124,7 +137,13 @@ class _IssueSender(SendState):
             if status != ISSUE_SENDING:
                 self.finish(status)
                 return None
-            batch = self._claim()
+            size = self._paced_size()
+            if size == 0:
+                return None
+            batch = self._claim(size)
+            if self.pace.limited:
+                with self.lock:
+                    self.reserved -= size - (len(batch.recipients) if batch else 0)
             if batch is None:
                 # Sent only once no row is pending or in flight (one statement): otherwise
                 # other threads (or processes) still have batches, or released one since.
@@ -136,13 +155,62 @@ class _IssueSender(SendState):
                 return batch
         return None
 
-    def _claim(self) -> Batch | None:
+    def _paced_size(self) -> int:
+        """The next batch's size: the batch size, or less so that no cap of [sending] is
+        passed (counting this send's batches still in flight); 0 at a cap: the send stops
+        here with the rest pending, the issue still sending and its reason recorded."""
+        if not self.pace.limited:
+            return self.batch_size
+        with self.lock:
+            allowed = self.pace.allowance(self.reserved)
+            if allowed.now != 0:
+                size = self.batch_size if allowed.now is None else min(self.batch_size, allowed.now)
+                self.reserved += size
+                resumed, self.resumed = not self.resumed, True
+            elif self.reserved:
+                # At the cap counting this send's batches in flight: this thread is done;
+                # the thread recording the last of them tells the pause.
+                return 0
+            elif self.paced_by is None:
+                self.paced_by = allowed
+        if allowed.now == 0 and not self.log.counts(self.issue_id)[PENDING]:
+            with self.lock:  # at the cap with nothing left to claim: the issue can finish
+                self.paced_by = None
+                self.reserved += self.batch_size
+            return self.batch_size
+        if allowed.now != 0:
+            if resumed and is_pace_note(self.log.last_error(self.issue_id)):
+                # A window opened: the pause's reason no longer holds.
+                self.log.set_issue_status(
+                    self.issue_id, ISSUE_SENDING, error="", only_from=(ISSUE_SENDING,)
+                )
+            return size
+        self.paced_note()
+        self.done.set()  # the other threads stop claiming; their batches in flight finish
+        return 0
+
+    def paced_note(self) -> None:
+        """Record the pace's reason on the issue (what `status`, the CLI's report and the
+        workspace show): "paused until 14:00 by the hourly cap, 12,000 left"."""
+        if self.paced_by is None:
+            return
+        counts = self.log.counts(self.issue_id)
+        message = self.paced_by.describe(counts[PENDING] + counts[IN_FLIGHT], self.policy.zone)
+        self.log.set_issue_status(
+            self.issue_id, ISSUE_SENDING, error=message, only_from=(ISSUE_SENDING,)
+        )
+        with self.lock:
+            self.report.paced_until = self.paced_by.next_window
+            self.report.last_error = message
+        log.info("issue %s: %s", self.issue_id, message)
+
+    def _claim(self, size: int) -> Batch | None:
         worker = self.hooks.worker
-        batch = self.log.claim(self.issue_id, self.batch_size, worker=worker, after=self.cursor)
+        batch = self.log.claim(self.issue_id, size, worker=worker, after=self.cursor)
         if batch is None and self.cursor:
             # Rows released for a retry (or left by others) may sit below the cursor.
             self.cursor = 0
-            batch = self.log.claim(self.issue_id, self.batch_size, worker=worker)
+            batch = self.log.claim(self.issue_id, size, worker=worker)
         if batch is not None:
             with self.lock:
                 self.cursor = max(self.cursor, batch.last_id)

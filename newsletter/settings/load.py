@@ -25,6 +25,7 @@ from newsletter.settings.values import (
     Feed,
     Schedule,
     SendGridSettings,
+    SendingSettings,
     Settings,
     SMTPSettings,
 )
@@ -221,6 +222,11 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
             bounce_address=file.smtp.bounce_address,
             ca_file=str(root / Path(file.smtp.ca_file).expanduser()) if file.smtp.ca_file else "",
             max_retries=sending.max_retries,
+        ),
+        sending=SendingSettings(
+            max_per_hour=file.sending.max_per_hour,
+            max_per_day=file.sending.max_per_day,
+            warmup=file.sending.warmup_plan(),
         ),
         bounces=BouncesSettings(
             mailbox=root / Path(file.bounces.mailbox).expanduser()

@@ -470,6 +470,44 @@ class SMTPSection(_Section):
         return address
 
 
+class SendingSection(_Section):
+    """[sending]: paced sending, for a new sending domain or a provider's quota: a send stops
+    at a cap with the rest pending and goes on in the next window."""
+
+    max_per_hour: int = Field(
+        0,
+        ge=0,
+        description="Messages per clock hour, over every issue (0: no limit).",
+    )
+    max_per_day: int = Field(
+        0,
+        ge=0,
+        description="Messages per calendar day in [newsletter] timezone (0: no limit).",
+    )
+    warmup: str = Field(
+        "",
+        description="A warm-up plan for a new domain, daily caps from the first paced send on, "
+        'e.g. "50,100,500,1000,5000" (day 1: 50, day 2: 100, ...; then max_per_day). '
+        "Empty: no warm-up.",
+    )
+
+    @field_validator("warmup")
+    @classmethod
+    def _plan(cls, value: str) -> str:
+        items = [p.strip() for p in value.split(",")] if value.strip() else []
+        for n, item in enumerate(items):
+            if not item.isdigit() or int(item) == 0:
+                raise PydanticCustomError(
+                    "warmup",
+                    f"item {n + 1} ({item!r}) is not a positive whole number "
+                    '(e.g. "50,100,500,1000,5000")',
+                )
+        return ",".join(items)
+
+    def warmup_plan(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.warmup.split(",")) if self.warmup else ()
+
+
 class BouncesSection(_Section):
     """[bounces]: the mailbox bounces and complaints come back to (`newsletter bounces`);
     BOUNCES_PASSWORD in the environment for IMAP."""
@@ -582,6 +620,7 @@ class SettingsFile(_Section):
     dkim: DkimSection = DkimSection()
     smtp: SMTPSection = SMTPSection()
     bounces: BouncesSection = BouncesSection()
+    sending: SendingSection = SendingSection()
     web: WebSection = WebSection()
     feeds: tuple[FeedSection, ...] = Field((), strict=False)
 

@@ -87,6 +87,16 @@ class SMTPSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SendingSettings:
+    """Paced sending ([sending]): caps per clock hour and calendar day (0: no limit), and the
+    warm-up plan's daily caps from the first paced send on (empty: no warm-up)."""
+
+    max_per_hour: int
+    max_per_day: int
+    warmup: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class BouncesSettings:
     """Where `newsletter bounces` reads reports ([bounces]): a Maildir or mbox path, or an
     IMAP mailbox (password `BOUNCES_PASSWORD`); how often the scheduler reads it."""
@@ -163,6 +173,7 @@ class Settings:
     dkim: DkimSettings
     smtp: SMTPSettings
     bounces: BouncesSettings
+    sending: SendingSettings
     # The package's own templates, used when the folder has no templates/ of its own.
     builtin_templates: Path
 
