@@ -60,6 +60,7 @@ class SchedulerRunner:
         self.scheduler: BlockingScheduler | None = None
         self.config_mtime = _mtime(settings.root / CONFIG_NAME)
         self.refused_at: datetime | None = None  # the doctor's report that stops sending
+        self.paced_until: datetime | None = None  # a cap's next window (see _note_pace)
 
     def heartbeat(self) -> None:
         """Between batches: stop if asked, else keep the lease."""
@@ -115,7 +116,8 @@ class SchedulerRunner:
             try:
                 if self._deliverability_refuses():
                     return
-                result = publish.scheduled_work(self.ctx, self.lease)
+                result = publish.scheduled_work(self.ctx, self.lease, resume_after=self.paced_until)
+                self._note_pace(result)
                 self._report(result, reason)
             finally:
                 self._alert()
@@ -196,6 +198,20 @@ class SchedulerRunner:
                 self.echo(f"alerted the editors: {alert.subject}")
         except Exception:
             log.exception("alerting the editors failed")
+
+    def _note_pace(self, result: publish.TickResult | None) -> None:
+        """Remember the first window a cap of [sending] waits for: the heartbeats before it
+        resume nothing (they would find the same counts), the first after it goes on."""
+        if self.paced_until is not None and utcnow() >= self.paced_until:
+            self.paced_until = None
+        if result is None:
+            return
+        reports = [*result.resumed, *([result.report] if result.report else [])]
+        if reports:
+            windows = [r.paced_until for r in reports if r.paced_until is not None]
+            self.paced_until = min(windows) if windows else None
+            if windows:
+                self.echo(f"paced: going on at {min(windows):%Y-%m-%d %H:%M %Z}")
 
     def _report(self, result: publish.TickResult | None, reason: str) -> None:
         if result is None:

@@ -20,6 +20,7 @@ from newsletter.store import Store
 from newsletter.store.schema import deliveries
 from tests.conftest import delivery_policy, run_cli
 from tests.faults import make_folder
+from tests.test_admin_http import web  # noqa: F401 (the live workspace fixture)
 from tests.test_delivery import eml_files, one_issue
 
 
@@ -234,3 +235,59 @@ def test_settings_give_the_policy_its_caps(tmp_path):
     assert policy.pace == dataclasses.replace(
         caps(max_per_day=2000, warmup=(50, 100, 500)), warmup_start=None
     )
+
+
+def test_the_scheduler_resumes_nothing_before_the_window_then_goes_on(tmp_path):
+    from newsletter import publish
+    from newsletter.delivery import SendingLease
+
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=50)
+    store, settings, issue_id = one_issue(tmp_path)
+    clock = Clock(settings.database_url)
+    policy = delivery_policy(batch_size=20, pace=caps(max_per_hour=30), zone=UTC)
+    ctx = publish.TickContext.of(
+        store, settings, OutboxProvider(settings), hooks=SendHooks(clock=clock), policy=policy
+    )
+    lease = SendingLease.of(store, settings)
+    assert lease.acquire()
+    first = publish.scheduled_work(ctx, lease)
+    assert first is not None and [r.issue_id for r in first.resumed] == [issue_id]
+    window = first.resumed[0].paced_until
+    assert window is not None and store.deliveries.counts(issue_id)["sent"] == 30
+    # Before the window: nothing is resumed at all (not even asked of the log).
+    assert publish.scheduled_work(ctx, lease, resume_after=window) is None
+    clock.advance(3600)
+    # The window has come (the log aged by an hour): the rest goes out by itself.
+    after = publish.scheduled_work(ctx, lease, now=window, resume_after=window)
+    assert after is not None and after.resumed[0].status == "sent"
+    assert store.deliveries.counts(issue_id)["sent"] == 50
+    store.close()
+
+
+def test_the_workspace_shows_why_the_issue_waits(web):  # noqa: F811 (the fixture)
+    from tests.test_admin_http import Browser
+    from newsletter.records import RenderedIssue
+    from tests.test_web import add_subscriber
+
+    for n in range(5):
+        add_subscriber(web.store, f"r{n}@example.com", f"R{n}")
+    rendered = RenderedIssue(
+        slug="paced",
+        subject="Paced",
+        preheader="",
+        html="<p>x</p>",
+        text="x",
+        archive_html="<p>x</p>",
+        placeholder_nonce="0" * 16,
+        view_url="",
+    )
+    issue_id = web.store.issues.create_issue(rendered, [])  # planned for the five readers
+    assert web.store.deliveries.counts(issue_id)["pending"] == 5
+    clock = Clock(web.settings.database_url)
+    ctx = context(web.store, web.settings, clock, caps(max_per_hour=2))
+    report = send_issue(ctx, issue_id)
+    assert report.paced_until is not None
+    browser = Browser(web)
+    assert browser.sign_in().status == 303
+    page = browser.get(f"/admin/issues/{issue_id}")
+    assert f"paused until {report.paced_until:%H:%M} by the hourly cap, 3 left" in page.text

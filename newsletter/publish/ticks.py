@@ -302,12 +302,16 @@ def _hold(ctx: TickContext, picked: Picked, reason: str) -> HeldArticle | None:
 
 
 def scheduled_work(
-    ctx: TickContext, lease: SendingLease, now: datetime | None = None
+    ctx: TickContext,
+    lease: SendingLease,
+    now: datetime | None = None,
+    resume_after: datetime | None = None,
 ) -> TickResult | None:
     """What the scheduler does at each wake-up while it holds the lease: serve the latest
     cadence tick once. Missed by at most the grace period (the scheduler was down), it still
     goes out; missed by more, it is held for the editor instead of surprising anyone days
-    later. Interrupted issues are finished either way."""
+    later. Interrupted issues are finished either way, but not before `resume_after` (the
+    next window of a cap of [sending] that held them: nothing could go out before it)."""
     store, settings = ctx.store, ctx.settings
     now = now or utcnow()
     started = store.meta.moment(SCHEDULER_STARTED)
@@ -329,7 +333,9 @@ def scheduled_work(
         tick = None
     if tick is None or _served(store, tick):
         send = ctx.send.under(lease)
-        resumed = [send_issue(send, issue_id) for issue_id in store.issues.unfinished_issues()]
+        waiting = resume_after is not None and now < resume_after
+        unfinished = [] if waiting else store.issues.unfinished_issues()
+        resumed = [send_issue(send, issue_id) for issue_id in unfinished]
         if settings.approval.required:
             resumed += _approved_due(ctx, send, now)
             prepare_next(ctx, now)
