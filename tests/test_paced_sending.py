@@ -265,8 +265,8 @@ def test_the_scheduler_resumes_nothing_before_the_window_then_goes_on(tmp_path):
 
 
 def test_the_workspace_shows_why_the_issue_waits(web):  # noqa: F811 (the fixture)
-    from tests.test_admin_http import Browser
     from newsletter.records import RenderedIssue
+    from tests.test_admin_http import Browser
     from tests.test_web import add_subscriber
 
     for n in range(5):
