@@ -982,7 +982,6 @@ def sendgrid(monkeypatch):
 def test_the_scheduler_and_workers_stop_on_errors_pause_the_issue_and_alert_the_editors(
     tmp_path, dns_server, sendgrid, monkeypatch
 ):
-    import dataclasses
     import threading
 
     from newsletter import publish
@@ -1002,7 +1001,7 @@ def test_the_scheduler_and_workers_stop_on_errors_pause_the_issue_and_alert_the_
         in_progress = publish.build_issue(store, settings, picked)
         said: list[str] = []
         runner = SchedulerRunner(store, settings, said.append)
-        runner.ctx = dataclasses.replace(runner.ctx, provider=provider)
+        runner.ctx = publish.TickContext.of(store, settings, provider, hooks=runner.ctx.send.hooks)
         assert runner.ctx.provider is provider
         runner.wake("cadence")  # must not raise
         issue = store.issues.get_issue(in_progress)
@@ -1065,8 +1064,8 @@ def test_a_worker_alone_pauses_the_issue_in_progress_on_errors(tmp_path, dns_ser
 def test_a_fresh_cached_ok_lets_the_scheduler_send_without_asking_dns(
     tmp_path, dns_server, sendgrid, monkeypatch
 ):
-    import dataclasses
 
+    from newsletter import publish
     from newsletter.doctor.gate import REFUSED_KEY, unattended
     from newsletter.scheduler import SchedulerRunner
 
@@ -1082,7 +1081,7 @@ def test_a_fresh_cached_ok_lets_the_scheduler_send_without_asking_dns(
         monkeypatch.setenv("NEWSLETTER_DNS_SERVER", silent.address)
         said: list[str] = []
         runner = SchedulerRunner(store, settings, said.append)
-        runner.ctx = dataclasses.replace(runner.ctx, provider=provider)
+        runner.ctx = publish.TickContext.of(store, settings, provider, hooks=runner.ctx.send.hooks)
         runner.wake("cadence")
         assert sorted(m.to for m in sendgrid.messages) == [
             f"reader{i:04d}@example.com" for i in range(3)
