@@ -982,7 +982,6 @@ def sendgrid(monkeypatch):
 def test_the_scheduler_and_workers_stop_on_errors_pause_the_issue_and_alert_the_editors(
     tmp_path, dns_server, sendgrid, monkeypatch
 ):
-    import dataclasses
     import threading
 
     from newsletter import publish
@@ -1002,7 +1001,7 @@ def test_the_scheduler_and_workers_stop_on_errors_pause_the_issue_and_alert_the_
         in_progress = publish.build_issue(store, settings, picked)
         said: list[str] = []
         runner = SchedulerRunner(store, settings, said.append)
-        runner.ctx = dataclasses.replace(runner.ctx, provider=provider)
+        runner.ctx = publish.TickContext.of(store, settings, provider, hooks=runner.ctx.send.hooks)
         assert runner.ctx.provider is provider
         runner.wake("cadence")  # must not raise
         issue = store.issues.get_issue(in_progress)
@@ -1065,8 +1064,8 @@ def test_a_worker_alone_pauses_the_issue_in_progress_on_errors(tmp_path, dns_ser
 def test_a_fresh_cached_ok_lets_the_scheduler_send_without_asking_dns(
     tmp_path, dns_server, sendgrid, monkeypatch
 ):
-    import dataclasses
 
+    from newsletter import publish
     from newsletter.doctor.gate import REFUSED_KEY, unattended
     from newsletter.scheduler import SchedulerRunner
 
@@ -1082,7 +1081,7 @@ def test_a_fresh_cached_ok_lets_the_scheduler_send_without_asking_dns(
         monkeypatch.setenv("NEWSLETTER_DNS_SERVER", silent.address)
         said: list[str] = []
         runner = SchedulerRunner(store, settings, said.append)
-        runner.ctx = dataclasses.replace(runner.ctx, provider=provider)
+        runner.ctx = publish.TickContext.of(store, settings, provider, hooks=runner.ctx.send.hooks)
         runner.wake("cadence")
         assert sorted(m.to for m in sendgrid.messages) == [
             f"reader{i:04d}@example.com" for i in range(3)
@@ -1177,3 +1176,31 @@ def test_dmarc_aligns_the_envelope_domain_with_the_from_domain(dns_server):
     (strict,) = alignment("strict.zonetest", None, "bounces.strict.zonetest")
     assert strict.level == Level.ERROR and "strict: aspf=s" in strict.message
     assert alignment("strict.zonetest", None, "strict.zonetest") == []
+
+
+def test_the_worker_command_runs_the_check_at_start_and_stops_on_errors(
+    tmp_path, dns_server, sendgrid
+):
+    """`newsletter worker` on its own, through SendGrid at its real address: the check
+    refuses before anything is claimed (no request leaves), pauses the issue with the reason
+    and exits 1 with the findings."""
+    from newsletter import publish
+    from newsletter.doctor.gate import PAUSE_REASON
+    from newsletter.records import IssueStatus
+    from tests.conftest import run_cli
+    from tests.faults import KEY
+
+    settings, _provider = _unattended_folder(tmp_path, sendgrid, "news@twospf.zonetest")
+    store = Store(settings.database_url)
+    try:
+        picked, _ = publish.pick(store, settings, utcnow())
+        issue_id = publish.build_issue(store, settings, picked)
+        env = {"SENDGRID_API_KEY": KEY, "NEWSLETTER_DNS_SERVER": dns_server.address}
+        result = run_cli(["worker", "--once"], tmp_path, env=env)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and "2 SPF records" in result.stderr
+        issue = store.issues.get_issue(issue_id)
+        assert issue.status == IssueStatus.PAUSED and issue.last_error.startswith(PAUSE_REASON)
+        assert store.deliveries.counts(issue_id)["sent"] == 0 and sendgrid.messages == []
+    finally:
+        store.close()

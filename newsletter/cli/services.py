@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from newsletter.cli import reports
@@ -42,10 +44,19 @@ def scheduler(app: App) -> None:
 def worker(app: App, once: bool) -> None:
     """Help send the issues in progress, alongside other workers on the same database."""
     from newsletter import delivery
+    from newsletter.doctor.gate import unattended
     from newsletter.exceptions import WorkerStopping
     from newsletter.providers import make_provider
+    from newsletter.records import utcnow
 
     provider = make_provider(app.settings)
+    # Nobody reads a worker's terminal: on deliverability errors the gate pauses the issues in
+    # progress with the reason and the worker stops (the scheduler's check, at start).
+    gate = unattended(app.settings, app.store, now=utcnow())
+    for line in gate.lines:
+        click.echo(line, err=True)
+    if gate.refuse:
+        sys.exit(1)
     reports.echo(reports.worker_started(delivery.PROCESS_ID, app.store.safe_url))
     try:
         # SIGINT and SIGTERM: finish the batch in flight, then stop.
