@@ -3,7 +3,7 @@ active ones, and the workspace's search (keyset pages by id, address or name).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,8 @@ from newsletter.records import Recipient, Subscriber, SubscriberStatus, utcnow
 from newsletter.store.schema import subscribers
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from newsletter.store import Store
 
 ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
@@ -216,12 +218,18 @@ class Subscribers:
 
     # -- import with statuses, expiry of sign-ups ------------------------------------------
     def import_rows(
-        self, new_rows: list[dict[str, Any]], changes: list[tuple[str, str, str, str]]
+        self,
+        new_rows: list[dict[str, Any]],
+        changes: list[tuple[str, str, str, str]],
+        *,
+        also: Callable[[Connection, int, int], None] | None = None,
     ) -> tuple[int, int]:
         """Apply a whole CSV import in one transaction: insert `new_rows` (email, name, status,
         token, optional created_at) and apply `changes` (email_key, status read before, new
         status, name). A change only lands if the status is still the one read, so a person
-        who unsubscribed during the import is not overwritten. Returns (inserted, updated)."""
+        who unsubscribed during the import is not overwritten. `also(conn, inserted, updated)`
+        runs last in the same transaction (a job's progress, committed with its rows).
+        Returns (inserted, updated)."""
         now = utcnow()
         inserted = updated = 0
         with self._store.transaction() as conn:
@@ -252,6 +260,8 @@ class Subscribers:
                 )
                 count = result.rowcount
                 updated = len(changes) if count is None or count < 0 else count
+            if also is not None:
+                also(conn, inserted, updated)
         return inserted, updated
 
     def purge_unconfirmed(self, older_than: datetime) -> int:
