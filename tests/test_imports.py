@@ -248,7 +248,9 @@ def test_an_upload_over_the_limit_is_refused_with_413(folder):
         conn.putheader("Content-Length", str(BODY_LIMIT_IMPORT + 1))
         conn.putheader("Cookie", "; ".join(f"{k}={v}" for k, v in client.cookies.items()))
         conn.endheaders()
-        conn.send(f'--x\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}'.encode())
+        conn.send(
+            f'--x\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}'.encode()
+        )
         response = conn.getresponse()
         page = response.read().decode()
         conn.close()
