@@ -49,6 +49,9 @@ PART_MAX_AGE = timedelta(hours=1)
 # Errors shown for a refused file: the first ones (their count is said).
 SHOWN_PROBLEMS = 20
 UPLOAD_SUFFIX = ".part"
+# Rows per transaction in serve: fewer than the CLI's IMPORT_CHUNK, so a public sign-up
+# waits for at most a short write (docs/benchmarks.md has both).
+WORKER_CHUNK = 1000
 
 
 def imports_folder(settings: Settings) -> Path:
@@ -223,7 +226,7 @@ class ImportWorker:
     seconds (jobs queued by another process, abandoned ones to resume)."""
 
     def __init__(
-        self, store: Store, folder: Path, *, chunk: int = IMPORT_CHUNK, poll: float = 2.0
+        self, store: Store, folder: Path, *, chunk: int = WORKER_CHUNK, poll: float = 2.0
     ) -> None:
         self.store, self.folder, self.chunk, self.poll = store, folder, chunk, poll
         self.name = this_worker()
