@@ -27,7 +27,7 @@ from newsletter.web.admin.base import Ctx, json_response
 from newsletter.web.bodies import BodyTooLarge
 from newsletter.web.state import web_state
 
-# The largest CSV the workspace takes: about 2.9 million rows of a plain email,name list.
+# The largest CSV the workspace takes: about 1.6 million rows of a plain email,name list.
 # What bounds it is the check of the whole file before anything is written (the addresses
 # seen are held, for duplicates): docs/benchmarks.md has the server's memory at this size.
 # Larger lists: `newsletter subscribers import FILE` on the server.
