@@ -30,3 +30,15 @@ def test_the_events_benchmark_runs_below_twenty_posts():
     assert "[sqlite] 2,000 events in" in out.stdout  # the probe took the last, partial POST
     assert "then 1 POSTs (500 events) one at a time" in out.stdout
     assert "[sqlite] counts: exact" in out.stdout
+
+
+def test_the_import_benchmark_runs_the_new_flow_at_a_small_size():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "import_upload.py"), "--rows", "3000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "HTTP 303 in" in out.stdout and "import done after" in out.stdout
+    assert "(added 3,000, updated 0, skipped 0)" in out.stdout
