@@ -13,6 +13,7 @@ What the CLI, the workspace and the scheduler call is re-exported here.
 """
 
 from newsletter.alerts import HeldArticle
+from newsletter.delivery import ProgressFactory
 from newsletter.publish.build import BuiltIssue, Picked, build_checked, build_issue, pick
 from newsletter.publish.calendar import (
     cadence_trigger,
@@ -28,15 +29,19 @@ from newsletter.publish.queue import (
     QueueView,
     choose_next_layout,
     chosen_layout,
+    held_articles,
+    move_article,
     next_issue,
     queue_add,
     queue_view,
+    release_article,
+    remove_article,
     set_not_before,
     sync_queue,
 )
 from newsletter.publish.ticks import (
     NO_ACTIVE_SUBSCRIBER,
-    ProgressFactory,
+    TickContext,
     TickResult,
     held_tick,
     publish_tick,
@@ -57,14 +62,17 @@ __all__ = [
     "QueueEntry",
     "QueueView",
     "RunPlan",
+    "TickContext",
     "TickResult",
     "build_checked",
     "build_issue",
     "cadence_trigger",
     "choose_next_layout",
     "chosen_layout",
+    "held_articles",
     "held_tick",
     "latest_tick",
+    "move_article",
     "next_issue",
     "next_ticks",
     "parse_local_time",
@@ -73,6 +81,8 @@ __all__ = [
     "publish_tick",
     "queue_add",
     "queue_view",
+    "release_article",
+    "remove_article",
     "scheduled_work",
     "set_not_before",
     "sync_queue",
