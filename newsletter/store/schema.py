@@ -302,5 +302,33 @@ feed_entries = Table(
     Index("ix_feed_entries_feed", "feed_url", "status"),
 )
 
+# Subscriber imports from the workspace (newsletter.store.imports): one row per uploaded file,
+# run off the request by `serve`'s import worker. `rows_done` and the counts are committed in
+# the transaction of each chunk they count; `errors` is a JSON list of located messages (the
+# first ones), `worker` "host:pid" of the process running it. Ids are never given again: a
+# progress page's address never shows another file's import.
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("editor", String(320), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("state", String(16), nullable=False, default="queued"),
+    Column("rows_total", Integer, nullable=True),
+    Column("rows_done", Integer, nullable=False, default=0),
+    Column("added", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("errors", Text, nullable=True),
+    Column("worker", String(200), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("heartbeat_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Index("ix_import_jobs_state", "state"),
+    sqlite_autoincrement=True,
+)
+
 # Subscriber search by name prefix, case-insensitive (the address has its unique key).
 Index("ix_subscribers_name_lower", func.lower(subscribers.c.name))

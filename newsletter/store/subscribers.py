@@ -3,7 +3,7 @@ active ones, and the workspace's search (keyset pages by id, address or name).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,8 @@ from newsletter.records import Recipient, Subscriber, SubscriberStatus, utcnow
 from newsletter.store.schema import subscribers
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from newsletter.store import Store
 
 ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
@@ -223,13 +225,16 @@ class Subscribers:
         new_rows: list[dict[str, Any]],
         changes: list[tuple[str, str, str, str]],
         zones: Mapping[str, str] | None = None,
+        *,
+        also: Callable[[Connection, int, int], None] | None = None,
     ) -> tuple[int, int]:
         """Apply a whole CSV import in one transaction: insert `new_rows` (email, name, status,
         token, optional created_at) and apply `changes` (email_key, status read before, new
         status, name). A change only lands if the status is still the one read, so a person
         who unsubscribed during the import is not overwritten. `zones` (email_key -> IANA
-        name) sets the time zone of known rows the file gives one for. Returns (inserted,
-        updated)."""
+        name) sets the time zone of known rows the file gives one for. `also(conn, inserted,
+        updated)` runs last in the same transaction (a job's progress, committed with its
+        rows). Returns (inserted, updated)."""
         now = utcnow()
         inserted = updated = 0
         with self._store.transaction() as conn:
@@ -268,6 +273,8 @@ class Subscribers:
                     .values(timezone=bindparam("z")),
                     [{"k": k, "z": z} for k, z in zones.items()],
                 )
+            if also is not None:
+                also(conn, inserted, updated)
         return inserted, updated
 
     def purge_unconfirmed(self, older_than: datetime) -> int:

@@ -1,5 +1,5 @@
-"""Subscribers: search, filter by status, keyset pages, CSV import with the line-numbered
-report (`subscribers.import_csv`), export (`subscribers.export_csv`), unsubscribe one."""
+"""Subscribers: search, filter by status, keyset pages, the recent imports (run off the
+request: `imports`), export (`subscribers.export_csv`), unsubscribe one."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ from starlette.responses import FileResponse, Response
 from newsletter.exceptions import NotFound
 from newsletter.records import SubscriberStatus
 from newsletter.store.subscribers import SEARCH_FIELDS
-from newsletter.subscribers import export_csv, import_csv_chunked
+from newsletter.subscribers import export_csv
 from newsletter.web.admin.base import Ctx
+from newsletter.web.admin.imports import BODY_LIMIT_IMPORT
 
 STATUSES = tuple(s.value for s in SubscriberStatus)
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 PAGE_SIZE = 50
 
 
-def subscribers_page(ctx: Ctx, report=None, report_name: str = "") -> Response:
+def subscribers_page(ctx: Ctx) -> Response:
     params = ctx.request.query_params
     query = params.get("q", "")[:320]
     status = params.get("status", "")
@@ -39,22 +40,12 @@ def subscribers_page(ctx: Ctx, report=None, report_name: str = "") -> Response:
         statuses=STATUSES,
         field=field,
         fields=SEARCH_FIELDS,
-        report=report,
-        report_name=report_name,
+        imports=ctx.store.imports.recent(5),
+        import_limit_mb=BODY_LIMIT_IMPORT // (1024 * 1024),
         first_url=base if after else "",
         next_url=f"{base}&{urlencode({'after': page.next_cursor})}" if page.next_cursor else "",
         back=base,
     )
-
-
-def import_subscribers(ctx: Ctx) -> Response:
-    upload = ctx.files.get("file")
-    if not upload or not upload[1].stat().st_size:
-        return ctx.redirect("/admin/subscribers", "Choose a CSV file to import.")
-    name = Path(upload[0].replace("\\", "/")).name or "subscribers.csv"
-    # The upload is already a temporary file (`read_admin_form`), removed after the page.
-    result = import_csv_chunked(ctx.store, upload[1])
-    return subscribers_page(ctx, report=result, report_name=name)
 
 
 def export_subscribers(ctx: Ctx) -> Response:
