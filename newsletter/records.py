@@ -181,6 +181,8 @@ class IssueRecord:
     opens: int
     clicks: int
     layout: str | None = None  # None: made before the layout was kept (migration 0008)
+    # Opens a machine made (sg_machine_open, Apple's proxy), never in `opens` (migration 0012).
+    machine_opens: int = 0
 
     def rendered(self, view_url: str) -> RenderedIssue:
         """The issue as it was rendered once, at creation (the one row -> issue mapping)."""

@@ -52,6 +52,8 @@ class ImportResult:
     updated: int = 0
     problems: list[RowProblem] = field(default_factory=list)
     skipped: list[RowProblem] = field(default_factory=list)
+    # The addresses the import added (not those it updated): who `--welcome` welcomes.
+    added: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -385,6 +387,7 @@ def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: Impor
             continue
         changes.append((email.lower(), current, target, name))
     imported, updated = store.subscribers.import_rows(new_rows, changes)
+    result.added += [row["email"] for row in new_rows]
     result.imported += imported
     result.updated += updated
 

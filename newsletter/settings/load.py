@@ -23,6 +23,7 @@ from newsletter.settings.values import (
     Schedule,
     SendGridSettings,
     Settings,
+    WelcomeSettings,
 )
 
 if TYPE_CHECKING:
@@ -190,6 +191,8 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
             if file.dkim.private_key_file
             else None,
         ),
+        welcome=WelcomeSettings(enabled=file.welcome.enabled),
+        segment=file.issue.segment.strip(),
         builtin_templates=builtin_templates(),
     )
 

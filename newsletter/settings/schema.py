@@ -290,6 +290,13 @@ class IssueSection(_Section):
         "titles only, so it never carries spoiler text.",
     )
 
+    segment: str = Field(
+        "",
+        description="Who gets each issue, as a segment: e.g. 'tag:films and not tag:paused', "
+        "'joined<30d', 'opened<90d' (see the README). Empty: every active subscriber. "
+        "`newsletter segment count` shows how many it matches.",
+    )
+
     @field_validator("subject_template")
     @classmethod
     def _placeholders(cls, value: str) -> str:
@@ -385,6 +392,17 @@ class DkimSection(_Section):
     )
 
 
+class WelcomeSection(_Section):
+    """[welcome]: the email a new reader gets once."""
+
+    enabled: bool = Field(
+        False,
+        description="Send a welcome email (templates/welcome.html and welcome.txt) once to "
+        "each reader who confirms their sign-up, or is imported with `subscribers import "
+        "--welcome`; it shows the latest sent issue as cards, never its ending.",
+    )
+
+
 class WebSection(_Section):
     """[web]: `newsletter serve` behind a reverse proxy."""
 
@@ -425,6 +443,7 @@ class SettingsFile(_Section):
     sendgrid: SendGridSection = SendGridSection()
     dkim: DkimSection = DkimSection()
     web: WebSection = WebSection()
+    welcome: WelcomeSection = WelcomeSection()
 
 
 # -- loading ---------------------------------------------------------------------------------

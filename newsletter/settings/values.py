@@ -66,6 +66,13 @@ class DkimSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WelcomeSettings:
+    """The welcome email a new reader gets once ([welcome])."""
+
+    enabled: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the code reads from newsletter.toml, zones, durations and paths resolved."""
 
@@ -94,6 +101,9 @@ class Settings:
     editor_email: str  # "" when nobody is to be emailed about held articles
     forwarded_allow_ips: str  # [web]: the proxies whose X-Forwarded-For uvicorn believes
     dkim: DkimSettings
+    welcome: WelcomeSettings
+    # The audience of every issue: a segment expression (newsletter.segments); "" is everyone.
+    segment: str
     # The package's own templates, used when the folder has no templates/ of its own.
     builtin_templates: Path
 

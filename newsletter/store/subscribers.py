@@ -145,6 +145,47 @@ class Subscribers:
             row = conn.execute(select(*_COLUMNS).where(subscribers.c.token == token)).first()
         return _subscriber(row) if row else None
 
+    def by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self._store.transaction(write=False) as conn:
+            row = conn.execute(select(*_COLUMNS).where(subscribers.c.id == subscriber_id)).first()
+        return _subscriber(row) if row else None
+
+    # -- the welcome email, at most once -------------------------------------------------
+    def claim_welcome(self, subscriber_id: int) -> bool:
+        """True once per active subscriber: one conditional UPDATE sets `welcomed_at`, so
+        of two concurrent confirmations (or a confirmation and an import) one sends."""
+        with self._store.transaction() as conn:
+            return (
+                conn.execute(
+                    update(subscribers)
+                    .where(
+                        subscribers.c.id == subscriber_id,
+                        subscribers.c.status == ACTIVE,
+                        subscribers.c.welcomed_at.is_(None),
+                    )
+                    .values(welcomed_at=utcnow())
+                ).rowcount
+                > 0
+            )
+
+    def release_welcome(self, subscriber_id: int) -> None:
+        """Give a claim back when the provider said the welcome did not go out."""
+        with self._store.transaction() as conn:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(welcomed_at=None)
+            )
+
+    def welcomed(self, subscriber_id: int) -> bool:
+        with self._store.transaction(write=False) as conn:
+            return (
+                conn.scalar(
+                    select(subscribers.c.welcomed_at).where(subscribers.c.id == subscriber_id)
+                )
+                is not None
+            )
+
     def suppress(self, email: str, status: str) -> bool:
         """Mark an address unsubscribed/bounced/complained; a worse status is never undone."""
         with self._store.transaction() as conn:

@@ -24,6 +24,7 @@ from newsletter.tokens import verify_token
 from newsletter.web.bodies import BODY_LIMIT_FORM, BodyTooLarge, read_body
 from newsletter.web.confirm import send_confirmation
 from newsletter.web.state import WebState, web_state
+from newsletter.welcome import welcome_new_reader
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,24 @@ def confirm_submit(request: Request) -> Response:
     subscriber = subscriber_for_token(state, request.path_params["token"])
     if subscriber is None:
         return invalid_link(state)
+    task = None
     if subscriber.status == SubscriberStatus.UNCONFIRMED:
-        state.store.subscribers.confirm(subscriber.id)
+        if state.store.subscribers.confirm(subscriber.id) and state.settings.welcome.enabled:
+            task = BackgroundTask(_send_welcome, state, subscriber.id)
         subscriber = state.store.subscribers.by_token(request.path_params["token"]) or subscriber
-    return state.page("confirmed.html", left=subscriber.status != SubscriberStatus.ACTIVE)
+    return state.page(
+        "confirmed.html", left=subscriber.status != SubscriberStatus.ACTIVE, background=task
+    )
+
+
+def _send_welcome(state: WebState, subscriber_id: int) -> None:
+    """After the answer, like the confirmation; sent at most once (newsletter.welcome)."""
+    try:
+        welcome_new_reader(state.settings, state.store, subscriber_id)
+    except NewsletterError as exc:
+        log.error("welcome email for subscriber %s not sent: %s", subscriber_id, exc)
+    except Exception:
+        log.exception("welcome email for subscriber %s not sent", subscriber_id)
 
 
 # -- unsubscribe -------------------------------------------------------------------------------
