@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -38,6 +38,33 @@ class SubscriberStatus(StrEnum):
 
 
 SUPPRESSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+
+
+class UnsubscribeReason(StrEnum):
+    """The one optional question after an unsubscribe; `other` comes with the reader's words."""
+
+    TOO_FREQUENT = "too_frequent"
+    NOT_RELEVANT = "not_relevant"
+    SPOILERS = "spoilers"
+    OTHER = "other"
+
+
+# "Pause for 4 weeks" on the unsubscribe page: planning skips the reader until then.
+PAUSE_LENGTH = timedelta(weeks=4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeavingSummary:
+    """What the workspace shows of why readers left: answers per reason, the latest words
+    given with `other`, and how many readers are paused now."""
+
+    counts: dict[str, int]
+    recent_other: tuple[str, ...]
+    paused: int
+
+    @property
+    def answers(self) -> int:
+        return sum(self.counts.values())
 
 
 class IssueStatus(StrEnum):

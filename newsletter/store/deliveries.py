@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     update,
@@ -416,14 +417,19 @@ class Deliveries:
 
     # -- rows written inside another aggregate's transaction ------------------------------
     def plan(self, conn: Connection, issue_id: int) -> None:
-        """One pending row per active subscriber for a new issue, in the transaction that
-        creates it (`Issues.create_issue`)."""
+        """One pending row per active subscriber not paused for a new issue, in the
+        transaction that creates it (`Issues.create_issue`)."""
+        now = utcnow()
         conn.execute(
             insert(deliveries).from_select(
                 ["issue_id", "subscriber_id", "state", "attempts"],
                 select(
                     literal(issue_id), subscribers.c.id, literal(str(PENDING)), literal(0)
-                ).where(subscribers.c.status == ACTIVE),
+                ).where(
+                    subscribers.c.status == ACTIVE,
+                    # A paused reader resumes by themselves once the pause is over.
+                    or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= now),
+                ),
             )
         )
 

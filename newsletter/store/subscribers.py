@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 
 from newsletter.exceptions import NotFound
-from newsletter.records import Recipient, Subscriber, SubscriberStatus, utcnow
-from newsletter.store.schema import subscribers
+from newsletter.records import (
+    LeavingSummary,
+    Recipient,
+    Subscriber,
+    SubscriberStatus,
+    UnsubscribeReason,
+    utcnow,
+)
+from newsletter.store.schema import subscribers, unsubscribe_reasons
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -185,6 +192,71 @@ class Subscribers:
                 )
                 is not None
             )
+
+    # -- leaving: pausing instead, and the reason given ----------------------------------
+    def pause(self, subscriber_id: int, until: datetime) -> bool:
+        """Keep a reader who chose a pause over leaving: active again if they had just
+        unsubscribed (never after a bounce or complaint), skipped by planning until `until`."""
+        with self._store.transaction() as conn:
+            return (
+                conn.execute(
+                    update(subscribers)
+                    .where(
+                        subscribers.c.id == subscriber_id,
+                        subscribers.c.status.in_((ACTIVE, UNSUBSCRIBED)),
+                    )
+                    .values(status=ACTIVE, paused_until=until, updated_at=utcnow())
+                ).rowcount
+                > 0
+            )
+
+    def paused_until(self, subscriber_id: int) -> datetime | None:
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(
+                select(subscribers.c.paused_until).where(subscribers.c.id == subscriber_id)
+            )
+
+    def record_reason(self, subscriber_id: int, reason: str, detail: str = "") -> None:
+        """A reader's answer to the one question after unsubscribing; a second answer from
+        the same reader replaces the first."""
+        with self._store.transaction() as conn:
+            conn.execute(
+                delete(unsubscribe_reasons).where(
+                    unsubscribe_reasons.c.subscriber_id == subscriber_id
+                )
+            )
+            conn.execute(
+                insert(unsubscribe_reasons).values(
+                    subscriber_id=subscriber_id, reason=reason, detail=detail, created_at=utcnow()
+                )
+            )
+
+    def leaving_summary(self, recent: int = 10) -> LeavingSummary:
+        """Answers per reason, the latest `other` texts, and the readers paused now."""
+        with self._store.transaction(write=False) as conn:
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    select(unsubscribe_reasons.c.reason, func.count()).group_by(
+                        unsubscribe_reasons.c.reason
+                    )
+                ).all()
+            )
+            words = conn.scalars(
+                select(unsubscribe_reasons.c.detail)
+                .where(unsubscribe_reasons.c.detail != "")
+                .order_by(unsubscribe_reasons.c.created_at.desc(), unsubscribe_reasons.c.id.desc())
+                .limit(recent)
+            ).all()
+            paused = conn.scalar(
+                select(func.count())
+                .select_from(subscribers)
+                .where(subscribers.c.status == ACTIVE, subscribers.c.paused_until > utcnow())
+            )
+        return LeavingSummary(
+            counts={str(r): counts.get(str(r), 0) for r in UnsubscribeReason},
+            recent_other=tuple(words),
+            paused=paused or 0,
+        )
 
     def suppress(self, email: str, status: str) -> bool:
         """Mark an address unsubscribed/bounced/complained; a worse status is never undone."""

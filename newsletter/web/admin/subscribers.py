@@ -15,6 +15,7 @@ from newsletter.records import SubscriberStatus
 from newsletter.store.subscribers import SEARCH_FIELDS
 from newsletter.subscribers import export_csv, import_csv_chunked
 from newsletter.web.admin.base import Ctx
+from newsletter.web.pages import REASON_LABELS
 
 STATUSES = tuple(s.value for s in SubscriberStatus)
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
@@ -44,6 +45,8 @@ def subscribers_page(ctx: Ctx, report=None, report_name: str = "") -> Response:
         first_url=base if after else "",
         next_url=f"{base}&{urlencode({'after': page.next_cursor})}" if page.next_cursor else "",
         back=base,
+        leaving=ctx.store.subscribers.leaving_summary(),
+        reason_labels=REASON_LABELS,
     )
 
 
