@@ -248,8 +248,8 @@ class PublicationVersion(NamedTuple):
 
 class WebhookEvent(NamedTuple):
     """One event of a verified SendGrid POST, reduced to what it changes. `kind` is
-    "suppress" (email_key + status), "confirm" (issue + subscriber) or "open" / "click"
-    (issue). Without an `event_id` it cannot be deduplicated: only idempotent ones come so.
+    "suppress" (email_key + status), "confirm" (issue + subscriber) or "open" /
+    "machine_open" / "click" (issue, and the subscriber when the event names one). Without an `event_id` it cannot be deduplicated: only idempotent ones come so.
     (A named tuple: thousands are made per POST.)"""
 
     kind: str
@@ -270,6 +270,7 @@ class WebhookOutcome:
     opens: int = 0
     clicks: int = 0
     duplicates: int = 0
+    machine_opens: int = 0
 
 
 def utcnow() -> datetime:

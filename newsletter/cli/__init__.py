@@ -645,7 +645,9 @@ def _print_status(app: App, issue_id: int) -> None:
         f"created {_local(issue.created_at, app.settings)}"
     )
     click.echo("  " + "  ".join(f"{state} {n}" for state, n in counts.items()))
-    click.echo(f"  opens {issue.opens}  clicks {issue.clicks}")
+    click.echo(
+        f"  human opens {issue.opens}  machine opens {issue.machine_opens}  clicks {issue.clicks}"
+    )
     if issue.last_error:
         click.echo(f"  last error: {issue.last_error}")
     for hint in _settle_hints(issue_id, counts) if issue.status == IssueStatus.SENT else []:

@@ -210,6 +210,13 @@ class Subscribers:
                 > 0
             )
 
+    def last_opened(self, subscriber_id: int) -> datetime | None:
+        """Their last human open (machine opens never count), from the event webhook."""
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(
+                select(subscribers.c.last_opened_at).where(subscribers.c.id == subscriber_id)
+            )
+
     def paused_until(self, subscriber_id: int) -> datetime | None:
         with self._store.transaction(write=False) as conn:
             return conn.scalar(
