@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from newsletter.addresses import EmailNotValidError, normalize_address
-from newsletter.exceptions import NewsletterError
+from newsletter.exceptions import BadTag, NewsletterError
 from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.render import header_safe
 from newsletter.settings import secret
 from newsletter.store import Store
+from newsletter.tags import parse_tags
 from newsletter.tokens import new_token
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class CsvRow:
     name: str
     status: str  # "" when the file has no status column or leaves the cell empty
     created_at: str
+    tags: str = ""  # the `tags` cell: tags separated by spaces
 
 
 # -- addresses ---------------------------------------------------------------------------------
@@ -225,6 +227,7 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
             name=from_spreadsheet(row.get("name", "")),
             status=row.get("status", "").strip().lower(),
             created_at=row.get("created_at", "").strip(),
+            tags=from_spreadsheet(row.get("tags", "")),
         )
 
 
@@ -271,7 +274,7 @@ def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportR
     return result
 
 
-_ValidRow = tuple[CsvRow, str, str, str, datetime | None]
+_ValidRow = tuple[CsvRow, str, str, str, datetime | None, tuple[str, ...]]
 
 
 def _check_row(row: CsvRow, seen: dict[str, int]) -> _ValidRow | RowProblem:
@@ -289,11 +292,15 @@ def _check_row(row: CsvRow, seen: dict[str, int]) -> _ValidRow | RowProblem:
         created_at = _parse_created_at(row.created_at) if row.created_at else None
     except ValueError:
         return RowProblem(row.line, email, f"created_at {row.created_at!r} is not an ISO date")
+    try:
+        tags = parse_tags(row.tags)
+    except BadTag as exc:
+        return RowProblem(row.line, email, f"tags: {exc}")
     key = email.lower()
     if key in seen:
         return RowProblem(row.line, email, f"duplicate of line {seen[key]} (addresses ignore case)")
     seen[key] = row.line
-    return (row, email, clean_name(row.name), status, created_at)
+    return (row, email, clean_name(row.name), status, created_at, tags)
 
 
 IMPORT_CHUNK = 5000
@@ -358,11 +365,14 @@ class ImportProgress:
 
 def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: ImportResult) -> None:
     """Write validated rows in one transaction, adding to `result`'s counts."""
-    existing = store.subscribers.existing(email.lower() for _, email, _, _, _ in valid)
+    existing = store.subscribers.existing(email.lower() for _, email, _, _, _, _ in valid)
     new_rows: list[dict[str, Any]] = []
     changes: list[tuple[str, str, str, str]] = []
+    tags: dict[str, tuple[str, ...]] = {}
     token_keys = signing_secret(store)
-    for row, email, name, status, created_at in valid:
+    for row, email, name, status, created_at, row_tags in valid:
+        if row_tags:
+            tags[email.lower()] = row_tags
         current = existing.get(email.lower())
         if current is None:
             new_rows.append(
@@ -386,7 +396,7 @@ def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: Impor
             )
             continue
         changes.append((email.lower(), current, target, name))
-    imported, updated = store.subscribers.import_rows(new_rows, changes)
+    imported, updated = store.subscribers.import_rows(new_rows, changes, tags)
     result.added += [row["email"] for row in new_rows]
     result.imported += imported
     result.updated += updated

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from newsletter.cli import segments as segments_commands
 from newsletter.exceptions import NewsletterError
 from newsletter.records import ArticleStatus, DeliveryState, IssueStatus
 
@@ -849,6 +850,11 @@ def scheduler(app: App) -> None:
     from newsletter.scheduler import run_scheduler
 
     run_scheduler(app.store, app.settings, echo=click.echo)
+
+
+cli.add_command(segments_commands.segment)
+subscribers.add_command(segments_commands.tag)
+subscribers.add_command(segments_commands.untag)
 
 
 def main() -> None:

@@ -11,11 +11,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from newsletter import alerts
+from newsletter import alerts, segments
 from newsletter.alerts import HeldArticle
 from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
 from newsletter.exceptions import CheckFailed, NoActiveSubscriber
 from newsletter.publish.build import (
+    SEGMENT_SETTING,
     Picked,
     build_checked,
     culprits,
@@ -119,6 +120,12 @@ def _tick(
     if picked and not store.subscribers.count():
         _mark_served(store, scheduled_for)  # told once per tick, not at every wake-up
         raise NoActiveSubscriber(NO_ACTIVE_SUBSCRIBER)
+    if picked and settings.segment and not segments.count(store, settings.segment):
+        _mark_served(store, scheduled_for)
+        raise NoActiveSubscriber(
+            f"{SEGMENT_SETTING} {settings.segment!r} matches no active subscriber: nothing was "
+            "sent and the article stays queued (`newsletter segment count` shows who matches)"
+        )
     chosen = chosen_layout(store) if picked else None
     while picked:
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import (
@@ -117,9 +117,10 @@ class Issues:
         scheduled_for: datetime | None = None,
         pages: Sequence[ArticlePage] = (),
         layout_choice: str | None = None,
+        audience: ColumnElement[bool] | None = None,
     ) -> int:
         """Create the issue, take its articles off the queue and plan one delivery per active
-        subscriber, all in one transaction: either the issue exists with its whole plan, or
+        subscriber (in `audience`, a segment's where-clause, when given), all in one transaction: either the issue exists with its whole plan, or
         nothing changed. `layout_choice` is the editors' next-issue layout this issue was
         built with: it is consumed in the same transaction (a different choice made while the
         issue was being built stays, for the issue after)."""
@@ -173,7 +174,7 @@ class Issues:
                     .where(articles.c.id.in_(article_ids))
                     .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
                 )
-            self._store.deliveries.plan(conn, int(issue_id))
+            self._store.deliveries.plan(conn, int(issue_id), audience)
             bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
 

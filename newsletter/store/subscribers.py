@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import (
@@ -78,6 +78,15 @@ _ROW_COLUMNS = (
     subscribers.c.status,
     subscribers.c.created_at,
 )
+
+
+def receiving(now: datetime) -> ColumnElement[bool]:
+    """Who gets an issue at all: active, and not paused (a pause ends by itself). Planning
+    (`Deliveries.plan`) and every audience count add a segment's clause to this one."""
+    return and_(
+        subscribers.c.status == ACTIVE,
+        or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= now),
+    )
 
 
 def _prefix_range(column, prefix: str):
@@ -300,6 +309,7 @@ class Subscribers:
             if sid is None:
                 raise NotFound(f"no subscriber {email!r}")
             self._store.deliveries.forget_subscriber(conn, sid)
+            self._store.tags.forget_subscriber(conn, sid)
             conn.execute(delete(subscribers).where(subscribers.c.id == sid))
 
     def active_batches(self, size: int) -> Iterator[list[Recipient]]:
@@ -334,9 +344,21 @@ class Subscribers:
         with self._store.transaction(write=False) as conn:
             return conn.scalar(query) or 0
 
+    def count_receiving(self, segment: ColumnElement[bool] | None = None) -> int:
+        """How many would get an issue now: `receiving`, and the segment's clause if given
+        (`newsletter.segments.compile`)."""
+        where = receiving(utcnow())
+        if segment is not None:
+            where = and_(where, segment)
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(select(func.count()).select_from(subscribers).where(where)) or 0
+
     # -- import with statuses, expiry of sign-ups ------------------------------------------
     def import_rows(
-        self, new_rows: list[dict[str, Any]], changes: list[tuple[str, str, str, str]]
+        self,
+        new_rows: list[dict[str, Any]],
+        changes: list[tuple[str, str, str, str]],
+        tags: Mapping[str, tuple[str, ...]] | None = None,
     ) -> tuple[int, int]:
         """Apply a whole CSV import in one transaction: insert `new_rows` (email, name, status,
         token, optional created_at) and apply `changes` (email_key, status read before, new
@@ -372,6 +394,20 @@ class Subscribers:
                 )
                 count = result.rowcount
                 updated = len(changes) if count is None or count < 0 else count
+            if tags:
+                # The file's tags are added to the row's (an import never takes a tag away).
+                keys = sorted(tags)
+                ids: dict[str, int] = {}
+                for start in range(0, len(keys), 500):
+                    rows = conn.execute(
+                        select(subscribers.c.email_key, subscribers.c.id).where(
+                            subscribers.c.email_key.in_(keys[start : start + 500])
+                        )
+                    )
+                    ids.update({k: i for k, i in rows})
+                self._store.tags.add_in(
+                    conn, ((ids[k], tag) for k in keys if k in ids for tag in tags[k])
+                )
         return inserted, updated
 
     def purge_unconfirmed(self, older_than: datetime) -> int:

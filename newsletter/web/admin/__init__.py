@@ -21,6 +21,7 @@
     GET       /admin/subscribers                search, filter, keyset pages
     POST      /admin/subscribers/import         CSV upload
     GET       /admin/subscribers/export         CSV download
+    POST      /admin/subscribers/tag            email, tag, action=add|remove
     POST      /admin/subscribers/{id}/unsubscribe
     GET       /admin/deliverability             the doctor's last report (DNS, bulk-sender rules)
     POST      /admin/deliverability/check       run the doctor now
@@ -109,6 +110,7 @@ def routes() -> list[BaseRoute]:
             methods=post,
         ),
         Route("/admin/subscribers/export", page(subscribers.export_subscribers), methods=get),
+        Route("/admin/subscribers/tag", page(subscribers.tag_subscriber), methods=post),
         Route(
             "/admin/subscribers/{subscriber_id:int}/unsubscribe",
             page(subscribers.unsubscribe),
