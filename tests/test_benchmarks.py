@@ -30,3 +30,22 @@ def test_the_events_benchmark_runs_below_twenty_posts():
     assert "[sqlite] 2,000 events in" in out.stdout  # the probe took the last, partial POST
     assert "then 1 POSTs (500 events) one at a time" in out.stdout
     assert "[sqlite] counts: exact" in out.stdout
+
+
+def test_the_segment_count_benchmark_runs_small():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "segment_count.py"),
+            "--subscribers",
+            "2000",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "filled 2,000 subscribers" in out.stdout
+    assert "segment count 'tag:films and not tag:paused':" in out.stdout

@@ -1,12 +1,14 @@
 """Subscribers' tags: `tags` (every tag in use or once used, what a segment may name) and
-`subscriber_tags` (who carries which). Tag names arrive already checked (newsletter.tags)."""
+`subscriber_tags` (who carries which), and its copy on each row, `subscribers.tag_text`,
+which segments read: this module is the only writer of all three, in one transaction each
+time. Tag names arrive already checked (newsletter.tags)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Executable, Table, delete, func, select
+from sqlalchemy import Connection, Executable, Table, Text, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -45,6 +47,28 @@ class Tags:
             ).all()
         return {name: count for name, count in rows}
 
+    def refresh_copies(self, conn: Connection, subscriber_ids: Iterable[int]) -> None:
+        """Write `subscribers.tag_text` (" films horror ", "" for none) again for these
+        subscribers from `subscriber_tags`, in the transaction that changed their tags."""
+        ids = sorted(set(subscriber_ids))
+        joined = (
+            func.group_concat(subscriber_tags.c.tag, " ")
+            if self._store.is_sqlite
+            else func.string_agg(subscriber_tags.c.tag, " ")
+        )
+        listed = (
+            select(joined)
+            .where(subscriber_tags.c.subscriber_id == subscribers.c.id)
+            .scalar_subquery()
+        )
+        text_value = func.coalesce(literal(" ", Text) + listed + literal(" ", Text), "")
+        for start in range(0, len(ids), 500):
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id.in_(ids[start : start + 500]))
+                .values(tag_text=text_value)
+            )
+
     def add_in(self, conn: Connection, pairs: Iterable[tuple[int, str]]) -> None:
         """Tag (subscriber id, tag) pairs inside the caller's transaction (an import's)."""
         wanted = sorted(set(pairs))
@@ -64,6 +88,7 @@ class Tags:
                     [{"subscriber_id": sid, "tag": tag} for sid, tag in chunk],
                 )
             )
+        self.refresh_copies(conn, (sid for sid, _ in wanted))
 
     def _ids(self, conn: Connection, emails: Iterable[str]) -> dict[str, int]:
         keys = sorted({e.strip().lower() for e in emails})
@@ -94,12 +119,14 @@ class Tags:
             if conn.scalar(select(tags.c.name).where(tags.c.name == tag)) is None:
                 raise NotFound(f"no tag {tag!r} (tags: {', '.join(self._all(conn)) or 'none'})")
             ids = self._ids(conn, emails)
-            return conn.execute(
+            removed = conn.execute(
                 delete(subscriber_tags).where(
                     subscriber_tags.c.tag == tag,
                     subscriber_tags.c.subscriber_id.in_(sorted(ids.values())),
                 )
             ).rowcount
+            self.refresh_copies(conn, ids.values())
+            return removed
 
     def _count(self, conn: Connection, tag: str) -> int:
         return (

@@ -4,7 +4,9 @@ and the reasons readers give when they leave.
 `subscribers` gains `welcomed_at` (set in the transaction that claims the welcome, so a second
 confirmation click or a crash sends no second one), `paused_until` (planning skips the reader
 until then) and `last_opened_at` (their last human open, for `opened<90d` segments); `issues`
-gains `machine_opens`, counted apart from `opens`. New tables: `tags`, `subscriber_tags` and
+gains `machine_opens`, counted apart from `opens`. `subscribers.tag_text` is a copy of a
+reader's tags that segments read, with `ix_subscribers_audience` covering every column a
+segment count reads. New tables: `tags`, `subscriber_tags` and
 `unsubscribe_reasons`.
 
 Revision ID: 0012
@@ -13,6 +15,8 @@ Create Date: 2026-12-07 09:40:00
 """
 
 from __future__ import annotations
+
+import warnings
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,16 +27,24 @@ branch_labels = None
 depends_on = None
 
 SUBSCRIBER_COLUMNS = ("welcomed_at", "paused_until", "last_opened_at")
+AUDIENCE_COLUMNS = ["status", "paused_until", "tag_text", "created_at", "last_opened_at"]
 
 
 def upgrade() -> None:
     inspector = sa.inspect(op.get_bind())
     have = {c["name"] for c in inspector.get_columns("subscribers")}
     missing = [name for name in SUBSCRIBER_COLUMNS if name not in have]
-    if missing:
+    if missing or "tag_text" not in have:
         with op.batch_alter_table("subscribers") as batch:
             for name in missing:
                 batch.add_column(sa.Column(name, sa.DateTime(), nullable=True))
+            if "tag_text" not in have:
+                batch.add_column(sa.Column("tag_text", sa.Text, nullable=False, server_default=""))
+    with warnings.catch_warnings():  # the expression index of 0006 cannot be reflected
+        warnings.simplefilter("ignore", sa.exc.SAWarning)
+        indexes = {ix["name"] for ix in inspector.get_indexes("subscribers")}
+    if "ix_subscribers_audience" not in indexes:
+        op.create_index("ix_subscribers_audience", "subscribers", AUDIENCE_COLUMNS)
     if "machine_opens" not in {c["name"] for c in inspector.get_columns("issues")}:
         with op.batch_alter_table("issues") as batch:
             batch.add_column(
@@ -74,8 +86,9 @@ def downgrade() -> None:
     op.drop_table("tags")
     with op.batch_alter_table("issues") as batch:
         batch.drop_column("machine_opens")
+    op.drop_index("ix_subscribers_audience", table_name="subscribers")
     with op.batch_alter_table("subscribers") as batch:
-        for name in SUBSCRIBER_COLUMNS:
+        for name in (*SUBSCRIBER_COLUMNS, "tag_text"):
             batch.drop_column(name)
     # SQLite's copy of the table leaves behind the expression index (Alembic cannot reflect
     # it): made again as revision 0006 made it.
