@@ -1,21 +1,16 @@
-"""`newsletter subscribers tag/untag` and `newsletter segment count`: tags and segments.
+"""`newsletter subscribers tag/untag` (added to the `subscribers` group) and `newsletter
+segment count`: tags and segments.
 Parses and prints only; the rules are newsletter.tags, newsletter.segments and the store's."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-if TYPE_CHECKING:
-    from newsletter.cli import App
-
-# The `App` the `newsletter` group puts in the context (newsletter.cli): this module is
-# imported by it, so it takes the object rather than importing the class.
-pass_app = click.pass_obj
+from newsletter.cli.app import App, pass_app
+from newsletter.cli.subscribers import subscribers
 
 
-@click.command("tag")
+@subscribers.command("tag")
 @click.argument("tag")
 @click.argument("emails", nargs=-1, required=True)
 @pass_app
@@ -28,7 +23,7 @@ def tag(app: App, tag: str, emails: tuple[str, ...]) -> None:
     click.echo(f"tagged {added} subscriber(s) {name} ({len(emails) - added} had it already)")
 
 
-@click.command("untag")
+@subscribers.command("untag")
 @click.argument("tag")
 @click.argument("emails", nargs=-1, required=True)
 @pass_app

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, insert, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import (
@@ -263,6 +263,25 @@ class Issues:
             changed = conn.execute(query.values(**values)).rowcount > 0
             if changed:
                 bump(conn)  # the status decides whether the issue is public
+            return changed
+
+    def finish_sending(self, issue_id: int) -> bool:
+        """`sending` -> `sent`, only while no delivery of the issue is pending or in flight,
+        in one statement: a batch released by another thread (or process) after this one
+        found nothing to claim keeps the issue sending."""
+        left = exists().where(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.state.in_((DeliveryState.PENDING, DeliveryState.IN_FLIGHT)),
+        )
+        query = (
+            update(issues)
+            .where(issues.c.id == issue_id, issues.c.status == IssueStatus.SENDING, ~left)
+            .values(status=IssueStatus.SENT, finished_at=utcnow())
+        )
+        with self._store.transaction() as conn:
+            changed = conn.execute(query).rowcount > 0
+            if changed:
+                bump(conn)
             return changed
 
     def issue_status(self, issue_id: int) -> IssueStatus:
