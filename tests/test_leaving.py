@@ -120,6 +120,13 @@ def test_the_leaving_pages_have_no_axe_violations(web, browser):  # noqa: F811
     import json
 
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import (
+        presence_of_element_located as present,
+    )
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    def wait(driver):
+        return WebDriverWait(driver, 10)
 
     reader = add_subscriber(web.store, "a@example.org", "A")
     found: list[str] = []
@@ -130,13 +137,14 @@ def test_the_leaving_pages_have_no_axe_violations(web, browser):  # noqa: F811
         )
         browser.get(f"{web.url}/unsubscribe/{reader.token}")
         browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait(browser).until(present((By.ID, "reason-form")))
         found += _axe(browser, json, "unsubscribed", dark)
         browser.find_element(By.ID, "reason-too_frequent").click()
         browser.find_element(By.CSS_SELECTOR, "#reason-form button").click()
-        assert browser.find_elements(By.ID, "answer-saved")
+        wait(browser).until(present((By.ID, "answer-saved")))
         found += _axe(browser, json, "answered", dark)
         browser.find_element(By.CSS_SELECTOR, "#pause-form button").click()
-        assert "Paused" in browser.title
+        wait(browser).until(lambda driver: "Paused" in driver.title)
         found += _axe(browser, json, "paused", dark)
     assert found == []
 
