@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from newsletter.addresses import EmailNotValidError, normalize_address
-from newsletter.exceptions import NewsletterError
+from newsletter.exceptions import BadTag, NewsletterError
 from newsletter.readertime import zone_name
 from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.render import header_safe
 from newsletter.settings import secret
 from newsletter.store import Store
+from newsletter.tags import parse_tags
 from newsletter.tokens import new_token
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class ImportResult:
     updated: int = 0
     problems: list[RowProblem] = field(default_factory=list)
     skipped: list[RowProblem] = field(default_factory=list)
+    # The addresses the import added (not those it updated): who `--welcome` welcomes.
+    added: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class CsvRow:
     status: str  # "" when the file has no status column or leaves the cell empty
     created_at: str
     timezone: str = ""  # the reader's IANA zone as written; "" for the newsletter's
+    tags: str = ""  # the `tags` cell: tags separated by spaces
 
 
 # -- addresses ---------------------------------------------------------------------------------
@@ -254,6 +258,7 @@ def _rows(path: Path, reader: Any, first: str, delimiter: str) -> Iterator[CsvRo
             status=row.get("status", "").strip().lower(),
             created_at=row.get("created_at", "").strip(),
             timezone=row.get("timezone", "").strip(),
+            tags=from_spreadsheet(row.get("tags", "")),
         )
 
 
@@ -301,7 +306,7 @@ def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportR
     return result
 
 
-_ValidRow = tuple[CsvRow, str, str, str, datetime | None]
+_ValidRow = tuple[CsvRow, str, str, str, datetime | None, tuple[str, ...]]
 
 
 def _check_row(row: CsvRow, seen: dict[str, int]) -> _ValidRow | RowProblem:
@@ -324,11 +329,15 @@ def _check_row(row: CsvRow, seen: dict[str, int]) -> _ValidRow | RowProblem:
         row = dataclasses.replace(row, timezone=zone_name(row.timezone))
     except ValueError as exc:
         return RowProblem(row.line, email, str(exc))
+    try:
+        tags = parse_tags(row.tags)
+    except BadTag as exc:
+        return RowProblem(row.line, email, f"tags: {exc}")
     key = email.lower()
     if key in seen:
         return RowProblem(row.line, email, f"duplicate of line {seen[key]} (addresses ignore case)")
     seen[key] = row.line
-    return (row, email, clean_name(row.name), status, created_at)
+    return (row, email, clean_name(row.name), status, created_at, tags)
 
 
 IMPORT_CHUNK = 5000
@@ -459,13 +468,16 @@ def _apply(
 ) -> None:
     """Write validated rows in one transaction, adding to `result`'s counts (and running
     `record` in that transaction with this call's counts)."""
-    existing = store.subscribers.existing(email.lower() for _, email, _, _, _ in valid)
+    existing = store.subscribers.existing(email.lower() for _, email, _, _, _, _ in valid)
     new_rows: list[dict[str, Any]] = []
     changes: list[tuple[str, str, str, str]] = []
     zones: dict[str, str] = {}
     skipped: list[RowProblem] = []
+    tags: dict[str, tuple[str, ...]] = {}
     token_keys = signing_secret(store)
-    for row, email, name, status, created_at in valid:
+    for row, email, name, status, created_at, row_tags in valid:
+        if row_tags:
+            tags[email.lower()] = row_tags
         current = existing.get(email.lower())
         if current is None:
             new_rows.append(
@@ -500,7 +512,10 @@ def _apply(
                 ChunkCounts(rows=len(valid), added=imported, updated=updated, skipped=skipped),
             )
 
-    imported, updated = store.subscribers.import_rows(new_rows, changes, zones, also=also)
+    imported, updated = store.subscribers.import_rows(
+        new_rows, changes, zones=zones, tags=tags, also=also
+    )
+    result.added += [row["email"] for row in new_rows]
     result.imported += imported
     result.updated += updated
     result.skipped.extend(skipped)

@@ -131,6 +131,13 @@ class Feed:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WelcomeSettings:
+    """The welcome email a new reader gets once ([welcome])."""
+
+    enabled: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the code reads from newsletter.toml, zones, durations and paths resolved."""
 
@@ -163,6 +170,9 @@ class Settings:
     dkim: DkimSettings
     smtp: SMTPSettings
     bounces: BouncesSettings
+    welcome: WelcomeSettings
+    # The audience of every issue: a segment expression (newsletter.segments); "" is everyone.
+    segment: str
     # The package's own templates, used when the folder has no templates/ of its own.
     builtin_templates: Path
 

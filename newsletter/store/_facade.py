@@ -30,6 +30,7 @@ from newsletter.store.rate_limits import RateLimits
 from newsletter.store.reviews import Reviews
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
+from newsletter.store.tags import Tags
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -97,6 +98,7 @@ class Store:
         self.reviews = Reviews(self)
         self.feeds = Feeds(self)
         self.imports = ImportJobs(self)
+        self.tags = Tags(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of
         # up to 100 ms before trying again. Threads of one process (a sender's) queue here
         # instead, and each goes the moment the previous one commits.

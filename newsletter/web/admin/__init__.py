@@ -29,6 +29,7 @@
     GET       /admin/subscribers/imports/{id}   an import's progress and outcome
     GET       /admin/subscribers/imports/{id}.json   its state and counts (the page's script)
     GET       /admin/subscribers/export         CSV download
+    POST      /admin/subscribers/tag            email, tag, action=add|remove
     POST      /admin/subscribers/{id}/unsubscribe
     GET       /admin/deliverability             the doctor's last report (DNS, bulk-sender rules)
     POST      /admin/deliverability/check       run the doctor now
@@ -149,6 +150,7 @@ def routes() -> list[BaseRoute]:
             methods=get,
         ),
         Route("/admin/subscribers/export", page(subscribers.export_subscribers), methods=get),
+        Route("/admin/subscribers/tag", page(subscribers.tag_subscriber), methods=post),
         Route(
             "/admin/subscribers/{subscriber_id:int}/unsubscribe",
             page(subscribers.unsubscribe),
