@@ -9,6 +9,8 @@ the line, the setting or the database), so the CLI prints it on one line, never 
     ├── NotFound                 the named issue, article or subscriber does not exist
     ├── CheckFailed              the finished email has errors: nothing was sent
     ├── NoActiveSubscriber       nobody to send to: no issue made, the articles stay queued
+    ├── BadTag                   a tag breaks the tag rule (newsletter.tags): says what is wrong
+    ├── SegmentError             a segment expression cannot be used: names the column
     ├── ContractBroken           an article breaks the article contract ([articles])
     ├── AwaitingApproval         the issue waits for an editor's approval: names the command
     ├── ApprovalRefused          this approval or rejection is not allowed (who, or the state)
@@ -77,6 +79,19 @@ class CheckFailed(NewsletterError):
 
 class NoActiveSubscriber(NewsletterError):
     """No subscriber is active: no issue is built, so its articles stay queued."""
+
+
+class BadTag(NewsletterError):
+    """A tag breaks the tag rule (newsletter.tags); the caller adds where it was written."""
+
+
+class SegmentError(NewsletterError):
+    """A segment expression cannot be parsed or names an unknown tag: the message quotes it,
+    names the column (1-based) and what was expected there."""
+
+    def __init__(self, message: str, column: int = 0) -> None:
+        super().__init__(message)
+        self.column = column
 
 
 class SenderBusy(NewsletterError):

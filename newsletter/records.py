@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -38,6 +38,33 @@ class SubscriberStatus(StrEnum):
 
 
 SUPPRESSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+
+
+class UnsubscribeReason(StrEnum):
+    """The one optional question after an unsubscribe; `other` comes with the reader's words."""
+
+    TOO_FREQUENT = "too_frequent"
+    NOT_RELEVANT = "not_relevant"
+    SPOILERS = "spoilers"
+    OTHER = "other"
+
+
+# "Pause for 4 weeks" on the unsubscribe page: planning skips the reader until then.
+PAUSE_LENGTH = timedelta(weeks=4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeavingSummary:
+    """What the workspace shows of why readers left: answers per reason, the latest words
+    given with `other`, and how many readers are paused now."""
+
+    counts: dict[str, int]
+    recent_other: tuple[str, ...]
+    paused: int
+
+    @property
+    def answers(self) -> int:
+        return sum(self.counts.values())
 
 
 class IssueStatus(StrEnum):
@@ -202,6 +229,8 @@ class IssueRecord:
     opens: int
     clicks: int
     layout: str | None = None  # None: made before the layout was kept (migration 0008)
+    # Opens a machine made (sg_machine_open, Apple's proxy), never in `opens` (migration 0012).
+    machine_opens: int = 0
 
     def rendered(self, view_url: str) -> RenderedIssue:
         """The issue as it was rendered once, at creation (the one row -> issue mapping)."""
@@ -240,8 +269,8 @@ class PublicationVersion(NamedTuple):
 
 class WebhookEvent(NamedTuple):
     """One event of a verified SendGrid POST, reduced to what it changes. `kind` is
-    "suppress" (email_key + status), "confirm" (issue + subscriber) or "open" / "click"
-    (issue). Without an `event_id` it cannot be deduplicated: only idempotent ones come so.
+    "suppress" (email_key + status), "confirm" (issue + subscriber) or "open" /
+    "machine_open" / "click" (issue, and the subscriber when the event names one). Without an `event_id` it cannot be deduplicated: only idempotent ones come so.
     (A named tuple: thousands are made per POST.)"""
 
     kind: str
@@ -262,6 +291,7 @@ class WebhookOutcome:
     opens: int = 0
     clicks: int = 0
     duplicates: int = 0
+    machine_opens: int = 0
 
 
 def utcnow() -> datetime:

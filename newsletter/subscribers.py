@@ -8,7 +8,7 @@ import csv
 import dataclasses
 import hashlib
 import hmac
-import io
+import itertools
 import json
 import logging
 import re
@@ -16,16 +16,20 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from newsletter.addresses import EmailNotValidError, normalize_address
-from newsletter.exceptions import NewsletterError
+from newsletter.exceptions import BadTag, NewsletterError
 from newsletter.readertime import zone_name
 from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.render import header_safe
 from newsletter.settings import secret
 from newsletter.store import Store
+from newsletter.tags import parse_tags
 from newsletter.tokens import new_token
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ class ImportResult:
     updated: int = 0
     problems: list[RowProblem] = field(default_factory=list)
     skipped: list[RowProblem] = field(default_factory=list)
+    # The addresses the import added (not those it updated): who `--welcome` welcomes.
+    added: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class CsvRow:
     status: str  # "" when the file has no status column or leaves the cell empty
     created_at: str
     timezone: str = ""  # the reader's IANA zone as written; "" for the newsletter's
+    tags: str = ""  # the `tags` cell: tags separated by spaces
 
 
 # -- addresses ---------------------------------------------------------------------------------
@@ -180,27 +187,51 @@ def _shown(text: str) -> str:
     return repr(text.split("\n", 1)[0].rstrip("\r")[:80])
 
 
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+
+
+def _decoded_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
+    """The file's lines, decoded one at a time (a BOM dropped, a lone CR ending a line as
+    the old Mac export does): bytes that are not UTF-8 are named by line and column."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise NewsletterError(
+                f"{path}:{number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                f"{exc.start + 1}); save it as UTF-8 CSV. Nothing was imported"
+            ) from None
+        if "\r" in line[:-2]:
+            yield from (part for part in _LONE_CR.split(line) if part)
+        else:
+            yield line
+
+
 def read_csv_rows(path: Path) -> Iterator[CsvRow]:
-    """The data rows of a subscriber CSV; handles a BOM, CRLF and quoted fields. A quoting
-    error (an unclosed quote that would swallow the following rows) raises NewsletterError
-    naming the line, before anything is imported."""
+    """The data rows of a subscriber CSV, read as a stream (a large file never sits in
+    memory); handles a BOM, CRLF and quoted fields. A quoting error (an unclosed quote that
+    would swallow the following rows) raises NewsletterError naming the line, before anything
+    is imported."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise NewsletterError(
-            f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8 CSV"
-        ) from None
+        handle = path.open("rb")
     except OSError as exc:
         raise NewsletterError(f"{path}: cannot read: {exc.strerror}") from None
-    delimiter = _delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter)
+    with handle:
+        lines = _decoded_lines(path, handle)
+        first = next(lines, "")
+        delimiter = _delimiter(first)
+        reader = csv.reader(itertools.chain([first], lines), strict=True, delimiter=delimiter)
+        yield from _rows(path, reader, first, delimiter)
+
+
+def _rows(path: Path, reader: Any, first: str, delimiter: str) -> Iterator[CsvRow]:
     try:
         header = [h.strip().lower() for h in next(reader, [])]
     except csv.Error as exc:
         raise NewsletterError(f"{path}:1: CSV quoting error in the header: {exc}") from None
     if "email" not in header:
         raise NewsletterError(
-            f"{path}:1: no 'email' column in the header {_shown(text)} (read with "
+            f"{path}:1: no 'email' column in the header {_shown(first)} (read with "
             f"{_DELIMITER_NAMES[delimiter]} as the delimiter; expected: email,name)"
         )
     end = reader.line_num
@@ -227,6 +258,7 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
             status=row.get("status", "").strip().lower(),
             created_at=row.get("created_at", "").strip(),
             timezone=row.get("timezone", "").strip(),
+            tags=from_spreadsheet(row.get("tags", "")),
         )
 
 
@@ -274,7 +306,7 @@ def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportR
     return result
 
 
-_ValidRow = tuple[CsvRow, str, str, str, datetime | None]
+_ValidRow = tuple[CsvRow, str, str, str, datetime | None, tuple[str, ...]]
 
 
 def _check_row(row: CsvRow, seen: dict[str, int]) -> _ValidRow | RowProblem:
@@ -297,14 +329,98 @@ def _check_row(row: CsvRow, seen: dict[str, int]) -> _ValidRow | RowProblem:
         row = dataclasses.replace(row, timezone=zone_name(row.timezone))
     except ValueError as exc:
         return RowProblem(row.line, email, str(exc))
+    try:
+        tags = parse_tags(row.tags)
+    except BadTag as exc:
+        return RowProblem(row.line, email, f"tags: {exc}")
     key = email.lower()
     if key in seen:
         return RowProblem(row.line, email, f"duplicate of line {seen[key]} (addresses ignore case)")
     seen[key] = row.line
-    return (row, email, clean_name(row.name), status, created_at)
+    return (row, email, clean_name(row.name), status, created_at, tags)
 
 
 IMPORT_CHUNK = 5000
+
+
+@dataclass(frozen=True, kw_only=True)
+class CsvCheck:
+    """What the validating pass found: the file's data rows and those with a problem."""
+
+    rows: int
+    problems: list[RowProblem]
+
+
+def check_csv(
+    path: Path, *, progress: Callable[[int], None] | None = None, every: int = 10_000
+) -> CsvCheck:
+    """The first pass of a chunked import: every row validated, streaming (only the
+    addresses seen are held, for duplicates). A quoting or encoding error raises
+    NewsletterError naming the line; `progress` hears the rows checked every `every` rows."""
+    problems: list[RowProblem] = []
+    seen: dict[str, int] = {}
+    checked = 0
+    for row in read_csv_rows(path):
+        verdict = _check_row(row, seen)
+        if isinstance(verdict, RowProblem):
+            problems.append(verdict)
+        checked += 1
+        if progress is not None and checked % every == 0:
+            progress(checked)
+    return CsvCheck(rows=checked, problems=problems)
+
+
+def valid_chunks(
+    path: Path, check: CsvCheck, *, chunk: int = IMPORT_CHUNK, skip: int = 0
+) -> Iterator[list[_ValidRow]]:
+    """The second pass: the rows `check` found valid, `chunk` at a time, leaving out the
+    first `skip` of them (written before a restart)."""
+    problem_lines = {p.line for p in check.problems}
+    batch: list[_ValidRow] = []
+    index = 0
+    for row in read_csv_rows(path):
+        if row.line in problem_lines:
+            continue
+        index += 1
+        if index <= skip:
+            continue
+        verdict = _check_row(row, {})
+        if isinstance(verdict, RowProblem):  # the file changed between the two passes
+            raise NewsletterError(
+                f"{path}:{row.line}: changed during the import: {verdict.message}"
+            )
+        batch.append(verdict)
+        if len(batch) >= chunk:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkCounts:
+    """What one chunk's transaction did: rows written, added, updated, skipped (why)."""
+
+    rows: int
+    added: int
+    updated: int
+    skipped: list[RowProblem]
+
+
+def write_chunk(
+    store: Store,
+    rows: list[_ValidRow],
+    *,
+    reactivate: bool = False,
+    record: Callable[[Connection, ChunkCounts], None] | None = None,
+) -> ChunkCounts:
+    """One chunk of valid rows in one transaction; `record` runs inside that transaction
+    with its counts, so a job's progress is committed with exactly the rows it counts."""
+    result = ImportResult()
+    _apply(store, rows, reactivate, result, record=record)
+    return ChunkCounts(
+        rows=len(rows), added=result.imported, updated=result.updated, skipped=result.skipped
+    )
 
 
 def import_csv_chunked(
@@ -320,38 +436,16 @@ def import_csv_chunked(
     writes the valid rows `chunk` at a time, one short transaction each, so sign-ups and
     other writers get the database between chunks. Rows with a problem are reported and
     skipped, as `import_csv` does; only the rows are held, never the whole file's records."""
-    result = ImportResult()
-    seen: dict[str, int] = {}
-    checked = 0
-    for row in read_csv_rows(path):
-        verdict = _check_row(row, seen)
-        if isinstance(verdict, RowProblem):
-            result.problems.append(verdict)
-        checked += 1
-    problem_lines = {p.line for p in result.problems}
-    del seen
-    batch: list[_ValidRow] = []
-    done = 0
-
-    def flush() -> None:
-        _apply(store, batch, reactivate, result)
-        batch.clear()
+    check = check_csv(path)
+    result = ImportResult(problems=list(check.problems))
+    done = last = 0
+    for rows in valid_chunks(path, check, chunk=chunk):
+        _apply(store, rows, reactivate, result)
+        done, last = done + len(rows), len(rows)
         if progress is not None:
-            progress(ImportProgress(rows=checked, written=done, result=result))
-
-    for row in read_csv_rows(path):
-        if row.line in problem_lines:
-            continue
-        verdict = _check_row(row, {})
-        if isinstance(verdict, RowProblem):  # the file changed between the two passes
-            raise NewsletterError(
-                f"{path}:{row.line}: changed during the import: {verdict.message}"
-            )
-        batch.append(verdict)
-        done += 1
-        if len(batch) >= chunk:
-            flush()
-    flush()
+            progress(ImportProgress(rows=check.rows, written=done, result=result))
+    if progress is not None and last in (0, chunk):  # after every full chunk and at the end
+        progress(ImportProgress(rows=check.rows, written=done, result=result))
     return result
 
 
@@ -364,14 +458,26 @@ class ImportProgress:
     result: ImportResult
 
 
-def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: ImportResult) -> None:
-    """Write validated rows in one transaction, adding to `result`'s counts."""
-    existing = store.subscribers.existing(email.lower() for _, email, _, _, _ in valid)
+def _apply(
+    store: Store,
+    valid: list[_ValidRow],
+    reactivate: bool,
+    result: ImportResult,
+    *,
+    record: Callable[[Connection, ChunkCounts], None] | None = None,
+) -> None:
+    """Write validated rows in one transaction, adding to `result`'s counts (and running
+    `record` in that transaction with this call's counts)."""
+    existing = store.subscribers.existing(email.lower() for _, email, _, _, _, _ in valid)
     new_rows: list[dict[str, Any]] = []
     changes: list[tuple[str, str, str, str]] = []
     zones: dict[str, str] = {}
+    skipped: list[RowProblem] = []
+    tags: dict[str, tuple[str, ...]] = {}
     token_keys = signing_secret(store)
-    for row, email, name, status, created_at in valid:
+    for row, email, name, status, created_at, row_tags in valid:
+        if row_tags:
+            tags[email.lower()] = row_tags
         current = existing.get(email.lower())
         if current is None:
             new_rows.append(
@@ -387,7 +493,7 @@ def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: Impor
             continue
         target = _status_after_import(current, status, reactivate)
         if target is None:
-            result.skipped.append(
+            skipped.append(
                 RowProblem(
                     row.line,
                     email,
@@ -398,9 +504,21 @@ def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: Impor
         changes.append((email.lower(), current, target, name))
         if row.timezone:
             zones[email.lower()] = row.timezone
-    imported, updated = store.subscribers.import_rows(new_rows, changes, zones)
+
+    def also(conn: Connection, imported: int, updated: int) -> None:
+        if record is not None:
+            record(
+                conn,
+                ChunkCounts(rows=len(valid), added=imported, updated=updated, skipped=skipped),
+            )
+
+    imported, updated = store.subscribers.import_rows(
+        new_rows, changes, zones=zones, tags=tags, also=also
+    )
+    result.added += [row["email"] for row in new_rows]
     result.imported += imported
     result.updated += updated
+    result.skipped.extend(skipped)
 
 
 # Worst last: an import may make a status worse (apply a suppression), never better.

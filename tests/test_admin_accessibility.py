@@ -20,6 +20,44 @@ from tests.test_web import live_web
 pytestmark = pytest.mark.skipif(not AXE.exists(), reason="axe-core not installed (npm ci)")
 
 
+def _imports(web) -> list[str]:
+    """An import's page done (with skipped rows), refused (with located errors) and running
+    (the live version), through the app's own import worker."""
+    import os
+    import socket
+    import time
+
+    from sqlalchemy import update
+
+    from newsletter.imports import imports_folder, new_upload, queue_import
+    from newsletter.store.schema import import_jobs
+
+    folder = imports_folder(web.settings)
+    web.store.subscribers.suppress("ava.reader@example.com", "unsubscribed")
+
+    def queued(content: bytes) -> int:
+        descriptor, path = new_upload(folder)
+        os.write(descriptor, content)
+        os.close(descriptor)
+        return queue_import(web.store, folder, path, editor="ed@example.com", filename="list.csv")
+
+    done = queued(b"email,name\nava.reader@example.com,R\nnew@example.com,New\n")
+    refused = queued(b"email,name\nnot-an-address,Bad\n")
+    deadline = time.monotonic() + 30
+    while not all(web.store.imports.get(j).finished for j in (done, refused)):
+        assert time.monotonic() < deadline, "the import worker did not finish"
+        time.sleep(0.05)
+    running = queued(b"email,name\nlater@example.com,Later\n")
+    with web.store.transaction() as conn:  # running in this (live) process: left alone
+        conn.execute(
+            update(import_jobs)
+            .where(import_jobs.c.id == running, import_jobs.c.state == "queued")
+            .values(state="running", worker=f"{socket.gethostname()}:{os.getpid()}")
+        )
+    assert web.store.imports.get(running).state == "running"  # its page is the live one
+    return [f"/admin/subscribers/imports/{j}" for j in (done, refused, running)]
+
+
 def test_workspace_pages_have_no_axe_violations(tmp_path, browser, monkeypatch):  # noqa: F811
     from selenium.webdriver.common.by import By
 
@@ -45,7 +83,9 @@ def test_workspace_pages_have_no_axe_violations(tmp_path, browser, monkeypatch):
         browser.find_element(By.ID, "password").send_keys("correct horse battery")
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         first = web.store.articles.queued()[0].id
+        imports = _imports(web)
         pages = [
+            *imports,
             "/admin/queue",
             f"/admin/queue/{first}/preview",
             "/admin/issues",

@@ -374,21 +374,46 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tu
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+def finished_import(browser: Browser, location: str, timeout: float = 60) -> Reply:
+    """The progress page once the import worker has finished the job."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page = browser.get(location)
+        assert page.status == 200, page.text[:300]
+        state = re.search(r'id="import-state"[^>]*>(\w+)<', page.text).group(1)
+        if state in ("done", "failed"):
+            return page
+        assert time.monotonic() < deadline, f"the import is still {state}"
+        time.sleep(0.1)
+
+
 def test_import_report_export_and_unsubscribe(web):
     browser = Browser(web)
     assert browser.sign_in().status == 303
     token = csrf_of(browser.get("/admin/subscribers"))
-    csv = b"email,name\nann@example.com,Ann\nnot-an-address,Bad\nbob@example.com,Bob\n"
-    body, content_type = multipart({"csrf_token": token}, {"file": ("list.csv", csv)})
+    bad = b"email,name\nann@example.com,Ann\nnot-an-address,Bad\nbob@example.com,Bob\n"
+    body, content_type = multipart({"csrf_token": token}, {"file": ("list.csv", bad)})
     headers = {
         "Content-Type": content_type,
         "Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items()),
     }
     reply = web.request("POST", "/admin/subscribers/import", body, headers)
-    assert reply.status == 200, reply.text[:300]
-    assert "imported 2" in reply.text and "list.csv:line 3: not-an-address" in reply.text
+    assert reply.status == 303, reply.text[:300]
+    assert re.fullmatch(r"/admin/subscribers/imports/\d+", reply.headers["location"])
+    page = finished_import(browser, reply.headers["location"])
+    # A bad row refuses the whole file, naming the line; nothing is imported.
+    assert "list.csv:line 3: not-an-address" in page.text and "nothing was imported" in page.text
+    assert web.store.subscribers.count() == 0
+    good = bad.replace(b"not-an-address,Bad\n", b"")
+    body, content_type = multipart({"csrf_token": token}, {"file": ("list.csv", good)})
+    reply = web.request(
+        "POST", "/admin/subscribers/import", body, {**headers, "Content-Type": content_type}
+    )
+    assert reply.status == 303
+    page = finished_import(browser, reply.headers["location"])
+    assert "added 2, updated 0, skipped 0" in page.text
     # Without the token the same upload is refused.
-    body, content_type = multipart({}, {"file": ("list.csv", csv)})
+    body, content_type = multipart({}, {"file": ("list.csv", good)})
     refused = web.request(
         "POST", "/admin/subscribers/import", body, {**headers, "Content-Type": content_type}
     )

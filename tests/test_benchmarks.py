@@ -43,3 +43,34 @@ def test_the_smtp_benchmark_sends_each_message_once():
     assert "ratio: newsletter / ceiling = " in out.stdout
     assert "sink counted 300 -> OK" in out.stdout
     assert "at most 4 connections at once" in out.stdout
+
+
+def test_the_import_benchmark_runs_the_new_flow_at_a_small_size():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "import_upload.py"), "--rows", "3000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "HTTP 303 in" in out.stdout and "import done after" in out.stdout
+    assert "(added 3,000, updated 0, skipped 0)" in out.stdout
+
+
+def test_the_segment_count_benchmark_runs_small():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "segment_count.py"),
+            "--subscribers",
+            "2000",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "filled 2,000 subscribers" in out.stdout
+    assert "segment count 'tag:films and not tag:paused':" in out.stdout

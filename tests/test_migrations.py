@@ -352,3 +352,71 @@ def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F81
         assert store.meta.secret_key() == store.meta.secret_key()
     finally:
         store.close()
+
+
+def test_editor_sessions_and_import_jobs_up_and_down_with_data(engine):
+    """0009 (server-side editor sessions, ids never reused) and 0010 (import jobs) on a
+    database with editors in it, both ways: the rows keep their ids, a removed editor's id is
+    never given again after 0009 (SQLite's AUTOINCREMENT, PostgreSQL's sequence), and
+    downgrading gives 0008's `session_version` back."""
+    migrations.upgrade(engine, "0008")
+    now = datetime(2026, 12, 1, 9, 0)
+    with engine.begin() as conn:
+        for n in (1, 2, 3):
+            conn.execute(
+                text(
+                    "INSERT INTO editors (email, email_key, password_hash, session_version, "
+                    "timezone, created_at, updated_at) VALUES (:e, :e, 'h', 4, '', :t, :t)"
+                ),
+                {"e": f"ed{n}@example.com", "t": now},
+            )
+    migrations.upgrade(engine, "0009")
+    assert migrations.current_revision(engine) == "0009"
+    columns = {c["name"] for c in inspect(engine).get_columns("editors")}
+    assert "session_version" not in columns
+    assert "editor_sessions" in tables(engine)
+    with engine.begin() as conn:
+        kept = conn.execute(text("SELECT id, email FROM editors ORDER BY id")).all()
+        assert [tuple(r) for r in kept] == [(n, f"ed{n}@example.com") for n in (1, 2, 3)]
+        conn.execute(
+            text(
+                "INSERT INTO editor_sessions (id_hash, editor_id, created_at, seen_at) "
+                "VALUES ('s3', 3, :t, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(text("DELETE FROM editor_sessions WHERE editor_id = 3"))
+        conn.execute(text("DELETE FROM editors WHERE id = 3"))
+        conn.execute(
+            text(
+                "INSERT INTO editors (email, email_key, password_hash, timezone, created_at, "
+                "updated_at) VALUES ('new@example.com', 'new@example.com', 'h', '', :t, :t)"
+            ),
+            {"t": now},
+        )
+        assert conn.scalar(text("SELECT id FROM editors WHERE email = 'new@example.com'")) == 4
+
+    migrations.upgrade(engine)  # 0010 and whatever follows
+    assert "import_jobs" in tables(engine)
+    assert "ix_import_jobs_state" in index_names(engine, "import_jobs")
+    assert migrations.schema_differences(engine) == []
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO import_jobs (editor, filename, state, rows_done, added, updated, "
+                "skipped, attempts, created_at) "
+                "VALUES ('ed1@example.com', 'list.csv', 'queued', 0, 0, 0, 0, 0, :t)"
+            ),
+            {"t": now},
+        )
+
+    migrations.downgrade(engine, "0009")
+    assert "import_jobs" not in tables(engine)
+    migrations.downgrade(engine, "0008")
+    assert "editor_sessions" not in tables(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, session_version FROM editors ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [(1, 1), (2, 1), (4, 1)]
+    migrations.upgrade(engine)
+    assert migrations.current_revision(engine) == migrations.head_revision()
+    assert migrations.schema_differences(engine) == []

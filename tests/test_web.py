@@ -118,7 +118,7 @@ def serve_folder(
     app = create_app(
         settings, store, limits=SignupLimits(store, **limits) if limits is not None else None
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

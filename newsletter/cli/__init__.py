@@ -17,6 +17,7 @@ from newsletter.cli import (
     preview,
     queue,
     run,
+    segments,
     services,
     setup,
     subscribers,
@@ -70,3 +71,4 @@ main.add_command(bounces.bounces)
 main.add_command(workflow.approve)
 main.add_command(workflow.reject)
 main.add_command(feeds.feeds)
+main.add_command(segments.segment)

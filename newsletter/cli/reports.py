@@ -299,7 +299,9 @@ def issue_detail(detail: IssueDetail, settings: Settings) -> Iterator[str]:
     yield f"issue {issue.id}: {issue.subject}"
     yield f"status: {state.label}   created {local(issue.created_at, settings)}"
     yield "  " + "  ".join(f"{name} {n}" for name, n in state.counts.items())
-    yield f"  opens {issue.opens}  clicks {issue.clicks}"
+    yield (
+        f"  human opens {issue.opens}  machine opens {issue.machine_opens}  clicks {issue.clicks}"
+    )
     if issue.last_error:
         yield f"  last error: {issue.last_error}"
     yield from settle_hints(state)

@@ -24,15 +24,23 @@ def subscribers() -> None:
     help="Let the file make known unsubscribed, bounced, complained or unconfirmed "
     "addresses active again (never done without it).",
 )
+@click.option(
+    "--welcome", is_flag=True, help="Send the welcome email to the active readers it adds."
+)
 @pass_app
-def subscribers_import(app: App, file: Path, reactivate: bool) -> None:
-    """Import FILE.csv (columns email, name, and optionally status, created_at as `export`
-    writes them): the whole file in one transaction, nothing if a row is badly quoted."""
+def subscribers_import(app: App, file: Path, reactivate: bool, welcome: bool) -> None:
+    """Import FILE.csv (columns email, name, and optionally status, created_at, tags as
+    `export` writes them): the whole file in one transaction, nothing if a row is badly
+    quoted."""
     from newsletter.subscribers import import_csv
 
     result = import_csv(app.store, file, reactivate=reactivate)
     reports.echo(reports.import_problems(file, result), err=True)
     reports.echo(reports.import_summary(result))
+    if welcome:
+        from newsletter.welcome import welcome_imported
+
+        click.echo(f"welcomed {welcome_imported(app.settings, app.store, result.added)}")
 
 
 @subscribers.command("list")

@@ -63,7 +63,8 @@ class OutgoingBatch:
 
 @dataclass(frozen=True)
 class Message:
-    """One transactional email (a sign-up confirmation): not part of any issue's delivery log.
+    """One transactional email (a sign-up confirmation, a welcome): not part of any issue's
+    delivery log.
     `category` groups it (an outbox folder, a SendGrid category), `key` names it there."""
 
     to_email: str
@@ -73,6 +74,9 @@ class Message:
     html: str
     category: str
     key: str
+    # A reader's own message (the welcome): their one-click unsubscribe link, sent as
+    # List-Unsubscribe with List-Unsubscribe-Post like an issue's. "" for the rest.
+    unsubscribe_url: str = ""
 
 
 @dataclass(frozen=True)

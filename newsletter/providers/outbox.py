@@ -487,13 +487,19 @@ class OutboxProvider:
 
     def send_message(self, message: Message) -> str:
         folder = self.path / message.category
-        template = MessageTemplate(self.settings, message.subject, message.text, message.html)
+        template = MessageTemplate(
+            self.settings,
+            message.subject,
+            message.text,
+            message.html,
+            list_unsubscribe=bool(message.unsubscribe_url),
+        )
         try:
             to_line = to_header(message.to_email, message.to_name)
         except UnwritableAddress as exc:
             raise Rejected(f"cannot write to {message.to_email!r}: {exc}") from exc
         message_id = template.message_id()
-        pieces = template.fill(to_line, message_id, {})
+        pieces = template.fill(to_line, message_id, {}, message.unsubscribe_url or None)
         target = f"{message.key}.eml"
         written = [(f".{target}.{os.getpid()}.tmp", target)]
         dir_fd = None

@@ -307,6 +307,11 @@ class SendGridProvider:
             ],
             "categories": [message.category],
         }
+        if message.unsubscribe_url:
+            body["headers"] = {
+                "List-Unsubscribe": f"<{message.unsubscribe_url}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            }
         if from_name := display_name(self.settings.from_name):
             body["from"]["name"] = from_name
         return self._post(_compact(body)).headers.get("X-Message-Id") or ""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from newsletter import segments
 from newsletter.articles import Article, read_article
 from newsletter.check import ERROR, CheckedIssue, Finding, check_issue, format_findings
 from newsletter.exceptions import ArticleError, CheckFailed
@@ -21,6 +22,8 @@ from newsletter.settings import Settings
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
+
+SEGMENT_SETTING = "[issue] segment"  # where the audience of every issue is written
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +151,7 @@ def build_checked(
         pages=pages,
         layout_choice=layout_choice,
         awaiting_approval=awaiting_approval,
+        audience=segments.audience(store, settings.segment, setting=SEGMENT_SETTING),
     )
     return BuiltIssue(issue_id=issue_id, warnings=warnings_of(checked.findings))
 

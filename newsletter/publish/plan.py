@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from newsletter import segments
 from newsletter.alerts import HeldArticle
 from newsletter.check import ERROR
 from newsletter.check.findings import format_findings
@@ -65,7 +66,7 @@ def plan_run(
                 resume=resume,
                 skipped=list(skipped.values()),
                 held=held,
-                recipients=store.subscribers.count(),
+                recipients=segments.count(store, settings.segment),
                 subject=checked.rendered.subject,
                 layout=checked.layout,
                 articles=[
@@ -90,7 +91,7 @@ def plan_run(
         resume=resume,
         skipped=list(skipped.values()),
         held=held,
-        recipients=store.subscribers.count(),
+        recipients=segments.count(store, settings.segment),
         subject=None,
         layout=None,
         articles=[],

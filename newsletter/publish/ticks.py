@@ -9,8 +9,9 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from newsletter import alerts
+from newsletter import alerts, segments
 from newsletter.alerts import HeldArticle
 from newsletter.approval import awaiting_notice
 from newsletter.delivery import (
@@ -24,6 +25,7 @@ from newsletter.delivery import (
 from newsletter.exceptions import AwaitingApproval, CheckFailed, NoActiveSubscriber
 from newsletter.providers import Provider
 from newsletter.publish.build import (
+    SEGMENT_SETTING,
     Picked,
     build_checked,
     culprits,
@@ -35,6 +37,9 @@ from newsletter.records import IssueStatus, utcnow
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.meta import HELD_TICK, LAST_TICK, SCHEDULER_STARTED
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +183,12 @@ def _build(
     if picked and not store.subscribers.count():
         _mark_served(store, scheduled_for)  # told once per tick, not at every wake-up
         raise NoActiveSubscriber(NO_ACTIVE_SUBSCRIBER)
+    if picked and settings.segment and not segments.count(store, settings.segment):
+        _mark_served(store, scheduled_for)
+        raise NoActiveSubscriber(
+            f"{SEGMENT_SETTING} {settings.segment!r} matches no active subscriber: nothing was "
+            "sent and the article stays queued (`newsletter segment count` shows who matches)"
+        )
     chosen = chosen_layout(store) if picked else None
     while picked:
         try:
@@ -222,7 +233,7 @@ def _approval_tick(
     prepared = store.issues.prepared_issues()
     if prepared and prepared[0].status == IssueStatus.APPROVED:
         issue = prepared[0]
-        store.issues.start_approved(issue.id)
+        store.issues.start_approved(issue.id, _audience(ctx))
         _mark_served(store, scheduled_for)
         result.issue_id = issue.id
         result.articles = [a.title for a in store.articles.issue_articles(issue.id)]
@@ -278,7 +289,7 @@ def _approved_due(ctx: TickContext, send: SendContext, now: datetime) -> list[Se
         if (
             issue.status == IssueStatus.APPROVED
             and due
-            and ctx.store.issues.start_approved(issue.id)
+            and ctx.store.issues.start_approved(issue.id, _audience(ctx))
         ):
             reports.append(send_issue(send, issue.id))
     return reports
@@ -341,3 +352,9 @@ def scheduled_work(
             prepare_next(ctx, now)
         return TickResult(resumed=resumed) if resumed else None
     return publish_tick(ctx, now, scheduled_for=tick, lease=lease)
+
+
+def _audience(ctx: TickContext) -> ColumnElement[bool] | None:
+    """The `[issue] segment`'s clause, as planned when the approved issue starts (its value
+    when it goes out, like an issue built at its tick)."""
+    return segments.audience(ctx.store, ctx.settings.segment, setting=SEGMENT_SETTING)

@@ -28,6 +28,7 @@ from newsletter.settings.values import (
     SendingSettings,
     Settings,
     SMTPSettings,
+    WelcomeSettings,
 )
 
 if TYPE_CHECKING:
@@ -238,6 +239,8 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
             imap_folder=file.bounces.imap_folder,
             every_minutes=file.bounces.every_minutes,
         ),
+        welcome=WelcomeSettings(enabled=file.welcome.enabled),
+        segment=file.issue.segment.strip(),
         builtin_templates=builtin_templates(),
     )
 

@@ -309,6 +309,12 @@ class IssueSection(_Section):
         False,
         description="Let the editor who queued an issue's articles approve it (a team of one).",
     )
+    segment: str = Field(
+        "",
+        description="Who gets each issue, as a segment: e.g. 'tag:films and not tag:paused', "
+        "'joined<30d', 'opened<90d' (see the README). Empty: every active subscriber. "
+        "`newsletter segment count` shows how many it matches.",
+    )
 
     @field_validator("subject_template")
     @classmethod
@@ -533,6 +539,17 @@ class BouncesSection(_Section):
         return value.strip()
 
 
+class WelcomeSection(_Section):
+    """[welcome]: the email a new reader gets once."""
+
+    enabled: bool = Field(
+        False,
+        description="Send a welcome email (templates/welcome.html and welcome.txt) once to "
+        "each reader who confirms their sign-up, or is imported with `subscribers import "
+        "--welcome`; it shows the latest sent issue as cards, never its ending.",
+    )
+
+
 class WebSection(_Section):
     """[web]: `newsletter serve` behind a reverse proxy."""
 
@@ -623,6 +640,7 @@ class SettingsFile(_Section):
     sending: SendingSection = SendingSection()
     web: WebSection = WebSection()
     feeds: tuple[FeedSection, ...] = Field((), strict=False)
+    welcome: WelcomeSection = WelcomeSection()
 
 
 # -- loading ---------------------------------------------------------------------------------

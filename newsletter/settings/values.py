@@ -141,6 +141,13 @@ class Feed:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WelcomeSettings:
+    """The welcome email a new reader gets once ([welcome])."""
+
+    enabled: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the code reads from newsletter.toml, zones, durations and paths resolved."""
 
@@ -174,6 +181,9 @@ class Settings:
     smtp: SMTPSettings
     bounces: BouncesSettings
     sending: SendingSettings
+    welcome: WelcomeSettings
+    # The audience of every issue: a segment expression (newsletter.segments); "" is everyone.
+    segment: str
     # The package's own templates, used when the folder has no templates/ of its own.
     builtin_templates: Path
 

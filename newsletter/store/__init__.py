@@ -15,6 +15,8 @@ owns its SQL and returns `newsletter.records`:
     store.engagement    opens and clicks per issue and hour (the workspace's chart)
     store.alerts        alerts already sent to the editors (once per event)
     store.publication   the counter the public pages are cached on
+    store.imports       the workspace's subscriber imports, run off the request
+    store.tags          subscribers' tags, what segments name
 
 The delivery log is the truth about who has an issue; the same code runs on the embedded
 SQLite file and on PostgreSQL.

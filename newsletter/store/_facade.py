@@ -22,6 +22,7 @@ from newsletter.store.editors import Editors
 from newsletter.store.engagement import Engagement
 from newsletter.store.events import Events
 from newsletter.store.feeds import Feeds
+from newsletter.store.imports import ImportJobs
 from newsletter.store.issues import Issues
 from newsletter.store.meta import Meta
 from newsletter.store.publication import Publication
@@ -29,6 +30,7 @@ from newsletter.store.rate_limits import RateLimits
 from newsletter.store.reviews import Reviews
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
+from newsletter.store.tags import Tags
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -95,6 +97,8 @@ class Store:
         self.bounces = Bounces(self)
         self.reviews = Reviews(self)
         self.feeds = Feeds(self)
+        self.imports = ImportJobs(self)
+        self.tags = Tags(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of
         # up to 100 ms before trying again. Threads of one process (a sender's) queue here
         # instead, and each goes the moment the previous one commits.

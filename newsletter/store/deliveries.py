@@ -34,6 +34,7 @@ from newsletter.records import (
     utcnow,
 )
 from newsletter.store.schema import UTCDateTime, deliveries, issues, subscribers
+from newsletter.store.subscribers import receiving
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -433,15 +434,21 @@ class Deliveries:
         )
 
     # -- rows written inside another aggregate's transaction ------------------------------
-    def plan(self, conn: Connection, issue_id: int) -> None:
-        """One pending row per active subscriber for a new issue, in the transaction that
-        creates it (`Issues.create_issue`)."""
+    def plan(
+        self, conn: Connection, issue_id: int, audience: ColumnElement[bool] | None = None
+    ) -> None:
+        """One pending row per subscriber receiving issues (active, not paused) and in the
+        `audience` (a segment's where-clause, `newsletter.segments.compile`) for a new issue,
+        in the transaction that creates it (`Issues.create_issue`)."""
+        where = receiving(utcnow())
+        if audience is not None:
+            where = and_(where, audience)
         conn.execute(
             insert(deliveries).from_select(
                 ["issue_id", "subscriber_id", "state", "attempts"],
                 select(
                     literal(issue_id), subscribers.c.id, literal(str(PENDING)), literal(0)
-                ).where(subscribers.c.status == ACTIVE),
+                ).where(where),
             )
         )
 

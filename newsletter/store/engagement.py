@@ -1,4 +1,4 @@
-"""Opens and clicks per issue and hour (`store.engagement`, table `engagement_hours`): fed by
+"""Human opens, machine opens and clicks per issue and hour (`store.engagement`, table `engagement_hours`): fed by
 the event webhook inside its own transaction, read by the workspace's chart."""
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ class Engagement:
                 self._add_to_hour(conn, issue_id, kind, hour, count)
 
     def tally_hours(self, conn: Connection, counts: dict[tuple[int, int], list[int]]) -> None:
-        """Add a webhook POST's [opens, clicks] per (issue, hour as unix seconds), inside the
-        POST's own transaction."""
-        for (issue_id, start), pair in sorted(counts.items()):
+        """Add a webhook POST's [opens, clicks, machine opens] per (issue, hour as unix
+        seconds), inside the POST's own transaction."""
+        for (issue_id, start), tally in sorted(counts.items()):
             hour = datetime.fromtimestamp(start, UTC)
-            for kind, count in zip(("open", "click"), pair, strict=True):
+            for kind, count in zip(("open", "click", "machine"), tally, strict=True):
                 if count:
                     self._add_to_hour(conn, issue_id, kind, hour, count)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, TextClause, bindparam, insert, text
@@ -35,6 +35,8 @@ HARD_SUPPRESSIONS = (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 # the whole POST is simply applied again.
 RETRY_SQLSTATES = {"40P01", "40001"}
 ATTEMPTS = 5
+# Where each kind of engagement event is counted: [opens, clicks, machine opens].
+ENGAGEMENT_COLUMNS = {"open": 0, "click": 1, "machine_open": 2}
 
 
 def final_suppressions(events: Iterable[WebhookEvent]) -> dict[str, str]:
@@ -96,8 +98,14 @@ class Events:
                 "'unsubscribed') AND s.status <> t.status"
             ).bindparams(now)
         self._count = text(
-            "UPDATE issues SET opens = opens + :opens, clicks = clicks + :clicks WHERE id = :id"
+            "UPDATE issues SET opens = opens + :opens, clicks = clicks + :clicks, "
+            "machine_opens = machine_opens + :machine WHERE id = :id"
         )
+        # A reader's last human open (what `opened<90d` segments read): only ever later.
+        self._opened = text(
+            "UPDATE subscribers SET last_opened_at = :at WHERE id = :id "
+            "AND (last_opened_at IS NULL OR last_opened_at < :at)"
+        ).bindparams(bindparam("at", type_=UTCDateTime))
 
     # -- webhook idempotency ---------------------------------------------------------------
     def first_time(self, event_id: str) -> bool:
@@ -150,21 +158,30 @@ class Events:
         # The editors' chart: the same counts per issue and hour the reader opened or clicked
         # (SendGrid's timestamp; the hour of receipt when it gave none or one from the future).
         hours: dict[tuple[int, int], list[int]] = {}
+        opened: dict[int, int] = {}
         received = int(now.timestamp())
         for e in kept:
-            if e.kind in ("open", "click"):
-                column = 0 if e.kind == "open" else 1
-                counts.setdefault(e.issue_id, [0, 0])[column] += 1
-                at = e.at if 0 < e.at <= received else received
-                hours.setdefault((e.issue_id, at - at % 3600), [0, 0])[column] += 1
-        for issue_id, (opens, clicks) in sorted(counts.items()):
-            conn.execute(self._count, {"id": issue_id, "opens": opens, "clicks": clicks})
+            column = ENGAGEMENT_COLUMNS.get(e.kind)
+            if column is None:
+                continue
+            counts.setdefault(e.issue_id, [0, 0, 0])[column] += 1
+            at = e.at if 0 < e.at <= received else received
+            hours.setdefault((e.issue_id, at - at % 3600), [0, 0, 0])[column] += 1
+            if e.kind == "open" and e.subscriber_id:
+                opened[e.subscriber_id] = max(at, opened.get(e.subscriber_id, 0))
+        for issue_id, (opens, clicks, machine) in sorted(counts.items()):
+            conn.execute(
+                self._count, {"id": issue_id, "opens": opens, "clicks": clicks, "machine": machine}
+            )
+        for subscriber_id, at in sorted(opened.items()):
+            conn.execute(self._opened, {"id": subscriber_id, "at": datetime.fromtimestamp(at, UTC)})
         self._store.engagement.tally_hours(conn, hours)
         return WebhookOutcome(
             suppressed=suppressed,
             confirmed=confirmed,
-            opens=sum(o for o, _ in counts.values()),
-            clicks=sum(c for _, c in counts.values()),
+            opens=sum(c[0] for c in counts.values()),
+            clicks=sum(c[1] for c in counts.values()),
+            machine_opens=sum(c[2] for c in counts.values()),
             duplicates=duplicates,
         )
 

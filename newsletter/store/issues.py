@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, insert, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import (
@@ -119,9 +119,10 @@ class Issues:
         layout_choice: str | None = None,
         *,
         awaiting_approval: bool = False,
+        audience: ColumnElement[bool] | None = None,
     ) -> int:
         """Create the issue, take its articles off the queue and plan one delivery per active
-        subscriber, all in one transaction: either the issue exists with its whole plan, or
+        subscriber (in `audience`, a segment's where-clause, when given), all in one transaction: either the issue exists with its whole plan, or
         nothing changed. `layout_choice` is the editors' next-issue layout this issue was
         built with: it is consumed in the same transaction (a different choice made while the
         issue was being built stays, for the issue after). With `awaiting_approval` the issue
@@ -180,7 +181,7 @@ class Issues:
                     .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
                 )
             if not awaiting_approval:
-                self._store.deliveries.plan(conn, int(issue_id))
+                self._store.deliveries.plan(conn, int(issue_id), audience)
                 bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
 
@@ -203,9 +204,10 @@ class Issues:
             )
             return [_issue(r) for r in rows]
 
-    def start_approved(self, issue_id: int) -> bool:
-        """An approved issue's slot has come: plan one delivery per active subscriber and
-        make it sending (and public), in one transaction. False if it was not approved."""
+    def start_approved(self, issue_id: int, audience: ColumnElement[bool] | None = None) -> bool:
+        """An approved issue's slot has come: plan its deliveries (to `audience`, the
+        segment's clause; None: every active subscriber) and make it sending (and public), in
+        one transaction. False if it was not approved."""
         with self._store.transaction() as conn:
             changed = conn.execute(
                 update(issues)
@@ -214,7 +216,7 @@ class Issues:
             ).rowcount
             if not changed:
                 return False
-            self._store.deliveries.plan(conn, issue_id)
+            self._store.deliveries.plan(conn, issue_id, audience)
             bump(conn)
             return True
 

@@ -73,7 +73,27 @@ subscribers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # The reader's IANA time zone (migration 0013); "": the newsletter's.
     Column("timezone", String(64), nullable=False, default=""),
+    # The readers' lifecycle (migration 0012): when the welcome email went (at most once),
+    # until when a reader paused the newsletter (planning skips them until then), and their
+    # last human open (machine opens never count), which `opened<90d` segments read.
+    Column("welcomed_at", UTCDateTime),
+    Column("paused_until", UTCDateTime),
+    Column("last_opened_at", UTCDateTime),
+    # A copy of the subscriber's tags (`subscriber_tags`) as " films horror " ("" for none),
+    # written only by store/tags.py in the same transaction: what segments read, so a count
+    # at a million subscribers is one scan of the index below and never a join.
+    Column("tag_text", Text, nullable=False, default=""),
     Index("ix_subscribers_status", "status", "id"),
+    # Everything a segment and the receiving rule read (newsletter.segments): a count is one
+    # covering-index scan (benchmarks/segment_count.py).
+    Index(
+        "ix_subscribers_audience",
+        "status",
+        "paused_until",
+        "tag_text",
+        "created_at",
+        "last_opened_at",
+    ),
 )
 
 articles = Table(
@@ -112,6 +132,8 @@ issues = Table(
     Column("failed_batches", Integer, nullable=False, default=0),
     Column("opens", Integer, nullable=False, default=0),
     Column("clicks", Integer, nullable=False, default=0),
+    # Opens a machine made (SendGrid's sg_machine_open, Apple's privacy proxy): not in `opens`.
+    Column("machine_opens", Integer, nullable=False, default=0),
     # full or digest (newsletter.layouts); NULL for issues made before migration 0008.
     Column("layout", String(20)),
 )
@@ -300,6 +322,65 @@ feed_entries = Table(
     Column("error", Text),
     Column("seen_at", UTCDateTime, nullable=False),
     Index("ix_feed_entries_feed", "feed_url", "status"),
+)
+
+# Subscriber imports from the workspace (newsletter.store.imports): one row per uploaded file,
+# run off the request by `serve`'s import worker. `rows_done` and the counts are committed in
+# the transaction of each chunk they count; `errors` is a JSON list of located messages (the
+# first ones), `worker` "host:pid" of the process running it. Ids are never given again: a
+# progress page's address never shows another file's import.
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("editor", String(320), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("state", String(16), nullable=False, default="queued"),
+    Column("rows_total", Integer, nullable=True),
+    Column("rows_done", Integer, nullable=False, default=0),
+    Column("added", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("errors", Text, nullable=True),
+    Column("worker", String(200), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("heartbeat_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Index("ix_import_jobs_state", "state"),
+    sqlite_autoincrement=True,
+)
+
+# -- tags and unsubscribe reasons (migration 0012) ------------------------------------------
+# Every tag in use or once used: a segment naming a tag not here is a typo, told by column.
+tags = Table(
+    "tags",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Which subscriber carries which tag. The primary key (tag, subscriber) is what `tag:x` reads.
+subscriber_tags = Table(
+    "subscriber_tags",
+    metadata,
+    Column("tag", String(64), ForeignKey("tags.name"), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Index("ix_subscriber_tags_subscriber", "subscriber_id"),
+)
+
+# The optional answer after an unsubscribe: one of newsletter.records.UnsubscribeReason, and
+# the reader's own words for "other".
+unsubscribe_reasons = Table(
+    "unsubscribe_reasons",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("reason", String(20), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_unsubscribe_reasons_created", "created_at"),
 )
 
 # Subscriber search by name prefix, case-insensitive (the address has its unique key).

@@ -3,18 +3,27 @@ active ones, and the workspace's search (keyset pages by id, address or name).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, update
 
 from newsletter.exceptions import NotFound
-from newsletter.records import Recipient, Subscriber, SubscriberStatus, utcnow
-from newsletter.store.schema import subscribers
+from newsletter.records import (
+    LeavingSummary,
+    Recipient,
+    Subscriber,
+    SubscriberStatus,
+    UnsubscribeReason,
+    utcnow,
+)
+from newsletter.store.schema import subscribers, unsubscribe_reasons
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from newsletter.store import Store
 
 ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
@@ -73,6 +82,15 @@ _ROW_COLUMNS = (
     subscribers.c.status,
     subscribers.c.created_at,
 )
+
+
+def receiving(now: datetime) -> ColumnElement[bool]:
+    """Who gets an issue at all: active, and not paused (a pause ends by itself). Planning
+    (`Deliveries.plan`) and every audience count add a segment's clause to this one."""
+    return and_(
+        subscribers.c.status == ACTIVE,
+        or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= now),
+    )
 
 
 def _prefix_range(column, prefix: str):
@@ -148,6 +166,119 @@ class Subscribers:
             row = conn.execute(select(*_COLUMNS).where(subscribers.c.token == token)).first()
         return _subscriber(row) if row else None
 
+    def by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self._store.transaction(write=False) as conn:
+            row = conn.execute(select(*_COLUMNS).where(subscribers.c.id == subscriber_id)).first()
+        return _subscriber(row) if row else None
+
+    # -- the welcome email, at most once -------------------------------------------------
+    def claim_welcome(self, subscriber_id: int) -> bool:
+        """True once per active subscriber: one conditional UPDATE sets `welcomed_at`, so
+        of two concurrent confirmations (or a confirmation and an import) one sends."""
+        with self._store.transaction() as conn:
+            return (
+                conn.execute(
+                    update(subscribers)
+                    .where(
+                        subscribers.c.id == subscriber_id,
+                        subscribers.c.status == ACTIVE,
+                        subscribers.c.welcomed_at.is_(None),
+                    )
+                    .values(welcomed_at=utcnow())
+                ).rowcount
+                > 0
+            )
+
+    def release_welcome(self, subscriber_id: int) -> None:
+        """Give a claim back when the provider said the welcome did not go out."""
+        with self._store.transaction() as conn:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(welcomed_at=None)
+            )
+
+    def welcomed(self, subscriber_id: int) -> bool:
+        with self._store.transaction(write=False) as conn:
+            return (
+                conn.scalar(
+                    select(subscribers.c.welcomed_at).where(subscribers.c.id == subscriber_id)
+                )
+                is not None
+            )
+
+    # -- leaving: pausing instead, and the reason given ----------------------------------
+    def pause(self, subscriber_id: int, until: datetime) -> bool:
+        """Keep a reader who chose a pause over leaving: active again if they had just
+        unsubscribed (never after a bounce or complaint), skipped by planning until `until`."""
+        with self._store.transaction() as conn:
+            return (
+                conn.execute(
+                    update(subscribers)
+                    .where(
+                        subscribers.c.id == subscriber_id,
+                        subscribers.c.status.in_((ACTIVE, UNSUBSCRIBED)),
+                    )
+                    .values(status=ACTIVE, paused_until=until, updated_at=utcnow())
+                ).rowcount
+                > 0
+            )
+
+    def last_opened(self, subscriber_id: int) -> datetime | None:
+        """Their last human open (machine opens never count), from the event webhook."""
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(
+                select(subscribers.c.last_opened_at).where(subscribers.c.id == subscriber_id)
+            )
+
+    def paused_until(self, subscriber_id: int) -> datetime | None:
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(
+                select(subscribers.c.paused_until).where(subscribers.c.id == subscriber_id)
+            )
+
+    def record_reason(self, subscriber_id: int, reason: str, detail: str = "") -> None:
+        """A reader's answer to the one question after unsubscribing; a second answer from
+        the same reader replaces the first."""
+        with self._store.transaction() as conn:
+            conn.execute(
+                delete(unsubscribe_reasons).where(
+                    unsubscribe_reasons.c.subscriber_id == subscriber_id
+                )
+            )
+            conn.execute(
+                insert(unsubscribe_reasons).values(
+                    subscriber_id=subscriber_id, reason=reason, detail=detail, created_at=utcnow()
+                )
+            )
+
+    def leaving_summary(self, recent: int = 10) -> LeavingSummary:
+        """Answers per reason, the latest `other` texts, and the readers paused now."""
+        with self._store.transaction(write=False) as conn:
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    select(unsubscribe_reasons.c.reason, func.count()).group_by(
+                        unsubscribe_reasons.c.reason
+                    )
+                ).all()
+            )
+            words = conn.scalars(
+                select(unsubscribe_reasons.c.detail)
+                .where(unsubscribe_reasons.c.detail != "")
+                .order_by(unsubscribe_reasons.c.created_at.desc(), unsubscribe_reasons.c.id.desc())
+                .limit(recent)
+            ).all()
+            paused = conn.scalar(
+                select(func.count())
+                .select_from(subscribers)
+                .where(subscribers.c.status == ACTIVE, subscribers.c.paused_until > utcnow())
+            )
+        return LeavingSummary(
+            counts={str(r): counts.get(str(r), 0) for r in UnsubscribeReason},
+            recent_other=tuple(words),
+            paused=paused or 0,
+        )
+
     def suppress(self, email: str, status: str) -> bool:
         """Mark an address unsubscribed/bounced/complained; a worse status is never undone."""
         with self._store.transaction() as conn:
@@ -183,6 +314,7 @@ class Subscribers:
             if sid is None:
                 raise NotFound(f"no subscriber {email!r}")
             self._store.deliveries.forget_subscriber(conn, sid)
+            self._store.tags.forget_subscriber(conn, sid)
             conn.execute(delete(subscribers).where(subscribers.c.id == sid))
 
     def active_batches(self, size: int) -> Iterator[list[Recipient]]:
@@ -217,19 +349,32 @@ class Subscribers:
         with self._store.transaction(write=False) as conn:
             return conn.scalar(query) or 0
 
+    def count_receiving(self, segment: ColumnElement[bool] | None = None) -> int:
+        """How many would get an issue now: `receiving`, and the segment's clause if given
+        (`newsletter.segments.compile`)."""
+        where = receiving(utcnow())
+        if segment is not None:
+            where = and_(where, segment)
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(select(func.count()).select_from(subscribers).where(where)) or 0
+
     # -- import with statuses, expiry of sign-ups ------------------------------------------
     def import_rows(
         self,
         new_rows: list[dict[str, Any]],
         changes: list[tuple[str, str, str, str]],
         zones: Mapping[str, str] | None = None,
+        tags: Mapping[str, tuple[str, ...]] | None = None,
+        *,
+        also: Callable[[Connection, int, int], None] | None = None,
     ) -> tuple[int, int]:
         """Apply a whole CSV import in one transaction: insert `new_rows` (email, name, status,
         token, optional created_at) and apply `changes` (email_key, status read before, new
         status, name). A change only lands if the status is still the one read, so a person
         who unsubscribed during the import is not overwritten. `zones` (email_key -> IANA
-        name) sets the time zone of known rows the file gives one for. Returns (inserted,
-        updated)."""
+        name) sets the time zone of known rows the file gives one for. `also(conn, inserted,
+        updated)` runs last in the same transaction (a job's progress, committed with its
+        rows). Returns (inserted, updated)."""
         now = utcnow()
         inserted = updated = 0
         with self._store.transaction() as conn:
@@ -268,6 +413,22 @@ class Subscribers:
                     .values(timezone=bindparam("z")),
                     [{"k": k, "z": z} for k, z in zones.items()],
                 )
+            if tags:
+                # The file's tags are added to the row's (an import never takes a tag away).
+                keys = sorted(tags)
+                ids: dict[str, int] = {}
+                for start in range(0, len(keys), 500):
+                    rows = conn.execute(
+                        select(subscribers.c.email_key, subscribers.c.id).where(
+                            subscribers.c.email_key.in_(keys[start : start + 500])
+                        )
+                    )
+                    ids.update({k: i for k, i in rows})
+                self._store.tags.add_in(
+                    conn, ((ids[k], tag) for k in keys if k in ids for tag in tags[k])
+                )
+            if also is not None:
+                also(conn, inserted, updated)
         return inserted, updated
 
     def purge_unconfirmed(self, older_than: datetime) -> int:

@@ -215,6 +215,7 @@ def create_app(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
+        lifespan=admin.lifespan,  # the workspace's import worker
     )
     # Ours (slash_redirect) builds the Location on base_url, not on the Host header.
     app.router.redirect_slashes = False

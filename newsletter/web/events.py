@@ -81,6 +81,22 @@ DROPPED_REASONS = {
 }
 CONFIRMING = ("processed", "delivered")
 ENGAGEMENT = ("open", "click")
+# Apple Mail Privacy Protection fetches every message's images through Apple's proxy, whose
+# user agent is this bare string (a person's Mail app sends a full one): such an open is the
+# proxy's, not the reader's. SendGrid marks the opens it recognises as machine opens itself
+# (`sg_machine_open`); this catches the proxy's where the flag is absent.
+APPLE_PROXY_USER_AGENTS = frozenset({"Mozilla/5.0"})
+MACHINE_OPEN = "machine_open"
+
+
+def is_machine_open(event: dict) -> bool:
+    """An open a machine made: SendGrid says so, or the user agent is Apple's proxy."""
+    if event.get("sg_machine_open") in (True, "true", 1):
+        return True
+    agent = event.get("useragent")
+    return isinstance(agent, str) and agent.strip() in APPLE_PROXY_USER_AGENTS
+
+
 EMAIL_MAX = 320  # longer cannot be a subscriber's address (the email_key column)
 
 
@@ -144,6 +160,7 @@ class EventSummary:
     clicks: int = 0
     duplicates: int = 0
     ignored: int = 0
+    machine_opens: int = 0
 
     @classmethod
     def of(cls, outcome: WebhookOutcome, ignored: int) -> EventSummary:
@@ -154,6 +171,7 @@ class EventSummary:
             clicks=outcome.clicks,
             duplicates=outcome.duplicates,
             ignored=ignored,
+            machine_opens=outcome.machine_opens,
         )
 
     def as_dict(self) -> dict:
@@ -162,6 +180,7 @@ class EventSummary:
             "confirmed": self.confirmed,
             "opens": self.opens,
             "clicks": self.clicks,
+            "machine_opens": self.machine_opens,
             "duplicates": self.duplicates,
             "ignored": self.ignored,
         }
@@ -262,7 +281,9 @@ def parse_events(body: str | bytes) -> ParsedBatch:
             elif kind in ENGAGEMENT and issue_id and event_id:
                 # Counted only with an id: without one a redelivery would count again.
                 at = _timestamp(event.get("timestamp"), n)
-                append(WebhookEvent(kind, event_id, "", "", issue_id, 0, at))
+                if kind == "open" and is_machine_open(event):
+                    kind = MACHINE_OPEN
+                append(WebhookEvent(kind, event_id, "", "", issue_id, subscriber_id or 0, at))
             else:
                 ignored += 1  # not one of ours (no custom args), or no id to count it once
         elif kind in SUPPRESSING:

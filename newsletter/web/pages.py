@@ -20,17 +20,33 @@ from starlette.responses import Response
 from newsletter.addresses import normalize_address
 from newsletter.exceptions import Duplicate, NewsletterError
 from newsletter.readertime import zone_name
-from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
+from newsletter.records import (
+    PAUSE_LENGTH,
+    SUPPRESSED,
+    Subscriber,
+    SubscriberStatus,
+    UnsubscribeReason,
+    utcnow,
+)
 from newsletter.subscribers import add_subscriber
 from newsletter.tokens import verify_token
 from newsletter.web.bodies import BODY_LIMIT_FORM, BodyTooLarge, read_body
 from newsletter.web.confirm import send_confirmation
 from newsletter.web.state import WebState, web_state
+from newsletter.welcome import welcome_new_reader
 
 log = logging.getLogger(__name__)
 
 MAX_EMAIL_LENGTH = 320
 MAX_NAME_LENGTH = 200
+MAX_DETAIL_LENGTH = 500
+REASONS = tuple(str(r) for r in UnsubscribeReason)
+REASON_LABELS = {
+    UnsubscribeReason.TOO_FREQUENT: "Too many emails",
+    UnsubscribeReason.NOT_RELEVANT: "Not relevant to me",
+    UnsubscribeReason.SPOILERS: "Too many spoilers",
+    UnsubscribeReason.OTHER: "Something else",
+}
 
 
 def subscribe_form(request: Request) -> Response:
@@ -167,10 +183,24 @@ def confirm_submit(request: Request) -> Response:
     subscriber = subscriber_for_token(state, request.path_params["token"])
     if subscriber is None:
         return invalid_link(state)
+    task = None
     if subscriber.status == SubscriberStatus.UNCONFIRMED:
-        state.store.subscribers.confirm(subscriber.id)
+        if state.store.subscribers.confirm(subscriber.id) and state.settings.welcome.enabled:
+            task = BackgroundTask(_send_welcome, state, subscriber.id)
         subscriber = state.store.subscribers.by_token(request.path_params["token"]) or subscriber
-    return state.page("confirmed.html", left=subscriber.status != SubscriberStatus.ACTIVE)
+    return state.page(
+        "confirmed.html", left=subscriber.status != SubscriberStatus.ACTIVE, background=task
+    )
+
+
+def _send_welcome(state: WebState, subscriber_id: int) -> None:
+    """After the answer, like the confirmation; sent at most once (newsletter.welcome)."""
+    try:
+        welcome_new_reader(state.settings, state.store, subscriber_id)
+    except NewsletterError as exc:
+        log.error("welcome email for subscriber %s not sent: %s", subscriber_id, exc)
+    except Exception:
+        log.exception("welcome email for subscriber %s not sent", subscriber_id)
 
 
 # -- unsubscribe -------------------------------------------------------------------------------
@@ -181,14 +211,45 @@ def unsubscribe_page(request: Request) -> Response:
     return state.page("unsubscribe.html")
 
 
-def unsubscribe_submit(request: Request) -> Response:
+async def unsubscribe_submit(request: Request) -> Response:
     """RFC 8058 one-click: the POST itself is the decision. No cookie, no redirect, no form
     field required (mail providers send `List-Unsubscribe=One-Click`, people press a button),
-    and a second POST answers the same 200."""
+    and a second POST answers the same 200.
+
+    The page it answers with offers two optional forms, posted back here: the one question
+    (`reason`, with `detail` for "other"), which keeps the unsubscribe, and `action=pause`,
+    which takes it back for a pause of four weeks. Any other body is simply a one-click."""
     state = web_state(request)
-    subscriber = subscriber_for_token(state, request.path_params["token"])
+    token = request.path_params["token"]
+    subscriber = await run_in_threadpool(subscriber_for_token, state, token)
     if subscriber is None:
         return invalid_link(state)
+    try:
+        fields = await read_form(request)
+    except (BodyTooLarge, ValueError, UnicodeDecodeError):
+        fields = {}  # whatever a mail provider posts, the unsubscribe happens
+    if fields.get("action") == "pause":
+        return await run_in_threadpool(_pause, state, subscriber)
     # suppress_subscriber never turns a bounce or a complaint into a mere unsubscribe.
-    state.store.subscribers.suppress(subscriber.email, SubscriberStatus.UNSUBSCRIBED)
-    return state.page("unsubscribed.html")
+    await run_in_threadpool(
+        state.store.subscribers.suppress, subscriber.email, SubscriberStatus.UNSUBSCRIBED
+    )
+    reason = fields.get("reason", "")
+    if reason in REASONS:
+        detail = " ".join(fields.get("detail", "").split())[:MAX_DETAIL_LENGTH]
+        if reason != UnsubscribeReason.OTHER:
+            detail = ""
+        await run_in_threadpool(
+            state.store.subscribers.record_reason, subscriber.id, reason, detail
+        )
+        return state.page("unsubscribed.html", answered=True, reasons=REASON_LABELS)
+    return state.page("unsubscribed.html", answered=False, reasons=REASON_LABELS)
+
+
+def _pause(state: WebState, subscriber: Subscriber) -> Response:
+    until = utcnow() + PAUSE_LENGTH
+    if not state.store.subscribers.pause(subscriber.id, until):
+        # Bounced or complained meanwhile: nothing to pause, and the answer says so.
+        return state.page("unsubscribed.html", answered=False, reasons=REASON_LABELS)
+    shown = until.astimezone(state.settings.timezone)
+    return state.page("paused.html", until=f"{shown:%A %-d %B %Y}")

@@ -4,7 +4,7 @@ rejections of issues (`issue_reviews`), the feeds whose entries are queued as ar
 each reader's time zone (`subscribers.timezone`, "" for the newsletter's).
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07 10:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -25,8 +25,11 @@
     GET       /admin/calendar                   the next 8 ticks and what each would take
     POST      /admin/calendar/{id}/move         direction=up|down, back to the calendar
     GET       /admin/subscribers                search, filter, keyset pages
-    POST      /admin/subscribers/import         CSV upload
+    POST      /admin/subscribers/import         CSV upload: queued, 303 to its progress page
+    GET       /admin/subscribers/imports/{id}   an import's progress and outcome
+    GET       /admin/subscribers/imports/{id}.json   its state and counts (the page's script)
     GET       /admin/subscribers/export         CSV download
+    POST      /admin/subscribers/tag            email, tag, action=add|remove
     POST      /admin/subscribers/{id}/unsubscribe
     GET       /admin/deliverability             the doctor's last report (DNS, bulk-sender rules)
     POST      /admin/deliverability/check       run the doctor now
@@ -49,19 +52,20 @@ from newsletter.web.admin import (
     calendar,
     deliverability,
     feeds,
+    imports,
     issues,
     queue,
     schedule,
     subscribers,
 )
 from newsletter.web.admin.base import (
-    BODY_LIMIT_CSV,
     BODY_LIMIT_UPLOAD,
     AdminState,
     editor_page,
 )
+from newsletter.web.admin.imports import lifespan
 
-__all__ = ["AdminState", "routes"]
+__all__ = ["AdminState", "lifespan", "routes"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -70,12 +74,15 @@ def _home(request: Request) -> Response:
     return RedirectResponse("/admin/queue", status_code=303)
 
 
-def _live_js(request: Request) -> Response:
-    return Response(
-        (STATIC / "live.js").read_bytes(),
-        media_type="text/javascript",
-        headers={"Cache-Control": "public, max-age=300"},
-    )
+def _static_js(name: str):
+    def endpoint(request: Request) -> Response:
+        return Response(
+            (STATIC / name).read_bytes(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=300"},
+        )
+
+    return endpoint
 
 
 def _by_method(get, post):
@@ -91,7 +98,8 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/admin", _home, methods=get),
         Route("/admin/", _home, methods=get),
-        Route("/admin/static/live.js", _live_js, methods=get),
+        Route("/admin/static/live.js", _static_js("live.js"), methods=get),
+        Route("/admin/static/import.js", _static_js("import.js"), methods=get),
         Route("/admin/login", _by_method(auth.login_page, auth.login_submit), methods=both),
         Route("/admin/logout", page(auth.logout), methods=post),
         Route("/admin/logout-everywhere", page(auth.logout_everywhere), methods=post),
@@ -127,10 +135,22 @@ def routes() -> list[BaseRoute]:
         Route("/admin/subscribers", page(subscribers.subscribers_page), methods=get),
         Route(
             "/admin/subscribers/import",
-            page(subscribers.import_subscribers, body_limit=BODY_LIMIT_CSV),
+            page(
+                imports.import_subscribers,
+                body_limit=imports.BODY_LIMIT_IMPORT,
+                read_form=imports.read_import_form,
+                too_large=imports.TOO_LARGE,
+            ),
             methods=post,
         ),
+        Route("/admin/subscribers/imports/{job_id:int}", page(imports.import_page), methods=get),
+        Route(
+            "/admin/subscribers/imports/{job_id:int}.json",
+            page(imports.import_status),
+            methods=get,
+        ),
         Route("/admin/subscribers/export", page(subscribers.export_subscribers), methods=get),
+        Route("/admin/subscribers/tag", page(subscribers.tag_subscriber), methods=post),
         Route(
             "/admin/subscribers/{subscriber_id:int}/unsubscribe",
             page(subscribers.unsubscribe),

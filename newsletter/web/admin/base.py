@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +43,6 @@ from newsletter.web.templating import render
 FLASH_COOKIE = "nl_admin_flash"
 BODY_LIMIT_ADMIN_FORM = 64 * 1024
 BODY_LIMIT_UPLOAD = 2 * 1024 * 1024
-BODY_LIMIT_CSV = 64 * 1024 * 1024
 # Ids in paths are database integers (64-bit on both backends): a larger one names nothing.
 MAX_ID = 2**63 - 1
 
@@ -232,11 +231,20 @@ async def current_session(request: Request) -> tuple[Editor, SessionData] | None
     return (editor, session) if editor is not None else None
 
 
+FormReader = Callable[[Request, int], Awaitable[tuple[dict[str, str], dict[str, tuple[str, Path]]]]]
+
+
 def editor_page(
-    handler: Callable[[Ctx], Response], *, body_limit: int = BODY_LIMIT_ADMIN_FORM
+    handler: Callable[[Ctx], Response],
+    *,
+    body_limit: int = BODY_LIMIT_ADMIN_FORM,
+    read_form: FormReader = read_admin_form,
+    too_large: str | None = None,
 ) -> Callable[[Request], object]:
     """The endpoint for `handler`: no session -> the sign-in page; a POST without the
-    session's CSRF token -> 403; otherwise the handler, in the thread pool."""
+    session's CSRF token -> 403; otherwise the handler, in the thread pool. `read_form`
+    reads a POST's fields and files (the import streams its file elsewhere); `too_large` is
+    the 413 page's message."""
 
     async def endpoint(request: Request) -> Response:
         state, admin = web_state(request), admin_state(request)
@@ -256,14 +264,14 @@ def editor_page(
         files: dict[str, tuple[str, Path]] = {}
         if request.method == "POST":
             try:
-                fields, files = await read_admin_form(request, body_limit)
+                fields, files = await read_form(request, body_limit)
             except BodyTooLarge:
                 return plain_page(
                     state,
                     "admin/refused.html",
                     413,
                     heading="Too large",
-                    message=f"The form is larger than {body_limit // 1024} KB.",
+                    message=too_large or f"The form is larger than {body_limit // 1024} KB.",
                 )
             except ValueError:
                 fields, files = {}, {}
