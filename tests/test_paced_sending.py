@@ -6,6 +6,7 @@ the warm-up plan's day 1 and day 3, the worker waiting for the window, the CLI's
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -27,7 +28,8 @@ from tests.test_delivery import eml_files, one_issue
 class Clock:
     """The send's clock (`SendHooks.clock`), and time passing for the delivery log: the log
     stamps what it records with the machine's time, so `advance` ages every record (and the
-    warm-up's day 1) by that much in the real SQLite file, as if the time had passed."""
+    warm-up's day 1) in the real SQLite file, as if the time had passed: by whole hours, as
+    a wait until the next window (less than an hour from now) reaches the next clock hour."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
@@ -39,7 +41,7 @@ class Clock:
     def advance(self, seconds: float) -> None:
         self.waits.append(seconds)
         store = Store(self.database_url)
-        back = timedelta(seconds=seconds)
+        back = timedelta(hours=math.ceil(seconds / 3600))
         with store.engine.begin() as conn:
             rows = conn.execute(
                 select(deliveries.c.issue_id, deliveries.c.subscriber_id, deliveries.c.updated_at)

@@ -639,8 +639,8 @@ class SettingsFile(_Section):
     bounces: BouncesSection = BouncesSection()
     sending: SendingSection = SendingSection()
     web: WebSection = WebSection()
-    feeds: tuple[FeedSection, ...] = Field((), strict=False)
     welcome: WelcomeSection = WelcomeSection()
+    feeds: tuple[FeedSection, ...] = Field((), strict=False)  # last: the commented example
 
 
 # -- loading ---------------------------------------------------------------------------------
