@@ -306,9 +306,10 @@ class _IssueSender:
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.cursor = 0  # the highest subscriber id this send has claimed so far
-        # The first request of a send goes out alone: the others wait for its answer, so a
-        # refused key costs one request rather than one per thread.
-        self.probe_taken = False
+        # The first request of a send goes out alone: the other threads claim nothing until
+        # its answer, so a refused key costs one request rather than one per thread, and a
+        # sender killed meanwhile leaves no batch in flight that never left.
+        self.prober: int | None = None  # the thread sending the first request
         self.first_answer = threading.Event()
 
     def wait(self, seconds: float) -> None:
@@ -339,11 +340,6 @@ class _IssueSender:
     def before_request(self) -> None:
         """Right before a request is written (called by the provider): stop if the key was
         refused, or the issue paused or cancelled, after this batch was claimed."""
-        with self.lock:
-            probe, self.probe_taken = not self.probe_taken, True
-        while not probe and not self.first_answer.wait(0.05):
-            if self.done.is_set():
-                break
         if self.done.is_set():
             raise Stopped("the send was stopped before this request")
         try:
@@ -354,12 +350,28 @@ class _IssueSender:
             self.finish(status)
             raise Stopped(f"the issue is {status}")
 
+    def wait_for_probe(self) -> None:
+        """Before a claim: the first thread here sends the first request; the others wait for
+        its answer (or the end of the send)."""
+        if self.first_answer.is_set():
+            return
+        with self.lock:
+            if self.prober is None:
+                self.prober = threading.get_ident()
+        if self.prober == threading.get_ident():
+            return
+        while not self.first_answer.wait(0.05) and not self.done.is_set():
+            pass
+
     def run(self) -> None:
         try:
             self._run()
         except BaseException:
             self.done.set()
             raise
+        finally:
+            if self.prober == threading.get_ident():
+                self.first_answer.set()  # it stopped without an answer: the others go on
 
     def _run(self) -> None:
         store, issue_id, policy = self.store, self.issue_id, self.policy
@@ -367,6 +379,9 @@ class _IssueSender:
         while not self.done.is_set():
             if self.heartbeat:
                 self.heartbeat()  # between batches: renews the lease, or stops a scheduler
+            self.wait_for_probe()
+            if self.done.is_set():
+                return None
             status = store.issues.issue_status(issue_id)
             if status != ISSUE_SENDING:
                 return self.finish(status)
