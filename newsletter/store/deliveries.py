@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.records import (
@@ -32,7 +42,13 @@ from newsletter.records import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.store.schema import deliveries, delivery_batches, delivery_plans, subscribers
+from newsletter.store.schema import (
+    UTCDateTime,
+    deliveries,
+    delivery_batches,
+    delivery_plans,
+    subscribers,
+)
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -139,6 +155,71 @@ class _Exception:
 
 
 _EXCEPTION_COLUMNS = (_D.subscriber_id, _D.state, _D.batch, _D.worker, _D.error, _D.message_id)
+
+
+# A sender runs these once per batch: built once, they skip SQLAlchemy's statement building.
+_NOW = bindparam("now", type_=UTCDateTime())
+_PLAN = (
+    select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at)
+    .where(_P.issue_id == bindparam("issue"))
+    .with_for_update()  # PostgreSQL: claimers of one issue take turns here
+)
+_RELEASED_BATCH = (
+    select(*_BATCH_COLUMNS)
+    .where(_B.issue_id == bindparam("issue"), _B.state == RELEASED, _B.listed.is_(False))
+    .order_by(_B.number)
+    .limit(1)
+)
+_WAITING_ALONE = (
+    select(
+        _D.subscriber_id,
+        subscribers.c.email,
+        subscribers.c.name,
+        subscribers.c.token,
+        subscribers.c.status,
+    )
+    .join(subscribers, subscribers.c.id == _D.subscriber_id)
+    .where(_D.issue_id == bindparam("issue"), _D.state == PENDING)
+    .order_by(_D.subscriber_id)
+    .limit(bindparam("size"))
+)
+_NEXT_ACTIVE = (
+    select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.token)
+    .where(
+        subscribers.c.status == ACTIVE,
+        subscribers.c.id > bindparam("after"),
+        subscribers.c.id <= bindparam("last"),
+    )
+    .order_by(subscribers.c.id)
+    .limit(bindparam("size"))
+)
+_NOT_ACTIVE_BETWEEN = select(
+    subscribers.c.id, subscribers.c.status, subscribers.c.updated_at
+).where(
+    subscribers.c.status.in_(NOT_ACTIVE),
+    subscribers.c.id > bindparam("after"),
+    subscribers.c.id <= bindparam("last"),
+)
+_ADVANCE = (
+    update(delivery_plans)
+    .where(_P.issue_id == bindparam("issue"))
+    .values(claimed_to=bindparam("top"), next_batch=bindparam("number"))
+)
+_NEW_BATCH = insert(delivery_batches)
+_IN_FLIGHT_BATCH = and_(
+    _B.issue_id == bindparam("issue"), _B.number == bindparam("batch_no"), _B.state == IN_FLIGHT
+)
+_LISTED = select(_B.listed).where(_IN_FLIGHT_BATCH)
+_SENT_WITH_ONE_ID = (
+    update(delivery_batches)
+    .where(_IN_FLIGHT_BATCH)
+    .values(state=SENT, message_id=bindparam("mid"), error=None, updated_at=_NOW)
+)
+_OWN_ROWS = select(_D.subscriber_id).where(
+    _D.issue_id == bindparam("issue"),
+    _D.subscriber_id.between(bindparam("first"), bindparam("last")),
+    _D.batch == bindparam("number"),
+)
 
 
 @dataclass(slots=True)
@@ -249,15 +330,11 @@ class Deliveries:
         del after
         now = utcnow()
         with self._store.transaction() as conn:
-            plan = conn.execute(
-                select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at)
-                .where(_P.issue_id == issue_id)
-                .with_for_update()  # PostgreSQL: claimers of one issue take turns here
-            ).first()
+            plan = conn.execute(_PLAN, {"issue": issue_id}).first()
             if plan is None:
                 return None
             return (
-                self._claim_released(conn, issue_id, worker, now)
+                self._claim_released(conn, issue_id, plan.next_batch + 1, size, worker, now)
                 or self._claim_listed(conn, issue_id, plan.next_batch + 1, size, worker, now)
                 or self._claim_range(conn, issue_id, plan, size, worker, now)
             )
@@ -268,14 +345,12 @@ class Deliveries:
         )
 
     def _claim_released(
-        self, conn: Connection, issue_id: int, worker: str, now: datetime
+        self, conn: Connection, issue_id: int, number: int, size: int, worker: str, now: datetime
     ) -> Batch | None:
-        row = conn.execute(
-            select(*_BATCH_COLUMNS)
-            .where(_B.issue_id == issue_id, _B.state == RELEASED, _B.listed.is_(False))
-            .order_by(_B.number)
-            .limit(1)
-        ).first()
+        """A released batch's recipients again, but those settled alone meanwhile and those
+        who left since (skipped). Over `size` (a too-large request made the sender's batches
+        smaller), the batch is cut in two: the rest stays released under a new number."""
+        row = conn.execute(_RELEASED_BATCH, {"issue": issue_id}).first()
         if row is None:
             return None
         batch = _BatchRow.of(row)
@@ -290,61 +365,78 @@ class Deliveries:
             conn.execute(
                 delete(deliveries).where(_D.issue_id == issue_id, _D.subscriber_id.in_(rejoin))
             )
-        recipients, gone = [], []
-        for sid, email, name, token, status in conn.execute(
-            select(
-                subscribers.c.id,
-                subscribers.c.email,
-                subscribers.c.name,
-                subscribers.c.token,
-                subscribers.c.status,
+        members = [
+            member
+            for member in conn.execute(
+                select(
+                    subscribers.c.id,
+                    subscribers.c.email,
+                    subscribers.c.name,
+                    subscribers.c.token,
+                    subscribers.c.status,
+                )
+                .where(subscribers.c.id.between(batch.first_id, batch.last_id))
+                .order_by(subscribers.c.id)
             )
-            .where(subscribers.c.id.between(batch.first_id, batch.last_id))
-            .order_by(subscribers.c.id)
-        ):
-            if not batch.holds(sid) or sid in settled:
-                continue
-            if status == ACTIVE:
-                recipients.append(Recipient(sid, email, name, token))
-            else:
-                gone.append(sid)
-        excluded = batch.excluded
-        if gone:
-            runs = decode_excluded(batch.first_id, batch.excluded)
-            old = [sid for lo, hi in runs for sid in range(lo, hi + 1)]
-            excluded = encode_excluded(batch.first_id, [*old, *gone])
+            if batch.holds(member[0])
+        ]
+        sending = [m for m in members if m[0] not in settled and m[4] == ACTIVE]
+        excluded = [
+            sid
+            for lo, hi in decode_excluded(batch.first_id, batch.excluded)
+            for sid in range(lo, hi + 1)
+        ]
+        last = batch.last_id
+        if len(sending) > size:
+            last = sending[size - 1][0]
+            sending = sending[:size]
+            rest = [m for m in members if m[0] > last]
+            members = [m for m in members if m[0] <= last]
+            self._next_number(conn, issue_id, number)
+            first = rest[0][0]
+            conn.execute(
+                _NEW_BATCH,
+                {
+                    "issue_id": issue_id,
+                    "number": number,
+                    "first_id": first,
+                    "last_id": batch.last_id,
+                    "recipients": len(rest),
+                    "skipped": 0,
+                    "excluded": encode_excluded(first, (x for x in excluded if x > first)),
+                    "listed": False,
+                    "state": RELEASED,
+                    "worker": None,
+                    "claimed_at": now,
+                    "updated_at": now,
+                    "error": batch.error,
+                    "attempts": 1,
+                },
+            )
+            excluded = [x for x in excluded if x < last]
+        gone = [m[0] for m in members if m[0] not in settled and m[4] != ACTIVE]
         conn.execute(
             update(delivery_batches)
             .where(_B.issue_id == issue_id, _B.number == batch.number)
             .values(
-                state=IN_FLIGHT if recipients else SENT,
+                last_id=last,
+                state=IN_FLIGHT if sending else SENT,
                 worker=worker,
                 claimed_at=now,
                 updated_at=now,
                 attempts=_B.attempts + 1,
-                recipients=batch.recipients - len(gone),
+                recipients=len(members) - len(gone),
                 skipped=batch.skipped + len(gone),
-                excluded=excluded,
+                excluded=encode_excluded(batch.first_id, [*excluded, *gone]),
             )
         )
-        return Batch(issue_id, batch.number, tuple(recipients), batch.first_id, batch.last_id)
+        recipients = tuple(Recipient(*m[:4]) for m in sending)
+        return Batch(issue_id, batch.number, recipients, batch.first_id, last)
 
     def _claim_listed(
         self, conn: Connection, issue_id: int, number: int, size: int, worker: str, now: datetime
     ) -> Batch | None:
-        rows = conn.execute(
-            select(
-                _D.subscriber_id,
-                subscribers.c.email,
-                subscribers.c.name,
-                subscribers.c.token,
-                subscribers.c.status,
-            )
-            .join(subscribers, subscribers.c.id == _D.subscriber_id)
-            .where(_D.issue_id == issue_id, _D.state == PENDING)
-            .order_by(_D.subscriber_id)
-            .limit(size)
-        ).all()
+        rows = conn.execute(_WAITING_ALONE, {"issue": issue_id, "size": size}).all()
         if not rows:
             return None
         self._next_number(conn, issue_id, number)
@@ -394,53 +486,42 @@ class Deliveries:
     ) -> Batch | None:
         if plan.claimed_to >= plan.last_id:
             return None
-        after = subscribers.c.id > plan.claimed_to
+        after = plan.claimed_to
         rows = conn.execute(
-            select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.token)
-            .where(subscribers.c.status == ACTIVE, after, subscribers.c.id <= plan.last_id)
-            .order_by(subscribers.c.id)
-            .limit(size)
+            _NEXT_ACTIVE, {"after": after, "last": plan.last_id, "size": size}
         ).all()
         top = rows[-1][0] if rows else plan.last_id
-        others = conn.execute(
-            select(subscribers.c.id, subscribers.c.status, subscribers.c.updated_at).where(
-                subscribers.c.status.in_(NOT_ACTIVE), after, subscribers.c.id <= top
-            )
-        ).all()
+        others = conn.execute(_NOT_ACTIVE_BETWEEN, {"after": after, "last": top}).all()
         skipped = sum(
             1
             for _, status, changed in others
             if status in SUPPRESSED and changed >= plan.planned_at
         )
         number = plan.next_batch + 1
-        conn.execute(
-            update(delivery_plans)
-            .where(_P.issue_id == issue_id)
-            .values(claimed_to=top, next_batch=number)
-        )
+        conn.execute(_ADVANCE, {"issue": issue_id, "top": top, "number": number})
         if not rows and not skipped:
             return None
         first = rows[0][0] if rows else plan.claimed_to + 1
+        gaps = (sid for sid, *_ in others if sid >= first) if rows else range(first, top + 1)
         conn.execute(
-            insert(delivery_batches).values(
-                issue_id=issue_id,
-                number=number,
-                first_id=first,
-                last_id=top,
-                recipients=len(rows),
-                skipped=skipped,
-                excluded=encode_excluded(first, (sid for sid, *_ in others if sid >= first))
-                if rows
-                else encode_excluded(first, range(first, top + 1)),
-                listed=False,
-                state=IN_FLIGHT if rows else SENT,
-                worker=worker,
-                claimed_at=now,
-                updated_at=now,
-                attempts=1,
-            )
+            _NEW_BATCH,
+            {
+                "issue_id": issue_id,
+                "number": number,
+                "first_id": first,
+                "last_id": top,
+                "recipients": len(rows),
+                "skipped": skipped,
+                "excluded": encode_excluded(first, gaps),
+                "listed": False,
+                "state": IN_FLIGHT if rows else SENT,
+                "worker": worker,
+                "claimed_at": now,
+                "updated_at": now,
+                "attempts": 1,
+            },
         )
-        recipients = tuple(Recipient(*row) for row in rows)
+        recipients = tuple(map(Recipient._make, rows))
         return Batch(issue_id, number, recipients, first, top)
 
     # -- recording a claimed batch's outcome ------------------------------------------------
@@ -466,11 +547,13 @@ class Deliveries:
         """Recipients of a range batch that already have a row of their own (refused ones)."""
         return set(
             conn.scalars(
-                select(_D.subscriber_id).where(
-                    _D.issue_id == batch.issue_id,
-                    _D.subscriber_id.between(batch.first_id, batch.last_id),
-                    _D.batch == batch.number,
-                )
+                _OWN_ROWS,
+                {
+                    "issue": batch.issue_id,
+                    "first": batch.first_id,
+                    "last": batch.last_id,
+                    "number": batch.number,
+                },
             )
         )
 
@@ -481,13 +564,8 @@ class Deliveries:
         now = utcnow()
         ids = {r.subscriber_id for r in batch.recipients}
         with self._store.transaction() as conn:
-            listed = conn.scalar(
-                select(_B.listed).where(
-                    _B.issue_id == batch.issue_id,
-                    _B.number == batch.number,
-                    _B.state == IN_FLIGHT,
-                )
-            )
+            key = {"issue": batch.issue_id, "batch_no": batch.number}
+            listed = conn.scalar(_LISTED, key)
             if listed is None:
                 return 0
             if listed:
@@ -513,7 +591,7 @@ class Deliveries:
                 return moved
             own = self._own_rows(conn, batch)
             if isinstance(message_ids, str):
-                self._move(conn, batch, {"state": SENT, "message_id": message_ids, "error": None})
+                conn.execute(_SENT_WITH_ONE_ID, {**key, "mid": message_ids, "now": now})
                 return len(ids - own)
             named = {sid: mid for sid, mid in message_ids.items() if sid in ids and sid not in own}
             if ids - own <= set(named):
@@ -821,6 +899,8 @@ class Deliveries:
                 .values(state=to_state, updated_at=now, **reset)
             )
         moved = len(own)
+        if from_state == PENDING and ids is None:
+            moved += self._settle_unclaimed(conn, issue_id, batch_state, now)
         # Recipients who follow their batch: whole batches move when all of their recipients
         # that follow them do; otherwise the ones named get rows of their own.
         wanted: dict[int, list[int]] = {}
@@ -875,6 +955,26 @@ class Deliveries:
             moved += len(singles)
         return moved
 
+    def _settle_unclaimed(self, conn: Connection, issue_id: int, state: str, now: datetime) -> int:
+        """The audience not yet claimed, claimed here in batches straight into `state` (an
+        editor's or a fixture's decision on a whole issue: pending -> sent)."""
+        moved = 0
+        while True:
+            plan = conn.execute(
+                select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at)
+                .where(_P.issue_id == issue_id)
+                .with_for_update()
+            ).one()
+            batch = self._claim_range(conn, issue_id, plan, 1000, "settled", now)
+            if batch is None:
+                return moved
+            conn.execute(
+                update(delivery_batches)
+                .where(_B.issue_id == issue_id, _B.number == batch.number)
+                .values(state=state, updated_at=now)
+            )
+            moved += len(batch.recipients)
+
     @staticmethod
     def _own_count(conn: Connection, issue_id: int, batch: _BatchRow) -> int:
         """How many of a range batch's recipients have rows of their own."""
@@ -908,8 +1008,8 @@ class Deliveries:
     # -- rows written inside another aggregate's transaction ------------------------------
     def forget_subscriber(self, conn: Connection, subscriber_id: int) -> None:
         """A removed subscriber leaves every issue's counts, in the transaction that deletes
-        them: out of the planned size where not yet claimed, out of their batch's recipients
-        where claimed, and their own rows deleted."""
+        them: out of the planned size, out of their batch's recipients where claimed, and
+        their own rows deleted."""
         sid = subscriber_id
         status = conn.scalar(select(subscribers.c.status).where(subscribers.c.id == sid))
         if status == ACTIVE:
@@ -929,5 +1029,10 @@ class Deliveries:
                     update(delivery_batches)
                     .where(_B.issue_id == issue_id, _B.number == columns[0])
                     .values(recipients=_B.recipients - 1)
+                )
+                conn.execute(
+                    update(delivery_plans)
+                    .where(_P.issue_id == issue_id, _P.size > 0)
+                    .values(size=_P.size - 1)
                 )
         conn.execute(delete(deliveries).where(_D.subscriber_id == sid))
