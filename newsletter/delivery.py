@@ -10,12 +10,14 @@ import dataclasses
 import logging
 import os
 import random
+import signal
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta, tzinfo
 
@@ -33,6 +35,7 @@ from newsletter.exceptions import (
     TooLarge,
     TransientError,
     Uncertain,
+    Unreachable,
     WorkerStopping,
 )
 from newsletter.links import stored_issue
@@ -85,6 +88,13 @@ class SendReport:
     counts: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     last_error: str | None = None
+    delivered: int = 0  # recipients the provider accepted during this send
+    stopped: bool = False  # a stop request (a signal) ended it: the rest stays pending
+
+    @property
+    def tried_in_vain(self) -> bool:
+        """Batches went out during this send and not one recipient was accepted."""
+        return self.batches > 0 and self.delivered == 0
 
     @property
     def ok(self) -> bool:
@@ -153,6 +163,34 @@ class SendingLease:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+class StopRequest(threading.Event):
+    """Set by SIGINT or SIGTERM (see `stop_on_signals`); remembers which one came first."""
+
+    signal_name: str | None = None
+
+
+@contextmanager
+def stop_on_signals(
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> Iterator[StopRequest]:
+    """While inside: SIGINT and SIGTERM set the yielded stop request instead of raising, so
+    a send finishes the request in flight, records it and stops between batches (give it
+    to `SendContext.stop`). The previous handlers come back on leaving. Main thread only."""
+    stop = StopRequest()
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.signal_name is None:
+            stop.signal_name = signal.Signals(signum).name
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
+    try:
+        yield stop
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _dead_local_process(holder: str) -> bool:
@@ -235,6 +273,9 @@ class SendContext:
     categories: tuple[str, ...]
     progress: Callable[[int], None] | None = None
     heartbeat: Callable[[], None] | None = None  # between batches: renew a lease, or stop
+    # Set (by a signal, see `stop_on_signals`): the request in flight is finished and
+    # recorded, the rest stays pending and the issue resumable.
+    stop: threading.Event | None = None
     worker: str = PROCESS_ID  # who claims, in the delivery log
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time  # unix time, to honour a provider's retry time
@@ -250,6 +291,7 @@ class SendContext:
         categories: tuple[str, ...] = (),
         progress: Callable[[int], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
+        stop: threading.Event | None = None,
         worker: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> SendContext:
@@ -262,6 +304,7 @@ class SendContext:
             categories=categories or settings.sendgrid.categories,
             progress=progress,
             heartbeat=heartbeat,
+            stop=stop,
             worker=worker or PROCESS_ID,
             sleep=sleep,
         )
@@ -284,6 +327,12 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
         with ThreadPoolExecutor(threads, thread_name_prefix=f"issue-{issue_id}") as pool:
             for future in [pool.submit(sender.run) for _ in range(threads)]:
                 future.result()  # re-raises a thread's StoreError, LeaseLost, ...
+    if (message := sender.pause_message()) is not None and threads > 1:
+        # Recount once every thread is done, so the pause names what is really left.
+        store.issues.set_issue_status(
+            issue_id, ISSUE_PAUSED, error=message, only_from=(ISSUE_PAUSED,)
+        )
+        report.last_error = message
     report.counts = store.deliveries.counts(issue_id)
     if report.status == ISSUE_SENDING:
         report.status = store.issues.issue_status(issue_id)
@@ -311,11 +360,14 @@ class _IssueSender:
         # sender killed meanwhile leaves no batch in flight that never left.
         self.prober: int | None = None  # the thread sending the first request
         self.first_answer = threading.Event()
+        self.paused_for: tuple[str, str] | None = None  # (reason, when to resume)
 
     def wait(self, seconds: float) -> None:
         # Keep the lease alive through long rate-limit waits.
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not self.done.is_set():
+            if self.stop_requested():
+                return
             self.ctx.sleep(min(left, 5.0))
             if self.heartbeat:
                 self.heartbeat()
@@ -327,12 +379,28 @@ class _IssueSender:
                 self.report.last_error = error
         self.done.set()
 
-    def note(self, error: str | None = None, recipients: int = 0, batch: bool = False) -> None:
+    def stop_requested(self) -> bool:
+        return self.ctx.stop is not None and self.ctx.stop.is_set()
+
+    def stopped(self) -> None:
+        """A stop request between batches: leave the rest pending, the issue resumable."""
+        with self.lock:
+            self.report.stopped = True
+        self.done.set()
+
+    def note(
+        self,
+        error: str | None = None,
+        recipients: int = 0,
+        batch: bool = False,
+        delivered: int = 0,
+    ) -> None:
         with self.lock:
             if error:
                 self.report.last_error = error
             if batch:
                 self.report.batches += 1
+            self.report.delivered += delivered
         if recipients and self.progress:
             with self.lock:
                 self.progress(recipients)
@@ -377,6 +445,8 @@ class _IssueSender:
         store, issue_id, policy = self.store, self.issue_id, self.policy
         consecutive_failures = 0
         while not self.done.is_set():
+            if self.stop_requested():
+                return self.stopped()
             if self.heartbeat:
                 self.heartbeat()  # between batches: renews the lease, or stops a scheduler
             self.wait_for_probe()
@@ -396,13 +466,20 @@ class _IssueSender:
                 with self.lock:
                     self.cursor = max(self.cursor, batch.last_id)
             if batch is None:
-                if not store.deliveries.counts(issue_id)[IN_FLIGHT]:
-                    store.issues.set_issue_status(issue_id, ISSUE_SENT, only_from=(ISSUE_SENDING,))
-                    return self.finish(store.issues.issue_status(issue_id))
-                return None  # other threads still have batches in flight
+                # Sent only once no row is pending or in flight (one statement): otherwise
+                # other threads (or processes) still have batches, or released one since.
+                if store.issues.finish_sending(issue_id):
+                    return self.finish(ISSUE_SENT)
+                return None
             if not batch.recipients:
                 continue
             self.note(batch=True)
+            handed: list[bool] = []  # set once the provider passed its last check
+
+            def ready(handed: list[bool] = handed) -> None:
+                self.before_request()
+                handed.append(True)
+
             try:
                 outgoing = OutgoingBatch.of(
                     self.settings,
@@ -411,7 +488,7 @@ class _IssueSender:
                     self.rendered,
                     batch.recipients,
                     categories=self.ctx.categories,
-                    before_request=self.before_request,
+                    before_request=ready,
                 )
                 try:
                     accepted = self.provider.send(outgoing)
@@ -426,6 +503,18 @@ class _IssueSender:
                     raise exc.__cause__ from None
                 self.done.set()
                 return None
+            except Unreachable as exc:
+                consecutive_failures += 1
+                store.deliveries.release(batch, error=str(exc))
+                if consecutive_failures > policy.max_retries:
+                    return self._unreachable(exc)
+                delay = backoff_delay(consecutive_failures, policy)
+                log.warning(
+                    "issue %s batch %s: %s; retrying in %.1fs", issue_id, batch.number, exc, delay
+                )
+                self.note(str(exc))
+                self.wait(delay)
+                continue
             except (RateLimited, TransientError) as exc:
                 consecutive_failures += 1
                 self.note(str(exc))
@@ -482,22 +571,65 @@ class _IssueSender:
             except (LeaseLost, WorkerStopping, StoreError):
                 raise
             except Exception as exc:  # a bug or an encoding error inside the provider
-                self._unexpected(batch, exc)
+                self._unexpected(batch, exc, written=bool(handed))
                 continue
             consecutive_failures = 0
             store.deliveries.fail(batch, accepted.rejected)
             store.deliveries.mark_sent(batch, accepted.message_ids)
-            self.note(recipients=len(batch.recipients))
+            self.note(
+                recipients=len(batch.recipients),
+                delivered=len(batch.recipients) - len(accepted.rejected),
+            )
         return None
 
-    def _unexpected(self, batch: Batch, exc: Exception) -> None:
-        """An exception no provider outcome names: the request may have been written. A
-        provider that can tell settles the batch now (delivered: sent, the rest pending);
-        otherwise it is uncertain. Either way it counts as a failed batch, so a bug that
-        fails every batch pauses the issue instead of stalling or crashing the send."""
+    def _left(self) -> int:
+        counts = self.store.deliveries.counts(self.issue_id)
+        return counts[PENDING] + counts[IN_FLIGHT]
+
+    def pause_message(self) -> str | None:
+        """What the pause says, counted now: other threads' batches in flight when the pause
+        began have been recorded once `send_issue` has joined them."""
+        if self.paused_for is None:
+            return None
+        reason, when = self.paused_for
+        return (
+            f"{reason}; {self._left()} readers still to send; "
+            f"`newsletter resume {self.issue_id}` when {when}"
+        )
+
+    def _pause(self, reason: str, when: str = "the cause is fixed") -> None:
+        """Pause the issue with `reason` as its error (what `status`, the CLI's report and the
+        editors' alert show); `resume` goes on once the cause is fixed."""
+        with self.lock:
+            self.paused_for = (reason, when)
+        message = self.pause_message() or reason
+        log.warning("issue %s: %s", self.issue_id, message)
+        self.store.issues.set_issue_status(
+            self.issue_id, ISSUE_PAUSED, error=message, only_from=(ISSUE_SENDING,)
+        )
+        self.finish(ISSUE_PAUSED, message)
+
+    def _unreachable(self, exc: Unreachable) -> None:
+        """No connection after the retries: not a refusal. The rows stay pending and the
+        issue is paused until the provider is back."""
+        self._pause(str(exc), when="it is back")
+
+    def _unexpected(self, batch: Batch, exc: Exception, *, written: bool) -> None:
+        """An exception no provider outcome names. Raised before the provider's last check
+        (`written` false: building the message failed) nothing left, and the batch goes back
+        to pending. After it the request may have been written: a provider that can tell
+        settles the batch now (delivered: sent, the rest back to pending); otherwise it is
+        uncertain (never resent silently). Either way the issue is paused at once with the
+        error: the next batches would meet the same bug, and an issue is `sent` only once
+        nothing is pending."""
         error = f"unexpected error while sending ({type(exc).__name__}: {exc})"
         log.warning("issue %s batch %s: %s", self.issue_id, batch.number, error)
         log.debug("the unexpected error", exc_info=exc)
+        if not written:
+            self.store.deliveries.release(batch, error=error)
+            self.note(error)
+            self._pause(f"paused: {error}")
+            return
         settled, done = False, len(batch.recipients)
         if isinstance(self.provider, Settles):
             ids = [r.subscriber_id for r in batch.recipients]
@@ -515,8 +647,8 @@ class _IssueSender:
             self.store.deliveries.mark(
                 batch, UNCERTAIN, f"{error}: it may or may not have gone out"
             )
-        self.note(error, recipients=done)
-        self._count_failed_batch(error)
+        self.note(error, recipients=done, delivered=done if settled else 0)
+        self._pause(f"paused: {error}")
 
     def _count_failed_batch(self, error: str) -> None:
         failed = self.store.issues.record_failed_batch(self.issue_id, error)
@@ -539,6 +671,32 @@ def change_issue_status(store: Store, issue_id: int, status: str) -> None:
     current = store.issues.issue_status(issue_id)
     if not store.issues.set_issue_status(issue_id, status, only_from=_TRANSITIONS[status]):
         raise NewsletterError(f"issue {issue_id} is {current}: cannot make it {status}")
+
+
+def resume_issue(
+    ctx: SendContext,
+    issue_id: int,
+    *,
+    progress_factory: Callable[[int, int], Callable[[int], None]] | None = None,
+) -> SendReport | None:
+    """Let a paused issue (or one a stop or a crash interrupted) go on, and send the rest
+    now under the sending lease. None when another sender holds the lease: it sends the
+    rest between its batches."""
+    if ctx.store.issues.issue_status(issue_id) != ISSUE_SENDING:
+        change_issue_status(ctx.store, issue_id, ISSUE_SENDING)
+    lease = SendingLease(ctx.store, ctx.settings.schedule.lease, zone=ctx.settings.timezone)
+    if not lease.acquire():
+        return None
+    try:
+        if progress_factory is not None:
+            counts = ctx.store.deliveries.counts(issue_id)
+            progress = progress_factory(issue_id, counts[PENDING] + counts[IN_FLIGHT])
+            ctx = dataclasses.replace(ctx, progress=progress)
+        return send_issue(
+            dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew), issue_id
+        )
+    finally:
+        lease.release()
 
 
 def resolve_uncertain(

@@ -26,6 +26,7 @@ the line, the setting or the database), so the CLI prints it on one line, never 
     └── ProviderError            the outcomes of a provider request the delivery layer acts on
         ├── RateLimited          retry at `retry_at` (or back off)
         ├── TransientError       nothing was taken: retry with backoff
+        │   └── Unreachable      no connection (refused, timeout, DNS): retry, then pause
         ├── Rejected             refused for good: do not retry this batch
         ├── CredentialsRefused   the key or the sender is refused: stop the issue
         ├── TooLarge             the request is too large: split the batch
@@ -118,6 +119,17 @@ class RateLimited(ProviderError):
 
 class TransientError(ProviderError):
     """Nothing was taken (clear 5xx answer, refused connection): retry with backoff."""
+
+
+class Unreachable(TransientError):
+    """The provider could not be reached (connection refused, connect timeout, DNS failure):
+    nothing was taken. Not a refusal: after the retries the rows stay pending and the issue
+    is paused until the provider is back."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"cannot reach the provider at {host}: {reason}")
+        self.host = host
+        self.reason = reason
 
 
 class Rejected(ProviderError):

@@ -16,6 +16,12 @@ SAMPLE_NAME = "Sam Sample"
 SAMPLE_TOKEN = "preview.sample-token"
 
 
+def names_an_issue(source: tuple[str, ...]) -> bool:
+    """Whether `preview`/`check` SOURCE is a stored issue's number rather than article files:
+    one number that is no file's name (a file called `3` is still an article)."""
+    return len(source) == 1 and source[0].isdigit() and not Path(source[0]).exists()
+
+
 def rendered_for(
     settings: Settings,
     store: Store | None,

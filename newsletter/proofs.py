@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from newsletter.addresses import normalize_address
-from newsletter.exceptions import NewsletterError, ProviderError
+from newsletter.exceptions import CredentialsRefused, NewsletterError, ProviderError
 from newsletter.links import stored_issue, unsubscribe_url
 from newsletter.providers import OutgoingBatch, Provider
 from newsletter.records import Recipient, RenderedIssue
@@ -64,6 +64,7 @@ class SandboxReport:
     requests: int = 0
     recipients: int = 0
     problems: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the validation stopped early (a refused key)
 
 
 def sandbox_validate(
@@ -71,18 +72,27 @@ def sandbox_validate(
     settings: Settings,
     provider: Provider,
     issue_id: int,
-    progress: Callable[[int], None] | None = None,
+    progress_factory: Callable[[int, int], Callable[[int], None]] | None = None,
 ) -> SandboxReport:
     """Build every request of the issue exactly as the real send would, and have the
-    provider validate them in sandbox mode."""
+    provider validate them in sandbox mode. A refused key (or sender) stops at the first
+    request, as a real send does: every other request would be refused the same way.
+    `progress_factory(issue_id, subscribers)` makes the callback told each request's
+    recipients."""
     rendered = stored_issue(settings, store.issues.get_issue(issue_id))
     report = SandboxReport()
+    progress = progress_factory(issue_id, store.subscribers.count()) if progress_factory else None
     for number, recipients in enumerate(store.subscribers.active_batches(provider.max_batch), 1):
         batch = OutgoingBatch.of(
             settings, issue_id, number, rendered, tuple(recipients), sandbox=True
         )
         try:
             accepted = provider.send(batch)
+        except CredentialsRefused as exc:
+            report.requests += 1
+            report.problems.append(f"request {number}: {exc}")
+            report.stopped = str(exc)
+            break
         except ProviderError as exc:
             details = getattr(exc, "details", [])
             report.problems.append(

@@ -437,6 +437,17 @@ def add_subscriber(
     return added
 
 
+def list_subscribers(store: Store, status: str | None = None) -> Iterator[Subscriber]:
+    """Every subscriber in id order (of one status if given), streamed: a list of a million
+    rows is never held at once."""
+    return store.subscribers.each(status)
+
+
+def remove_subscriber(store: Store, email: str) -> None:
+    """Delete a subscriber and their delivery history (a removal, not an unsubscribe)."""
+    store.subscribers.remove(email)
+
+
 # -- CSV out -----------------------------------------------------------------------------------
 def spreadsheet_safe(value: object) -> str:
     """Neutralise a cell a spreadsheet would run as a formula (and escape a leading apostrophe

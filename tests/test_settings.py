@@ -143,8 +143,8 @@ def test_weekday_names_and_toml_times_are_taken(tmp_path):
 def test_help_does_not_import_pydantic(tmp_path):
     code = (
         "import sys\n"
-        "from newsletter.cli import cli\n"
-        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "from newsletter.cli import main\n"
+        "try:\n    main.main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('pydantic loaded' if 'pydantic' in sys.modules else 'pydantic not loaded')\n"
     )
     out = subprocess.run(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -42,6 +43,7 @@ from newsletter.exceptions import (
     TooLarge,
     TransientError,
     Uncertain,
+    Unreachable,
 )
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.render import header_safe, substitution_values
@@ -333,8 +335,8 @@ class SendGridProvider:
             ) from None
         except urllib.error.URLError as exc:
             # urllib raises URLError while connecting or writing the request: SendGrid cannot
-            # have taken it, so trying again is safe.
-            raise TransientError(f"SendGrid could not be reached: {exc.reason}") from None
+            # have taken it, so trying again is safe; it is no refusal either.
+            raise Unreachable(self.config.api_host, _unreachable_reason(exc.reason)) from None
         except TimeoutError as exc:
             raise Uncertain(
                 f"no answer from SendGrid within {self.config.timeout_seconds:g}s after the "
@@ -369,6 +371,19 @@ def sendable_address(email: str) -> tuple[str, str | None]:
         return f"{local}@{domain.encode('idna').decode('ascii')}", None
     except UnicodeError:
         return email, "the domain cannot be written as an internationalised (IDNA) name"
+
+
+def _unreachable_reason(reason: object) -> str:
+    """Why a connection could not be made, in words (urllib wraps the socket's error)."""
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, socket.gaierror):
+        return f"the name does not resolve (DNS: {reason.strerror or reason})"
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return "no connection before the timeout"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror[:1].lower() + reason.strerror[1:]
+    return str(reason)
 
 
 def _kv_bytes(mapping: dict[str, str]) -> int:

@@ -18,7 +18,7 @@ from newsletter.conformance import ERROR, validate_file
 from newsletter.exceptions import ArticleError, ContractBroken, NewsletterError
 from newsletter.layouts import LAYOUTS, choose_layout
 from newsletter.publish.calendar import next_ticks, parse_local_time
-from newsletter.records import ArticleStatus, utcnow
+from newsletter.records import ArticleStatus, QueuedArticle, utcnow
 from newsletter.settings import Settings
 from newsletter.store import Store
 
@@ -99,6 +99,28 @@ def set_not_before(
     when = parse_local_time(value, tz or settings.timezone) if value and value.strip() else None
     store.articles.set_not_before(Path(filename).name, when)
     return when
+
+
+def release_article(store: Store, name: str) -> QueuedArticle:
+    """Put an article held by its failed check back in its place (`name`: its file name in
+    issues/, or a path to it); the next tick checks it again."""
+    return store.articles.release_article(Path(name).name)
+
+
+def move_article(store: Store, name: str, *, up: bool) -> bool:
+    """Move a queued article one place earlier (`up`) or later; False when it already is
+    first (last)."""
+    return store.articles.swap_with_neighbour(Path(name).name, up)
+
+
+def remove_article(store: Store, name: str) -> QueuedArticle:
+    """Take an article off the queue; its file stays in issues/."""
+    return store.articles.remove_article(Path(name).name)
+
+
+def held_articles(store: Store) -> list[QueuedArticle]:
+    """The articles held by a failed check, in their places in the queue."""
+    return [row for row in store.articles.queued(held=True) if row.status == ArticleStatus.HELD]
 
 
 AUTOMATIC = "automatic"

@@ -115,6 +115,8 @@ def _tick(
     result = TickResult(resumed=resumed, tick=scheduled_for)
     if scheduled_for is not None and _served(store, scheduled_for):
         return result
+    if ctx.stop is not None and ctx.stop.is_set():
+        return result  # stopped while finishing an interrupted issue: build nothing new
     picked, result.errors = pick(store, settings, now, held=force)
     if picked and not store.subscribers.count():
         _mark_served(store, scheduled_for)  # told once per tick, not at every wake-up

@@ -25,8 +25,10 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -735,6 +737,20 @@ class Deliveries:
                     .values(values)
                 ).rowcount
         return total
+
+    @staticmethod
+    def left_to_send(issue_id: int) -> ColumnElement[bool]:
+        """True while some recipient of the issue is pending or in flight: audience not yet
+        claimed, a batch in flight or released, a recipient waiting alone. A clause, so the
+        issue's status changes in the same statement (`Issues.finish_sending`)."""
+        return or_(
+            exists().where(_P.issue_id == issue_id, _P.claimed_to < _P.last_id),
+            exists().where(
+                _B.issue_id == issue_id,
+                or_(_B.state == IN_FLIGHT, and_(_B.state == RELEASED, _B.listed.is_(False))),
+            ),
+            exists().where(_D.issue_id == issue_id, _D.state.in_((PENDING, IN_FLIGHT))),
+        )
 
     # -- counting ---------------------------------------------------------------------------
     def counts(self, issue_id: int) -> dict[str, int]:

@@ -264,6 +264,22 @@ class Issues:
                 bump(conn)  # the status decides whether the issue is public
             return changed
 
+    def finish_sending(self, issue_id: int) -> bool:
+        """`sending` -> `sent`, only while no recipient of the issue is pending or in flight,
+        in one statement: a batch released by another thread (or process) after this one
+        found nothing to claim keeps the issue sending."""
+        left = self._store.deliveries.left_to_send(issue_id)
+        query = (
+            update(issues)
+            .where(issues.c.id == issue_id, issues.c.status == IssueStatus.SENDING, ~left)
+            .values(status=IssueStatus.SENT, finished_at=utcnow())
+        )
+        with self._store.transaction() as conn:
+            changed = conn.execute(query).rowcount > 0
+            if changed:
+                bump(conn)
+            return changed
+
     def issue_status(self, issue_id: int) -> IssueStatus:
         with self._store.transaction(write=False) as conn:
             status = conn.scalar(select(issues.c.status).where(issues.c.id == issue_id))

@@ -1,0 +1,71 @@
+"""`newsletter run`: what a due tick does, now (`publish.publish_tick`, or `plan_run` for
+`--dry-run`), behind the doctor's gate; SIGINT or SIGTERM stop it between batches (130)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from newsletter.cli import reports
+from newsletter.cli.app import LAYOUT_OPTION, App, Bars, exit_after_sending, pass_app
+from newsletter.exceptions import NewsletterError
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Accepted for scripts; 'run' always does one tick.")
+@click.option("--force", is_flag=True, help="Send even if the issue's check finds errors.")
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would go to whom; send and use up nothing."
+)
+@LAYOUT_OPTION
+@pass_app
+def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) -> None:
+    """Do what a due tick does, now: finish any interrupted issue, then pick the queued
+    articles, build the issue and send it to every active subscriber. An article whose check
+    fails is held and the next one goes out instead (--force sends it anyway). The check's
+    warnings are printed before sending. With no active subscriber nothing is sent and the
+    articles stay queued."""
+    from newsletter import delivery, publish
+    from newsletter.doctor.gate import before_run
+    from newsletter.providers import make_provider
+    from newsletter.records import utcnow
+
+    if dry_run:
+        plan = publish.plan_run(app.store, app.settings, force=force, layout=layout)
+        reports.echo(reports.run_plan(plan))
+        if plan.subject is not None and not plan.recipients:
+            raise NewsletterError(publish.NO_ACTIVE_SUBSCRIBER)
+        return
+    provider = make_provider(app.settings)  # a bad key or setting is named first
+    gate = before_run(app.settings, app.store, force=force, now=utcnow())
+    reports.echo(gate.lines, err=True)
+    if gate.refuse:
+        sys.exit(1)
+    bars = Bars()
+    with delivery.stop_on_signals() as stop:
+        try:
+            ctx = delivery.SendContext.of(app.store, app.settings, provider, stop=stop)
+            result = publish.publish_tick(
+                ctx,
+                progress_factory=bars,
+                force=force,
+                layout=layout,
+                warn=lambda line: reports.echo(line, err=True),
+            )
+        finally:
+            bars.close()
+    reports.echo(map(reports.skipped, result.errors), err=True)
+    reports.echo(reports.held(result.held_articles), err=True)
+    for report in result.resumed:
+        reports.echo(reports.resumed(report))
+    if result.report is None:
+        if not stop.is_set():
+            reports.echo(reports.NOTHING_DUE)
+        exit_after_sending(stop, result.resumed)
+        if result.held_articles:
+            sys.exit(1)
+        return
+    reports.echo(reports.sent_articles(result.articles))
+    reports.echo(reports.send_report(result.report))
+    exit_after_sending(stop, [*result.resumed, result.report])
