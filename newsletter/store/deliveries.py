@@ -663,6 +663,23 @@ class Deliveries:
             )
         return len(reasons)
 
+    def mark_each(self, batch: Batch, state: str, reasons: dict[int, str]) -> int:
+        """Move some recipients of an in-flight batch to `state`, each with its own reason: a
+        provider answering per recipient (SMTP) defers some (back to pending: claimed alone
+        later) and loses the answer for others (uncertain) while the rest of the batch went
+        out. Rows of their own, naming the batch."""
+        if not reasons:
+            return 0
+        now = utcnow()
+        ids = {r.subscriber_id for r in batch.recipients}
+        reasons = {sid: why for sid, why in reasons.items() if sid in ids}
+        with self._store.transaction() as conn:
+            self._upsert(
+                conn,
+                [self._row(batch, sid, state, now, error=why) for sid, why in reasons.items()],
+            )
+        return len(reasons)
+
     def release(self, batch: Batch, error: str | None = None) -> int:
         """Put an in-flight batch back: the provider surely did not take it (a clear error
         answer), so its recipients are claimed again later."""
