@@ -325,8 +325,8 @@ class Deliveries:
     # -- claiming ---------------------------------------------------------------------------
     def claim(self, issue_id: int, size: int, worker: str = "main", after: int = 0) -> Batch | None:
         """Claim the next batch of up to `size` recipients, in flight under a new number, and
-        return who they are: first a released batch's range again, then recipients waiting to
-        be sent alone, then the next id range of the audience. Subscribers who left since
+        return who they are: the next id range of the audience, else a released batch's range
+        again, else recipients waiting to be sent alone. Subscribers who left since
         planning are counted as skipped. The claim cursor lives in the plan row, so `after`
         (the sender's own cursor, from when claims scanned rows) no longer matters."""
         del after
@@ -335,10 +335,12 @@ class Deliveries:
             plan = conn.execute(_PLAN, {"issue": issue_id}).first()
             if plan is None:
                 return None
+            # Forward first, as a sender's own cursor went: what was released or put back
+            # waits until the audience's ranges are all claimed.
             return (
-                self._claim_released(conn, issue_id, plan.next_batch + 1, size, worker, now)
+                self._claim_range(conn, issue_id, plan, size, worker, now)
+                or self._claim_released(conn, issue_id, plan.next_batch + 1, size, worker, now)
                 or self._claim_listed(conn, issue_id, plan.next_batch + 1, size, worker, now)
-                or self._claim_range(conn, issue_id, plan, size, worker, now)
             )
 
     def _next_number(self, conn: Connection, issue_id: int, number: int) -> None:
@@ -500,9 +502,10 @@ class Deliveries:
             if status in SUPPRESSED and changed >= plan.planned_at
         )
         number = plan.next_batch + 1
-        conn.execute(_ADVANCE, {"issue": issue_id, "top": top, "number": number})
-        if not rows and not skipped:
+        if not rows and not skipped:  # the rest of the audience left before planning
+            conn.execute(_ADVANCE, {"issue": issue_id, "top": top, "number": plan.next_batch})
             return None
+        conn.execute(_ADVANCE, {"issue": issue_id, "top": top, "number": number})
         first = rows[0][0] if rows else plan.claimed_to + 1
         gaps = (sid for sid, *_ in others if sid >= first) if rows else range(first, top + 1)
         conn.execute(
@@ -560,9 +563,9 @@ class Deliveries:
         )
 
     def mark_sent(self, batch: Batch, message_ids: dict[int, str] | str) -> int:
-        """Record the provider's acceptance: one id for the whole batch or one per subscriber.
-        One id per subscriber for all of the batch (the outbox) is the batch sent: the ids
-        are in the files, not in the log. For only some of them, those get rows of their own."""
+        """Record the provider's acceptance: one id for the whole batch (SendGrid: the batch
+        row only) or one per subscriber (SMTP, the outbox: the batch sent, and each id on a
+        row of its own, since it answers for that recipient alone)."""
         now = utcnow()
         ids = {r.subscriber_id for r in batch.recipients}
         with self._store.transaction() as conn:
@@ -596,14 +599,16 @@ class Deliveries:
                 conn.execute(_SENT_WITH_ONE_ID, {**key, "mid": message_ids, "now": now})
                 return len(ids - own)
             named = {sid: mid for sid, mid in message_ids.items() if sid in ids and sid not in own}
+            distinct = set(named.values())
             if ids - own <= set(named):
-                one = set(named.values())
                 self._move(
                     conn,
                     batch,
-                    {"state": SENT, "message_id": one.pop() if len(one) == 1 else None},
+                    {"state": SENT, "message_id": distinct.pop() if len(distinct) == 1 else None},
                 )
-            elif named:
+            if named and (len(distinct) > 1 or not ids - own <= set(named)):
+                # Each recipient's own id (a mail server's queue id, an outbox file's
+                # Message-ID) is an answer of its own: kept on rows of their own.
                 self._upsert(
                     conn,
                     [

@@ -138,15 +138,25 @@ class _Run:
         self.key = key
         self.members: list[int] = []
         self.message_ids: set = set()
+        self.named: list[dict] = []  # followers with a message id of their own
         self.skipped = 0
         self.claimed_at = row["claimed_at"] or row["updated_at"]
         self.updated_at = row["updated_at"] or row["claimed_at"]
         self.attempts = 1
 
+    def close(self, kept: list[dict]) -> None:
+        """Each recipient's own message id (a mail server's queue id, an outbox file's) is
+        an answer of its own: those rows stay; one id for the batch goes on its row."""
+        if len(self.message_ids) > 1:
+            kept.extend(self.named)
+        self.named = []
+
     def add(self, row: dict, follows: bool) -> None:
         self.members.append(row["subscriber_id"])
         if follows:
             self.message_ids.add(row["message_id"])
+            if row["message_id"] is not None:
+                self.named.append(row)
         for name in ("claimed_at", "updated_at"):
             value = row[name]
             if value is not None:
@@ -164,7 +174,8 @@ def _convert() -> None:
       stay as rows of their own, claimed alone;
     - each old batch whose id span overlaps no larger one's becomes one batch row under its
       number, in its usual state (state, worker, error); its rows in another state (refused,
-      settled by an event) stay as rows of their own; subscribers inside its span who were
+      settled by an event) and each one's own message id where the batch had one per
+      recipient (SMTP, the outbox) stay as rows of their own; subscribers inside its span who were
       not in it are its `excluded` ids; skipped rows are counted on the batch before them;
     - the rows of the other batches (a retry's, scattered over earlier spans) stay as rows
       of their own.
@@ -265,12 +276,15 @@ def _convert_issue(conn: sa.Connection, issue_id: int, next_batch: int, created_
             continue
         key = (number, usual[number][1])
         if not runs or runs[-1].key != key:
+            if runs:
+                runs[-1].close(kept)
             runs.append(_Run(key, row))
         follows = own == key[1]
         runs[-1].add(row, follows)
         if not follows:
             kept.append(row)
     if runs:
+        runs[-1].close(kept)
         runs[0].skipped += early_skipped
     used: set[int] = set()
     fresh = max([next_batch, *(n for n in usual if n is not None)], default=0)
