@@ -1,20 +1,29 @@
-"""What the send benchmarks share: the article they send, readers added as an import would
-(signed tokens made at insert time), the real `newsletter run --once` in a child process, and
-request bodies built before a ceiling's clock starts."""
+"""What the benchmarks share: the article they send, readers added as an import would
+(signed tokens made at insert time), the real `newsletter run --once` in a child process,
+request bodies built before a ceiling's clock starts, and the real `newsletter serve` with an
+editor signed in over HTTP (the workspace benchmarks)."""
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import resource
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO.parent / "shared" / "seed" / "000_aa5f1ebe7ebc93f7.txt"
 SAMPLE = REPO / "issues" / "001_the-lighthouse-keepers-daughter.txt"
+EDITOR = "bench@example.com"
+PASSWORD = "benchmark password"
 
 
 def article_path() -> Path:
@@ -100,3 +109,75 @@ def prebuilt_requests(settings, store, issue_id: int, provider, count: int = 20)
         batch = OutgoingBatch.of(settings, issue_id, n, rendered, tuple(recipients))
         built.append(provider.build_request(batch))
     return built
+
+
+class Client:
+    """HTTP/1.1 to the workspace on 127.0.0.1, keeping its cookies (the session)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, fields: dict | None = None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        headers = {}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if fields is not None:
+            body = urlencode(fields).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        for header in response.headers.get_all("set-cookie") or []:
+            name, _, rest = header.partition("=")
+            value = rest.split(";")[0]
+            if value and value != '""':
+                self.cookies[name] = value
+        conn.close()
+        return response.status, data
+
+    def sign_in(self) -> None:
+        _, page = self.request("GET", "/admin/login")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+        status, _ = self.request(
+            "POST",
+            "/admin/login",
+            {"csrf_token": token, "email": EDITOR, "password": PASSWORD},
+        )
+        assert status == 303, status
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_signed_in(folder: Path) -> Iterator[tuple[subprocess.Popen, Client]]:
+    """The real `newsletter serve` of `folder` in a child process, once it answers, and a
+    client signed in as the EDITOR account (the folder must have it); stopped on leaving."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port)],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = Client(port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.request("GET", "/admin/login")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "newsletter serve did not start"
+                time.sleep(0.2)
+        client.sign_in()
+        yield server, client
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

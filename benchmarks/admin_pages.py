@@ -13,22 +13,18 @@ times after one warm-up. Target: every page under 200 ms at the median on this m
 from __future__ import annotations
 
 import argparse
-import http.client
-import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlencode
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._newsletter import EDITOR, PASSWORD, serve_signed_in  # noqa: E402
 from newsletter import publish  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
 from newsletter.records import DeliveryState, RenderedIssue, utcnow  # noqa: E402
@@ -38,7 +34,6 @@ from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import signing_secret  # noqa: E402
 from newsletter.tokens import new_token  # noqa: E402
 
-PASSWORD = "benchmark password"
 SMALL_PLAN = 10_000
 
 
@@ -97,51 +92,9 @@ def setup(folder: Path, count: int, issues: int) -> tuple[int, float]:
             target = folder / f"{copy}-{sample.name}"
             shutil.copyfile(sample, target)
             publish.queue_add(store, settings, target)
-    add_editor(store, "bench@example.com", PASSWORD)
+    add_editor(store, EDITOR, PASSWORD)
     store.close()
     return big, time.perf_counter() - started
-
-
-class Client:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, fields: dict | None = None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        headers = {}
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        body = None
-        if fields is not None:
-            body = urlencode(fields).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-        for header in response.headers.get_all("set-cookie") or []:
-            name, _, rest = header.partition("=")
-            value = rest.split(";")[0]
-            if value and value != '""':
-                self.cookies[name] = value
-        conn.close()
-        return response.status, data
-
-    def sign_in(self) -> None:
-        _, page = self.request("GET", "/admin/login")
-        token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
-        status, _ = self.request(
-            "POST",
-            "/admin/login",
-            {"csrf_token": token, "email": "bench@example.com", "password": PASSWORD},
-        )
-        assert status == 303, status
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:
@@ -157,24 +110,7 @@ def main() -> None:
             f"setup: {args.subscribers:,} subscribers, {args.issues} issues "
             f"(newest planned for all), 12 queued articles in {seconds:.0f} s"
         )
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port)],
-            cwd=folder,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            client = Client(port)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    client.request("GET", "/admin/login")
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "newsletter serve did not start"
-                    time.sleep(0.2)
-            client.sign_in()
+        with serve_signed_in(folder) as (_, client):
             article_id = 1
             pages = [
                 "/admin/queue",
@@ -208,9 +144,6 @@ def main() -> None:
                 worst = max(worst, median)
                 print(f"{page:<60} {first:>8.1f} {median:>9.1f} {max(times):>8.1f}")
             print(f"slowest median: {worst:.1f} ms (target: under 200 ms)")
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

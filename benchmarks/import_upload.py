@@ -14,7 +14,6 @@ import argparse
 import http.client
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,10 +23,8 @@ from urllib.parse import urlencode
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from admin_pages import PASSWORD, Client, free_port  # noqa: E402
-
+from benchmarks._newsletter import EDITOR, PASSWORD, serve_signed_in  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
 from newsletter.settings import load_settings, write_default_config  # noqa: E402
 from newsletter.store import Store  # noqa: E402
@@ -48,29 +45,12 @@ def main() -> None:
         folder = Path(tmp)
         write_default_config(folder)
         store = Store(load_settings(folder / "newsletter.toml", env={}).database_url)
-        add_editor(store, "bench@example.com", PASSWORD)
+        add_editor(store, EDITOR, PASSWORD)
         store.close()
         body = b"email,name\n" + b"".join(
             f"reader{i:07d}@example.com,Reader {i}\n".encode() for i in range(args.rows)
         )
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port)],
-            cwd=folder,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            client = Client(port)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    client.request("GET", "/admin/login")
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "newsletter serve did not start"
-                    time.sleep(0.2)
-            client.sign_in()
+        with serve_signed_in(folder) as (server, client):
             _, page = client.request("GET", "/admin/subscribers")
             token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
             idle = rss_mb(server.pid)
@@ -87,7 +67,7 @@ def main() -> None:
                 n = 0
                 while not done.is_set():
                     n += 1
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                    conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=120)
                     started = time.perf_counter()
                     conn.request(
                         "POST",
@@ -114,7 +94,7 @@ def main() -> None:
                 + body
                 + f"\r\n--{boundary}--\r\n".encode()
             )
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+            conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=3600)
             headers = {
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
                 "Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items()),
@@ -136,9 +116,6 @@ def main() -> None:
                     f"sign-ups during the import: {len(latencies)}, median "
                     f"{statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms"
                 )
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -4,19 +4,24 @@
   line, and an email to `[editor] email` at once, as the tick holds it; `held_notice` is the
   one sentence every command says about such an article;
 - the alerts (`send_alerts`): an unreadable article (skipped until its file reads again), a
-  held tick (missed while the scheduler was down), an issue paused (failures, or a refused
-  key), uncertain recipients left on an issue that is no longer sending. One email per event
+  held tick (missed while the scheduler was down), sending stopped by the deliverability
+  check (doctor.gate), an issue paused (failures, a refused key, the deliverability check),
+  uncertain recipients left on an issue that is no longer sending. One email per event
   to every editor account, through the configured provider, at most once: each event has a
   key, claimed in the database (`alerts_sent`) before anything is sent, so several
-  schedulers or repeated wake-ups never send it twice."""
+  schedulers or repeated wake-ups never send it twice. An issue still awaiting approval
+  `approval_deadline_minutes` before its slot is one of them (`approval_alerts`, which the
+  workspace also shows on every page)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from html import escape
 
+from newsletter.approval import overdue
 from newsletter.editors import list_editors
 from newsletter.exceptions import NewsletterError
 from newsletter.links import admin_url
@@ -84,9 +89,33 @@ def hold_article(store: Store, settings: Settings, provider: Provider, held: Hel
     return True
 
 
-def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
+def approval_alerts(store: Store, settings: Settings, now: datetime | None = None) -> list[Alert]:
+    """Issues still awaiting approval close to (or past) their slot: one alert each."""
+    found = []
+    for issue in overdue(store, settings, now):
+        when = (
+            issue.scheduled_for.astimezone(settings.timezone).strftime("%a %Y-%m-%d %H:%M %Z")
+            if issue.scheduled_for
+            else "its slot"
+        )
+        found.append(
+            Alert(
+                f"approval-missing:{issue.id}",
+                f"Issue {issue.id} awaits approval (due {when})",
+                f"Issue {issue.id} ({issue.subject}) is due at {when} and nobody has approved it "
+                "yet: it will not go out until an editor other than the one who queued its "
+                f"articles approves it ('newsletter approve {issue.id} --editor EMAIL').",
+                admin_url(settings, f"/issues/{issue.id}"),
+            )
+        )
+    return found
+
+
+def pending_alerts(store: Store, settings: Settings, now: datetime | None = None) -> list[Alert]:
     """What needs an editor now (whether or not it was already told)."""
-    found: list[Alert] = []
+    from newsletter.doctor.gate import PAUSE_REASON, refusal  # loads dnspython: not at import
+
+    found: list[Alert] = approval_alerts(store, settings, now)
     for row in store.articles.articles_with_errors():
         found.append(
             Alert(
@@ -109,12 +138,32 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
                 admin_url(settings, "/queue"),
             )
         )
+    refused_by = refusal(store)
+    if refused_by is not None:
+        errors = refused_by.errors
+        found.append(
+            Alert(
+                "deliverability:" + _digest("\n".join(f"{f.domain}: {f.message}" for f in errors)),
+                f"Not sending: {len(errors)} deliverability error(s) for {refused_by.domain}",
+                f"The scheduler sends nothing through {refused_by.provider} while the "
+                f"deliverability check of {refused_by.domain} finds errors (issues in progress "
+                "are paused): "
+                + "; ".join(f"{f.check} {f.domain}: {f.message}" for f in errors)
+                + ". The Deliverability page shows the records to publish and checks again.",
+                admin_url(settings, "/deliverability"),
+            )
+        )
     for issue in store.issues.issues_needing_editors():
         if issue.status == "paused":
-            refused = "refused" in (issue.last_error or "").lower() or "401" in (
-                issue.last_error or ""
+            error = issue.last_error or ""
+            refused = "refused" in error.lower() or "401" in error
+            what = (
+                "deliverability errors"
+                if error.startswith(PAUSE_REASON)
+                else "the provider refused the key"
+                if refused
+                else "sending failed"
             )
-            what = "the provider refused the key" if refused else "sending failed"
             found.append(
                 Alert(
                     f"paused:{issue.id}:{_digest(issue.last_error)}",
@@ -137,13 +186,15 @@ def pending_alerts(store: Store, settings: Settings) -> list[Alert]:
     return found
 
 
-def send_alerts(store: Store, settings: Settings, provider: Provider) -> list[Alert]:
+def send_alerts(
+    store: Store, settings: Settings, provider: Provider, now: datetime | None = None
+) -> list[Alert]:
     """Send each new alert once to every editor; returns the alerts sent this time."""
     editors = list_editors(store)
     if not editors:
         return []
     sent: list[Alert] = []
-    for alert in pending_alerts(store, settings):
+    for alert in pending_alerts(store, settings, now):
         if not store.alerts.claim(alert.key):
             continue
         try:

@@ -10,6 +10,9 @@ the line, the setting or the database), so the CLI prints it on one line, never 
     ├── CheckFailed              the finished email has errors: nothing was sent
     ├── NoActiveSubscriber       nobody to send to: no issue made, the articles stay queued
     ├── ContractBroken           an article breaks the article contract ([articles])
+    ├── AwaitingApproval         the issue waits for an editor's approval: names the command
+    ├── ApprovalRefused          this approval or rejection is not allowed (who, or the state)
+    ├── FeedError                a feed cannot be fetched or read (names the feed and why)
     ├── ScreenshotError          Chromium or chromedriver is missing or failed
     ├── MissingExtra             a feature needs an optional extra: names the pip command
     ├── UnwritableAddress        a recipient's address cannot go in a To header (that row fails)
@@ -164,6 +167,24 @@ class Uncertain(ProviderError):
 
 class ContractBroken(NewsletterError):
     """The article breaks the article contract (`[articles]` in newsletter.toml)."""
+
+
+class AwaitingApproval(NewsletterError):
+    """`[issue] approval = "required"` and the next issue is not approved yet: nothing is
+    sent; the message names the issue and the command that approves it."""
+
+    def __init__(self, message: str, issue_id: int) -> None:
+        self.issue_id = issue_id
+        super().__init__(message)
+
+
+class ApprovalRefused(NewsletterError):
+    """An approval or rejection that is not allowed: by the editor who queued the articles
+    (without `allow_self_approval`), or of an issue no longer awaiting approval."""
+
+
+class FeedError(NewsletterError):
+    """A feed could not be fetched or read; the message names the feed and what failed."""
 
 
 class ScreenshotError(NewsletterError):

@@ -53,10 +53,17 @@ SUPPRESSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, Subscribe
 
 
 class IssueStatus(StrEnum):
+    """With `[issue] approval = "required"` an issue is prepared as `awaiting_approval`
+    (no delivery planned, not public) and becomes `approved`, then `sending` at its slot;
+    or `rejected`, its articles held again in the queue."""
+
     SENDING = "sending"
     PAUSED = "paused"
     SENT = "sent"
     CANCELLED = "cancelled"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 class ArticleStatus(StrEnum):
@@ -121,6 +128,7 @@ class Subscriber:
     token: str
     created_at: datetime
     updated_at: datetime
+    timezone: str = ""  # the reader's IANA zone; "": the newsletter's (migration 0013)
 
 
 class Recipient(NamedTuple):
@@ -155,6 +163,19 @@ class QueuedArticle:
     not_before: datetime | None
     last_error: str | None
     issue_id: int | None
+    queued_by: int | None = None  # the editor who queued it (None: the CLI, a feed, a file)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssueReview:
+    """One approval or rejection of an issue: who, when, and the reason given."""
+
+    issue_id: int
+    editor_id: int | None
+    editor_email: str
+    decision: str  # "approved" or "rejected"
+    reason: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

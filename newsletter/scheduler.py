@@ -3,7 +3,8 @@
 The cadence job lives in APScheduler's SQLAlchemy job store in the project's database (fixed
 id, replaced at each start so restarts never pile up copies; misfire grace time set from the
 config instead of APScheduler's 1-second default; coalesced). A heartbeat job renews the
-sending lease and catches up on anything due. Which issue goes out, and to whom, is decided
+sending lease and catches up on anything due. Before either sends through a real provider,
+the doctor's gate (`doctor.gate.unattended`) may stop it. Which issue goes out, and to whom, is decided
 by `publish.scheduled_work` and the delivery log, so two schedulers on one database, a crash
 or a restart never send an issue twice.
 """
@@ -15,6 +16,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -24,6 +26,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
 from newsletter.alerts import held_notice
+from newsletter.approval import awaiting_notice
 from newsletter.delivery import SendHooks, SendingLease
 from newsletter.exceptions import ConfigError, LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 TICK_JOB_ID = "newsletter-publication-tick"
 HEARTBEAT_JOB_ID = "newsletter-heartbeat"
+BOUNCES_JOB_ID = "newsletter-bounces"
 JOBS_TABLE = "apscheduler_jobs"
 
 
@@ -55,6 +59,7 @@ class SchedulerRunner:
         self.was_holder = False
         self.scheduler: BlockingScheduler | None = None
         self.config_mtime = _mtime(settings.root / CONFIG_NAME)
+        self.refused_at: datetime | None = None  # the doctor's report that stops sending
 
     def heartbeat(self) -> None:
         """Between batches: stop if asked, else keep the lease."""
@@ -106,7 +111,10 @@ class SchedulerRunner:
             if not self.was_holder:
                 self.echo(f"holding the sending lease as {self.lease.holder}")
             self.was_holder = True
+            self._poll_feeds()  # before the tick: new entries can make this issue
             try:
+                if self._deliverability_refuses():
+                    return
                 result = publish.scheduled_work(self.ctx, self.lease)
                 self._report(result, reason)
             finally:
@@ -119,6 +127,65 @@ class SchedulerRunner:
             log.exception("scheduled work failed")
         finally:
             self.lock.release()
+
+    def _deliverability_refuses(self) -> bool:
+        """The doctor's gate (once a day through a real provider, cached): on errors nothing
+        is sent, the issues in progress are paused with the reason and the editors alerted.
+        Said once per report, not at every heartbeat."""
+        from newsletter.doctor.gate import unattended
+
+        gate = unattended(self.settings, self.store, now=utcnow())
+        said = gate.report.checked_at if gate.report is not None and gate.refuse else None
+        if said is not None and said != self.refused_at:
+            for line in gate.lines:
+                self.echo(line)
+        self.refused_at = said
+        return gate.refuse
+
+    def read_bounces(self) -> None:
+        """`newsletter bounces` on the configured mailbox ([bounces] every_minutes); each
+        message acts once, so two schedulers reading the same mailbox do no harm."""
+        from newsletter.bounces.apply import apply_mailbox
+
+        if self.stopping.is_set():
+            return
+        source = self.settings.bounces.source
+        try:
+            report = apply_mailbox(self.store, self.settings, source)
+        except NewsletterError as exc:
+            self.echo(f"bounces: error: {exc}")
+            return
+        except Exception:  # the mailbox must never kill the scheduler
+            log.exception("reading the bounce mailbox failed")
+            return
+        fresh = report.read - report.already_handled
+        self.echo(
+            f"bounces: {fresh} new of {report.read} in {source}: permanent {report.permanent}, "
+            f"temporary {report.temporary}, complaints {report.complaints}, not understood "
+            f"{len(report.not_understood)}"
+            + (f"; now bounced: {', '.join(report.bounced)}" if report.bounced else "")
+            + (f"; now complained: {', '.join(report.complained)}" if report.complained else "")
+        )
+
+    def _poll_feeds(self) -> None:
+        """Fetch the feeds whose interval has come; a feed's failure is recorded and
+        reported, and never stops the scheduler (nor the other feeds)."""
+        if not self.settings.feeds:
+            return
+        from newsletter.feeds import poll_feeds
+
+        try:
+            report = poll_feeds(self.store, self.settings, due_only=True)
+        except Exception:
+            log.exception("polling the feeds failed")
+            return
+        for outcome in report.feeds:
+            if outcome.error:
+                self.echo(f"feed failed, retried at {outcome.retry_at:%H:%M}: {outcome.error}")
+            elif outcome.queued or outcome.held:
+                self.echo(
+                    f"feed {outcome.url}: queued {len(outcome.queued)}, held {len(outcome.held)}"
+                )
 
     def _alert(self) -> None:
         """Email the editors what needs them (each event once); never stops the scheduler."""
@@ -135,7 +202,9 @@ class SchedulerRunner:
             return
         for report in result.resumed:
             self.echo(f"issue {report.issue_id}: {report.status}; {_counts(report.counts)}")
-        if result.tick is not None and result.report is None:
+        if result.tick is not None and result.awaiting is not None:
+            self.echo(f"tick {result.tick:%Y-%m-%d %H:%M %Z}: {awaiting_notice(result.awaiting)}")
+        elif result.tick is not None and result.report is None:
             self.echo(f"tick {result.tick:%Y-%m-%d %H:%M %Z}: nothing to send (queue empty)")
         if result.report is not None:
             self.echo(
@@ -174,6 +243,11 @@ def heartbeat_tick() -> None:
         _RUNNER.wake("heartbeat")
 
 
+def bounces_tick() -> None:
+    if _RUNNER is not None:
+        _RUNNER.read_bounces()
+
+
 def build_scheduler(store: Store, settings: Settings) -> BlockingScheduler:
     grace = int(settings.schedule.grace.total_seconds())
     scheduler = BlockingScheduler(
@@ -201,6 +275,15 @@ def build_scheduler(store: Store, settings: Settings) -> BlockingScheduler:
         jobstore="memory",
         next_run_time=utcnow(),
     )
+    if settings.bounces.every_minutes and settings.bounces.source:
+        scheduler.add_job(
+            bounces_tick,
+            "interval",
+            minutes=settings.bounces.every_minutes,
+            id=BOUNCES_JOB_ID,
+            jobstore="memory",
+            next_run_time=utcnow(),  # once at start, then every N minutes
+        )
     return scheduler
 
 

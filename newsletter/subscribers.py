@@ -5,6 +5,7 @@ valid rows imported in one transaction, and exports safe to open in a spreadshee
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -19,6 +20,7 @@ from typing import Any, TextIO
 
 from newsletter.addresses import EmailNotValidError, normalize_address
 from newsletter.exceptions import NewsletterError
+from newsletter.readertime import zone_name
 from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.render import header_safe
 from newsletter.settings import secret
@@ -63,6 +65,7 @@ class CsvRow:
     name: str
     status: str  # "" when the file has no status column or leaves the cell empty
     created_at: str
+    timezone: str = ""  # the reader's IANA zone as written; "" for the newsletter's
 
 
 # -- addresses ---------------------------------------------------------------------------------
@@ -223,6 +226,7 @@ def read_csv_rows(path: Path) -> Iterator[CsvRow]:
             name=from_spreadsheet(row.get("name", "")),
             status=row.get("status", "").strip().lower(),
             created_at=row.get("created_at", "").strip(),
+            timezone=row.get("timezone", "").strip(),
         )
 
 
@@ -251,8 +255,9 @@ def _parse_created_at(text: str) -> datetime | None:
 def import_csv(store: Store, path: Path, *, reactivate: bool = False) -> ImportResult:
     """Validate every row, then apply the whole file in one transaction.
 
-    Columns: email (required), name, status and created_at (as `export` writes them; a file
-    without a status column imports everyone as active). New addresses get the status of
+    Columns: email (required), name, status, created_at and timezone (as `export` writes
+    them; a file without a status column imports everyone as active; a time zone must be an
+    IANA name, empty for the newsletter's). New addresses get the status of
     their row. Known addresses keep their status, except that a suppression in the file
     (unsubscribed, bounced, complained) is applied; an import never turns a person who left
     or never confirmed back into an active subscriber unless `reactivate` is given."""
@@ -273,7 +278,8 @@ _ValidRow = tuple[CsvRow, str, str, str, datetime | None]
 
 
 def _check_row(row: CsvRow, seen: dict[str, int]) -> _ValidRow | RowProblem:
-    """One row validated (address, status, created_at, duplicate); `seen` records its key."""
+    """One row validated (address, status, created_at, time zone, duplicate); `seen`
+    records its key."""
     try:
         email = normalize_address(row.email)
     except EmailNotValidError as exc:
@@ -287,6 +293,10 @@ def _check_row(row: CsvRow, seen: dict[str, int]) -> _ValidRow | RowProblem:
         created_at = _parse_created_at(row.created_at) if row.created_at else None
     except ValueError:
         return RowProblem(row.line, email, f"created_at {row.created_at!r} is not an ISO date")
+    try:
+        row = dataclasses.replace(row, timezone=zone_name(row.timezone))
+    except ValueError as exc:
+        return RowProblem(row.line, email, str(exc))
     key = email.lower()
     if key in seen:
         return RowProblem(row.line, email, f"duplicate of line {seen[key]} (addresses ignore case)")
@@ -359,6 +369,7 @@ def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: Impor
     existing = store.subscribers.existing(email.lower() for _, email, _, _, _ in valid)
     new_rows: list[dict[str, Any]] = []
     changes: list[tuple[str, str, str, str]] = []
+    zones: dict[str, str] = {}
     token_keys = signing_secret(store)
     for row, email, name, status, created_at in valid:
         current = existing.get(email.lower())
@@ -370,6 +381,7 @@ def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: Impor
                     "status": status,
                     "token": new_token(token_keys),
                     "created_at": created_at,
+                    "timezone": row.timezone,
                 }
             )
             continue
@@ -384,7 +396,9 @@ def _apply(store: Store, valid: list[_ValidRow], reactivate: bool, result: Impor
             )
             continue
         changes.append((email.lower(), current, target, name))
-    imported, updated = store.subscribers.import_rows(new_rows, changes)
+        if row.timezone:
+            zones[email.lower()] = row.timezone
+    imported, updated = store.subscribers.import_rows(new_rows, changes, zones)
     result.imported += imported
     result.updated += updated
 
@@ -411,13 +425,22 @@ def _status_after_import(current: str, wanted: str, reactivate: bool) -> str | N
 
 
 def add_subscriber(
-    store: Store, email: str, name: str = "", status: str = SubscriberStatus.ACTIVE
+    store: Store,
+    email: str,
+    name: str = "",
+    status: str = SubscriberStatus.ACTIVE,
+    timezone: str = "",
 ) -> Subscriber:
-    """Add one subscriber (used by sign-up and tests); returns the stored row."""
+    """Add one subscriber (used by sign-up and tests); returns the stored row. `timezone`
+    must be an IANA name (or "": the newsletter's), as `readertime.zone_name` holds it."""
     try:
         address = normalize_address(email)
     except EmailNotValidError as exc:
         raise NewsletterError(f"{email!r} is not a valid address: {exc}") from None
+    try:
+        zone = zone_name(timezone)
+    except ValueError as exc:
+        raise NewsletterError(str(exc)) from None
     existing = store.subscribers.by_email(address)
     if existing is not None:
         return existing
@@ -428,6 +451,7 @@ def add_subscriber(
                 "name": clean_name(name),
                 "status": status,
                 "token": new_token(signing_secret(store)),
+                "timezone": zone,
             }
         ]
     )
@@ -459,7 +483,7 @@ def spreadsheet_safe(value: object) -> str:
 def export_csv(rows: Iterable[Subscriber], out: TextIO) -> int:
     """Every subscriber with status and sign-up time; `subscribers import` reads it back."""
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["email", "name", "status", "created_at"])
+    writer.writerow(["email", "name", "status", "created_at", "timezone"])
     count = 0
     for row in rows:
         writer.writerow(
@@ -468,6 +492,7 @@ def export_csv(rows: Iterable[Subscriber], out: TextIO) -> int:
                 spreadsheet_safe(row.name),
                 row.status,
                 row.created_at.isoformat(),
+                row.timezone,
             ]
         )
         count += 1

@@ -151,10 +151,9 @@ def test_a_refused_login_pauses_the_issue_with_nothing_sent(tmp_path):
             host="localhost",
             security="starttls",
             username="news",
-            password="wrong-pw",
             ca_file=str(cert[0]),
         )
-        provider = SMTPProvider(settings, smtp=smtp)
+        provider = SMTPProvider(settings, smtp=smtp, password="wrong-pw")
         report = send_issue(SendContext.of(store, settings, provider, policy=policy), issue_id)
     assert report.status == "paused" and store.issues.issue_status(issue_id) == "paused"
     assert "SMTP_PASSWORD" in (report.last_error or "") and "wrong-pw" not in report.last_error

@@ -7,6 +7,7 @@ through the real CLI, the daily gate before `run`, and the workspace page over r
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import subprocess
@@ -91,6 +92,7 @@ def healthy(
 
 OURS = _key()
 OTHER = _key()
+MEDIUM_PEM: list[bytes] = []  # the 1024-bit key the fixture publishes
 SMALL_PEM = None  # made in the fixture (needs openssl)
 
 
@@ -212,7 +214,48 @@ def dns_server(tmp_path_factory, keys):
             extra=("@ A 192.0.2.9",),
         ),
     )
+    # SMTP with VERP: SPF at the bounce address's domain only, our own DKIM key.
+    server.zone(
+        "verp.zonetest",
+        healthy(
+            "verp.zonetest",
+            spf=[],
+            cnames=False,
+            extra=(
+                _dkim_txt("nl._domainkey", _p(OURS)),
+                'bounces TXT "v=spf1 a:relay.verp.zonetest -all"',
+                "relay A 192.0.2.25",
+                "bare A 192.0.2.30",
+            ),
+        ),
+    )
+    server.zone(
+        "strict.zonetest",
+        healthy("strict.zonetest", dmarc="v=DMARC1; p=reject; aspf=s; rua=mailto:d@{origin}"),
+    )
+    medium_key = _key(1024)
+    MEDIUM_PEM.append(_pem(medium_key))
+    server.zone(
+        "mediumkey.zonetest",
+        healthy("mediumkey.zonetest", extra=(_dkim_txt("nl._domainkey", _p(medium_key)),)),
+    )
+    server.zone("baddmarc.zonetest", healthy("baddmarc.zonetest", dmarc="v=DMARC1; p=bogus"))
+    server.zone(
+        "twodmarc.zonetest",
+        healthy(
+            "twodmarc.zonetest",
+            extra=('_dmarc TXT "v=DMARC1; p=none; rua=mailto:other@twodmarc.zonetest"',),
+        ),
+    )
+    # Amazon SES through SMTP: SPF names SES's include, never its endpoint's addresses.
+    server.zone("amazonses.com", ['@ TXT "v=spf1 ip4:199.255.192.0/22 -all"'])
+    server.zone(
+        "ses.zonetest", healthy("ses.zonetest", spf=['@ TXT "v=spf1 include:amazonses.com -all"'])
+    )
+    server.zone("nosesinc.zonetest", healthy("nosesinc.zonetest", spf=['@ TXT "v=spf1 mx -all"']))
     server.zone("loop.zonetest", ["a CNAME b", "b CNAME a"])
+    # news.dead.zonetest is delegated to a server that does not exist (nothing listens there).
+    server.zone("dead.zonetest", ["news NS ns1.news", "ns1.news A 127.0.0.2", *MX])
     server.broken_zone("broken.zonetest")
     with server:
         yield server
@@ -353,6 +396,27 @@ def test_spf_authorises_an_smtp_host_by_its_addresses(tmp_path, dns_server):
     assert refused.publish == 'smtp.zonetest TXT "v=spf1 a:relay.smtp.zonetest ip4:192.0.2.26 -all"'
 
 
+def test_an_smtp_relay_with_a_documented_include_is_held_to_that_include(dns_server):
+    """Amazon SES sends from its own ranges: SPF must name include:amazonses.com, and the
+    endpoint's own addresses are not what is asked for."""
+    from newsletter.doctor.sending import KNOWN_INCLUDES, Sending
+    from newsletter.doctor.spf import check_spf
+
+    host = "email-smtp.eu-west-1.amazonaws.com"
+    ses = Sending(
+        provider="smtp",
+        label=f"SMTP host {host}",
+        real=True,
+        include=KNOWN_INCLUDES["amazonaws.com"],
+        host=host,
+    )
+    dns = Dns(dns_server.address)
+    assert [f.level for f in check_spf(dns, "ses.zonetest", ses)] == [Level.OK]
+    (missing,) = check_spf(dns, "nosesinc.zonetest", ses)
+    assert missing.level == Level.ERROR and "include:amazonses.com is missing" in missing.message
+    assert missing.publish == 'nosesinc.zonetest TXT "v=spf1 mx include:amazonses.com -all"'
+
+
 def test_a_txt_split_without_a_space_is_read_joined_and_named(tmp_path, dns_server):
     report = _doctor(tmp_path, dns_server, "news@splitbad.zonetest")
     f = _one(report, "spf", Level.ERROR, "not valid")
@@ -407,6 +471,29 @@ def test_no_rua_is_a_warning(tmp_path, dns_server):
         f.publish
         == '_dmarc.norua.zonetest TXT "v=DMARC1; p=reject; rua=mailto:dmarc-reports@norua.zonetest"'
     )
+
+
+def test_a_dmarc_record_that_does_not_parse_and_two_records(tmp_path, dns_server):
+    bad = _one(
+        _doctor(tmp_path, dns_server, "news@baddmarc.zonetest"), "dmarc", Level.ERROR, "not valid"
+    )
+    assert bad.found == '"v=DMARC1; p=bogus"' and bad.publish.startswith("_dmarc.baddmarc")
+    two = _one(
+        _doctor(tmp_path, dns_server, "news@twodmarc.zonetest"),
+        "dmarc",
+        Level.ERROR,
+        "2 DMARC records: receivers ignore them all",
+    )
+    assert "p=reject" in two.found and "p=none" in two.found
+
+
+def test_the_organisational_domain_comes_from_the_bundled_public_suffix_list():
+    """No network here: publicsuffixlist's own snapshot knows the multi-label suffixes."""
+    from newsletter.doctor.dmarc import organisational_domain
+
+    assert organisational_domain("news.example.co.uk") == "example.co.uk"
+    assert organisational_domain("a.b.example.com.au") == "example.com.au"
+    assert organisational_domain("mail.news.orgonly.zonetest") == "orgonly.zonetest"
 
 
 def test_dmarc_only_at_the_organisational_domain_is_found_by_walking_up(tmp_path, dns_server):
@@ -494,6 +581,18 @@ def test_a_key_under_1024_bits(tmp_path, dns_server, keys):
     assert not _at(report, "dkim", Level.OK)
 
 
+def test_a_1024_bit_key_is_a_warning_recommending_2048(tmp_path, dns_server):
+    report = _doctor(
+        tmp_path,
+        dns_server,
+        "news@mediumkey.zonetest",
+        dkim={"selector": "nl"},
+        env={"DKIM_PRIVATE_KEY": MEDIUM_PEM[0].decode()},
+    )
+    _one(report, "dkim", Level.WARNING, "1024 bits; 2048 is recommended")
+    assert not [f for f in report.errors if f.check == "dkim"], report.errors
+
+
 # -- DNS failures are findings --------------------------------------------------------------
 def test_nxdomain(tmp_path, dns_server):
     report = _doctor(tmp_path, dns_server, "news@missing.good.zonetest")
@@ -510,6 +609,20 @@ def test_cname_loop(tmp_path, dns_server):
     report = _doctor(tmp_path, dns_server, "news@a.loop.zonetest")
     _one(report, "from", Level.ERROR, "CNAME loop")
     assert Dns(dns_server.address).txt("a.loop.zonetest").outcome == Outcome.CNAME_LOOP
+
+
+def test_a_dead_delegation_is_named_once_and_the_rest_still_answers(tmp_path, dns_server):
+    """nsd answers with a referral; the doctor asks the delegated server, as a recursive
+    resolver would, and names the dead delegation instead of "no record"."""
+    report = _doctor(tmp_path, dns_server, "news@news.dead.zonetest")
+    detail = "dead delegation: news.dead.zonetest is delegated to ns1.news.dead.zonetest"
+    for check, text in (("from", "SERVFAIL"), ("spf", "cannot read SPF: SERVFAIL")):
+        assert detail in _one(report, check, Level.ERROR, text).message
+    _one(report, "dmarc", Level.ERROR, "cannot read DMARC: SERVFAIL.*dead delegation")
+    dns = Dns(dns_server.address)
+    assert dns.txt("news.dead.zonetest").outcome == Outcome.SERVFAIL
+    assert list(dns.dead) == ["news.dead.zonetest"]
+    assert dns.query("mail.dead.zonetest", "A").records == ("192.0.2.7",)  # the parent answers
 
 
 def test_timeout(tmp_path):
@@ -571,6 +684,32 @@ def test_volume_rules_with_the_list_size_and_the_stored_complaint_rate(tmp_path,
     assert rule.met == "no"
 
 
+def test_at_5000_subscribers_the_bulk_rules_apply_and_an_unmet_one_is_an_error(
+    tmp_path, dns_server
+):
+    """nocname.zonetest has SPF but not SendGrid's DKIM: fine under 5,000 ("SPF or DKIM"),
+    an error from 5,000 on ("both SPF and DKIM")."""
+    from newsletter.doctor.volume import BULK
+
+    settings = _settings(tmp_path, "news@nocname.zonetest")
+    store = Store(settings.database_url)
+    env = {"NEWSLETTER_DNS_SERVER": dns_server.address}
+    try:
+        rows = ({"email": f"r{i:05d}@example.com", "token": f"t{i}"} for i in range(BULK - 1))
+        store.subscribers.add(rows)
+        small = diagnose(settings, store, env=env)
+        f = _one(small, "volume", Level.OK, f"{BULK - 1:,} active subscribers")
+        assert "every rule that applies is met" in f.message
+        store.subscribers.add([{"email": "last@example.com", "token": "t-last"}])
+        big = diagnose(settings, store, env=env)
+    finally:
+        store.close()
+    f = _one(big, "volume", Level.ERROR, f"{BULK:,} active subscribers")
+    assert "bulk-sender threshold" in f.message and "both SPF and DKIM pass" in f.message
+    rule = next(r for r in big.volume if r.rule == "both SPF and DKIM pass")
+    assert rule.met == "no"
+
+
 # -- the command ----------------------------------------------------------------------------
 def _folder(tmp_path: Path, from_email: str, provider: str = "sendgrid", base_url: str = BASE_URL):
     folder = tmp_path / "nl"
@@ -603,6 +742,36 @@ def test_the_command_passes_fails_and_speaks_json(tmp_path, dns_server):
     spf = [f for f in data["findings"] if f["check"] == "spf"]
     assert spf[0]["level"] == "error" and spf[0]["found"] is None
     assert Report.from_json(out.stdout).has_errors
+
+
+DNS_FAILURES = {
+    "missing.good.zonetest": ("from", "NXDOMAIN: missing.good.zonetest does not exist"),
+    "broken.zonetest": ("spf", "cannot read SPF: SERVFAIL"),
+    "news.dead.zonetest": ("spf", "dead delegation: news.dead.zonetest is delegated"),
+    "a.loop.zonetest": ("from", "CNAME loop: a.loop.zonetest points back to itself"),
+    "splitbad.zonetest": ("spf", 'read joined without spaces as "v=spf1 include:sendgrid.net-all"'),
+    "twospf.zonetest": ("spf", "2 SPF records at twospf.zonetest"),
+}
+
+
+def test_each_dns_failure_is_a_named_finding_through_the_command(tmp_path, dns_server):
+    """The real command against nsd: exit 1, the failure named, JSON that parses, and never a
+    traceback (the timeout is the next test's)."""
+    folder = _folder(tmp_path, "news@good.zonetest")
+    path = folder / "newsletter.toml"
+    text = path.read_text(encoding="utf-8")
+    for domain, (check, words) in DNS_FAILURES.items():
+        path.write_text(text.replace("news@good.zonetest", f"news@{domain}"), encoding="utf-8")
+        out = run_cli(
+            ["doctor", "--json"], cwd=folder, env={"NEWSLETTER_DNS_SERVER": dns_server.address}
+        )
+        assert out.returncode == 1 and "Traceback" not in out.stderr, (domain, out.stderr)
+        report = Report.from_json(out.stdout)
+        assert report.domain == domain
+        assert any(
+            f.check == check and f.level == Level.ERROR and words in f.message
+            for f in report.findings
+        ), (domain, report.findings)
 
 
 def test_the_command_names_a_timeout_and_a_bad_server_setting(tmp_path):
@@ -693,6 +862,27 @@ def test_the_daily_report_is_checked_again_after_a_day(tmp_path, dns_server):
         store.close()
 
 
+def test_a_report_with_a_dns_timeout_is_checked_again_within_minutes(tmp_path, dns_server):
+    """A timeout or SERVFAIL passes: the gate must not refuse for a whole day on one."""
+    settings = _settings(tmp_path, "news@good.zonetest")
+    store = Store(settings.database_url)
+    silent = SilentServer()
+    try:
+        now = utcnow()
+        dead = {"NEWSLETTER_DNS_SERVER": silent.address}
+        first = before_run(settings, store, force=False, now=now, env=dead)
+        assert first.refuse and first.report.dns_trouble
+        assert Report.from_json(first.report.to_json()).dns_trouble
+        live = {"NEWSLETTER_DNS_SERVER": dns_server.address}
+        soon = before_run(settings, store, force=False, now=now + timedelta(minutes=5), env=live)
+        assert soon.cached and soon.refuse
+        later = before_run(settings, store, force=False, now=now + timedelta(minutes=20), env=live)
+        assert not later.cached and not later.refuse and not later.report.dns_trouble
+    finally:
+        silent.close()
+        store.close()
+
+
 def test_run_through_the_outbox_only_warns(tmp_path):
     folder = tmp_path / "nl"
     assert run_cli(["init", str(folder), "--sample"], cwd=tmp_path).returncode == 0
@@ -755,3 +945,235 @@ def test_the_dns_server_setting_takes_an_address_and_a_port():
     for bad in ("ns.example.com:53", "127.0.0.1:0", "127.0.0.1:port"):
         with pytest.raises(ConfigError, match="NEWSLETTER_DNS_SERVER"):
             parse_server(bad)
+
+
+# -- the gate before the scheduler and the workers ------------------------------------------
+def _unattended_folder(tmp_path: Path, server, from_email: str):
+    """A folder of 3 readers and a queued article whose tick was 5 minutes ago, sending
+    through SendGrid as the doctor sees it (api.sendgrid.com), and the same settings with the
+    local SendGrid server's address, whose provider really posts the mail (nothing leaves
+    this machine)."""
+    from newsletter.providers import make_provider
+    from tests.faults import KEY, make_folder
+
+    make_folder(tmp_path, server.url, subscribers=3, tick_ago=timedelta(minutes=5))
+    config = tmp_path / "newsletter.toml"
+    text = config.read_text(encoding="utf-8")
+    text = text.replace('from_email = "editor@example.com"', f'from_email = "{from_email}"')
+    text = text.replace('provider = "outbox"', 'provider = "sendgrid"')
+    text = text.replace('base_url = "http://127.0.0.1:8000"', f'base_url = "{BASE_URL}"')
+    config.write_text(text, encoding="utf-8")
+    real = load_settings(config, env={"SENDGRID_API_KEY": KEY})
+    local = load_settings(config, env={"SENDGRID_API_KEY": KEY, "SENDGRID_API_HOST": server.url})
+    return real, make_provider(local)
+
+
+@pytest.fixture
+def sendgrid(monkeypatch):
+    """The local SendGrid server; its key in the environment, where providers read it."""
+    from newsletter.testing.sendgrid_server import SendGridServer
+    from tests.faults import KEY
+
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    with SendGridServer(api_key=KEY) as server:
+        yield server
+
+
+def test_the_scheduler_and_workers_stop_on_errors_pause_the_issue_and_alert_the_editors(
+    tmp_path, dns_server, sendgrid, monkeypatch
+):
+    import dataclasses
+    import threading
+
+    from newsletter import publish
+    from newsletter.delivery import SendContext, run_worker
+    from newsletter.doctor.gate import PAUSE_REASON, REFUSED_KEY
+    from newsletter.editors import add_editor
+    from newsletter.records import IssueStatus
+    from newsletter.scheduler import SchedulerRunner
+
+    monkeypatch.setenv("NEWSLETTER_DNS_SERVER", dns_server.address)
+    settings, provider = _unattended_folder(tmp_path, sendgrid, "news@nospf.zonetest")
+    store = Store(settings.database_url)
+    try:
+        add_editor(store, "ed@example.com", "a long enough passphrase 1")
+        # An issue already in progress (planned, nothing sent yet), as a crash leaves one.
+        picked, _ = publish.pick(store, settings, utcnow())
+        in_progress = publish.build_issue(store, settings, picked)
+        said: list[str] = []
+        runner = SchedulerRunner(store, settings, said.append)
+        runner.ctx = dataclasses.replace(runner.ctx, provider=provider)
+        assert runner.ctx.provider is provider
+        runner.wake("cadence")  # must not raise
+        issue = store.issues.get_issue(in_progress)
+        assert issue.status == IssueStatus.PAUSED
+        assert issue.last_error.startswith(PAUSE_REASON)
+        assert "spf nospf.zonetest: no SPF record at nospf.zonetest" in issue.last_error
+        assert store.deliveries.counts(in_progress)["pending"] == 3
+        assert [i.id for i in store.issues.list_issues()] == [in_progress]  # no new issue
+        assert any("error: spf nospf.zonetest: no SPF record" in line for line in said)
+        assert any("not sending; the editors are told" in line for line in said)
+        # Nothing reached a reader; the editor got both alerts.
+        assert {m.to for m in sendgrid.messages} == {"ed@example.com"}
+        subjects = sorted(m.subject for m in sendgrid.messages)
+        assert any(
+            "Not sending: 1 deliverability error(s) for nospf.zonetest" in s for s in subjects
+        )
+        assert any(f"Issue {in_progress} paused: deliverability errors" in s for s in subjects)
+        assert store.meta.get(REFUSED_KEY)
+        # The next heartbeat: the cached report decides, nothing said or sent again.
+        said.clear()
+        before = len(sendgrid.messages)
+        runner.wake("heartbeat")
+        assert said == [] and len(sendgrid.messages) == before
+        # A worker beside it finds nothing to claim: the issue is paused.
+        ctx = SendContext.of(store, settings, provider)
+        report = run_worker(ctx, stop=threading.Event(), once=True, echo=said.append)
+        assert report.batches == 0 and len(sendgrid.messages) == before
+    finally:
+        store.close()
+
+
+def test_a_worker_alone_pauses_the_issue_in_progress_on_errors(tmp_path, dns_server, sendgrid):
+    """What `newsletter worker` calls before it claims anything (doctor.gate.unattended)."""
+    import threading
+
+    from newsletter import publish
+    from newsletter.delivery import SendContext, run_worker
+    from newsletter.doctor.gate import PAUSE_REASON, unattended
+    from newsletter.records import IssueStatus
+
+    settings, provider = _unattended_folder(tmp_path, sendgrid, "news@twospf.zonetest")
+    store = Store(settings.database_url)
+    try:
+        picked, _ = publish.pick(store, settings, utcnow())
+        issue_id = publish.build_issue(store, settings, picked)
+        gate = unattended(
+            settings, store, now=utcnow(), env={"NEWSLETTER_DNS_SERVER": dns_server.address}
+        )
+        assert gate.refuse
+        issue = store.issues.get_issue(issue_id)
+        assert issue.status == IssueStatus.PAUSED and issue.last_error.startswith(PAUSE_REASON)
+        assert "2 SPF records" in issue.last_error
+        ctx = SendContext.of(store, settings, provider)
+        report = run_worker(ctx, stop=threading.Event(), once=True, echo=lambda _: None)
+        assert report.batches == 0 and sendgrid.messages == []
+    finally:
+        store.close()
+
+
+def test_a_fresh_cached_ok_lets_the_scheduler_send_without_asking_dns(
+    tmp_path, dns_server, sendgrid, monkeypatch
+):
+    import dataclasses
+
+    from newsletter.doctor.gate import REFUSED_KEY, unattended
+    from newsletter.scheduler import SchedulerRunner
+
+    settings, provider = _unattended_folder(tmp_path, sendgrid, "news@good.zonetest")
+    store = Store(settings.database_url)
+    silent = SilentServer()
+    try:
+        env = {"NEWSLETTER_DNS_SERVER": dns_server.address}
+        first = unattended(settings, store, now=utcnow() - timedelta(hours=2), env=env)
+        assert not first.refuse and not first.report.has_errors
+        store.meta.set(REFUSED_KEY, "left by an earlier refusal")
+        # DNS is now dead: a look-up would time out and refuse; the cached report decides.
+        monkeypatch.setenv("NEWSLETTER_DNS_SERVER", silent.address)
+        said: list[str] = []
+        runner = SchedulerRunner(store, settings, said.append)
+        runner.ctx = dataclasses.replace(runner.ctx, provider=provider)
+        runner.wake("cadence")
+        assert sorted(m.to for m in sendgrid.messages) == [
+            f"reader{i:04d}@example.com" for i in range(3)
+        ], said
+        assert not any("deliverability" in line or "timeout" in line for line in said)
+        assert store.meta.get(REFUSED_KEY) is None
+        assert last_report(store).checked_at == first.report.checked_at
+    finally:
+        silent.close()
+        store.close()
+
+
+# -- SPF of the envelope sender (SMTP's VERP bounce address) --------------------------------
+def _smtp_settings(tmp_path: Path, bounce_address: str):
+    from newsletter.exceptions import ConfigError
+
+    smtp = {"host": "relay.verp.zonetest", "bounce_address": bounce_address}
+    try:
+        settings = _settings(
+            tmp_path, "news@verp.zonetest", provider="smtp", smtp=smtp, dkim={"selector": "nl"}
+        )
+    except ConfigError as exc:
+        if "smtp" not in str(exc).lower():
+            raise
+        pytest.skip(f"the [smtp] settings arrive with the SMTP provider (issue 20): {exc}")
+    if getattr(settings, "smtp", None) is None:
+        pytest.skip("the [smtp] settings arrive with the SMTP provider (issue 20)")
+    return settings
+
+
+def test_spf_is_checked_for_the_envelope_domain_of_the_smtp_bounce_address(
+    tmp_path, dns_server, keys
+):
+    env = {"NEWSLETTER_DNS_SERVER": dns_server.address, "DKIM_PRIVATE_KEY": keys["ours"].decode()}
+
+    def doctor(bounce_address: str) -> Report:
+        settings = _smtp_settings(tmp_path, bounce_address)
+        store = Store(settings.database_url)
+        try:
+            return diagnose(settings, store, env=env)
+        finally:
+            store.close()
+
+    verp = doctor("bounces@bounces.verp.zonetest")
+    f = _one(verp, "spf", Level.OK, "one SPF record")
+    assert f.domain == "bounces.verp.zonetest"
+    assert f.found == '"v=spf1 a:relay.verp.zonetest -all"'
+    assert not verp.errors, verp.errors  # the From domain has no SPF: it is not the envelope
+    bare = doctor("bounces@bare.verp.zonetest")
+    f = _one(bare, "spf", Level.ERROR, "no SPF record at bare.verp.zonetest")
+    assert f.publish == 'bare.verp.zonetest TXT "v=spf1 <your provider> -all"'
+    plain = doctor("")  # no VERP: the From address is the envelope sender
+    _one(plain, "spf", Level.ERROR, "no SPF record at verp.zonetest")
+
+
+def test_the_smtp_hosts_provider_include_is_known_from_its_name(tmp_path):
+    from newsletter.doctor.sending import sending_of
+
+    settings = _smtp_settings(tmp_path, "")
+    for host, include in (
+        ("email-smtp.eu-west-1.amazonaws.com", "amazonses.com"),
+        ("smtp.eu.mailgun.org", "mailgun.org"),
+        ("smtp.postmarkapp.com", "spf.mtasv.net"),
+        ("relay.verp.zonetest", ""),
+    ):
+        smtp = dataclasses.replace(settings.smtp, host=host)
+        sending = sending_of(dataclasses.replace(settings, smtp=smtp))
+        assert (sending.include, sending.host, sending.real) == (include, host, True)
+    local = dataclasses.replace(settings.smtp, host="127.0.0.1", bounce_address="b@x.zonetest")
+    sending = sending_of(dataclasses.replace(settings, smtp=local))
+    assert not sending.real and sending.envelope_domain == "x.zonetest"
+
+
+def test_dmarc_aligns_the_envelope_domain_with_the_from_domain(dns_server):
+    from newsletter.doctor.dmarc import check_dmarc
+
+    dns = Dns(dns_server.address)
+
+    def alignment(domain: str, dkim: str | None, envelope: str) -> list:
+        return [
+            f
+            for f in check_dmarc(dns, domain, dkim, spf_domain=envelope)
+            if "envelope sender" in f.message
+        ]
+
+    assert alignment("verp.zonetest", "verp.zonetest", "bounces.verp.zonetest") == []
+    (other,) = alignment("verp.zonetest", "verp.zonetest", "bounces.good.zonetest")
+    assert other.level == Level.WARNING and "DMARC rests on DKIM alone" in other.message
+    assert "bounces.good.zonetest" in other.message and "relaxed" in other.message
+    (unsigned,) = alignment("verp.zonetest", None, "bounces.good.zonetest")
+    assert unsigned.level == Level.ERROR and unsigned.message.endswith("DMARC fails")
+    (strict,) = alignment("strict.zonetest", None, "bounces.strict.zonetest")
+    assert strict.level == Level.ERROR and "strict: aspf=s" in strict.message
+    assert alignment("strict.zonetest", None, "strict.zonetest") == []

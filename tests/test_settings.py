@@ -17,7 +17,7 @@ from newsletter.settings import (
     settings_from_dict,
     write_default_config,
 )
-from newsletter.settings.schema import parse
+from newsletter.settings.schema import FeedSection, parse
 from tests.conftest import run_cli
 
 
@@ -44,9 +44,14 @@ def test_a_long_array_is_written_one_entry_a_line():
 def test_every_setting_is_in_the_generated_file_with_its_description_as_a_comment():
     lines = default_toml().splitlines()
     for table, section in SettingsFile.model_fields.items():
+        if table == "feeds":  # an array of tables without a default: a commented example
+            continue
         assert f"[{table}]" in lines
+        start = lines.index(f"[{table}]")  # keys of the same name live in several tables
         for key, field in section.annotation.model_fields.items():
-            at = next(i for i, line in enumerate(lines) if line.startswith(f"{key} = "))
+            at = next(
+                i for i, line in enumerate(lines) if i > start and line.startswith(f"{key} = ")
+            )
             assert field.description, f"[{table}] {key} has no description"
             comment = []
             for line in reversed(lines[:at]):
@@ -54,6 +59,24 @@ def test_every_setting_is_in_the_generated_file_with_its_description_as_a_commen
                     break
                 comment.insert(0, line[2:])
             assert " ".join(comment) == field.description
+
+
+def test_the_feeds_example_lists_every_key_with_its_description():
+    lines = default_toml().splitlines()
+    assert "# [[feeds]]" in lines
+    for key, field in FeedSection.model_fields.items():
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"# {key} = "))
+        comment = []
+        for line in reversed(lines[:at]):
+            if not line.startswith("# # "):
+                break
+            comment.insert(0, line[4:])
+        assert field.description and " ".join(comment) == field.description
+    # Uncommented, the example is a valid list of feeds.
+    example = "\n".join(
+        line[2:] for line in lines[lines.index("# [[feeds]]") :] if not line.startswith("# # ")
+    )
+    assert parse(tomllib.loads(example), "x").feeds[0].url == "https://example.com/feed/"
 
 
 def test_defaults_agree_everywhere(tmp_path):
@@ -123,6 +146,9 @@ def test_environment_overrides_are_validated_and_named(tmp_path):
     settings = load_settings(tmp_path / "newsletter.toml", env=env)
     assert settings.provider == "sendgrid" and settings.base_url == "https://news.example"
     with pytest.raises(ConfigError, match=r"\[newsletter\] provider \(from NEWSLETTER_PROVIDER\)"):
+        load_settings(tmp_path / "newsletter.toml", env={"NEWSLETTER_PROVIDER": "postmark"})
+    # smtp is a provider, but it needs its server.
+    with pytest.raises(ConfigError, match=r"\[smtp\] host: needed .*\(from NEWSLETTER_PROVIDER\)"):
         load_settings(tmp_path / "newsletter.toml", env={"NEWSLETTER_PROVIDER": "smtp"})
     out = run_cli(["queue", "list"], tmp_path, env={"NEWSLETTER_BASE_URL": "news.example"})
     assert out.returncode == 1 and "Traceback" not in out.stderr

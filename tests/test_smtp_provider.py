@@ -18,9 +18,10 @@ from newsletter.articles import read_article
 from newsletter.exceptions import ConfigError, CredentialsRefused, TransientError
 from newsletter.providers import OutgoingBatch
 from newsletter.providers.dkim import DKIMSigner
-from newsletter.providers.smtp import SMTPProvider, SMTPSettings, verp_address
+from newsletter.providers.smtp import SMTPProvider, verp_address
 from newsletter.records import Recipient
 from newsletter.render import render_issue
+from newsletter.settings import SMTPSettings
 from newsletter.testing.smtp_server import SMTPServerProcess
 
 PARSER = BytesParser(policy=default)
@@ -32,7 +33,6 @@ def smtp_settings(port: int, **overrides) -> SMTPSettings:
         port=port,
         security="none",
         username="",
-        password="",
         connections=2,
         messages_per_connection=100,
         timeout_seconds=5.0,
@@ -204,14 +204,15 @@ def test_starttls_with_auth(settings, rendered, tmp_path):
         base = dict(host="localhost", security="starttls", username="news")
         # Self-signed without [smtp] ca_file: refused, with the setting to use.
         untrusted = SMTPProvider(
-            settings, smtp=smtp_settings(server.port, password="s3cret", **base)
+            settings, smtp=smtp_settings(server.port, **base), password="s3cret"
         )
         with pytest.raises(ConfigError, match=r"\[smtp\] ca_file"):
             untrusted.send(batch)
         # A wrong password: the send stops, naming the setting, never the password.
         wrong = SMTPProvider(
             settings,
-            smtp=smtp_settings(server.port, password="wrong-pw", ca_file=str(cert[0]), **base),
+            smtp=smtp_settings(server.port, ca_file=str(cert[0]), **base),
+            password="wrong-pw",
         )
         with pytest.raises(CredentialsRefused) as refused:
             wrong.send(batch)
@@ -219,7 +220,8 @@ def test_starttls_with_auth(settings, rendered, tmp_path):
         assert not (tmp_path / "md").exists() or messages(tmp_path / "md") == []
         good = SMTPProvider(
             settings,
-            smtp=smtp_settings(server.port, password="s3cret", ca_file=str(cert[0]), **base),
+            smtp=smtp_settings(server.port, ca_file=str(cert[0]), **base),
+            password="s3cret",
         )
         accepted = good.send(batch)
         good.close()
@@ -265,3 +267,60 @@ def test_dkim_signatures_verify_against_the_published_key(settings, rendered, tm
         assert not dkim.verify(
             raw.replace(b"List-Unsubscribe: <", b"List-Unsubscribe: <x"), dnsfunc=dns
         )
+
+
+def test_connections_caps_every_batch_in_flight_together(settings, rendered, tmp_path):
+    """[delivery] concurrency sends several batches at once through one provider: together
+    they never open more than [smtp] connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    everyone = readers(120)
+    batches = [
+        OutgoingBatch.of(settings, 3, n, rendered, everyone[n * 30 : (n + 1) * 30])
+        for n in range(4)
+    ]
+    server = SMTPServerProcess(sink=True)
+    try:
+        provider = SMTPProvider(settings, smtp=smtp_settings(server.port, connections=3))
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(provider.send, batches))
+        provider.close()
+    finally:
+        accepted = server.stop()
+    assert sum(len(r.message_ids) for r in results) == 120 == accepted
+    assert 1 <= server.peak_connections <= 3
+
+
+def test_transactional_mail_goes_out_over_smtp(settings, tmp_path):
+    """Sign-up confirmations and the editors' alerts use `send_message`."""
+    from newsletter.exceptions import Rejected
+    from newsletter.providers import Message
+
+    faults = {"refuse": {"nobody@example.com": "550 5.1.1 no such user"}}
+    with SMTPServerProcess(
+        maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json"
+    ) as server:
+        provider = SMTPProvider(settings, smtp=smtp_settings(server.port))
+        note = dict(subject="Confirm", text="Click", html="<p>Click</p>", category="c", key="k")
+        message_id = provider.send_message(Message("ann@example.com", "Ann Ö", **note))
+        with pytest.raises(Rejected, match="refused 'nobody@example.com': 550 5.1.1"):
+            provider.send_message(Message("nobody@example.com", "", **note))
+        provider.close()
+    (got,) = messages(tmp_path / "md")
+    assert got["Message-ID"] == message_id and got["Subject"] == "Confirm"
+    assert got["To"].addresses[0].display_name == "Ann Ö"
+    assert got["X-Envelope-From"] == "bounces@example.com"
+
+
+def test_the_password_comes_from_the_environment_only(settings, monkeypatch):
+    import dataclasses
+
+    smtp = dataclasses.replace(settings.smtp, host="smtp.example.com", username="news")
+    with_login = dataclasses.replace(settings, provider="smtp", smtp=smtp)
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match=r"\[smtp\] username is 'news' but SMTP_PASSWORD"):
+        SMTPProvider.from_settings(with_login)
+    monkeypatch.setenv("SMTP_PASSWORD", "pass phrase with spaces\r\n")
+    provider = SMTPProvider.from_settings(with_login)
+    assert provider._password == "pass phrase with spaces"
+    assert "pass phrase" not in repr(provider) and "pass phrase" not in repr(settings)

@@ -1,3 +1,3 @@
-"""Bounces and complaints read from the bounce mailbox (`parse`: what one message reports;
-`mailboxes`: Maildir, mbox and IMAP). Applying them to the subscriber list comes with the
-`newsletter bounces` command (issue 20, not built yet)."""
+"""Bounces and complaints read from the bounce mailbox: `parse` (what one message reports),
+`mailboxes` (Maildir, mbox and IMAP), `apply` (each message applied to the list once, for
+`newsletter bounces` and the scheduler)."""

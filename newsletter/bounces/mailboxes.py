@@ -9,6 +9,7 @@ import email.policy
 import imaplib
 import mailbox
 import os
+import ssl
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
@@ -67,6 +68,10 @@ def _imap(source: str) -> Iterator[tuple[str, Message]]:
             if url.scheme == "imaps"
             else imaplib.IMAP4(host, url.port or 143)
         )
+    except ssl.SSLCertVerificationError as exc:
+        raise ConfigError(
+            f"the IMAP server {host}'s certificate is not trusted ({exc.verify_message})"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot reach the IMAP server {host}: {exc.strerror or exc}") from None
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -77,23 +77,15 @@ def check_spoiler_leaks(
 def check_articles(
     articles: Sequence[Article],
     *,
-    subject: str,
-    preheader: str | None,
-    layout: str,
     contract: Contract = DEFAULT_CONTRACT,
     spoiler_leak: str = WARNING,
+    **inbox: Any,
 ) -> list[Finding]:
-    """Both editorial rules for the articles of one issue."""
-    findings = check_contract(articles, contract)
-    findings += check_spoiler_leaks(
-        articles,
-        subject=subject,
-        preheader=preheader,
-        layout=layout,
-        contract=contract,
-        severity=spoiler_leak,
+    """Both editorial rules for the articles of one issue; `inbox` is what the reader sees
+    before opting in, as `check_spoiler_leaks` takes it (subject, preheader, layout)."""
+    return check_contract(articles, contract) + check_spoiler_leaks(
+        articles, contract=contract, severity=spoiler_leak, **inbox
     )
-    return findings
 
 
 def check_stored_issue(settings: Settings, store: Store, issue: IssueRecord) -> list[Finding]:

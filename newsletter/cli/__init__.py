@@ -9,7 +9,19 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli import editors, issues, preview, queue, run, services, setup, subscribers
+from newsletter.cli import (
+    bounces,
+    editors,
+    feeds,
+    issues,
+    preview,
+    queue,
+    run,
+    services,
+    setup,
+    subscribers,
+    workflow,
+)
 from newsletter.cli.app import App, LibraryErrors
 
 
@@ -54,3 +66,7 @@ main.add_command(services.serve)
 main.add_command(services.sendgrid_server)
 main.add_command(services.worker)
 main.add_command(services.scheduler)
+main.add_command(bounces.bounces)
+main.add_command(workflow.approve)
+main.add_command(workflow.reject)
+main.add_command(feeds.feeds)

@@ -77,13 +77,17 @@ def diagnose(
     findings += unsubscribe.check_base_url(settings.base_url, sending)
     findings += sender.check_from(resolver, domain, settings.from_email)
     if domain not in sender.FREE_MAIL:
-        found_spf = spf.check_spf(resolver, domain, sending)
+        # SPF is the envelope sender's: SMTP's VERP bounce address may have its own domain.
+        envelope = sending.envelope_domain or domain
+        found_spf = spf.check_spf(resolver, envelope, sending)
         found_dkim = dkim.check_dkim(resolver, domain, sending, own)
         if sending.provider == "sendgrid" and own is None:
             authenticated = all(f.level == Level.OK for f in found_dkim)
             found_spf = spf.soften_for_sendgrid_return_path(found_spf, authenticated)
         findings += found_spf + found_dkim
-        findings += dmarc.check_dmarc(resolver, domain, signing)
+        findings += dmarc.check_dmarc(
+            resolver, domain, signing, spf_domain=envelope if envelope != domain else None
+        )
     list_size = store.subscribers.count(SubscriberStatus.ACTIVE)
     since = now - volume.WINDOW
     complaints = store.subscribers.count(SubscriberStatus.COMPLAINED, since=since)
@@ -99,6 +103,7 @@ def diagnose(
         list_size=list_size,
         complaint_rate=rate,
         volume=rows,
+        dns_trouble=resolver.troubled,
     )
 
 

@@ -12,7 +12,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from newsletter.doctor.findings import Finding, Level
+from newsletter.doctor.findings import Finding, Level, finding
 from newsletter.doctor.lookup import Dns
 from newsletter.doctor.sending import Sending
 from newsletter.doctor.spf import quoted
@@ -46,51 +46,47 @@ def tags(record: str) -> dict[str, str]:
 
 
 def check_sendgrid(dns: Dns, domain: str) -> list[Finding]:
-    findings = []
-    for selector in SENDGRID_SELECTORS:
-        name = f"{selector}._domainkey.{domain}"
-        publish = (
-            f"{name} CNAME {selector}.domainkey.uNNNNNNN.wl.sendgrid.net (the exact target is on "
-            "SendGrid's Settings > Sender Authentication page for this domain)"
+    return [
+        _sendgrid_selector(dns, f"{selector}._domainkey.{domain}", selector)
+        for selector in SENDGRID_SELECTORS
+    ]
+
+
+def _sendgrid_selector(dns: Dns, name: str, selector: str) -> Finding:
+    """One of SendGrid's CNAMEs: present, and leading to a key."""
+    publish = (
+        f"{name} CNAME {selector}.domainkey.uNNNNNNN.wl.sendgrid.net (the exact target is on "
+        "SendGrid's Settings > Sender Authentication page for this domain)"
+    )
+    cname = dns.query(name, "CNAME")
+    if not cname.found:
+        return finding(
+            CHECK,
+            Level.ERROR,
+            name,
+            f"SendGrid's DKIM CNAME is missing: {cname.failure()}; without it SendGrid signs "
+            "as sendgrid.net, which does not align with your From domain",
+            publish=publish,
         )
-        cname = dns.query(name, "CNAME")
-        if not cname.found:
-            findings.append(
-                Finding(
-                    check=CHECK,
-                    level=Level.ERROR,
-                    domain=name,
-                    message=f"SendGrid's DKIM CNAME is missing: {cname.failure()}; without it "
-                    "SendGrid signs as sendgrid.net, which does not align with your From domain",
-                    publish=publish,
-                )
-            )
-            continue
-        target = cname.records[0]
-        key = dns.txt(name)
-        if not key.found or not any("p" in tags(r) and tags(r)["p"] for r in key.records):
-            why = key.failure() if not key.found else "no key (p=) there"
-            findings.append(
-                Finding(
-                    check=CHECK,
-                    level=Level.ERROR,
-                    domain=name,
-                    message=f"the CNAME points to {target}, which gives no DKIM key: {why}",
-                    found=f"CNAME {target}",
-                    publish=publish,
-                )
-            )
-            continue
-        findings.append(
-            Finding(
-                check=CHECK,
-                level=Level.OK,
-                domain=name,
-                message=f"SendGrid's DKIM key is published (CNAME to {target})",
-                found=f"CNAME {target}",
-            )
+    target = cname.records[0]
+    key = dns.txt(name)
+    if not key.found or not any("p" in tags(r) and tags(r)["p"] for r in key.records):
+        why = key.failure() if not key.found else "no key (p=) there"
+        return finding(
+            CHECK,
+            Level.ERROR,
+            name,
+            f"the CNAME points to {target}, which gives no DKIM key: {why}",
+            f"CNAME {target}",
+            publish,
         )
-    return findings
+    return finding(
+        CHECK,
+        Level.OK,
+        name,
+        f"SendGrid's DKIM key is published (CNAME to {target})",
+        f"CNAME {target}",
+    )
 
 
 def _strings(text: str, size: int = 250) -> str:
@@ -130,10 +126,8 @@ def _published_bits(kind: str, p: str) -> int | None:
 def check_own(dns: Dns, own: OwnKey) -> list[Finding]:
     name = f"{own.selector}._domainkey.{own.domain}"
 
-    def finding(level: Level, message: str, found: str | None = None, publish: str | None = None):
-        return Finding(
-            check=CHECK, level=level, domain=name, message=message, found=found, publish=publish
-        )
+    def at(level: Level, message: str, found: str | None = None, publish: str | None = None):
+        return finding(CHECK, level, name, message, found, publish)
 
     ours: tuple[str, str, int] | None = None
     problem = own.problem
@@ -146,11 +140,11 @@ def check_own(dns: Dns, own: OwnKey) -> list[Finding]:
     publish = f"{name} TXT {_strings(f'v=DKIM1; k={ours[0]}; p={ours[1]}')}" if ours else None
     findings = []
     if problem:
-        findings.append(finding(Level.ERROR, problem))
+        findings.append(at(Level.ERROR, problem))
     answer = dns.txt(name)
     if not answer.found:
         findings.append(
-            finding(Level.ERROR, f"no DKIM key published: {answer.failure()}", publish=publish)
+            at(Level.ERROR, f"no DKIM key published: {answer.failure()}", publish=publish)
         )
         return findings
     record, strings = answer.records[0], answer.strings[0]
@@ -158,19 +152,17 @@ def check_own(dns: Dns, own: OwnKey) -> list[Finding]:
     values = tags(record)
     kind, p = values.get("k", "rsa").lower(), values.get("p", "")
     if not p:
-        findings.append(
-            finding(Level.ERROR, "the key record has no p= (a revoked key)", found, publish)
-        )
+        findings.append(at(Level.ERROR, "the key record has no p= (a revoked key)", found, publish))
         return findings
     bits = _published_bits(kind, p)
     if bits is None:
         findings.append(
-            finding(Level.ERROR, f"the published p= is not a valid {kind} key", found, publish)
+            at(Level.ERROR, f"the published p= is not a valid {kind} key", found, publish)
         )
         return findings
     if ours is not None and (kind, p) != (ours[0], ours[1]):
         findings.append(
-            finding(
+            at(
                 Level.ERROR,
                 "the published key is not the public half of the private key we sign with: "
                 "every signature fails",
@@ -180,7 +172,7 @@ def check_own(dns: Dns, own: OwnKey) -> list[Finding]:
         )
     if kind == "rsa" and bits < MIN_BITS:
         findings.append(
-            finding(
+            at(
                 Level.ERROR,
                 f"the published RSA key has {bits} bits; receivers ignore keys under "
                 f"{MIN_BITS} bits (make a {RECOMMENDED_BITS}-bit key)",
@@ -190,7 +182,7 @@ def check_own(dns: Dns, own: OwnKey) -> list[Finding]:
         )
     elif kind == "rsa" and bits < RECOMMENDED_BITS:
         findings.append(
-            finding(
+            at(
                 Level.WARNING,
                 f"the published RSA key has {bits} bits; {RECOMMENDED_BITS} is recommended",
                 found,
@@ -198,7 +190,7 @@ def check_own(dns: Dns, own: OwnKey) -> list[Finding]:
         )
     if not findings:
         findings.append(
-            finding(
+            at(
                 Level.OK,
                 f"the published {kind} key ({bits} bits) matches the private key we sign with",
                 found,
@@ -214,11 +206,11 @@ def check_dkim(dns: Dns, domain: str, sending: Sending, own: OwnKey | None) -> l
         return check_sendgrid(dns, domain)
     level = Level.ERROR if sending.real else Level.WARNING
     return [
-        Finding(
-            check=CHECK,
-            level=level,
-            domain=domain,
-            message=f"no DKIM signing is set up for {sending.label}: set [dkim] selector and "
-            "its private key, or the provider's own DKIM records",
+        finding(
+            CHECK,
+            level,
+            domain,
+            f"no DKIM signing is set up for {sending.label}: set [dkim] selector and its "
+            "private key, or the provider's own DKIM records",
         )
     ]

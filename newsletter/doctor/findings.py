@@ -28,6 +28,20 @@ class Finding:
     publish: str | None = None
 
 
+def finding(
+    check: str,
+    level: Level,
+    domain: str,
+    message: str,
+    found: str | None = None,
+    publish: str | None = None,
+) -> Finding:
+    """A `Finding` by position: the checks build many, always in this order."""
+    return Finding(
+        check=check, level=level, domain=domain, message=message, found=found, publish=publish
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class VolumeRow:
     """One row of the bulk-sender rules table, with whether this newsletter meets it."""
@@ -48,6 +62,8 @@ class Report:
     list_size: int = 0
     complaint_rate: float = 0.0
     volume: tuple[VolumeRow, ...] = field(default=())
+    # A look-up timed out or got SERVFAIL: the gate asks again sooner than the next day.
+    dns_trouble: bool = False
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -77,4 +93,5 @@ class Report:
             list_size=data["list_size"],
             complaint_rate=data["complaint_rate"],
             volume=tuple(VolumeRow(**row) for row in data["volume"]),
+            dns_trouble=bool(data.get("dns_trouble", False)),
         )

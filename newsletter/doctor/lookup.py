@@ -3,8 +3,9 @@ findings (a failure is never a traceback).
 
 `NEWSLETTER_DNS_SERVER=host:port` sends every query to that server instead of the system's
 resolvers: for split-horizon set-ups, and for the tests' own authoritative server. CNAMEs are
-followed here as well as by the server, so a stub pointed at an authoritative server sees the
-same records a recursive resolver would."""
+followed here as well as by the server, and so are referrals to a delegated zone's servers, so a
+stub pointed at an authoritative server sees the same records (and the same dead delegations)
+a recursive resolver would."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
 import dns.resolver
 
 from newsletter.exceptions import ConfigError
@@ -22,9 +30,13 @@ SERVER_VARIABLE = "NEWSLETTER_DNS_SERVER"
 # Seconds one query may take, retries included; a receiving server gives up sooner.
 LIFETIME = 4.0
 MAX_CNAMES = 8
+# A zone delegated away: its name, and its servers with their glue addresses.
+Delegation = tuple[str, list[tuple[str, tuple[str, ...]]]]
 
 
 class Outcome(StrEnum):
+    """How a look-up ended; SERVFAIL and timeout may be over in minutes (TEMPORARY)."""
+
     FOUND = "found"
     NXDOMAIN = "NXDOMAIN"
     NO_ANSWER = "no answer"
@@ -32,6 +44,9 @@ class Outcome(StrEnum):
     TIMEOUT = "timeout"
     CNAME_LOOP = "CNAME loop"
     FAILED = "failed"
+
+
+TEMPORARY = (Outcome.SERVFAIL, Outcome.TIMEOUT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +111,8 @@ class Dns:
         self.lifetime = lifetime
         self.unreachable = False
         self.setup_problem = ""
+        self.dead: dict[str, str] = {}  # delegated zone -> why none of its servers answered
+        self.troubled = False  # a look-up timed out or got SERVFAIL: worth asking again soon
         if server:
             host, port = parse_server(server)
             self.resolver = dns.resolver.Resolver(configure=False)
@@ -122,7 +139,12 @@ class Dns:
         return self.query(name, "TXT")
 
     def query(self, name: str, rdtype: str) -> Answer:
-        name = name.rstrip(".").lower()
+        answer = self._query(name.rstrip(".").lower(), rdtype)
+        if answer.outcome in TEMPORARY:
+            self.troubled = True
+        return answer
+
+    def _query(self, name: str, rdtype: str) -> Answer:
         if self.setup_problem:
             return Answer(
                 name=name, rdtype=rdtype, outcome=Outcome.FAILED, detail=self.setup_problem
@@ -182,6 +204,21 @@ class Dns:
             return failed(Outcome.FAILED, "the name is too long")
         except dns.exception.DNSException as exc:
             return failed(Outcome.FAILED, str(exc) or type(exc).__name__)
+        if got.rrset is None and (delegation := _referral(got.response, target)) is not None:
+            followed = self._follow(delegation, target, rdtype)
+            if isinstance(followed, str):
+                return failed(Outcome.SERVFAIL, followed)
+            if followed.rcode() == dns.rcode.NXDOMAIN:
+                return failed(Outcome.NXDOMAIN, f"via {target}" if target != name else "")
+            try:
+                got = dns.resolver.Answer(
+                    dns.name.from_text(target),
+                    dns.rdatatype.from_text(rdtype),
+                    dns.rdataclass.IN,
+                    followed,
+                )
+            except dns.exception.DNSException as exc:
+                return failed(Outcome.FAILED, str(exc) or type(exc).__name__)
         canonical = got.canonical_name.to_text().rstrip(".").lower()
         if got.rrset is None:
             return (), (), canonical
@@ -195,3 +232,60 @@ class Dns:
             else:
                 records.append(rdata.to_text().rstrip("."))
         return tuple(records), tuple(strings), canonical
+
+    def _follow(
+        self, delegation: Delegation, target: str, rdtype: str
+    ) -> dns.message.QueryMessage | str:
+        """Ask the servers a zone is delegated to, as a recursive resolver would (the server
+        asked is authoritative only). Their answer, or why there is none: a dead delegation,
+        which a receiver's resolver reports as SERVFAIL. Told once per zone."""
+        zone, servers = delegation
+        if zone in self.dead:
+            return self.dead[zone]
+        query = dns.message.make_query(target, rdtype)
+        tried: list[str] = []
+        for host, addresses in servers:
+            if not addresses:  # no glue: the server's name is looked up first
+                addresses = self.query(host, "A").records
+            for address in addresses:
+                tried.append(f"{host} ({address})")
+                try:
+                    reply = dns.query.udp(query, address, timeout=self.lifetime / 2)
+                except (dns.exception.DNSException, OSError, ValueError):
+                    continue
+                if (
+                    isinstance(reply, dns.message.QueryMessage)
+                    and reply.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+                    and reply.flags & dns.flags.AA
+                ):
+                    return reply
+        why = (
+            f"dead delegation: {zone} is delegated to "
+            + (", ".join(tried) or ", ".join(host for host, _ in servers))
+            + ", which did not answer for it"
+        )
+        self.dead[zone] = why
+        return why
+
+
+def _referral(response: dns.message.Message, target: str) -> Delegation | None:
+    """A referral (no answer, not authoritative, NS records for a zone holding the name):
+    the zone and its servers with their glue addresses, or None."""
+    if response.flags & dns.flags.AA or response.answer:
+        return None
+    name = dns.name.from_text(target)
+    for rrset in response.authority:
+        if rrset.rdtype != dns.rdatatype.NS or not name.is_subdomain(rrset.name):
+            continue
+        servers = []
+        for ns in rrset:
+            host = ns.target
+            glue = tuple(
+                rdata.address
+                for extra in response.additional
+                if extra.name == host and extra.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
+                for rdata in extra
+            )
+            servers.append((host.to_text().rstrip("."), glue))
+        return rrset.name.to_text().rstrip(".").lower(), servers
+    return None

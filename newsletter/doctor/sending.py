@@ -1,6 +1,6 @@
 """What the doctor expects of the configured provider: whether mail really leaves (a provider
-whose endpoint is on this machine is a test server, its mail goes nowhere), and which SPF
-term authorises it."""
+whose endpoint is on this machine is a test server, its mail goes nowhere), which SPF term
+authorises it, and which domain the envelope sender (where SPF is checked) has."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ class Sending:
     real: bool  # mail leaves this machine for real inboxes
     include: str = ""  # the SPF include that authorises it ("" when none is known)
     host: str = ""  # the SMTP host whose addresses SPF must cover
+    # The envelope sender's (return path's) domain when it is not the From domain: SMTP's
+    # VERP [smtp] bounce_address. SPF is checked there, and DMARC aligns it with the From.
+    envelope_domain: str = ""
 
 
 def is_local(host: str) -> bool:
@@ -57,11 +60,13 @@ def sending_of(settings: Settings) -> Sending:
     if settings.provider == "smtp" and smtp is not None:
         host = str(getattr(smtp, "host", "")).lower()
         include = next((v for k, v in KNOWN_INCLUDES.items() if host.endswith(k)), "")
+        bounces = str(getattr(smtp, "bounce_address", "") or "")
         return Sending(
             provider="smtp",
             label=f"SMTP host {host}",
             real=not is_local(host),
             include=include,
             host=host,
+            envelope_domain=bounces.rpartition("@")[2].strip().lower() if bounces else "",
         )
     return Sending(provider=settings.provider, label="the outbox", real=False)

@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 from newsletter.doctor.findings import Finding, Level
+from newsletter.doctor.findings import finding as make
 from newsletter.doctor.lookup import Dns, Outcome
 from newsletter.doctor.sending import Sending
 
@@ -49,9 +50,7 @@ def suggested(record: str | None, include: str, extra: str = "") -> str:
 
 def check_spf(dns: Dns, domain: str, sending: Sending) -> list[Finding]:
     def finding(level: Level, message: str, found: str | None = None, publish: str | None = None):
-        return Finding(
-            check=CHECK, level=level, domain=domain, message=message, found=found, publish=publish
-        )
+        return make(CHECK, level, domain, message, found, publish)
 
     answer = dns.txt(domain)
     new = suggested(None, sending.include)
@@ -184,7 +183,9 @@ def _authorises(dns, domain, record, found, parsed, sending: Sending, finding) -
     includes = _includes(parsed)
     if sending.include and sending.include in includes:
         return []
-    if sending.host:
+    # A provider with a documented include (SendGrid, SES, Mailgun, ...) sends from its own
+    # ranges, not from its SMTP endpoint's addresses: the include is what SPF must name.
+    if sending.host and not sending.include:
         addresses = [
             ipaddress.ip_address(a)
             for kind in ("A", "AAAA")
@@ -203,9 +204,7 @@ def _authorises(dns, domain, record, found, parsed, sending: Sending, finding) -
                 )
             ]
         terms = " ".join(f"ip{a.version}:{a}" for a in missing)
-        publish = (
-            suggested(record, sending.include) if sending.include else suggested(record, "", terms)
-        )
+        publish = suggested(record, "", terms)
         return [
             finding(
                 Level.ERROR,

@@ -113,11 +113,21 @@ class Settles(Protocol):
 
 
 def make_provider(settings: Settings) -> Provider:
-    """The provider the settings select (outbox by default)."""
+    """The provider the settings select (outbox by default); the messages we write ourselves
+    (outbox, SMTP) are DKIM-signed when `[dkim]` names a selector."""
+    if settings.provider in ("outbox", "smtp"):
+        from newsletter.providers.dkim import signer_for
+
+        signer = signer_for(settings)
+        sign = signer.sign if signer is not None else None
     if settings.provider == "outbox":
         from newsletter.providers.outbox import OutboxProvider
 
-        return OutboxProvider(settings)
+        return OutboxProvider(settings, sign=sign)
+    if settings.provider == "smtp":
+        from newsletter.providers.smtp import SMTPProvider
+
+        return SMTPProvider.from_settings(settings, sign=sign)
     if settings.provider == "sendgrid":
         from newsletter.providers.sendgrid import SendGridProvider
 

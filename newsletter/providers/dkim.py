@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter.exceptions import ConfigError
+from newsletter.settings import Settings
+
+KEY_VARIABLE = "DKIM_PRIVATE_KEY"
 
 SIGNED_HEADERS = (
     b"From",
@@ -70,3 +73,21 @@ class DKIMSigner:
             raise ConfigError(
                 "[dkim]: the private key is not an RSA private key in PEM form"
             ) from None
+
+
+def signer_for(settings: Settings) -> DKIMSigner | None:
+    """The signer `[dkim]` describes (`d=` the From domain unless `domain` is set), the key
+    from `DKIM_PRIVATE_KEY` (a PEM, its line breaks real or written `\\n`) or the file;
+    None without a selector (the provider signs, or nobody does)."""
+    import os
+
+    dkim = settings.dkim
+    if not dkim.selector:
+        return None
+    pem = (os.environ.get(KEY_VARIABLE) or "").strip().replace("\\n", "\n")
+    return DKIMSigner.load(
+        selector=dkim.selector,
+        domain=dkim.domain or settings.from_email.rpartition("@")[2].lower(),
+        key_file=str(dkim.private_key_file or ""),
+        key_pem=pem,
+    )

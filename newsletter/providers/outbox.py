@@ -26,7 +26,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.errors import MessageError
@@ -413,9 +413,16 @@ class OutboxProvider:
     name = "outbox"
     max_batch = 1000
 
-    def __init__(self, settings: Settings, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        path: Path | None = None,
+        *,
+        sign: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self.settings = settings
         self.path = path or settings.outbox_path
+        self._sign = sign  # [dkim]: the DKIM-Signature header line for a message
         self._template: tuple[tuple[int, str], MessageTemplate] | None = None
 
     def _issue_template(self, batch: OutgoingBatch) -> MessageTemplate:
@@ -445,6 +452,8 @@ class OutboxProvider:
                 except UnwritableAddress as exc:
                     rejected[recipient.subscriber_id] = f"{recipient.email!r}: {exc}"
                     continue
+                if self._sign is not None:
+                    pieces = [self._sign(b"".join(pieces)), *pieces]
                 name = f"{recipient.subscriber_id:08d}.eml"
                 temporary = f".{name}{suffix}"
                 _write_file(dir_fd, temporary, pieces)

@@ -22,6 +22,7 @@ without guessing.
 
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import ssl
@@ -34,33 +35,17 @@ from dataclasses import dataclass, field
 
 from newsletter.exceptions import ConfigError, CredentialsRefused, Rejected, TransientError
 from newsletter.providers import Accepted, Message, OutgoingBatch
-from newsletter.providers.outbox import MessageTemplate, UnwritableAddress, issue_template
+from newsletter.providers.outbox import (
+    MessageTemplate,
+    UnwritableAddress,
+    issue_template,
+    to_header,
+)
 from newsletter.records import Recipient
-from newsletter.settings import Settings
+from newsletter.settings import Settings, SMTPSettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SECURITIES = ("starttls", "tls", "none")
-
-
-@dataclass(frozen=True, kw_only=True)
-class SMTPSettings:
-    """The `[smtp]` table, resolved; the password comes from `SMTP_PASSWORD` only."""
-
-    host: str
-    port: int
-    security: str
-    username: str
-    password: str = field(repr=False)
-    connections: int
-    messages_per_connection: int
-    timeout_seconds: float
-    max_per_second: float
-    bounce_address: str
-    ca_file: str
-    max_retries: int
-
-    def describe(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 class _Connection(smtplib.SMTP):
@@ -160,6 +145,7 @@ class SMTPProvider:
         settings: Settings,
         *,
         smtp: SMTPSettings,
+        password: str = "",
         sign: Callable[[bytes], bytes] | None = None,
     ) -> None:
         if smtp.security not in SECURITIES:
@@ -173,13 +159,34 @@ class SMTPProvider:
             )
         self.settings = settings
         self.smtp = smtp
+        self._password = password
         self.from_email = settings.from_email
         self._sign = sign
         self._template: tuple[tuple[int, str], MessageTemplate] | None = None
         self._pace = _Pace(smtp.max_per_second)
         self._idle: list[_Connection] = []
         self._idle_lock = threading.Lock()
+        # `connections` is the most this provider has open at once, however many batches
+        # the sender has in flight ([delivery] concurrency): each lane holds one slot.
+        self._slots = threading.BoundedSemaphore(smtp.connections)
         self._refused_login: CredentialsRefused | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, sign: Callable[[bytes], bytes] | None = None
+    ) -> SMTPProvider:
+        """The provider `[smtp]` describes, the password from `SMTP_PASSWORD`."""
+        # Not `settings.secret`: a password may hold spaces; only a CRLF file's line end goes.
+        password = os.environ.get("SMTP_PASSWORD", "").strip("\r\n")
+        if settings.smtp.username and not password:
+            raise ConfigError(
+                f"[smtp] username is {settings.smtp.username!r} but SMTP_PASSWORD is not set "
+                "in the environment"
+            )
+        return cls(settings, smtp=settings.smtp, password=password, sign=sign)
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"SMTPProvider(host={self.smtp.describe()!r})"
 
     # -- connections --------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext:
@@ -200,7 +207,7 @@ class SMTPProvider:
                     conn.starttls(context=self._tls_context())
             conn.ehlo_or_helo_if_needed()
             if s.username:
-                conn.login(s.username, s.password)
+                conn.login(s.username, self._password)
         except smtplib.SMTPAuthenticationError as exc:
             self._refused_login = CredentialsRefused(
                 f"the SMTP server {where} refused the login of [smtp] username {s.username!r} "
@@ -213,7 +220,21 @@ class SMTPProvider:
                 "set [smtp] ca_file to the certificate (or its CA) for a private server"
             ) from None
         except ssl.SSLError as exc:
-            raise TransientError(f"TLS with the SMTP server {where} failed: {exc.reason}") from None
+            # Trying again does not help: implicit TLS against a plain port, or the reverse.
+            raise ConfigError(
+                f"the TLS handshake with the SMTP server {where} failed ({exc.reason}): check "
+                '[smtp] security and port ("tls" is for port 465, "starttls" for 587)'
+            ) from None
+        except smtplib.SMTPConnectError as exc:  # a greeting other than 220
+            said = _text(exc.smtp_error)
+            if 400 <= exc.smtp_code < 500:
+                raise TransientError(
+                    f"the SMTP server {where} is busy: {exc.smtp_code} {said}"
+                ) from None
+            raise ConfigError(
+                f"{where} did not greet as an SMTP server ({said[:80]!r}): check [smtp] host and "
+                "port"
+            ) from None
         except smtplib.SMTPNotSupportedError:
             raise ConfigError(
                 f"the SMTP server {where} does not offer STARTTLS: set [smtp] security "
@@ -230,20 +251,22 @@ class SMTPProvider:
 
     @contextmanager
     def _connection(self) -> Iterator[_Connection]:
-        with self._idle_lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
-        try:
-            yield conn
-        except BaseException:
-            _close(conn)
-            raise
-        if getattr(conn, "broken", False) or conn.sent_count >= self.smtp.messages_per_connection:  # type: ignore[attr-defined]
-            _quit(conn)
-        else:
+        with self._slots:
             with self._idle_lock:
-                self._idle.append(conn)
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._connect()
+            try:
+                yield conn
+            except BaseException:
+                _close(conn)
+                raise
+            used_up = conn.sent_count >= self.smtp.messages_per_connection  # type: ignore[attr-defined]
+            if getattr(conn, "broken", False) or used_up:
+                _quit(conn)
+            else:
+                with self._idle_lock:
+                    self._idle.append(conn)
 
     def close(self) -> None:
         with self._idle_lock:
@@ -421,7 +444,44 @@ class SMTPProvider:
         return True
 
     def send_message(self, message: Message) -> str:
-        raise Rejected("transactional email over SMTP is not built yet")
+        """One transactional email (a sign-up confirmation, an editors' alert), laid out as
+        the outbox writes it, sent over one of the same connections; the envelope sender is
+        `bounce_address` as it is (no reader to name)."""
+        template = MessageTemplate(self.settings, message.subject, message.text, message.html)
+        try:
+            to_line = to_header(message.to_email, message.to_name)
+        except UnwritableAddress as exc:
+            raise Rejected(f"cannot write to {message.to_email!r}: {exc}") from exc
+        message_id = template.message_id()
+        data = self._signed(b"".join(template.fill(to_line, message_id, {})))
+        sender = self.smtp.bounce_address or self.from_email
+        options = ["SMTPUTF8"] if not message.to_email.isascii() else []
+        try:
+            with self._connection() as conn:
+                try:
+                    conn.sendmail(sender, [message.to_email], data, mail_options=options)
+                except smtplib.SMTPRecipientsRefused as exc:
+                    code, said = next(iter(exc.recipients.values()))
+                    raise Rejected(
+                        f"the SMTP server {self.smtp.describe()} refused {message.to_email!r}: "
+                        f"{code} {said.decode('utf-8', 'replace')}"
+                    ) from None
+                except smtplib.SMTPResponseException as exc:
+                    answer = exc.smtp_error
+                    text = (
+                        answer.decode("utf-8", "replace") if isinstance(answer, bytes) else answer
+                    )
+                    error = (
+                        f"the SMTP server {self.smtp.describe()} answered {exc.smtp_code} {text}"
+                    )
+                    if 400 <= exc.smtp_code < 500:
+                        raise TransientError(error) from None
+                    raise Rejected(error) from None
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            raise TransientError(
+                f"the connection to {self.smtp.describe()} was lost: {_reason(exc)}"
+            ) from None
+        return message_id
 
 
 def _defer(outcomes: _Outcomes, jobs: list[tuple[Recipient, bytes]], reason: str) -> None:
@@ -434,6 +494,10 @@ def _defer(outcomes: _Outcomes, jobs: list[tuple[Recipient, bytes]], reason: str
                 and sid not in outcomes.uncertain
             ):
                 outcomes.deferred[sid] = outcomes.deferred.get(sid) or reason
+
+
+def _text(said: bytes | str) -> str:
+    return said.decode("utf-8", "replace") if isinstance(said, bytes) else said
 
 
 def _reason(exc: BaseException) -> str:

@@ -44,6 +44,7 @@ from newsletter.publish.ticks import (
     TickContext,
     TickResult,
     held_tick,
+    prepare_next,
     publish_tick,
     scheduled_work,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "parse_local_time",
     "pick",
     "plan_run",
+    "prepare_next",
     "publish_tick",
     "queue_add",
     "queue_view",

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from newsletter.articles import Article, read_article
 from newsletter.check import ERROR, CheckedIssue, Finding, check_issue, format_findings
@@ -105,21 +106,11 @@ def build_issue(
     settings: Settings,
     picked: list[Picked],
     scheduled_for: datetime | None = None,
-    *,
-    force: bool = False,
-    layout: str | None = None,
-    layout_choice: str | None = None,
+    **options: Any,
 ) -> int:
-    """`build_checked`'s issue id."""
-    return build_checked(
-        store,
-        settings,
-        picked,
-        scheduled_for,
-        force=force,
-        layout=layout,
-        layout_choice=layout_choice,
-    ).issue_id
+    """`build_checked`'s issue id, for callers that need nothing else (its options: force,
+    layout, layout_choice)."""
+    return build_checked(store, settings, picked, scheduled_for, **options).issue_id
 
 
 def build_checked(
@@ -131,12 +122,15 @@ def build_checked(
     force: bool = False,
     layout: str | None = None,
     layout_choice: str | None = None,
+    awaiting_approval: bool = False,
 ) -> BuiltIssue:
     """Render the issue once (in `layout`, default: the setting, or a digest for several
     articles) with its articles' own pages, check it (the email, the article contract and
     spoiler leaks), and create it with its delivery plan. An issue whose check finds errors
     is refused unless `force`. `layout_choice`, the editors' choice read for this issue, is
-    consumed when the issue is created. Returns the issue and its check's warnings."""
+    consumed when the issue is created; with `awaiting_approval` the issue waits for an
+    editor's approval before any delivery is planned. Returns the issue and its check's
+    warnings."""
     checked, slugs = check_picked(store, settings, picked, scheduled_for, layout=layout)
     errors = [f for f in checked.findings if f.severity == ERROR]
     if errors and not force:
@@ -153,6 +147,7 @@ def build_checked(
         scheduled_for,
         pages=pages,
         layout_choice=layout_choice,
+        awaiting_approval=awaiting_approval,
     )
     return BuiltIssue(issue_id=issue_id, warnings=warnings_of(checked.findings))
 

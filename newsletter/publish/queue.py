@@ -62,9 +62,11 @@ def queue_add(
     source: Path,
     not_before: str | None = None,
     tz: str | None = None,
+    *,
+    queued_by: int | None = None,
 ) -> tuple[Article, Path]:
     """Check the article reads cleanly and keeps the article contract, copy it into issues/
-    and put it at the end of the queue. Contract warnings do not stop it (see
+    and put it at the end of the queue (noting `queued_by`, the editor, for the approval). Contract warnings do not stop it (see
     `conformance.validate_file`); contract errors do, all of them listed by file and line."""
     # Refuse a broken article now, not at send time.
     article = read_article(source, headings=settings.contract.headings)
@@ -87,7 +89,7 @@ def queue_add(
         shutil.copyfile(source, target)
     if when is None and article.not_before is not None:
         when = parse_local_time(article.not_before, settings.timezone)
-    store.articles.add_article(target.name, article.title, when)
+    store.articles.add_article(target.name, article.title, when, queued_by)
     return article, target
 
 

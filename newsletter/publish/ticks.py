@@ -12,6 +12,7 @@ from datetime import datetime
 
 from newsletter import alerts
 from newsletter.alerts import HeldArticle
+from newsletter.approval import awaiting_notice
 from newsletter.delivery import (
     DeliveryPolicy,
     SendContext,
@@ -20,7 +21,7 @@ from newsletter.delivery import (
     SendReport,
     send_issue,
 )
-from newsletter.exceptions import CheckFailed, NoActiveSubscriber
+from newsletter.exceptions import AwaitingApproval, CheckFailed, NoActiveSubscriber
 from newsletter.providers import Provider
 from newsletter.publish.build import (
     Picked,
@@ -28,9 +29,9 @@ from newsletter.publish.build import (
     culprits,
     pick,
 )
-from newsletter.publish.calendar import latest_tick
+from newsletter.publish.calendar import latest_tick, next_ticks
 from newsletter.publish.queue import chosen_layout
-from newsletter.records import utcnow
+from newsletter.records import IssueStatus, utcnow
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.meta import HELD_TICK, LAST_TICK, SCHEDULER_STARTED
@@ -80,6 +81,7 @@ class TickResult:
     tick: datetime | None = None
     held_articles: list[HeldArticle] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # the issue's check, one line each
+    awaiting: int | None = None  # the issue prepared for this tick waits for its approval
 
 
 def held_tick(store: Store) -> datetime | None:
@@ -143,7 +145,36 @@ def _tick(
         return result
     if send.hooks.stop_requested():
         return result  # stopped while finishing an interrupted issue: build nothing new
-    picked, result.errors = pick(store, settings, now, held=force)
+    if settings.approval.required:
+        return _approval_tick(
+            ctx, send, now, result, scheduled_for=scheduled_for, force=force, layout=layout,
+            warn=warn,
+        )  # fmt: skip
+    _build(ctx, now, result, scheduled_for=scheduled_for, force=force, layout=layout)
+    _mark_served(store, scheduled_for)
+    if result.issue_id is None:
+        return result
+    for line in result.warnings:
+        warn(line)
+    result.report = send_issue(send, result.issue_id)
+    return result
+
+
+def _build(
+    ctx: TickContext,
+    now: datetime,
+    result: TickResult,
+    *,
+    scheduled_for: datetime | None,
+    force: bool,
+    layout: str | None,
+    awaiting_approval: bool = False,
+) -> None:
+    """Pick the due articles and build one issue of them into `result`, holding those
+    whose check fails and going on with the next ones."""
+    store, settings = ctx.store, ctx.settings
+    picked, errors = pick(store, settings, now, held=force)
+    result.errors.extend(errors)
     if picked and not store.subscribers.count():
         _mark_served(store, scheduled_for)  # told once per tick, not at every wake-up
         raise NoActiveSubscriber(NO_ACTIVE_SUBSCRIBER)
@@ -158,6 +189,7 @@ def _tick(
                 force=force,
                 layout=layout or chosen,
                 layout_choice=chosen,
+                awaiting_approval=awaiting_approval,
             )
         except CheckFailed as failure:  # hold the culprits, go on with the next ones
             newly = [_hold(ctx, p, why) for p, why in culprits(settings, picked, failure)]
@@ -170,13 +202,86 @@ def _tick(
         result.issue_id, result.warnings = built.issue_id, built.warnings
         result.articles = [p.article.title for p in picked]
         break
-    _mark_served(store, scheduled_for)
-    if result.issue_id is None:
+
+
+def _approval_tick(
+    ctx: TickContext,
+    send: SendContext,
+    now: datetime,
+    result: TickResult,
+    *,
+    scheduled_for: datetime | None,
+    force: bool,
+    layout: str | None,
+    warn: Callable[[str], None],
+) -> TickResult:
+    """A tick under `[issue] approval = "required"`: the issue prepared for it goes out only
+    once approved. None prepared yet: it is prepared now and waits. By hand (`run`), an
+    unapproved issue refuses with the command that approves it."""
+    store = ctx.store
+    prepared = store.issues.prepared_issues()
+    if prepared and prepared[0].status == IssueStatus.APPROVED:
+        issue = prepared[0]
+        store.issues.start_approved(issue.id)
+        _mark_served(store, scheduled_for)
+        result.issue_id = issue.id
+        result.articles = [a.title for a in store.articles.issue_articles(issue.id)]
+        result.report = send_issue(send, issue.id)
         return result
-    for line in result.warnings:
-        warn(line)
-    result.report = send_issue(send, result.issue_id)
+    if prepared:
+        result.awaiting = prepared[0].id
+    else:
+        _build(
+            ctx,
+            now,
+            result,
+            scheduled_for=scheduled_for,
+            force=force,
+            layout=layout,
+            awaiting_approval=True,
+        )
+        for line in result.warnings:
+            warn(line)
+        result.awaiting, result.issue_id = result.issue_id, None
+    _mark_served(store, scheduled_for)
+    if result.awaiting is None:
+        return result
+    if scheduled_for is None:
+        raise AwaitingApproval(awaiting_notice(result.awaiting), result.awaiting)
+    log.warning("%s", awaiting_notice(result.awaiting))
     return result
+
+
+def prepare_next(ctx: TickContext, now: datetime) -> int | None:
+    """Under `[issue] approval = "required"`, build the issue of the next tick ahead of it,
+    so the editors have until its slot to approve it. Nothing when one is already prepared
+    (or nothing is due by then). Returns the issue prepared."""
+    store, settings = ctx.store, ctx.settings
+    if not settings.approval.required or store.issues.prepared_issues():
+        return None
+    coming = next_ticks(settings, now, 1)
+    if not coming or not store.subscribers.count():
+        return None
+    result = TickResult(tick=coming[0])
+    _build(ctx, coming[0], result, scheduled_for=coming[0], force=False, layout=None,
+           awaiting_approval=True)  # fmt: skip
+    if result.issue_id is not None:
+        log.warning("%s", awaiting_notice(result.issue_id))
+    return result.issue_id
+
+
+def _approved_due(ctx: TickContext, send: SendContext, now: datetime) -> list[SendReport]:
+    """Approved issues whose slot has come (an approval after the slot sends at once)."""
+    reports = []
+    for issue in ctx.store.issues.prepared_issues():
+        due = issue.scheduled_for is None or issue.scheduled_for <= now
+        if (
+            issue.status == IssueStatus.APPROVED
+            and due
+            and ctx.store.issues.start_approved(issue.id)
+        ):
+            reports.append(send_issue(send, issue.id))
+    return reports
 
 
 def _mark_served(store: Store, scheduled_for: datetime | None) -> None:
@@ -225,5 +330,8 @@ def scheduled_work(
     if tick is None or _served(store, tick):
         send = ctx.send.under(lease)
         resumed = [send_issue(send, issue_id) for issue_id in store.issues.unfinished_issues()]
+        if settings.approval.required:
+            resumed += _approved_due(ctx, send, now)
+            prepare_next(ctx, now)
         return TickResult(resumed=resumed) if resumed else None
     return publish_tick(ctx, now, scheduled_for=tick, lease=lease)

@@ -21,7 +21,16 @@ from newsletter.settings.load import (
     settings_from_dict,
     write_default_config,
 )
-from newsletter.settings.values import DeliverySettings, Schedule, SendGridSettings, Settings
+from newsletter.settings.values import (
+    Approval,
+    BouncesSettings,
+    DeliverySettings,
+    Feed,
+    Schedule,
+    SendGridSettings,
+    Settings,
+    SMTPSettings,
+)
 
 if TYPE_CHECKING:
     from newsletter.settings.edit import update_cadence
@@ -47,7 +56,11 @@ __all__ = [
     "ENV_OVERRIDES",
     "EXAMPLE_POSTAL_ADDRESS",
     "MAX_ARTICLES_PER_ISSUE",
+    "BouncesSettings",
     "DeliverySettings",
+    "SMTPSettings",
+    "Approval",
+    "Feed",
     "Schedule",
     "SendGridSettings",
     "Settings",

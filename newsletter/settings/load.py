@@ -18,11 +18,15 @@ from zoneinfo import ZoneInfo
 
 from newsletter.exceptions import ConfigError
 from newsletter.settings.values import (
+    Approval,
+    BouncesSettings,
     DeliverySettings,
     DkimSettings,
+    Feed,
     Schedule,
     SendGridSettings,
     Settings,
+    SMTPSettings,
 )
 
 if TYPE_CHECKING:
@@ -178,6 +182,21 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
         spoiler_leak=file.check.spoiler_leak,
         layout=file.issue.layout,
         subject_template=file.issue.subject_template,
+        approval=Approval(
+            required=file.issue.approval == "required",
+            deadline=timedelta(minutes=file.issue.approval_deadline_minutes),
+            allow_self=file.issue.allow_self_approval,
+        ),
+        feeds=tuple(
+            Feed(
+                url=feed.url,
+                every=timedelta(minutes=feed.every_minutes),
+                layout=feed.layout,
+                backlog=feed.backlog,
+                timeout_seconds=feed.timeout_seconds,
+            )
+            for feed in file.feeds
+        ),
         contract=contract_from_lists(
             file.articles.sections, file.articles.required, file.articles.spoiler_free
         ),
@@ -189,6 +208,29 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
             private_key_file=root / file.dkim.private_key_file
             if file.dkim.private_key_file
             else None,
+        ),
+        smtp=SMTPSettings(
+            host=file.smtp.host,
+            port=file.smtp.port,
+            security=file.smtp.security,
+            username=file.smtp.username,
+            connections=file.smtp.connections,
+            messages_per_connection=file.smtp.messages_per_connection,
+            timeout_seconds=file.smtp.timeout_seconds,
+            max_per_second=file.smtp.max_per_second,
+            bounce_address=file.smtp.bounce_address,
+            ca_file=str(root / Path(file.smtp.ca_file).expanduser()) if file.smtp.ca_file else "",
+            max_retries=sending.max_retries,
+        ),
+        bounces=BouncesSettings(
+            mailbox=root / Path(file.bounces.mailbox).expanduser()
+            if file.bounces.mailbox
+            else None,
+            imap_host=file.bounces.imap_host,
+            imap_port=file.bounces.imap_port,
+            imap_user=file.bounces.imap_user,
+            imap_folder=file.bounces.imap_folder,
+            every_minutes=file.bounces.every_minutes,
         ),
         builtin_templates=builtin_templates(),
     )

@@ -41,9 +41,10 @@ from newsletter.exceptions import ConfigError
 EXAMPLE_POSTAL_ADDRESS = "Endings Explained, 1 Example Street, 75001 Paris, France"
 
 HEADER = """\
-newsletter settings. Secrets never go here: set SENDGRID_API_KEY and NEWSLETTER_SECRET_KEY in
-the environment. NEWSLETTER_DATABASE_URL, NEWSLETTER_PROVIDER, NEWSLETTER_BASE_URL and
-SENDGRID_API_HOST override the values below."""
+newsletter settings. Secrets never go here: set SENDGRID_API_KEY, SMTP_PASSWORD,
+BOUNCES_PASSWORD, DKIM_PRIVATE_KEY and NEWSLETTER_SECRET_KEY in the environment.
+NEWSLETTER_DATABASE_URL, NEWSLETTER_PROVIDER, NEWSLETTER_BASE_URL and SENDGRID_API_HOST
+override the values below."""
 
 # The workspace writes this into the file: bounded, so a form cannot write a 400-digit number.
 MAX_ARTICLES_PER_ISSUE = 50
@@ -107,10 +108,10 @@ class NewsletterSection(_Section):
         "sqlite:///newsletter.db",
         description="Any SQLAlchemy URL; relative SQLite paths are relative to this file.",
     )
-    provider: Literal["outbox", "sendgrid"] = Field(
+    provider: Literal["outbox", "sendgrid", "smtp"] = Field(
         "outbox",
         description='"outbox" writes .eml files and needs no account; '
-        '"sendgrid" needs SENDGRID_API_KEY.',
+        '"sendgrid" needs SENDGRID_API_KEY; "smtp" sends through the [smtp] server.',
     )
 
     @field_validator("from_email")
@@ -290,6 +291,25 @@ class IssueSection(_Section):
         "titles only, so it never carries spoiler text.",
     )
 
+    approval: Literal["none", "required"] = Field(
+        "none",
+        description='"required": an issue the scheduler prepares waits, awaiting approval, '
+        "until an editor other than the one who queued its articles approves it (the "
+        "workspace's issue page, or `newsletter approve ISSUE`); a rejection holds its articles "
+        'in the queue with the reason. "none": issues go out at their slot unreviewed.',
+    )
+    approval_deadline_minutes: int = Field(
+        60,
+        ge=0,
+        le=7 * 24 * 60,
+        description="An issue still awaiting approval this many minutes before its slot "
+        "alerts every editor (the workspace and an email).",
+    )
+    allow_self_approval: bool = Field(
+        False,
+        description="Let the editor who queued an issue's articles approve it (a team of one).",
+    )
+
     @field_validator("subject_template")
     @classmethod
     def _placeholders(cls, value: str) -> str:
@@ -385,6 +405,96 @@ class DkimSection(_Section):
     )
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class SMTPSection(_Section):
+    """[smtp]: any SMTP server or provider (SES, Mailgun, Postmark, a local Postfix);
+    SMTP_PASSWORD in the environment."""
+
+    host: str = Field("", description='The SMTP server; needed with provider = "smtp".')
+    port: int = Field(
+        587, ge=1, le=65535, description="587 for STARTTLS, 465 for TLS, 25 for a local relay."
+    )
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description='"starttls" (port 587), "tls" (port 465) or "none" (only for a server on '
+        "127.0.0.1/localhost: the password and every message would travel in clear).",
+    )
+    username: str = Field(
+        "", description="The login (the password is SMTP_PASSWORD); empty: no login."
+    )
+    connections: int = Field(
+        4, ge=1, le=64, description="Persistent connections used in parallel for one batch."
+    )
+    messages_per_connection: int = Field(
+        100, ge=1, le=100_000, description="A connection is opened again after this many."
+    )
+    timeout_seconds: float = Field(
+        30, gt=0, le=600, description="How long one SMTP command may wait for its answer."
+    )
+    max_per_second: float = Field(
+        0, ge=0, le=100_000, description="At most this many messages a second; 0: no limit."
+    )
+    bounce_address: str = Field(
+        "",
+        description="The envelope sender, made per reader (VERP): bounces@example.com sends "
+        "as bounces+<issue>-<reader>@example.com, so a bounce names both. Empty: the From "
+        "address, and bounces are matched by the addresses they name.",
+    )
+    ca_file: str = Field(
+        "",
+        description="A PEM certificate (or its CA) to trust for a private server, relative "
+        "to this file; empty: the system's CAs.",
+    )
+
+    @field_validator("security")
+    @classmethod
+    def _clear_text_locally(cls, value: str, info: ValidationInfo) -> str:
+        host = str(info.data.get("host", "")).strip("[]").lower()
+        if value == "none" and host and host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                '"none" sends the password and every message in clear: allowed only for '
+                f"127.0.0.1/localhost, not {host!r}"
+            )
+        return value
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounces(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        address = _address(value)
+        if "+" in address.partition("@")[0]:
+            raise ValueError("must have no '+' of its own (VERP adds +<issue>-<reader>)")
+        return address
+
+
+class BouncesSection(_Section):
+    """[bounces]: the mailbox bounces and complaints come back to (`newsletter bounces`);
+    BOUNCES_PASSWORD in the environment for IMAP."""
+
+    mailbox: str = Field("", description="A Maildir folder or an mbox file, relative to this file.")
+    imap_host: str = Field("", description="Or an IMAP server (over TLS), instead of mailbox.")
+    imap_port: int = Field(993, ge=1, le=65535, description="The IMAP server's TLS port.")
+    imap_user: str = Field("", description="The IMAP login (the password is BOUNCES_PASSWORD).")
+    imap_folder: str = Field("INBOX", description="The IMAP folder the reports arrive in.")
+    every_minutes: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="`newsletter scheduler` reads the mailbox this often; 0: only when "
+        "`newsletter bounces` is run.",
+    )
+
+    @field_validator("imap_host")
+    @classmethod
+    def _one_source(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip() and info.data.get("mailbox"):
+            raise ValueError("set mailbox or imap_host, not both")
+        return value.strip()
+
+
 class WebSection(_Section):
     """[web]: `newsletter serve` behind a reverse proxy."""
 
@@ -411,6 +521,52 @@ class WebSection(_Section):
         return value
 
 
+class FeedSection(_Section):
+    """[[feeds]]: a site's feed (RSS 2.0, Atom or JSON Feed) whose new entries are queued as
+    articles, each once (by its id), fitted to the article contract or held with its errors."""
+
+    url: str = Field(description="The feed's address (http:// or https://).")
+    every_minutes: int = Field(
+        60, ge=1, le=7 * 24 * 60, description="How often the scheduler fetches it."
+    )
+    layout: Literal["", "full", "digest"] = Field(
+        "",
+        description='The layout of an issue made of this feed\'s entries ("": automatic).',
+    )
+    backlog: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="Entries taken from the feed's first fetch, newest first; the older "
+        "ones are remembered as already published.",
+    )
+    timeout_seconds: float = Field(
+        20, gt=0, le=300, description="How long one fetch may take.", strict=False
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) > 2000:
+            raise ValueError("must be an http:// or https:// address")
+        return value
+
+
+# `init` writes the list of feeds as a commented-out example (it has no default entry).
+FEEDS_EXAMPLE = {"url": "https://example.com/feed/"}
+
+
+def _feeds_example() -> list[str]:
+    """Every [[feeds]] key with its description, commented out: there is no default feed."""
+    lines = _comment("[[feeds]]: " + (FeedSection.__doc__ or "").split(":", 1)[1].strip())
+    lines += ["# [[feeds]]"]
+    example = FeedSection.model_validate(FEEDS_EXAMPLE)
+    for key, spec in FeedSection.model_fields.items():
+        lines += ["# " + line for line in _comment(spec.description or "")]
+        lines += [f"# {line}" for line in _setting(key, getattr(example, key))]
+    return lines
+
+
 class SettingsFile(_Section):
     """The whole file. Every table is optional; a missing key takes the default above."""
 
@@ -424,7 +580,10 @@ class SettingsFile(_Section):
     outbox: OutboxSection = OutboxSection()
     sendgrid: SendGridSection = SendGridSection()
     dkim: DkimSection = DkimSection()
+    smtp: SMTPSection = SMTPSection()
+    bounces: BouncesSection = BouncesSection()
     web: WebSection = WebSection()
+    feeds: tuple[FeedSection, ...] = Field((), strict=False)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -452,7 +611,15 @@ def _one_line(error: ValidationError, source: str, overridden: dict[tuple[str, s
     loc = [str(part) for part in first["loc"]]
     table, key = (loc + ["", ""])[:2]
     where = f"[{table}] {key}".strip() if key else f"[{table}]"
-    if len(loc) > 2:
+    if table == "feeds" and key.isdigit():  # an array of tables: [[feeds]] (item n) key
+        loc = loc[2:]
+        where = f"[[feeds]] (item {int(key) + 1})" + (f" {loc[0]}" if loc else "")
+        key = loc[0] if loc else ""
+        if first["type"] == "extra_forbidden":
+            return f"{source}: {where}: unknown setting; [[feeds]] has " + ", ".join(
+                FeedSection.model_fields
+            )
+    elif len(loc) > 2:
         where += f" (item {int(loc[2]) + 1})" if loc[2].isdigit() else f".{'.'.join(loc[2:])}"
     kind = first["type"]
     if kind == "extra_forbidden":
@@ -519,9 +686,16 @@ def parse(
     """Validate the file's tables (moved keys already in place, environment overrides applied,
     `overridden` naming which variable set which key) or raise ConfigError in one line."""
     try:
-        return SettingsFile.model_validate(data)
+        file = SettingsFile.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, source, overridden or {})) from None
+    if file.newsletter.provider == "smtp" and not file.smtp.host.strip():
+        env = (overridden or {}).get(("newsletter", "provider"))
+        via = f" (from {env})" if env else ""
+        raise ConfigError(f'{source}: [smtp] host: needed with provider = "smtp"{via}')
+    if file.bounces.imap_host and not file.bounces.imap_user:
+        raise ConfigError(f"{source}: [bounces] imap_user: needed with imap_host")
+    return file
 
 
 # -- the generated file ----------------------------------------------------------------------
@@ -558,6 +732,9 @@ def default_toml() -> str:
     """The commented newsletter.toml that `init` writes: every setting at its default."""
     lines = [f"# {line}" if line else "#" for line in HEADER.splitlines()]
     for table, field in SettingsFile.model_fields.items():
+        if table == "feeds":
+            lines += ["", *_feeds_example()]
+            continue
         section = field.annotation
         defaults = section()  # type: ignore[misc]
         lines += ["", f"[{table}]"]

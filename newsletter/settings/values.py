@@ -66,6 +66,71 @@ class DkimSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SMTPSettings:
+    """The SMTP provider's own settings ([smtp]); the password is `SMTP_PASSWORD` in the
+    environment, never a field here."""
+
+    host: str
+    port: int
+    security: str  # starttls | tls | none (none only for 127.0.0.1/localhost)
+    username: str  # "" logs in as nobody
+    connections: int
+    messages_per_connection: int
+    timeout_seconds: float
+    max_per_second: float  # 0: no limit
+    bounce_address: str  # "" sends with the From address as the envelope sender (no VERP)
+    ca_file: str  # "" trusts the system's CAs only
+    max_retries: int  # [delivery] max_retries: rounds without progress before deferring
+
+    def describe(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BouncesSettings:
+    """Where `newsletter bounces` reads reports ([bounces]): a Maildir or mbox path, or an
+    IMAP mailbox (password `BOUNCES_PASSWORD`); how often the scheduler reads it."""
+
+    mailbox: Path | None
+    imap_host: str
+    imap_port: int
+    imap_user: str
+    imap_folder: str
+    every_minutes: int  # 0: the scheduler does not read it
+
+    @property
+    def source(self) -> str:
+        """What `bounces.mailboxes.read_mailbox` reads; "" when nothing is configured."""
+        if self.imap_host:
+            from urllib.parse import quote
+
+            user = quote(self.imap_user, safe="")
+            return f"imaps://{user}@{self.imap_host}:{self.imap_port}/{quote(self.imap_folder)}"
+        return str(self.mailbox) if self.mailbox else ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Approval:
+    """A second pair of eyes before a scheduled issue goes out ([issue] approval...)."""
+
+    required: bool
+    # Still awaiting approval this long before its slot: every editor is alerted.
+    deadline: timedelta
+    allow_self: bool  # the editor who queued the articles may approve them too
+
+
+@dataclass(frozen=True, kw_only=True)
+class Feed:
+    """One `[[feeds]]` entry: a site's feed whose new entries are queued as articles."""
+
+    url: str
+    every: timedelta
+    layout: str  # "" (the issue's automatic choice), "full" or "digest"
+    backlog: int  # entries taken from the feed's first poll; older ones count as seen
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the code reads from newsletter.toml, zones, durations and paths resolved."""
 
@@ -89,11 +154,15 @@ class Settings:
     # "full" or "digest" for a one-article issue; several articles make a digest ([issue]).
     layout: str
     subject_template: str
+    approval: Approval
+    feeds: tuple[Feed, ...]
     # The article contract ([articles]): sections, their order, which are spoilers.
     contract: Contract
     editor_email: str  # "" when nobody is to be emailed about held articles
     forwarded_allow_ips: str  # [web]: the proxies whose X-Forwarded-For uvicorn believes
     dkim: DkimSettings
+    smtp: SMTPSettings
+    bounces: BouncesSettings
     # The package's own templates, used when the folder has no templates/ of its own.
     builtin_templates: Path
 

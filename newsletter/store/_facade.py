@@ -16,14 +16,17 @@ from newsletter.exceptions import MissingExtra
 from newsletter.store._errors import map_error
 from newsletter.store.alerts import Alerts
 from newsletter.store.articles import Articles
+from newsletter.store.bounces import Bounces
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.editors import Editors
 from newsletter.store.engagement import Engagement
 from newsletter.store.events import Events
+from newsletter.store.feeds import Feeds
 from newsletter.store.issues import Issues
 from newsletter.store.meta import Meta
 from newsletter.store.publication import Publication
 from newsletter.store.rate_limits import RateLimits
+from newsletter.store.reviews import Reviews
 from newsletter.store.schema import SQLITE_BEGIN_OPTION, reading
 from newsletter.store.subscribers import Subscribers
 
@@ -89,6 +92,9 @@ class Store:
         self.alerts = Alerts(self)
         self.publication = Publication(self)
         self.rate_limits = RateLimits(self)
+        self.bounces = Bounces(self)
+        self.reviews = Reviews(self)
+        self.feeds = Feeds(self)
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of
         # up to 100 ms before trying again. Threads of one process (a sender's) queue here
         # instead, and each goes the moment the previous one commits.

@@ -28,6 +28,7 @@ def _article(row: Any) -> QueuedArticle:
         not_before=row.not_before,
         last_error=row.last_error,
         issue_id=row.issue_id,
+        queued_by=row.queued_by,
     )
 
 
@@ -38,8 +39,18 @@ class Articles:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def add_article(self, filename: str, title: str, not_before: datetime | None) -> int:
-        """Put an article at the end of the queue (or back there if it was removed)."""
+    def add_article(
+        self,
+        filename: str,
+        title: str,
+        not_before: datetime | None,
+        queued_by: int | None = None,
+        *,
+        held_reason: str | None = None,
+    ) -> int:
+        """Put an article at the end of the queue (or back there if it was removed), noting
+        the editor who queued it; with `held_reason`, held at once (a feed entry that does
+        not fit the contract), in the same transaction."""
         with self._store.transaction() as conn:
             position = (conn.scalar(select(func.max(articles.c.position))) or 0) + 1
             existing = conn.execute(
@@ -53,8 +64,11 @@ class Articles:
                 not_before=not_before,
                 last_error=None,
                 issue_id=None,
+                queued_by=queued_by,
             )
-            if existing is not None:
+            if held_reason is not None:
+                values.update(status=ArticleStatus.HELD, last_error=held_reason)
+            if existing is not None and held_reason is None:
                 if existing.status == ArticleStatus.HELD:  # the editor fixed it: in its place
                     conn.execute(
                         update(articles)
@@ -64,6 +78,7 @@ class Articles:
                             not_before=not_before,
                             status=ArticleStatus.QUEUED,
                             last_error=None,
+                            queued_by=queued_by,
                         )
                     )
                     return int(existing.id)
@@ -71,9 +86,10 @@ class Articles:
                     conn.execute(
                         update(articles)
                         .where(articles.c.id == existing.id)
-                        .values(title=title, not_before=not_before)
+                        .values(title=title, not_before=not_before, queued_by=queued_by)
                     )
                     return int(existing.id)
+            if existing is not None:
                 conn.execute(update(articles).where(articles.c.id == existing.id).values(**values))
                 return int(existing.id)
             key = conn.execute(insert(articles).values(filename=filename, **values))

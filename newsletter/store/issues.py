@@ -117,12 +117,16 @@ class Issues:
         scheduled_for: datetime | None = None,
         pages: Sequence[ArticlePage] = (),
         layout_choice: str | None = None,
+        *,
+        awaiting_approval: bool = False,
     ) -> int:
         """Create the issue, take its articles off the queue and plan one delivery per active
         subscriber, all in one transaction: either the issue exists with its whole plan, or
         nothing changed. `layout_choice` is the editors' next-issue layout this issue was
         built with: it is consumed in the same transaction (a different choice made while the
-        issue was being built stays, for the issue after)."""
+        issue was being built stays, for the issue after). With `awaiting_approval` the issue
+        waits for an editor: no delivery is planned (that is `start_approved`'s, at its slot)
+        and it is not public."""
         now = utcnow()
         with self._store.transaction() as conn:
             if layout_choice is not None:
@@ -141,7 +145,9 @@ class Issues:
                     archive_html=rendered.archive_html,
                     placeholder_nonce=rendered.placeholder_nonce,
                     layout=rendered.layout or None,
-                    status=IssueStatus.SENDING,
+                    status=IssueStatus.AWAITING_APPROVAL
+                    if awaiting_approval
+                    else IssueStatus.SENDING,
                     created_at=now,
                     scheduled_for=scheduled_for,
                     next_batch=0,
@@ -173,8 +179,9 @@ class Issues:
                     .where(articles.c.id.in_(article_ids))
                     .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
                 )
-            self._store.deliveries.plan(conn, int(issue_id))
-            bump(conn)  # the issue is public from now on (see newsletter.web.archive)
+            if not awaiting_approval:
+                self._store.deliveries.plan(conn, int(issue_id))
+                bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
 
     def get_issue(self, issue_id: int) -> IssueRecord:
@@ -183,6 +190,33 @@ class Issues:
         if row is None:
             raise NotFound(f"no issue {issue_id} (see 'newsletter issues')")
         return _issue(row)
+
+    # -- approval ([issue] approval = "required") --------------------------------------------
+    def prepared_issues(self) -> list[IssueRecord]:
+        """Issues prepared for a slot and not yet sending: awaiting approval or approved,
+        oldest first."""
+        with self._store.transaction(write=False) as conn:
+            rows = conn.execute(
+                select(issues)
+                .where(issues.c.status.in_((IssueStatus.AWAITING_APPROVAL, IssueStatus.APPROVED)))
+                .order_by(issues.c.id)
+            )
+            return [_issue(r) for r in rows]
+
+    def start_approved(self, issue_id: int) -> bool:
+        """An approved issue's slot has come: plan one delivery per active subscriber and
+        make it sending (and public), in one transaction. False if it was not approved."""
+        with self._store.transaction() as conn:
+            changed = conn.execute(
+                update(issues)
+                .where(issues.c.id == issue_id, issues.c.status == IssueStatus.APPROVED)
+                .values(status=IssueStatus.SENDING)
+            ).rowcount
+            if not changed:
+                return False
+            self._store.deliveries.plan(conn, issue_id)
+            bump(conn)
+            return True
 
     def issue_by_slug(self, slug: str) -> IssueRecord | None:
         with self._store.transaction(write=False) as conn:

@@ -71,6 +71,8 @@ subscribers = Table(
     Column("token", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The reader's IANA time zone (migration 0013); "": the newsletter's.
+    Column("timezone", String(64), nullable=False, default=""),
     Index("ix_subscribers_status", "status", "id"),
 )
 
@@ -86,6 +88,8 @@ articles = Table(
     Column("not_before", UTCDateTime),
     Column("last_error", Text),
     Column("issue_id", Integer, ForeignKey("issues.id")),
+    # The editor who queued it (migration 0013); NULL: the CLI, a feed or a dropped file.
+    Column("queued_by", Integer),
 )
 
 issues = Table(
@@ -275,6 +279,70 @@ alerts_sent = Table(
     metadata,
     Column("key", String(200), primary_key=True),
     Column("sent_at", UTCDateTime, nullable=False),
+)
+
+# Each message of the bounce mailbox handled once (`newsletter bounces`): its Message-ID (or
+# a digest of it when it has none), what it reported and about whom, for the issue's page and
+# the "three temporary failures in a row" rule.
+bounce_reports = Table(
+    "bounce_reports",
+    metadata,
+    Column("message_id", String(300), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("issue_id", Integer),
+    Column("subscriber_id", Integer),
+    Column("detail", Text, nullable=False, default=""),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_bounce_reports_issue", "issue_id", "kind"),
+    Index("ix_bounce_reports_subscriber", "subscriber_id", "kind", "issue_id"),
+)
+
+# -- the editorial workflow (migration 0013) ----------------------------------------------
+# Every approval and rejection of an issue: who (the id, and the address as it was), when, why.
+issue_reviews = Table(
+    "issue_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id"), nullable=False),
+    Column("editor_id", Integer),
+    Column("editor_email", String(320), nullable=False),
+    Column("decision", String(20), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_issue_reviews_issue", "issue_id", "id"),
+)
+
+# One row per `[[feeds]]` url: the conditional GET's validators, when it was fetched, when it
+# is due again, and its last failure (retried with backoff, shown in the workspace).
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("url", String(2000), primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("fetched_at", UTCDateTime),
+    Column("ok_at", UTCDateTime),
+    Column("next_at", UTCDateTime),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+)
+
+# Every feed entry ever seen, keyed by the SHA-256 of its id (guid): each is taken once,
+# whatever happens to the feed or the process. `status` says what became of it: queued, held
+# (with the contract's located errors), seen (older than the first fetch's backlog).
+feed_entries = Table(
+    "feed_entries",
+    metadata,
+    Column("guid_hash", String(64), primary_key=True),
+    Column("guid", Text, nullable=False),
+    Column("feed_url", String(2000), nullable=False),
+    Column("title", String(500), nullable=False, default=""),
+    Column("link", Text, nullable=False, default=""),
+    Column("status", String(20), nullable=False),
+    Column("filename", String(255)),
+    Column("error", Text),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Index("ix_feed_entries_feed", "feed_url", "status"),
 )
 
 # Subscriber search by name prefix, case-insensitive (the address has its unique key).

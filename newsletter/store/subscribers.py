@@ -30,6 +30,7 @@ _COLUMNS = (
     subscribers.c.token,
     subscribers.c.created_at,
     subscribers.c.updated_at,
+    subscribers.c.timezone,
 )
 
 
@@ -42,6 +43,7 @@ def _subscriber(row: Any) -> Subscriber:
         row.token,
         row.created_at,
         row.updated_at,
+        row.timezone or "",
     )
 
 
@@ -113,6 +115,7 @@ class Subscribers:
                         "token": row["token"],
                         "created_at": now,
                         "updated_at": now,
+                        "timezone": row.get("timezone", ""),
                     }
                 )
                 if len(chunk) >= chunk_size:
@@ -216,12 +219,17 @@ class Subscribers:
 
     # -- import with statuses, expiry of sign-ups ------------------------------------------
     def import_rows(
-        self, new_rows: list[dict[str, Any]], changes: list[tuple[str, str, str, str]]
+        self,
+        new_rows: list[dict[str, Any]],
+        changes: list[tuple[str, str, str, str]],
+        zones: Mapping[str, str] | None = None,
     ) -> tuple[int, int]:
         """Apply a whole CSV import in one transaction: insert `new_rows` (email, name, status,
         token, optional created_at) and apply `changes` (email_key, status read before, new
         status, name). A change only lands if the status is still the one read, so a person
-        who unsubscribed during the import is not overwritten. Returns (inserted, updated)."""
+        who unsubscribed during the import is not overwritten. `zones` (email_key -> IANA
+        name) sets the time zone of known rows the file gives one for. Returns (inserted,
+        updated)."""
         now = utcnow()
         inserted = updated = 0
         with self._store.transaction() as conn:
@@ -235,6 +243,7 @@ class Subscribers:
                         "token": row["token"],
                         "created_at": row.get("created_at") or now,
                         "updated_at": now,
+                        "timezone": row.get("timezone") or "",
                     }
                     for row in new_rows[start : start + 5000]
                 ]
@@ -252,6 +261,13 @@ class Subscribers:
                 )
                 count = result.rowcount
                 updated = len(changes) if count is None or count < 0 else count
+            if zones:
+                conn.execute(
+                    update(subscribers)
+                    .where(subscribers.c.email_key == bindparam("k"))
+                    .values(timezone=bindparam("z")),
+                    [{"k": k, "z": z} for k, z in zones.items()],
+                )
         return inserted, updated
 
     def purge_unconfirmed(self, older_than: datetime) -> int:

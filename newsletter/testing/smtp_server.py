@@ -15,8 +15,10 @@ answers as real servers do when told to by a JSON faults file:
 the whole message and closes the connection without a reply (the one case where a sender
 cannot know); `close_after_messages` answers `421` to the MAIL FROM after that many messages
 on one connection and closes it. `--auth USER` with `SMTP_SERVER_PASSWORD` in the environment
-requires AUTH (over STARTTLS when `--cert`/`--key` are given, which also offers STARTTLS).
-The first line printed is `PORT`, then one line `ready`.
+requires AUTH (over STARTTLS when `--cert`/`--key` are given, which also offers STARTTLS);
+`--no-smtputf8` answers as an older server that does not offer SMTPUTF8.
+The first line printed is `PORT`, then one line `ready`; at the end, how many messages it
+accepted and the most connections that were open at once.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ class _Handler:
         self.counts: dict[int, int] = {}  # per connection: messages so far
         self.lock = threading.Lock()
         self.queue_number = 0
+        self.open_connections = 0
+        self.peak_connections = 0  # the most connections open at once
+
+    def opened(self) -> None:
+        self.open_connections += 1
+        self.peak_connections = max(self.peak_connections, self.open_connections)
+
+    def closed(self) -> None:
+        self.open_connections -= 1
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -128,7 +139,22 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
 def main(argv: list[str] | None = None) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM."""
     from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import AuthResult, LoginPassword
+    from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+    class CountingSMTP(SMTP):
+        """Counts connections open at once (what a sender's `connections` must respect)."""
+
+        def connection_made(self, transport: Any) -> None:
+            handler.opened()
+            super().connection_made(transport)
+
+        def connection_lost(self, error: Exception | None) -> None:
+            handler.closed()
+            super().connection_lost(error)
+
+    class CountingController(Controller):
+        def factory(self) -> SMTP:
+            return CountingSMTP(self.handler, **self.SMTP_kwargs)
 
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -138,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faults", type=Path, help="a JSON faults file (see the module doc)")
     parser.add_argument(
         "--auth", metavar="USER", help="require AUTH as USER ($SMTP_SERVER_PASSWORD)"
+    )
+    parser.add_argument(
+        "--no-smtputf8", action="store_true", help="do not offer SMTPUTF8 (an older server)"
     )
     parser.add_argument("--cert", help="PEM certificate: offer STARTTLS")
     parser.add_argument("--key", help="PEM private key of --cert")
@@ -158,14 +187,17 @@ def main(argv: list[str] | None = None) -> None:
         return AuthResult(success=ok, handled=False)
 
     tls = _tls_context(args.cert, args.key)
-    options: dict[str, Any] = {"enable_SMTPUTF8": True, "data_size_limit": 40 * 1024 * 1024}
+    options: dict[str, Any] = {
+        "enable_SMTPUTF8": not args.no_smtputf8,
+        "data_size_limit": 40 * 1024 * 1024,
+    }
     if args.auth:
         options.update(
             authenticator=authenticate, auth_required=True, auth_require_tls=tls is not None
         )
     if tls is not None:
         options.update(tls_context=tls, require_starttls=True)
-    controller = Controller(
+    controller = CountingController(
         handler,
         hostname=args.host,
         port=args.port,
@@ -187,7 +219,10 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
     controller.stop()
-    print(f"stopped: {handler.accepted} messages", flush=True)
+    print(
+        f"stopped: {handler.accepted} messages, {handler.peak_connections} connections at once",
+        flush=True,
+    )
 
 
 class SMTPServerProcess:
@@ -202,8 +237,11 @@ class SMTPServerProcess:
         faults_path: Path | None = None,
         auth: tuple[str, str] | None = None,
         cert: tuple[Path, Path] | None = None,
+        smtputf8: bool = True,
     ) -> None:
         argv = [sys.executable, "-m", MODULE]
+        if not smtputf8:
+            argv.append("--no-smtputf8")
         if maildir is not None:
             argv += ["--maildir", str(maildir)]
         if sink:
@@ -223,10 +261,14 @@ class SMTPServerProcess:
         self.port = int(self.process.stdout.readline())
         self.process.stdout.readline()  # ready
 
+    peak_connections = 0  # after `stop()`: the most connections that were open at once
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)
         out, _ = self.process.communicate(timeout=30)
-        return int(out.strip().splitlines()[-1].split()[1])
+        words = out.strip().splitlines()[-1].split()
+        self.peak_connections = int(words[3])
+        return int(words[1])
 
     def __enter__(self) -> SMTPServerProcess:
         return self

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -42,33 +42,41 @@ def published_issues(store: Store) -> list[IssueSummary]:
     return [i for i in store.issues.list_issues() if i.status in PUBLIC_STATUSES]
 
 
-def issue_page(store: Store, slug: str) -> CachedPage | None:
-    """An issue's web edition; its content never changes after publication, so it is as old
-    as the issue. None while (or once) the issue is not public."""
-    issue = store.issues.issue_by_slug(slug)
-    if issue is None or issue.status not in PUBLIC_STATUSES or not issue.archive_html:
-        return None
+def _edition(html: str, published_at: datetime) -> CachedPage:
+    """A stored page of the web edition: its content never changes after publication, so it
+    is as old as that; under ARCHIVE_CSP."""
     return cached_page(
-        issue.archive_html.encode("utf-8"),
+        html.encode("utf-8"),
         "text/html; charset=utf-8",
-        issue.created_at,
+        published_at,
         headers={"Content-Security-Policy": ARCHIVE_CSP},
     )
 
 
-async def archive_issue(request: Request) -> Response:
-    state = web_state(request)
-    slug = request.path_params["slug"]
-    page = await public_pages(request).get(f"issue:{slug}", lambda _: issue_page(state.store, slug))
+async def _serve(
+    request: Request, kind: str, page_of: Callable[[Store, str], CachedPage | None]
+) -> Response:
+    """The public page of `kind` ("issue", "article") at the request's slug, from the cache,
+    or the 404 page saying there is none."""
+    store, slug = web_state(request).store, request.path_params["slug"]
+    page = await public_pages(request).get(f"{kind}:{slug}", lambda _: page_of(store, slug))
     if page is None:
         return await run_in_threadpool(
-            state.page,
+            web_state(request).page,
             "error.html",
             404,
-            heading="Issue not found",
-            message="There is no published issue at this address.",
+            heading=f"{kind.capitalize()} not found",
+            message=f"There is no published {kind} at this address.",
         )
     return respond(request, page)
+
+
+def issue_page(store: Store, slug: str) -> CachedPage | None:
+    """An issue's web edition; None while (or once) the issue is not public."""
+    issue = store.issues.issue_by_slug(slug)
+    if issue is None or issue.status not in PUBLIC_STATUSES or not issue.archive_html:
+        return None
+    return _edition(issue.archive_html, issue.created_at)
 
 
 def article_page(store: Store, slug: str) -> CachedPage | None:
@@ -76,30 +84,16 @@ def article_page(store: Store, slug: str) -> CachedPage | None:
     page = store.issues.article_page(slug)
     if page is None or page.issue_status not in PUBLIC_STATUSES:
         return None
-    return cached_page(
-        page.html.encode("utf-8"),
-        "text/html; charset=utf-8",
-        page.published_at,
-        headers={"Content-Security-Policy": ARCHIVE_CSP},
-    )
+    return _edition(page.html, page.published_at)
+
+
+async def archive_issue(request: Request) -> Response:
+    return await _serve(request, "issue", issue_page)
 
 
 async def archive_article(request: Request) -> Response:
     """An article's own page: the canonical place for its full text."""
-    state = web_state(request)
-    slug = request.path_params["slug"]
-    page = await public_pages(request).get(
-        f"article:{slug}", lambda _: article_page(state.store, slug)
-    )
-    if page is None:
-        return await run_in_threadpool(
-            state.page,
-            "error.html",
-            404,
-            heading="Article not found",
-            message="There is no published article at this address.",
-        )
-    return respond(request, page)
+    return await _serve(request, "article", article_page)
 
 
 def _local(settings: Settings, moment: datetime) -> datetime:

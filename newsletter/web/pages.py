@@ -8,6 +8,7 @@ GET never changes anything (mail scanners prefetch links); POST does the change.
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import parse_qsl
 
 from email_validator import EmailNotValidError
@@ -18,6 +19,7 @@ from starlette.responses import Response
 
 from newsletter.addresses import normalize_address
 from newsletter.exceptions import Duplicate, NewsletterError
+from newsletter.readertime import zone_name
 from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus
 from newsletter.subscribers import add_subscriber
 from newsletter.tokens import verify_token
@@ -31,9 +33,13 @@ MAX_EMAIL_LENGTH = 320
 MAX_NAME_LENGTH = 200
 
 
-# -- sign-up ---------------------------------------------------------------------------------
 def subscribe_form(request: Request) -> Response:
-    return web_state(request).page("subscribe.html", private=False, email="", name="", error="")
+    return web_state(request).page(
+        "subscribe.html", private=False, email="", name="", timezone="", error=""
+    )
+
+
+MAX_ZONE_LENGTH = 100
 
 
 async def subscribe_submit(request: Request) -> Response:
@@ -41,16 +47,24 @@ async def subscribe_submit(request: Request) -> Response:
     try:
         fields = await read_form(request)
     except BodyTooLarge:
-        return state.page("subscribe.html", 413, email="", name="", error="The form is too long.")
+        return state.page(
+            "subscribe.html", 413, email="", name="", timezone="", error="The form is too long."
+        )
     except ValueError:
         fields = {}
     email = fields.get("email", "")[:MAX_EMAIL_LENGTH]
     name = fields.get("name", "")[:MAX_NAME_LENGTH]
+    typed_zone = fields.get("timezone", "")[:MAX_ZONE_LENGTH]
+    again: dict[str, Any] = {"email": email, "name": name, "timezone": typed_zone}
     try:
         address = normalize_address(email)
     except EmailNotValidError as exc:
         message = str(exc) if email.strip() else "Enter your email address."
-        return state.page("subscribe.html", 400, email=email, name=name, error=message)
+        return state.page("subscribe.html", 400, **again, error=message)
+    try:
+        zone = zone_name(typed_zone)
+    except ValueError as exc:
+        return state.page("subscribe.html", 400, **again, error="", zone_error=str(exc))
     client = request.client.host if request.client else None
     verdict = await run_in_threadpool(state.limits.allow_signup, client)
     if not verdict.allowed:
@@ -58,13 +72,12 @@ async def subscribe_submit(request: Request) -> Response:
         response = state.page(
             "subscribe.html",
             429,
-            email=email,
-            name=name,
+            **again,
             error="Too many sign-ups from your network. Please try again in an hour.",
         )
         response.headers["Retry-After"] = "3600"
         return response
-    pending = await run_in_threadpool(sign_up, state, address, name)
+    pending = await run_in_threadpool(sign_up, state, address, name, zone)
     task = BackgroundTask(_send_confirmation, state, pending) if pending else None
     # The same answer whether the address is new, pending, subscribed, has left the list or
     # has had its share of confirmation emails, so the form cannot be used to find out who
@@ -72,7 +85,7 @@ async def subscribe_submit(request: Request) -> Response:
     return state.page("subscribe_sent.html", background=task)
 
 
-def sign_up(state: WebState, address: str, name: str) -> Subscriber | None:
+def sign_up(state: WebState, address: str, name: str, timezone: str = "") -> Subscriber | None:
     """Record a pending subscriber; return the row to send a confirmation to, if any.
     Known addresses are never changed: active ones stay, suppressed ones are not resubscribed.
     Expired sign-ups are deleted first, so a stale pending row never blocks a new one."""
@@ -81,7 +94,9 @@ def sign_up(state: WebState, address: str, name: str) -> Subscriber | None:
     existing = store.subscribers.by_email(address)
     if existing is None:
         try:
-            existing = add_subscriber(store, address, name, status=SubscriberStatus.UNCONFIRMED)
+            existing = add_subscriber(
+                store, address, name, status=SubscriberStatus.UNCONFIRMED, timezone=timezone
+            )
         except Duplicate:
             # Lost a race with a simultaneous sign-up of the same address (unique key).
             existing = store.subscribers.by_email(address)

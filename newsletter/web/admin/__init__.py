@@ -17,7 +17,13 @@
     GET       /admin/issues/{id}/counts.json    live counts
     POST      /admin/issues/{id}/status         action=pause|resume|cancel
     POST      /admin/issues/{id}/resolve        action=resend|mark-sent [subscriber_id]
+    POST      /admin/issues/{id}/approve        approve an issue awaiting approval
+    POST      /admin/issues/{id}/reject         reason=...: its articles are held again
+    GET       /admin/issues/{id}/email          the stored issue's HTML for the frame
     GET/POST  /admin/schedule                   calendar; the cadence form
+    GET       /admin/feeds                      the feeds, their failures, held entries
+    GET       /admin/calendar                   the next 8 ticks and what each would take
+    POST      /admin/calendar/{id}/move         direction=up|down, back to the calendar
     GET       /admin/subscribers                search, filter, keyset pages
     POST      /admin/subscribers/import         CSV upload
     GET       /admin/subscribers/export         CSV download
@@ -37,7 +43,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter.web.admin import auth, deliverability, issues, queue, schedule, subscribers
+from newsletter.web.admin import (
+    approval,
+    auth,
+    calendar,
+    deliverability,
+    feeds,
+    issues,
+    queue,
+    schedule,
+    subscribers,
+)
 from newsletter.web.admin.base import (
     BODY_LIMIT_CSV,
     BODY_LIMIT_UPLOAD,
@@ -97,11 +113,17 @@ def routes() -> list[BaseRoute]:
         Route("/admin/issues/{issue_id:int}/counts.json", page(issues.issue_counts), methods=get),
         Route("/admin/issues/{issue_id:int}/status", page(issues.change_status), methods=post),
         Route("/admin/issues/{issue_id:int}/resolve", page(issues.resolve), methods=post),
+        Route("/admin/issues/{issue_id:int}/approve", page(approval.approve), methods=post),
+        Route("/admin/issues/{issue_id:int}/reject", page(approval.reject), methods=post),
+        Route("/admin/issues/{issue_id:int}/email", page(approval.issue_email), methods=get),
         Route(
             "/admin/schedule",
             page(schedule.schedule_endpoint),
             methods=both,
         ),
+        Route("/admin/feeds", page(feeds.feeds_page), methods=get),
+        Route("/admin/calendar", page(calendar.calendar_page), methods=get),
+        Route("/admin/calendar/{article_id:int}/move", page(calendar.move), methods=post),
         Route("/admin/subscribers", page(subscribers.subscribers_page), methods=get),
         Route(
             "/admin/subscribers/import",

@@ -115,6 +115,8 @@ class Ctx:
         return "-" if moment is None else moment.astimezone(self.zone).strftime(fmt)
 
     def page(self, template: str, status_code: int = 200, **context) -> HTMLResponse:
+        from newsletter.web.admin.approval import notices  # it builds on this module
+
         html = render(
             self.settings,
             template,
@@ -126,6 +128,7 @@ class Ctx:
             local=self.local,
             zone=self.zone,
             path=self.request.url.path,
+            approval_notices=notices(self),
             **context,
         )
         response = HTMLResponse(html, status_code=status_code, headers=ADMIN_HEADERS)

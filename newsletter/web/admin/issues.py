@@ -10,6 +10,7 @@ from starlette.responses import Response
 from newsletter import delivery
 from newsletter.exceptions import NewsletterError
 from newsletter.records import DeliveryState, IssueStatus
+from newsletter.web.admin.approval import approval_context
 from newsletter.web.admin.base import MAX_ID, Ctx, json_response
 from newsletter.web.admin.chart import cumulative_chart
 
@@ -65,7 +66,9 @@ def issue_page(ctx: Ctx) -> Response:
         uncertain=ctx.store.deliveries.in_state(issue_id, DeliveryState.UNCERTAIN, UNCERTAIN_SHOWN),
         uncertain_shown=UNCERTAIN_SHOWN,
         chart=chart,
+        bounces=ctx.store.bounces.counts(issue_id),
         live=issue.status == ISSUE_SENDING,
+        **approval_context(ctx, issue_id, issue.status),
     )
 
 

@@ -111,6 +111,7 @@ def add_article(ctx: Ctx) -> Response:
                 source,
                 _bounded(ctx.form.get("not_before")),
                 ctx.zone.key,
+                queued_by=ctx.editor.id,
             )
         except ArticleError as exc:
             where = f"{name}:{exc.line}" if exc.line else name

@@ -1,0 +1,24 @@
+"""The editorial calendar: the next ticks of the cadence with the articles each would take
+(`planner.plan_ticks`: queue order, not-before dates, approval state, feeds fetched before
+it); an article moved here moves in the queue (`store.articles.swap_with_neighbour`, as on
+the queue page) and the calendar shows the new plan."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from newsletter.planner import plan_ticks
+from newsletter.web.admin.base import Ctx
+
+
+def calendar_page(ctx: Ctx) -> Response:
+    return ctx.page("admin/calendar.html", ticks=plan_ticks(ctx.store, ctx.settings))
+
+
+def move(ctx: Ctx) -> Response:
+    row = ctx.store.articles.queued_article(int(ctx.request.path_params["article_id"]))
+    up = ctx.form.get("direction") == "up"
+    moved = ctx.store.articles.swap_with_neighbour(row.filename, up)
+    where = "earlier" if up else "later"
+    message = f"Moved {row.title or row.filename} {where}." if moved else f"{row.filename} stays."
+    return ctx.redirect("/admin/calendar", message)
