@@ -27,6 +27,18 @@ class DeliveryState(StrEnum):
     SKIPPED = "skipped"
 
 
+class BatchState(StrEnum):
+    """One batch of the delivery log (a claim of an id range of the issue's audience): in
+    flight while its request may be out, then sent, failed or uncertain; released when the
+    provider surely did not take it, so its range is claimed again."""
+
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    RELEASED = "released"
+
+
 class SubscriberStatus(StrEnum):
     """Only `active` subscribers get issues; the suppressed ones never again by themselves."""
 

@@ -110,6 +110,8 @@ class _IssueSender(SendState):
         except BaseException:
             self.done.set()
             raise
+        finally:
+            self.probe_done()
 
     def _next_batch(self) -> Batch | None:
         """The next claimed batch, or None when this thread is done: stopped, the issue no
@@ -120,6 +122,9 @@ class _IssueSender(SendState):
                 return None
             if self.hooks.heartbeat:
                 self.hooks.heartbeat()  # between batches: renews the lease, or stops a scheduler
+            self.wait_for_probe()
+            if self.done.is_set():
+                return None
             status = self.log.issue_status(self.issue_id)
             if status != ISSUE_SENDING:
                 self.finish(status)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.records import (
@@ -25,7 +25,7 @@ from newsletter.records import (
     utcnow,
 )
 from newsletter.store.publication import bump
-from newsletter.store.schema import article_pages, articles, deliveries, issues, meta_table
+from newsletter.store.schema import article_pages, articles, issues, meta_table
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -299,13 +299,10 @@ class Issues:
             return changed
 
     def finish_sending(self, issue_id: int) -> bool:
-        """`sending` -> `sent`, only while no delivery of the issue is pending or in flight,
+        """`sending` -> `sent`, only while no recipient of the issue is pending or in flight,
         in one statement: a batch released by another thread (or process) after this one
         found nothing to claim keeps the issue sending."""
-        left = exists().where(
-            deliveries.c.issue_id == issue_id,
-            deliveries.c.state.in_((DeliveryState.PENDING, DeliveryState.IN_FLIGHT)),
-        )
+        left = self._store.deliveries.left_to_send(issue_id)
         query = (
             update(issues)
             .where(issues.c.id == issue_id, issues.c.status == IssueStatus.SENDING, ~left)
@@ -337,7 +334,7 @@ class Issues:
     # -- what needs an editor (the alerts) --------------------------------------------------------------------------------
     def issues_needing_editors(self) -> list[IssueAttention]:
         """Paused issues, and issues no longer sending with uncertain deliveries: what the
-        alerts look at. One index range per issue, never a scan of the delivery log."""
+        alerts look at. Read from each issue's batch rows, never a scan of recipients."""
         found: list[IssueAttention] = []
         with self._store.transaction(write=False) as conn:
             rows = conn.execute(
@@ -346,14 +343,7 @@ class Issues:
                 )
             ).all()
             for row in rows:
-                uncertain = (
-                    conn.scalar(
-                        select(func.count())
-                        .select_from(deliveries)
-                        .where(deliveries.c.issue_id == row.id, deliveries.c.state == UNCERTAIN)
-                    )
-                    or 0
-                )
+                uncertain = self._store.deliveries.counts_in(conn, row.id)[UNCERTAIN]
                 if row.status == IssueStatus.PAUSED or uncertain:
                     found.append(
                         IssueAttention(
