@@ -1,5 +1,5 @@
 """Migration 0014 turns per-recipient delivery rows into batches and exceptions without losing
-an answer: a database is made at revision 0009 by the delivery log as it was (tests/
+an answer: a database is made at the revision before it by the delivery log as it was (tests/
 legacy_deliveries.py, the code of that time, unchanged) with sent, refused, uncertain,
 event-settled, failed, skipped, released, in-flight and unclaimed rows; every question is
 asked, the database migrated, and asked again -- on SQLite and PostgreSQL."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
 from newsletter import migrations
@@ -20,6 +21,8 @@ from tests.legacy_deliveries import Deliveries as LegacyDeliveries
 from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
 
 STATES = tuple(DeliveryState)
+# The revision migration 0014 follows: the schema the old delivery log ran on.
+BEFORE = ScriptDirectory.from_config(migrations._config()).get_revision("0014").down_revision
 LISTED = ("uncertain", "failed", "sent", "in_flight", "pending")
 
 
@@ -115,7 +118,7 @@ def build_legacy(store: Store) -> tuple[list[int], dict[str, int]]:
 
 def test_the_migration_keeps_every_answer(database_url):  # noqa: F811
     store = Store(database_url, create=False)
-    migrations.upgrade(store.engine, "0009")
+    migrations.upgrade(store.engine, BEFORE)
     issues, ids = build_legacy(store)
     before = answers(store, issues)
     assert before[issues[0]]["counts"]["skipped"] == 2  # the scenario has each kind of row

@@ -774,6 +774,23 @@ class Deliveries:
             exists().where(_D.issue_id == issue_id, _D.state.in_((PENDING, IN_FLIGHT))),
         )
 
+    def sent_issues(
+        self, conn: Connection, subscriber_id: int, limit: int | None = None
+    ) -> list[int]:
+        """The issues recorded as sent to this subscriber, newest first (the bounce reports
+        ask which issue a bounce answers): their own row's state, else their batch's."""
+        sid = subscriber_id
+        own = dict(conn.execute(select(_D.issue_id, _D.state).where(_D.subscriber_id == sid)).all())
+        found = {issue_id for issue_id, state in own.items() if state == SENT}
+        for issue_id, *columns in conn.execute(
+            select(_B.issue_id, *_BATCH_COLUMNS).where(
+                _B.first_id <= sid, _B.last_id >= sid, _B.listed.is_(False), _B.state == SENT
+            )
+        ):
+            if issue_id not in own and _BatchRow.of(columns).holds(sid):
+                found.add(issue_id)
+        return sorted(found, reverse=True)[:limit]
+
     # -- counting ---------------------------------------------------------------------------
     def counts(self, issue_id: int) -> dict[str, int]:
         """How many recipients of the issue are in each state (every state named, zeros too):

@@ -7,7 +7,7 @@ recipients whose story differs from their batch's. Existing rows are turned into
 (see `_convert`), answering every question as before.
 
 Revision ID: 0014
-Revises: 0009
+Revises: 0013
 Create Date: 2026-12-07 09:45:00
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0009"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
