@@ -214,6 +214,11 @@ def send_report(report: delivery.SendReport) -> Iterator[str]:
         f"skipped {counts.get(DeliveryState.SKIPPED, 0)}, "
         f"pending {counts.get(DeliveryState.PENDING, 0)}"
     )
+    if report.next_wave is not None:
+        yield (
+            f"  reader time: the next wave goes at {report.next_wave:%Y-%m-%d %H:%M} UTC "
+            "(the scheduler sends it; 'newsletter run' then sends what is due)"
+        )
     if report.last_error and not report.ok:
         yield f"  last error: {report.last_error}"
     if state.uncertain:

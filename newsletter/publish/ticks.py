@@ -222,7 +222,7 @@ def _approval_tick(
     prepared = store.issues.prepared_issues()
     if prepared and prepared[0].status == IssueStatus.APPROVED:
         issue = prepared[0]
-        store.issues.start_approved(issue.id)
+        store.issues.start_approved(issue.id, ctx.settings.deliver_at)
         _mark_served(store, scheduled_for)
         result.issue_id = issue.id
         result.articles = [a.title for a in store.articles.issue_articles(issue.id)]
@@ -278,7 +278,7 @@ def _approved_due(ctx: TickContext, send: SendContext, now: datetime) -> list[Se
         if (
             issue.status == IssueStatus.APPROVED
             and due
-            and ctx.store.issues.start_approved(issue.id)
+            and ctx.store.issues.start_approved(issue.id, ctx.settings.deliver_at, now)
         ):
             reports.append(send_issue(send, issue.id))
     return reports

@@ -309,6 +309,21 @@ class IssueSection(_Section):
         False,
         description="Let the editor who queued an issue's articles approve it (a team of one).",
     )
+    deliver_at: str = Field(
+        "",
+        description='"local 08:00": each reader\'s copy goes at 08:00 on their own clock (the '
+        "subscriber's time zone, else the newsletter's `timezone`), in one wave per UTC "
+        'instant the zones need; "" sends to every reader at once.',
+    )
+
+    @field_validator("deliver_at")
+    @classmethod
+    def _deliver_at(cls, value: str) -> str:
+        if value.strip():
+            from newsletter.readertime import parse_deliver_at
+
+            parse_deliver_at(value)
+        return value
 
     @field_validator("subject_template")
     @classmethod

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, insert, select, update
 
 from newsletter.exceptions import NotFound
+from newsletter.readertime import ReaderTime
 from newsletter.records import (
     ArticlePage,
     ArticleStatus,
@@ -119,6 +120,8 @@ class Issues:
         layout_choice: str | None = None,
         *,
         awaiting_approval: bool = False,
+        reader_time: ReaderTime | None = None,
+        planned_at: datetime | None = None,
     ) -> int:
         """Create the issue, take its articles off the queue and plan one delivery per active
         subscriber, all in one transaction: either the issue exists with its whole plan, or
@@ -180,7 +183,7 @@ class Issues:
                     .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
                 )
             if not awaiting_approval:
-                self._store.deliveries.plan(conn, int(issue_id))
+                self._store.deliveries.plan(conn, int(issue_id), reader_time, planned_at)
                 bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
 
@@ -203,7 +206,9 @@ class Issues:
             )
             return [_issue(r) for r in rows]
 
-    def start_approved(self, issue_id: int) -> bool:
+    def start_approved(
+        self, issue_id: int, reader_time: ReaderTime | None = None, now: datetime | None = None
+    ) -> bool:
         """An approved issue's slot has come: plan one delivery per active subscriber and
         make it sending (and public), in one transaction. False if it was not approved."""
         with self._store.transaction() as conn:
@@ -214,7 +219,7 @@ class Issues:
             ).rowcount
             if not changed:
                 return False
-            self._store.deliveries.plan(conn, issue_id)
+            self._store.deliveries.plan(conn, issue_id, reader_time, now)
             bump(conn)
             return True
 

@@ -1,0 +1,132 @@
+"""Reader-time delivery end to end: `[issue] deliver_at = "local 08:00"` over a real SQLite
+file and the real outbox, with the send loop's clock injected (SendHooks.clock) and the
+plan's `now` given, never by sleeping: three zones plus readers without one go out in four
+waves at their instants, each reader exactly once, and a fresh store (another process's
+view after a crash between waves) carries on where the last wave left off."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from newsletter import publish
+from newsletter.delivery import SendContext, SendHooks, send_issue
+from newsletter.providers import make_provider
+from newsletter.records import DeliveryState, IssueStatus
+from newsletter.settings import load_settings, write_default_config
+from newsletter.store import Store
+from newsletter.subscribers import signing_secret
+from newsletter.tokens import new_token
+from tests.conftest import delivery_policy
+from tests.faults import make_folder
+
+ZONES = ("Asia/Tokyo", "Europe/Paris", "America/New_York", "")  # "": the newsletter's
+PLANNED = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+# 08:00 local on 7 December 2026 (no DST anywhere here): the newsletter is in London.
+PARIS_AT = datetime(2026, 12, 7, 7, 0, tzinfo=UTC)
+LONDON_AT = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+NEW_YORK_AT = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)
+TOKYO_AT = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
+READERS = 23  # ids 1..23, zones in turn, so every batch would mix them
+
+
+def _folder(tmp_path):
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=0, batch_size=4)
+    config = tmp_path / "newsletter.toml"
+    text = config.read_text()
+    text = text.replace('timezone = "Europe/Paris"', 'timezone = "Europe/London"', 1)
+    text = text.replace('deliver_at = ""', 'deliver_at = "local 08:00"', 1)
+    config.write_text(text)
+    settings = load_settings(config, env={"NEWSLETTER_PROVIDER": "outbox"})
+    store = Store(settings.database_url)
+    secret = signing_secret(store)
+    store.subscribers.add(
+        {
+            "email": f"reader{i:02d}@example.com",
+            "name": f"Reader {i}",
+            "token": new_token(secret),
+            "timezone": ZONES[i % len(ZONES)],
+        }
+        for i in range(READERS)
+    )
+    publish.sync_queue(store, settings)
+    picked, _ = publish.pick(store, settings, PLANNED)
+    issue_id = publish.build_checked(store, settings, picked, now=PLANNED).issue_id
+    return settings, store, issue_id
+
+
+def _send_at(settings, store, issue_id, moment):
+    hooks = SendHooks(clock=moment.timestamp)
+    ctx = SendContext.of(
+        store, settings, make_provider(settings), policy=delivery_policy(batch_size=4), hooks=hooks
+    )
+    return send_issue(ctx, issue_id)
+
+
+def _outbox(settings, issue_id) -> list[str]:
+    folder = settings.outbox_path / f"issue-{issue_id}"
+    return sorted(p.name for p in folder.glob("*.eml")) if folder.exists() else []
+
+
+def _ids_in(zones):
+    return sorted(i + 1 for i in range(READERS) if ZONES[i % len(ZONES)] in zones)
+
+
+def _files(ids):
+    return [f"{sid:08d}.eml" for sid in ids]
+
+
+def test_each_zone_goes_at_its_own_eight_oclock_each_reader_once_and_a_new_store_carries_on(
+    tmp_path,
+):
+    settings, store, issue_id = _folder(tmp_path)
+    assert settings.deliver_at is not None
+
+    waves = store.deliveries.waves(issue_id)
+    assert [(w.at, w.zones) for w in waves] == [
+        (PARIS_AT, ("Europe/Paris",)),
+        (LONDON_AT, ("",)),
+        (NEW_YORK_AT, ("America/New_York",)),
+        (TOKYO_AT, ("Asia/Tokyo",)),
+    ]
+    assert [w.left for w in waves] == [6, 5, 6, 6]
+
+    # Before the first instant: nothing is claimed, the issue waits, the next wave named.
+    report = _send_at(settings, store, issue_id, PARIS_AT - timedelta(seconds=1))
+    assert report.status == IssueStatus.SENDING and report.next_wave == PARIS_AT
+    assert report.ok and report.batches == 0
+    assert _outbox(settings, issue_id) == []
+
+    report = _send_at(settings, store, issue_id, PARIS_AT)
+    assert _outbox(settings, issue_id) == _files(_ids_in({"Europe/Paris"}))
+    assert report.next_wave == LONDON_AT and report.counts[DeliveryState.SENT] == 6
+
+    # The same instant again sends nobody twice.
+    report = _send_at(settings, store, issue_id, PARIS_AT + timedelta(minutes=30))
+    assert report.batches == 0 and report.next_wave == LONDON_AT
+
+    # A crash between waves: a fresh store over the same file carries on.
+    store.close()
+    store = Store(settings.database_url)
+    report = _send_at(settings, store, issue_id, NEW_YORK_AT + timedelta(minutes=5))
+    # Late (the scheduler was down): both overdue waves go, Tokyo still waits.
+    assert _outbox(settings, issue_id) == _files(_ids_in({"Europe/Paris", "", "America/New_York"}))
+    assert report.next_wave == TOKYO_AT and report.status == IssueStatus.SENDING
+    progress = {w.at: (w.sent, w.left) for w in store.deliveries.waves(issue_id)}
+    assert progress == {
+        PARIS_AT: (6, 0),
+        LONDON_AT: (5, 0),
+        NEW_YORK_AT: (6, 0),
+        TOKYO_AT: (0, 6),
+    }
+
+    report = _send_at(settings, store, issue_id, TOKYO_AT)
+    assert report.status == IssueStatus.SENT and report.next_wave is None
+    assert _outbox(settings, issue_id) == _files(range(1, READERS + 1))
+    assert report.counts[DeliveryState.SENT] == READERS
+    assert report.counts[DeliveryState.PENDING] == 0
+
+
+def test_without_deliver_at_every_reader_goes_at_once(tmp_path):
+    write_default_config(tmp_path)
+    settings = load_settings(tmp_path / "newsletter.toml", env={"NEWSLETTER_PROVIDER": "outbox"})
+    assert settings.deliver_at is None
