@@ -73,6 +73,8 @@ class DeliveryLog(RecoveryLog, IssueStatuses, Protocol):
 
     def next_wave(self, issue_id: int, after: datetime) -> datetime | None: ...
 
+    def waiting_until(self, issue_id: int, now: datetime) -> datetime | None: ...
+
     def release(self, batch: Batch, error: str | None = None) -> int: ...
 
     def mark(
@@ -98,6 +100,7 @@ class StoreLog:
         deliveries, issues = store.deliveries, store.issues
         self.claim = deliveries.claim
         self.next_wave = deliveries.next_wave
+        self.waiting_until = deliveries.waiting_until
         self.release = deliveries.release
         self.mark = deliveries.mark
         self.mark_each = deliveries.mark_each

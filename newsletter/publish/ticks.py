@@ -329,7 +329,12 @@ def scheduled_work(
         tick = None
     if tick is None or _served(store, tick):
         send = ctx.send.under(lease)
-        resumed = [send_issue(send, issue_id) for issue_id in store.issues.unfinished_issues()]
+        resumed = [
+            send_issue(send, issue_id)
+            for issue_id in store.issues.unfinished_issues()
+            # reader time: an issue whose next wave has not come is left until then
+            if store.deliveries.waiting_until(issue_id, now) is None
+        ]
         if settings.approval.required:
             resumed += _approved_due(ctx, send, now)
             prepare_next(ctx, now)

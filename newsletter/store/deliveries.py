@@ -418,6 +418,30 @@ class Deliveries:
                 )
             )
 
+    def waiting_until(self, issue_id: int, now: datetime) -> datetime | None:
+        """Reader time: the next wave's instant when nothing else of the issue is left to do
+        before it (no due reader, batch in flight or released, range unclaimed), so the
+        scheduler and workers skip the issue until then instead of sending in vain."""
+        after = self.next_wave(issue_id, now)
+        if after is None:
+            return None
+        busy = or_(
+            exists().where(_P.issue_id == issue_id, _P.claimed_to < _P.last_id),
+            exists().where(_B.issue_id == issue_id, _B.state.in_((IN_FLIGHT, RELEASED))),
+            exists().where(
+                _D.issue_id == issue_id,
+                or_(
+                    _D.state == IN_FLIGHT,
+                    and_(
+                        _D.state == PENDING,
+                        or_(_D.not_before.is_(None), _D.not_before <= now),
+                    ),
+                ),
+            ),
+        )
+        with self._store.transaction(write=False) as conn:
+            return None if conn.scalar(select(busy)) else after
+
     # -- claiming ---------------------------------------------------------------------------
     def claim(
         self,
