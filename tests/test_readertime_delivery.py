@@ -6,17 +6,21 @@ view after a crash between waves) carries on where the last wave left off."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from newsletter import publish
-from newsletter.delivery import SendContext, SendHooks, send_issue
+from newsletter.delivery import SendContext, SendHooks, run_worker, send_issue
+from newsletter.exceptions import ConfigError
 from newsletter.providers import make_provider
 from newsletter.records import DeliveryState, IssueStatus
 from newsletter.settings import load_settings, write_default_config
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
 from newsletter.tokens import new_token
-from tests.conftest import delivery_policy
+from tests.conftest import delivery_policy, run_cli
 from tests.faults import make_folder
 
 ZONES = ("Asia/Tokyo", "Europe/Paris", "America/New_York", "")  # "": the newsletter's
@@ -26,6 +30,7 @@ PARIS_AT = datetime(2026, 12, 7, 7, 0, tzinfo=UTC)
 LONDON_AT = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 NEW_YORK_AT = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)
 TOKYO_AT = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
+OUTBOX = {"NEWSLETTER_PROVIDER": "outbox"}
 READERS = 23  # ids 1..23, zones in turn, so every batch would mix them
 
 
@@ -119,11 +124,50 @@ def test_each_zone_goes_at_its_own_eight_oclock_each_reader_once_and_a_new_store
         TOKYO_AT: (0, 6),
     }
 
+    # `status` (the real command) shows each wave's progress and zones, in the editor's zone.
+    shown = run_cli(["status", str(issue_id)], cwd=tmp_path, env=OUTBOX)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "reader time (4 waves):" in lines
+    assert "  Mon 2026-12-07 07:00 GMT  sent 6, left 0  Europe/Paris" in lines
+    assert "  Mon 2026-12-07 08:00 GMT  sent 5, left 0  Europe/London (no zone of their own)" in (
+        lines
+    )
+    assert "  Mon 2026-12-07 23:00 GMT  sent 0, left 6  Asia/Tokyo" in lines
+
     report = _send_at(settings, store, issue_id, TOKYO_AT)
     assert report.status == IssueStatus.SENT and report.next_wave is None
     assert _outbox(settings, issue_id) == _files(range(1, READERS + 1))
     assert report.counts[DeliveryState.SENT] == READERS
     assert report.counts[DeliveryState.PENDING] == 0
+
+
+def test_a_worker_leaves_a_waiting_issue_until_its_wave_and_then_sends_it(tmp_path):
+    settings, store, issue_id = _folder(tmp_path)
+
+    def work(moment):
+        hooks = SendHooks(clock=moment.timestamp)
+        ctx = SendContext.of(
+            store, settings, make_provider(settings), policy=delivery_policy(), hooks=hooks
+        )
+        return run_worker(ctx, stop=threading.Event(), once=True, echo=lambda _line: None)
+
+    assert store.deliveries.waiting_until(issue_id, PARIS_AT - timedelta(hours=1)) == PARIS_AT
+    early = work(PARIS_AT - timedelta(hours=1))
+    assert early.batches == 0 and _outbox(settings, issue_id) == []
+    assert store.deliveries.waiting_until(issue_id, PARIS_AT) is None  # due: not waiting
+    done = work(PARIS_AT)
+    assert done.issues == {issue_id}
+    assert _outbox(settings, issue_id) == _files(_ids_in({"Europe/Paris"}))
+    assert store.deliveries.waiting_until(issue_id, PARIS_AT) == LONDON_AT
+
+
+def test_an_unknown_deliver_at_is_refused_naming_the_setting(tmp_path):
+    write_default_config(tmp_path)
+    config = tmp_path / "newsletter.toml"
+    config.write_text(config.read_text().replace('deliver_at = ""', 'deliver_at = "8am"', 1))
+    with pytest.raises(ConfigError, match="deliver_at.*'local HH:MM'"):
+        load_settings(config)
 
 
 def test_without_deliver_at_every_reader_goes_at_once(tmp_path):

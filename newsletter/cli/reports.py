@@ -308,6 +308,17 @@ def issue_detail(detail: IssueDetail, settings: Settings) -> Iterator[str]:
     if issue.last_error:
         yield f"  last error: {issue.last_error}"
     yield from settle_hints(state)
+    if detail.waves:
+        yield f"reader time ({len(detail.waves)} waves):"
+        for wave in detail.waves:
+            zones = ", ".join(
+                z or f"{settings.timezone.key} (no zone of their own)" for z in wave.zones
+            )
+            yield (
+                f"  {local(wave.at, settings)}  sent {wave.sent}, left {wave.left}"
+                + (f", other {wave.other}" if wave.other else "")
+                + f"  {zones}"
+            )
     if detail.uncertain:
         yield f"uncertain ({len(detail.uncertain)}): resolve with --resend or --mark-sent"
         for row in detail.uncertain:
