@@ -6,6 +6,7 @@ view after a crash between waves) carries on where the last wave left off."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -174,3 +175,31 @@ def test_without_deliver_at_every_reader_goes_at_once(tmp_path):
     write_default_config(tmp_path)
     settings = load_settings(tmp_path / "newsletter.toml", env={"NEWSLETTER_PROVIDER": "outbox"})
     assert settings.deliver_at is None
+
+
+def test_the_workspace_issue_page_shows_each_wave_and_the_next(tmp_path, monkeypatch):
+    from newsletter.editors import add_editor
+    from tests.test_admin_http import PASSWORD, Browser
+    from tests.test_web import serve_folder
+
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    settings, store, issue_id = _folder(tmp_path)
+    _send_at(settings, store, issue_id, PARIS_AT)
+    with serve_folder(tmp_path, env=OUTBOX) as web:
+        add_editor(web.store, "ed@example.com", PASSWORD)
+        browser = Browser(web)
+        assert browser.sign_in().status == 303
+        page = browser.get(f"/admin/issues/{issue_id}")
+    assert page.status == 200
+    rows = re.findall(
+        r"<tr[^>]*><td>(.*?)</td><td>(.*?)</td><td data-wave-sent>(\d+)</td>"
+        r"<td data-wave-left>(\d+)</td></tr>",
+        page.text,
+    )
+    assert rows == [
+        ("Mon 2026-12-07 07:00 GMT", "Europe/Paris", "6", "0"),
+        ("Mon 2026-12-07 08:00 GMT", "Europe/London (no zone of their own)", "0", "5"),
+        ("Mon 2026-12-07 13:00 GMT", "America/New_York", "0", "6"),
+        ("Mon 2026-12-07 23:00 GMT", "Asia/Tokyo", "0", "6"),
+    ]
+    assert 'id="next-wave">Next wave: Mon 2026-12-07 08:00 GMT' in page.text
