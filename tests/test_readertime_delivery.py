@@ -203,3 +203,39 @@ def test_the_workspace_issue_page_shows_each_wave_and_the_next(tmp_path, monkeyp
         ("Mon 2026-12-07 23:00 GMT", "Asia/Tokyo", "0", "6"),
     ]
     assert 'id="next-wave">Next wave: Mon 2026-12-07 08:00 GMT' in page.text
+
+
+def _etc_zone(utc_hour: int) -> str:
+    """The Etc/GMT zone whose 08:00 falls at `utc_hour`:00 UTC (POSIX signs: GMT-9 is +9)."""
+    east = (8 - utc_hour) % 24
+    east = east - 24 if east > 14 else east
+    return "Etc/GMT" if east == 0 else f"Etc/GMT{-east:+d}"
+
+
+def test_run_sends_the_waves_due_and_says_when_the_next_one_is(tmp_path):
+    """The real command, on the real clock: the zones are chosen so one wave came an hour
+    ago and the next is five hours ahead."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    past, future = _etc_zone((hour.hour - 1) % 24), _etc_zone((hour.hour + 5) % 24)
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=0)
+    config = tmp_path / "newsletter.toml"
+    config.write_text(
+        config.read_text().replace('deliver_at = ""', 'deliver_at = "local 08:00"', 1)
+    )
+    settings = load_settings(config, env=OUTBOX)
+    store = Store(settings.database_url)
+    secret = signing_secret(store)
+    store.subscribers.add(
+        {"email": f"r{i}@example.com", "name": "", "token": new_token(secret), "timezone": zone}
+        for i, zone in enumerate([past, future, past, future])
+    )
+    publish.sync_queue(store, settings)
+    picked, _ = publish.pick(store, settings, datetime.now(UTC))
+    planned = hour - timedelta(minutes=90)  # from `hour`, so an hour turning over is harmless
+    issue_id = publish.build_checked(store, settings, picked, now=planned).issue_id
+    run = run_cli(["run"], cwd=tmp_path, env=OUTBOX)
+    assert run.returncode == 0, run.stdout + run.stderr
+    next_at = hour + timedelta(hours=5)
+    assert f"the next wave goes at {next_at:%Y-%m-%d %H:%M} UTC" in run.stdout
+    assert _outbox(settings, issue_id) == _files([1, 3])
+    assert store.issues.get_issue(issue_id).status == IssueStatus.SENDING

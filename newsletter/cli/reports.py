@@ -278,7 +278,10 @@ def skipped(error: str) -> str:
 
 
 def resumed(report: delivery.SendReport) -> Iterator[str]:
-    yield "resumed an interrupted issue:"
+    if report.next_wave is None:
+        yield "resumed an interrupted issue:"
+    else:
+        yield "reader time: sent the waves that are due:"
     yield from send_report(report)
 
 
