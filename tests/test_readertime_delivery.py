@@ -7,6 +7,9 @@ view after a crash between waves) carries on where the last wave left off."""
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -239,3 +242,42 @@ def test_run_sends_the_waves_due_and_says_when_the_next_one_is(tmp_path):
     assert f"the next wave goes at {next_at:%Y-%m-%d %H:%M} UTC" in run.stdout
     assert _outbox(settings, issue_id) == _files([1, 3])
     assert store.issues.get_issue(issue_id).status == IssueStatus.SENDING
+
+
+def test_a_process_killed_with_a_wave_batch_in_flight_is_carried_on_by_a_fresh_one(tmp_path):
+    """A batch of the Paris wave claimed, its process gone before the request (the claim
+    written, nothing else): a fresh store recovers it (the outbox settles what it never
+    wrote) and every Paris reader gets the issue once; the later waves still wait."""
+    settings, store, issue_id = _folder(tmp_path)
+    assert store.deliveries.claim(issue_id, 4, worker="early", now=PARIS_AT - timedelta(1)) is None
+    store.close()
+    # A real process claims a batch of the due wave as its sender would, then is killed.
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "from datetime import datetime\n"
+            "from newsletter.delivery.lease import PROCESS_ID\n"
+            "from newsletter.store import Store\n"
+            "batch = Store(sys.argv[1]).deliveries.claim(\n"
+            "    int(sys.argv[2]), 4, worker=PROCESS_ID, now=datetime.fromisoformat(sys.argv[3]))\n"
+            "print(','.join(str(r.subscriber_id) for r in batch.recipients), flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n",
+            settings.database_url,
+            str(issue_id),
+            PARIS_AT.isoformat(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    claimed = [int(x) for x in child.stdout.split(",")]
+    assert len(claimed) == 4 and set(claimed) <= set(_ids_in({"Europe/Paris"}))
+
+    fresh = Store(settings.database_url)
+    report = _send_at(settings, fresh, issue_id, PARIS_AT + timedelta(minutes=1))
+    assert _outbox(settings, issue_id) == _files(_ids_in({"Europe/Paris"}))
+    assert report.counts[DeliveryState.SENT] == 6 and report.counts[DeliveryState.UNCERTAIN] == 0
+    assert report.next_wave == LONDON_AT
