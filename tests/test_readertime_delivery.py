@@ -281,3 +281,24 @@ def test_a_process_killed_with_a_wave_batch_in_flight_is_carried_on_by_a_fresh_o
     assert _outbox(settings, issue_id) == _files(_ids_in({"Europe/Paris"}))
     assert report.counts[DeliveryState.SENT] == 6 and report.counts[DeliveryState.UNCERTAIN] == 0
     assert report.next_wave == LONDON_AT
+
+
+def test_a_tick_plans_the_waves_from_its_own_time_and_sends_none_before_the_first(tmp_path):
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=0)
+    config = tmp_path / "newsletter.toml"
+    config.write_text(
+        config.read_text().replace('deliver_at = ""', 'deliver_at = "local 08:00"', 1)
+    )
+    settings = load_settings(config, env=OUTBOX)
+    store = Store(settings.database_url)
+    secret = signing_secret(store)
+    store.subscribers.add(
+        {"email": f"t{i}@example.com", "name": "", "token": new_token(secret), "timezone": z}
+        for i, z in enumerate(["Asia/Tokyo", "Europe/Paris"])
+    )
+    hooks = SendHooks(clock=PLANNED.timestamp)
+    ctx = publish.TickContext.of(store, settings, make_provider(settings), hooks=hooks)
+    result = publish.publish_tick(ctx, PLANNED)
+    assert result.report is not None and result.report.batches == 0
+    assert result.report.next_wave == PARIS_AT
+    assert [w.at for w in store.deliveries.waves(result.report.issue_id)] == [PARIS_AT, TOKYO_AT]

@@ -190,6 +190,7 @@ def _build(
                 layout=layout or chosen,
                 layout_choice=chosen,
                 awaiting_approval=awaiting_approval,
+                now=now,  # reader time: the waves come after the tick's own time
             )
         except CheckFailed as failure:  # hold the culprits, go on with the next ones
             newly = [_hold(ctx, p, why) for p, why in culprits(settings, picked, failure)]
