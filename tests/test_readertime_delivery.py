@@ -26,7 +26,6 @@ from newsletter.subscribers import signing_secret
 from newsletter.tokens import new_token
 from tests.conftest import delivery_policy, run_cli
 from tests.faults import make_folder
-from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
 
 ZONES = ("Asia/Tokyo", "Europe/Paris", "America/New_York", "")  # "": the newsletter's
 PLANNED = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
@@ -39,10 +38,8 @@ OUTBOX = {"NEWSLETTER_PROVIDER": "outbox"}
 READERS = 23  # ids 1..23, zones in turn, so every batch would mix them
 
 
-def _folder(tmp_path, database_url=None):
-    make_folder(
-        tmp_path, "http://127.0.0.1:9", subscribers=0, batch_size=4, database_url=database_url
-    )
+def _folder(tmp_path, url=None):
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=0, batch_size=4, database_url=url)
     config = tmp_path / "newsletter.toml"
     text = config.read_text()
     text = text.replace('timezone = "Europe/Paris"', 'timezone = "Europe/London"', 1)
