@@ -202,7 +202,7 @@ class SchedulerRunner:
     def _wake_at_next_waves(self) -> None:
         """Reader time: one wake-up at each waiting issue's next wave (a one-off job, kept
         in memory: a restart finds the waves again here), so a wave goes at its instant."""
-        if self.scheduler is None or not self.scheduler.running:
+        if self.scheduler is None:
             return
         now = utcnow()
         for issue_id in self.store.issues.unfinished_issues():

@@ -215,9 +215,9 @@ def _etc_zone(utc_hour: int) -> str:
     return "Etc/GMT" if east == 0 else f"Etc/GMT{-east:+d}"
 
 
-def test_run_sends_the_waves_due_and_says_when_the_next_one_is(tmp_path):
-    """The real command, on the real clock: the zones are chosen so one wave came an hour
-    ago and the next is five hours ahead."""
+def _past_and_future_waves(tmp_path):
+    """Readers 1 and 3 in a zone whose 08:00 came an hour ago, 2 and 4 in one whose 08:00 is
+    five hours ahead, planned from the same whole hour (an hour turning over is harmless)."""
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     past, future = _etc_zone((hour.hour - 1) % 24), _etc_zone((hour.hour + 5) % 24)
     make_folder(tmp_path, "http://127.0.0.1:9", subscribers=0)
@@ -234,11 +234,16 @@ def test_run_sends_the_waves_due_and_says_when_the_next_one_is(tmp_path):
     )
     publish.sync_queue(store, settings)
     picked, _ = publish.pick(store, settings, datetime.now(UTC))
-    planned = hour - timedelta(minutes=90)  # from `hour`, so an hour turning over is harmless
+    planned = hour - timedelta(minutes=90)
     issue_id = publish.build_checked(store, settings, picked, now=planned).issue_id
+    return settings, store, issue_id, hour + timedelta(hours=5)
+
+
+def test_run_sends_the_waves_due_and_says_when_the_next_one_is(tmp_path):
+    """The real command, on the real clock."""
+    settings, store, issue_id, next_at = _past_and_future_waves(tmp_path)
     run = run_cli(["run"], cwd=tmp_path, env=OUTBOX)
     assert run.returncode == 0, run.stdout + run.stderr
-    next_at = hour + timedelta(hours=5)
     assert f"the next wave goes at {next_at:%Y-%m-%d %H:%M} UTC" in run.stdout
     assert _outbox(settings, issue_id) == _files([1, 3])
     assert store.issues.get_issue(issue_id).status == IssueStatus.SENDING
@@ -302,3 +307,17 @@ def test_a_tick_plans_the_waves_from_its_own_time_and_sends_none_before_the_firs
     assert result.report is not None and result.report.batches == 0
     assert result.report.next_wave == PARIS_AT
     assert [w.at for w in store.deliveries.waves(result.report.issue_id)] == [PARIS_AT, TOKYO_AT]
+
+
+def test_the_scheduler_wakes_once_at_the_next_wave(tmp_path):
+    from newsletter.scheduler import WAVE_JOB_ID, SchedulerRunner, build_scheduler
+
+    settings, store, issue_id, next_at = _past_and_future_waves(tmp_path)
+    runner = SchedulerRunner(store, settings, lambda _line: None)
+    runner.scheduler = build_scheduler(store, settings)
+    runner._wake_at_next_waves()
+    assert runner.scheduler.get_job(f"{WAVE_JOB_ID}-{issue_id}") is None  # a wave is due now
+    _send_at(settings, store, issue_id, datetime.now(UTC))
+    runner._wake_at_next_waves()
+    job = runner.scheduler.get_job(f"{WAVE_JOB_ID}-{issue_id}")
+    assert job is not None and job.trigger.run_date == next_at
