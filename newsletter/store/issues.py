@@ -183,9 +183,18 @@ class Issues:
                     .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
                 )
             if not awaiting_approval:
-                self._store.deliveries.plan(conn, int(issue_id), reader_time, planned_at)
+                self._plan(conn, int(issue_id), reader_time, planned_at)
                 bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
+
+    def _plan(
+        self, conn: Any, issue_id: int, reader_time: ReaderTime | None, now: datetime | None
+    ) -> None:
+        """The issue's delivery plan: at once, or in reader-time waves from `now`."""
+        if reader_time is None:
+            self._store.deliveries.plan(conn, issue_id)
+        else:
+            self._store.deliveries.plan(conn, issue_id, reader_time, now)
 
     def get_issue(self, issue_id: int) -> IssueRecord:
         with self._store.transaction(write=False) as conn:
@@ -219,7 +228,7 @@ class Issues:
             ).rowcount
             if not changed:
                 return False
-            self._store.deliveries.plan(conn, issue_id, reader_time, now)
+            self._plan(conn, issue_id, reader_time, now)
             bump(conn)
             return True
 
