@@ -259,6 +259,18 @@ class IssueRecord:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class WaveProgress:
+    """One reader-time wave of an issue: its UTC instant, the zones in it ("" the
+    newsletter's), recipients sent, left (pending or in flight) and otherwise settled."""
+
+    at: datetime
+    zones: tuple[str, ...]
+    sent: int
+    left: int
+    other: int
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryRow:
     """One delivery of an issue with its subscriber's address, as the CLI and web read it."""

@@ -214,6 +214,11 @@ def send_report(report: delivery.SendReport) -> Iterator[str]:
         f"skipped {counts.get(DeliveryState.SKIPPED, 0)}, "
         f"pending {counts.get(DeliveryState.PENDING, 0)}"
     )
+    if report.next_wave is not None:
+        yield (
+            f"  reader time: the next wave goes at {report.next_wave:%Y-%m-%d %H:%M} UTC "
+            "(the scheduler sends it; 'newsletter run' then sends what is due)"
+        )
     if report.last_error and not report.ok:
         yield f"  last error: {report.last_error}"
     if state.uncertain:
@@ -273,7 +278,10 @@ def skipped(error: str) -> str:
 
 
 def resumed(report: delivery.SendReport) -> Iterator[str]:
-    yield "resumed an interrupted issue:"
+    if report.next_wave is None:
+        yield "resumed an interrupted issue:"
+    else:
+        yield "reader time: sent the waves that are due:"
     yield from send_report(report)
 
 
@@ -305,6 +313,17 @@ def issue_detail(detail: IssueDetail, settings: Settings) -> Iterator[str]:
     if issue.last_error:
         yield f"  last error: {issue.last_error}"
     yield from settle_hints(state)
+    if detail.waves:
+        yield f"reader time ({len(detail.waves)} waves):"
+        for wave in detail.waves:
+            zones = ", ".join(
+                z or f"{settings.timezone.key} (no zone of their own)" for z in wave.zones
+            )
+            yield (
+                f"  {local(wave.at, settings)}  sent {wave.sent}, left {wave.left}"
+                + (f", other {wave.other}" if wave.other else "")
+                + f"  {zones}"
+            )
     if detail.uncertain:
         yield f"uncertain ({len(detail.uncertain)}): resolve with --resend or --mark-sent"
         for row in detail.uncertain:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from newsletter.records import DeliveryState, IssueStatus
 from newsletter.settings import Settings
@@ -53,6 +53,8 @@ class SendReport:
     last_error: str | None = None
     delivered: int = 0  # recipients the provider accepted during this send
     stopped: bool = False  # a stop request (a signal) ended it: the rest stays pending
+    # Reader time: still sending, the rest waiting for the wave due at this UTC instant.
+    next_wave: datetime | None = None
 
     @property
     def tried_in_vain(self) -> bool:
@@ -62,7 +64,7 @@ class SendReport:
     @property
     def ok(self) -> bool:
         return (
-            self.status == IssueStatus.SENT
+            (self.status == IssueStatus.SENT or self.next_wave is not None)
             and not self.counts.get(DeliveryState.FAILED)
             and not self.counts.get(DeliveryState.UNCERTAIN)
         )

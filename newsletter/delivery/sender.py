@@ -10,6 +10,7 @@ import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from newsletter.delivery.context import SendContext
 from newsletter.delivery.policy import SendReport, backoff_delay
@@ -69,6 +70,8 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
         report.status = ctx.log.issue_status(issue_id)
     if report.last_error is None:
         report.last_error = ctx.log.last_error(issue_id)
+    if report.status == ISSUE_SENDING:  # reader time: the rest waits for its wave
+        report.next_wave = ctx.log.next_wave(issue_id, sender.now())
     return report
 
 
@@ -99,6 +102,10 @@ class _IssueSender(SendState):
         self.batch_size = max(1, min(ctx.policy.batch_size, ctx.provider.max_batch))
         self.cursor = 0  # the highest subscriber id this send has claimed so far
         self.deferrals: dict[int, int] = {}  # subscriber id -> times deferred in this send
+
+    def now(self) -> datetime:
+        """The hooks' clock as an aware UTC time (tests inject it)."""
+        return datetime.fromtimestamp(self.hooks.clock(), UTC)
 
     # -- the loop: claim -> send -> record ------------------------------------------------
     def run(self) -> None:
@@ -143,11 +150,14 @@ class _IssueSender(SendState):
 
     def _claim(self) -> Batch | None:
         worker = self.hooks.worker
-        batch = self.log.claim(self.issue_id, self.batch_size, worker=worker, after=self.cursor)
+        now = self.now()  # reader time: only the waves whose instant has come are claimed
+        batch = self.log.claim(
+            self.issue_id, self.batch_size, worker=worker, after=self.cursor, now=now
+        )
         if batch is None and self.cursor:
             # Rows released for a retry (or left by others) may sit below the cursor.
             self.cursor = 0
-            batch = self.log.claim(self.issue_id, self.batch_size, worker=worker)
+            batch = self.log.claim(self.issue_id, self.batch_size, worker=worker, now=now)
         if batch is not None:
             with self.lock:
                 self.cursor = max(self.cursor, batch.last_id)

@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from newsletter.readertime import ReaderTime, waves
 from newsletter.records import (
     SUPPRESSED,
     Batch,
@@ -43,6 +44,7 @@ from newsletter.records import (
     DeliveryState,
     Recipient,
     SubscriberStatus,
+    WaveProgress,
     utcnow,
 )
 from newsletter.store.schema import (
@@ -183,7 +185,12 @@ _WAITING_ALONE = (
         subscribers.c.status,
     )
     .join(subscribers, subscribers.c.id == _D.subscriber_id)
-    .where(_D.issue_id == bindparam("issue"), _D.state == PENDING)
+    .where(
+        _D.issue_id == bindparam("issue"),
+        _D.state == PENDING,
+        # Reader time: a wave's readers only once its instant has come.
+        or_(_D.not_before.is_(None), _D.not_before <= bindparam("now")),
+    )
     .order_by(_D.subscriber_id)
     .limit(bindparam("size"))
 )
@@ -306,21 +313,31 @@ class Deliveries:
 
     # -- planning (inside the issue's transaction) ------------------------------------------
     def plan(
-        self, conn: Connection, issue_id: int, audience: ColumnElement[bool] | None = None
+        self,
+        conn: Connection,
+        issue_id: int,
+        audience: ColumnElement[bool] | None = None,
+        *,
+        reader_time: ReaderTime | None = None,
+        now: datetime | None = None,
     ) -> None:
         """The new issue's audience as a definition: every active subscriber up to the highest
         id now (one index-only count), in the transaction that creates it
         (`Issues.create_issue`). Nothing per recipient is written -- but with a segment
         (`audience`, a where-clause from `newsletter.segments`) or readers on a pause, who
-        receives it is decided now: those readers frozen as pending rows (`_plan_listed`)."""
-        now = utcnow()
+        receives it is decided now: those readers frozen as pending rows (`_plan_listed`);
+        with `reader_time` each reader's row also carries the instant of their wave."""
+        now = now or utcnow()
+        where = receiving(now) if audience is None else and_(receiving(now), audience)
+        if reader_time is not None:
+            self._plan_waves(conn, issue_id, reader_time, now, where)
+            return
         paused = conn.execute(
             select(func.count())
             .select_from(subscribers)
             .where(subscribers.c.status == ACTIVE, subscribers.c.paused_until > now)
         ).scalar_one()
         if audience is not None or paused:
-            where = receiving(now) if audience is None else and_(receiving(now), audience)
             self._plan_listed(conn, issue_id, where, now)
             return
         last_id, size = conn.execute(
@@ -366,14 +383,128 @@ class Deliveries:
             )
         )
 
+    def _plan_waves(
+        self,
+        conn: Connection,
+        issue_id: int,
+        reader_time: ReaderTime,
+        now: datetime,
+        where: ColumnElement[bool],
+    ) -> None:
+        """Reader time: the audience frozen at planning, one pending row per reader naming
+        their wave's instant (`readertime.waves`), so a zone changed mid-send moves nobody
+        between waves (each reader once); the range cursor starts at the end (nothing to
+        claim by range) and the claims take due rows as recipients waiting alone."""
+        audience = conn.execute(
+            select(subscribers.c.id, subscribers.c.timezone).where(where).order_by(subscribers.c.id)
+        ).all()
+        grouped = waves(
+            ((sid, zone) for sid, zone in audience), now, reader_time.at, reader_time.zone
+        )
+        last_id = audience[-1][0] if audience else 0
+        conn.execute(
+            insert(delivery_plans).values(
+                issue_id=issue_id,
+                segment=SEGMENT,
+                last_id=last_id,
+                size=len(audience),
+                claimed_to=last_id,
+                next_batch=0,
+                planned_at=now,
+            )
+        )
+        rows = [
+            {
+                "issue_id": issue_id,
+                "subscriber_id": sid,
+                "state": PENDING,
+                "attempts": 0,
+                "updated_at": now,
+                "not_before": wave.at,
+            }
+            for wave in grouped
+            for sid in wave.subscriber_ids
+        ]
+        for start in range(0, len(rows), 5000):
+            conn.execute(insert(deliveries), rows[start : start + 5000])
+
+    def waves(self, issue_id: int) -> list[WaveProgress]:
+        """Reader time: each wave's instant, zones (as the readers' rows say now) and its
+        recipients sent and left; [] for an issue sent at once."""
+        zone = func.coalesce(subscribers.c.timezone, "")
+        query = (
+            select(_D.not_before, zone, _D.state, func.count())
+            .select_from(deliveries.outerjoin(subscribers, subscribers.c.id == _D.subscriber_id))
+            .where(_D.issue_id == issue_id, _D.not_before.is_not(None))
+            .group_by(_D.not_before, zone, _D.state)
+        )
+        found: dict[datetime, dict[str, Any]] = {}
+        with self._store.transaction(write=False) as conn:
+            for at, name, state, count in conn.execute(query):
+                wave = found.setdefault(at, {"zones": set(), "sent": 0, "left": 0, "other": 0})
+                wave["zones"].add(name)
+                key = {SENT: "sent", PENDING: "left", IN_FLIGHT: "left"}.get(state, "other")
+                wave[key] += count
+        return [
+            WaveProgress(
+                at=at,
+                zones=tuple(sorted(w["zones"])),
+                sent=w["sent"],
+                left=w["left"],
+                other=w["other"],
+            )
+            for at, w in sorted(found.items())
+        ]
+
+    def next_wave(self, issue_id: int, after: datetime) -> datetime | None:
+        """Reader time: the instant of the next wave still waiting after `after`, if any."""
+        with self._store.transaction(write=False) as conn:
+            return conn.scalar(
+                select(func.min(_D.not_before)).where(
+                    _D.issue_id == issue_id, _D.state == PENDING, _D.not_before > after
+                )
+            )
+
+    def waiting_until(self, issue_id: int, now: datetime) -> datetime | None:
+        """Reader time: the next wave's instant when nothing else of the issue is left to do
+        before it (no due reader, batch in flight or released, range unclaimed), so the
+        scheduler and workers skip the issue until then instead of sending in vain."""
+        after = self.next_wave(issue_id, now)
+        if after is None:
+            return None
+        busy = or_(
+            exists().where(_P.issue_id == issue_id, _P.claimed_to < _P.last_id),
+            exists().where(_B.issue_id == issue_id, _B.state.in_((IN_FLIGHT, RELEASED))),
+            exists().where(
+                _D.issue_id == issue_id,
+                or_(
+                    _D.state == IN_FLIGHT,
+                    and_(
+                        _D.state == PENDING,
+                        or_(_D.not_before.is_(None), _D.not_before <= now),
+                    ),
+                ),
+            ),
+        )
+        with self._store.transaction(write=False) as conn:
+            return None if conn.scalar(select(busy)) else after
+
     # -- claiming ---------------------------------------------------------------------------
-    def claim(self, issue_id: int, size: int, worker: str = "main", after: int = 0) -> Batch | None:
+    def claim(
+        self,
+        issue_id: int,
+        size: int,
+        worker: str = "main",
+        after: int = 0,
+        now: datetime | None = None,
+    ) -> Batch | None:
         """Claim the next batch of up to `size` recipients, in flight under a new number, and
         return who they are: the next id range of the audience, else a released batch's range
         again, else recipients waiting to be sent alone. Subscribers who left since
         planning are counted as skipped. The claim cursor lives in the plan row, so `after`
         (the sender's own cursor, from when claims scanned rows) no longer matters."""
         del after
+        due = now or utcnow()  # reader time: the waves whose instant has come
         now = utcnow()
         with self._store.transaction() as conn:
             plan = conn.execute(_PLAN, {"issue": issue_id}).first()
@@ -384,7 +515,7 @@ class Deliveries:
             return (
                 self._claim_range(conn, issue_id, plan, size, worker, now)
                 or self._claim_released(conn, issue_id, plan.next_batch + 1, size, worker, now)
-                or self._claim_listed(conn, issue_id, plan.next_batch + 1, size, worker, now)
+                or self._claim_listed(conn, issue_id, plan.next_batch + 1, size, worker, now, due)
             )
 
     def _next_number(self, conn: Connection, issue_id: int, number: int) -> None:
@@ -482,9 +613,16 @@ class Deliveries:
         return Batch(issue_id, batch.number, recipients, batch.first_id, last)
 
     def _claim_listed(
-        self, conn: Connection, issue_id: int, number: int, size: int, worker: str, now: datetime
+        self,
+        conn: Connection,
+        issue_id: int,
+        number: int,
+        size: int,
+        worker: str,
+        now: datetime,
+        due: datetime,
     ) -> Batch | None:
-        rows = conn.execute(_WAITING_ALONE, {"issue": issue_id, "size": size}).all()
+        rows = conn.execute(_WAITING_ALONE, {"issue": issue_id, "size": size, "now": due}).all()
         if not rows:
             return None
         self._next_number(conn, issue_id, number)

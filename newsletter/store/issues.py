@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, delete, insert, select, update
 
 from newsletter.exceptions import NotFound
+from newsletter.readertime import ReaderTime
 from newsletter.records import (
     ArticlePage,
     ArticleStatus,
@@ -120,6 +121,8 @@ class Issues:
         *,
         awaiting_approval: bool = False,
         audience: ColumnElement[bool] | None = None,
+        reader_time: ReaderTime | None = None,
+        planned_at: datetime | None = None,
     ) -> int:
         """Create the issue, take its articles off the queue and plan one delivery per active
         subscriber (in `audience`, a segment's where-clause, when given), all in one transaction: either the issue exists with its whole plan, or
@@ -181,9 +184,21 @@ class Issues:
                     .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
                 )
             if not awaiting_approval:
-                self._store.deliveries.plan(conn, int(issue_id), audience)
+                self._plan(conn, int(issue_id), audience, reader_time, planned_at)
                 bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
+
+    def _plan(
+        self,
+        conn: Any,
+        issue_id: int,
+        audience: ColumnElement[bool] | None,
+        reader_time: ReaderTime | None,
+        now: datetime | None,
+    ) -> None:
+        """The issue's delivery plan: its segment's readers, at once or in reader-time waves
+        from `now`."""
+        self._store.deliveries.plan(conn, issue_id, audience, reader_time=reader_time, now=now)
 
     def get_issue(self, issue_id: int) -> IssueRecord:
         with self._store.transaction(write=False) as conn:
@@ -204,10 +219,16 @@ class Issues:
             )
             return [_issue(r) for r in rows]
 
-    def start_approved(self, issue_id: int, audience: ColumnElement[bool] | None = None) -> bool:
+    def start_approved(
+        self,
+        issue_id: int,
+        audience: ColumnElement[bool] | None = None,
+        reader_time: ReaderTime | None = None,
+        now: datetime | None = None,
+    ) -> bool:
         """An approved issue's slot has come: plan its deliveries (to `audience`, the
-        segment's clause; None: every active subscriber) and make it sending (and public), in
-        one transaction. False if it was not approved."""
+        segment's clause; None: every receiving subscriber; at once or in reader-time waves)
+        and make it sending (and public), in one transaction. False if it was not approved."""
         with self._store.transaction() as conn:
             changed = conn.execute(
                 update(issues)
@@ -216,7 +237,7 @@ class Issues:
             ).rowcount
             if not changed:
                 return False
-            self._store.deliveries.plan(conn, issue_id, audience)
+            self._plan(conn, issue_id, audience, reader_time, now)
             bump(conn)
             return True
 

@@ -209,6 +209,8 @@ deliveries = Table(
     Column("retryable", Boolean),
     Column("attempts", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime),
+    # Reader-time delivery: the UTC instant of the reader's wave; claimed only once it came.
+    Column("not_before", UTCDateTime),
     # Every look-up by batch also names a state (in flight, uncertain): this one index serves
     # them all, and a second one on `batch` would double the index writes of every claim.
     Index("ix_deliveries_state", "issue_id", "state", "subscriber_id"),
