@@ -24,7 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter import publish
 from newsletter.alerts import held_notice
-from newsletter.delivery import SendContext, SendingLease
+from newsletter.delivery import SendHooks, SendingLease
 from newsletter.exceptions import ConfigError, LeaseLost, NewsletterError, WorkerStopping
 from newsletter.providers import make_provider
 from newsletter.records import utcnow
@@ -46,9 +46,9 @@ class SchedulerRunner:
         self.settings = settings
         self.store = store
         self.echo = echo
-        self.lease = SendingLease(store, settings.schedule.lease, zone=settings.timezone)
-        self.ctx = SendContext.of(
-            store, settings, make_provider(settings), heartbeat=self.heartbeat
+        self.lease = SendingLease.of(store, settings)
+        self.ctx = publish.TickContext.of(
+            store, settings, make_provider(settings), hooks=SendHooks(heartbeat=self.heartbeat)
         )
         self.lock = threading.Lock()
         self.stopping = threading.Event()

@@ -25,7 +25,6 @@ import uvicorn  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
 from newsletter import publish  # noqa: E402
-from newsletter.delivery import SendContext  # noqa: E402
 from newsletter.editors import add_editor  # noqa: E402
 from newsletter.providers import make_provider  # noqa: E402
 from newsletter.records import utcnow  # noqa: E402
@@ -55,7 +54,7 @@ def main() -> None:
         publish.queue_add(store, settings, article)
     import_csv(store, sample_subscribers())
     issue_id = publish.publish_tick(
-        SendContext.of(store, settings, make_provider(settings))
+        publish.TickContext.of(store, settings, make_provider(settings))
     ).issue_id
     # Some engagement for the chart, as the SendGrid webhook would have recorded it.
     hour = utcnow().replace(minute=0, second=0, microsecond=0)

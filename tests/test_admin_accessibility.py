@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from newsletter import publish
-from newsletter.delivery import SendContext
 from newsletter.doctor import diagnose
 from newsletter.doctor.gate import remember
 from newsletter.editors import add_editor
@@ -29,7 +28,7 @@ def test_workspace_pages_have_no_axe_violations(tmp_path, browser, monkeypatch):
         for article in sample_articles():
             publish.queue_add(web.store, web.settings, article)
         import_csv(web.store, sample_subscribers())
-        ctx = SendContext.of(web.store, web.settings, make_provider(web.settings))
+        ctx = publish.TickContext.of(web.store, web.settings, make_provider(web.settings))
         issue_id = publish.publish_tick(ctx).issue_id
         add_editor(web.store, "ed@example.com", "correct horse battery")
         # A report full of findings for the Deliverability page: a DNS server that never

@@ -13,7 +13,7 @@ from newsletter import publish
 from newsletter.articles import read_article
 from newsletter.check import check_source
 from newsletter.contract import DEFAULT_CONTRACT
-from newsletter.delivery import SendContext, SendingLease
+from newsletter.delivery import SendingLease
 from newsletter.providers import make_provider
 from newsletter.records import RenderedIssue, utcnow
 from newsletter.resources import sample_articles
@@ -75,7 +75,7 @@ def test_digest_chosen_in_the_workspace_is_what_the_tick_sends_and_is_used_up(we
 
     # The scheduler's tick, as `newsletter scheduler` runs it, a minute after a cadence time.
     tick = publish.latest_tick(web.settings, utcnow())
-    ctx = SendContext.of(web.store, web.settings, make_provider(web.settings))
+    ctx = publish.TickContext.of(web.store, web.settings, make_provider(web.settings))
     with SendingLease(web.store, web.settings.schedule.lease) as lease:
         result = publish.scheduled_work(ctx, lease, tick + timedelta(minutes=1))
     assert result is not None and result.issue_id is not None and result.report.ok

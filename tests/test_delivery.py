@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter import publish
-from newsletter.delivery import SendContext, resume_issue, send_issue
+from newsletter.delivery import SendContext, SendingLease, resume_issue, send_issue
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.settings import load_settings
@@ -49,6 +49,24 @@ class FailingOnNth:
 
     def settle_uncertain(self, issue_id: int, subscriber_ids: Iterable[int]) -> dict[int, bool]:
         return self.outbox.settle_uncertain(issue_id, subscriber_ids)
+
+
+class Forgetful:
+    """The real outbox, whose answer leaves out the id of one subscriber it wrote (a
+    provider answering per recipient that lost track of one)."""
+
+    def __init__(self, outbox: OutboxProvider, forget: int) -> None:
+        self.outbox, self.forget = outbox, forget
+        self.name, self.max_batch = outbox.name, outbox.max_batch
+
+    def send(self, batch: OutgoingBatch) -> Accepted:
+        accepted = self.outbox.send(batch)
+        assert isinstance(accepted.message_ids, dict)
+        ids = {sid: mid for sid, mid in accepted.message_ids.items() if sid != self.forget}
+        return Accepted(ids, rejected=accepted.rejected)
+
+    def send_message(self, message: Message) -> str:
+        return self.outbox.send_message(message)
 
 
 def closed_port() -> int:
@@ -103,12 +121,26 @@ def test_an_unexpected_error_pauses_the_issue_and_resume_sends_each_reader_once(
     assert send_issue(ctx, issue_id).counts["sent"] == counts["sent"]
     # ... until the cause is fixed and the editor resumes it.
     provider.fixed = True
-    resumed = resume_issue(ctx, issue_id)
+    resumed = resume_issue(ctx, issue_id, lease=SendingLease.of(store, settings))
     assert resumed is not None and resumed.status == "sent"
     assert resumed.delivered == counts["pending"]
     assert store.deliveries.counts(issue_id)["sent"] == readers
     files = sorted(eml_files(tmp_path / "outbox" / f"issue-{issue_id}"))
     assert files == [f"{sid:08d}.eml" for sid in range(1, readers + 1)]  # each exactly once
+    store.close()
+
+
+def test_a_reader_the_answer_does_not_name_is_uncertain_not_left_in_flight(tmp_path):
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=30)
+    store, settings, issue_id = one_issue(tmp_path)
+    provider = Forgetful(OutboxProvider(settings), forget=17)
+    ctx = SendContext.of(store, settings, provider, policy=delivery_policy(batch_size=10))
+    report = send_issue(ctx, issue_id)
+    counts = store.deliveries.counts(issue_id)
+    assert (counts["sent"], counts["uncertain"], counts["in_flight"]) == (29, 1, 0)
+    [row] = store.deliveries.in_state(issue_id, "uncertain")
+    assert row.subscriber_id == 17 and "did not name this reader" in (row.error or "")
+    assert report.status == "sent" and report.delivered == 29 and not report.ok
     store.close()
 
 

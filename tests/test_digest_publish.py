@@ -13,7 +13,6 @@ from pathlib import Path
 from newsletter import publish
 from newsletter.articles import read_article
 from newsletter.contract import DEFAULT_CONTRACT
-from newsletter.delivery import SendContext
 from newsletter.layouts import article_slug
 from newsletter.providers import make_provider
 from newsletter.records import IssueStatus
@@ -34,7 +33,9 @@ def test_a_digest_issue_and_its_article_pages(tmp_path):
             publish.queue_add(web.store, web.settings, path)
         schedule = dataclasses.replace(web.settings.schedule, articles_per_issue=3)
         settings = dataclasses.replace(web.settings, schedule=schedule)
-        result = publish.publish_tick(SendContext.of(web.store, settings, make_provider(settings)))
+        result = publish.publish_tick(
+            publish.TickContext.of(web.store, settings, make_provider(settings))
+        )
         assert result.report is not None and result.report.ok
 
         (eml,) = (settings.outbox_path / f"issue-{result.issue_id}").glob("*.eml")
@@ -78,7 +79,7 @@ def test_a_title_published_again_gets_an_address_of_its_own(tmp_path):
         slugs = []
         for path in (first, again, second):
             publish.queue_add(web.store, web.settings, path)
-            ctx = SendContext.of(web.store, web.settings, make_provider(web.settings))
+            ctx = publish.TickContext.of(web.store, web.settings, make_provider(web.settings))
             result = publish.publish_tick(ctx, layout="digest")
             (eml,) = (web.settings.outbox_path / f"issue-{result.issue_id}").glob("*.eml")
             slugs += re.findall(r"/articles/([a-z0-9-]+)", eml.read_text(errors="replace"))[:1]

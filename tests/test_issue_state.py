@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from newsletter import publish
-from newsletter.delivery import SendContext
 from newsletter.exceptions import NewsletterError
 from newsletter.issue_state import IssueState, issue_detail, status_report
 from newsletter.preview import names_an_issue
@@ -35,7 +34,7 @@ def test_a_finished_issue_with_uncertain_or_failed_rows_is_left_to_settle():
 
 def _send_one_issue(store, settings, path) -> int:
     publish.queue_add(store, settings, path)
-    result = publish.publish_tick(SendContext.of(store, settings, make_provider(settings)))
+    result = publish.publish_tick(publish.TickContext.of(store, settings, make_provider(settings)))
     assert result.report is not None
     return result.report.issue_id
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from newsletter import publish
-from newsletter.delivery import SendContext, SendingLease
+from newsletter.delivery import SendingLease
 from newsletter.exceptions import NoActiveSubscriber
 from newsletter.providers import make_provider
 from newsletter.records import ArticleStatus, utcnow
@@ -172,7 +172,7 @@ def test_a_scheduled_tick_with_no_active_subscriber_builds_nothing_and_says_so_o
     stays queued for the next tick."""
     publish.queue_add(store, settings, seed_path)
     tick = publish.latest_tick(settings, utcnow())
-    ctx = SendContext.of(store, settings, make_provider(settings))
+    ctx = publish.TickContext.of(store, settings, make_provider(settings))
     with SendingLease(store, settings.schedule.lease) as lease:
         with pytest.raises(NoActiveSubscriber, match="no active subscriber"):
             publish.scheduled_work(ctx, lease, tick + timedelta(minutes=1))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter import publish
-from newsletter.delivery import SendContext, send_issue
+from newsletter.delivery import SendContext, SendHooks, send_issue
 from newsletter.providers import OutgoingBatch
 from newsletter.providers.sendgrid import SendGridProvider
 from newsletter.records import Recipient, Subscriber, SubscriberStatus
@@ -188,7 +188,9 @@ def test_rate_limit_waits_for_reset_then_sends(server, sg_settings, sg_store, se
         time.sleep(seconds)
 
     report = send_issue(
-        SendContext.of(sg_store, sg_settings, provider(sg_settings), policy=FAST, sleep=sleep),
+        SendContext.of(
+            sg_store, sg_settings, provider(sg_settings), policy=FAST, hooks=SendHooks(sleep=sleep)
+        ),
         issue_id,
     )
     assert report.counts["sent"] == 10 and len(server.messages) == 10

@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter import publish
-from newsletter.delivery import SendContext
 from newsletter.providers import make_provider
 from newsletter.records import DeliveryState, IssueStatus, RenderedIssue, SubscriberStatus
 from newsletter.resources import sample_folder
@@ -192,7 +191,7 @@ def publish_next(web: LiveWeb, article: str) -> int:
     """Queue one sample article and run one publication tick with the outbox provider."""
     publish.queue_add(web.store, web.settings, SAMPLE_ARTICLES / article)
     result = publish.publish_tick(
-        SendContext.of(web.store, web.settings, make_provider(web.settings))
+        publish.TickContext.of(web.store, web.settings, make_provider(web.settings))
     )
     assert result.issue_id is not None, result.errors
     assert result.report.ok, result.report

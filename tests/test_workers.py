@@ -87,10 +87,12 @@ def test_a_remote_workers_claim_is_taken_over_only_after_the_timeout(
     _, store, issue_id = prepared(tmp_path, server, 30, 10, database_url)
     batch = store.deliveries.claim(issue_id, 10, worker="another-host:4242:cafe")
     policy = delivery_policy(claim_timeout=timedelta(seconds=1), concurrency=1)
-    assert recover_in_flight(store, issue_id, policy) == 0  # a live remote sender's batch
+    assert (
+        recover_in_flight(store.deliveries, issue_id, policy) == 0
+    )  # a live remote sender's batch
     assert len(store.deliveries.in_state(issue_id, "in_flight")) == 10
     time.sleep(1.2)
-    assert recover_in_flight(store, issue_id, policy) == 10  # abandoned: now uncertain
+    assert recover_in_flight(store.deliveries, issue_id, policy) == 10  # abandoned: now uncertain
     assert {r.batch for r in store.deliveries.in_state(issue_id, "uncertain")} == {batch.number}
     store.close()
 

@@ -69,9 +69,13 @@ def resume(app: App, issue_id: int) -> None:
     with delivery.stop_on_signals() as stop:
         try:
             ctx = delivery.SendContext.of(
-                app.store, app.settings, make_provider(app.settings), stop=stop
+                app.store,
+                app.settings,
+                make_provider(app.settings),
+                hooks=delivery.SendHooks(stop=stop, progress=bars),
             )
-            report = delivery.resume_issue(ctx, issue_id, progress_factory=bars)
+            lease = delivery.SendingLease.of(app.store, app.settings)
+            report = delivery.resume_issue(ctx, issue_id, lease=lease)
         finally:
             bars.close()
     if report is None:

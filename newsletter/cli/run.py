@@ -45,10 +45,10 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
     bars = Bars()
     with delivery.stop_on_signals() as stop:
         try:
-            ctx = delivery.SendContext.of(app.store, app.settings, provider, stop=stop)
+            hooks = delivery.SendHooks(stop=stop, progress=bars)
+            ctx = publish.TickContext.of(app.store, app.settings, provider, hooks=hooks)
             result = publish.publish_tick(
                 ctx,
-                progress_factory=bars,
                 force=force,
                 layout=layout,
                 warn=lambda line: reports.echo(line, err=True),

@@ -13,6 +13,7 @@ What the CLI, the workspace and the scheduler call is re-exported here.
 """
 
 from newsletter.alerts import HeldArticle
+from newsletter.delivery import ProgressFactory
 from newsletter.publish.build import BuiltIssue, Picked, build_checked, build_issue, pick
 from newsletter.publish.calendar import (
     cadence_trigger,
@@ -40,7 +41,7 @@ from newsletter.publish.queue import (
 )
 from newsletter.publish.ticks import (
     NO_ACTIVE_SUBSCRIBER,
-    ProgressFactory,
+    TickContext,
     TickResult,
     held_tick,
     publish_tick,
@@ -61,6 +62,7 @@ __all__ = [
     "QueueEntry",
     "QueueView",
     "RunPlan",
+    "TickContext",
     "TickResult",
     "build_checked",
     "build_issue",

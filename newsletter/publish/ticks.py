@@ -4,7 +4,6 @@ build, send), what the scheduler does at each wake-up, and the tick state it kee
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -13,8 +12,16 @@ from datetime import datetime
 
 from newsletter import alerts
 from newsletter.alerts import HeldArticle
-from newsletter.delivery import SendContext, SendingLease, SendReport, send_issue
+from newsletter.delivery import (
+    DeliveryPolicy,
+    SendContext,
+    SendHooks,
+    SendingLease,
+    SendReport,
+    send_issue,
+)
 from newsletter.exceptions import CheckFailed, NoActiveSubscriber
+from newsletter.providers import Provider
 from newsletter.publish.build import (
     Picked,
     build_checked,
@@ -23,19 +30,44 @@ from newsletter.publish.build import (
 )
 from newsletter.publish.calendar import latest_tick
 from newsletter.publish.queue import chosen_layout
-from newsletter.records import DeliveryState, utcnow
+from newsletter.records import utcnow
+from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.meta import HELD_TICK, LAST_TICK, SCHEDULER_STARTED
 
 log = logging.getLogger(__name__)
 
-# Makes the progress callback of one issue from its id and how many deliveries are left.
-ProgressFactory = Callable[[int, int], Callable[[int], None]]
-
 NO_ACTIVE_SUBSCRIBER = (
     "no active subscriber: nothing was sent and the article stays queued; "
     "add readers with `newsletter subscribers import FILE`"
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TickContext:
+    """What a tick needs: the database and the settings to pick and build an issue, and
+    the send context (hooks set once, here) to send it."""
+
+    store: Store
+    settings: Settings
+    send: SendContext
+
+    @classmethod
+    def of(
+        cls,
+        store: Store,
+        settings: Settings,
+        provider: Provider,
+        *,
+        hooks: SendHooks | None = None,
+        policy: DeliveryPolicy | None = None,
+    ) -> TickContext:
+        send = SendContext.of(store, settings, provider, policy=policy, hooks=hooks)
+        return cls(store=store, settings=settings, send=send)
+
+    @property
+    def provider(self) -> Provider:
+        return self.send.provider
 
 
 @dataclass(kw_only=True)
@@ -61,11 +93,10 @@ def _served(store: Store, tick: datetime) -> bool:
 
 
 def publish_tick(
-    ctx: SendContext,
+    ctx: TickContext,
     now: datetime | None = None,
     *,
     scheduled_for: datetime | None = None,
-    progress_factory: ProgressFactory | None = None,
     lease: SendingLease | None = None,
     force: bool = False,
     layout: str | None = None,
@@ -81,15 +112,12 @@ def publish_tick(
     built: `NoActiveSubscriber`, and the articles stay queued."""
     with ExitStack() as stack:
         if lease is None:
-            lease = stack.enter_context(
-                SendingLease(ctx.store, ctx.settings.schedule.lease, zone=ctx.settings.timezone)
-            )
-        ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
+            lease = stack.enter_context(SendingLease.of(ctx.store, ctx.settings))
         result = _tick(
             ctx,
+            ctx.send.under(lease),
             now or utcnow(),
             scheduled_for=scheduled_for,
-            progress_factory=progress_factory,
             force=force,
             layout=layout,
             warn=warn or log.warning,
@@ -98,24 +126,22 @@ def publish_tick(
 
 
 def _tick(
-    ctx: SendContext,
+    ctx: TickContext,
+    send: SendContext,
     now: datetime,
     *,
     scheduled_for: datetime | None,
-    progress_factory: ProgressFactory | None,
     force: bool,
     layout: str | None,
     warn: Callable[[str], None],
 ) -> TickResult:
     """`publish_tick`'s work, once the lease is held."""
     store, settings = ctx.store, ctx.settings
-    resumed = [
-        _send(ctx, issue_id, progress_factory) for issue_id in store.issues.unfinished_issues()
-    ]
+    resumed = [send_issue(send, issue_id) for issue_id in store.issues.unfinished_issues()]
     result = TickResult(resumed=resumed, tick=scheduled_for)
     if scheduled_for is not None and _served(store, scheduled_for):
         return result
-    if ctx.stop is not None and ctx.stop.is_set():
+    if send.hooks.stop_requested():
         return result  # stopped while finishing an interrupted issue: build nothing new
     picked, result.errors = pick(store, settings, now, held=force)
     if picked and not store.subscribers.count():
@@ -149,7 +175,7 @@ def _tick(
         return result
     for line in result.warnings:
         warn(line)
-    result.report = _send(ctx, result.issue_id, progress_factory)
+    result.report = send_issue(send, result.issue_id)
     return result
 
 
@@ -160,7 +186,7 @@ def _mark_served(store: Store, scheduled_for: datetime | None) -> None:
         store.meta.set_moment(HELD_TICK, None)
 
 
-def _hold(ctx: SendContext, picked: Picked, reason: str) -> HeldArticle | None:
+def _hold(ctx: TickContext, picked: Picked, reason: str) -> HeldArticle | None:
     held = HeldArticle(
         article_id=picked.article_id,
         filename=picked.article.path.name,
@@ -171,11 +197,7 @@ def _hold(ctx: SendContext, picked: Picked, reason: str) -> HeldArticle | None:
 
 
 def scheduled_work(
-    ctx: SendContext,
-    lease: SendingLease,
-    now: datetime | None = None,
-    *,
-    progress_factory: ProgressFactory | None = None,
+    ctx: TickContext, lease: SendingLease, now: datetime | None = None
 ) -> TickResult | None:
     """What the scheduler does at each wake-up while it holds the lease: serve the latest
     cadence tick once. Missed by at most the grace period (the scheduler was down), it still
@@ -201,20 +223,7 @@ def scheduled_work(
         # else: due before any scheduler served this newsletter; nothing was missed.
         tick = None
     if tick is None or _served(store, tick):
-        ctx = dataclasses.replace(ctx, heartbeat=ctx.heartbeat or lease.renew)
-        resumed = [
-            _send(ctx, issue_id, progress_factory) for issue_id in store.issues.unfinished_issues()
-        ]
+        send = ctx.send.under(lease)
+        resumed = [send_issue(send, issue_id) for issue_id in store.issues.unfinished_issues()]
         return TickResult(resumed=resumed) if resumed else None
-    return publish_tick(
-        ctx, now, scheduled_for=tick, progress_factory=progress_factory, lease=lease
-    )
-
-
-def _send(ctx: SendContext, issue_id: int, progress_factory: ProgressFactory | None) -> SendReport:
-    """Send one issue, with its own progress bar when the caller shows them."""
-    if progress_factory is not None:
-        counts = ctx.store.deliveries.counts(issue_id)
-        remaining = counts[DeliveryState.PENDING] + counts[DeliveryState.IN_FLIGHT]
-        ctx = dataclasses.replace(ctx, progress=progress_factory(issue_id, remaining))
-    return send_issue(ctx, issue_id)
+    return publish_tick(ctx, now, scheduled_for=tick, lease=lease)

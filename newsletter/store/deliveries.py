@@ -232,6 +232,24 @@ class Deliveries:
             )
         return len(reasons)
 
+    def mark_each(self, batch: Batch, state: str, reasons: dict[int, str]) -> int:
+        """Move some rows of an in-flight batch to `state`, each with its own reason: a
+        provider answering per recipient (SMTP) defers some (back to pending) and loses the
+        answer for others (uncertain) while the rest of the batch went out."""
+        if not reasons:
+            return 0
+        values: dict[str, Any] = {"state": state, "error": bindparam("why"), "updated_at": utcnow()}
+        if state == PENDING:
+            values["worker"] = None
+        with self._store.transaction() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(self._in_flight(batch), deliveries.c.subscriber_id == bindparam("sid"))
+                .values(values),
+                [{"sid": sid, "why": why} for sid, why in reasons.items()],
+            )
+        return len(reasons)
+
     def release(self, batch: Batch, error: str | None = None) -> int:
         """Put an in-flight batch back to pending: the provider surely did not take it (a
         clear error answer), so sending it again later is safe."""
