@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from newsletter import delivery, publish
     from newsletter.alerts import HeldArticle
     from newsletter.editors import Editor
+    from newsletter.folder import NewFolder
     from newsletter.issue_state import IssueDetail, IssueState, StatusReport
     from newsletter.proofs import SandboxReport
     from newsletter.records import IssueSummary, QueuedArticle, Subscriber
@@ -43,12 +44,12 @@ def _indented(text: str | None, indent: str) -> Iterator[str]:
 
 
 # -- init -----------------------------------------------------------------------------------
-def created(path: Path) -> str:
-    return f"created {path}"
-
-
-def sample_imported(count: int) -> str:
-    return f"imported {count} sample subscribers"
+def new_folder(made: NewFolder) -> Iterator[str]:
+    yield f"created {made.config}"
+    for name in made.queued:
+        yield queued(name)
+    if made.subscribers is not None:
+        yield f"imported {made.subscribers} sample subscribers"
 
 
 # -- queue ----------------------------------------------------------------------------------
