@@ -19,8 +19,10 @@ starts, posted 4 at a time (the sender's concurrency),
 - as dicts the library JSON-encodes.
 And the delivery log alone: the same claims and records (4 threads, no request at all), which
 no sender on this database can outrun.
-Targets (issue 13): send phase >= 0.8 of the ceiling, the whole command within 1.15x its send
-phase at 1,000,000 recipients, peak memory <= 200 MB; every subscriber sent exactly once.
+Also printed: how much the SQLite database grew with the issue (file and write-ahead log).
+Targets (issue 22): send phase >= 0.8 of the ceiling, the whole command within 1.1x its send
+phase at 1,000,000 recipients, peak memory <= 150 MB, the database growing by <= 1 MB per
+1,000,000-recipient issue; every subscriber sent exactly once.
 """
 
 from __future__ import annotations
@@ -88,13 +90,17 @@ def ceilings(settings, store, issue_id: int, server: ServerProcess, total: int, 
 def log_alone(store, issue_id: int, threads: int) -> tuple[int, float]:
     """Claim and record every delivery of the issue again, `threads` at a time, with no request
     in between: the delivery log's own ceiling on this database."""
-    from sqlalchemy import update
+    from sqlalchemy import delete, update
 
-    from newsletter.store.schema import deliveries
+    from newsletter.store.schema import deliveries, delivery_batches, delivery_plans
 
-    with store.transaction() as conn:
+    with store.transaction() as conn:  # the issue as planned again: no batch claimed yet
+        for table in (deliveries, delivery_batches):
+            conn.execute(delete(table).where(table.c.issue_id == issue_id))
         conn.execute(
-            update(deliveries).where(deliveries.c.issue_id == issue_id).values(state="pending")
+            update(delivery_plans)
+            .where(delivery_plans.c.issue_id == issue_id)
+            .values(claimed_to=0, next_batch=0)
         )
     cursor = [0]
     lock = concurrent.futures.thread.threading.Lock()
@@ -118,6 +124,24 @@ def log_alone(store, issue_id: int, threads: int) -> tuple[int, float]:
     return done, time.perf_counter() - started
 
 
+def database_bytes(folder: Path) -> int:
+    """The SQLite database's size on disk, its write-ahead log included."""
+    return sum(p.stat().st_size for p in folder.glob("newsletter.db*") if p.is_file())
+
+
+def delivery_rows(store, issue_id: int) -> str:
+    from sqlalchemy import func, select
+
+    from newsletter.store.schema import deliveries, delivery_batches
+
+    with store.transaction(write=False) as conn:
+        batches, own = (
+            conn.scalar(select(func.count()).select_from(t).where(t.c.issue_id == issue_id))
+            for t in (delivery_batches, deliveries)
+        )
+    return f"{batches:,} batch rows, {own:,} rows of their own"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
@@ -137,7 +161,9 @@ def main() -> None:
                 "(as an import would; not part of the command)"
             )
             server.window()  # nothing before the command counts
+            size_before = database_bytes(folder)
             command = run_once(folder, env)
+            growth = database_bytes(folder) - size_before
             began, ended, wall = command.started_at, command.ended_at, command.seconds
             peak_kb, summary = command.peak_kb, command.summary
             send = server.window()
@@ -156,6 +182,12 @@ def main() -> None:
             store = Store(settings.database_url)
             issue_id = store.issues.list_issues()[0].id
             counts = store.deliveries.counts(issue_id)
+            print(
+                f"database growth for this issue: {growth / 1e6:.2f} MB "
+                f"({growth / 1e6 * 1_000_000 / n:.2f} MB per 1,000,000 recipients; "
+                f"the issue's row and pages included); delivery log: "
+                + delivery_rows(store, issue_id)
+            )
             threads = settings.delivery.concurrency
             found = ceilings(settings, store, issue_id, server, min(n, args.ceiling), threads)
             print(f"ceilings: bodies built beforehand, {threads} at a time, same sink:")

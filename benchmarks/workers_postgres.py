@@ -64,6 +64,12 @@ def fresh_database(admin_url: str, name: str) -> str:
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+def database_size(store: Store) -> int:
+    """PostgreSQL's size of this database (every table and index, dead rows included)."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
@@ -105,6 +111,7 @@ def main() -> None:
             for workers in args.workers:
                 publish.queue_add(store, settings, SAMPLE)
                 started = time.perf_counter()
+                size_before = database_size(store)
                 picked, _ = publish.pick(store, settings, datetime.now(UTC))
                 issue_id = publish.build_issue(store, settings, picked)
                 plan = time.perf_counter() - started
@@ -148,7 +155,8 @@ def main() -> None:
                     f"shares {sorted(shares.values(), reverse=True)}; peak memory per worker "
                     f"{max(peaks):.0f} MB; exactly once: "
                     f"{'OK' if ok else 'MISMATCH'} (log sent {counts['sent']:,}, "
-                    f"server accepted {accepted:,})"
+                    f"server accepted {accepted:,}); the database grew by "
+                    f"{(database_size(store) - size_before) / 1e6:.2f} MB"
                 )
             store.close()
         finally:

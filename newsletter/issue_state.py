@@ -5,13 +5,13 @@ here once; `status` and `run` read it, the CLI's reports put it in words."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from newsletter.records import DeliveryState, IssueStatus
 
 if TYPE_CHECKING:  # the records only: `run --help` must not load the store
-    from newsletter.records import DeliveryRow, IssueRecord, IssueSummary
+    from newsletter.records import DeliveryRow, IssueRecord, IssueSummary, WaveProgress
     from newsletter.store import Store
 
 
@@ -63,6 +63,7 @@ class IssueDetail:
     state: IssueState
     uncertain: list[DeliveryRow]
     failed: list[DeliveryRow]
+    waves: list[WaveProgress] = field(default_factory=list)  # reader time, per wave
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +87,7 @@ def issue_detail(store: Store, issue_id: int) -> IssueDetail:
         state=issue_state(store, issue_id, issue.status),
         uncertain=store.deliveries.in_state(issue_id, DeliveryState.UNCERTAIN),
         failed=store.deliveries.in_state(issue_id, DeliveryState.FAILED),
+        waves=store.deliveries.waves(issue_id),
     )
 
 

@@ -58,6 +58,15 @@ def next_local(after: datetime, at: time, zone: ZoneInfo) -> datetime:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReaderTime:
+    """`[issue] deliver_at = "local HH:MM"`: each reader's copy at `at` on their own clock,
+    `zone` (the newsletter's) for readers without one."""
+
+    at: time
+    zone: ZoneInfo
+
+
+@dataclass(frozen=True, kw_only=True)
 class Wave:
     """The readers whose local time comes at one UTC instant."""
 

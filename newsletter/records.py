@@ -27,6 +27,18 @@ class DeliveryState(StrEnum):
     SKIPPED = "skipped"
 
 
+class BatchState(StrEnum):
+    """One batch of the delivery log (a claim of an id range of the issue's audience): in
+    flight while its request may be out, then sent, failed or uncertain; released when the
+    provider surely did not take it, so its range is claimed again."""
+
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    RELEASED = "released"
+
+
 class SubscriberStatus(StrEnum):
     """Only `active` subscribers get issues; the suppressed ones never again by themselves."""
 
@@ -245,6 +257,18 @@ class IssueRecord:
             slug=self.slug,
             layout=self.layout or "",
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaveProgress:
+    """One reader-time wave of an issue: its UTC instant, the zones in it ("" the
+    newsletter's), recipients sent, left (pending or in flight) and otherwise settled."""
+
+    at: datetime
+    zones: tuple[str, ...]
+    sent: int
+    left: int
+    other: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 TICK_JOB_ID = "newsletter-publication-tick"
 HEARTBEAT_JOB_ID = "newsletter-heartbeat"
 BOUNCES_JOB_ID = "newsletter-bounces"
+WAVE_JOB_ID = "newsletter-wave"  # + "-<issue id>": reader time's next wave of an issue
 JOBS_TABLE = "apscheduler_jobs"
 
 
@@ -119,6 +120,7 @@ class SchedulerRunner:
                 result = publish.scheduled_work(self.ctx, self.lease, resume_after=self.paced_until)
                 self._note_pace(result)
                 self._report(result, reason)
+                self._wake_at_next_waves()
             finally:
                 self._alert()
         except (WorkerStopping, LeaseLost) as exc:
@@ -213,11 +215,31 @@ class SchedulerRunner:
             if windows:
                 self.echo(f"paced: going on at {min(windows):%Y-%m-%d %H:%M %Z}")
 
+    def _wake_at_next_waves(self) -> None:
+        """Reader time: one wake-up at each waiting issue's next wave (a one-off job, kept
+        in memory: a restart finds the waves again here), so a wave goes at its instant."""
+        if self.scheduler is None:
+            return
+        now = utcnow()
+        for issue_id in self.store.issues.unfinished_issues():
+            at = self.store.deliveries.waiting_until(issue_id, now)
+            if at is not None:
+                self.scheduler.add_job(
+                    wave_tick,
+                    "date",
+                    run_date=at,
+                    id=f"{WAVE_JOB_ID}-{issue_id}",
+                    replace_existing=True,
+                    jobstore="memory",
+                )
+
     def _report(self, result: publish.TickResult | None, reason: str) -> None:
         if result is None:
             return
         for report in result.resumed:
             self.echo(f"issue {report.issue_id}: {report.status}; {_counts(report.counts)}")
+            if report.next_wave is not None:
+                self.echo(f"issue {report.issue_id}: next wave at {report.next_wave:%H:%M} UTC")
         if result.tick is not None and result.awaiting is not None:
             self.echo(f"tick {result.tick:%Y-%m-%d %H:%M %Z}: {awaiting_notice(result.awaiting)}")
         elif result.tick is not None and result.report is None:
@@ -257,6 +279,11 @@ def scheduled_tick() -> None:
 def heartbeat_tick() -> None:
     if _RUNNER is not None:
         _RUNNER.wake("heartbeat")
+
+
+def wave_tick() -> None:
+    if _RUNNER is not None:
+        _RUNNER.wake("reader-time wave")
 
 
 def bounces_tick() -> None:

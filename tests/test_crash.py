@@ -79,6 +79,34 @@ def test_sigkill_mid_send_then_resume(tmp_path, server, trial, database_url):
     store.close()
 
 
+def test_sigkill_during_the_first_request_leaves_only_its_batch_uncertain(
+    tmp_path, server, database_url
+):
+    """The other threads claim nothing while the first request waits for its answer (the
+    probe for a refused key): killed then, only the batch whose request left is uncertain,
+    not the batches that never left (they were, when threads claimed before waiting)."""
+    env = make_folder(
+        tmp_path, server.url, subscribers=200, batch_size=10, database_url=backend(database_url)
+    )
+    server.faults.slow = 1
+    server.faults.slow_seconds = 3.0  # the first request's answer is slow
+    proc = start(["run", "--once"], tmp_path, env)
+    store = open_store(tmp_path)
+    assert wait_until(lambda: store.issues.list_issues(), timeout=60)
+    issue_id = store.issues.list_issues()[0].id
+    assert wait_until(lambda: in_flight(store, issue_id), timeout=60)
+    time.sleep(1.0)  # the request is out, waiting for its answer; four threads are running
+    kill9(proc)
+    caught = in_flight(store, issue_id)
+    assert 0 < len(caught) <= 10  # the first batch only
+    again = run_cli(["run", "--once"], tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(caught)} uncertain" in again.stdout
+    time.sleep(3.0)  # the killed sender's request is answered (and delivered) meanwhile
+    check_exactly_once(server, store, issue_id, 200, caught)
+    store.close()
+
+
 def test_resend_uncertain_setting_prefers_a_duplicate_to_a_gap(tmp_path, server):
     env = make_folder(tmp_path, server.url, subscribers=200, batch_size=10)
     config = tmp_path / "newsletter.toml"

@@ -32,7 +32,7 @@ from newsletter import migrations
 from newsletter.exceptions import StoreError
 from newsletter.records import DeliveryState, RenderedIssue
 from newsletter.store import Store
-from newsletter.store.schema import deliveries, metadata, subscribers
+from newsletter.store.schema import delivery_batches, metadata, subscribers
 from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
 
 IN_FLIGHT = DeliveryState.IN_FLIGHT
@@ -336,7 +336,7 @@ def test_the_store_works_on_what_the_migrations_make(database_url):  # noqa: F81
         counts = store.deliveries.counts(issue)
         assert counts[SENT] == 5 and counts[IN_FLIGHT] == 0
         with store.engine.connect() as conn:
-            attempts = set(conn.scalars(select(deliveries.c.attempts)))
+            attempts = set(conn.scalars(select(delivery_batches.c.attempts)))
         assert attempts == {1}
 
         ttl = timedelta(minutes=5)

@@ -18,7 +18,7 @@ from newsletter.pacing import Caps
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.settings import load_settings
 from newsletter.store import Store
-from newsletter.store.schema import deliveries
+from newsletter.store.schema import deliveries, delivery_batches
 from tests.conftest import delivery_policy, run_cli
 from tests.faults import make_folder
 from tests.test_admin_http import web  # noqa: F401 (the live workspace fixture)
@@ -43,16 +43,18 @@ class Clock:
         store = Store(self.database_url)
         back = timedelta(hours=math.ceil(seconds / 3600))
         with store.engine.begin() as conn:
-            rows = conn.execute(
-                select(deliveries.c.issue_id, deliveries.c.subscriber_id, deliveries.c.updated_at)
-            ).all()
-            for issue, sid, stamp in rows:
-                if stamp is not None:
-                    conn.execute(
-                        update(deliveries)
-                        .where(deliveries.c.issue_id == issue, deliveries.c.subscriber_id == sid)
-                        .values(updated_at=stamp - back)
-                    )
+            # Both records of what was sent: the batches and the recipients recorded alone.
+            for table, key in ((delivery_batches, "number"), (deliveries, "subscriber_id")):
+                rows = conn.execute(
+                    select(table.c.issue_id, table.c[key], table.c.updated_at)
+                ).all()
+                for issue, k, stamp in rows:
+                    if stamp is not None:
+                        conn.execute(
+                            update(table)
+                            .where(table.c.issue_id == issue, table.c[key] == k)
+                            .values(updated_at=stamp - back)
+                        )
         started = store.meta.get("warmup_started")
         if started:
             day = date.fromisoformat(started) - timedelta(days=seconds // 86400)

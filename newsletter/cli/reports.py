@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from newsletter import delivery, publish
     from newsletter.alerts import HeldArticle
     from newsletter.editors import Editor
+    from newsletter.folder import NewFolder
     from newsletter.issue_state import IssueDetail, IssueState, StatusReport
     from newsletter.proofs import SandboxReport
     from newsletter.records import IssueSummary, QueuedArticle, Subscriber
@@ -43,12 +44,12 @@ def _indented(text: str | None, indent: str) -> Iterator[str]:
 
 
 # -- init -----------------------------------------------------------------------------------
-def created(path: Path) -> str:
-    return f"created {path}"
-
-
-def sample_imported(count: int) -> str:
-    return f"imported {count} sample subscribers"
+def new_folder(made: NewFolder) -> Iterator[str]:
+    yield f"created {made.config}"
+    for name in made.queued:
+        yield queued(name)
+    if made.subscribers is not None:
+        yield f"imported {made.subscribers} sample subscribers"
 
 
 # -- queue ----------------------------------------------------------------------------------
@@ -214,6 +215,11 @@ def send_report(report: delivery.SendReport) -> Iterator[str]:
         f"skipped {counts.get(DeliveryState.SKIPPED, 0)}, "
         f"pending {counts.get(DeliveryState.PENDING, 0)}"
     )
+    if report.next_wave is not None:
+        yield (
+            f"  reader time: the next wave goes at {report.next_wave:%Y-%m-%d %H:%M} UTC "
+            "(the scheduler sends it; 'newsletter run' then sends what is due)"
+        )
     if report.last_error and not report.ok:
         yield f"  last error: {report.last_error}"
     if state.uncertain:
@@ -273,7 +279,10 @@ def skipped(error: str) -> str:
 
 
 def resumed(report: delivery.SendReport) -> Iterator[str]:
-    yield "resumed an interrupted issue:"
+    if report.next_wave is None:
+        yield "resumed an interrupted issue:"
+    else:
+        yield "reader time: sent the waves that are due:"
     yield from send_report(report)
 
 
@@ -305,6 +314,17 @@ def issue_detail(detail: IssueDetail, settings: Settings) -> Iterator[str]:
     if issue.last_error:
         yield f"  last error: {issue.last_error}"
     yield from settle_hints(state)
+    if detail.waves:
+        yield f"reader time ({len(detail.waves)} waves):"
+        for wave in detail.waves:
+            zones = ", ".join(
+                z or f"{settings.timezone.key} (no zone of their own)" for z in wave.zones
+            )
+            yield (
+                f"  {local(wave.at, settings)}  sent {wave.sent}, left {wave.left}"
+                + (f", other {wave.other}" if wave.other else "")
+                + f"  {zones}"
+            )
     if detail.uncertain:
         yield f"uncertain ({len(detail.uncertain)}): resolve with --resend or --mark-sent"
         for row in detail.uncertain:

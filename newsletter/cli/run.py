@@ -34,7 +34,7 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
     if dry_run:
         plan = publish.plan_run(app.store, app.settings, force=force, layout=layout)
         reports.echo(reports.run_plan(plan))
-        if plan.subject is not None and not plan.recipients:
+        if plan.refused:
             raise NewsletterError(publish.NO_ACTIVE_SUBSCRIBER)
         return
     provider = make_provider(app.settings)  # a bad key or setting is named first

@@ -16,23 +16,9 @@ from newsletter.cli.app import App, pass_app
 @click.option("--sample", is_flag=True, help="Queue the bundled sample articles and subscribers.")
 def init(folder: Path, sample: bool) -> None:
     """Create newsletter.toml, issues/, outbox/ and the database in FOLDER."""
-    from newsletter import publish
-    from newsletter.settings import load_settings, write_default_config
-    from newsletter.store import Store
+    from newsletter.folder import create_folder
 
-    path = write_default_config(folder)
-    settings = load_settings(path)
-    store = Store(settings.database_url)
-    reports.echo(reports.created(path))
-    if sample:
-        from newsletter.resources import sample_articles, sample_subscribers
-        from newsletter.subscribers import import_csv
-
-        for article in sample_articles():
-            publish.queue_add(store, settings, article)
-            reports.echo(reports.queued(article.name))
-        result = import_csv(store, sample_subscribers())
-        reports.echo(reports.sample_imported(result.imported))
+    reports.echo(reports.new_folder(create_folder(folder, sample=sample)))
 
 
 @click.command()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from newsletter.delivery.context import SendContext
 from newsletter.delivery.lease import SendingLease
@@ -101,7 +101,10 @@ def run_worker(
     while not stop.is_set():
         worked = False
         paced: list[datetime] = []
+        now = datetime.fromtimestamp(ctx.hooks.clock(), UTC)
         for issue_id in ctx.log.unfinished_issues():
+            if ctx.log.waiting_until(issue_id, now) is not None:
+                continue  # reader time: its next wave has not come
             result = send_issue(ctx, issue_id)
             if result.paced_until is not None:
                 paced.append(result.paced_until)

@@ -78,7 +78,13 @@ class DeliveryLog(RecoveryLog, IssueStatuses, PaceLog, Protocol):
 
     def counts(self, issue_id: int) -> dict[str, int]: ...
 
-    def claim(self, issue_id: int, size: int, worker: str, after: int = 0) -> Batch | None: ...
+    def claim(
+        self, issue_id: int, size: int, worker: str, after: int = 0, now: datetime | None = None
+    ) -> Batch | None: ...
+
+    def next_wave(self, issue_id: int, after: datetime) -> datetime | None: ...
+
+    def waiting_until(self, issue_id: int, now: datetime) -> datetime | None: ...
 
     def release(self, batch: Batch, error: str | None = None) -> int: ...
 
@@ -108,6 +114,8 @@ class StoreLog:
         # The rows and the issue's row: straight to the store's own methods.
         deliveries, issues = store.deliveries, store.issues
         self.claim = deliveries.claim
+        self.next_wave = deliveries.next_wave
+        self.waiting_until = deliveries.waiting_until
         self.release = deliveries.release
         self.mark = deliveries.mark
         self.mark_each = deliveries.mark_each

@@ -67,6 +67,8 @@ class SendReport:
     stopped: bool = False  # a stop request (a signal) ended it: the rest stays pending
     # A cap of [sending] ended it, the rest pending: when the next window opens.
     paced_until: datetime | None = None
+    # Reader time: still sending, the rest waiting for the wave due at this UTC instant.
+    next_wave: datetime | None = None
 
     @property
     def tried_in_vain(self) -> bool:
@@ -76,7 +78,7 @@ class SendReport:
     @property
     def ok(self) -> bool:
         return (
-            self.status == IssueStatus.SENT
+            (self.status == IssueStatus.SENT or self.next_wave is not None)
             and not self.counts.get(DeliveryState.FAILED)
             and not self.counts.get(DeliveryState.UNCERTAIN)
         )

@@ -10,6 +10,7 @@ import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from newsletter.delivery.context import SendContext
 from newsletter.delivery.pace import Pace, is_pace_note
@@ -73,6 +74,8 @@ def send_issue(ctx: SendContext, issue_id: int) -> SendReport:
         report.status = ctx.log.issue_status(issue_id)
     if report.last_error is None:
         report.last_error = ctx.log.last_error(issue_id)
+    if report.status == ISSUE_SENDING:  # reader time: the rest waits for its wave
+        report.next_wave = ctx.log.next_wave(issue_id, sender.now())
     return report
 
 
@@ -108,6 +111,10 @@ class _IssueSender(SendState):
         self.paced_by: Allowance | None = None
         self.resumed = False  # a claim under the caps was allowed in this send
 
+    def now(self) -> datetime:
+        """The hooks' clock as an aware UTC time (tests inject it)."""
+        return datetime.fromtimestamp(self.hooks.clock(), UTC)
+
     # -- the loop: claim -> send -> record ------------------------------------------------
     def run(self) -> None:
         try:
@@ -123,6 +130,8 @@ class _IssueSender(SendState):
         except BaseException:
             self.done.set()
             raise
+        finally:
+            self.probe_done()
 
     def _next_batch(self) -> Batch | None:
         """The next claimed batch, or None when this thread is done: stopped, the issue no
@@ -133,6 +142,9 @@ class _IssueSender(SendState):
                 return None
             if self.hooks.heartbeat:
                 self.hooks.heartbeat()  # between batches: renews the lease, or stops a scheduler
+            self.wait_for_probe()
+            if self.done.is_set():
+                return None
             status = self.log.issue_status(self.issue_id)
             if status != ISSUE_SENDING:
                 self.finish(status)
@@ -206,11 +218,12 @@ class _IssueSender(SendState):
 
     def _claim(self, size: int) -> Batch | None:
         worker = self.hooks.worker
-        batch = self.log.claim(self.issue_id, size, worker=worker, after=self.cursor)
+        now = self.now()  # reader time: only the waves whose instant has come are claimed
+        batch = self.log.claim(self.issue_id, size, worker=worker, after=self.cursor, now=now)
         if batch is None and self.cursor:
             # Rows released for a retry (or left by others) may sit below the cursor.
             self.cursor = 0
-            batch = self.log.claim(self.issue_id, size, worker=worker)
+            batch = self.log.claim(self.issue_id, size, worker=worker, now=now)
         if batch is not None:
             with self.lock:
                 self.cursor = max(self.cursor, batch.last_id)

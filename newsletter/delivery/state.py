@@ -35,9 +35,10 @@ class SendState:
         self.progress = progress
         self.lock = threading.Lock()
         self.done = threading.Event()
-        # The first request of a send goes out alone: the others wait for its answer, so a
-        # refused key costs one request rather than one per thread.
-        self.probe_taken = False
+        # The first request of a send goes out alone: the other threads claim nothing until
+        # its answer, so a refused key costs one request rather than one per thread, and a
+        # sender killed meanwhile leaves no batch in flight that never left.
+        self.prober: int | None = None  # the thread sending the first request
         self.first_answer = threading.Event()
         self.paused_for: tuple[str, str] | None = None  # (reason, when to resume)
 
@@ -79,11 +80,6 @@ class SendState:
     def before_request(self) -> None:
         """Right before a request is written (called by the provider): stop if the key was
         refused, or the issue paused or cancelled, after this batch was claimed."""
-        with self.lock:
-            probe, self.probe_taken = not self.probe_taken, True
-        while not probe and not self.first_answer.wait(0.05):
-            if self.done.is_set():
-                break
         if self.done.is_set():
             raise Stopped("the send was stopped before this request")
         try:
@@ -93,6 +89,24 @@ class SendState:
         if status != ISSUE_SENDING:
             self.finish(status)
             raise Stopped(f"the issue is {status}")
+
+    def wait_for_probe(self) -> None:
+        """Before a claim: the first thread here sends the first request; the others wait for
+        its answer (or the end of the send)."""
+        if self.first_answer.is_set():
+            return
+        with self.lock:
+            if self.prober is None:
+                self.prober = threading.get_ident()
+        if self.prober == threading.get_ident():
+            return
+        while not self.first_answer.wait(0.05) and not self.done.is_set():
+            pass
+
+    def probe_done(self) -> None:
+        """A thread leaves the send: if it was sending the first request, the others go on."""
+        if self.prober == threading.get_ident():
+            self.first_answer.set()
 
     def pause_message(self) -> str | None:
         """What the pause says, counted now: other threads' batches in flight when the pause

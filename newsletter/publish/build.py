@@ -126,6 +126,7 @@ def build_checked(
     layout: str | None = None,
     layout_choice: str | None = None,
     awaiting_approval: bool = False,
+    now: datetime | None = None,
 ) -> BuiltIssue:
     """Render the issue once (in `layout`, default: the setting, or a digest for several
     articles) with its articles' own pages, check it (the email, the article contract and
@@ -152,6 +153,8 @@ def build_checked(
         layout_choice=layout_choice,
         awaiting_approval=awaiting_approval,
         audience=segments.audience(store, settings.segment, setting=SEGMENT_SETTING),
+        reader_time=settings.deliver_at,
+        planned_at=now,  # reader time: the waves come after this instant
     )
     return BuiltIssue(issue_id=issue_id, warnings=warnings_of(checked.findings))
 

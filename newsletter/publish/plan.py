@@ -38,6 +38,12 @@ class RunPlan:
     articles: list[PlannedArticle]
     warnings: list[str]  # the check's warnings, one line each
 
+    @property
+    def refused(self) -> bool:
+        """It would build an issue but nobody is active to get it: the real run refuses
+        (`NO_ACTIVE_SUBSCRIBER`) and the dry run says so the same way."""
+        return self.subject is not None and not self.recipients
+
 
 def plan_run(
     store: Store,

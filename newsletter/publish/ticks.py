@@ -201,6 +201,7 @@ def _build(
                 layout=layout or chosen,
                 layout_choice=chosen,
                 awaiting_approval=awaiting_approval,
+                now=now,  # reader time: the waves come after the tick's own time
             )
         except CheckFailed as failure:  # hold the culprits, go on with the next ones
             newly = [_hold(ctx, p, why) for p, why in culprits(settings, picked, failure)]
@@ -233,7 +234,7 @@ def _approval_tick(
     prepared = store.issues.prepared_issues()
     if prepared and prepared[0].status == IssueStatus.APPROVED:
         issue = prepared[0]
-        store.issues.start_approved(issue.id, _audience(ctx))
+        store.issues.start_approved(issue.id, _audience(ctx), ctx.settings.deliver_at)
         _mark_served(store, scheduled_for)
         result.issue_id = issue.id
         result.articles = [a.title for a in store.articles.issue_articles(issue.id)]
@@ -289,7 +290,9 @@ def _approved_due(ctx: TickContext, send: SendContext, now: datetime) -> list[Se
         if (
             issue.status == IssueStatus.APPROVED
             and due
-            and ctx.store.issues.start_approved(issue.id, _audience(ctx))
+            and ctx.store.issues.start_approved(
+                issue.id, _audience(ctx), ctx.settings.deliver_at, now
+            )
         ):
             reports.append(send_issue(send, issue.id))
     return reports
@@ -345,8 +348,12 @@ def scheduled_work(
     if tick is None or _served(store, tick):
         send = ctx.send.under(lease)
         waiting = resume_after is not None and now < resume_after
-        unfinished = [] if waiting else store.issues.unfinished_issues()
-        resumed = [send_issue(send, issue_id) for issue_id in unfinished]
+        resumed = [
+            send_issue(send, issue_id)
+            for issue_id in ([] if waiting else store.issues.unfinished_issues())
+            # reader time: an issue whose next wave has not come is left until then
+            if store.deliveries.waiting_until(issue_id, now) is None
+        ]
         if settings.approval.required:
             resumed += _approved_due(ctx, send, now)
             prepare_next(ctx, now)

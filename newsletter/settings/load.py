@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from newsletter.exceptions import ConfigError
+from newsletter.readertime import ReaderTime, parse_deliver_at
 from newsletter.settings.values import (
     Approval,
     BouncesSettings,
@@ -188,6 +189,11 @@ def to_settings(file: SettingsFile, root: Path) -> Settings:
             required=file.issue.approval == "required",
             deadline=timedelta(minutes=file.issue.approval_deadline_minutes),
             allow_self=file.issue.allow_self_approval,
+        ),
+        deliver_at=(
+            ReaderTime(at=parse_deliver_at(file.issue.deliver_at), zone=ZoneInfo(main.timezone))
+            if file.issue.deliver_at.strip()
+            else None
         ),
         feeds=tuple(
             Feed(

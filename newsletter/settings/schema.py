@@ -315,6 +315,21 @@ class IssueSection(_Section):
         "'joined<30d', 'opened<90d' (see the README). Empty: every active subscriber. "
         "`newsletter segment count` shows how many it matches.",
     )
+    deliver_at: str = Field(
+        "",
+        description='"local 08:00": each reader\'s copy goes at 08:00 on their own clock (the '
+        "subscriber's time zone, else the newsletter's `timezone`), in one wave per UTC "
+        'instant the zones need; "" sends to every reader at once.',
+    )
+
+    @field_validator("deliver_at")
+    @classmethod
+    def _deliver_at(cls, value: str) -> str:
+        if value.strip():
+            from newsletter.readertime import parse_deliver_at
+
+            parse_deliver_at(value)
+        return value
 
     @field_validator("subject_template")
     @classmethod

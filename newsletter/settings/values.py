@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from newsletter.readertime import ReaderTime
+
 if TYPE_CHECKING:
     from newsletter.contract import Contract
 
@@ -172,6 +174,9 @@ class Settings:
     layout: str
     subject_template: str
     approval: Approval
+    # `[issue] deliver_at = "local HH:MM"`: each reader at that time on their clock; None:
+    # every reader at once.
+    deliver_at: ReaderTime | None
     feeds: tuple[Feed, ...]
     # The article contract ([articles]): sections, their order, which are spoilers.
     contract: Contract

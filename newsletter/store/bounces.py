@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.records import DeliveryState, SubscriberStatus, utcnow
-from newsletter.store.schema import bounce_reports, deliveries, subscribers
+from newsletter.records import SubscriberStatus, utcnow
+from newsletter.store.schema import bounce_reports, subscribers
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -135,28 +135,12 @@ class Bounces:
                 return row.id, row.email
         return None
 
-    @staticmethod
-    def _latest_sent(conn: Connection, subscriber_id: int) -> int | None:
-        return conn.scalar(
-            select(func.max(deliveries.c.issue_id)).where(
-                deliveries.c.subscriber_id == subscriber_id,
-                deliveries.c.state == DeliveryState.SENT,
-            )
-        )
+    def _latest_sent(self, conn: Connection, subscriber_id: int) -> int | None:
+        sent = self._store.deliveries.sent_issues(conn, subscriber_id, 1)
+        return sent[0] if sent else None
 
-    @staticmethod
-    def _temporary_in_a_row(conn: Connection, subscriber_id: int) -> bool:
-        latest = list(
-            conn.scalars(
-                select(deliveries.c.issue_id)
-                .where(
-                    deliveries.c.subscriber_id == subscriber_id,
-                    deliveries.c.state == DeliveryState.SENT,
-                )
-                .order_by(deliveries.c.issue_id.desc())
-                .limit(TEMPORARY_IN_A_ROW)
-            )
-        )
+    def _temporary_in_a_row(self, conn: Connection, subscriber_id: int) -> bool:
+        latest = self._store.deliveries.sent_issues(conn, subscriber_id, TEMPORARY_IN_A_ROW)
         if len(latest) < TEMPORARY_IN_A_ROW:
             return False
         failed = set(

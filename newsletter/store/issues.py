@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, insert, select, update
 
 from newsletter.exceptions import NotFound
+from newsletter.readertime import ReaderTime
 from newsletter.records import (
     ArticlePage,
     ArticleStatus,
@@ -25,7 +26,7 @@ from newsletter.records import (
     utcnow,
 )
 from newsletter.store.publication import bump
-from newsletter.store.schema import article_pages, articles, deliveries, issues, meta_table
+from newsletter.store.schema import article_pages, articles, issues, meta_table
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -120,6 +121,8 @@ class Issues:
         *,
         awaiting_approval: bool = False,
         audience: ColumnElement[bool] | None = None,
+        reader_time: ReaderTime | None = None,
+        planned_at: datetime | None = None,
     ) -> int:
         """Create the issue, take its articles off the queue and plan one delivery per active
         subscriber (in `audience`, a segment's where-clause, when given), all in one transaction: either the issue exists with its whole plan, or
@@ -181,9 +184,21 @@ class Issues:
                     .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
                 )
             if not awaiting_approval:
-                self._store.deliveries.plan(conn, int(issue_id), audience)
+                self._plan(conn, int(issue_id), audience, reader_time, planned_at)
                 bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
+
+    def _plan(
+        self,
+        conn: Any,
+        issue_id: int,
+        audience: ColumnElement[bool] | None,
+        reader_time: ReaderTime | None,
+        now: datetime | None,
+    ) -> None:
+        """The issue's delivery plan: its segment's readers, at once or in reader-time waves
+        from `now`."""
+        self._store.deliveries.plan(conn, issue_id, audience, reader_time=reader_time, now=now)
 
     def get_issue(self, issue_id: int) -> IssueRecord:
         with self._store.transaction(write=False) as conn:
@@ -204,10 +219,16 @@ class Issues:
             )
             return [_issue(r) for r in rows]
 
-    def start_approved(self, issue_id: int, audience: ColumnElement[bool] | None = None) -> bool:
+    def start_approved(
+        self,
+        issue_id: int,
+        audience: ColumnElement[bool] | None = None,
+        reader_time: ReaderTime | None = None,
+        now: datetime | None = None,
+    ) -> bool:
         """An approved issue's slot has come: plan its deliveries (to `audience`, the
-        segment's clause; None: every active subscriber) and make it sending (and public), in
-        one transaction. False if it was not approved."""
+        segment's clause; None: every receiving subscriber; at once or in reader-time waves)
+        and make it sending (and public), in one transaction. False if it was not approved."""
         with self._store.transaction() as conn:
             changed = conn.execute(
                 update(issues)
@@ -216,7 +237,7 @@ class Issues:
             ).rowcount
             if not changed:
                 return False
-            self._store.deliveries.plan(conn, issue_id, audience)
+            self._plan(conn, issue_id, audience, reader_time, now)
             bump(conn)
             return True
 
@@ -301,13 +322,10 @@ class Issues:
             return changed
 
     def finish_sending(self, issue_id: int) -> bool:
-        """`sending` -> `sent`, only while no delivery of the issue is pending or in flight,
+        """`sending` -> `sent`, only while no recipient of the issue is pending or in flight,
         in one statement: a batch released by another thread (or process) after this one
         found nothing to claim keeps the issue sending."""
-        left = exists().where(
-            deliveries.c.issue_id == issue_id,
-            deliveries.c.state.in_((DeliveryState.PENDING, DeliveryState.IN_FLIGHT)),
-        )
+        left = self._store.deliveries.left_to_send(issue_id)
         query = (
             update(issues)
             .where(issues.c.id == issue_id, issues.c.status == IssueStatus.SENDING, ~left)
@@ -339,7 +357,7 @@ class Issues:
     # -- what needs an editor (the alerts) --------------------------------------------------------------------------------
     def issues_needing_editors(self) -> list[IssueAttention]:
         """Paused issues, and issues no longer sending with uncertain deliveries: what the
-        alerts look at. One index range per issue, never a scan of the delivery log."""
+        alerts look at. Read from each issue's batch rows, never a scan of recipients."""
         found: list[IssueAttention] = []
         with self._store.transaction(write=False) as conn:
             rows = conn.execute(
@@ -348,14 +366,7 @@ class Issues:
                 )
             ).all()
             for row in rows:
-                uncertain = (
-                    conn.scalar(
-                        select(func.count())
-                        .select_from(deliveries)
-                        .where(deliveries.c.issue_id == row.id, deliveries.c.state == UNCERTAIN)
-                    )
-                    or 0
-                )
+                uncertain = self._store.deliveries.counts_in(conn, row.id)[UNCERTAIN]
                 if row.status == IssueStatus.PAUSED or uncertain:
                     found.append(
                         IssueAttention(

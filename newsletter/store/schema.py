@@ -152,6 +152,49 @@ article_pages = Table(
     Index("ix_article_pages_issue", "issue_id", "position"),
 )
 
+# The delivery log (store.deliveries, its only writer) keeps an issue's audience as a
+# definition, one row per claimed batch, and one row per recipient only where that recipient's
+# story differs from their batch's. The plan: the segment, the highest subscriber id at
+# planning (who joins later is not in it), how many it held, how far claims have read.
+delivery_plans = Table(
+    "delivery_plans",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id"), primary_key=True),
+    Column("segment", String(40), nullable=False, default="active"),
+    Column("last_id", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("claimed_to", Integer, nullable=False, default=0),
+    Column("next_batch", Integer, nullable=False, default=0),
+    Column("planned_at", UTCDateTime, nullable=False),
+)
+
+# One row per claim: the subscribers of [first_id, last_id] active at claim time are its
+# recipients, but for `excluded` (offsets from first_id, "3,17-18": those not active then).
+# A `listed` batch re-sends single recipients: its members are the `deliveries` rows naming it.
+delivery_batches = Table(
+    "delivery_batches",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("first_id", Integer, nullable=False),
+    Column("last_id", Integer, nullable=False),
+    Column("recipients", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("excluded", Text, nullable=False, default=""),
+    Column("listed", Boolean, nullable=False, default=False),
+    Column("state", String(20), nullable=False),
+    Column("worker", String(100)),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("message_id", String(200)),
+    Column("error", Text),
+    Column("retryable", Boolean),
+    Column("attempts", Integer, nullable=False, default=1),
+    Index("ix_delivery_batches_state", "issue_id", "state"),
+)
+
+# The exceptions: a recipient whose state differs from their batch's (refused, settled by an
+# event or the editor, re-sent alone, skipped with a reason). Few rows per issue.
 deliveries = Table(
     "deliveries",
     metadata,
@@ -166,6 +209,8 @@ deliveries = Table(
     Column("retryable", Boolean),
     Column("attempts", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime),
+    # Reader-time delivery: the UTC instant of the reader's wave; claimed only once it came.
+    Column("not_before", UTCDateTime),
     # Every look-up by batch also names a state (in flight, uncertain): this one index serves
     # them all, and a second one on `batch` would double the index writes of every claim.
     Index("ix_deliveries_state", "issue_id", "state", "subscriber_id"),

@@ -57,6 +57,7 @@ def issue_page(ctx: Ctx) -> Response:
     issue = ctx.store.issues.get_issue(issue_id)
     counts = delivery_counts(ctx, issue_id, issue.status)
     chart = cumulative_chart(ctx.store.engagement.series(issue_id), ctx.zone)
+    waves = ctx.store.deliveries.waves(issue_id)  # reader time; [] when sent at once
     return ctx.page(
         "admin/issue.html",
         issue=issue,
@@ -68,6 +69,9 @@ def issue_page(ctx: Ctx) -> Response:
         chart=chart,
         bounces=ctx.store.bounces.counts(issue_id),
         live=issue.status == ISSUE_SENDING,
+        waves=waves,
+        next_wave=next((w.at for w in waves if w.left), None),
+        settings_zone=ctx.settings.timezone.key,
         **approval_context(ctx, issue_id, issue.status),
     )
 
