@@ -284,6 +284,32 @@ class _IssueLog:
         return counts
 
 
+def _insert_plan(
+    conn: Connection,
+    issue_id: int,
+    segment: str,
+    last_id: int,
+    size: int,
+    *,
+    claimed_to: int,
+    at: datetime,
+) -> None:
+    """The issue's `delivery_plans` row: its audience up to `last_id`, `size` readers, the
+    range cursor at `claimed_to` (at `last_id` when the readers are frozen as rows, so nothing
+    is claimed by range)."""
+    conn.execute(
+        insert(delivery_plans).values(
+            issue_id=issue_id,
+            segment=segment,
+            last_id=last_id,
+            size=size,
+            claimed_to=claimed_to,
+            next_batch=0,
+            planned_at=at,
+        )
+    )
+
+
 class Deliveries:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -343,17 +369,7 @@ class Deliveries:
         last_id, size = conn.execute(
             select(func.max(subscribers.c.id), func.count()).where(subscribers.c.status == ACTIVE)
         ).one()
-        conn.execute(
-            insert(delivery_plans).values(
-                issue_id=issue_id,
-                segment=SEGMENT,
-                last_id=last_id or 0,
-                size=size,
-                claimed_to=0,
-                next_batch=0,
-                planned_at=utcnow(),
-            )
-        )
+        _insert_plan(conn, issue_id, SEGMENT, last_id or 0, size, claimed_to=0, at=utcnow())
 
     def _plan_listed(
         self, conn: Connection, issue_id: int, where: ColumnElement[bool], now: datetime
@@ -363,17 +379,8 @@ class Deliveries:
         last_id, size = conn.execute(
             select(func.max(subscribers.c.id), func.count()).where(where)
         ).one()
-        conn.execute(
-            insert(delivery_plans).values(
-                issue_id=issue_id,
-                segment="listed",
-                last_id=last_id or 0,
-                size=size,
-                claimed_to=last_id or 0,
-                next_batch=0,
-                planned_at=now,
-            )
-        )
+        last_id = last_id or 0
+        _insert_plan(conn, issue_id, "listed", last_id, size, claimed_to=last_id, at=now)
         conn.execute(
             insert(deliveries).from_select(
                 ["issue_id", "subscriber_id", "state", "attempts"],
@@ -402,17 +409,7 @@ class Deliveries:
             ((sid, zone) for sid, zone in audience), now, reader_time.at, reader_time.zone
         )
         last_id = audience[-1][0] if audience else 0
-        conn.execute(
-            insert(delivery_plans).values(
-                issue_id=issue_id,
-                segment=SEGMENT,
-                last_id=last_id,
-                size=len(audience),
-                claimed_to=last_id,
-                next_batch=0,
-                planned_at=now,
-            )
-        )
+        _insert_plan(conn, issue_id, SEGMENT, last_id, len(audience), claimed_to=last_id, at=now)
         rows = [
             {
                 "issue_id": issue_id,
