@@ -235,8 +235,9 @@ def _columns(batch: OutgoingBatch, keys: _Keys) -> _Columns | None:
     """The batch's columns, or None when the whole batch takes the general path: a
     duplicate address, an address that is not plain ASCII, a link that needs escaping (never
     ours) or a value long enough to reach SendGrid's substitutions limit."""
-    ids, emails, names, _tokens = zip(*batch.recipients, strict=True)
-    urls = batch.unsubscribe_urls
+    columns: tuple[Sequence[Any], ...] = tuple(zip(*batch.recipients, strict=True))
+    ids, emails, names, _tokens = columns
+    urls: Sequence[str] = batch.unsubscribe_urls
     if len(urls) != len(emails):
         raise ValueError("one unsubscribe link per recipient")
     joined_emails = "".join(emails)
@@ -263,7 +264,7 @@ def _columns(batch: OutgoingBatch, keys: _Keys) -> _Columns | None:
     if longest * 4 > MAX_SUBSTITUTION_BYTES:
         return None
     if not _plain_json(names):
-        names, names_html = _escaped(names), _escaped(names_html)
+        names, names_html = _escaped(names), _escaped(names_html)  # the one loop: non-ASCII
     return _Columns(emails, names, names_html, urls, ids, tuple(sorted(odd)))
 
 
