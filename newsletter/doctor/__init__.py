@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.doctor.findings import Finding, Level, Report, VolumeRow
-from newsletter.doctor.lookup import SERVER_VARIABLE, Dns
 
 if TYPE_CHECKING:
     from newsletter.doctor.dkim import OwnKey
@@ -20,6 +19,16 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVER_VARIABLE", "Finding", "Level", "Report", "VolumeRow", "diagnose"]
 KEY_VARIABLE = "DKIM_PRIVATE_KEY"
+
+
+def __getattr__(name: str) -> str:
+    """`SERVER_VARIABLE` on first use: the look-ups load dnspython (and httpx with it),
+    about 0.2 s that `run` through the gate (which imports this package) never needs."""
+    if name == "SERVER_VARIABLE":
+        from newsletter.doctor.lookup import SERVER_VARIABLE
+
+        return SERVER_VARIABLE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def own_key(settings: Settings, env: Mapping[str, str], domain: str) -> OwnKey | None:
@@ -62,6 +71,7 @@ def diagnose(
 ) -> Report:
     """Every check, in the order a person fixes them."""
     from newsletter.doctor import dkim, dmarc, sender, spf, unsubscribe, volume
+    from newsletter.doctor.lookup import Dns
     from newsletter.doctor.sending import sending_of
     from newsletter.records import SubscriberStatus, utcnow
 
