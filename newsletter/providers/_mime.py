@@ -247,6 +247,29 @@ class MessageTemplate:
         self.html = _Part.make("html", html, placeholders, b"MIME-Version: 1.0\r\n")
         self.dates = _Dates()
         self.marker = b"--" + self.boundary
+        # The fast path of `fill`: the body after the headers as one run of byte segments
+        # between the slots, for ASCII values and for others (which differ only in the parts'
+        # transfer encodings), used when no value is long enough to push a line over the
+        # limit and none holds the boundary, so each part is what `_Part.render` would give.
+        parts = (self.text, self.html)
+        fits = all(part.longest_static <= MAX_LINE for part in parts)
+        self.fast_limit = min(part.room[0] // part.room[1] for part in parts) if fits else -1
+        self.flat = {ascii_values: self._flat(ascii_values) for ascii_values in (True, False)}
+
+    def _flat(self, ascii_values: bool) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+        """(segments, slots): the body after the headers, `len(slots) + 1` segments."""
+        segments: list[bytes] = [self.after_unsubscribe + self.marker + CRLF]
+        slots: list[str] = []
+        for part, after in ((self.text, CRLF + self.marker + CRLF), (self.html, b"")):
+            seven_bit = ascii_values and part.ascii
+            segments[-1] += part.head + (_SEVEN_BIT if seven_bit else _EIGHT_BIT)
+            segments[-1] += part.tail_headers + part.segments[0]
+            for slot, segment in zip(part.slots, part.segments[1:], strict=True):
+                slots.append(slot)
+                segments.append(segment)
+            segments[-1] += after
+        segments[-1] += CRLF + self.marker + b"--\r\n"
+        return tuple(segments), tuple(slots)
 
     @staticmethod
     def _boundary(content: bytes) -> bytes:
@@ -285,9 +308,15 @@ class MessageTemplate:
                 out.append(line.encode("ascii") + CRLF)
             else:
                 out.append(_fold("List-Unsubscribe", line.partition(": ")[2]))
-        out += (self.after_unsubscribe, marker, CRLF)
         ascii_values = all(v.isascii() for v in values.values())
         clash = any(self.boundary in v for v in values.values())
+        if not clash and max(map(len, values.values()), default=0) <= self.fast_limit:
+            segments, slots = self.flat[ascii_values]
+            out.append(segments[0])
+            for slot, segment in zip(slots, segments[1:], strict=True):
+                out += (values[slot], segment)
+            return out
+        out += (self.after_unsubscribe, marker, CRLF)
         self.text.render(values, ascii_values, clash, out)
         out += (CRLF, marker, CRLF)
         self.html.render(values, ascii_values, clash, out)
