@@ -322,5 +322,5 @@ def test_the_password_comes_from_the_environment_only(settings, monkeypatch):
         SMTPProvider.from_settings(with_login)
     monkeypatch.setenv("SMTP_PASSWORD", "pass phrase with spaces\r\n")
     provider = SMTPProvider.from_settings(with_login)
-    assert provider._password == "pass phrase with spaces"
+    assert provider.pool._password == "pass phrase with spaces"
     assert "pass phrase" not in repr(provider) and "pass phrase" not in repr(settings)
