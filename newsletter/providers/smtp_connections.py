@@ -156,13 +156,9 @@ class ConnectionPool:
                 '= "tls" for port 465, or "none" for a server on 127.0.0.1'
             ) from None
         except socket.gaierror as exc:
-            raise Unreachable(
-                f"the SMTP server {where}", f"unknown host ({exc.strerror}): check [smtp] host"
-            ) from None
+            raise Unreachable(where, f"unknown host ({exc.strerror}): check [smtp] host") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise Unreachable(
-                f"the SMTP server {where}", f"{reason(exc)}: check [smtp] host and port"
-            ) from None
+            raise Unreachable(where, f"{reason(exc)}: check [smtp] host and port") from None
         return conn
 
 

@@ -9,12 +9,16 @@ answers as real servers do when told to by a JSON faults file:
      "defer": {"busy@example.com": "451 4.3.0 try again later"},
      "refuse_data": {"spam@example.com": "554 5.7.1 message refused"},
      "drop_after_data": ["lost@example.com"],
-     "close_after_messages": 3}
+     "stall": ["slow@example.com"],
+     "close_after_messages": 3, "close_reply": "454 4.7.0 TLS not available",
+     "data_delay_seconds": 0.02}
 
 `refuse`/`defer` answer RCPT TO; `refuse_data` answers after DATA; `drop_after_data` reads
 the whole message and closes the connection without a reply (the one case where a sender
-cannot know); `close_after_messages` answers `421` to the MAIL FROM after that many messages
-on one connection and closes it. `--auth USER` with `SMTP_SERVER_PASSWORD` in the environment
+cannot know); `stall` never answers RCPT TO for those addresses (the sender's timeout);
+`close_after_messages` answers `close_reply` (a `421` unless told) to the MAIL FROM after that
+many messages on one connection and closes it; `data_delay_seconds` waits that long before
+each answer to DATA (a slow server: a send that takes a while, to be interrupted). `--auth USER` with `SMTP_SERVER_PASSWORD` in the environment
 requires AUTH (over STARTTLS when `--cert`/`--key` are given, which also offers STARTTLS);
 `--no-smtputf8` answers as an older server that does not offer SMTPUTF8.
 The first line printed is `PORT`, then one line `ready`; at the end, how many messages it
@@ -48,7 +52,10 @@ class Faults:
     defer: dict[str, str] = field(default_factory=dict)
     refuse_data: dict[str, str] = field(default_factory=dict)
     drop_after_data: frozenset[str] = frozenset()
+    stall: frozenset[str] = frozenset()
     close_after_messages: int = 0
+    close_reply: str = "421 4.7.0 too many messages on one connection, closing"
+    data_delay_seconds: float = 0.0
 
     @classmethod
     def from_json(cls, text: str) -> Faults:
@@ -60,7 +67,10 @@ class Faults:
         return cls(
             **lower,
             drop_after_data=frozenset(a.lower() for a in raw.get("drop_after_data", ())),
+            stall=frozenset(a.lower() for a in raw.get("stall", ())),
             close_after_messages=int(raw.get("close_after_messages", 0)),
+            close_reply=raw.get("close_reply", cls.close_reply),
+            data_delay_seconds=float(raw.get("data_delay_seconds", 0.0)),
         )
 
 
@@ -90,7 +100,7 @@ class _Handler:
         done = self.counts.get(id(session), 0)
         if self.faults.close_after_messages and done >= self.faults.close_after_messages:
             asyncio.get_running_loop().call_soon(server.transport.close)
-            return "421 4.7.0 too many messages on one connection, closing"
+            return self.faults.close_reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -99,6 +109,8 @@ class _Handler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         key = address.lower()
+        if key in self.faults.stall:
+            await asyncio.sleep(3600)  # the client gives up first
         if key in self.faults.refuse:
             return self.faults.refuse[key]
         if key in self.faults.defer:
@@ -108,6 +120,8 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.counts[id(session)] = self.counts.get(id(session), 0) + 1
+        if self.faults.data_delay_seconds:
+            await asyncio.sleep(self.faults.data_delay_seconds)
         for rcpt in envelope.rcpt_tos:
             key = rcpt.lower()
             if key in self.faults.drop_after_data:
