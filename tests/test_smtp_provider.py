@@ -5,6 +5,7 @@ the server mapped to the outcome the delivery log records."""
 from __future__ import annotations
 
 import mailbox
+import smtplib
 import socket
 from email.parser import BytesParser
 from email.policy import default
@@ -96,7 +97,8 @@ def test_each_reader_gets_their_own_message_with_a_verp_envelope(settings, rende
         assert unsubscribe in text and recipient.name in text
 
 
-def test_answers_map_to_outcomes(settings, rendered, tmp_path):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_answers_map_to_outcomes(settings, rendered, tmp_path, pipelining):
     recipients = readers(
         6, "gone@example.com", "busy@example.com", "spam@example.com", "lost@example.com"
     )
@@ -109,8 +111,13 @@ def test_answers_map_to_outcomes(settings, rendered, tmp_path):
     }
     batch = OutgoingBatch.of(settings, 3, 1, rendered, recipients)
     with SMTPServerProcess(
-        maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json"
+        maildir=tmp_path / "md",
+        faults=faults,
+        faults_path=tmp_path / "f.json",
+        pipelining=pipelining,
     ) as server:
+        with smtplib.SMTP("127.0.0.1", server.port) as probe:  # what the server offers
+            assert probe.ehlo()[0] == 250 and probe.has_extn("pipelining") == pipelining
         provider = SMTPProvider(
             settings, smtp=smtp_settings(server.port, connections=1, max_retries=1)
         )
@@ -127,17 +134,21 @@ def test_answers_map_to_outcomes(settings, rendered, tmp_path):
     assert len(messages(tmp_path / "md")) == 6  # the dropped one was never stored either
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
 @pytest.mark.parametrize(
     "reply", ["421 4.7.0 too many messages, closing", "454 4.7.0 TLS not available"]
 )
 def test_421_or_454_mid_session_reconnects_slows_down_and_every_reader_gets_one(
-    settings, rendered, tmp_path, reply
+    settings, rendered, tmp_path, reply, pipelining
 ):
     recipients = readers(30)
     faults = {"close_after_messages": 4, "close_reply": reply}
     batch = OutgoingBatch.of(settings, 3, 1, rendered, recipients)
     with SMTPServerProcess(
-        maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json"
+        maildir=tmp_path / "md",
+        faults=faults,
+        faults_path=tmp_path / "f.json",
+        pipelining=pipelining,
     ) as server:
         provider = SMTPProvider(
             settings, smtp=smtp_settings(server.port, max_retries=10, max_per_second=500.0)

@@ -201,32 +201,11 @@ class SMTPProvider:
             if utf8
             else (["BODY=8BITMIME"] if conn.has_extn("8bitmime") else [])
         )
-        conn.payload_sent = False
-        plain = _PLAIN_ADDRESS.match(recipient.email) and _PLAIN_ADDRESS.match(envelope_from)
+        plain = bool(_PLAIN_ADDRESS.match(recipient.email) and _PLAIN_ADDRESS.match(envelope_from))
         try:
-            if plain:
-                # What `mail`/`rcpt` send, without their address parser (`email.utils`,
-                # half the client's time): a dot-atom address goes between <> as it is.
-                extra = " " + " ".join(options) if options else ""
-                code, reply = conn.docmd("MAIL", f"FROM:<{envelope_from}>{extra}")
-            else:
-                code, reply = conn.mail(envelope_from, options)
-            if code != 250:
-                return self._refusal(conn, sid, code, reply, outcomes, stage="MAIL FROM")
-            if plain:
-                code, reply = conn.docmd("RCPT", f"TO:<{recipient.email}>")
-            else:
-                code, reply = conn.rcpt(recipient.email)
-            if code not in (250, 251):
-                conn.rset()
-                return self._refusal(conn, sid, code, reply, outcomes, stage="RCPT TO")
-            code, reply = conn.data(message)
-            conn.sent_count += 1
-            if code != 250:
-                return self._refusal(conn, sid, code, reply, outcomes, stage="DATA")
-        except smtplib.SMTPDataError as exc:  # the answer to DATA itself (not 354)
-            said = exc.smtp_error if isinstance(exc.smtp_error, bytes) else exc.smtp_error.encode()
-            return self._refusal(conn, sid, exc.smtp_code, said, outcomes, stage="DATA")
+            stage, code, reply = conn.transaction(
+                envelope_from, recipient.email, options, message, plain=plain
+            )
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             conn.broken = True
             if conn.payload_sent:
@@ -238,6 +217,8 @@ class SMTPProvider:
                 return True
             outcomes.record_deferred(sid, f"connection lost: {reason(exc)}")
             return False
+        if stage != "sent":
+            return self._refusal(conn, sid, code, reply, outcomes, stage=stage)
         outcomes.record_sent(sid, reply)
         return True
 

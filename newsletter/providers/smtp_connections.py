@@ -10,6 +10,7 @@ login (`CredentialsRefused`: the send stops at once; the password is never repea
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -35,6 +36,78 @@ class Connection(smtplib.SMTP):
         super().send(s)
         if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
             self.payload_sent = True
+
+    def transaction(
+        self, sender: str, recipient: str, options: list[str], message: bytes, *, plain: bool
+    ) -> tuple[str, int, bytes]:
+        """MAIL FROM, RCPT TO and DATA for one message: (the stage that answered last, its
+        code, its text); ("sent", 250, ...) when the message was taken. A connection lost
+        raises (OSError, SMTPServerDisconnected); `payload_sent` says whether it was after
+        the message went. `plain`: both addresses are dot-atoms, written between <> as they
+        are (smtplib's `mail`/`rcpt` parse every address with `email.utils`, half the
+        client's time); with PIPELINING offered, the three commands then go in one write
+        (RFC 2920: two round trips a message instead of four)."""
+        self.payload_sent = False
+        if not (plain and self.has_extn("pipelining")):
+            return self._one_by_one(sender, recipient, options, message, plain=plain)
+        extra = " " + " ".join(options) if options else ""
+        self.send(f"MAIL FROM:<{sender}>{extra}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode())
+        answers = []
+        for stage, wanted in (("MAIL FROM", (250,)), ("RCPT TO", (250, 251)), ("DATA", (354,))):
+            code, said = self.getreply()
+            answers.append((stage, code, said))
+            if code in (421, 454):  # the server is closing: no further answers come
+                return stage, code, said
+            if code not in wanted:
+                break
+        if answers[-1][1] == 354:
+            if len(answers) == 3 and answers[0][1] == 250 and answers[1][1] in (250, 251):
+                self.send(_dot_stuffed(message))
+                code, said = self.getreply()
+                self.sent_count += 1
+                return ("sent" if code == 250 else "DATA"), code, said
+            self.send(b".\r\n")  # a server that took DATA without a recipient: end it
+            self.getreply()
+        for _ in range(3 - len(answers)):  # the answers to the commands after the refused one
+            self.getreply()
+        self.rset()
+        return next((a for a in answers if a[1] not in (250, 251, 354)), answers[-1])
+
+    def _one_by_one(
+        self, sender: str, recipient: str, options: list[str], message: bytes, *, plain: bool
+    ) -> tuple[str, int, bytes]:
+        if plain:
+            extra = " " + " ".join(options) if options else ""
+            code, said = self.docmd("MAIL", f"FROM:<{sender}>{extra}")
+        else:
+            code, said = self.mail(sender, options)
+        if code != 250:
+            return "MAIL FROM", code, said
+        if plain:
+            code, said = self.docmd("RCPT", f"TO:<{recipient}>")
+        else:
+            code, said = self.rcpt(recipient)
+        if code not in (250, 251):
+            if code not in (421, 454):
+                self.rset()
+            return "RCPT TO", code, said
+        try:
+            code, said = self.data(message)
+        except smtplib.SMTPDataError as exc:  # the answer to DATA itself (not 354)
+            error = exc.smtp_error
+            return "DATA", exc.smtp_code, error if isinstance(error, bytes) else error.encode()
+        self.sent_count += 1
+        return ("sent" if code == 250 else "DATA"), code, said
+
+
+def _dot_stuffed(message: bytes) -> bytes:
+    """The message as DATA carries it, as `smtplib.SMTP.data` writes it: a line starting
+    with "." gets another, then the end-of-data line."""
+    if message.startswith(b".") or b"\n." in message:
+        message = re.sub(rb"(?m)^\.", b"..", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return message + b".\r\n"
 
 
 class ConnectionTLS(Connection, smtplib.SMTP_SSL):

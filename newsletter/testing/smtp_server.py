@@ -20,7 +20,8 @@ cannot know); `stall` never answers RCPT TO for those addresses (the sender's ti
 many messages on one connection and closes it; `data_delay_seconds` waits that long before
 each answer to DATA (a slow server: a send that takes a while, to be interrupted). `--auth USER` with `SMTP_SERVER_PASSWORD` in the environment
 requires AUTH (over STARTTLS when `--cert`/`--key` are given, which also offers STARTTLS);
-`--no-smtputf8` answers as an older server that does not offer SMTPUTF8.
+`--no-smtputf8` answers as an older server that does not offer SMTPUTF8; `--pipelining`
+offers PIPELINING (RFC 2920; aiosmtpd reads commands in turn, so it takes them grouped).
 The first line printed is `PORT`, then one line `ready`; at the end, how many messages it
 accepted and the most connections that were open at once.
 """
@@ -77,8 +78,9 @@ class Faults:
 class _Handler:
     """aiosmtpd's handler: the answers, the Maildir and the counters."""
 
-    def __init__(self, faults: Faults, maildir: Path | None) -> None:
+    def __init__(self, faults: Faults, maildir: Path | None, pipelining: bool = False) -> None:
         self.faults = faults
+        self.pipelining = pipelining
         self.box = mailbox.Maildir(maildir, create=True) if maildir else None
         self.accepted = 0
         self.counts: dict[int, int] = {}  # per connection: messages so far
@@ -86,6 +88,14 @@ class _Handler:
         self.queue_number = 0
         self.open_connections = 0
         self.peak_connections = 0  # the most connections open at once
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself without this hook
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     def opened(self) -> None:
         self.open_connections += 1
@@ -182,12 +192,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-smtputf8", action="store_true", help="do not offer SMTPUTF8 (an older server)"
     )
+    parser.add_argument("--pipelining", action="store_true", help="offer PIPELINING")
     parser.add_argument("--cert", help="PEM certificate: offer STARTTLS")
     parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args(argv)
 
     faults = Faults.from_json(args.faults.read_text() if args.faults else "")
-    handler = _Handler(faults, None if args.sink else args.maildir)
+    handler = _Handler(faults, None if args.sink else args.maildir, args.pipelining)
     password = os.environ.get("SMTP_SERVER_PASSWORD", "")
 
     def authenticate(
@@ -252,8 +263,11 @@ class SMTPServerProcess:
         auth: tuple[str, str] | None = None,
         cert: tuple[Path, Path] | None = None,
         smtputf8: bool = True,
+        pipelining: bool = False,
     ) -> None:
         argv = [sys.executable, "-m", MODULE]
+        if pipelining:
+            argv.append("--pipelining")
         if not smtputf8:
             argv.append("--no-smtputf8")
         if maildir is not None:
