@@ -46,7 +46,6 @@ _INCLUDE = tuple(h.lower() for h in SIGNED_HEADERS)
 _HEADER_CACHE_SIZE = 64  # repeating lines of an issue; the rest come and go
 
 
-
 class DKIMSigner:
     """Signs as `selector._domainkey.domain` with an RSA private key (PEM)."""
 
