@@ -315,3 +315,82 @@ def test_the_workspace_shows_why_the_issue_waits(web, clock):  # noqa: F811 (the
     assert browser.sign_in().status == 303
     page = browser.get(f"/admin/issues/{issue_id}")
     assert "paused until 14:00 by the hourly cap, 3 left" in page.text
+
+
+def test_two_worker_processes_never_pass_the_hourly_cap_together(tmp_path, database_url):
+    """Two real `newsletter worker` processes on one database (SQLite, then PostgreSQL),
+    each with its clock started at 13:20 (NEWSLETTER_TEST_CLOCK), against a slow provider so
+    their batches are in flight at once: the hour's sends reach the cap and never pass it
+    (each claim is cut inside its transaction to what the cap leaves, counting the other's
+    batches in flight), nothing is left in flight, the rest waits pending, and both say so."""
+    import signal
+
+    from newsletter.testing.sendgrid_server import SendGridServer
+    from tests.faults import KEY, start, wait_until
+    from tests.test_workers import prepared
+
+    cap, readers = 95, 300
+    with SendGridServer(api_key=KEY) as server:
+        env, store, issue_id = prepared(tmp_path, server, readers, 10, database_url)
+        config = tmp_path / "newsletter.toml"
+        config.write_text(
+            config.read_text().replace("max_per_hour = 0", f"max_per_hour = {cap}", 1)
+        )
+        server.faults.slow = 10**6  # every request waits: the workers' batches overlap
+        server.faults.slow_seconds = 0.15
+        env = {**env, CLOCK_ENV: START.isoformat()}
+        workers = [start(["worker", "--once"], tmp_path, env) for _ in range(2)]
+
+        def settled() -> bool:
+            counts = store.deliveries.counts(issue_id)
+            return counts["sent"] + counts["failed"] >= cap and counts["in_flight"] == 0
+
+        try:
+            assert wait_until(settled, timeout=90), store.deliveries.counts(issue_id)
+            # The workers now wait for 14:00 (forty minutes off on their clocks): stop them.
+            wait_until(lambda: False, timeout=1.0)  # a last batch would show up in the log
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            outputs = [w.communicate(timeout=60) for w in workers]
+        counts = store.deliveries.counts(issue_id)
+        assert (counts["sent"], counts["in_flight"], counts["pending"]) == (
+            cap,
+            0,
+            readers - cap,
+        ), (counts, outputs)
+        assert len(server.messages) == cap  # what the provider was actually asked to send
+        assert store.deliveries.sent_since(at(0)) == cap
+        sent = store.deliveries.in_state(issue_id, "sent")
+        assert len({row.worker for row in sent}) == 2, outputs  # both really sent
+        assert all("paced: waiting until" in out for out, _ in outputs), outputs
+        assert store.issues.get_issue(issue_id).last_error == (
+            f"paused until 15:00 by the hourly cap, {readers - cap} left"
+        )
+        store.close()
+
+
+def test_a_claim_is_cut_to_what_the_window_leaves_counting_batches_in_flight(tmp_path, clock):
+    """The store's side of the cap across processes: a claim given the hour's window takes
+    at most what is left of it, counting every batch in flight (another worker's), and at
+    the cap gives an empty batch (not None: the issue is not done)."""
+    from newsletter.pacing import Window
+
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=50)
+    store, settings, issue_id = one_issue(tmp_path)
+    hour = (Window(since=at(0), limit=25),)
+    first = store.deliveries.claim(issue_id, 20, worker="a", windows=hour)
+    assert first is not None and len(first.recipients) == 20
+    assert store.deliveries.in_flight_count() == 20
+    second = store.deliveries.claim(issue_id, 20, worker="b", windows=hour)  # 20 in flight
+    assert second is not None and len(second.recipients) == 5
+    full = store.deliveries.claim(issue_id, 20, worker="b", windows=hour)
+    assert full is not None and (full.number, full.recipients) == (0, ())
+    store.deliveries.mark_sent(first, "m1")
+    store.deliveries.mark_sent(second, "m2")
+    assert store.deliveries.sent_since(at(0)) == 25 and store.deliveries.in_flight_count() == 0
+    assert store.deliveries.claim(issue_id, 20, windows=hour).recipients == ()
+    # The next hour's window: the claim takes its full size again.
+    later = store.deliveries.claim(issue_id, 20, windows=(Window(since=at(1), limit=25),))
+    assert later is not None and len(later.recipients) == 20
+    store.close()

@@ -14,7 +14,7 @@ Every writer of these three tables is in this module (tests/test_store_writers.p
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from newsletter.pacing import Window
 from newsletter.readertime import ReaderTime, waves
 from newsletter.records import (
     SUPPRESSED,
@@ -165,6 +166,8 @@ _EXCEPTION_COLUMNS = (_D.subscriber_id, _D.state, _D.batch, _D.worker, _D.error,
 
 # A sender runs these once per batch: built once, they skip SQLAlchemy's statement building.
 _NOW = bindparam("now", type_=UTCDateTime())
+# The PostgreSQL advisory lock paced claims take turns on ("pace" in ASCII).
+PACE_LOCK = 0x70616365
 _PLAN = (
     select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at)
     .where(_P.issue_id == bindparam("issue"))
@@ -494,12 +497,18 @@ class Deliveries:
         worker: str = "main",
         after: int = 0,
         now: datetime | None = None,
+        windows: Sequence[Window] = (),
     ) -> Batch | None:
         """Claim the next batch of up to `size` recipients, in flight under a new number, and
         return who they are: the next id range of the audience, else a released batch's range
         again, else recipients waiting to be sent alone. Subscribers who left since
         planning are counted as skipped. The claim cursor lives in the plan row, so `after`
-        (the sender's own cursor, from when claims scanned rows) no longer matters."""
+        (the sender's own cursor, from when claims scanned rows) no longer matters.
+
+        `windows` ([sending]'s caps, from `delivery/pace.py`): the batch is cut to what every
+        window still allows, counted here, in the claim's transaction, over every issue and
+        every process's batches in flight, so several workers never pass a cap together. At
+        a cap the claim is an empty batch (number 0), not None: the issue is not done."""
         del after
         due = now or utcnow()  # reader time: the waves whose instant has come
         now = utcnow()
@@ -507,6 +516,10 @@ class Deliveries:
             plan = conn.execute(_PLAN, {"issue": issue_id}).first()
             if plan is None:
                 return None
+            if windows:
+                size = min(size, self._room(conn, windows))
+                if size <= 0:
+                    return Batch(issue_id, 0, (), 0, 0)
             # Forward first, as a sender's own cursor went: what was released or put back
             # waits until the audience's ranges are all claimed.
             return (
@@ -997,25 +1010,47 @@ class Deliveries:
         """Deliveries the provider accepted since `since`, over every issue (the doctor's
         complaint rate is complaints over these): sent batches recorded since then, less
         their recipients settled otherwise, plus recipients sent alone since then."""
-        total = 0
         with self._store.transaction(write=False) as conn:
-            recent = set(
-                conn.scalars(select(_B.issue_id).where(_B.updated_at >= since).distinct())
-            ) | set(conn.scalars(select(_D.issue_id).where(_D.updated_at >= since).distinct()))
-            for issue_id in sorted(recent):
-                log = self._log(conn, issue_id)
-                if log is None:
-                    continue
-                counted = {
-                    b.number for b in log.ranges if b.state == SENT and b.updated_at >= since
-                }
-                total += sum(b.recipients for b in log.ranges if b.number in counted)
-                for sid, exc in log.exceptions.items():
-                    base = log.base(sid)
-                    if base is not None and base.number in counted:
-                        total -= 1
-                    if exc.state == SENT and exc.updated_at and exc.updated_at >= since:
-                        total += 1
+            return self._sent_since(conn, since)
+
+    def in_flight_count(self) -> int:
+        """Recipients in batches in flight now, over every issue and process (pacing counts
+        them against its caps before they are recorded)."""
+        with self._store.transaction(write=False) as conn:
+            return self._in_flight(conn)
+
+    def _in_flight(self, conn: Connection) -> int:
+        total = conn.scalar(
+            select(func.coalesce(func.sum(_B.recipients), 0)).where(_B.state == IN_FLIGHT)
+        )
+        return int(total or 0)
+
+    def _room(self, conn: Connection, windows: Sequence[Window]) -> int:
+        """What the tightest window still allows: its limit less what was sent since it
+        began and what is in flight. Paced claimers take turns on PostgreSQL (a transaction
+        advisory lock; SQLite's BEGIN IMMEDIATE already serialises every writer)."""
+        if not self._store.is_sqlite:
+            conn.execute(select(func.pg_advisory_xact_lock(PACE_LOCK)))
+        in_flight = self._in_flight(conn)
+        return min(w.limit - self._sent_since(conn, w.since) - in_flight for w in windows)
+
+    def _sent_since(self, conn: Connection, since: datetime) -> int:
+        total = 0
+        recent = set(
+            conn.scalars(select(_B.issue_id).where(_B.updated_at >= since).distinct())
+        ) | set(conn.scalars(select(_D.issue_id).where(_D.updated_at >= since).distinct()))
+        for issue_id in sorted(recent):
+            log = self._log(conn, issue_id)
+            if log is None:
+                continue
+            counted = {b.number for b in log.ranges if b.state == SENT and b.updated_at >= since}
+            total += sum(b.recipients for b in log.ranges if b.number in counted)
+            for sid, exc in log.exceptions.items():
+                base = log.base(sid)
+                if base is not None and base.number in counted:
+                    total -= 1
+                if exc.state == SENT and exc.updated_at and exc.updated_at >= since:
+                    total += 1
         return total
 
     # -- who, by name -----------------------------------------------------------------------
