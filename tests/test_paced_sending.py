@@ -394,3 +394,17 @@ def test_a_claim_is_cut_to_what_the_window_leaves_counting_batches_in_flight(tmp
     later = store.deliveries.claim(issue_id, 20, windows=(Window(since=at(1), limit=25),))
     assert later is not None and len(later.recipients) == 20
     store.close()
+
+
+def test_the_last_batch_filling_the_cap_exactly_finishes_the_issue(tmp_path, clock):
+    """50 readers at 25 an hour: the second hour's claims fill the cap exactly and leave
+    nobody pending; the issue is sent then, not left claiming at the cap."""
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=50)
+    store, settings, issue_id = one_issue(tmp_path)
+    ctx = context(store, settings, caps(max_per_hour=25))
+    assert send_issue(ctx, issue_id).last_error == "paused until 14:00 by the hourly cap, 25 left"
+    CLOCK.set(at(1))
+    report = send_issue(ctx, issue_id)
+    assert report.status == "sent" and report.paced_until is None
+    assert store.deliveries.counts(issue_id)["sent"] == 50
+    store.close()

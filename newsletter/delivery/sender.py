@@ -158,6 +158,12 @@ class _IssueSender(SendState):
                 with self.lock:
                     self.reserved -= size - (len(batch.recipients) if batch else 0)
                     self.claiming -= size
+            if batch is not None and batch.number == 0:
+                # At a cap as the claim counted it (another sender's batches in flight): the
+                # next pre-check counts them too; with nothing pending, the issue may finish.
+                if self.log.counts(self.issue_id)[PENDING]:
+                    continue
+                batch = None
             if batch is None:
                 # Sent only once no row is pending or in flight (one statement): otherwise
                 # other threads (or processes) still have batches, or released one since.
