@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
 
-__all__ = ["EmailNotValidError", "normalize_address"]
+__all__ = ["LOOPBACK_HOSTS", "EmailNotValidError", "normalize_address"]
+
+# The hosts a password or a message may reach in clear (a server on this machine): [smtp]
+# security = "none" and an imap:// bounce mailbox are allowed only for these.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def normalize_address(raw: str) -> str:
