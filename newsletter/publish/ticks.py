@@ -9,16 +9,15 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from newsletter import alerts, segments
 from newsletter.alerts import HeldArticle
 from newsletter.approval import awaiting_notice
 from newsletter.delivery import (
-    DeliveryPolicy,
     SendContext,
-    SendHooks,
     SendingLease,
+    SendOptions,
     SendReport,
     send_issue,
 )
@@ -60,15 +59,9 @@ class TickContext:
 
     @classmethod
     def of(
-        cls,
-        store: Store,
-        settings: Settings,
-        provider: Provider,
-        *,
-        hooks: SendHooks | None = None,
-        policy: DeliveryPolicy | None = None,
+        cls, store: Store, settings: Settings, provider: Provider, **options: Unpack[SendOptions]
     ) -> TickContext:
-        send = SendContext.of(store, settings, provider, policy=policy, hooks=hooks)
+        send = SendContext.of(store, settings, provider, **options)
         return cls(store=store, settings=settings, send=send)
 
     @property
