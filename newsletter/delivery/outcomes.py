@@ -10,8 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from newsletter.delivery.context import SendContext
-from newsletter.delivery.policy import SendReport, backoff_delay
+from newsletter.delivery.policy import backoff_delay
 from newsletter.delivery.state import SendState
 from newsletter.exceptions import (
     ConfigError,
@@ -46,18 +45,6 @@ class Streak:
 
 class Outcomes(SendState):
     """What the send's threads record, batch by batch (the sender's base)."""
-
-    def __init__(
-        self,
-        ctx: SendContext,
-        issue_id: int,
-        report: SendReport,
-        progress: Callable[[int], None] | None,
-    ) -> None:
-        super().__init__(ctx, issue_id, report, progress)
-        self.provider = ctx.provider
-        self.batch_size = max(1, min(ctx.policy.batch_size, ctx.provider.max_batch))
-        self.deferrals: dict[int, int] = {}  # subscriber id -> times deferred in this send
 
     def record(
         self, batch: Batch, outcome: Accepted | Exception, streak: Streak, *, written: bool
