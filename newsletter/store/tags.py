@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from newsletter.exceptions import NotFound
 from newsletter.records import utcnow
 from newsletter.store.schema import subscriber_tags, subscribers, tags
+from newsletter.store.subscribers.rows import ids_by_key
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -92,14 +93,7 @@ class Tags:
 
     def _ids(self, conn: Connection, emails: Iterable[str]) -> dict[str, int]:
         keys = sorted({e.strip().lower() for e in emails})
-        found: dict[str, int] = {}
-        for start in range(0, len(keys), 500):
-            rows = conn.execute(
-                select(subscribers.c.email_key, subscribers.c.id).where(
-                    subscribers.c.email_key.in_(keys[start : start + 500])
-                )
-            )
-            found.update({k: i for k, i in rows})
+        found = ids_by_key(conn, keys)
         missing = [k for k in keys if k not in found]
         if missing:
             raise NotFound(f"no subscriber {', '.join(map(repr, missing[:5]))}: nothing was tagged")
