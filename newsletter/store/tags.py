@@ -50,8 +50,10 @@ class Tags:
 
     def refresh_copies(self, conn: Connection, subscriber_ids: Iterable[int]) -> None:
         """Write `subscribers.tag_text` (" films horror ", "" for none) again for these
-        subscribers from `subscriber_tags`, in the transaction that changed their tags."""
+        subscribers from `subscriber_tags`, in the transaction that changed their tags, the
+        old copy in `tags_before` (with `tags_changed_at`)."""
         ids = sorted(set(subscriber_ids))
+        now = utcnow()
         joined = (
             func.group_concat(subscriber_tags.c.tag, " ")
             if self._store.is_sqlite
@@ -67,7 +69,11 @@ class Tags:
             conn.execute(
                 update(subscribers)
                 .where(subscribers.c.id.in_(ids[start : start + 500]))
-                .values(tag_text=text_value)
+                # The old copy kept beside the new one (right-hand sides read the row as it
+                # was): a claim of a segmented issue tells who stopped matching mid-send.
+                .values(
+                    tag_text=text_value, tags_before=subscribers.c.tag_text, tags_changed_at=now
+                )
             )
 
     def add_in(self, conn: Connection, pairs: Iterable[tuple[int, str]]) -> None:

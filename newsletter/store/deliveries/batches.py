@@ -4,17 +4,20 @@ what a stopped sender left in flight."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     and_,
     bindparam,
     delete,
     exists,
     func,
     insert,
+    not_,
     or_,
     select,
     update,
@@ -26,12 +29,13 @@ from newsletter.records import (
     Recipient,
     utcnow,
 )
+from newsletter.store.audience import as_planned, planned, receiving
 from newsletter.store.deliveries.rows import (
     ACTIVE,
     BATCH_COLUMNS,
     IN_FLIGHT,
     LEFT,
-    NOT_ACTIVE,
+    PAUSED,
     PENDING,
     RELEASED,
     SENT,
@@ -39,10 +43,10 @@ from newsletter.store.deliveries.rows import (
     UNCERTAIN,
     BatchRow,
     LogPart,
-    decode_excluded,
-    encode_excluded,
+    encode_members,
 )
 from newsletter.store.schema import (
+    UTCDateTime,
     deliveries,
     delivery_batches,
     delivery_plans,
@@ -56,8 +60,9 @@ _B = delivery_batches.c
 _D = deliveries.c
 _P = delivery_plans.c
 # A sender runs these once per batch: built once, they skip SQLAlchemy's statement building.
-_PLAN = (
-    select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at)
+_DUE = bindparam("now", type_=UTCDateTime())  # the sender's clock: waves due, pauses over
+PLAN = (
+    select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at, _P.expression)
     .where(_P.issue_id == bindparam("issue"))
     .with_for_update()  # PostgreSQL: claimers of one issue take turns here
 )
@@ -74,34 +79,66 @@ _WAITING_ALONE = (
         subscribers.c.name,
         subscribers.c.token,
         subscribers.c.status,
+        receiving(_DUE).label("receiving"),
     )
     .join(subscribers, subscribers.c.id == _D.subscriber_id)
     .where(
         _D.issue_id == bindparam("issue"),
         _D.state == PENDING,
         # Reader time: a wave's readers only once its instant has come.
-        or_(_D.not_before.is_(None), _D.not_before <= bindparam("now")),
+        or_(_D.not_before.is_(None), _D.not_before <= _DUE),
     )
     .order_by(_D.subscriber_id)
     .limit(bindparam("size"))
 )
-_NEXT_ACTIVE = (
-    select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.token)
-    .where(
-        subscribers.c.status == ACTIVE,
-        subscribers.c.id > bindparam("after"),
-        subscribers.c.id <= bindparam("last"),
+
+
+@lru_cache(maxsize=64)
+def _next_recipients(expression: str) -> Select:
+    """The next recipients of a plan: receiving at the claim and in its segment, by id."""
+    return (
+        select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.token)
+        .where(
+            subscribers.c.id > bindparam("after"),
+            subscribers.c.id <= bindparam("last"),
+            receiving(_DUE),
+            planned(expression),
+        )
+        .order_by(subscribers.c.id)
+        .limit(bindparam("size"))
     )
-    .order_by(subscribers.c.id)
-    .limit(bindparam("size"))
-)
-_NOT_ACTIVE_BETWEEN = select(
-    subscribers.c.id, subscribers.c.status, subscribers.c.updated_at
-).where(
-    subscribers.c.status.in_(NOT_ACTIVE),
-    subscribers.c.id > bindparam("after"),
-    subscribers.c.id <= bindparam("last"),
-)
+
+
+@lru_cache(maxsize=64)
+def _skipped_between(expression: str) -> Select:
+    """How many readers of (after, last] were of the audience at planning, as far as their
+    rows tell, and are not recipients now: left since (unsubscribed, bounced, complained),
+    paused since, or no longer in the segment (their tags changed, or they opened, since).
+    Readers who were never of it (a segment's others, those who left before) are not."""
+    since = bindparam("planned_at", type_=UTCDateTime())
+    row = subscribers.c
+    changed = row.updated_at >= since
+    ways = [
+        and_(row.status.in_(SUPPRESSED), changed),
+        and_(row.status == ACTIVE, row.paused_until > _DUE, changed),
+    ]
+    if expression:
+        ways.append(
+            and_(receiving(_DUE), or_(row.tags_changed_at >= since, row.last_opened_at >= since))
+        )
+    return (
+        select(func.count())
+        .select_from(subscribers)
+        .where(
+            row.id > bindparam("after"),
+            row.id <= bindparam("last"),
+            not_(and_(receiving(_DUE), planned(expression))),
+            as_planned(expression, since),
+            or_(*ways),
+        )
+    )
+
+
 _ADVANCE = (
     update(delivery_plans)
     .where(_P.issue_id == bindparam("issue"))
@@ -115,16 +152,28 @@ def _next_number(conn: Connection, issue_id: int, number: int) -> None:
 
 
 def claim_range(
-    conn: Connection, issue_id: int, plan: Any, size: int, worker: str, now: datetime
+    conn: Connection,
+    issue_id: int,
+    plan: Any,
+    size: int,
+    worker: str,
+    now: datetime,
+    due: datetime | None = None,
 ) -> Batch | None:
+    """The next id range of the plan's audience as a batch: its recipients are those
+    receiving at `due` (the sender's clock) and in the plan's segment; those of the audience
+    who are not any more are counted skipped on the batch row."""
     if plan.claimed_to >= plan.last_id:
         return None
-    after = plan.claimed_to
-    rows = conn.execute(_NEXT_ACTIVE, {"after": after, "last": plan.last_id, "size": size}).all()
+    after, due = plan.claimed_to, due or now
+    rows = conn.execute(
+        _next_recipients(plan.expression),
+        {"after": after, "last": plan.last_id, "size": size, "now": due},
+    ).all()
     top = rows[-1][0] if rows else plan.last_id
-    others = conn.execute(_NOT_ACTIVE_BETWEEN, {"after": after, "last": top}).all()
-    skipped = sum(
-        1 for _, status, changed in others if status in SUPPRESSED and changed >= plan.planned_at
+    skipped = conn.scalar(
+        _skipped_between(plan.expression),
+        {"after": after, "last": top, "now": due, "planned_at": plan.planned_at},
     )
     number = plan.next_batch + 1
     if not rows and not skipped:  # the rest of the audience left before planning
@@ -132,7 +181,6 @@ def claim_range(
         return None
     conn.execute(_ADVANCE, {"issue": issue_id, "top": top, "number": number})
     first = rows[0][0] if rows else plan.claimed_to + 1
-    gaps = (sid for sid, *_ in others if sid >= first) if rows else range(first, top + 1)
     conn.execute(
         _NEW_BATCH,
         {
@@ -142,7 +190,7 @@ def claim_range(
             "last_id": top,
             "recipients": len(rows),
             "skipped": skipped,
-            "excluded": encode_excluded(first, gaps),
+            "excluded": encode_members(first, top, (sid for sid, *_ in rows)),
             "listed": False,
             "state": IN_FLIGHT if rows else SENT,
             "worker": worker,
@@ -173,27 +221,34 @@ class Batches(LogPart):
         due = now or utcnow()  # reader time: the waves whose instant has come
         now = utcnow()
         with self._store.transaction() as conn:
-            plan = conn.execute(_PLAN, {"issue": issue_id}).first()
+            plan = conn.execute(PLAN, {"issue": issue_id}).first()
             if plan is None:
                 return None
             # Forward first, as a sender's own cursor went: what was released or put back
             # waits until the audience's ranges are all claimed.
             return (
-                claim_range(conn, issue_id, plan, size, worker, now)
-                or self._claim_released(conn, issue_id, plan.next_batch + 1, size, worker, now)
+                claim_range(conn, issue_id, plan, size, worker, now, due)
+                or self._claim_released(conn, issue_id, plan, size, worker, now, due)
                 or self._claim_listed(conn, issue_id, plan.next_batch + 1, size, worker, now, due)
             )
 
     def _claim_released(
-        self, conn: Connection, issue_id: int, number: int, size: int, worker: str, now: datetime
+        self,
+        conn: Connection,
+        issue_id: int,
+        plan: Any,
+        size: int,
+        worker: str,
+        now: datetime,
+        due: datetime,
     ) -> Batch | None:
         """A released batch's recipients again, but those settled alone meanwhile and those
-        who left since (skipped). Over `size` (a too-large request made the sender's batches
+        no longer receiving or in the segment (skipped). Over `size` (a too-large request made the sender's batches
         smaller), the batch is cut in two: the rest stays released under a new number."""
         row = conn.execute(_RELEASED_BATCH, {"issue": issue_id}).first()
         if row is None:
             return None
-        batch = BatchRow.of(row)
+        batch, number = BatchRow.of(row), plan.next_batch + 1
         in_range = _D.subscriber_id.between(batch.first_id, batch.last_id)
         own = conn.execute(
             select(_D.subscriber_id, _D.state).where(_D.issue_id == issue_id, in_range)
@@ -213,19 +268,14 @@ class Batches(LogPart):
                     subscribers.c.email,
                     subscribers.c.name,
                     subscribers.c.token,
-                    subscribers.c.status,
+                    and_(receiving(due), planned(plan.expression)).label("receiving"),
                 )
                 .where(subscribers.c.id.between(batch.first_id, batch.last_id))
                 .order_by(subscribers.c.id)
             )
             if batch.holds(member[0])
         ]
-        sending = [m for m in members if m[0] not in settled and m[4] == ACTIVE]
-        excluded = [
-            sid
-            for lo, hi in decode_excluded(batch.first_id, batch.excluded)
-            for sid in range(lo, hi + 1)
-        ]
+        sending = [m for m in members if m[0] not in settled and m[4]]
         last = batch.last_id
         if len(sending) > size:
             last = sending[size - 1][0]
@@ -243,7 +293,7 @@ class Batches(LogPart):
                     "last_id": batch.last_id,
                     "recipients": len(rest),
                     "skipped": 0,
-                    "excluded": encode_excluded(first, (x for x in excluded if x > first)),
+                    "excluded": encode_members(first, batch.last_id, (m[0] for m in rest)),
                     "listed": False,
                     "state": RELEASED,
                     "worker": None,
@@ -253,8 +303,7 @@ class Batches(LogPart):
                     "attempts": 1,
                 },
             )
-            excluded = [x for x in excluded if x < last]
-        gone = [m[0] for m in members if m[0] not in settled and m[4] != ACTIVE]
+        gone = [m[0] for m in members if m[0] not in settled and not m[4]]
         conn.execute(
             update(delivery_batches)
             .where(_B.issue_id == issue_id, _B.number == batch.number)
@@ -267,7 +316,9 @@ class Batches(LogPart):
                 attempts=_B.attempts + 1,
                 recipients=len(members) - len(gone),
                 skipped=batch.skipped + len(gone),
-                excluded=encode_excluded(batch.first_id, [*excluded, *gone]),
+                excluded=encode_members(
+                    batch.first_id, last, (m[0] for m in members if m[0] not in gone)
+                ),
             )
         )
         recipients = tuple(Recipient(*m[:4]) for m in sending)
@@ -287,8 +338,9 @@ class Batches(LogPart):
         if not rows:
             return None
         _next_number(conn, issue_id, number)
-        recipients = [Recipient(sid, e, n, t) for sid, e, n, t, status in rows if status == ACTIVE]
-        gone = [sid for sid, *_, status in rows if status != ACTIVE]
+        recipients = [Recipient(sid, e, n, t) for sid, e, n, t, _, ok in rows if ok]
+        gone = [sid for sid, *_, status, _ in rows if status != ACTIVE]
+        paused = [sid for sid, *_, status, ok in rows if status == ACTIVE and not ok]
         mine = _D.issue_id == issue_id
         if recipients:
             conn.execute(
@@ -308,6 +360,12 @@ class Batches(LogPart):
                 update(deliveries)
                 .where(mine, _D.subscriber_id.in_(gone))
                 .values(state=SKIPPED, error=LEFT, updated_at=now)
+            )
+        if paused:
+            conn.execute(
+                update(deliveries)
+                .where(mine, _D.subscriber_id.in_(paused))
+                .values(state=SKIPPED, error=PAUSED, updated_at=now)
             )
         conn.execute(
             insert(delivery_batches).values(

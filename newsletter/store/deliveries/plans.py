@@ -12,7 +12,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     or_,
     select,
 )
@@ -22,16 +21,15 @@ from newsletter.records import (
     WaveProgress,
     utcnow,
 )
-from newsletter.store.audience import receiving
+from newsletter.segment_syntax import anchored
+from newsletter.store.audience import planned, receiving
 from newsletter.store.deliveries.rows import (
-    ACTIVE,
     IN_FLIGHT,
     PENDING,
     RELEASED,
     SEGMENT,
     SENT,
     LogPart,
-    insert_plan,
 )
 from newsletter.store.schema import (
     deliveries,
@@ -48,57 +46,70 @@ _D = deliveries.c
 _P = delivery_plans.c
 
 
+def _insert_plan(
+    conn: Connection,
+    issue_id: int,
+    segment: str,
+    last_id: int,
+    size: int,
+    *,
+    claimed_to: int,
+    at: datetime,
+    expression: str = "",
+) -> None:
+    """The issue's `delivery_plans` row: its audience up to `last_id`, `size` readers, the
+    range cursor at `claimed_to` (at `last_id` when the readers are frozen as rows, so nothing
+    is claimed by range)."""
+    conn.execute(
+        insert(delivery_plans).values(
+            issue_id=issue_id,
+            segment=segment,
+            last_id=last_id,
+            size=size,
+            claimed_to=claimed_to,
+            next_batch=0,
+            planned_at=at,
+            expression=expression,
+        )
+    )
+
+
 class Plans(LogPart):
     def plan(
         self,
         conn: Connection,
         issue_id: int,
-        audience: ColumnElement[bool] | None = None,
+        segment: str = "",
         *,
         reader_time: ReaderTime | None = None,
         now: datetime | None = None,
     ) -> None:
-        """The new issue's audience as a definition: every active subscriber up to the highest
-        id now (one index-only count), in the transaction that creates it
-        (`Issues.create_issue`). Nothing per recipient is written -- but with a segment
-        (`audience`, a where-clause from `newsletter.segments`) or readers on a pause, who
-        receives it is decided now: those readers frozen as pending rows (`_plan_listed`);
-        with `reader_time` each reader's row also carries the instant of their wave."""
+        """The new issue's audience as a definition, in the transaction that creates it
+        (`Issues.create_issue`): its segment (`segment`, checked by `newsletter.segments`;
+        "" for every receiving subscriber) with its relative ages anchored at `now`, and the
+        highest id it matches now (one count). Nothing per recipient is written: each claim
+        evaluates the definition over the next id range (who is active, not paused and in
+        the segment then). With `reader_time` each reader's row is written instead, carrying
+        the instant of their wave (see ARCHITECTURE.md's invariants)."""
         now = now or utcnow()
-        where = receiving(now) if audience is None else and_(receiving(now), audience)
+        expression = anchored(segment, now)
+        where = and_(receiving(now), planned(expression))
         if reader_time is not None:
             self._plan_waves(conn, issue_id, reader_time, now, where)
             return
-        paused = conn.execute(
-            select(func.count())
-            .select_from(subscribers)
-            .where(subscribers.c.status == ACTIVE, subscribers.c.paused_until > now)
-        ).scalar_one()
-        if audience is not None or paused:
-            self._plan_listed(conn, issue_id, where, now)
-            return
-        last_id, size = conn.execute(
-            select(func.max(subscribers.c.id), func.count()).where(subscribers.c.status == ACTIVE)
-        ).one()
-        insert_plan(conn, issue_id, SEGMENT, last_id or 0, size, claimed_to=0, at=utcnow())
-
-    def _plan_listed(
-        self, conn: Connection, issue_id: int, where: ColumnElement[bool], now: datetime
-    ) -> None:
-        """The audience frozen at planning: one pending row per receiving reader, claimed as
-        recipients waiting alone; the range cursor starts at the end (nothing by range)."""
         last_id, size = conn.execute(
             select(func.max(subscribers.c.id), func.count()).where(where)
         ).one()
-        last_id = last_id or 0
-        insert_plan(conn, issue_id, "listed", last_id, size, claimed_to=last_id, at=now)
-        conn.execute(
-            insert(deliveries).from_select(
-                ["issue_id", "subscriber_id", "state", "attempts"],
-                select(
-                    literal(issue_id), subscribers.c.id, literal(str(PENDING)), literal(0)
-                ).where(where),
-            )
+        kind = SEGMENT if not expression else "segment"
+        _insert_plan(
+            conn,
+            issue_id,
+            kind,
+            last_id or 0,
+            size,
+            claimed_to=0,
+            at=utcnow(),
+            expression=expression,
         )
 
     def _plan_waves(
@@ -120,7 +131,7 @@ class Plans(LogPart):
             ((sid, zone) for sid, zone in audience), now, reader_time.at, reader_time.zone
         )
         last_id = audience[-1][0] if audience else 0
-        insert_plan(conn, issue_id, SEGMENT, last_id, len(audience), claimed_to=last_id, at=now)
+        _insert_plan(conn, issue_id, SEGMENT, last_id, len(audience), claimed_to=last_id, at=now)
         rows = [
             {
                 "issue_id": issue_id,

@@ -15,9 +15,10 @@ from sqlalchemy import (
 from newsletter.records import (
     DeliveryRow,
     DeliveryState,
+    utcnow,
 )
+from newsletter.store.audience import planned, receiving
 from newsletter.store.deliveries.rows import (
-    ACTIVE,
     BATCH_COLUMNS,
     PENDING,
     SENT,
@@ -149,7 +150,8 @@ class Reports(LogPart):
             query = (
                 select(subscribers.c.id, subscribers.c.email)
                 .where(
-                    subscribers.c.status == ACTIVE,
+                    receiving(utcnow()),
+                    planned(log.expression),
                     subscribers.c.id > log.claimed_to,
                     subscribers.c.id <= log.last_id,
                 )

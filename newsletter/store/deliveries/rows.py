@@ -3,7 +3,9 @@ row, one issue's log worked out from them, and what every part shares."""
 
 from __future__ import annotations
 
+import base64
 import bisect
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     Connection,
     func,
-    insert,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,12 +34,12 @@ if TYPE_CHECKING:
     from newsletter.store import Store
 
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = DeliveryState
-PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN, SKIPPED = DeliveryState
 RELEASED = BatchState.RELEASED
 ACTIVE = SubscriberStatus.ACTIVE
 NOT_ACTIVE = tuple(str(s) for s in SubscriberStatus if s != ACTIVE)
 LEFT = "subscriber no longer active"
-SEGMENT = "active"  # the only segment today: every active subscriber
+PAUSED = "subscriber on a pause"
+SEGMENT = "active"  # a plan without a segment: every receiving subscriber
 _B = delivery_batches.c
 _D = deliveries.c
 _P = delivery_plans.c
@@ -49,7 +50,9 @@ def recipient_state(batch_state: str) -> DeliveryState:
     return PENDING if batch_state == RELEASED else DeliveryState(batch_state)
 
 
-# -- the excluded ids of a batch: offsets from its first id, as "3,17-18" --------------------
+# -- a batch's recipients among its id range: the ids excluded, as offsets from its first id
+# ("3,17-18"), or, where shorter (a segment's scattered readers), a bitmap of the members
+# ("=" and the zlib-compressed bits in base64): either way a few bytes per batch.
 def encode_excluded(first_id: int, ids: Iterable[int]) -> str:
     runs: list[list[int]] = []
     for sid in sorted(ids):
@@ -61,9 +64,45 @@ def encode_excluded(first_id: int, ids: Iterable[int]) -> str:
     return ",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in runs)
 
 
+def encode_members(first_id: int, last_id: int, members: Iterable[int]) -> str:
+    """The text that makes exactly `members` (ids in [first_id, last_id]) the recipients of
+    a batch over that range: excluded runs, or a bitmap where that is shorter."""
+    ids = sorted(members)
+    runs: list[str] = []
+    expected = first_id
+    for sid in [*ids, last_id + 1]:
+        if sid > expected:
+            lo, hi = expected - first_id, sid - 1 - first_id
+            runs.append(f"{lo}" if lo == hi else f"{lo}-{hi}")
+        expected = sid + 1
+    text = ",".join(runs)
+    if len(text) < 64:
+        return text
+    bits = bytearray((last_id - first_id) // 8 + 1)
+    for sid in ids:
+        offset = sid - first_id
+        bits[offset >> 3] |= 1 << (offset & 7)
+    bitmap = "=" + base64.b64encode(zlib.compress(bytes(bits), 9)).decode("ascii")
+    return bitmap if len(bitmap) < len(text) else text
+
+
 def decode_excluded(first_id: int, text: str) -> list[tuple[int, int]]:
-    """The excluded ids as (low, high) absolute runs, in order."""
-    runs = []
+    """The excluded ids as (low, high) absolute runs, in order (from a bitmap: the runs of
+    its zero bits, up to the bitmap's last byte)."""
+    runs: list[tuple[int, int]] = []
+    if text.startswith("="):
+        bits = zlib.decompress(base64.b64decode(text[1:]))
+        start = None
+        for offset in range(len(bits) * 8):
+            member = bits[offset >> 3] >> (offset & 7) & 1
+            if not member and start is None:
+                start = offset
+            elif member and start is not None:
+                runs.append((first_id + start, first_id + offset - 1))
+                start = None
+        if start is not None:
+            runs.append((first_id + start, first_id + len(bits) * 8 - 1))
+        return runs
     for part in filter(None, text.split(",")):
         lo, _, hi = part.partition("-")
         runs.append((first_id + int(lo), first_id + int(hi or lo)))
@@ -147,6 +186,7 @@ class IssueLog:
     claimed_to: int
     ranges: list[BatchRow]
     exceptions: dict[int, ExceptionRow]
+    expression: str = ""  # the plan's segment, anchored ("" for everyone receiving)
 
     def base(self, sid: int) -> BatchRow | None:
         """The range batch whose recipient `sid` is (None: not claimed in a range)."""
@@ -188,32 +228,6 @@ class IssueLog:
         return counts
 
 
-def insert_plan(
-    conn: Connection,
-    issue_id: int,
-    segment: str,
-    last_id: int,
-    size: int,
-    *,
-    claimed_to: int,
-    at: datetime,
-) -> None:
-    """The issue's `delivery_plans` row: its audience up to `last_id`, `size` readers, the
-    range cursor at `claimed_to` (at `last_id` when the readers are frozen as rows, so nothing
-    is claimed by range)."""
-    conn.execute(
-        insert(delivery_plans).values(
-            issue_id=issue_id,
-            segment=segment,
-            last_id=last_id,
-            size=size,
-            claimed_to=claimed_to,
-            next_batch=0,
-            planned_at=at,
-        )
-    )
-
-
 class LogPart:
     """What every part of `Deliveries` shares: the store, reading one issue's log, writing
     exception rows."""
@@ -225,7 +239,7 @@ class LogPart:
         self, conn: Connection, issue_id: int, ids: Iterable[int] | None = None
     ) -> IssueLog | None:
         plan = conn.execute(
-            select(_P.last_id, _P.size, _P.claimed_to).where(_P.issue_id == issue_id)
+            select(_P.last_id, _P.size, _P.claimed_to, _P.expression).where(_P.issue_id == issue_id)
         ).first()
         if plan is None:
             return None
@@ -241,7 +255,9 @@ class LogPart:
         if ids is not None:
             query = query.where(_D.subscriber_id.in_(sorted(set(ids))))
         exceptions = {row[0]: ExceptionRow(*row) for row in conn.execute(query)}
-        return IssueLog(plan.last_id, plan.size, plan.claimed_to, ranges, exceptions)
+        return IssueLog(
+            plan.last_id, plan.size, plan.claimed_to, ranges, exceptions, plan.expression
+        )
 
     def _row(self, batch: Batch, sid: int, state: str, now: datetime, **extra: Any) -> dict:
         row = {

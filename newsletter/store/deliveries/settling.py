@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     Connection,
+    and_,
     delete,
+    exists,
     select,
     update,
 )
@@ -17,9 +19,9 @@ from sqlalchemy import (
 from newsletter.records import (
     utcnow,
 )
-from newsletter.store.deliveries.batches import claim_range
+from newsletter.store.audience import planned, receiving
+from newsletter.store.deliveries.batches import PLAN, claim_range
 from newsletter.store.deliveries.rows import (
-    ACTIVE,
     BATCH_COLUMNS,
     PENDING,
     RELEASED,
@@ -140,11 +142,7 @@ class Settling(LogPart):
         editor's or a fixture's decision on a whole issue: pending -> sent)."""
         moved = 0
         while True:
-            plan = conn.execute(
-                select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at)
-                .where(_P.issue_id == issue_id)
-                .with_for_update()
-            ).one()
+            plan = conn.execute(PLAN, {"issue": issue_id}).one()
             batch = claim_range(conn, issue_id, plan, 1000, "settled", now)
             if batch is None:
                 return moved
@@ -176,13 +174,18 @@ class Settling(LogPart):
         them: out of the planned size, out of their batch's recipients where claimed, and
         their own rows deleted."""
         sid = subscriber_id
-        status = conn.scalar(select(subscribers.c.status).where(subscribers.c.id == sid))
-        if status == ACTIVE:
-            conn.execute(
-                update(delivery_plans)
-                .where(_P.claimed_to < sid, _P.last_id >= sid, _P.size > 0)
-                .values(size=_P.size - 1)
+        now = utcnow()
+        unclaimed = conn.execute(
+            select(_P.issue_id, _P.expression).where(
+                _P.claimed_to < sid, _P.last_id >= sid, _P.size > 0
             )
+        ).all()
+        for issue_id, expression in unclaimed:  # the plans still to reach them
+            of_it = and_(subscribers.c.id == sid, receiving(now), planned(expression))
+            if conn.scalar(select(exists().where(of_it))):
+                conn.execute(
+                    update(delivery_plans).where(_P.issue_id == issue_id).values(size=_P.size - 1)
+                )
         holding = conn.execute(
             select(_B.issue_id, *BATCH_COLUMNS).where(
                 _B.first_id <= sid, _B.last_id >= sid, _B.listed.is_(False)
