@@ -38,7 +38,7 @@ from newsletter.store import Store
 from newsletter.store.meta import HELD_TICK, LAST_TICK, SCHEDULER_STARTED
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def scheduled_work(
     return publish_tick(ctx, now, scheduled_for=tick, lease=lease)
 
 
-def _audience(ctx: TickContext) -> ColumnElement[bool] | None:
-    """The `[issue] segment`'s clause, as planned when the approved issue starts (its value
+def _audience(ctx: TickContext) -> str:
+    """The `[issue] segment`, checked, as planned when the approved issue starts (its value
     when it goes out, like an issue built at its tick)."""
     return segments.audience(ctx.store, ctx.settings.segment, setting=SEGMENT_SETTING)
