@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from newsletter import clock as app_clock
 from newsletter.delivery.lease import PROCESS_ID, SendingLease
@@ -43,6 +44,14 @@ class SendHooks:
         return self.stop is not None and self.stop.is_set()
 
 
+class SendOptions(TypedDict, total=False):
+    """What a caller may give a send beyond the store, the settings and the provider (the
+    keywords of `SendContext.of` and of the tick's context built over it)."""
+
+    policy: DeliveryPolicy | None  # None: the settings' [delivery] policy
+    hooks: SendHooks | None  # None: no progress, no heartbeat, never stopped
+
+
 @dataclass(frozen=True, kw_only=True)
 class SendContext:
     """Everything a send needs and nothing more: the delivery log (the few store methods the
@@ -55,21 +64,15 @@ class SendContext:
 
     @classmethod
     def of(
-        cls,
-        store: Store,
-        settings: Settings,
-        provider: Provider,
-        *,
-        policy: DeliveryPolicy | None = None,
-        hooks: SendHooks | None = None,
+        cls, store: Store, settings: Settings, provider: Provider, **options: Unpack[SendOptions]
     ) -> SendContext:
         """The context over the application's store, with the settings' policy unless one
         is given."""
         return cls(
             log=StoreLog(store, settings),
             provider=provider,
-            policy=policy or DeliveryPolicy.from_settings(settings),
-            hooks=hooks or SendHooks(),
+            policy=options.get("policy") or DeliveryPolicy.from_settings(settings),
+            hooks=options.get("hooks") or SendHooks(),
         )
 
     def beating(self, heartbeat: Callable[[], None]) -> SendContext:

@@ -9,16 +9,15 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from newsletter import alerts, segments
 from newsletter.alerts import HeldArticle
 from newsletter.approval import awaiting_notice
 from newsletter.delivery import (
-    DeliveryPolicy,
     SendContext,
-    SendHooks,
     SendingLease,
+    SendOptions,
     SendReport,
     send_issue,
 )
@@ -39,7 +38,7 @@ from newsletter.store import Store
 from newsletter.store.meta import HELD_TICK, LAST_TICK, SCHEDULER_STARTED
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +73,9 @@ class TickContext:
 
     @classmethod
     def of(
-        cls,
-        store: Store,
-        settings: Settings,
-        provider: Provider,
-        *,
-        hooks: SendHooks | None = None,
-        policy: DeliveryPolicy | None = None,
+        cls, store: Store, settings: Settings, provider: Provider, **options: Unpack[SendOptions]
     ) -> TickContext:
-        send = SendContext.of(store, settings, provider, policy=policy, hooks=hooks)
+        send = SendContext.of(store, settings, provider, **options)
         return cls(store=store, settings=settings, send=send)
 
     @property
@@ -370,7 +363,7 @@ def scheduled_work(
     return publish_tick(ctx, now, scheduled_for=tick, lease=lease)
 
 
-def _audience(ctx: TickContext) -> ColumnElement[bool] | None:
-    """The `[issue] segment`'s clause, as planned when the approved issue starts (its value
+def _audience(ctx: TickContext) -> str:
+    """The `[issue] segment`, checked, as planned when the approved issue starts (its value
     when it goes out, like an issue built at its tick)."""
     return segments.audience(ctx.store, ctx.settings.segment, setting=SEGMENT_SETTING)
