@@ -41,7 +41,9 @@ def queue_list(app: App) -> None:
     view = publish.queue_view(app.store, app.settings)
     upcoming = publish.next_issue(app.store, app.settings, view) if view.entries else None
     # The listing and its notes go to one stream, so they never interleave in a shared pipe.
-    reports.echo(reports.queue_listing(view, upcoming, publish.held_tick(app.store), app.settings))
+    reports.echo(
+        reports.queue_listing(view, upcoming, publish.missed_tick(app.store), app.settings)
+    )
 
 
 @queue.command("layout")
