@@ -252,3 +252,25 @@ def count(store: Store, expr: str) -> int:
     """How many subscribers an issue sent now would go to (active, not paused, in the
     segment): `newsletter segment count` and the workspace's live count."""
     return store.subscribers.count_receiving(audience(store, expr))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tagged:
+    """What tagging (or untagging) did: the tag as stored, how many subscribers changed."""
+
+    tag: str
+    changed: int
+
+
+def tag_subscribers(store: Store, emails: Collection[str], tag: str) -> Tagged:
+    """Give `tag` (held to the tag rule) to the subscribers `emails`: all of them, or none
+    if one is unknown. `changed`: those who did not have it."""
+    name = normalize_tag(tag)
+    return Tagged(tag=name, changed=store.tags.tag(emails, name))
+
+
+def untag_subscribers(store: Store, emails: Collection[str], tag: str) -> Tagged:
+    """Take `tag` from the subscribers `emails`; the tag stays known, so segments naming it
+    keep working. `changed`: those who had it."""
+    name = normalize_tag(tag)
+    return Tagged(tag=name, changed=store.tags.untag(emails, name))
