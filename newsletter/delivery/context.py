@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
+from newsletter import clock as app_clock
 from newsletter.delivery.lease import PROCESS_ID, SendingLease
 from newsletter.delivery.log import DeliveryLog, StoreLog
 from newsletter.delivery.policy import DeliveryPolicy
@@ -29,14 +30,15 @@ class SendHooks:
     stop a scheduler or a worker); `stop` set (by a signal, see `stop_on_signals`): the
     request in flight is finished and recorded, the rest stays pending and the issue
     resumable; `worker` is who claims, in the delivery log; `sleep` and `clock` (unix time,
-    to honour a provider's retry time) are the process's."""
+    to honour a provider's retry time and for pacing's windows) are the process's: the
+    one clock (`newsletter.clock`) unless a test gives its own."""
 
     progress: ProgressFactory | None = None
     heartbeat: Callable[[], None] | None = None
     stop: threading.Event | None = None
     worker: str = PROCESS_ID
     sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = app_clock.time
 
     def stop_requested(self) -> bool:
         return self.stop is not None and self.stop.is_set()

@@ -81,6 +81,7 @@ class _IssueSender(Outcomes):
         self.cursor = 0  # the highest subscriber id this send has claimed so far
         self.pace = Pace(ctx.log, ctx.policy, ctx.hooks.clock)
         self.reserved = 0  # claimed under the caps by this send, not yet recorded
+        self.claiming = 0  # of which the claim has not committed yet (not in the log)
         self.paced_by: Allowance | None = None
         self.resumed = False  # a claim under the caps was allowed in this send
 
@@ -129,6 +130,13 @@ class _IssueSender(Outcomes):
             if self.pace.limited:
                 with self.lock:
                     self.reserved -= size - (len(batch.recipients) if batch else 0)
+                    self.claiming -= size
+            if batch is not None and batch.number == 0:
+                # At a cap as the claim counted it (another sender's batches in flight): the
+                # next pre-check counts them too; with nothing pending, the issue may finish.
+                if self.log.counts(self.issue_id)[PENDING]:
+                    continue
+                batch = None
             if batch is None:
                 # Sent only once no row is pending or in flight (one statement): otherwise
                 # other threads (or processes) still have batches, or released one since.
@@ -147,10 +155,11 @@ class _IssueSender(Outcomes):
         if not self.pace.limited:
             return self.batch_size
         with self.lock:
-            allowed = self.pace.allowance(self.reserved)
+            allowed = self.pace.allowance(self.claiming)
             if allowed.now != 0:
                 size = self.batch_size if allowed.now is None else min(self.batch_size, allowed.now)
                 self.reserved += size
+                self.claiming += size
                 resumed, self.resumed = not self.resumed, True
             elif self.reserved:
                 # At the cap counting this send's batches in flight: this thread is done;
@@ -162,6 +171,7 @@ class _IssueSender(Outcomes):
             with self.lock:  # at the cap with nothing left to claim: the issue can finish
                 self.paced_by = None
                 self.reserved += self.batch_size
+                self.claiming += self.batch_size
             return self.batch_size
         if allowed.now != 0:
             if resumed and is_pace_note(self.log.last_error(self.issue_id)):
@@ -192,11 +202,15 @@ class _IssueSender(Outcomes):
     def _claim(self, size: int) -> Batch | None:
         worker = self.hooks.worker
         now = self.now()  # reader time: only the waves whose instant has come are claimed
-        batch = self.log.claim(self.issue_id, size, worker=worker, after=self.cursor, now=now)
+        # [sending]'s caps, counted again in the claim's transaction over every process.
+        caps = self.pace.windows() if self.pace.limited else ()
+        batch = self.log.claim(
+            self.issue_id, size, worker=worker, after=self.cursor, now=now, windows=caps
+        )
         if batch is None and self.cursor:
             # Rows released for a retry (or left by others) may sit below the cursor.
             self.cursor = 0
-            batch = self.log.claim(self.issue_id, size, worker=worker, now=now)
+            batch = self.log.claim(self.issue_id, size, worker=worker, now=now, windows=caps)
         if batch is not None:
             with self.lock:
                 self.cursor = max(self.cursor, batch.last_id)

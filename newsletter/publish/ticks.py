@@ -38,7 +38,7 @@ from newsletter.store import Store
 from newsletter.store.meta import LAST_TICK, MISSED_TICK, SCHEDULER_STARTED
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,20 @@ NO_ACTIVE_SUBSCRIBER = (
     "no active subscriber: nothing was sent and the article stays queued; "
     "add readers with `newsletter subscribers import FILE`"
 )
+
+
+def no_audience(store: Store, settings: Settings) -> str | None:
+    """Why an issue made now would go to nobody (no active subscriber, or an `[issue]
+    segment` that matches none of them), or None: what `run`, its dry run and a tick refuse
+    with before making an issue."""
+    if not store.subscribers.count():
+        return NO_ACTIVE_SUBSCRIBER
+    if settings.segment and not segments.count(store, settings.segment):
+        return (
+            f"{SEGMENT_SETTING} {settings.segment!r} matches no active subscriber: nothing was "
+            "sent and the article stays queued (`newsletter segment count` shows who matches)"
+        )
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,15 +187,10 @@ def _build(
     store, settings = ctx.store, ctx.settings
     picked, errors = pick(store, settings, now, held=force)
     result.errors.extend(errors)
-    if picked and not store.subscribers.count():
+    nobody = no_audience(store, settings) if picked else None
+    if nobody is not None:
         _mark_served(store, scheduled_for)  # told once per tick, not at every wake-up
-        raise NoActiveSubscriber(NO_ACTIVE_SUBSCRIBER)
-    if picked and settings.segment and not segments.count(store, settings.segment):
-        _mark_served(store, scheduled_for)
-        raise NoActiveSubscriber(
-            f"{SEGMENT_SETTING} {settings.segment!r} matches no active subscriber: nothing was "
-            "sent and the article stays queued (`newsletter segment count` shows who matches)"
-        )
+        raise NoActiveSubscriber(nobody)
     chosen = chosen_layout(store) if picked else None
     while picked:
         try:
@@ -354,7 +363,7 @@ def scheduled_work(
     return publish_tick(ctx, now, scheduled_for=tick, lease=lease)
 
 
-def _audience(ctx: TickContext) -> ColumnElement[bool] | None:
-    """The `[issue] segment`'s clause, as planned when the approved issue starts (its value
+def _audience(ctx: TickContext) -> str:
+    """The `[issue] segment`, checked, as planned when the approved issue starts (its value
     when it goes out, like an issue built at its tick)."""
     return segments.audience(ctx.store, ctx.settings.segment, setting=SEGMENT_SETTING)
