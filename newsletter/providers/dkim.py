@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,12 @@ def relaxed_body(body: bytes) -> bytes:
     return bytes(correct_empty_body(strip_trailing_lines(body)))
 
 
+def key_from_env(env: Mapping[str, str]) -> str:
+    """`DKIM_PRIVATE_KEY` as a PEM (its line breaks real or written `\\n`); "" when unset:
+    the key the signer and the doctor both take before [dkim] private_key_file."""
+    return (env.get(KEY_VARIABLE) or "").strip().replace("\\n", "\n")
+
+
 def signer_for(settings: Settings) -> DKIMSigner | None:
     """The signer `[dkim]` describes (`d=` the From domain unless `domain` is set), the key
     from `DKIM_PRIVATE_KEY` (a PEM, its line breaks real or written `\\n`) or the file;
@@ -192,7 +199,7 @@ def signer_for(settings: Settings) -> DKIMSigner | None:
     dkim = settings.dkim
     if not dkim.selector:
         return None
-    pem = (os.environ.get(KEY_VARIABLE) or "").strip().replace("\\n", "\n")
+    pem = key_from_env(os.environ)
     return DKIMSigner.load(
         selector=dkim.selector,
         domain=dkim.domain or settings.from_email.rpartition("@")[2].lower(),
