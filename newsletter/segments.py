@@ -21,6 +21,7 @@ paused).
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ from newsletter.segment_syntax import (
     to_text,
 )
 from newsletter.store.audience import clause
+from newsletter.tags import normalize_tag
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -106,3 +108,25 @@ def count(store: Store, expr: str) -> int:
     segment): `newsletter segment count` and the workspace's live count."""
     checked = audience(store, expr)
     return store.subscribers.count_receiving(compile(checked) if checked else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tagged:
+    """What tagging (or untagging) did: the tag as stored, how many subscribers changed."""
+
+    tag: str
+    changed: int
+
+
+def tag_subscribers(store: Store, emails: Collection[str], tag: str) -> Tagged:
+    """Give `tag` (held to the tag rule) to the subscribers `emails`: all of them, or none
+    if one is unknown. `changed`: those who did not have it."""
+    name = normalize_tag(tag)
+    return Tagged(tag=name, changed=store.tags.tag(emails, name))
+
+
+def untag_subscribers(store: Store, emails: Collection[str], tag: str) -> Tagged:
+    """Take `tag` from the subscribers `emails`; the tag stays known, so segments naming it
+    keep working. `changed`: those who had it."""
+    name = normalize_tag(tag)
+    return Tagged(tag=name, changed=store.tags.untag(emails, name))

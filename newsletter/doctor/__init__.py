@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.doctor.findings import Finding, Level, Report, VolumeRow
 from newsletter.doctor.lookup import SERVER_VARIABLE, Dns
+from newsletter.providers.dkim import KEY_VARIABLE, key_from_env
 
 if TYPE_CHECKING:
     from newsletter.doctor.dkim import OwnKey
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from newsletter.store import Store
 
 __all__ = ["SERVER_VARIABLE", "Finding", "Level", "Report", "VolumeRow", "diagnose"]
-KEY_VARIABLE = "DKIM_PRIVATE_KEY"
 
 
 def own_key(settings: Settings, env: Mapping[str, str], domain: str) -> OwnKey | None:
@@ -30,11 +30,9 @@ def own_key(settings: Settings, env: Mapping[str, str], domain: str) -> OwnKey |
     if not dkim.selector:
         return None
     signing = dkim.domain or domain
-    text = (env.get(KEY_VARIABLE) or "").strip()
+    text = key_from_env(env)
     if text:
-        return OwnKey(
-            selector=dkim.selector, domain=signing, pem=text.replace("\\n", "\n").encode()
-        )
+        return OwnKey(selector=dkim.selector, domain=signing, pem=text.encode())
     if dkim.private_key_file is None:
         return OwnKey(
             selector=dkim.selector,

@@ -1,6 +1,6 @@
 """Ticks: what one due tick does under the sending lease (finish interrupted issues, pick,
 build, send), what the scheduler does at each wake-up, and the tick state it keeps in `meta`
-(the last tick served, a tick held because it was missed by more than the grace period)."""
+(the last tick served, a tick missed by more than the grace period, waiting for the editor)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from newsletter.publish.queue import chosen_layout
 from newsletter.records import IssueStatus, utcnow
 from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.store.meta import HELD_TICK, LAST_TICK, SCHEDULER_STARTED
+from newsletter.store.meta import LAST_TICK, MISSED_TICK, SCHEDULER_STARTED
 
 if TYPE_CHECKING:
     pass
@@ -96,9 +96,9 @@ class TickResult:
     awaiting: int | None = None  # the issue prepared for this tick waits for its approval
 
 
-def held_tick(store: Store) -> datetime | None:
+def missed_tick(store: Store) -> datetime | None:
     """A tick missed by more than the grace period, waiting for the editor."""
-    return store.meta.moment(HELD_TICK)
+    return store.meta.moment(MISSED_TICK)
 
 
 def _served(store: Store, tick: datetime) -> bool:
@@ -303,8 +303,8 @@ def _approved_due(ctx: TickContext, send: SendContext, now: datetime) -> list[Se
 def _mark_served(store: Store, scheduled_for: datetime | None) -> None:
     if scheduled_for is not None:
         store.meta.set_moment(LAST_TICK, scheduled_for)
-    else:  # the editor sent by hand: nothing is held any more
-        store.meta.set_moment(HELD_TICK, None)
+    else:  # the editor sent by hand: no tick is missed any more
+        store.meta.set_moment(MISSED_TICK, None)
 
 
 def _hold(ctx: TickContext, picked: Picked, reason: str) -> HeldArticle | None:
@@ -325,9 +325,9 @@ def scheduled_work(
 ) -> TickResult | None:
     """What the scheduler does at each wake-up while it holds the lease: serve the latest
     cadence tick once. Missed by at most the grace period (the scheduler was down), it still
-    goes out; missed by more, it is held for the editor instead of surprising anyone days
+    goes out; missed by more, it waits for the editor (`missed_tick`, an alert) instead of surprising anyone days
     later. Interrupted issues are finished either way, but not before `resume_after` (the
-    next window of a cap of [sending] that held them: nothing could go out before it)."""
+    next window of a cap of [sending] that stopped them: nothing could go out before it)."""
     store, settings = ctx.store, ctx.settings
     now = now or utcnow()
     started = store.meta.moment(SCHEDULER_STARTED)
@@ -338,7 +338,7 @@ def scheduled_work(
     if tick is not None and not _served(store, tick) and now - tick > settings.schedule.grace:
         store.meta.set_moment(LAST_TICK, tick)
         if tick > started:
-            store.meta.set_moment(HELD_TICK, tick)
+            store.meta.set_moment(MISSED_TICK, tick)
             log.warning(
                 "the issue due at %s was missed by more than %s (the scheduler was not "
                 "running): holding it; run 'newsletter run' to send it now",

@@ -69,7 +69,7 @@ def queue_page(
         layout_setting=ctx.settings.layout,
         back="/admin/queue",
         layout_error=layout_error,
-        held=publish.held_tick(ctx.store),
+        missed=publish.missed_tick(ctx.store),
         dt_format=DATETIME_LOCAL,
         pasted=ctx.form.get("markdown", ""),
         filename=ctx.form.get("filename", ""),
