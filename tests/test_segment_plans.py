@@ -46,7 +46,7 @@ def send_all(store: Store, issue_id: int, size: int = 50, **claim) -> list[str]:
     return sent
 
 
-def test_a_segmented_issue_writes_no_reader_rows_and_sends_the_segment_once(database_url):  # noqa: F811
+def test_a_segmented_issue_writes_no_reader_rows_and_sends_each_once(database_url):  # noqa: F811
     store = Store(database_url)
     readers(store, 1000)
     films = tag_every(store, "films", 3, 1000)

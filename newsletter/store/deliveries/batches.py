@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -21,12 +21,7 @@ from sqlalchemy import (
     update,
 )
 
-from newsletter.records import (
-    SUPPRESSED,
-    Batch,
-    Recipient,
-    utcnow,
-)
+from newsletter.records import SUPPRESSED, Batch, Recipient, utcnow
 from newsletter.store.audience import as_planned, planned, receiving
 from newsletter.store.deliveries.rows import (
     ACTIVE,
@@ -49,9 +44,6 @@ from newsletter.store.schema import (
     delivery_plans,
     subscribers,
 )
-
-if TYPE_CHECKING:
-    pass
 
 _B = delivery_batches.c
 _D = deliveries.c
@@ -211,9 +203,11 @@ class Batches(LogPart):
     ) -> Batch | None:
         """Claim the next batch of up to `size` recipients, in flight under a new number, and
         return who they are: the next id range of the audience, else a released batch's range
-        again, else recipients waiting to be sent alone. Subscribers who left since
-        planning are counted as skipped. The claim cursor lives in the plan row, so `after`
-        (the sender's own cursor, from when claims scanned rows) no longer matters."""
+        again, else recipients waiting to be sent alone. Readers of the audience who left,
+        paused or stopped matching its segment since planning are counted as skipped; `now`
+        is the sender's clock (reader time's waves due, pauses over). The claim cursor
+        lives in the plan row, so `after` (the sender's own cursor, from when claims scanned
+        rows) no longer matters."""
         del after
         due = now or utcnow()  # reader time: the waves whose instant has come
         now = utcnow()
@@ -240,8 +234,9 @@ class Batches(LogPart):
         due: datetime,
     ) -> Batch | None:
         """A released batch's recipients again, but those settled alone meanwhile and those
-        no longer receiving or in the segment (skipped). Over `size` (a too-large request made the sender's batches
-        smaller), the batch is cut in two: the rest stays released under a new number."""
+        no longer receiving or in the segment (skipped). Over `size` (a too-large request
+        made the sender's batches smaller), the batch is cut in two: the rest stays released
+        under a new number."""
         row = conn.execute(_RELEASED_BATCH, {"issue": issue_id}).first()
         if row is None:
             return None
