@@ -199,17 +199,7 @@ def send_alerts(
             continue
         try:
             for editor in editors:
-                provider.send_message(
-                    Message(
-                        to_email=editor.email,
-                        to_name="",
-                        subject=f"[{settings.name}] {alert.subject}",
-                        text=f"{alert.text}\n\n{alert.link}\n",
-                        html=_html(alert),
-                        category="alerts",
-                        key=f"{_digest(alert.key)}-{editor.id}",
-                    )
-                )
+                provider.send_message(_message(settings, alert, editor.email, editor.id))
         except NewsletterError as exc:
             store.alerts.release(alert.key)  # try again at the next wake-up
             log.error("alert %r not sent: %s", alert.subject, exc)
@@ -218,10 +208,21 @@ def send_alerts(
     return sent
 
 
-def _html(alert: Alert) -> str:
-    return (
+def _message(settings: Settings, alert: Alert, email: str, editor_id: int) -> Message:
+    """The alert's email to one editor; its key (the event's and the editor's) lets a
+    provider that keeps keys send it once."""
+    html = (
         f"<p>{escape(alert.text)}</p>"
         f'<p><a href="{escape(alert.link, quote=True)}">{escape(alert.link)}</a></p>'
+    )
+    return Message(
+        to_email=email,
+        to_name="",
+        subject=f"[{settings.name}] {alert.subject}",
+        text=f"{alert.text}\n\n{alert.link}\n",
+        html=html,
+        category="alerts",
+        key=f"{_digest(alert.key)}-{editor_id}",
     )
 
 
@@ -249,19 +250,9 @@ def sign_in_alert(
         "and each client that keeps failing is refused, but you can still sign in. If this "
         "was not you, choose a longer password with 'newsletter editors password'."
     )
-    link = admin_url(settings, "/login")
+    alert = Alert(key, "Wrong passwords for your account", text, admin_url(settings, "/login"))
     try:
-        provider.send_message(
-            Message(
-                to_email=editor.email,
-                to_name="",
-                subject=f"[{settings.name}] Wrong passwords for your account",
-                text=f"{text}\n\n{link}\n",
-                html=_html(Alert(key, "", text, link)),
-                category="alerts",
-                key=f"{_digest(key)}-{editor.id}",
-            )
-        )
+        provider.send_message(_message(settings, alert, editor.email, editor.id))
     except NewsletterError as exc:
         store.alerts.release(key)
         log.error("could not email %s about failed sign-ins: %s", editor.email, exc)

@@ -199,6 +199,11 @@ def test_a_segment_matching_nobody_or_naming_an_unknown_tag_sends_nothing(tmp_pa
     assert run_cli(["subscribers", "tag", "series", "x@example.org"], tmp_path).returncode == 0
     assert run_cli(["subscribers", "untag", "series", "x@example.org"], tmp_path).returncode == 0
     _set_segment(tmp_path, "tag:series")
+    # The dry run warns the same way, naming the segment (every reader is active).
+    dry = run_cli(["run", "--dry-run"], tmp_path)
+    assert dry.returncode == 1 and "would send to 0 active subscriber(s)" in dry.stdout
+    assert "[issue] segment 'tag:series' matches no active subscriber" in dry.stderr
+    assert "add readers with" not in dry.stderr, dry.stderr
     done = run_cli(["run", "--once"], tmp_path)
     assert done.returncode == 1
     assert "[issue] segment 'tag:series' matches no active subscriber" in done.stderr

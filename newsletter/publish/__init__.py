@@ -44,6 +44,7 @@ from newsletter.publish.ticks import (
     TickContext,
     TickResult,
     held_tick,
+    no_audience,
     prepare_next,
     publish_tick,
     scheduled_work,
@@ -53,6 +54,7 @@ from newsletter.store.meta import SCHEDULER_STARTED
 __all__ = [
     "AUTOMATIC",
     "NO_ACTIVE_SUBSCRIBER",
+    "no_audience",
     "SCHEDULER_STARTED",
     "BuiltIssue",
     "HeldArticle",

@@ -9,16 +9,15 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from newsletter import alerts, segments
 from newsletter.alerts import HeldArticle
 from newsletter.approval import awaiting_notice
 from newsletter.delivery import (
-    DeliveryPolicy,
     SendContext,
-    SendHooks,
     SendingLease,
+    SendOptions,
     SendReport,
     send_issue,
 )
@@ -49,6 +48,20 @@ NO_ACTIVE_SUBSCRIBER = (
 )
 
 
+def no_audience(store: Store, settings: Settings) -> str | None:
+    """Why an issue made now would go to nobody (no active subscriber, or an `[issue]
+    segment` that matches none of them), or None: what `run`, its dry run and a tick refuse
+    with before making an issue."""
+    if not store.subscribers.count():
+        return NO_ACTIVE_SUBSCRIBER
+    if settings.segment and not segments.count(store, settings.segment):
+        return (
+            f"{SEGMENT_SETTING} {settings.segment!r} matches no active subscriber: nothing was "
+            "sent and the article stays queued (`newsletter segment count` shows who matches)"
+        )
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class TickContext:
     """What a tick needs: the database and the settings to pick and build an issue, and
@@ -60,15 +73,9 @@ class TickContext:
 
     @classmethod
     def of(
-        cls,
-        store: Store,
-        settings: Settings,
-        provider: Provider,
-        *,
-        hooks: SendHooks | None = None,
-        policy: DeliveryPolicy | None = None,
+        cls, store: Store, settings: Settings, provider: Provider, **options: Unpack[SendOptions]
     ) -> TickContext:
-        send = SendContext.of(store, settings, provider, policy=policy, hooks=hooks)
+        send = SendContext.of(store, settings, provider, **options)
         return cls(store=store, settings=settings, send=send)
 
     @property
@@ -180,15 +187,10 @@ def _build(
     store, settings = ctx.store, ctx.settings
     picked, errors = pick(store, settings, now, held=force)
     result.errors.extend(errors)
-    if picked and not store.subscribers.count():
+    nobody = no_audience(store, settings) if picked else None
+    if nobody is not None:
         _mark_served(store, scheduled_for)  # told once per tick, not at every wake-up
-        raise NoActiveSubscriber(NO_ACTIVE_SUBSCRIBER)
-    if picked and settings.segment and not segments.count(store, settings.segment):
-        _mark_served(store, scheduled_for)
-        raise NoActiveSubscriber(
-            f"{SEGMENT_SETTING} {settings.segment!r} matches no active subscriber: nothing was "
-            "sent and the article stays queued (`newsletter segment count` shows who matches)"
-        )
+        raise NoActiveSubscriber(nobody)
     chosen = chosen_layout(store) if picked else None
     while picked:
         try:

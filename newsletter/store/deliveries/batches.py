@@ -3,6 +3,7 @@ recipients waiting alone (due reader-time waves)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -21,8 +22,10 @@ from sqlalchemy import (
     update,
 )
 
+from newsletter.pacing import Window
 from newsletter.records import SUPPRESSED, Batch, Recipient, utcnow
 from newsletter.store.audience import as_planned, planned, receiving
+from newsletter.store.deliveries.reports import in_flight, sent_since
 from newsletter.store.deliveries.rows import (
     ACTIVE,
     BATCH_COLUMNS,
@@ -50,6 +53,8 @@ _D = deliveries.c
 _P = delivery_plans.c
 # A sender runs these once per batch: built once, they skip SQLAlchemy's statement building.
 _DUE = bindparam("now", type_=UTCDateTime())  # the sender's clock: waves due, pauses over
+# The PostgreSQL advisory lock paced claims take turns on ("pace" in ASCII).
+PACE_LOCK = 0x70616365
 PLAN = (
     select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at, _P.expression)
     .where(_P.issue_id == bindparam("issue"))
@@ -200,6 +205,7 @@ class Batches(LogPart):
         worker: str = "main",
         after: int = 0,
         now: datetime | None = None,
+        windows: Sequence[Window] = (),
     ) -> Batch | None:
         """Claim the next batch of up to `size` recipients, in flight under a new number, and
         return who they are: the next id range of the audience, else a released batch's range
@@ -207,7 +213,12 @@ class Batches(LogPart):
         paused or stopped matching its segment since planning are counted as skipped; `now`
         is the sender's clock (reader time's waves due, pauses over). The claim cursor
         lives in the plan row, so `after` (the sender's own cursor, from when claims scanned
-        rows) no longer matters."""
+        rows) no longer matters.
+
+        `windows` ([sending]'s caps, from `delivery/pace.py`): the batch is cut to what every
+        window still allows, counted here, in the claim's transaction, over every issue and
+        every process's batches in flight, so several workers never pass a cap together. At
+        a cap the claim is an empty batch (number 0), not None: the issue is not done."""
         del after
         due = now or utcnow()  # reader time: the waves whose instant has come
         now = utcnow()
@@ -215,6 +226,10 @@ class Batches(LogPart):
             plan = conn.execute(PLAN, {"issue": issue_id}).first()
             if plan is None:
                 return None
+            if windows:
+                size = min(size, self._room(conn, windows))
+                if size <= 0:
+                    return Batch(issue_id, 0, (), 0, 0)
             # Forward first, as a sender's own cursor went: what was released or put back
             # waits until the audience's ranges are all claimed.
             return (
@@ -222,6 +237,15 @@ class Batches(LogPart):
                 or self._claim_released(conn, issue_id, plan, size, worker, now, due)
                 or self._claim_listed(conn, issue_id, plan.next_batch + 1, size, worker, now, due)
             )
+
+    def _room(self, conn: Connection, windows: Sequence[Window]) -> int:
+        """What the tightest window still allows: its limit less what was sent since it
+        began and what is in flight. Paced claimers take turns on PostgreSQL (a transaction
+        advisory lock; SQLite's BEGIN IMMEDIATE already serialises every writer)."""
+        if not self._store.is_sqlite:
+            conn.execute(select(func.pg_advisory_xact_lock(PACE_LOCK)))
+        busy = in_flight(conn)
+        return min(w.limit - sent_since(self, conn, w.since) - busy for w in windows)
 
     def _claim_released(
         self,

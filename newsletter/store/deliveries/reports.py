@@ -6,11 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from newsletter.records import DeliveryRow, DeliveryState, utcnow
 from newsletter.store.audience import planned, receiving
-from newsletter.store.deliveries.rows import BATCH_COLUMNS, PENDING, SENT, BatchRow, LogPart
+from newsletter.store.deliveries.rows import (
+    BATCH_COLUMNS,
+    IN_FLIGHT,
+    PENDING,
+    SENT,
+    BatchRow,
+    LogPart,
+)
 from newsletter.store.schema import deliveries, delivery_batches, delivery_plans, subscribers
 
 _B = delivery_batches.c
@@ -61,28 +68,15 @@ class Reports(LogPart):
 
     def sent_since(self, since: datetime) -> int:
         """Deliveries the provider accepted since `since`, over every issue (the doctor's
-        complaint rate is complaints over these): sent batches recorded since then, less
-        their recipients settled otherwise, plus recipients sent alone since then."""
-        total = 0
+        complaint rate is complaints over these; pacing's windows too)."""
         with self._store.transaction(write=False) as conn:
-            recent = set(
-                conn.scalars(select(_B.issue_id).where(_B.updated_at >= since).distinct())
-            ) | set(conn.scalars(select(_D.issue_id).where(_D.updated_at >= since).distinct()))
-            for issue_id in sorted(recent):
-                log = self._log(conn, issue_id)
-                if log is None:
-                    continue
-                counted = {
-                    b.number for b in log.ranges if b.state == SENT and b.updated_at >= since
-                }
-                total += sum(b.recipients for b in log.ranges if b.number in counted)
-                for sid, exc in log.exceptions.items():
-                    base = log.base(sid)
-                    if base is not None and base.number in counted:
-                        total -= 1
-                    if exc.state == SENT and exc.updated_at and exc.updated_at >= since:
-                        total += 1
-        return total
+            return sent_since(self, conn, since)
+
+    def in_flight_count(self) -> int:
+        """Recipients in batches in flight now, over every issue and process (pacing counts
+        them against its caps before they are recorded)."""
+        with self._store.transaction(write=False) as conn:
+            return in_flight(conn)
 
     # -- who, by name -----------------------------------------------------------------------
     def in_state(self, issue_id: int, state: str, limit: int | None = None) -> list[DeliveryRow]:
@@ -163,3 +157,33 @@ class Reports(LogPart):
 
     def sent_emails(self, issue_id: int) -> list[str]:
         return [row.email for row in self.in_state(issue_id, SENT)]
+
+
+def sent_since(part: LogPart, conn: Connection, since: datetime) -> int:
+    """Sent batches recorded since `since`, less their recipients settled otherwise, plus
+    recipients sent alone since then (also counted inside a paced claim's transaction)."""
+    total = 0
+    recent = set(conn.scalars(select(_B.issue_id).where(_B.updated_at >= since).distinct())) | set(
+        conn.scalars(select(_D.issue_id).where(_D.updated_at >= since).distinct())
+    )
+    for issue_id in sorted(recent):
+        log = part._log(conn, issue_id)
+        if log is None:
+            continue
+        counted = {b.number for b in log.ranges if b.state == SENT and b.updated_at >= since}
+        total += sum(b.recipients for b in log.ranges if b.number in counted)
+        for sid, exc in log.exceptions.items():
+            base = log.base(sid)
+            if base is not None and base.number in counted:
+                total -= 1
+            if exc.state == SENT and exc.updated_at and exc.updated_at >= since:
+                total += 1
+    return total
+
+
+def in_flight(conn: Connection) -> int:
+    """Recipients of every batch in flight, over every issue."""
+    total = conn.scalar(
+        select(func.coalesce(func.sum(_B.recipients), 0)).where(_B.state == IN_FLIGHT)
+    )
+    return int(total or 0)
