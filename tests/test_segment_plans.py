@@ -186,6 +186,28 @@ def test_reader_time_waves_of_a_segment_still_plan_rows(database_url):  # noqa: 
     store.close()
 
 
+def test_a_reader_paused_before_their_wave_is_skipped_with_the_reason(database_url):  # noqa: F811
+    """Reader time freezes the waves as rows; a reader who pauses before theirs is skipped
+    at its claim (the row says why), the others sent."""
+    store = Store(database_url)
+    readers(store, 6)
+    now = utcnow()
+    issue = store.issues.create_issue(
+        rendered("one"),
+        [],
+        None,
+        reader_time=ReaderTime(at=time(9, 0), zone=ZoneInfo("Europe/Paris")),
+        planned_at=now,
+    )
+    paused = store.subscribers.by_email("r00002@example.com").id
+    store.subscribers.pause(paused, now + timedelta(days=30))
+    sent = send_all(store, issue, 10, now=now + timedelta(days=2))  # every wave due
+    assert sorted(sent) == [f"r{n:05d}@example.com" for n in (0, 1, 3, 4, 5)]
+    [skipped] = store.deliveries.in_state(issue, "skipped")
+    assert (skipped.subscriber_id, skipped.error) == (paused, "subscriber on a pause")
+    store.close()
+
+
 # -- the anchored text and the batch membership, pure ---------------------------------------
 def test_anchoring_writes_instants_and_reads_back_the_same_tree():
     at = utcnow().replace(microsecond=0)
