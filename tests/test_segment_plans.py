@@ -46,7 +46,7 @@ def send_all(store: Store, issue_id: int, size: int = 50, **claim) -> list[str]:
     return sent
 
 
-def test_a_segmented_issue_writes_no_reader_rows_and_sends_the_segment_once(database_url):  # noqa: F811
+def test_a_segmented_issue_writes_no_reader_rows_and_sends_each_once(database_url):  # noqa: F811
     store = Store(database_url)
     readers(store, 1000)
     films = tag_every(store, "films", 3, 1000)
@@ -183,6 +183,28 @@ def test_reader_time_waves_of_a_segment_still_plan_rows(database_url):  # noqa: 
     with store.engine.connect() as conn:
         planned = conn.scalar(select(func.count()).select_from(deliveries))
     assert planned == len(films) == plan_row(store, issue).size
+    store.close()
+
+
+def test_a_reader_paused_before_their_wave_is_skipped_with_the_reason(database_url):  # noqa: F811
+    """Reader time freezes the waves as rows; a reader who pauses before theirs is skipped
+    at its claim (the row says why), the others sent."""
+    store = Store(database_url)
+    readers(store, 6)
+    now = utcnow()
+    issue = store.issues.create_issue(
+        rendered("one"),
+        [],
+        None,
+        reader_time=ReaderTime(at=time(9, 0), zone=ZoneInfo("Europe/Paris")),
+        planned_at=now,
+    )
+    paused = store.subscribers.by_email("r00002@example.com").id
+    store.subscribers.pause(paused, now + timedelta(days=30))
+    sent = send_all(store, issue, 10, now=now + timedelta(days=2))  # every wave due
+    assert sorted(sent) == [f"r{n:05d}@example.com" for n in (0, 1, 3, 4, 5)]
+    [skipped] = store.deliveries.in_state(issue, "skipped")
+    assert (skipped.subscriber_id, skipped.error) == (paused, "subscriber on a pause")
     store.close()
 
 

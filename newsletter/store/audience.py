@@ -33,8 +33,8 @@ def clause(
     opened: ColumnElement[datetime] = _S.last_opened_at,
 ) -> ColumnElement[bool]:
     """The where-clause of a segment's tree; a relative age counts back from `now`, an
-    anchored one from its instant (a plan's, `now` None, has only those). `tags` and `opened` are the columns read (or what stood
-    in them at planning)."""
+    anchored one from its instant (a plan's, `now` None, has only those). `tags` and
+    `opened` are the columns read (or what stood in them at planning)."""
     if isinstance(node, Tag):
         # The tags' copy on the row (store/tags.py keeps it), not a join: one index scan.
         return tags.contains(f" {node.name} ", autoescape=True)

@@ -1,21 +1,19 @@
-"""Claiming batches (the next id range, a released batch again, recipients waiting alone) and
-what a stopped sender left in flight."""
+"""Claiming batches: the next id range of the plan's definition, a released batch again,
+recipients waiting alone (due reader-time waves)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Select,
     and_,
     bindparam,
     delete,
-    exists,
     func,
     insert,
     not_,
@@ -25,12 +23,7 @@ from sqlalchemy import (
 )
 
 from newsletter.pacing import Window
-from newsletter.records import (
-    SUPPRESSED,
-    Batch,
-    Recipient,
-    utcnow,
-)
+from newsletter.records import SUPPRESSED, Batch, Recipient, utcnow
 from newsletter.store.audience import as_planned, planned, receiving
 from newsletter.store.deliveries.reports import in_flight, sent_since
 from newsletter.store.deliveries.rows import (
@@ -43,7 +36,6 @@ from newsletter.store.deliveries.rows import (
     RELEASED,
     SENT,
     SKIPPED,
-    UNCERTAIN,
     BatchRow,
     LogPart,
     encode_members,
@@ -55,9 +47,6 @@ from newsletter.store.schema import (
     delivery_plans,
     subscribers,
 )
-
-if TYPE_CHECKING:
-    pass
 
 _B = delivery_batches.c
 _D = deliveries.c
@@ -220,9 +209,11 @@ class Batches(LogPart):
     ) -> Batch | None:
         """Claim the next batch of up to `size` recipients, in flight under a new number, and
         return who they are: the next id range of the audience, else a released batch's range
-        again, else recipients waiting to be sent alone. Subscribers who left since
-        planning are counted as skipped. The claim cursor lives in the plan row, so `after`
-        (the sender's own cursor, from when claims scanned rows) no longer matters.
+        again, else recipients waiting to be sent alone. Readers of the audience who left,
+        paused or stopped matching its segment since planning are counted as skipped; `now`
+        is the sender's clock (reader time's waves due, pauses over). The claim cursor
+        lives in the plan row, so `after` (the sender's own cursor, from when claims scanned
+        rows) no longer matters.
 
         `windows` ([sending]'s caps, from `delivery/pace.py`): the batch is cut to what every
         window still allows, counted here, in the claim's transaction, over every issue and
@@ -267,8 +258,9 @@ class Batches(LogPart):
         due: datetime,
     ) -> Batch | None:
         """A released batch's recipients again, but those settled alone meanwhile and those
-        no longer receiving or in the segment (skipped). Over `size` (a too-large request made the sender's batches
-        smaller), the batch is cut in two: the rest stays released under a new number."""
+        no longer receiving or in the segment (skipped). Over `size` (a too-large request
+        made the sender's batches smaller), the batch is cut in two: the rest stays released
+        under a new number."""
         row = conn.execute(_RELEASED_BATCH, {"issue": issue_id}).first()
         if row is None:
             return None
@@ -409,64 +401,3 @@ class Batches(LogPart):
             )
         )
         return Batch(issue_id, number, tuple(recipients), rows[0][0], rows[-1][0])
-
-    # -- a sender that stopped --------------------------------------------------------------
-    def in_flight_claims(self, issue_id: int) -> list[tuple[str | None, datetime]]:
-        """(worker, oldest claim time) for each sender with batches in flight for an issue."""
-        with self._store.transaction(write=False) as conn:
-            return [
-                (worker, oldest)
-                for worker, oldest in conn.execute(
-                    select(_B.worker, func.min(_B.claimed_at))
-                    .where(_B.issue_id == issue_id, _B.state == IN_FLIGHT)
-                    .group_by(_B.worker)
-                )
-            ]
-
-    def in_flight_to_uncertain(
-        self,
-        issue_id: int,
-        older_than: datetime | None = None,
-        worker: str | None = None,
-    ) -> int:
-        """After a crash: batches that were in flight may or may not have gone out."""
-        where = [_B.issue_id == issue_id, _B.state == IN_FLIGHT]
-        if older_than is not None:
-            where.append(_B.claimed_at < older_than)
-        if worker is not None:
-            where.append(_B.worker == worker)
-        values = {
-            "state": UNCERTAIN,
-            "updated_at": utcnow(),
-            "error": "in flight when its sender stopped: it may or may not have gone out",
-        }
-        with self._store.transaction() as conn:
-            moved = conn.execute(
-                update(delivery_batches)
-                .where(*where)
-                .values(values)
-                .returning(_B.number, _B.listed, _B.recipients)
-            ).all()
-            total = sum(n for _, listed, n in moved if not listed)
-            numbers = [number for number, listed, _ in moved if listed]
-            if numbers:
-                total += conn.execute(
-                    update(deliveries)
-                    .where(_D.issue_id == issue_id, _D.batch.in_(numbers), _D.state == IN_FLIGHT)
-                    .values(values)
-                ).rowcount
-        return total
-
-    @staticmethod
-    def left_to_send(issue_id: int) -> ColumnElement[bool]:
-        """True while some recipient of the issue is pending or in flight: audience not yet
-        claimed, a batch in flight or released, a recipient waiting alone. A clause, so the
-        issue's status changes in the same statement (`Issues.finish_sending`)."""
-        return or_(
-            exists().where(_P.issue_id == issue_id, _P.claimed_to < _P.last_id),
-            exists().where(
-                _B.issue_id == issue_id,
-                or_(_B.state == IN_FLIGHT, and_(_B.state == RELEASED, _B.listed.is_(False))),
-            ),
-            exists().where(_D.issue_id == issue_id, _D.state.in_((PENDING, IN_FLIGHT))),
-        )

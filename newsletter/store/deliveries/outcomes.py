@@ -3,39 +3,13 @@ uncertain recipients, a batch released, failed or uncertain."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    and_,
-    bindparam,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, select, update
 
-from newsletter.records import (
-    Batch,
-    utcnow,
-)
-from newsletter.store.deliveries.rows import (
-    FAILED,
-    IN_FLIGHT,
-    PENDING,
-    RELEASED,
-    SENT,
-    LogPart,
-)
-from newsletter.store.schema import (
-    UTCDateTime,
-    deliveries,
-    delivery_batches,
-    delivery_plans,
-)
-
-if TYPE_CHECKING:
-    pass
+from newsletter.records import Batch, utcnow
+from newsletter.store.deliveries.rows import FAILED, IN_FLIGHT, PENDING, RELEASED, SENT, LogPart
+from newsletter.store.schema import UTCDateTime, deliveries, delivery_batches, delivery_plans
 
 _B = delivery_batches.c
 _D = deliveries.c

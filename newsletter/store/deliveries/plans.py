@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    and_,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-)
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, insert, or_, select
 
 from newsletter.readertime import ReaderTime, waves
-from newsletter.records import (
-    WaveProgress,
-    utcnow,
-)
+from newsletter.records import WaveProgress, utcnow
 from newsletter.segment_syntax import anchored
 from newsletter.store.audience import planned, receiving
-from newsletter.store.deliveries.rows import (
-    IN_FLIGHT,
-    PENDING,
-    RELEASED,
-    SEGMENT,
-    SENT,
-    LogPart,
-)
-from newsletter.store.schema import (
-    deliveries,
-    delivery_batches,
-    delivery_plans,
-    subscribers,
-)
-
-if TYPE_CHECKING:
-    pass
+from newsletter.store.deliveries.rows import IN_FLIGHT, PENDING, RELEASED, SEGMENT, SENT, LogPart
+from newsletter.store.schema import deliveries, delivery_batches, delivery_plans, subscribers
 
 _B = delivery_batches.c
 _D = deliveries.c

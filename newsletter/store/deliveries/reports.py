@@ -5,19 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from sqlalchemy import (
-    Connection,
-    func,
-    select,
-)
+from sqlalchemy import Connection, func, select
 
-from newsletter.records import (
-    DeliveryRow,
-    DeliveryState,
-    utcnow,
-)
+from newsletter.records import DeliveryRow, DeliveryState, utcnow
 from newsletter.store.audience import planned, receiving
 from newsletter.store.deliveries.rows import (
     BATCH_COLUMNS,
@@ -27,15 +18,7 @@ from newsletter.store.deliveries.rows import (
     BatchRow,
     LogPart,
 )
-from newsletter.store.schema import (
-    deliveries,
-    delivery_batches,
-    delivery_plans,
-    subscribers,
-)
-
-if TYPE_CHECKING:
-    pass
+from newsletter.store.schema import deliveries, delivery_batches, delivery_plans, subscribers
 
 _B = delivery_batches.c
 _D = deliveries.c

@@ -11,24 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    Connection,
-    func,
-    select,
-)
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from newsletter.records import (
-    Batch,
-    BatchState,
-    DeliveryState,
-    SubscriberStatus,
-)
-from newsletter.store.schema import (
-    deliveries,
-    delivery_batches,
-    delivery_plans,
-)
+from newsletter.records import Batch, BatchState, DeliveryState, SubscriberStatus
+from newsletter.store.schema import deliveries, delivery_batches, delivery_plans
 
 if TYPE_CHECKING:
     from newsletter.store import Store

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from sqlalchemy import (
-    Connection,
-    and_,
-    delete,
-    exists,
-    select,
-    update,
-)
+from sqlalchemy import Connection, and_, delete, exists, select, update
 
-from newsletter.records import (
-    utcnow,
-)
+from newsletter.records import utcnow
 from newsletter.store.audience import planned, receiving
 from newsletter.store.deliveries.batches import PLAN, claim_range
 from newsletter.store.deliveries.rows import (
@@ -30,15 +20,7 @@ from newsletter.store.deliveries.rows import (
     BatchRow,
     LogPart,
 )
-from newsletter.store.schema import (
-    deliveries,
-    delivery_batches,
-    delivery_plans,
-    subscribers,
-)
-
-if TYPE_CHECKING:
-    pass
+from newsletter.store.schema import deliveries, delivery_batches, delivery_plans, subscribers
 
 _B = delivery_batches.c
 _D = deliveries.c

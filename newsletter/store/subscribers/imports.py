@@ -9,10 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert, update
 
-from newsletter.records import (
-    SubscriberStatus,
-    utcnow,
-)
+from newsletter.records import SubscriberStatus, utcnow
 from newsletter.store.schema import subscribers
 from newsletter.store.subscribers.rows import Part, ids_by_key, new_row
 

@@ -4,21 +4,13 @@ leaving (`paused_until`), the last human open, the reasons given for leaving."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 
-from newsletter.records import (
-    LeavingSummary,
-    SubscriberStatus,
-    UnsubscribeReason,
-    utcnow,
-)
+from newsletter.records import LeavingSummary, SubscriberStatus, UnsubscribeReason, utcnow
 from newsletter.store.schema import subscribers, unsubscribe_reasons
 from newsletter.store.subscribers.rows import Part
-
-if TYPE_CHECKING:
-    pass
 
 ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
     SubscriberStatus.ACTIVE,
@@ -32,19 +24,14 @@ class Lifecycle(Part):
     def claim_welcome(self, subscriber_id: int) -> bool:
         """True once per active subscriber: one conditional UPDATE sets `welcomed_at`, so
         of two concurrent confirmations (or a confirmation and an import) one sends."""
-        with self._store.transaction() as conn:
-            return (
-                conn.execute(
-                    update(subscribers)
-                    .where(
-                        subscribers.c.id == subscriber_id,
-                        subscribers.c.status == ACTIVE,
-                        subscribers.c.welcomed_at.is_(None),
-                    )
-                    .values(welcomed_at=utcnow())
-                ).rowcount
-                > 0
-            )
+        return self._changed(
+            and_(
+                subscribers.c.id == subscriber_id,
+                subscribers.c.status == ACTIVE,
+                subscribers.c.welcomed_at.is_(None),
+            ),
+            welcomed_at=utcnow(),
+        )
 
     def release_welcome(self, subscriber_id: int) -> None:
         """Give a claim back when the provider said the welcome did not go out."""
@@ -58,19 +45,17 @@ class Lifecycle(Part):
     # -- leaving: pausing instead, and the reason given ----------------------------------
     def pause(self, subscriber_id: int, until: datetime) -> bool:
         """Keep a reader who chose a pause over leaving: active again if they had just
-        unsubscribed (never after a bounce or complaint), skipped by planning until `until`."""
-        with self._store.transaction() as conn:
-            return (
-                conn.execute(
-                    update(subscribers)
-                    .where(
-                        subscribers.c.id == subscriber_id,
-                        subscribers.c.status.in_((ACTIVE, UNSUBSCRIBED)),
-                    )
-                    .values(status=ACTIVE, paused_until=until, updated_at=utcnow())
-                ).rowcount
-                > 0
-            )
+        unsubscribed (never after a bounce or complaint), skipped by every claim until
+        `until`."""
+        return self._changed(
+            and_(
+                subscribers.c.id == subscriber_id,
+                subscribers.c.status.in_((ACTIVE, UNSUBSCRIBED)),
+            ),
+            status=ACTIVE,
+            paused_until=until,
+            updated_at=utcnow(),
+        )
 
     def last_opened(self, subscriber_id: int) -> datetime | None:
         """Their last human open (machine opens never count), from the event webhook."""

@@ -3,25 +3,16 @@ removed, counted, and the active ones in batches."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, select
 
 from newsletter.exceptions import NotFound
-from newsletter.records import (
-    Recipient,
-    Subscriber,
-    SubscriberStatus,
-    utcnow,
-)
+from newsletter.records import Recipient, Subscriber, SubscriberStatus, utcnow
 from newsletter.store.audience import receiving
 from newsletter.store.schema import subscribers
 from newsletter.store.subscribers.rows import COLUMNS, Part, subscriber
-
-if TYPE_CHECKING:
-    pass
 
 ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
     SubscriberStatus.ACTIVE,
@@ -45,34 +36,6 @@ class Members(Part):
                 )
                 found.update({k: s for k, s in rows})
         return found
-
-    def add(self, rows: Iterable[Mapping[str, str]], chunk_size: int = 5000) -> int:
-        """Insert subscribers (mappings of email, name, status, token) in one transaction."""
-        now = utcnow()
-        count = 0
-        with self._store.transaction() as conn:
-            chunk: list[dict[str, Any]] = []
-            for row in rows:
-                chunk.append(
-                    {
-                        "email": row["email"],
-                        "email_key": row["email"].lower(),
-                        "name": row.get("name", ""),
-                        "status": row.get("status", ACTIVE),
-                        "token": row["token"],
-                        "created_at": now,
-                        "updated_at": now,
-                        "timezone": row.get("timezone", ""),
-                    }
-                )
-                if len(chunk) >= chunk_size:
-                    conn.execute(insert(subscribers), chunk)
-                    count += len(chunk)
-                    chunk = []
-            if chunk:
-                conn.execute(insert(subscribers), chunk)
-                count += len(chunk)
-        return count
 
     def each(self, status: str | None = None) -> Iterator[Subscriber]:
         """Subscribers in id order (of one status if given), streamed."""
@@ -102,29 +65,24 @@ class Members(Part):
 
     def suppress(self, email: str, status: str) -> bool:
         """Mark an address unsubscribed/bounced/complained; a worse status is never undone."""
-        with self._store.transaction() as conn:
-            result = conn.execute(
-                update(subscribers)
-                .where(subscribers.c.email_key == email.strip().lower())
-                .where(subscribers.c.status.in_((ACTIVE, UNCONFIRMED, UNSUBSCRIBED)))
-                .values(status=status, updated_at=utcnow())
-            )
-            return result.rowcount > 0
+        return self._changed(
+            and_(
+                subscribers.c.email_key == email.strip().lower(),
+                subscribers.c.status.in_((ACTIVE, UNCONFIRMED, UNSUBSCRIBED)),
+            ),
+            status=status,
+            updated_at=utcnow(),
+        )
 
     def confirm(self, subscriber_id: int) -> bool:
         """Activate a pending (unconfirmed) subscriber. One conditional UPDATE, so a confirm
         link can never reactivate an address that unsubscribed, bounced or complained, even
         if that happened a moment before the click."""
-        with self._store.transaction() as conn:
-            return (
-                conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == subscriber_id)
-                    .where(subscribers.c.status == UNCONFIRMED)
-                    .values(status=ACTIVE, updated_at=utcnow())
-                ).rowcount
-                > 0
-            )
+        return self._changed(
+            and_(subscribers.c.id == subscriber_id, subscribers.c.status == UNCONFIRMED),
+            status=ACTIVE,
+            updated_at=utcnow(),
+        )
 
     def remove(self, email: str) -> None:
         """Delete a subscriber and their delivery rows (a removal, not an unsubscribe)."""

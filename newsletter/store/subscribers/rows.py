@@ -6,12 +6,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, update
 
-from newsletter.records import (
-    Subscriber,
-    SubscriberStatus,
-)
+from newsletter.records import Subscriber, SubscriberStatus
 from newsletter.store.schema import subscribers
 
 if TYPE_CHECKING:
@@ -87,3 +84,8 @@ class Part:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+
+    def _changed(self, where: ColumnElement[bool], **values: Any) -> bool:
+        """One conditional UPDATE of `subscribers`: whether it changed a row."""
+        with self._store.transaction() as conn:
+            return conn.execute(update(subscribers).where(where).values(**values)).rowcount > 0

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, func, or_, select
 
-from newsletter.records import (
-    SubscriberStatus,
-)
+from newsletter.records import SubscriberStatus
 from newsletter.store.schema import subscribers
 from newsletter.store.subscribers.rows import Part
-
-if TYPE_CHECKING:
-    pass
 
 ACTIVE, UNCONFIRMED, UNSUBSCRIBED = (
     SubscriberStatus.ACTIVE,
