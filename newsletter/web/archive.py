@@ -166,24 +166,23 @@ def atom_feed(
     child(feed, "link", rel="alternate", type="text/html", href=archive)
     author = child(feed, "author")
     child(author, "name", settings.from_name or settings.name)
+
+    def add_entry(url: str, title: str, published: datetime, updated: datetime, summary: str):
+        entry = child(feed, "entry")
+        child(entry, "id", url)
+        child(entry, "title", title)
+        child(entry, "link", rel="alternate", type="text/html", href=url)
+        child(entry, "published", _rfc3339(published))
+        child(entry, "updated", _rfc3339(updated))
+        child(entry, "summary", summary, type="text")
+
     for issue in issues:
         url = view_url(settings, issue.slug)
-        entry = child(feed, "entry")
-        child(entry, "id", url)
-        child(entry, "title", issue.subject)
-        child(entry, "link", rel="alternate", type="text/html", href=url)
-        child(entry, "published", _rfc3339(issue.created_at))
-        child(entry, "updated", _rfc3339(issue.finished_at or issue.created_at))
-        child(entry, "summary", issue.preheader, type="text")
+        finished = issue.finished_at or issue.created_at
+        add_entry(url, issue.subject, issue.created_at, finished, issue.preheader)
     for article in articles:
         url = article_url(settings, article.slug)
-        entry = child(feed, "entry")
-        child(entry, "id", url)
-        child(entry, "title", article.title)
-        child(entry, "link", rel="alternate", type="text/html", href=url)
-        child(entry, "published", _rfc3339(article.published_at))
-        child(entry, "updated", _rfc3339(article.published_at))
-        child(entry, "summary", article.teaser, type="text")
+        add_entry(url, article.title, article.published_at, article.published_at, article.teaser)
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
