@@ -57,6 +57,16 @@ def queued(filename: str, title: str | None = None) -> str:
     return f"queued {filename}: {title}" if title is not None else f"queued {filename}"
 
 
+def queued_by(email: str | None) -> str:
+    """Who `queue add` recorded as queuing the article, and what that means for approval."""
+    if email:
+        return f"recorded as queued by {email}: another editor approves its issue"
+    return (
+        "recorded as queued by no editor (say --editor EMAIL or set NEWSLETTER_EDITOR): "
+        "any editor may approve its issue"
+    )
+
+
 def queue_listing(
     view: publish.QueueView,
     upcoming: publish.NextIssue | None,
