@@ -201,6 +201,12 @@ def test_the_scheduler_prepares_ahead_alerts_before_the_deadline_and_sends_once_
             alerts.send_alerts(live.store, live.settings, ctx.provider, SLOT - timedelta(hours=2))
             == []
         )
+        # What every workspace page shows (approval.notices reads this list) at the same
+        # instants: nothing two hours before, the issue from 90 minutes before.
+        assert alerts.approval_alerts(live.store, live.settings, SLOT - timedelta(hours=2)) == []
+        [shown] = alerts.approval_alerts(live.store, live.settings, SLOT - timedelta(minutes=90))
+        assert shown.link.endswith(f"/admin/issues/{issue.id}")
+        assert shown.subject.startswith(f"Issue {issue.id} awaits approval")
         # 89 minutes before: every editor, once, by email; and on every workspace page.
         close = SLOT - timedelta(minutes=89)
         sent = alerts.send_alerts(live.store, live.settings, ctx.provider, close)
