@@ -149,3 +149,29 @@ def test_the_sign_up_form_takes_an_iana_zone_and_names_a_wrong_one(tmp_path, mon
         assert typed.status == 400 and "unknown time zone &#39;Mars/Base&#39;" in typed.text
         assert 'name="timezone_detected" value="Asia/Tokyo"' in typed.text
         assert web.store.subscribers.by_email("ny@example.com") is None
+
+
+def test_the_workspace_import_names_the_line_of_an_unknown_zone(tmp_path, monkeypatch):
+    """The workspace's upload holds the `timezone` column to the same rule, by file and line
+    (a bad row refuses the whole upload there, as for any bad cell)."""
+    from newsletter.editors import add_editor
+    from tests.test_admin_http import PASSWORD
+    from tests.test_imports import Client, _free_port, finished, serving
+
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    write_default_config(tmp_path)
+    store = Store(load_settings(tmp_path / "newsletter.toml", env={}).database_url)
+    add_editor(store, "ed@example.com", PASSWORD)
+    port = _free_port()
+    with serving(tmp_path, port):
+        client = Client(port)
+        client.sign_in()
+        rows = b"email,name,timezone\nana@example.com,Ana,Europe/Lisbon\nbo@example.com,Bo,Mars/Olympus\n"
+        status, headers, _ = client.upload("zones.csv", rows)
+        assert status == 303
+        job = client.wait(headers["location"], finished)
+        assert job["state"] == "failed" and job["added"] == 0
+        _, _, page = client.request("GET", headers["location"])
+        assert "zones.csv:line 3: bo@example.com: unknown time zone &#39;Mars/Olympus&#39;" in page
+    assert store.subscribers.count() == 0
+    store.close()
