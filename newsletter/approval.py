@@ -63,6 +63,13 @@ def editor_named(store: Store, email: str | None) -> tuple[int, str]:
     return row.id, row.email
 
 
+def queued_by_emails(store: Store, issue_id: int) -> list[str]:
+    """The addresses of the editors who queued the issue's articles, for the issue page
+    ([] when every article names nobody: then any editor may approve it)."""
+    rows = (store.editors.by_id(editor_id) for editor_id in sorted(queued_by(store, issue_id)))
+    return [row.email for row in rows if row is not None]
+
+
 def _awaiting(store: Store, issue_id: int, what: str) -> IssueRecord:
     issue = store.issues.get_issue(issue_id)
     allowed: tuple[IssueStatus, ...] = (IssueStatus.AWAITING_APPROVAL,)

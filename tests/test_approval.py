@@ -98,6 +98,7 @@ def test_the_tick_prepares_an_issue_that_waits_and_only_another_editor_approves_
         assert page.status == 200
         assert f'src="/admin/issues/{issue_id}/email"' in page.text
         assert 'id="self-approval"' in page.text and 'id="approve"' not in page.text
+        assert '<p class="meta" id="queued-by">Queued by ed1@example.com</p>' in page.text
         frame = ed1.get(f"/admin/issues/{issue_id}/email")
         assert frame.status == 200 and "Orchard" in frame.text
         refused = ed1.post(f"/admin/issues/{issue_id}/approve", {"csrf_token": csrf_of(page)})
@@ -388,3 +389,14 @@ def run_reviews(folder: Path, issue_id: int):
         return approval.reviews(store, issue_id)
     finally:
         store.close()
+
+
+def test_the_issue_page_says_when_no_editor_queued_its_articles(tmp_path):
+    with team(tmp_path) as live:
+        publish.queue_add(
+            live.store, live.settings, SAMPLE_ARTICLES / "003_the-orchard-accounts.md"
+        )
+        issue_id = publish.publish_tick(ctx_of(live), SLOT, scheduled_for=SLOT).awaiting
+        page = signed_in(live, ED1).get(f"/admin/issues/{issue_id}").text
+        assert 'id="queued-by">Queued by no editor named' in page
+        assert "any editor may approve it" in page and 'id="approve"' in page
