@@ -4,7 +4,7 @@
   line, and an email to `[editor] email` at once, as the tick holds it; `held_notice` is the
   one sentence every command says about such an article;
 - the alerts (`send_alerts`): an unreadable article (skipped until its file reads again), a
-  held tick (missed while the scheduler was down), sending stopped by the deliverability
+  missed tick (due while the scheduler was down, beyond the grace period), sending stopped by the deliverability
   check (doctor.gate), an issue paused (failures, a refused key, the deliverability check),
   uncertain recipients left on an issue that is no longer sending. One email per event
   to every editor account, through the configured provider, at most once: each event has a
@@ -29,7 +29,7 @@ from newsletter.providers import Message, Provider
 from newsletter.records import utcnow
 from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.store.meta import HELD_TICK
+from newsletter.store.meta import MISSED_TICK
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +126,13 @@ def pending_alerts(store: Store, settings: Settings, now: datetime | None = None
                 admin_url(settings, "/queue"),
             )
         )
-    held = store.meta.moment(HELD_TICK)
-    if held is not None:
-        local = held.astimezone(settings.timezone).strftime("%a %Y-%m-%d %H:%M %Z")
+    missed = store.meta.moment(MISSED_TICK)
+    if missed is not None:
+        local = missed.astimezone(settings.timezone).strftime("%a %Y-%m-%d %H:%M %Z")
         found.append(
             Alert(
-                f"held-tick:{held.isoformat()}",
-                f"Issue held: {local}",
+                f"held-tick:{missed.isoformat()}",  # the key as first named: sent once, ever
+                f"Issue missed: {local}",
                 f"The issue due at {local} was missed while the scheduler was down. "
                 "Run 'newsletter run' to send it now.",
                 admin_url(settings, "/queue"),
@@ -179,7 +179,9 @@ def pending_alerts(store: Store, settings: Settings, now: datetime | None = None
                     f"uncertain:{issue.id}:{issue.uncertain}",
                     f"Issue {issue.id}: {issue.uncertain} uncertain recipients",
                     f"Issue {issue.id} ({issue.subject}) has {issue.uncertain} "
-                    "recipients who may or may not have it. Resend or mark them sent.",
+                    "recipients who may or may not have it: resend them or count them as "
+                    f"delivered ('newsletter resolve {issue.id} --resend' or '--mark-sent', or "
+                    "the issue's page).",
                     admin_url(settings, f"/issues/{issue.id}"),
                 )
             )
@@ -199,17 +201,7 @@ def send_alerts(
             continue
         try:
             for editor in editors:
-                provider.send_message(
-                    Message(
-                        to_email=editor.email,
-                        to_name="",
-                        subject=f"[{settings.name}] {alert.subject}",
-                        text=f"{alert.text}\n\n{alert.link}\n",
-                        html=_html(alert),
-                        category="alerts",
-                        key=f"{_digest(alert.key)}-{editor.id}",
-                    )
-                )
+                provider.send_message(_message(settings, alert, editor.email, editor.id))
         except NewsletterError as exc:
             store.alerts.release(alert.key)  # try again at the next wake-up
             log.error("alert %r not sent: %s", alert.subject, exc)
@@ -218,10 +210,21 @@ def send_alerts(
     return sent
 
 
-def _html(alert: Alert) -> str:
-    return (
+def _message(settings: Settings, alert: Alert, email: str, editor_id: int) -> Message:
+    """The alert's email to one editor; its key (the event's and the editor's) lets a
+    provider that keeps keys send it once."""
+    html = (
         f"<p>{escape(alert.text)}</p>"
         f'<p><a href="{escape(alert.link, quote=True)}">{escape(alert.link)}</a></p>'
+    )
+    return Message(
+        to_email=email,
+        to_name="",
+        subject=f"[{settings.name}] {alert.subject}",
+        text=f"{alert.text}\n\n{alert.link}\n",
+        html=html,
+        category="alerts",
+        key=f"{_digest(alert.key)}-{editor_id}",
     )
 
 
@@ -249,19 +252,9 @@ def sign_in_alert(
         "and each client that keeps failing is refused, but you can still sign in. If this "
         "was not you, choose a longer password with 'newsletter editors password'."
     )
-    link = admin_url(settings, "/login")
+    alert = Alert(key, "Wrong passwords for your account", text, admin_url(settings, "/login"))
     try:
-        provider.send_message(
-            Message(
-                to_email=editor.email,
-                to_name="",
-                subject=f"[{settings.name}] Wrong passwords for your account",
-                text=f"{text}\n\n{link}\n",
-                html=_html(Alert(key, "", text, link)),
-                category="alerts",
-                key=f"{_digest(key)}-{editor.id}",
-            )
-        )
+        provider.send_message(_message(settings, alert, editor.email, editor.id))
     except NewsletterError as exc:
         store.alerts.release(key)
         log.error("could not email %s about failed sign-ins: %s", editor.email, exc)

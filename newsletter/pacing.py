@@ -68,6 +68,26 @@ class Caps:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Window:
+    """One cap as the claim counts it, inside its transaction: at most `limit` sends since
+    `since` (the hour's or the day's start), every process's batches in flight included."""
+
+    since: datetime
+    limit: int
+
+
+def windows(caps: Caps, *, now: datetime, zone: ZoneInfo) -> tuple[Window, ...]:
+    """The caps that hold at `now`: the clock hour's and the calendar day's (the smaller of
+    `max_per_day` and the warm-up's cap for today), those that are not 0."""
+    local = now.astimezone(zone)
+    hour = local.replace(minute=0, second=0, microsecond=0)
+    midnight = datetime.combine(local.date(), datetime.min.time(), zone)
+    day_cap = _min_cap(caps.max_per_day, warmup_cap(caps, local.date()))
+    found = [Window(since=hour, limit=caps.max_per_hour)] if caps.max_per_hour else []
+    return (*found, Window(since=midnight, limit=day_cap)) if day_cap else tuple(found)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Allowance:
     """How many may go now (None: no limit at all), and if that is 0, when the window that
     allows more opens and which limit holds the send back until then."""

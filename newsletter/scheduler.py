@@ -346,10 +346,10 @@ def run_scheduler(store: Store, settings: Settings, echo: Callable[[str], None] 
         "scheduler running; next ticks: "
         + ", ".join(f"{t.astimezone(settings.timezone):%a %Y-%m-%d %H:%M %Z}" for t in ticks)
     )
-    held = publish.held_tick(store)
-    if held:
+    missed = publish.missed_tick(store)
+    if missed:
         echo(
-            f"held: the issue due at {held.astimezone(settings.timezone):%Y-%m-%d %H:%M %Z} "
+            f"missed: the issue due at {missed.astimezone(settings.timezone):%Y-%m-%d %H:%M %Z} "
             "was missed; run 'newsletter run' to send it now"
         )
     try:

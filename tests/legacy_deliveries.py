@@ -420,15 +420,15 @@ class Deliveries:
         self,
         conn: Connection,
         issue_id: int,
-        audience: object = None,
+        segment: str = "",
         *,
         reader_time: object = None,
         now: object = None,
     ) -> None:
         """One pending row per active subscriber for a new issue, in the transaction that
         creates it (`Issues.create_issue`; the legacy databases had no segments, so
-        `audience`, today's call's segment, is always None here)."""
-        assert audience is None and reader_time is None
+        `segment`, today's call's segment, is always "" here)."""
+        assert not segment and reader_time is None
         conn.execute(
             insert(deliveries).from_select(
                 ["issue_id", "subscriber_id", "state", "attempts"],

@@ -15,7 +15,7 @@ from email.policy import default
 import pytest
 from sqlalchemy import select
 
-from newsletter import publish
+from newsletter import alerts, publish
 from newsletter.delivery import SendContext, SendingLease, resume_issue, send_issue
 from newsletter.providers.smtp import SMTPProvider
 from newsletter.records import DeliveryRow
@@ -160,4 +160,12 @@ def test_a_refused_login_pauses_the_issue_with_nothing_sent(tmp_path):
     counts = store.deliveries.counts(issue_id)
     assert counts["pending"] == READERS + 4 and counts["sent"] == 0
     assert not (tmp_path / "md").exists() or delivered_to(tmp_path / "md") == []
+    # The editors' alert names the setting, never the password.
+    [alert] = [
+        a
+        for a in alerts.pending_alerts(store, settings)
+        if a.subject.startswith(f"Issue {issue_id} paused")
+    ]
+    assert "[smtp] username" in alert.text and "SMTP_PASSWORD" in alert.text
+    assert "wrong-pw" not in alert.text + alert.subject
     store.close()

@@ -1,65 +1,53 @@
 """Paced sending ([sending]) through the real send loop: real SQLite files, the real outbox
-provider, an injected clock (never a sleep). The caps stop a send mid-issue with nothing in
-flight, the next window goes on, a new process (a new Store) counts from the delivery log,
-the warm-up plan's day 1 and day 3, the worker waiting for the window, the CLI's exit."""
+provider, and the application's one clock (`newsletter.clock`) moved by the test, never a
+sleep and never a shifted database: the caps stop a send mid-issue with nothing in flight,
+the next window goes on, a new process (a new Store, or the real CLI in a subprocess with
+NEWSLETTER_TEST_CLOCK) counts from the delivery log, the warm-up plan's day 1 and day 3,
+the worker and the scheduler waiting for the window, the CLI's exit."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
-from datetime import UTC, date, datetime, timedelta
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
 
+from newsletter.clock import CLOCK, CLOCK_ENV
 from newsletter.delivery import SendContext, SendHooks, run_worker, send_issue
 from newsletter.pacing import Caps
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.settings import load_settings
 from newsletter.store import Store
-from newsletter.store.schema import deliveries, delivery_batches
 from tests.conftest import delivery_policy, run_cli
 from tests.faults import make_folder
 from tests.test_admin_http import web  # noqa: F401 (the live workspace fixture)
 from tests.test_delivery import eml_files, one_issue
 
+# Where the tests put the clock: 13:20 UTC, forty minutes before the next clock hour.
+START = datetime(2026, 12, 7, 13, 20, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 
-class Clock:
-    """The send's clock (`SendHooks.clock`), and time passing for the delivery log: the log
-    stamps what it records with the machine's time, so `advance` ages every record (and the
-    warm-up's day 1) in the real SQLite file, as if the time had passed: by whole hours, as
-    a wait until the next window (less than an hour from now) reaches the next clock hour."""
 
-    def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
-        self.waits: list[float] = []
+@pytest.fixture
+def clock() -> Iterator[list[float]]:
+    """The whole process's clock stopped at START for the test (the store's stamps, the send
+    loop, pacing and the scheduler all read it); yields the waits `wait` was asked for."""
+    CLOCK.set(START)
+    waits: list[float] = []
+    yield waits
+    CLOCK.reset()
 
-    def __call__(self) -> float:
-        return time.time()
 
-    def advance(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        store = Store(self.database_url)
-        back = timedelta(hours=math.ceil(seconds / 3600))
-        with store.engine.begin() as conn:
-            # Both records of what was sent: the batches and the recipients recorded alone.
-            for table, key in ((delivery_batches, "number"), (deliveries, "subscriber_id")):
-                rows = conn.execute(
-                    select(table.c.issue_id, table.c[key], table.c.updated_at)
-                ).all()
-                for issue, k, stamp in rows:
-                    if stamp is not None:
-                        conn.execute(
-                            update(table)
-                            .where(table.c.issue_id == issue, table.c[key] == k)
-                            .values(updated_at=stamp - back)
-                        )
-        started = store.meta.get("warmup_started")
-        if started:
-            day = date.fromisoformat(started) - timedelta(days=seconds // 86400)
-            store.meta.set("warmup_started", day.isoformat())
-        store.close()
+def wait_on(waits: list[float]):
+    """A worker's `wait(seconds)` that moves the clock on by that much instead of sleeping."""
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        CLOCK.advance(seconds)
+
+    return wait
 
 
 def caps(**values) -> Caps:
@@ -71,40 +59,37 @@ def caps(**values) -> Caps:
     )
 
 
-def context(store, settings, clock, pace: Caps, *, concurrency: int = 1, **hooks):
+def context(store, settings, pace: Caps, *, concurrency: int = 1, **hooks):
+    """The send's context with the default hooks: its clock is the application's one."""
     policy = delivery_policy(batch_size=20, concurrency=concurrency, pace=pace, zone=UTC)
     return SendContext.of(
-        store,
-        settings,
-        OutboxProvider(settings),
-        policy=policy,
-        hooks=SendHooks(clock=clock, **hooks),
+        store, settings, OutboxProvider(settings), policy=policy, hooks=SendHooks(**hooks)
     )
 
 
-def next_hour(clock: Clock) -> datetime:
-    now = datetime.fromtimestamp(clock(), UTC)
-    return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+def at(hours: int = 0, minutes: int = 0) -> datetime:
+    """A clock hour from START's (14:00 is START's next window)."""
+    return START.replace(minute=0) + timedelta(hours=hours, minutes=minutes)
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
-def test_the_hourly_cap_stops_mid_issue_and_the_next_window_goes_on(tmp_path, concurrency):
+def test_the_hourly_cap_stops_mid_issue_and_the_next_window_goes_on(tmp_path, clock, concurrency):
     make_folder(tmp_path, "http://127.0.0.1:9", subscribers=100)
     store, settings, issue_id = one_issue(tmp_path)
-    clock = Clock(settings.database_url)
-    ctx = context(store, settings, clock, caps(max_per_hour=30), concurrency=concurrency)
+    ctx = context(store, settings, caps(max_per_hour=30), concurrency=concurrency)
 
     report = send_issue(ctx, issue_id)
     counts = store.deliveries.counts(issue_id)
     # Batches were sized so the cap is met exactly, never passed, nothing left in flight.
     assert (counts["sent"], counts["pending"], counts["in_flight"]) == (30, 70, 0)
     assert report.status == "sending" and store.issues.issue_status(issue_id) == "sending"
-    assert report.paced_until == next_hour(clock)
-    expected = f"paused until {report.paced_until:%H:%M} by the hourly cap, 70 left"
+    assert report.paced_until == at(1)
+    expected = "paused until 14:00 by the hourly cap, 70 left"
     assert report.last_error == expected
     assert store.issues.get_issue(issue_id).last_error == expected
 
-    # Again in the same hour: nothing goes out.
+    # Again in the same hour, a minute before the window: nothing goes out.
+    CLOCK.set(at(1) - timedelta(minutes=1))
     again = send_issue(ctx, issue_id)
     assert again.batches == 0 and store.deliveries.counts(issue_id)["sent"] == 30
     assert again.paced_until == report.paced_until
@@ -113,66 +98,80 @@ def test_the_hourly_cap_stops_mid_issue_and_the_next_window_goes_on(tmp_path, co
     # what was sent from the delivery log: still nothing.
     store.close()
     store = Store(settings.database_url)
-    ctx = context(store, settings, clock, caps(max_per_hour=30), concurrency=concurrency)
+    ctx = context(store, settings, caps(max_per_hour=30), concurrency=concurrency)
     assert send_issue(ctx, issue_id).batches == 0
     assert store.deliveries.counts(issue_id)["sent"] == 30
 
     # The next hour: the next 30, and the reason says what is left now.
-    clock.advance(3600)
+    CLOCK.set(at(1))
     later = send_issue(ctx, issue_id)
     assert store.deliveries.counts(issue_id)["sent"] == 60
-    assert later.last_error == f"paused until {later.paced_until:%H:%M} by the hourly cap, 40 left"
-    for _ in range(2):
-        clock.advance(3600)
+    assert later.last_error == "paused until 15:00 by the hourly cap, 40 left"
+    for hour in (2, 3):
+        CLOCK.set(at(hour, 5))
         last = send_issue(ctx, issue_id)
     assert last.status == "sent" and last.paced_until is None
     assert not store.issues.get_issue(issue_id).last_error  # the pace's reason is cleared
     files = sorted(eml_files(tmp_path / "outbox" / f"issue-{issue_id}"))
     assert files == [f"{sid:08d}.eml" for sid in range(1, 101)]  # each reader exactly once
+    # The log was stamped by the clock the test moved: 30, 30, 30 and 10 in four hours.
+    assert [store.deliveries.sent_since(at(h)) for h in (0, 1, 2, 3)] == [100, 70, 40, 10]
     store.close()
 
 
-def test_the_warm_up_plan_day_one_then_day_three(tmp_path):
+def test_the_warm_up_plan_day_one_then_day_three(tmp_path, clock):
     make_folder(tmp_path, "http://127.0.0.1:9", subscribers=100)
     store, settings, issue_id = one_issue(tmp_path)
-    clock = Clock(settings.database_url)
-    ctx = context(store, settings, clock, caps(warmup=(5, 10, 40)))
+    ctx = context(store, settings, caps(warmup=(5, 10, 40)))
 
     day1 = send_issue(ctx, issue_id)
     assert store.deliveries.counts(issue_id)["sent"] == 5
-    today = datetime.fromtimestamp(clock(), UTC).date()
-    assert store.meta.get("warmup_started") == today.isoformat()  # day 1 is the first send
-    midnight = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)
+    assert store.meta.get("warmup_started") == "2026-12-07"  # day 1 is the first send's
+    midnight = datetime(2026, 12, 8, tzinfo=UTC)
     assert day1.paced_until == midnight
-    assert day1.last_error == f"paused until {midnight:%a %d %b %H:%M} by the warm-up, 95 left"
+    assert day1.last_error == "paused until Tue 08 Dec 00:00 by the warm-up, 95 left"
 
-    clock.advance(2 * 86400)  # day 3 of the plan: 40 a day
+    # Day 2, just after midnight: 10 (a new Store, as after a restart).
+    CLOCK.set(midnight + timedelta(minutes=1))
     store.close()
     store = Store(settings.database_url)
-    ctx = context(store, settings, clock, caps(warmup=(5, 10, 40)))
+    ctx = context(store, settings, caps(warmup=(5, 10, 40)))
+    day2 = send_issue(ctx, issue_id)
+    assert store.deliveries.counts(issue_id)["sent"] == 15
+    assert day2.last_error == "paused until Wed 09 Dec 00:00 by the warm-up, 85 left"
+
+    CLOCK.set(START + timedelta(days=2))  # day 3 of the plan: 40 a day
     day3 = send_issue(ctx, issue_id)
-    assert store.deliveries.counts(issue_id)["sent"] == 45
-    assert day3.last_error is not None and day3.last_error.endswith("by the warm-up, 55 left")
+    assert store.deliveries.counts(issue_id)["sent"] == 55
+    assert day3.last_error == "paused until Thu 10 Dec 00:00 by the warm-up, 45 left"
+
+    CLOCK.set(START + timedelta(days=3))  # after the plan: no cap at all
+    assert send_issue(ctx, issue_id).status == "sent"
+    assert store.deliveries.counts(issue_id)["sent"] == 100
+    assert store.meta.get("warmup_started") == "2026-12-07"  # day 1 stays where it was
     store.close()
 
 
-def test_the_daily_cap_counts_every_issue_of_the_day(tmp_path):
+def test_the_daily_cap_counts_every_issue_of_the_day(tmp_path, clock):
     make_folder(tmp_path, "http://127.0.0.1:9", subscribers=50)
     store, settings, issue_id = one_issue(tmp_path)
-    clock = Clock(settings.database_url)
-    ctx = context(store, settings, clock, caps(max_per_hour=100, max_per_day=35))
+    ctx = context(store, settings, caps(max_per_hour=100, max_per_day=35))
     report = send_issue(ctx, issue_id)
     assert store.deliveries.counts(issue_id)["sent"] == 35
-    assert report.last_error is not None and "by the daily cap, 15 left" in report.last_error
+    assert report.last_error == "paused until Tue 08 Dec 00:00 by the daily cap, 15 left"
+    # Later the same day, past the hour: the day's cap still holds.
+    CLOCK.set(at(9, 30))
+    assert send_issue(ctx, issue_id).batches == 0
+    CLOCK.set(datetime(2026, 12, 8, 0, 0, tzinfo=UTC))
+    assert send_issue(ctx, issue_id).status == "sent"
+    assert store.deliveries.counts(issue_id)["sent"] == 50
     store.close()
 
 
-def test_the_worker_waits_for_the_window_instead_of_polling(tmp_path):
+def test_the_worker_waits_for_the_window_instead_of_polling(tmp_path, clock):
     make_folder(tmp_path, "http://127.0.0.1:9", subscribers=70)
     store, settings, issue_id = one_issue(tmp_path)
-    clock = Clock(settings.database_url)
-    ctx = context(store, settings, clock, caps(max_per_hour=30))
-    import threading
+    ctx = context(store, settings, caps(max_per_hour=30))
 
     lines: list[str] = []
     run_worker(
@@ -181,19 +180,27 @@ def test_the_worker_waits_for_the_window_instead_of_polling(tmp_path):
         once=True,
         poll_seconds=1.0,
         echo=lines.append,
-        wait=clock.advance,
+        wait=wait_on(clock),
     )
     assert store.issues.issue_status(issue_id) == "sent"
     assert store.deliveries.counts(issue_id)["sent"] == 70
-    # Two waits, each until the next hour opened (not a poll a second).
-    assert len(clock.waits) == 2 and all(w > 1.0 for w in clock.waits)
-    assert sum(1 for line in lines if line.startswith("paced: waiting until")) == 2
+    # Two waits, each exactly until the next hour opened (not a poll a second): 13:20 ->
+    # 14:00, then 14:00 -> 15:00.
+    assert clock == [40 * 60, 3600]
+    assert [line for line in lines if line.startswith("paced:")] == [
+        "paced: waiting until 14:00",
+        "paced: waiting until 15:00",
+    ]
+    assert [store.deliveries.sent_since(at(h)) for h in (0, 1, 2)] == [70, 40, 10]
     files = eml_files(tmp_path / "outbox" / f"issue-{issue_id}")
     assert len(files) == 70
     store.close()
 
 
 def test_run_stops_at_the_cap_and_says_when_it_goes_on(tmp_path):
+    """The real CLI in subprocesses, each started with NEWSLETTER_TEST_CLOCK: `run` stops at
+    the cap (exit 75) saying when it can go on; `resume` in the same hour (a new process)
+    sends nothing; in the next window it sends the rest."""
     make_folder(tmp_path, "http://127.0.0.1:9", subscribers=5)
     config = tmp_path / "newsletter.toml"
     text = config.read_text().replace('provider = "sendgrid"', 'provider = "outbox"')
@@ -201,19 +208,31 @@ def test_run_stops_at_the_cap_and_says_when_it_goes_on(tmp_path):
     settings = load_settings(config, env={})
     assert settings.sending.max_per_hour == 3
 
-    run = run_cli(["run"], tmp_path, env={"NEWSLETTER_PROVIDER": "outbox"})
+    def cli(args, moment):
+        env = {"NEWSLETTER_PROVIDER": "outbox", CLOCK_ENV: moment.isoformat()}
+        return run_cli(args, tmp_path, env=env)
+
+    run = cli(["run"], START)
     out = run.stdout + run.stderr
     assert run.returncode == 75, out
-    assert "by the hourly cap, 2 left" in out and "`newsletter resume 1` from then" in out
+    # The newsletter's zone is Paris: 14:00 UTC is 15:00 there.
+    assert "paused until 15:00 by the hourly cap, 2 left" in out, out
+    assert "`newsletter resume 1` from then" in out
     store = Store(settings.database_url)
     assert store.deliveries.counts(1)["sent"] == 3
-    status = run_cli(["status"], tmp_path, env={"NEWSLETTER_PROVIDER": "outbox"})
-    assert "by the hourly cap, 2 left" in status.stdout, status.stdout + status.stderr
+    status = cli(["status"], START + timedelta(minutes=1))
+    assert "paused until 15:00 by the hourly cap, 2 left" in status.stdout, status.stderr
     # Resumed within the same hour (a new process: counts from the delivery log): nothing.
-    again = run_cli(["resume", "1"], tmp_path, env={"NEWSLETTER_PROVIDER": "outbox"})
+    again = cli(["resume", "1"], at(1) - timedelta(minutes=2))
     assert again.returncode == 75, again.stdout + again.stderr
     assert store.deliveries.counts(1)["sent"] == 3
     assert len(eml_files(tmp_path / "outbox" / "issue-1")) == 3
+    # In the next window: the rest, and the issue is sent.
+    done = cli(["resume", "1"], at(1, 1))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert store.deliveries.counts(1)["sent"] == 5
+    assert store.issues.issue_status(1) == "sent"
+    assert len(eml_files(tmp_path / "outbox" / "issue-1")) == 5
     store.close()
 
 
@@ -241,34 +260,36 @@ def test_settings_give_the_policy_its_caps(tmp_path):
     )
 
 
-def test_the_scheduler_resumes_nothing_before_the_window_then_goes_on(tmp_path):
+def test_the_scheduler_resumes_nothing_before_the_window_then_goes_on(tmp_path, clock):
     from newsletter import publish
     from newsletter.delivery import SendingLease
 
     make_folder(tmp_path, "http://127.0.0.1:9", subscribers=50)
     store, settings, issue_id = one_issue(tmp_path)
-    clock = Clock(settings.database_url)
     policy = delivery_policy(batch_size=20, pace=caps(max_per_hour=30), zone=UTC)
     ctx = publish.TickContext.of(
-        store, settings, OutboxProvider(settings), hooks=SendHooks(clock=clock), policy=policy
+        store, settings, OutboxProvider(settings), hooks=SendHooks(), policy=policy
     )
     lease = SendingLease.of(store, settings)
     assert lease.acquire()
     first = publish.scheduled_work(ctx, lease)
     assert first is not None and [r.issue_id for r in first.resumed] == [issue_id]
     window = first.resumed[0].paced_until
-    assert window is not None and store.deliveries.counts(issue_id)["sent"] == 30
+    assert window == at(1) and store.deliveries.counts(issue_id)["sent"] == 30
     # Before the window: nothing is resumed at all (not even asked of the log).
+    CLOCK.set(window - timedelta(seconds=1))
     assert publish.scheduled_work(ctx, lease, resume_after=window) is None
-    clock.advance(3600)
-    # The window has come (the log aged by an hour): the rest goes out by itself.
-    after = publish.scheduled_work(ctx, lease, now=window, resume_after=window)
+    assert store.deliveries.counts(issue_id)["sent"] == 30
+    # The window has come (the clock, not the data, moved): the rest goes out by itself.
+    CLOCK.set(window)
+    assert lease.acquire()  # renewed at the new time, as the scheduler's heartbeat does
+    after = publish.scheduled_work(ctx, lease, resume_after=window)
     assert after is not None and after.resumed[0].status == "sent"
     assert store.deliveries.counts(issue_id)["sent"] == 50
     store.close()
 
 
-def test_the_workspace_shows_why_the_issue_waits(web):  # noqa: F811 (the fixture)
+def test_the_workspace_shows_why_the_issue_waits(web, clock):  # noqa: F811 (the fixture)
     from newsletter.records import RenderedIssue
     from tests.test_admin_http import Browser
     from tests.test_web import add_subscriber
@@ -287,11 +308,103 @@ def test_the_workspace_shows_why_the_issue_waits(web):  # noqa: F811 (the fixtur
     )
     issue_id = web.store.issues.create_issue(rendered, [])  # planned for the five readers
     assert web.store.deliveries.counts(issue_id)["pending"] == 5
-    clock = Clock(web.settings.database_url)
-    ctx = context(web.store, web.settings, clock, caps(max_per_hour=2))
+    ctx = context(web.store, web.settings, caps(max_per_hour=2))
     report = send_issue(ctx, issue_id)
-    assert report.paced_until is not None
+    assert report.paced_until == at(1)
     browser = Browser(web)
     assert browser.sign_in().status == 303
     page = browser.get(f"/admin/issues/{issue_id}")
-    assert f"paused until {report.paced_until:%H:%M} by the hourly cap, 3 left" in page.text
+    assert "paused until 14:00 by the hourly cap, 3 left" in page.text
+
+
+def test_two_worker_processes_never_pass_the_hourly_cap_together(tmp_path, database_url):
+    """Two real `newsletter worker` processes on one database (SQLite, then PostgreSQL),
+    each with its clock started at 13:20 (NEWSLETTER_TEST_CLOCK), against a slow provider so
+    their batches are in flight at once: the hour's sends reach the cap and never pass it
+    (each claim is cut inside its transaction to what the cap leaves, counting the other's
+    batches in flight), nothing is left in flight, the rest waits pending, and both say so."""
+    import signal
+
+    from newsletter.testing.sendgrid_server import SendGridServer
+    from tests.faults import KEY, start, wait_until
+    from tests.test_workers import prepared
+
+    cap, readers = 95, 300
+    with SendGridServer(api_key=KEY) as server:
+        env, store, issue_id = prepared(tmp_path, server, readers, 10, database_url)
+        config = tmp_path / "newsletter.toml"
+        config.write_text(
+            config.read_text().replace("max_per_hour = 0", f"max_per_hour = {cap}", 1)
+        )
+        server.faults.slow = 10**6  # every request waits: the workers' batches overlap
+        server.faults.slow_seconds = 0.15
+        env = {**env, CLOCK_ENV: START.isoformat()}
+        workers = [start(["worker", "--once"], tmp_path, env) for _ in range(2)]
+
+        def settled() -> bool:
+            counts = store.deliveries.counts(issue_id)
+            return counts["sent"] + counts["failed"] >= cap and counts["in_flight"] == 0
+
+        try:
+            assert wait_until(settled, timeout=90), store.deliveries.counts(issue_id)
+            # The workers now wait for 14:00 (forty minutes off on their clocks): stop them.
+            wait_until(lambda: False, timeout=1.0)  # a last batch would show up in the log
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            outputs = [w.communicate(timeout=60) for w in workers]
+        counts = store.deliveries.counts(issue_id)
+        assert (counts["sent"], counts["in_flight"], counts["pending"]) == (
+            cap,
+            0,
+            readers - cap,
+        ), (counts, outputs)
+        assert len(server.messages) == cap  # what the provider was actually asked to send
+        assert store.deliveries.sent_since(at(0)) == cap
+        sent = store.deliveries.in_state(issue_id, "sent")
+        assert len({row.worker for row in sent}) == 2, outputs  # both really sent
+        assert all("paced: waiting until" in out for out, _ in outputs), outputs
+        assert store.issues.get_issue(issue_id).last_error == (
+            f"paused until 15:00 by the hourly cap, {readers - cap} left"
+        )
+        store.close()
+
+
+def test_a_claim_is_cut_to_what_the_window_leaves_counting_batches_in_flight(tmp_path, clock):
+    """The store's side of the cap across processes: a claim given the hour's window takes
+    at most what is left of it, counting every batch in flight (another worker's), and at
+    the cap gives an empty batch (not None: the issue is not done)."""
+    from newsletter.pacing import Window
+
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=50)
+    store, settings, issue_id = one_issue(tmp_path)
+    hour = (Window(since=at(0), limit=25),)
+    first = store.deliveries.claim(issue_id, 20, worker="a", windows=hour)
+    assert first is not None and len(first.recipients) == 20
+    assert store.deliveries.in_flight_count() == 20
+    second = store.deliveries.claim(issue_id, 20, worker="b", windows=hour)  # 20 in flight
+    assert second is not None and len(second.recipients) == 5
+    full = store.deliveries.claim(issue_id, 20, worker="b", windows=hour)
+    assert full is not None and (full.number, full.recipients) == (0, ())
+    store.deliveries.mark_sent(first, "m1")
+    store.deliveries.mark_sent(second, "m2")
+    assert store.deliveries.sent_since(at(0)) == 25 and store.deliveries.in_flight_count() == 0
+    assert store.deliveries.claim(issue_id, 20, windows=hour).recipients == ()
+    # The next hour's window: the claim takes its full size again.
+    later = store.deliveries.claim(issue_id, 20, windows=(Window(since=at(1), limit=25),))
+    assert later is not None and len(later.recipients) == 20
+    store.close()
+
+
+def test_the_last_batch_filling_the_cap_exactly_finishes_the_issue(tmp_path, clock):
+    """50 readers at 25 an hour: the second hour's claims fill the cap exactly and leave
+    nobody pending; the issue is sent then, not left claiming at the cap."""
+    make_folder(tmp_path, "http://127.0.0.1:9", subscribers=50)
+    store, settings, issue_id = one_issue(tmp_path)
+    ctx = context(store, settings, caps(max_per_hour=25))
+    assert send_issue(ctx, issue_id).last_error == "paused until 14:00 by the hourly cap, 25 left"
+    CLOCK.set(at(1))
+    report = send_issue(ctx, issue_id)
+    assert report.status == "sent" and report.paced_until is None
+    assert store.deliveries.counts(issue_id)["sent"] == 50
+    store.close()

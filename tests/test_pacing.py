@@ -106,3 +106,18 @@ def test_a_plan_not_started_yet_is_on_its_first_day():
     caps = Caps.parse(warmup="50,100")
     assert warmup_cap(caps, date(2026, 12, 7)) == 50
     assert allowance(caps, now=at(10), zone=PARIS, sent_this_hour=0, sent_today=20).now == 30
+
+
+def test_the_windows_a_claim_counts_are_the_hour_and_the_day_that_hold_now():
+    from newsletter.pacing import Window, windows
+
+    caps = Caps.parse(max_per_hour=1000, warmup="50,100", warmup_start=date(2026, 12, 7))
+    assert windows(caps, now=at(13, 20), zone=PARIS) == (
+        Window(since=at(13), limit=1000),
+        Window(since=at(0), limit=50),
+    )
+    # After the plan and without max_per_day: only the hour's window.
+    assert windows(caps, now=at(9, day=20), zone=PARIS) == (
+        Window(since=at(9, day=20), limit=1000),
+    )
+    assert windows(Caps.parse(), now=at(9), zone=PARIS) == ()

@@ -9,14 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from newsletter import segments
 from newsletter.editors import add_editor
 from newsletter.exceptions import SegmentError
 from newsletter.records import SubscriberStatus, utcnow
 from newsletter.store import Store
-from newsletter.store.schema import subscribers
+from newsletter.store.schema import deliveries, subscribers
 from newsletter.subscribers import add_subscriber
 from tests.conftest import run_cli, write
 from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
@@ -184,9 +184,12 @@ def test_planning_sends_to_the_issue_segment_only(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'newsletter.db'}")
     try:
         emails = set(store.deliveries.sent_emails(1))
+        with store.engine.connect() as conn:  # a definition: no row per reader (issue 22)
+            own_rows = conn.scalar(select(func.count()).select_from(deliveries))
     finally:
         store.close()
     assert emails == {"r1@example.org", "r3@example.org", "r5@example.org"}
+    assert own_rows == 0
 
 
 def test_a_segment_matching_nobody_or_naming_an_unknown_tag_sends_nothing(tmp_path):
@@ -196,6 +199,11 @@ def test_a_segment_matching_nobody_or_naming_an_unknown_tag_sends_nothing(tmp_pa
     assert run_cli(["subscribers", "tag", "series", "x@example.org"], tmp_path).returncode == 0
     assert run_cli(["subscribers", "untag", "series", "x@example.org"], tmp_path).returncode == 0
     _set_segment(tmp_path, "tag:series")
+    # The dry run warns the same way, naming the segment (every reader is active).
+    dry = run_cli(["run", "--dry-run"], tmp_path)
+    assert dry.returncode == 1 and "would send to 0 active subscriber(s)" in dry.stdout
+    assert "[issue] segment 'tag:series' matches no active subscriber" in dry.stderr
+    assert "add readers with" not in dry.stderr, dry.stderr
     done = run_cli(["run", "--once"], tmp_path)
     assert done.returncode == 1
     assert "[issue] segment 'tag:series' matches no active subscriber" in done.stderr

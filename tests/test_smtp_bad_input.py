@@ -205,3 +205,52 @@ def test_smtp_settings_are_checked_where_the_file_is_read(tmp_path):
         out = run_cli(["queue", "list"], tmp_path)
         assert out.returncode == 1 and "Traceback" not in out.stderr
         assert expected in out.stderr, (expected, out.stderr)
+
+
+@pytest.mark.parametrize("where", ["unknown-host", "nothing-listening"])
+def test_run_pauses_on_a_server_it_cannot_reach_and_keeps_every_row(tmp_path, seed_path, where):
+    """An unknown host (`.invalid`: no resolver can know it) or a port nothing listens on:
+    one line naming `[smtp] host` (and port), the issue paused with every row pending, and
+    `resume` sends them once the setting is right."""
+    from tests.test_smtp_provider import free_port
+
+    port = free_port()
+    keys = {"max_retries": "1", "backoff_seconds": "0.05"}
+    if where == "unknown-host":
+        keys.update(host='"smtp.invalid"', security='"starttls"')
+    _smtp_folder(tmp_path, seed_path, port, **keys)
+    # A remote host has the doctor's DNS checks run first: aimed at a closed local port (they
+    # fail, and --force sends anyway), so no query leaves this machine.
+    env = {"NEWSLETTER_DNS_SERVER": f"127.0.0.1:{free_port()}"}
+    out = run_cli(["run", "--once", "--force"], tmp_path, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    expected = (
+        "cannot reach the provider at smtp.invalid:"
+        if where == "unknown-host"
+        else f"cannot reach the provider at 127.0.0.1:{port}: connection refused: check [smtp]"
+    )
+    assert expected in out.stdout and "check [smtp] host" in out.stdout, out.stdout
+    assert "paused" in out.stdout and "`newsletter resume 1`" in out.stdout
+    assert "SMTP_PASSWORD" not in out.stdout + out.stderr
+    settings = load_settings(tmp_path / "newsletter.toml", env={})
+    store = Store(settings.database_url)
+    try:
+        counts = store.deliveries.counts(1)
+        assert counts["pending"] == 2 and counts["sent"] == counts["failed"] == 0
+        with SMTPServerProcess(maildir=tmp_path / "md") as server:
+            path = tmp_path / "newsletter.toml"
+            text = path.read_text()
+            for key, value in [
+                ("host", '"127.0.0.1"'),
+                ("port", server.port),
+                ("security", '"none"'),
+            ]:
+                text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
+            path.write_text(text)
+            resumed = run_cli(["resume", "1"], tmp_path)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert store.deliveries.counts(1)["sent"] == 2
+    finally:
+        store.close()
+    assert len(list(mailbox.Maildir(tmp_path / "md", create=False))) == 2

@@ -5,6 +5,7 @@ the server mapped to the outcome the delivery log records."""
 from __future__ import annotations
 
 import mailbox
+import smtplib
 import socket
 from email.parser import BytesParser
 from email.policy import default
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter.articles import read_article
-from newsletter.exceptions import ConfigError, CredentialsRefused, TransientError
+from newsletter.exceptions import ConfigError, CredentialsRefused, Unreachable
 from newsletter.providers import OutgoingBatch
 from newsletter.providers.dkim import DKIMSigner
 from newsletter.providers.smtp import SMTPProvider, verp_address
@@ -96,7 +97,8 @@ def test_each_reader_gets_their_own_message_with_a_verp_envelope(settings, rende
         assert unsubscribe in text and recipient.name in text
 
 
-def test_answers_map_to_outcomes(settings, rendered, tmp_path):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_answers_map_to_outcomes(settings, rendered, tmp_path, pipelining):
     recipients = readers(
         6, "gone@example.com", "busy@example.com", "spam@example.com", "lost@example.com"
     )
@@ -109,8 +111,13 @@ def test_answers_map_to_outcomes(settings, rendered, tmp_path):
     }
     batch = OutgoingBatch.of(settings, 3, 1, rendered, recipients)
     with SMTPServerProcess(
-        maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json"
+        maildir=tmp_path / "md",
+        faults=faults,
+        faults_path=tmp_path / "f.json",
+        pipelining=pipelining,
     ) as server:
+        with smtplib.SMTP("127.0.0.1", server.port) as probe:  # what the server offers
+            assert probe.ehlo()[0] == 250 and probe.has_extn("pipelining") == pipelining
         provider = SMTPProvider(
             settings, smtp=smtp_settings(server.port, connections=1, max_retries=1)
         )
@@ -127,25 +134,37 @@ def test_answers_map_to_outcomes(settings, rendered, tmp_path):
     assert len(messages(tmp_path / "md")) == 6  # the dropped one was never stored either
 
 
-def test_421_mid_session_reconnects_and_every_reader_gets_one(settings, rendered, tmp_path):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+@pytest.mark.parametrize(
+    "reply", ["421 4.7.0 too many messages, closing", "454 4.7.0 TLS not available"]
+)
+def test_421_or_454_mid_session_reconnects_slows_down_and_every_reader_gets_one(
+    settings, rendered, tmp_path, reply, pipelining
+):
     recipients = readers(30)
-    faults = {"close_after_messages": 4}
+    faults = {"close_after_messages": 4, "close_reply": reply}
     batch = OutgoingBatch.of(settings, 3, 1, rendered, recipients)
     with SMTPServerProcess(
-        maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json"
+        maildir=tmp_path / "md",
+        faults=faults,
+        faults_path=tmp_path / "f.json",
+        pipelining=pipelining,
     ) as server:
-        provider = SMTPProvider(settings, smtp=smtp_settings(server.port, max_retries=10))
+        provider = SMTPProvider(
+            settings, smtp=smtp_settings(server.port, max_retries=10, max_per_second=500.0)
+        )
         accepted = provider.send(batch)
         provider.close()
     assert set(accepted.message_ids) == {r.subscriber_id for r in recipients}
+    assert provider.pace.interval > 1 / 500  # slowed down by each 421/454
     tos = [m["To"].addresses[0].addr_spec for m in messages(tmp_path / "md")]
     assert sorted(tos) == sorted(r.email for r in recipients)  # exactly once each
 
 
-def test_nothing_listening_is_transient_not_a_refusal(settings, rendered):
+def test_nothing_listening_is_unreachable_not_a_refusal(settings, rendered):
     batch = OutgoingBatch.of(settings, 3, 1, rendered, readers(3))
     provider = SMTPProvider(settings, smtp=smtp_settings(free_port()))
-    with pytest.raises(TransientError, match="connection refused"):
+    with pytest.raises(Unreachable, match=r"connection refused: check \[smtp\] host and port"):
         provider.send(batch)
 
 
@@ -154,8 +173,31 @@ def test_unknown_host_is_named(settings, rendered):
     provider = SMTPProvider(
         settings, smtp=smtp_settings(25, host="smtp.invalid", security="starttls")
     )
-    with pytest.raises(TransientError, match="smtp.invalid"):
+    with pytest.raises(Unreachable, match=r"smtp.invalid.*unknown host.*check \[smtp\] host"):
         provider.send(batch)
+
+
+def test_a_timeout_before_data_defers_that_reader_alone(settings, rendered, tmp_path):
+    """A server that never answers RCPT TO for one reader: the client's timeout breaks the
+    connection, the others go on over a new one, that reader is tried again, then deferred
+    (back to pending); nothing was sent twice."""
+    recipients = readers(8, "slow@example.com")
+    slow = recipients[-1].subscriber_id
+    faults = {"stall": ["slow@example.com"]}
+    batch = OutgoingBatch.of(settings, 3, 1, rendered, recipients)
+    with SMTPServerProcess(
+        maildir=tmp_path / "md", faults=faults, faults_path=tmp_path / "f.json"
+    ) as server:
+        provider = SMTPProvider(
+            settings, smtp=smtp_settings(server.port, timeout_seconds=0.5, max_retries=1)
+        )
+        accepted = provider.send(batch)
+        provider.close()
+    assert set(accepted.message_ids) == {r.subscriber_id for r in recipients[:-1]}
+    assert set(accepted.deferred) == {slow} and "timed out" in accepted.deferred[slow]
+    assert accepted.uncertain == {} and accepted.rejected == {}
+    tos = [m["To"].addresses[0].addr_spec for m in messages(tmp_path / "md")]
+    assert sorted(tos) == sorted(r.email for r in recipients[:-1])
 
 
 def test_plain_text_is_refused_for_a_remote_host(settings):
@@ -322,5 +364,5 @@ def test_the_password_comes_from_the_environment_only(settings, monkeypatch):
         SMTPProvider.from_settings(with_login)
     monkeypatch.setenv("SMTP_PASSWORD", "pass phrase with spaces\r\n")
     provider = SMTPProvider.from_settings(with_login)
-    assert provider._password == "pass phrase with spaces"
+    assert provider.pool._password == "pass phrase with spaces"
     assert "pass phrase" not in repr(provider) and "pass phrase" not in repr(settings)

@@ -385,3 +385,71 @@ def test_a_header_without_email_names_the_delimiter_it_was_read_with(tmp_path):
     assert done.returncode == 1
     assert "no 'email' column" in done.stderr and "';' (semicolon)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_export_then_import_keeps_tags_and_time_zones(tmp_path):
+    """Issue 23 and 24: the `tags` and `timezone` columns go out and come back. A name with
+    a comma and several tags in one quoted cell survive; a tag with a comma in its quotes is
+    refused by line, not split into columns."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        folder.mkdir()
+        assert run_cli(["init", "."], folder).returncode == 0
+    source = _csv(
+        tmp_path,
+        b"email,name,timezone,tags\r\n"
+        b'a@example.org,"Doe, Ann",Asia/Tokyo,"films horror"\r\n'
+        b"b@example.org,Bo,,films\r\n"
+        b"c@example.org,Cy,America/New_York,\r\n",
+    )
+    first = run_cli(["subscribers", "import", str(source)], old)
+    assert first.returncode == 0 and "imported 3" in first.stdout, first.stdout + first.stderr
+    out = tmp_path / "export.csv"
+    done = run_cli(["subscribers", "export", "--out", str(out)], old)
+    assert done.returncode == 0, done.stderr
+    exported = {r["email"]: r for r in csv.DictReader(out.open(newline=""))}
+    assert exported["a@example.org"]["tags"] == "films horror"
+    assert exported["a@example.org"]["name"] == "Doe, Ann"
+    assert exported["a@example.org"]["timezone"] == "Asia/Tokyo"
+    assert exported["b@example.org"]["tags"] == "films"
+    assert (exported["c@example.org"]["tags"], exported["c@example.org"]["timezone"]) == (
+        "",
+        "America/New_York",
+    )
+
+    again = run_cli(["subscribers", "import", str(out)], new)
+    assert again.returncode == 0 and "imported 3" in again.stdout, again.stdout + again.stderr
+    target = Store(load_settings(new / "newsletter.toml", env={}).database_url)
+    try:
+        people = {s.email: s for s in target.subscribers.each()}
+        tags = target.tags.of(s.id for s in people.values())
+        assert {e: tags.get(s.id, []) for e, s in people.items()} == {
+            "a@example.org": ["films", "horror"],
+            "b@example.org": ["films"],
+            "c@example.org": [],
+        }
+        assert {e: s.timezone for e, s in people.items()} == {
+            "a@example.org": "Asia/Tokyo",
+            "b@example.org": "",
+            "c@example.org": "America/New_York",
+        }
+        assert dict(target.tags.counts()) == {"films": 2, "horror": 1}
+    finally:
+        target.close()
+    # The comma inside quotes: the row is refused by its line, the other columns unmoved.
+    bad = _csv(tmp_path, b'email,tags,name\r\nd@example.org,"films,horror",Di\r\n')
+    refused = run_cli(["subscribers", "import", str(bad)], new)
+    assert "line 2: d@example.org: tags: 'films,horror' holds a comma" in refused.stdout + (
+        refused.stderr
+    )
+
+
+def test_export_csv_writes_the_tags_column_a_block_at_a_time(store):
+    for n in range(3):
+        add_subscriber(store, f"t{n}@example.org", f"T{n}")
+    ids = [s.id for s in store.subscribers.each()]
+    store.tags.tag([f"t{n}@example.org" for n in (0, 2)], "films")
+    out = io.StringIO()
+    assert export_csv(store.subscribers.each(), out, tags_of=store.tags.of) == 3
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["tags"] for r in rows] == ["films", "", "films"] and len(ids) == 3

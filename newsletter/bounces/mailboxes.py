@@ -15,6 +15,7 @@ from email.message import Message
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from newsletter.addresses import LOOPBACK_HOSTS
 from newsletter.exceptions import ConfigError
 
 _POLICY = email.policy.compat32  # what flufl.bounce's detectors are written against
@@ -55,7 +56,7 @@ def read_mailbox(source: str) -> Iterator[tuple[str, Message]]:
 def _imap(source: str) -> Iterator[tuple[str, Message]]:
     url = urlsplit(source)
     host = url.hostname or ""
-    if url.scheme == "imap" and host not in ("127.0.0.1", "localhost", "::1"):
+    if url.scheme == "imap" and host not in LOOPBACK_HOSTS:
         raise ConfigError(f"{source}: use imaps:// (imap:// sends the password in clear)")
     password = os.environ.get("BOUNCES_PASSWORD", "")
     if not password:

@@ -8,9 +8,8 @@ import re
 from newsletter.check.document import Document, squash
 from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.check.links import link_problem
+from newsletter.subjects import SUBJECT_MAX_CHARS  # the length subjects are cut to
 
-# Phones show about this many characters of a subject line in the inbox list.
-SUBJECT_MAX_CHARS = 60
 Patterns = tuple[tuple[str, re.Pattern[str]], ...]
 # Template syntax our Jinja templates did not evaluate. Article text may hold it too (a piece
 # about templating): check_rendered looks for it in a copy without the articles' braces.

@@ -3,9 +3,9 @@ schemes, local hosts) and images without alt text or a full address."""
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
+from newsletter.addresses import is_local_host
 from newsletter.check.document import Document, unique
 from newsletter.check.findings import ERROR, WARNING, Finding
 
@@ -32,17 +32,6 @@ def link_problem(href: str) -> tuple[str, str] | None:
     return None
 
 
-def _is_local_host(host: str) -> bool:
-    host = host.lower()
-    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_private or address.is_unspecified
-
-
 def check_links(doc: Document) -> list[Finding]:
     grouped: dict[str, list[tuple[str, int, str]]] = {}
     local: list[tuple[str, int]] = []
@@ -53,7 +42,7 @@ def check_links(doc: Document) -> list[Finding]:
             grouped.setdefault(code, []).append((link.href, link.line, why))
             continue
         host = urlsplit(link.href.strip()).hostname
-        if host and _is_local_host(host):
+        if host and is_local_host(host):
             local.append((link.href, link.line))
     findings = []
     for code, items in grouped.items():

@@ -1,10 +1,12 @@
 """What the commands share: the `App` (settings and store, opened on first use), the group
-that turns a `NewsletterError` into one line, the `--layout` option, progress bars and the
-exit status after sending."""
+that turns a `NewsletterError` into one line, the `--layout` option, flags of which one must
+be given (`one_of`), progress bars and the exit status after sending."""
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +63,26 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def one_of(dest: str, flags: dict[str, str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Flags of which one must be given (`{"--up": help, "--down": help}`): the command gets
+    the chosen flag's name without its dashes in `dest`; with none, the one-line error
+    "say --up or --down"."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get(dest) is None:
+                raise NewsletterError("say " + " or ".join(flags))
+            return command(*args, **kwargs)
+
+        for flag, text in reversed(flags.items()):
+            checked = click.option(flag, dest, flag_value=flag.lstrip("-"), help=text)(checked)
+        return checked
+
+    return decorate
+
 
 # The layout of one issue; without it, several articles make a digest and one follows
 # [issue] layout in newsletter.toml.

@@ -9,7 +9,7 @@ import sys
 import click
 
 from newsletter.cli import reports
-from newsletter.cli.app import App, Bars, exit_after_sending, pass_app
+from newsletter.cli.app import App, Bars, exit_after_sending, one_of, pass_app
 from newsletter.exceptions import NewsletterError
 from newsletter.records import IssueStatus
 
@@ -87,15 +87,15 @@ def resume(app: App, issue_id: int) -> None:
 
 @click.command()
 @click.argument("issue_id", type=int)
-@click.option("--resend", "action", flag_value="resend", help="Send the uncertain ones again.")
-@click.option("--mark-sent", "action", flag_value="mark-sent", help="Count them as delivered.")
+@one_of(
+    "action",
+    {"--resend": "Send the uncertain ones again.", "--mark-sent": "Count them as delivered."},
+)
 @pass_app
-def resolve(app: App, issue_id: int, action: str | None) -> None:
+def resolve(app: App, issue_id: int, action: str) -> None:
     """Settle the uncertain deliveries of ISSUE."""
     from newsletter import delivery
 
-    if action is None:
-        raise NewsletterError("say --resend or --mark-sent")
     resend = action == "resend"
     moved = delivery.resolve_uncertain(app.store, issue_id, resend=resend)
     reports.echo(reports.resolved(issue_id, moved, resend))

@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli import reports
-from newsletter.cli.app import App, pass_app
-from newsletter.exceptions import NewsletterError
+from newsletter.cli.app import App, one_of, pass_app
 
 
 @click.group()
@@ -54,7 +53,9 @@ def queue_list(app: App) -> None:
     view = publish.queue_view(app.store, app.settings)
     upcoming = publish.next_issue(app.store, app.settings, view) if view.entries else None
     # The listing and its notes go to one stream, so they never interleave in a shared pipe.
-    reports.echo(reports.queue_listing(view, upcoming, publish.held_tick(app.store), app.settings))
+    reports.echo(
+        reports.queue_listing(view, upcoming, publish.missed_tick(app.store), app.settings)
+    )
 
 
 @queue.command("layout")
@@ -82,15 +83,12 @@ def queue_release(app: App, article: str) -> None:
 
 @queue.command("move")
 @click.argument("article")
-@click.option("--up", "direction", flag_value="up", help="One place earlier.")
-@click.option("--down", "direction", flag_value="down", help="One place later.")
+@one_of("direction", {"--up": "One place earlier.", "--down": "One place later."})
 @pass_app
-def queue_move(app: App, article: str, direction: str | None) -> None:
+def queue_move(app: App, article: str, direction: str) -> None:
     """Move ARTICLE (its file name in issues/) one place up or down the queue."""
     from newsletter import publish
 
-    if direction is None:
-        raise NewsletterError("say --up or --down")
     did_move = publish.move_article(app.store, article, up=direction == "up")
     reports.echo(reports.moved(Path(article).name, direction, did_move))
 

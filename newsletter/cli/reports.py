@@ -70,11 +70,11 @@ def queued_by(email: str | None) -> str:
 def queue_listing(
     view: publish.QueueView,
     upcoming: publish.NextIssue | None,
-    held_tick: datetime | None,
+    missed_tick: datetime | None,
     settings: Settings,
 ) -> Iterator[str]:
     """The queue in sending order, each article's expected tick, then the next issue's
-    layout, a tick held while the scheduler was down and a queue about to run dry."""
+    layout, a tick missed while the scheduler was down and a queue about to run dry."""
     from newsletter.alerts import held_notice
 
     if not view.entries:
@@ -94,9 +94,9 @@ def queue_listing(
     if upcoming is not None:
         how = "chosen with 'queue layout'" if upcoming.chosen else "automatic"
         yield f"next issue: {upcoming.layout} layout ({how})"
-    if held_tick:
+    if missed_tick:
         yield (
-            f"held: the issue due at {local(held_tick, settings)} was missed while the "
+            f"missed: the issue due at {local(missed_tick, settings)} was missed while the "
             "scheduler was down; run 'newsletter run' to send it now"
         )
     dry = view.dry_notice(lambda tick: local(tick, settings))

@@ -35,7 +35,8 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
         plan = publish.plan_run(app.store, app.settings, force=force, layout=layout)
         reports.echo(reports.run_plan(plan, app.settings))
         if plan.refused:
-            raise NewsletterError(publish.NO_ACTIVE_SUBSCRIBER)
+            why = publish.no_audience(app.store, app.settings)
+            raise NewsletterError(why or publish.NO_ACTIVE_SUBSCRIBER)
         return
     provider = make_provider(app.settings)  # a bad key or setting is named first
     gate = before_run(app.settings, app.store, force=force, now=utcnow())

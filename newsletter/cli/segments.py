@@ -1,5 +1,5 @@
-"""`newsletter subscribers tag/untag` (added to the `subscribers` group) and `newsletter
-segment count`: tags and segments.
+"""`newsletter subscribers tag/untag` (`cli/__init__.py` adds them to the `subscribers`
+group) and `newsletter segment count`: tags and segments.
 Parses and prints only; the rules are newsletter.tags, newsletter.segments and the store's."""
 
 from __future__ import annotations
@@ -7,32 +7,31 @@ from __future__ import annotations
 import click
 
 from newsletter.cli.app import App, pass_app
-from newsletter.cli.subscribers import subscribers
 
 
-@subscribers.command("tag")
+@click.command("tag")
 @click.argument("tag")
 @click.argument("emails", nargs=-1, required=True)
 @pass_app
 def tag(app: App, tag: str, emails: tuple[str, ...]) -> None:
     """Give TAG to the subscribers EMAILS (all of them, or none if one is unknown)."""
-    from newsletter.tags import normalize_tag
+    from newsletter.segments import tag_subscribers
 
-    name = normalize_tag(tag)
-    added = app.store.tags.tag(emails, name)
-    click.echo(f"tagged {added} subscriber(s) {name} ({len(emails) - added} had it already)")
+    done = tag_subscribers(app.store, emails, tag)
+    had = len(emails) - done.changed
+    click.echo(f"tagged {done.changed} subscriber(s) {done.tag} ({had} had it already)")
 
 
-@subscribers.command("untag")
+@click.command("untag")
 @click.argument("tag")
 @click.argument("emails", nargs=-1, required=True)
 @pass_app
 def untag(app: App, tag: str, emails: tuple[str, ...]) -> None:
     """Take TAG from the subscribers EMAILS."""
-    from newsletter.tags import normalize_tag
+    from newsletter.segments import untag_subscribers
 
-    name = normalize_tag(tag)
-    click.echo(f"untagged {app.store.tags.untag(emails, name)} subscriber(s) {name}")
+    done = untag_subscribers(app.store, emails, tag)
+    click.echo(f"untagged {done.changed} subscriber(s) {done.tag}")
 
 
 @click.group()

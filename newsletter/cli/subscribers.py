@@ -70,13 +70,13 @@ def subscribers_remove(app: App, email: str) -> None:
 )
 @pass_app
 def subscribers_export(app: App, out: Path | None) -> None:
-    """Write every subscriber with their status as CSV (`subscribers import` reads it back;
+    """Write every subscriber with their status, time zone and tags as CSV (`subscribers import` reads it back;
     cells a spreadsheet would run as formulas get a leading apostrophe, which import removes)."""
-    from newsletter.subscribers import export_csv, list_subscribers
+    from newsletter.subscribers import export_subscribers
 
     if out is None:
-        export_csv(list_subscribers(app.store), sys.stdout)
+        export_subscribers(app.store, sys.stdout)
         return
     with out.open("w", encoding="utf-8", newline="") as handle:
-        count = export_csv(list_subscribers(app.store), handle)
+        count = export_subscribers(app.store, handle)
     reports.echo(reports.exported(count, out), err=True)

@@ -6,7 +6,7 @@ crash), `sender` (the loop), `control` (pause/resume/cancel, uncertain rows, wor
 Callers keep `delivery.X`: this re-exports what the CLI, publish, the scheduler and the
 workspace call."""
 
-from newsletter.delivery.context import ProgressFactory, SendContext, SendHooks
+from newsletter.delivery.context import ProgressFactory, SendContext, SendHooks, SendOptions
 from newsletter.delivery.control import (
     WorkerReport,
     change_issue_status,
@@ -36,6 +36,7 @@ __all__ = [
     "RecoveryLog",
     "SendContext",
     "SendHooks",
+    "SendOptions",
     "SendReport",
     "SendingLease",
     "StopRequest",

@@ -9,7 +9,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
+from newsletter import clock as app_clock
 from newsletter.delivery.lease import PROCESS_ID, SendingLease
 from newsletter.delivery.log import DeliveryLog, StoreLog
 from newsletter.delivery.policy import DeliveryPolicy
@@ -28,17 +30,26 @@ class SendHooks:
     stop a scheduler or a worker); `stop` set (by a signal, see `stop_on_signals`): the
     request in flight is finished and recorded, the rest stays pending and the issue
     resumable; `worker` is who claims, in the delivery log; `sleep` and `clock` (unix time,
-    to honour a provider's retry time) are the process's."""
+    to honour a provider's retry time and for pacing's windows) are the process's: the
+    one clock (`newsletter.clock`) unless a test gives its own."""
 
     progress: ProgressFactory | None = None
     heartbeat: Callable[[], None] | None = None
     stop: threading.Event | None = None
     worker: str = PROCESS_ID
     sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = app_clock.time
 
     def stop_requested(self) -> bool:
         return self.stop is not None and self.stop.is_set()
+
+
+class SendOptions(TypedDict, total=False):
+    """What a caller may give a send beyond the store, the settings and the provider (the
+    keywords of `SendContext.of` and of the tick's context built over it)."""
+
+    policy: DeliveryPolicy | None  # None: the settings' [delivery] policy
+    hooks: SendHooks | None  # None: no progress, no heartbeat, never stopped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,21 +64,15 @@ class SendContext:
 
     @classmethod
     def of(
-        cls,
-        store: Store,
-        settings: Settings,
-        provider: Provider,
-        *,
-        policy: DeliveryPolicy | None = None,
-        hooks: SendHooks | None = None,
+        cls, store: Store, settings: Settings, provider: Provider, **options: Unpack[SendOptions]
     ) -> SendContext:
         """The context over the application's store, with the settings' policy unless one
         is given."""
         return cls(
             log=StoreLog(store, settings),
             provider=provider,
-            policy=policy or DeliveryPolicy.from_settings(settings),
-            hooks=hooks or SendHooks(),
+            policy=options.get("policy") or DeliveryPolicy.from_settings(settings),
+            hooks=options.get("hooks") or SendHooks(),
         )
 
     def beating(self, heartbeat: Callable[[], None]) -> SendContext:

@@ -5,11 +5,12 @@ what it reads and writes is visible in one place."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Protocol
 
 from newsletter.links import Site, stored_issue
+from newsletter.pacing import Window
 from newsletter.records import Batch, DeliveryRow, RenderedIssue, SubscriberStatus
 from newsletter.store import Store
 
@@ -53,9 +54,11 @@ class IssueStatuses(Protocol):
 
 class PaceLog(Protocol):
     """What pacing reads and keeps: sends since a time (`store.deliveries.sent_since`, the one
-    count), the warm-up's first day (`meta`)."""
+    count), recipients in flight in every process, the warm-up's first day (`meta`)."""
 
     def sent_since(self, since: datetime) -> int: ...
+
+    def in_flight_count(self) -> int: ...
 
     def warmup_start(self) -> date | None: ...
 
@@ -79,7 +82,13 @@ class DeliveryLog(RecoveryLog, IssueStatuses, PaceLog, Protocol):
     def counts(self, issue_id: int) -> dict[str, int]: ...
 
     def claim(
-        self, issue_id: int, size: int, worker: str, after: int = 0, now: datetime | None = None
+        self,
+        issue_id: int,
+        size: int,
+        worker: str,
+        after: int = 0,
+        now: datetime | None = None,
+        windows: Sequence[Window] = (),
     ) -> Batch | None: ...
 
     def next_wave(self, issue_id: int, after: datetime) -> datetime | None: ...
@@ -132,6 +141,7 @@ class StoreLog:
         self.record_failed_batch = issues.record_failed_batch
         self.unfinished_issues = issues.unfinished_issues
         self.sent_since = deliveries.sent_since
+        self.in_flight_count = deliveries.in_flight_count
 
     def warmup_start(self) -> date | None:
         value = self.store.meta.get(WARMUP_STARTED)

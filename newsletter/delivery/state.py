@@ -1,5 +1,6 @@
 """What the threads of one send share: the report, the stop and pause decisions, the
-first request's probe, the waits that keep the lease alive."""
+first request's probe, the waits that keep the lease alive, the batches' size and the readers
+the provider deferred."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ class SendState:
         self.prober: int | None = None  # the thread sending the first request
         self.first_answer = threading.Event()
         self.paused_for: tuple[str, str] | None = None  # (reason, when to resume)
+        self.provider = ctx.provider
+        # The batches' size, halved for every thread when the provider says one was too large.
+        self.batch_size = max(1, min(ctx.policy.batch_size, ctx.provider.max_batch))
+        self.deferrals: dict[int, int] = {}  # subscriber id -> times deferred in this send
 
     def wait(self, seconds: float) -> None:
         # Keep the lease alive through long rate-limit waits.

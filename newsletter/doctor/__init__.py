@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.doctor.findings import Finding, Level, Report, VolumeRow
-from newsletter.doctor.lookup import SERVER_VARIABLE, Dns
+from newsletter.providers.dkim import KEY_VARIABLE, key_from_env
 
 if TYPE_CHECKING:
     from newsletter.doctor.dkim import OwnKey
@@ -19,7 +19,16 @@ if TYPE_CHECKING:
     from newsletter.store import Store
 
 __all__ = ["SERVER_VARIABLE", "Finding", "Level", "Report", "VolumeRow", "diagnose"]
-KEY_VARIABLE = "DKIM_PRIVATE_KEY"
+
+
+def __getattr__(name: str) -> str:
+    """`SERVER_VARIABLE` on first use: the look-ups load dnspython (and httpx with it),
+    about 0.2 s that `run` through the gate (which imports this package) never needs."""
+    if name == "SERVER_VARIABLE":
+        from newsletter.doctor.lookup import SERVER_VARIABLE
+
+        return SERVER_VARIABLE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def own_key(settings: Settings, env: Mapping[str, str], domain: str) -> OwnKey | None:
@@ -30,11 +39,9 @@ def own_key(settings: Settings, env: Mapping[str, str], domain: str) -> OwnKey |
     if not dkim.selector:
         return None
     signing = dkim.domain or domain
-    text = (env.get(KEY_VARIABLE) or "").strip()
+    text = key_from_env(env)
     if text:
-        return OwnKey(
-            selector=dkim.selector, domain=signing, pem=text.replace("\\n", "\n").encode()
-        )
+        return OwnKey(selector=dkim.selector, domain=signing, pem=text.encode())
     if dkim.private_key_file is None:
         return OwnKey(
             selector=dkim.selector,
@@ -62,6 +69,7 @@ def diagnose(
 ) -> Report:
     """Every check, in the order a person fixes them."""
     from newsletter.doctor import dkim, dmarc, sender, spf, unsubscribe, volume
+    from newsletter.doctor.lookup import Dns
     from newsletter.doctor.sending import sending_of
     from newsletter.records import SubscriberStatus, utcnow
 

@@ -4,10 +4,11 @@ authorises it, and which domain the envelope sender (where SPF is checked) has."
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from newsletter.addresses import is_local_host
 
 if TYPE_CHECKING:
     from newsletter.settings import Settings
@@ -38,23 +39,14 @@ class Sending:
     envelope_domain: str = ""
 
 
-def is_local(host: str) -> bool:
-    """Loopback, private or link-local: nobody outside this network reaches it."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_private or address.is_link_local
-
-
 def sending_of(settings: Settings) -> Sending:
     if settings.provider == "sendgrid":
         host = urlsplit(settings.sendgrid.api_host).hostname or ""
         return Sending(
-            provider="sendgrid", label="SendGrid", real=not is_local(host), include=SENDGRID_INCLUDE
+            provider="sendgrid",
+            label="SendGrid",
+            real=not is_local_host(host),
+            include=SENDGRID_INCLUDE,
         )
     smtp = getattr(settings, "smtp", None)  # [smtp] arrives with the SMTP provider (issue 20)
     if settings.provider == "smtp" and smtp is not None:
@@ -64,7 +56,7 @@ def sending_of(settings: Settings) -> Sending:
         return Sending(
             provider="smtp",
             label=f"SMTP host {host}",
-            real=not is_local(host),
+            real=not is_local_host(host),
             include=include,
             host=host,
             envelope_domain=bounces.rpartition("@")[2].strip().lower() if bounces else "",

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from newsletter.addresses import is_local_host
 from newsletter.doctor.findings import Finding, Level
-from newsletter.doctor.sending import Sending, is_local
+from newsletter.doctor.sending import Sending
 
 CHECK = "unsubscribe"
 
@@ -19,7 +20,7 @@ def check_base_url(base_url: str, sending: Sending) -> list[Finding]:
     problems = []
     if parts.scheme != "https":
         problems.append("is not https:// (RFC 8058 one-click unsubscribe requires HTTPS)")
-    if is_local(host):
+    if is_local_host(host):
         problems.append(f"points to {host}, which subscribers cannot reach")
     if not problems:
         return [

@@ -5,9 +5,9 @@ text were rendered and inlined once; per-subscriber values travel as `substituti
 rule SendGrid would answer with a 400 for the whole request is checked here first, and each
 answer is turned into one of the typed outcomes the delivery layer acts on.
 
-The body is encoded here, not by the library: the part every request of an issue shares
-(content, sender, subject, categories) once per issue, each personalization as one short
-string from its escaped values, joined per batch.
+The body is encoded by `_sendgrid_body`, not by the library: the part every request of an
+issue shares (content, sender, subject, categories) once per issue, the personalizations
+field by field for the whole batch, joined in one go.
 
 The library's client is built as the library builds it (host, version, Authorization and
 User-Agent headers) and its typed HTTP errors are what `_outcome_for` reads, but the request
@@ -23,11 +23,9 @@ import http.client
 import json
 import logging
 import socket
-import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
 
 import python_http_client.exceptions as http_errors
@@ -46,40 +44,37 @@ from newsletter.exceptions import (
     Unreachable,
 )
 from newsletter.providers import Accepted, Message, OutgoingBatch
-from newsletter.render import header_safe, substitution_values
+from newsletter.providers._sendgrid_body import (
+    MAX_PERSONALIZATIONS,
+    MAX_SUBSTITUTION_BYTES,
+    RESERVED_HEADERS,
+    BodyEncoder,
+    BuiltRequest,
+    display_name,
+    sendable_address,
+    validate_categories,
+)
+from newsletter.providers._sendgrid_body import compact as _compact
+from newsletter.render import header_safe
 from newsletter.settings import SendGridSettings, Settings, secret
+
+__all__ = [
+    "MAX_PERSONALIZATIONS",
+    "MAX_SUBSTITUTION_BYTES",
+    "RESERVED_HEADERS",
+    "BuiltRequest",
+    "SendGridProvider",
+    "display_name",
+    "sendable_address",
+    "validate_categories",
+]
 
 log = logging.getLogger(__name__)
 
-MAX_PERSONALIZATIONS = 1000
-MAX_SUBSTITUTION_BYTES = 10_000
 MAX_REQUEST_BYTES = 30 * 1024 * 1024  # SendGrid's limit for the whole message
-MAX_CATEGORIES = 10
-MAX_CATEGORY_LENGTH = 255
-RESERVED_HEADERS = frozenset(
-    h.lower()
-    for h in (
-        "x-sg-id",
-        "x-sg-eid",
-        "received",
-        "dkim-signature",
-        "Content-Type",
-        "Content-Transfer-Encoding",
-        "To",
-        "From",
-        "Subject",
-        "Reply-To",
-        "CC",
-        "BCC",
-    )
-)
-_DISPLAY_NAME_FORBIDDEN = str.maketrans({";": " ", ",": " ", '"': " "})
 # The library JSON-encodes dict bodies only under exactly "application/json": with the charset
 # named it posts our own encoded text unchanged (ASCII-only JSON, so the charset is true).
 CONTENT_TYPE = "application/json; charset=utf-8"
-# Every personalization carries the same two headers; neither is one SendGrid reserves.
-_UNSUBSCRIBE_POST = '"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"'
-assert not {"list-unsubscribe", "list-unsubscribe-post"} & RESERVED_HEADERS
 
 
 class _RedactKey(logging.Filter):
@@ -104,48 +99,6 @@ def _guard_library_logging(key: str) -> None:
         library_log.addFilter(_RedactKey(key))
 
 
-def validate_categories(categories: tuple[str, ...]) -> tuple[str, ...]:
-    if len(categories) > MAX_CATEGORIES:
-        raise ConfigError(f"sendgrid.categories: at most {MAX_CATEGORIES}, got {len(categories)}")
-    seen = set()
-    for category in categories:
-        if not category or len(category) > MAX_CATEGORY_LENGTH or not category.isascii():
-            raise ConfigError(
-                f"sendgrid.categories: {category!r} must be 1-{MAX_CATEGORY_LENGTH} ASCII characters"
-            )
-        if category.lower() in seen:
-            raise ConfigError(f"sendgrid.categories: {category!r} is listed twice")
-        seen.add(category.lower())
-    return categories
-
-
-def display_name(name: str) -> str:
-    """SendGrid refuses unquoted display names holding ';' or ','; quotes are not ours to add."""
-    if not name.isprintable():
-        name = header_safe(name)
-    if ";" in name or "," in name or '"' in name:
-        name = name.translate(_DISPLAY_NAME_FORBIDDEN)
-    return " ".join(name.split())
-
-
-@dataclass(frozen=True)
-class BuiltRequest:
-    """A v3 Mail Send body, encoded: ASCII-only JSON text, so its length is its size in bytes."""
-
-    encoded: str
-    skipped: dict[int, str]  # subscriber id -> why SendGrid would refuse them
-    personalizations: int
-
-    @property
-    def body(self) -> dict[str, Any]:
-        """The body decoded again (tests and tools: the sender never needs it)."""
-        return json.loads(self.encoded)
-
-    @property
-    def size(self) -> int:
-        return len(self.encoded)
-
-
 @dataclass(frozen=True)
 class _Answer:
     """A 2xx answer: its status, body and headers (read before the connection closes)."""
@@ -153,10 +106,6 @@ class _Answer:
     status: int
     body: bytes
     headers: Any
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
 
 
 class SendGridProvider:
@@ -177,10 +126,7 @@ class SendGridProvider:
         # environment's proxies, read once) for every request.
         self._send_url = f"{self.client.client.host}/v3/mail/send"
         self._opener = urllib.request.build_opener()
-        # The shared end of each issue's body, encoded once: (issue, nonce, categories,
-        # sandbox) -> text after the personalizations.
-        self._shared: dict[tuple[int, str, tuple[str, ...], bool], str] = {}
-        self._shared_lock = threading.Lock()
+        self._bodies = BodyEncoder(settings, self.categories)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SendGridProvider:
@@ -195,84 +141,10 @@ class SendGridProvider:
         return f"SendGridProvider(host={self.config.api_host!r})"
 
     # -- building the request ----------------------------------------------------------
-    def _shared_part(self, batch: OutgoingBatch) -> str:
-        """`],"from":...}`: everything after the personalizations, the same for every request
-        of an issue; encoded (content and all) once."""
-        categories = tuple(batch.categories or self.categories)
-        key = (batch.issue_id, batch.rendered.placeholder_nonce, categories, batch.sandbox)
-        shared = self._shared.get(key)
-        if shared is not None:
-            return shared
-        rendered = batch.rendered
-        body: dict[str, Any] = {
-            "from": {"email": self.settings.from_email},
-            "subject": header_safe(rendered.subject),
-            "content": [
-                {"type": "text/plain", "value": rendered.text},
-                {"type": "text/html", "value": rendered.html},
-            ],
-        }
-        from_name = display_name(self.settings.from_name)
-        if from_name:
-            body["from"]["name"] = from_name
-        if categories:
-            body["categories"] = list(validate_categories(categories))
-        if batch.sandbox:
-            body["mail_settings"] = {"sandbox_mode": {"enable": True}}
-        shared = "]," + _compact(body)[1:]
-        with self._shared_lock:
-            if len(self._shared) >= 8:  # a long-lived worker sends many issues
-                self._shared.clear()
-            self._shared[key] = shared
-        return shared
-
     def build_request(self, batch: OutgoingBatch) -> BuiltRequest:
-        """The v3 Mail Send body for a batch, minus recipients SendGrid would refuse."""
-        parts: list[str] = []
-        skipped: dict[int, str] = {}
-        seen: set[str] = set()
-        rendered = batch.rendered
-        ph = rendered.placeholders
-        k_html, k_text, k_unsub = (
-            _quoted(ph.name_html),
-            _quoted(ph.name_text),
-            _quoted(ph.unsubscribe_url),
-        )
-        # custom_args are three short numbers: far below SendGrid's 10,000-byte limit.
-        numbers = f'"issue_id":"{int(batch.issue_id)}","batch":"{int(batch.batch)}"'
-        keys = len(ph.name_html) + len(ph.name_text) + len(ph.unsubscribe_url)
-        for recipient, unsubscribe in zip(batch.recipients, batch.unsubscribe_urls, strict=True):
-            email, refused = sendable_address(recipient.email)
-            if refused:
-                skipped[recipient.subscriber_id] = refused
-                continue
-            name = recipient.name
-            key = email.lower()
-            if key in seen:
-                skipped[recipient.subscriber_id] = "duplicate address in the request"
-                continue
-            values = substitution_values(rendered, name, unsubscribe)
-            shown_html, shown, url = (
-                values[ph.name_html],
-                values[ph.name_text],
-                values[ph.unsubscribe_url],
-            )
-            chars = keys + len(shown_html) + len(shown) + len(url)
-            if chars * 4 > MAX_SUBSTITUTION_BYTES and _kv_bytes(values) > MAX_SUBSTITUTION_BYTES:
-                skipped[recipient.subscriber_id] = "substitutions over 10,000 bytes"
-                continue
-            seen.add(key)
-            to_name = display_name(name)
-            to = f',"name":{_quoted(to_name)}' if to_name else ""
-            url = _quoted(url)  # no JSON escape turns into or out of "<" and ">"
-            parts.append(
-                f'{{"to":[{{"email":{_quoted(email)}{to}}}],"substitutions":{{'
-                f"{k_html}:{_quoted(shown_html)},{k_text}:{_quoted(shown)},{k_unsub}:{url}}},"
-                f'"custom_args":{{{numbers},"subscriber_id":"{int(recipient.subscriber_id)}"}},'
-                f'"headers":{{"List-Unsubscribe":"<{url[1:-1]}>",{_UNSUBSCRIBE_POST}}}}}'
-            )
-        encoded = '{"personalizations":[' + ",".join(parts) + self._shared_part(batch)
-        return BuiltRequest(encoded, skipped, len(parts))
+        """The v3 Mail Send body for a batch, minus recipients SendGrid would refuse
+        (`_sendgrid_body`: the shared part once per issue, the readers by columns)."""
+        return self._bodies.build(batch)
 
     # -- sending -----------------------------------------------------------------------
     def send(self, batch: OutgoingBatch) -> Accepted:
@@ -354,30 +226,6 @@ class SendGridProvider:
             ) from exc
 
 
-def sendable_address(email: str) -> tuple[str, str | None]:
-    """The address as SendGrid takes it, or why it cannot: its contract types addresses as
-    JSON Schema `format: email` (RFC 5321, ASCII) and it has no SMTPUTF8, so a non-ASCII
-    local part cannot go out through SendGrid; a non-ASCII domain goes out as IDNA."""
-    if email.isascii() and email.isprintable() and " " not in email:
-        if "@" in email:
-            return email, None  # the common case, in three cheap tests
-        return email, "not an email address"
-    local, at, domain = email.rpartition("@")
-    if not at or not local or not domain:
-        return email, "not an email address"
-    if not email.isprintable() or any(c.isspace() for c in email):
-        return email, "the address holds spaces or control characters"
-    if not local.isascii():
-        return email, (
-            "SendGrid cannot send to an address with a non-ASCII local part "
-            "(it does not support SMTPUTF8)"
-        )
-    try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}", None
-    except UnicodeError:
-        return email, "the domain cannot be written as an internationalised (IDNA) name"
-
-
 def _unreachable_reason(reason: object) -> str:
     """Why a connection could not be made, in words (urllib wraps the socket's error)."""
     if isinstance(reason, ConnectionRefusedError):
@@ -389,11 +237,6 @@ def _unreachable_reason(reason: object) -> str:
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror[:1].lower() + reason.strerror[1:]
     return str(reason)
-
-
-def _kv_bytes(mapping: dict[str, str]) -> int:
-    """UTF-8 bytes of the keys and values (the cheap bound, characters x 4, is checked first)."""
-    return sum(len(k.encode()) + len(v.encode()) for k, v in mapping.items())
 
 
 def _error_messages(exc: http_errors.HTTPError) -> list[str]:

@@ -152,7 +152,7 @@ def build_checked(
         pages=pages,
         layout_choice=layout_choice,
         awaiting_approval=awaiting_approval,
-        audience=segments.audience(store, settings.segment, setting=SEGMENT_SETTING),
+        segment=segments.audience(store, settings.segment, setting=SEGMENT_SETTING),
         reader_time=settings.deliver_at,
         planned_at=now,  # reader time: the waves come after this instant
     )

@@ -163,6 +163,9 @@ class _ReadOnlyPace:
     def sent_since(self, since: datetime) -> int:
         return self._log.sent_since(since)
 
+    def in_flight_count(self) -> int:
+        return self._log.in_flight_count()
+
     def warmup_start(self) -> date | None:
         return self._log.warmup_start()
 

@@ -1,6 +1,6 @@
 """Ticks: what one due tick does under the sending lease (finish interrupted issues, pick,
 build, send), what the scheduler does at each wake-up, and the tick state it keeps in `meta`
-(the last tick served, a tick held because it was missed by more than the grace period)."""
+(the last tick served, a tick missed by more than the grace period, waiting for the editor)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from newsletter import alerts, segments
 from newsletter.alerts import HeldArticle
 from newsletter.approval import awaiting_notice
 from newsletter.delivery import (
-    DeliveryPolicy,
     SendContext,
-    SendHooks,
     SendingLease,
+    SendOptions,
     SendReport,
     send_issue,
 )
@@ -36,10 +35,10 @@ from newsletter.publish.queue import chosen_layout
 from newsletter.records import IssueStatus, utcnow
 from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.store.meta import HELD_TICK, LAST_TICK, SCHEDULER_STARTED
+from newsletter.store.meta import LAST_TICK, MISSED_TICK, SCHEDULER_STARTED
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,20 @@ NO_ACTIVE_SUBSCRIBER = (
     "no active subscriber: nothing was sent and the article stays queued; "
     "add readers with `newsletter subscribers import FILE`"
 )
+
+
+def no_audience(store: Store, settings: Settings) -> str | None:
+    """Why an issue made now would go to nobody (no active subscriber, or an `[issue]
+    segment` that matches none of them), or None: what `run`, its dry run and a tick refuse
+    with before making an issue."""
+    if not store.subscribers.count():
+        return NO_ACTIVE_SUBSCRIBER
+    if settings.segment and not segments.count(store, settings.segment):
+        return (
+            f"{SEGMENT_SETTING} {settings.segment!r} matches no active subscriber: nothing was "
+            "sent and the article stays queued (`newsletter segment count` shows who matches)"
+        )
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,15 +73,9 @@ class TickContext:
 
     @classmethod
     def of(
-        cls,
-        store: Store,
-        settings: Settings,
-        provider: Provider,
-        *,
-        hooks: SendHooks | None = None,
-        policy: DeliveryPolicy | None = None,
+        cls, store: Store, settings: Settings, provider: Provider, **options: Unpack[SendOptions]
     ) -> TickContext:
-        send = SendContext.of(store, settings, provider, policy=policy, hooks=hooks)
+        send = SendContext.of(store, settings, provider, **options)
         return cls(store=store, settings=settings, send=send)
 
     @property
@@ -89,9 +96,9 @@ class TickResult:
     awaiting: int | None = None  # the issue prepared for this tick waits for its approval
 
 
-def held_tick(store: Store) -> datetime | None:
+def missed_tick(store: Store) -> datetime | None:
     """A tick missed by more than the grace period, waiting for the editor."""
-    return store.meta.moment(HELD_TICK)
+    return store.meta.moment(MISSED_TICK)
 
 
 def _served(store: Store, tick: datetime) -> bool:
@@ -180,15 +187,10 @@ def _build(
     store, settings = ctx.store, ctx.settings
     picked, errors = pick(store, settings, now, held=force)
     result.errors.extend(errors)
-    if picked and not store.subscribers.count():
+    nobody = no_audience(store, settings) if picked else None
+    if nobody is not None:
         _mark_served(store, scheduled_for)  # told once per tick, not at every wake-up
-        raise NoActiveSubscriber(NO_ACTIVE_SUBSCRIBER)
-    if picked and settings.segment and not segments.count(store, settings.segment):
-        _mark_served(store, scheduled_for)
-        raise NoActiveSubscriber(
-            f"{SEGMENT_SETTING} {settings.segment!r} matches no active subscriber: nothing was "
-            "sent and the article stays queued (`newsletter segment count` shows who matches)"
-        )
+        raise NoActiveSubscriber(nobody)
     chosen = chosen_layout(store) if picked else None
     while picked:
         try:
@@ -301,8 +303,8 @@ def _approved_due(ctx: TickContext, send: SendContext, now: datetime) -> list[Se
 def _mark_served(store: Store, scheduled_for: datetime | None) -> None:
     if scheduled_for is not None:
         store.meta.set_moment(LAST_TICK, scheduled_for)
-    else:  # the editor sent by hand: nothing is held any more
-        store.meta.set_moment(HELD_TICK, None)
+    else:  # the editor sent by hand: no tick is missed any more
+        store.meta.set_moment(MISSED_TICK, None)
 
 
 def _hold(ctx: TickContext, picked: Picked, reason: str) -> HeldArticle | None:
@@ -323,9 +325,9 @@ def scheduled_work(
 ) -> TickResult | None:
     """What the scheduler does at each wake-up while it holds the lease: serve the latest
     cadence tick once. Missed by at most the grace period (the scheduler was down), it still
-    goes out; missed by more, it is held for the editor instead of surprising anyone days
+    goes out; missed by more, it waits for the editor (`missed_tick`, an alert) instead of surprising anyone days
     later. Interrupted issues are finished either way, but not before `resume_after` (the
-    next window of a cap of [sending] that held them: nothing could go out before it)."""
+    next window of a cap of [sending] that stopped them: nothing could go out before it)."""
     store, settings = ctx.store, ctx.settings
     now = now or utcnow()
     started = store.meta.moment(SCHEDULER_STARTED)
@@ -336,7 +338,7 @@ def scheduled_work(
     if tick is not None and not _served(store, tick) and now - tick > settings.schedule.grace:
         store.meta.set_moment(LAST_TICK, tick)
         if tick > started:
-            store.meta.set_moment(HELD_TICK, tick)
+            store.meta.set_moment(MISSED_TICK, tick)
             log.warning(
                 "the issue due at %s was missed by more than %s (the scheduler was not "
                 "running): holding it; run 'newsletter run' to send it now",
@@ -361,7 +363,7 @@ def scheduled_work(
     return publish_tick(ctx, now, scheduled_for=tick, lease=lease)
 
 
-def _audience(ctx: TickContext) -> ColumnElement[bool] | None:
-    """The `[issue] segment`'s clause, as planned when the approved issue starts (its value
+def _audience(ctx: TickContext) -> str:
+    """The `[issue] segment`, checked, as planned when the approved issue starts (its value
     when it goes out, like an issue built at its tick)."""
     return segments.audience(ctx.store, ctx.settings.segment, setting=SEGMENT_SETTING)

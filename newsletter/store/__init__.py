@@ -8,7 +8,7 @@ owns its SQL and returns `newsletter.records`:
     store.articles      the editors' queue of articles
     store.issues        the issues made of it, their article pages, the next one's layout
     store.deliveries    the delivery log: plan, claim, mark, settle, count (the only writer
-                        of the `deliveries` table)
+                        of its tables: delivery_plans, delivery_batches, deliveries)
     store.meta          small pieces of state (key-value), and the sending lease
     store.events        webhook idempotency
     store.editors       editor accounts and their server-side sessions

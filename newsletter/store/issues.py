@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from newsletter.exceptions import NotFound
 from newsletter.readertime import ReaderTime
@@ -120,12 +120,12 @@ class Issues:
         layout_choice: str | None = None,
         *,
         awaiting_approval: bool = False,
-        audience: ColumnElement[bool] | None = None,
+        segment: str = "",
         reader_time: ReaderTime | None = None,
         planned_at: datetime | None = None,
     ) -> int:
         """Create the issue, take its articles off the queue and plan one delivery per active
-        subscriber (in `audience`, a segment's where-clause, when given), all in one transaction: either the issue exists with its whole plan, or
+        subscriber (in `segment`, a checked segment expression, when given), all in one transaction: either the issue exists with its whole plan, or
         nothing changed. `layout_choice` is the editors' next-issue layout this issue was
         built with: it is consumed in the same transaction (a different choice made while the
         issue was being built stays, for the issue after). With `awaiting_approval` the issue
@@ -184,7 +184,7 @@ class Issues:
                     .values(status=ArticleStatus.PUBLISHED, issue_id=issue_id, last_error=None)
                 )
             if not awaiting_approval:
-                self._plan(conn, int(issue_id), audience, reader_time, planned_at)
+                self._plan(conn, int(issue_id), segment, reader_time, planned_at)
                 bump(conn)  # the issue is public from now on (see newsletter.web.archive)
         return int(issue_id)
 
@@ -192,13 +192,13 @@ class Issues:
         self,
         conn: Any,
         issue_id: int,
-        audience: ColumnElement[bool] | None,
+        segment: str,
         reader_time: ReaderTime | None,
         now: datetime | None,
     ) -> None:
         """The issue's delivery plan: its segment's readers, at once or in reader-time waves
         from `now`."""
-        self._store.deliveries.plan(conn, issue_id, audience, reader_time=reader_time, now=now)
+        self._store.deliveries.plan(conn, issue_id, segment, reader_time=reader_time, now=now)
 
     def get_issue(self, issue_id: int) -> IssueRecord:
         with self._store.transaction(write=False) as conn:
@@ -222,12 +222,12 @@ class Issues:
     def start_approved(
         self,
         issue_id: int,
-        audience: ColumnElement[bool] | None = None,
+        segment: str = "",
         reader_time: ReaderTime | None = None,
         now: datetime | None = None,
     ) -> bool:
-        """An approved issue's slot has come: plan its deliveries (to `audience`, the
-        segment's clause; None: every receiving subscriber; at once or in reader-time waves)
+        """An approved issue's slot has come: plan its deliveries (to `segment`, a checked
+        segment expression; "": every receiving subscriber; at once or in reader-time waves)
         and make it sending (and public), in one transaction. False if it was not approved."""
         with self._store.transaction() as conn:
             changed = conn.execute(
@@ -237,7 +237,7 @@ class Issues:
             ).rowcount
             if not changed:
                 return False
-            self._plan(conn, issue_id, audience, reader_time, now)
+            self._plan(conn, issue_id, segment, reader_time, now)
             bump(conn)
             return True
 

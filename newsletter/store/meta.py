@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 # The ticks the scheduler keeps in `meta` (ISO timestamps): the last one served, one missed by
 # more than the grace period and waiting for the editor, and when a scheduler first served
 # this newsletter (a tick before it was never the scheduler's to serve, so it cannot have been
-# "missed while the scheduler was down").
-LAST_TICK, HELD_TICK, SCHEDULER_STARTED = "last_served_tick", "held_tick", "scheduler_started"
+# "missed while the scheduler was down"). The missed tick's key keeps its first name
+# ("held_tick") so a database that has one keeps it.
+LAST_TICK, MISSED_TICK, SCHEDULER_STARTED = "last_served_tick", "held_tick", "scheduler_started"
 
 
 class Meta:
@@ -114,7 +115,7 @@ class Meta:
             )
 
     def moment(self, key: str) -> datetime | None:
-        """A time kept under `key` (e.g. `HELD_TICK`), or None."""
+        """A time kept under `key` (e.g. `MISSED_TICK`), or None."""
         value = self.get(key)
         return datetime.fromisoformat(value) if value else None
 

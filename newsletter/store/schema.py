@@ -83,6 +83,11 @@ subscribers = Table(
     # written only by store/tags.py in the same transaction: what segments read, so a count
     # at a million subscribers is one scan of the index below and never a join.
     Column("tag_text", Text, nullable=False, default=""),
+    # Their tags before the last change and when it was (migration 0017, store/tags.py; a
+    # server default only, so inserts made at older revisions do not name it): a
+    # claim tells a reader who stopped matching a segment mid-send from one who never did.
+    Column("tags_before", Text, nullable=False, server_default=""),
+    Column("tags_changed_at", UTCDateTime),
     Index("ix_subscribers_status", "status", "id"),
     # Everything a segment and the receiving rule read (newsletter.segments): a count is one
     # covering-index scan (benchmarks/segment_count.py).
@@ -166,6 +171,10 @@ delivery_plans = Table(
     Column("claimed_to", Integer, nullable=False, default=0),
     Column("next_batch", Integer, nullable=False, default=0),
     Column("planned_at", UTCDateTime, nullable=False),
+    # The segment (migration 0017), its relative ages anchored at planning
+    # (`joined<30d@2026-12-07T12:00:00Z`): each claim evaluates it over the next id range.
+    # "": every receiving subscriber.
+    Column("expression", Text, nullable=False, server_default=""),
 )
 
 # One row per claim: the subscribers of [first_id, last_id] active at claim time are its

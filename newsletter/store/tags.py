@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from newsletter.exceptions import NotFound
 from newsletter.records import utcnow
 from newsletter.store.schema import subscriber_tags, subscribers, tags
+from newsletter.store.subscribers.rows import ids_by_key
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -49,8 +50,10 @@ class Tags:
 
     def refresh_copies(self, conn: Connection, subscriber_ids: Iterable[int]) -> None:
         """Write `subscribers.tag_text` (" films horror ", "" for none) again for these
-        subscribers from `subscriber_tags`, in the transaction that changed their tags."""
+        subscribers from `subscriber_tags`, in the transaction that changed their tags, the
+        old copy in `tags_before` (with `tags_changed_at`)."""
         ids = sorted(set(subscriber_ids))
+        now = utcnow()
         joined = (
             func.group_concat(subscriber_tags.c.tag, " ")
             if self._store.is_sqlite
@@ -66,7 +69,11 @@ class Tags:
             conn.execute(
                 update(subscribers)
                 .where(subscribers.c.id.in_(ids[start : start + 500]))
-                .values(tag_text=text_value)
+                # The old copy kept beside the new one (right-hand sides read the row as it
+                # was): a claim of a segmented issue tells who stopped matching mid-send.
+                .values(
+                    tag_text=text_value, tags_before=subscribers.c.tag_text, tags_changed_at=now
+                )
             )
 
     def add_in(self, conn: Connection, pairs: Iterable[tuple[int, str]]) -> None:
@@ -92,14 +99,7 @@ class Tags:
 
     def _ids(self, conn: Connection, emails: Iterable[str]) -> dict[str, int]:
         keys = sorted({e.strip().lower() for e in emails})
-        found: dict[str, int] = {}
-        for start in range(0, len(keys), 500):
-            rows = conn.execute(
-                select(subscribers.c.email_key, subscribers.c.id).where(
-                    subscribers.c.email_key.in_(keys[start : start + 500])
-                )
-            )
-            found.update({k: i for k, i in rows})
+        found = ids_by_key(conn, keys)
         missing = [k for k in keys if k not in found]
         if missing:
             raise NotFound(f"no subscriber {', '.join(map(repr, missing[:5]))}: nothing was tagged")

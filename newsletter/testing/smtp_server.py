@@ -9,14 +9,19 @@ answers as real servers do when told to by a JSON faults file:
      "defer": {"busy@example.com": "451 4.3.0 try again later"},
      "refuse_data": {"spam@example.com": "554 5.7.1 message refused"},
      "drop_after_data": ["lost@example.com"],
-     "close_after_messages": 3}
+     "stall": ["slow@example.com"],
+     "close_after_messages": 3, "close_reply": "454 4.7.0 TLS not available",
+     "data_delay_seconds": 0.02}
 
 `refuse`/`defer` answer RCPT TO; `refuse_data` answers after DATA; `drop_after_data` reads
 the whole message and closes the connection without a reply (the one case where a sender
-cannot know); `close_after_messages` answers `421` to the MAIL FROM after that many messages
-on one connection and closes it. `--auth USER` with `SMTP_SERVER_PASSWORD` in the environment
+cannot know); `stall` never answers RCPT TO for those addresses (the sender's timeout);
+`close_after_messages` answers `close_reply` (a `421` unless told) to the MAIL FROM after that
+many messages on one connection and closes it; `data_delay_seconds` waits that long before
+each answer to DATA (a slow server: a send that takes a while, to be interrupted). `--auth USER` with `SMTP_SERVER_PASSWORD` in the environment
 requires AUTH (over STARTTLS when `--cert`/`--key` are given, which also offers STARTTLS);
-`--no-smtputf8` answers as an older server that does not offer SMTPUTF8.
+`--no-smtputf8` answers as an older server that does not offer SMTPUTF8; `--pipelining`
+offers PIPELINING (RFC 2920; aiosmtpd reads commands in turn, so it takes them grouped).
 The first line printed is `PORT`, then one line `ready`; at the end, how many messages it
 accepted and the most connections that were open at once.
 """
@@ -48,7 +53,10 @@ class Faults:
     defer: dict[str, str] = field(default_factory=dict)
     refuse_data: dict[str, str] = field(default_factory=dict)
     drop_after_data: frozenset[str] = frozenset()
+    stall: frozenset[str] = frozenset()
     close_after_messages: int = 0
+    close_reply: str = "421 4.7.0 too many messages on one connection, closing"
+    data_delay_seconds: float = 0.0
 
     @classmethod
     def from_json(cls, text: str) -> Faults:
@@ -60,15 +68,19 @@ class Faults:
         return cls(
             **lower,
             drop_after_data=frozenset(a.lower() for a in raw.get("drop_after_data", ())),
+            stall=frozenset(a.lower() for a in raw.get("stall", ())),
             close_after_messages=int(raw.get("close_after_messages", 0)),
+            close_reply=raw.get("close_reply", cls.close_reply),
+            data_delay_seconds=float(raw.get("data_delay_seconds", 0.0)),
         )
 
 
 class _Handler:
     """aiosmtpd's handler: the answers, the Maildir and the counters."""
 
-    def __init__(self, faults: Faults, maildir: Path | None) -> None:
+    def __init__(self, faults: Faults, maildir: Path | None, pipelining: bool = False) -> None:
         self.faults = faults
+        self.pipelining = pipelining
         self.box = mailbox.Maildir(maildir, create=True) if maildir else None
         self.accepted = 0
         self.counts: dict[int, int] = {}  # per connection: messages so far
@@ -76,6 +88,14 @@ class _Handler:
         self.queue_number = 0
         self.open_connections = 0
         self.peak_connections = 0  # the most connections open at once
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself without this hook
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     def opened(self) -> None:
         self.open_connections += 1
@@ -90,7 +110,7 @@ class _Handler:
         done = self.counts.get(id(session), 0)
         if self.faults.close_after_messages and done >= self.faults.close_after_messages:
             asyncio.get_running_loop().call_soon(server.transport.close)
-            return "421 4.7.0 too many messages on one connection, closing"
+            return self.faults.close_reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -99,6 +119,8 @@ class _Handler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         key = address.lower()
+        if key in self.faults.stall:
+            await asyncio.sleep(3600)  # the client gives up first
         if key in self.faults.refuse:
             return self.faults.refuse[key]
         if key in self.faults.defer:
@@ -108,6 +130,8 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.counts[id(session)] = self.counts.get(id(session), 0) + 1
+        if self.faults.data_delay_seconds:
+            await asyncio.sleep(self.faults.data_delay_seconds)
         for rcpt in envelope.rcpt_tos:
             key = rcpt.lower()
             if key in self.faults.drop_after_data:
@@ -168,12 +192,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-smtputf8", action="store_true", help="do not offer SMTPUTF8 (an older server)"
     )
+    parser.add_argument("--pipelining", action="store_true", help="offer PIPELINING")
     parser.add_argument("--cert", help="PEM certificate: offer STARTTLS")
     parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args(argv)
 
     faults = Faults.from_json(args.faults.read_text() if args.faults else "")
-    handler = _Handler(faults, None if args.sink else args.maildir)
+    handler = _Handler(faults, None if args.sink else args.maildir, args.pipelining)
     password = os.environ.get("SMTP_SERVER_PASSWORD", "")
 
     def authenticate(
@@ -238,8 +263,11 @@ class SMTPServerProcess:
         auth: tuple[str, str] | None = None,
         cert: tuple[Path, Path] | None = None,
         smtputf8: bool = True,
+        pipelining: bool = False,
     ) -> None:
         argv = [sys.executable, "-m", MODULE]
+        if pipelining:
+            argv.append("--pipelining")
         if not smtputf8:
             argv.append("--no-smtputf8")
         if maildir is not None:

@@ -118,13 +118,20 @@ def index_page(settings: Settings, store: Store, version: PublicationVersion) ->
     return cached_page(html.encode("utf-8"), "text/html; charset=utf-8", version.changed_at)
 
 
-async def archive_index(request: Request) -> Response:
+async def _serve_listing(
+    request: Request, key: str, build: Callable[[Settings, Store, PublicationVersion], CachedPage]
+) -> Response:
+    """A page that always exists (the index, the feed), from the cache."""
     state = web_state(request)
     page = await public_pages(request).get(
-        "index", lambda version: index_page(state.settings, state.store, version)
+        key, lambda version: build(state.settings, state.store, version)
     )
-    assert page is not None  # the index always exists
+    assert page is not None  # `build` always makes one
     return respond(request, page)
+
+
+async def archive_index(request: Request) -> Response:
+    return await _serve_listing(request, "index", index_page)
 
 
 def _text(value: object) -> str:
@@ -190,9 +197,4 @@ def feed_page(settings: Settings, store: Store, version: PublicationVersion) -> 
 
 
 async def feed_xml(request: Request) -> Response:
-    state = web_state(request)
-    page = await public_pages(request).get(
-        "feed", lambda version: feed_page(state.settings, state.store, version)
-    )
-    assert page is not None  # the feed always exists
-    return respond(request, page)
+    return await _serve_listing(request, "feed", feed_page)

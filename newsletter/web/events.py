@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import logging
@@ -152,38 +153,20 @@ class WebhookVerifier:
         return self.verify_digest(raw, digest)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EventSummary:
-    suppressed: int = 0
-    confirmed: int = 0
-    opens: int = 0
-    clicks: int = 0
-    duplicates: int = 0
-    ignored: int = 0
-    machine_opens: int = 0
+    """What one POST did: the store's outcome, and the events we do not act on."""
 
-    @classmethod
-    def of(cls, outcome: WebhookOutcome, ignored: int) -> EventSummary:
-        return cls(
-            suppressed=outcome.suppressed,
-            confirmed=outcome.confirmed,
-            opens=outcome.opens,
-            clicks=outcome.clicks,
-            duplicates=outcome.duplicates,
-            ignored=ignored,
-            machine_opens=outcome.machine_opens,
-        )
+    outcome: WebhookOutcome
+    ignored: int = 0
+
+    @property
+    def worth_logging(self) -> bool:
+        o = self.outcome
+        return bool(o.suppressed or o.confirmed or o.duplicates or self.ignored)
 
     def as_dict(self) -> dict:
-        return {
-            "suppressed": self.suppressed,
-            "confirmed": self.confirmed,
-            "opens": self.opens,
-            "clicks": self.clicks,
-            "machine_opens": self.machine_opens,
-            "duplicates": self.duplicates,
-            "ignored": self.ignored,
-        }
+        return {**dataclasses.asdict(self.outcome), "ignored": self.ignored}
 
 
 @dataclass(frozen=True)
@@ -303,7 +286,7 @@ def apply_events(store: Store, body: str | bytes) -> EventSummary:
     """Parse a verified body and apply it in one transaction (MalformedEvents: nothing)."""
     batch = parse_events(body)
     outcome = store.events.apply(batch.events) if batch.events else WebhookOutcome()
-    return EventSummary.of(outcome, batch.ignored)
+    return EventSummary(outcome, batch.ignored)
 
 
 class SendGridWebhook:
@@ -391,7 +374,7 @@ class SendGridWebhook:
         except StoreError as exc:
             log.error("SendGrid event POST not applied (SendGrid will retry): %s", exc)
             return _plain("events not applied, try again", 503, {"Retry-After": "60"})
-        if summary.suppressed or summary.confirmed or summary.duplicates or summary.ignored:
+        if summary.worth_logging:
             log.info("SendGrid events: %s", summary.as_dict())
         return JSONResponse(summary.as_dict())
 

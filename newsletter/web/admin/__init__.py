@@ -124,11 +124,7 @@ def routes() -> list[BaseRoute]:
         Route("/admin/issues/{issue_id:int}/approve", page(approval.approve), methods=post),
         Route("/admin/issues/{issue_id:int}/reject", page(approval.reject), methods=post),
         Route("/admin/issues/{issue_id:int}/email", page(approval.issue_email), methods=get),
-        Route(
-            "/admin/schedule",
-            page(schedule.schedule_endpoint),
-            methods=both,
-        ),
+        Route("/admin/schedule", page(schedule.schedule_endpoint), methods=both),
         Route("/admin/feeds", page(feeds.feeds_page), methods=get),
         Route("/admin/calendar", page(calendar.calendar_page), methods=get),
         Route("/admin/calendar/{article_id:int}/move", page(calendar.move), methods=post),

@@ -69,7 +69,7 @@ def queue_page(
         layout_setting=ctx.settings.layout,
         back="/admin/queue",
         layout_error=layout_error,
-        held=publish.held_tick(ctx.store),
+        missed=publish.missed_tick(ctx.store),
         dt_format=DATETIME_LOCAL,
         pasted=ctx.form.get("markdown", ""),
         filename=ctx.form.get("filename", ""),
@@ -143,7 +143,7 @@ def next_layout(ctx: Ctx) -> Response:
 def move_article(ctx: Ctx) -> Response:
     row = ctx.store.articles.queued_article(_article_id(ctx))
     up = ctx.form.get("direction") == "up"
-    moved = ctx.store.articles.swap_with_neighbour(row.filename, up)
+    moved = publish.move_article(ctx.store, row.filename, up=up)
     where = "up" if up else "down"
     message = f"Moved {row.filename} {where}." if moved else f"{row.filename} stays."
     return ctx.redirect("/admin/queue", message)
@@ -164,7 +164,7 @@ def not_before(ctx: Ctx) -> Response:
 
 def remove_article(ctx: Ctx) -> Response:
     row = ctx.store.articles.queued_article(_article_id(ctx))
-    ctx.store.articles.remove_article(row.filename)
+    publish.remove_article(ctx.store, row.filename)
     return ctx.redirect("/admin/queue", f"Removed {row.filename} from the queue.")
 
 

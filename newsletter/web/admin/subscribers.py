@@ -1,5 +1,5 @@
 """Subscribers: search, filter by status, keyset pages, the recent imports (run off the
-request: `imports`), export (`subscribers.export_csv`), unsubscribe one."""
+request: `imports`), export (`subscribers.export_subscribers`, tags included), unsubscribe one."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, Response
 
 from newsletter import segments
+from newsletter import subscribers as lists
 from newsletter.exceptions import BadTag, NotFound, SegmentError
 from newsletter.records import SubscriberStatus
 from newsletter.store.subscribers import SEARCH_FIELDS
-from newsletter.subscribers import export_csv
 from newsletter.tags import normalize_tag
 from newsletter.web.admin.base import Ctx
 from newsletter.web.admin.imports import BODY_LIMIT_IMPORT
@@ -104,7 +104,7 @@ def export_subscribers(ctx: Ctx) -> Response:
     path = Path(name)
     try:
         with open(descriptor, "w", encoding="utf-8", newline="") as handle:
-            export_csv(ctx.store.subscribers.each(), handle)
+            lists.export_subscribers(ctx.store, handle)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

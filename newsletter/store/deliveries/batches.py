@@ -1,0 +1,403 @@
+"""Claiming batches: the next id range of the plan's definition, a released batch again,
+recipients waiting alone (due reader-time waves)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
+
+from newsletter.pacing import Window
+from newsletter.records import SUPPRESSED, Batch, Recipient, utcnow
+from newsletter.store.audience import as_planned, planned, receiving
+from newsletter.store.deliveries.reports import in_flight, sent_since
+from newsletter.store.deliveries.rows import (
+    ACTIVE,
+    BATCH_COLUMNS,
+    IN_FLIGHT,
+    LEFT,
+    PAUSED,
+    PENDING,
+    RELEASED,
+    SENT,
+    SKIPPED,
+    BatchRow,
+    LogPart,
+    encode_members,
+)
+from newsletter.store.schema import (
+    UTCDateTime,
+    deliveries,
+    delivery_batches,
+    delivery_plans,
+    subscribers,
+)
+
+_B = delivery_batches.c
+_D = deliveries.c
+_P = delivery_plans.c
+# A sender runs these once per batch: built once, they skip SQLAlchemy's statement building.
+_DUE = bindparam("now", type_=UTCDateTime())  # the sender's clock: waves due, pauses over
+# The PostgreSQL advisory lock paced claims take turns on ("pace" in ASCII).
+PACE_LOCK = 0x70616365
+PLAN = (
+    select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at, _P.expression)
+    .where(_P.issue_id == bindparam("issue"))
+    .with_for_update()  # PostgreSQL: claimers of one issue take turns here
+)
+_RELEASED_BATCH = (
+    select(*BATCH_COLUMNS)
+    .where(_B.issue_id == bindparam("issue"), _B.state == RELEASED, _B.listed.is_(False))
+    .order_by(_B.number)
+    .limit(1)
+)
+_WAITING_ALONE = (
+    select(
+        _D.subscriber_id,
+        subscribers.c.email,
+        subscribers.c.name,
+        subscribers.c.token,
+        subscribers.c.status,
+        receiving(_DUE).label("receiving"),
+    )
+    .join(subscribers, subscribers.c.id == _D.subscriber_id)
+    .where(
+        _D.issue_id == bindparam("issue"),
+        _D.state == PENDING,
+        # Reader time: a wave's readers only once its instant has come.
+        or_(_D.not_before.is_(None), _D.not_before <= _DUE),
+    )
+    .order_by(_D.subscriber_id)
+    .limit(bindparam("size"))
+)
+
+
+@lru_cache(maxsize=64)
+def _next_recipients(expression: str) -> Select:
+    """The next recipients of a plan: receiving at the claim and in its segment, by id."""
+    return (
+        select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.token)
+        .where(
+            subscribers.c.id > bindparam("after"),
+            subscribers.c.id <= bindparam("last"),
+            receiving(_DUE),
+            planned(expression),
+        )
+        .order_by(subscribers.c.id)
+        .limit(bindparam("size"))
+    )
+
+
+@lru_cache(maxsize=64)
+def _skipped_between(expression: str) -> Select:
+    """How many readers of (after, last] were of the audience at planning, as far as their
+    rows tell, and are not recipients now: left since (unsubscribed, bounced, complained),
+    paused since, or no longer in the segment (their tags changed, or they opened, since).
+    Readers who were never of it (a segment's others, those who left before) are not."""
+    since = bindparam("planned_at", type_=UTCDateTime())
+    row = subscribers.c
+    changed = row.updated_at >= since
+    ways = [
+        and_(row.status.in_(SUPPRESSED), changed),
+        and_(row.status == ACTIVE, row.paused_until > _DUE, changed),
+    ]
+    if expression:
+        ways.append(
+            and_(receiving(_DUE), or_(row.tags_changed_at >= since, row.last_opened_at >= since))
+        )
+    return (
+        select(func.count())
+        .select_from(subscribers)
+        .where(
+            row.id > bindparam("after"),
+            row.id <= bindparam("last"),
+            not_(and_(receiving(_DUE), planned(expression))),
+            as_planned(expression, since),
+            or_(*ways),
+        )
+    )
+
+
+_ADVANCE = (
+    update(delivery_plans)
+    .where(_P.issue_id == bindparam("issue"))
+    .values(claimed_to=bindparam("top"), next_batch=bindparam("number"))
+)
+_NEW_BATCH = insert(delivery_batches)
+
+
+def _next_number(conn: Connection, issue_id: int, number: int) -> None:
+    conn.execute(update(delivery_plans).where(_P.issue_id == issue_id).values(next_batch=number))
+
+
+def claim_range(
+    conn: Connection,
+    issue_id: int,
+    plan: Any,
+    size: int,
+    worker: str,
+    now: datetime,
+    due: datetime | None = None,
+) -> Batch | None:
+    """The next id range of the plan's audience as a batch: its recipients are those
+    receiving at `due` (the sender's clock) and in the plan's segment; those of the audience
+    who are not any more are counted skipped on the batch row."""
+    if plan.claimed_to >= plan.last_id:
+        return None
+    after, due = plan.claimed_to, due or now
+    rows = conn.execute(
+        _next_recipients(plan.expression),
+        {"after": after, "last": plan.last_id, "size": size, "now": due},
+    ).all()
+    top = rows[-1][0] if rows else plan.last_id
+    skipped = conn.scalar(
+        _skipped_between(plan.expression),
+        {"after": after, "last": top, "now": due, "planned_at": plan.planned_at},
+    )
+    number = plan.next_batch + 1
+    if not rows and not skipped:  # the rest of the audience left before planning
+        conn.execute(_ADVANCE, {"issue": issue_id, "top": top, "number": plan.next_batch})
+        return None
+    conn.execute(_ADVANCE, {"issue": issue_id, "top": top, "number": number})
+    first = rows[0][0] if rows else plan.claimed_to + 1
+    conn.execute(
+        _NEW_BATCH,
+        {
+            "issue_id": issue_id,
+            "number": number,
+            "first_id": first,
+            "last_id": top,
+            "recipients": len(rows),
+            "skipped": skipped,
+            "excluded": encode_members(first, top, (sid for sid, *_ in rows)),
+            "listed": False,
+            "state": IN_FLIGHT if rows else SENT,
+            "worker": worker,
+            "claimed_at": now,
+            "updated_at": now,
+            "attempts": 1,
+        },
+    )
+    recipients = tuple(map(Recipient._make, rows))
+    return Batch(issue_id, number, recipients, first, top)
+
+
+class Batches(LogPart):
+    def claim(
+        self,
+        issue_id: int,
+        size: int,
+        worker: str = "main",
+        after: int = 0,
+        now: datetime | None = None,
+        windows: Sequence[Window] = (),
+    ) -> Batch | None:
+        """Claim the next batch of up to `size` recipients, in flight under a new number, and
+        return who they are: the next id range of the audience, else a released batch's range
+        again, else recipients waiting to be sent alone. Readers of the audience who left,
+        paused or stopped matching its segment since planning are counted as skipped; `now`
+        is the sender's clock (reader time's waves due, pauses over). The claim cursor
+        lives in the plan row, so `after` (the sender's own cursor, from when claims scanned
+        rows) no longer matters.
+
+        `windows` ([sending]'s caps, from `delivery/pace.py`): the batch is cut to what every
+        window still allows, counted here, in the claim's transaction, over every issue and
+        every process's batches in flight, so several workers never pass a cap together. At
+        a cap the claim is an empty batch (number 0), not None: the issue is not done."""
+        del after
+        due = now or utcnow()  # reader time: the waves whose instant has come
+        now = utcnow()
+        with self._store.transaction() as conn:
+            plan = conn.execute(PLAN, {"issue": issue_id}).first()
+            if plan is None:
+                return None
+            if windows:
+                size = min(size, self._room(conn, windows))
+                if size <= 0:
+                    return Batch(issue_id, 0, (), 0, 0)
+            # Forward first, as a sender's own cursor went: what was released or put back
+            # waits until the audience's ranges are all claimed.
+            return (
+                claim_range(conn, issue_id, plan, size, worker, now, due)
+                or self._claim_released(conn, issue_id, plan, size, worker, now, due)
+                or self._claim_listed(conn, issue_id, plan.next_batch + 1, size, worker, now, due)
+            )
+
+    def _room(self, conn: Connection, windows: Sequence[Window]) -> int:
+        """What the tightest window still allows: its limit less what was sent since it
+        began and what is in flight. Paced claimers take turns on PostgreSQL (a transaction
+        advisory lock; SQLite's BEGIN IMMEDIATE already serialises every writer)."""
+        if not self._store.is_sqlite:
+            conn.execute(select(func.pg_advisory_xact_lock(PACE_LOCK)))
+        busy = in_flight(conn)
+        return min(w.limit - sent_since(self, conn, w.since) - busy for w in windows)
+
+    def _claim_released(
+        self,
+        conn: Connection,
+        issue_id: int,
+        plan: Any,
+        size: int,
+        worker: str,
+        now: datetime,
+        due: datetime,
+    ) -> Batch | None:
+        """A released batch's recipients again, but those settled alone meanwhile and those
+        no longer receiving or in the segment (skipped). Over `size` (a too-large request
+        made the sender's batches smaller), the batch is cut in two: the rest stays released
+        under a new number."""
+        row = conn.execute(_RELEASED_BATCH, {"issue": issue_id}).first()
+        if row is None:
+            return None
+        batch, number = BatchRow.of(row), plan.next_batch + 1
+        in_range = _D.subscriber_id.between(batch.first_id, batch.last_id)
+        own = conn.execute(
+            select(_D.subscriber_id, _D.state).where(_D.issue_id == issue_id, in_range)
+        ).all()
+        settled = {sid for sid, state in own if state != PENDING or not batch.holds(sid)}
+        # Its recipients waiting alone: they join the batch again.
+        rejoin = [sid for sid, state in own if sid not in settled]
+        if rejoin:
+            conn.execute(
+                delete(deliveries).where(_D.issue_id == issue_id, _D.subscriber_id.in_(rejoin))
+            )
+        members = [
+            member
+            for member in conn.execute(
+                select(
+                    subscribers.c.id,
+                    subscribers.c.email,
+                    subscribers.c.name,
+                    subscribers.c.token,
+                    and_(receiving(due), planned(plan.expression)).label("receiving"),
+                )
+                .where(subscribers.c.id.between(batch.first_id, batch.last_id))
+                .order_by(subscribers.c.id)
+            )
+            if batch.holds(member[0])
+        ]
+        sending = [m for m in members if m[0] not in settled and m[4]]
+        last = batch.last_id
+        if len(sending) > size:
+            last = sending[size - 1][0]
+            sending = sending[:size]
+            rest = [m for m in members if m[0] > last]
+            members = [m for m in members if m[0] <= last]
+            _next_number(conn, issue_id, number)
+            first = rest[0][0]
+            conn.execute(
+                _NEW_BATCH,
+                {
+                    "issue_id": issue_id,
+                    "number": number,
+                    "first_id": first,
+                    "last_id": batch.last_id,
+                    "recipients": len(rest),
+                    "skipped": 0,
+                    "excluded": encode_members(first, batch.last_id, (m[0] for m in rest)),
+                    "listed": False,
+                    "state": RELEASED,
+                    "worker": None,
+                    "claimed_at": now,
+                    "updated_at": now,
+                    "error": batch.error,
+                    "attempts": 1,
+                },
+            )
+        gone = [m[0] for m in members if m[0] not in settled and not m[4]]
+        conn.execute(
+            update(delivery_batches)
+            .where(_B.issue_id == issue_id, _B.number == batch.number)
+            .values(
+                last_id=last,
+                state=IN_FLIGHT if sending else SENT,
+                worker=worker,
+                claimed_at=now,
+                updated_at=now,
+                attempts=_B.attempts + 1,
+                recipients=len(members) - len(gone),
+                skipped=batch.skipped + len(gone),
+                excluded=encode_members(
+                    batch.first_id, last, (m[0] for m in members if m[0] not in gone)
+                ),
+            )
+        )
+        recipients = tuple(Recipient(*m[:4]) for m in sending)
+        return Batch(issue_id, batch.number, recipients, batch.first_id, last)
+
+    def _claim_listed(
+        self,
+        conn: Connection,
+        issue_id: int,
+        number: int,
+        size: int,
+        worker: str,
+        now: datetime,
+        due: datetime,
+    ) -> Batch | None:
+        rows = conn.execute(_WAITING_ALONE, {"issue": issue_id, "size": size, "now": due}).all()
+        if not rows:
+            return None
+        _next_number(conn, issue_id, number)
+        recipients = [Recipient(sid, e, n, t) for sid, e, n, t, _, ok in rows if ok]
+        gone = [sid for sid, *_, status, _ in rows if status != ACTIVE]
+        paused = [sid for sid, *_, status, ok in rows if status == ACTIVE and not ok]
+        mine = _D.issue_id == issue_id
+        if recipients:
+            conn.execute(
+                update(deliveries)
+                .where(mine, _D.subscriber_id.in_([r.subscriber_id for r in recipients]))
+                .values(
+                    state=IN_FLIGHT,
+                    batch=number,
+                    worker=worker,
+                    claimed_at=now,
+                    updated_at=now,
+                    attempts=_D.attempts + 1,
+                )
+            )
+        if gone:
+            conn.execute(
+                update(deliveries)
+                .where(mine, _D.subscriber_id.in_(gone))
+                .values(state=SKIPPED, error=LEFT, updated_at=now)
+            )
+        if paused:
+            conn.execute(
+                update(deliveries)
+                .where(mine, _D.subscriber_id.in_(paused))
+                .values(state=SKIPPED, error=PAUSED, updated_at=now)
+            )
+        conn.execute(
+            insert(delivery_batches).values(
+                issue_id=issue_id,
+                number=number,
+                first_id=rows[0][0],
+                last_id=rows[-1][0],
+                recipients=len(recipients),
+                skipped=0,  # counted on their own rows
+                excluded="",
+                listed=True,
+                state=IN_FLIGHT if recipients else SENT,
+                worker=worker,
+                claimed_at=now,
+                updated_at=now,
+                attempts=1,
+            )
+        )
+        return Batch(issue_id, number, tuple(recipients), rows[0][0], rows[-1][0])
