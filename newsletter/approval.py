@@ -39,15 +39,35 @@ class Decision:
 
 
 def queued_by(store: Store, issue_id: int) -> set[int]:
-    """The editors who queued the issue's articles (those queued otherwise name nobody)."""
+    """The editors who queued the issue's articles. An article queued without naming an
+    editor (`queue add` without --editor, a feed, a file dropped into issues/) names nobody:
+    it keeps no editor from approving, so an issue made of such articles only may be
+    approved by any editor (the approval then records who looked, not that it was another)."""
     return {a.queued_by for a in store.articles.issue_articles(issue_id) if a.queued_by}
 
 
-def _decider(store: Store, email: str) -> tuple[int, str]:
+EDITOR_NEEDED = (
+    "say who you are: --editor EMAIL or NEWSLETTER_EDITOR (an editor of 'newsletter editors "
+    "list'; the log records who decided and when)"
+)
+
+
+def editor_named(store: Store, email: str | None) -> tuple[int, str]:
+    """The editor account (id, address) `email` names: who queues or decides, from the
+    command line (`--editor` / NEWSLETTER_EDITOR). NotFound for an address that is no editor."""
+    if not email or not email.strip():
+        raise NewsletterError(EDITOR_NEEDED)
     row = store.editors.by_email(email.strip())
     if row is None:
-        raise NotFound(f"no editor {email!r} (see 'newsletter editors list')")
+        raise NotFound(f"no editor {email.strip()!r} (see 'newsletter editors list')")
     return row.id, row.email
+
+
+def queued_by_emails(store: Store, issue_id: int) -> list[str]:
+    """The addresses of the editors who queued the issue's articles, for the issue page
+    ([] when every article names nobody: then any editor may approve it)."""
+    rows = (store.editors.by_id(editor_id) for editor_id in sorted(queued_by(store, issue_id)))
+    return [row.email for row in rows if row is not None]
 
 
 def _awaiting(store: Store, issue_id: int, what: str) -> IssueRecord:
@@ -64,12 +84,16 @@ def _awaiting(store: Store, issue_id: int, what: str) -> IssueRecord:
 
 
 def approve(
-    store: Store, settings: Settings, issue_id: int, editor_email: str, now: datetime | None = None
+    store: Store,
+    settings: Settings,
+    issue_id: int,
+    editor_email: str | None,
+    now: datetime | None = None,
 ) -> Decision:
     """Approve an issue awaiting approval, as `editor_email`. Refused for an issue in any
     other state, and for an editor who queued one of its articles unless
     `[issue] allow_self_approval`."""
-    editor_id, email = _decider(store, editor_email)
+    editor_id, email = editor_named(store, editor_email)
     _awaiting(store, issue_id, "approve")
     if editor_id in queued_by(store, issue_id) and not settings.approval.allow_self:
         raise ApprovalRefused(
@@ -85,7 +109,7 @@ def reject(
     store: Store,
     settings: Settings,
     issue_id: int,
-    editor_email: str,
+    editor_email: str | None,
     reason: str,
     now: datetime | None = None,
 ) -> Decision:
@@ -97,7 +121,7 @@ def reject(
         raise NewsletterError("a rejection needs a reason (--reason): the editors read it")
     if len(reason) > MAX_REASON:
         raise NewsletterError(f"the reason is longer than {MAX_REASON} characters")
-    editor_id, email = _decider(store, editor_email)
+    editor_id, email = editor_named(store, editor_email)
     _awaiting(store, issue_id, "reject")
     held = store.reviews.reject(issue_id, editor_id, email, reason, now or utcnow())
     if not held and store.issues.issue_status(issue_id) != IssueStatus.REJECTED:

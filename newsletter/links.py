@@ -58,6 +58,11 @@ def feed_url(site: Site) -> str:
     return f"{_base(site)}/feed.xml"
 
 
+def static_url(site: Site, name: str) -> str:
+    """A file the public pages load from us (the sign-up form's script)."""
+    return f"{_base(site)}/static/{name}"
+
+
 def admin_url(site: Site, path: str = "") -> str:
     """A page of the editors' workspace (`path` starts with "/", or is empty)."""
     return f"{_base(site)}/admin{path}"

@@ -98,6 +98,7 @@ def test_the_tick_prepares_an_issue_that_waits_and_only_another_editor_approves_
         assert page.status == 200
         assert f'src="/admin/issues/{issue_id}/email"' in page.text
         assert 'id="self-approval"' in page.text and 'id="approve"' not in page.text
+        assert '<p class="meta" id="queued-by">Queued by ed1@example.com</p>' in page.text
         frame = ed1.get(f"/admin/issues/{issue_id}/email")
         assert frame.status == 200 and "Orchard" in frame.text
         refused = ed1.post(f"/admin/issues/{issue_id}/approve", {"csrf_token": csrf_of(page)})
@@ -201,6 +202,12 @@ def test_the_scheduler_prepares_ahead_alerts_before_the_deadline_and_sends_once_
             alerts.send_alerts(live.store, live.settings, ctx.provider, SLOT - timedelta(hours=2))
             == []
         )
+        # What every workspace page shows (approval.notices reads this list) at the same
+        # instants: nothing two hours before, the issue from 90 minutes before.
+        assert alerts.approval_alerts(live.store, live.settings, SLOT - timedelta(hours=2)) == []
+        [shown] = alerts.approval_alerts(live.store, live.settings, SLOT - timedelta(minutes=90))
+        assert shown.link.endswith(f"/admin/issues/{issue.id}")
+        assert shown.subject.startswith(f"Issue {issue.id} awaits approval")
         # 89 minutes before: every editor, once, by email; and on every workspace page.
         close = SLOT - timedelta(minutes=89)
         sent = alerts.send_alerts(live.store, live.settings, ctx.provider, close)
@@ -311,3 +318,85 @@ def test_the_scheduler_says_a_tick_waits_for_approval_rather_than_an_empty_queue
             f"tick {SLOT:%Y-%m-%d %H:%M %Z}: {approval.awaiting_notice(result.awaiting)}"
         ]
         assert "queue empty" not in " ".join(said)
+
+
+def _cli_team(folder: Path) -> Path:
+    approval_folder(folder)
+    for address in (ED1, ED2):
+        added = run_cli(["editors", "add", address], folder, input=f"{PASSWORD}\n{PASSWORD}\n")
+        assert added.returncode == 0, added.stderr
+    (folder / "readers.csv").write_text("email,name\nreader@example.com,Reader\n")
+    assert run_cli(["subscribers", "import", "readers.csv"], folder).returncode == 0
+    return folder
+
+
+def test_queue_add_records_the_editor_and_approve_holds_the_cli_to_the_rule(tmp_path):
+    """`queue add --editor` (or NEWSLETTER_EDITOR) is checked against the editors and
+    recorded, so the CLI keeps the rule the workspace keeps: not approved by who queued it."""
+    folder = _cli_team(tmp_path)
+    article = str(SAMPLE_ARTICLES / "003_the-orchard-accounts.md")
+    stranger = run_cli(["queue", "add", article, "--editor", "who@example.com"], folder)
+    assert stranger.returncode == 1 and "no editor 'who@example.com'" in stranger.stderr
+    assert "Traceback" not in stranger.stderr
+    assert not (folder / "issues" / "003_the-orchard-accounts.md").exists()  # nothing queued
+
+    added = run_cli(["queue", "add", article], folder, env={"NEWSLETTER_EDITOR": ED1})
+    assert added.returncode == 0, added.stderr
+    assert f"recorded as queued by {ED1}: another editor approves its issue" in added.stderr
+    assert run_cli(["run", "--once"], folder).returncode == 1  # prepared, awaiting approval
+
+    own = run_cli(["approve", "1", "--editor", ED1], folder)
+    assert own.returncode == 1 and f"{ED1} queued an article of issue 1" in own.stderr
+    anonymous = run_cli(["approve", "1"], folder)
+    assert anonymous.returncode == 1 and "say who you are: --editor EMAIL" in anonymous.stderr
+    assert "Traceback" not in anonymous.stderr + own.stderr
+    approved = run_cli(["approve", "1", "--editor", ED2], folder)
+    assert approved.returncode == 0, approved.stderr
+    [review] = run_reviews(folder, 1)
+    assert (review.decision, review.editor_email) == ("approved", ED2)
+
+
+def test_an_article_queued_by_nobody_named_may_be_approved_by_any_editor(tmp_path):
+    """Without --editor the CLI says it records nobody; no editor is then kept from
+    approving (the rule of approval.queued_by), and an anonymous re-queue of an article an
+    editor queued keeps that editor."""
+    folder = _cli_team(tmp_path)
+    article = str(SAMPLE_ARTICLES / "003_the-orchard-accounts.md")
+    added = run_cli(["queue", "add", article], folder)
+    assert added.returncode == 0, added.stderr
+    assert "recorded as queued by no editor (say --editor EMAIL" in added.stderr
+    assert "any editor may approve its issue" in added.stderr
+    again = run_cli(["queue", "add", article, "--editor", ED1], folder)
+    assert again.returncode == 0 and ED1 in again.stderr
+    assert run_cli(["queue", "add", article], folder).returncode == 0  # anonymous edit
+    assert run_cli(["run", "--once"], folder).returncode == 1
+    own = run_cli(["approve", "1", "--editor", ED1], folder)
+    assert own.returncode == 1 and "queued an article of issue 1" in own.stderr
+
+    other = _cli_team(tmp_path / "other")
+    assert run_cli(["queue", "add", article], other).returncode == 0
+    assert run_cli(["run", "--once"], other).returncode == 1
+    anyone = run_cli(["approve", "1", "--editor", ED1], other)
+    assert anyone.returncode == 0, anyone.stderr
+
+
+def run_reviews(folder: Path, issue_id: int):
+    from newsletter.settings import load_settings
+    from newsletter.store import Store
+
+    store = Store(load_settings(folder / "newsletter.toml").database_url)
+    try:
+        return approval.reviews(store, issue_id)
+    finally:
+        store.close()
+
+
+def test_the_issue_page_says_when_no_editor_queued_its_articles(tmp_path):
+    with team(tmp_path) as live:
+        publish.queue_add(
+            live.store, live.settings, SAMPLE_ARTICLES / "003_the-orchard-accounts.md"
+        )
+        issue_id = publish.publish_tick(ctx_of(live), SLOT, scheduled_for=SLOT).awaiting
+        page = signed_in(live, ED1).get(f"/admin/issues/{issue_id}").text
+        assert 'id="queued-by">Queued by no editor named' in page
+        assert "any editor may approve it" in page and 'id="approve"' in page

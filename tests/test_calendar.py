@@ -6,7 +6,7 @@ at 375 px (no horizontal overflow) with axe-core finding nothing, light and dark
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -71,6 +71,37 @@ def test_the_plan_follows_the_queue_not_before_dates_approval_and_feeds(tmp_path
         assert [a.filename for a in plan[0].articles] == [NAMES[1]]
         assert plan[0].articles[0].article_id is None  # no longer movable: it is an issue
         assert [[a.filename for a in t.articles] for t in plan[1:3]] == [[NAMES[2]], [NAMES[0]]]
+
+
+def test_a_feed_is_expected_only_before_the_ticks_it_will_have_been_fetched_for(tmp_path):
+    """A weekly feed and a five-daily one under a twice-weekly cadence, from an injected
+    Monday: each tick lists a feed only when a fetch falls between it and the tick before."""
+    from newsletter.settings import load_settings
+    from newsletter.store import Store
+
+    folder = approval_folder(tmp_path)
+    with_feed(folder, "https://weekly.example/feed/")
+    config = folder / "newsletter.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[[feeds]]\nurl = "https://fivedays.example/feed/"\nevery_minutes = 7200\n'
+    )
+    config.write_text(config.read_text().replace("every_minutes = 60\n", "every_minutes = 10080\n"))
+    settings = load_settings(config, env={})
+    store = Store(settings.database_url)
+    try:
+        monday = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)  # fetched first now, then weekly
+        plan = plan_ticks(store, settings, monday)
+        assert [t.at.date().isoformat() for t in plan][:3] == [
+            "2026-12-08", "2026-12-11", "2026-12-15"
+        ]  # fmt: skip
+        weekly = ["https://weekly.example/feed/" in t.feeds for t in plan]
+        five = ["https://fivedays.example/feed/" in t.feeds for t in plan]
+        assert weekly == [True, False] * 4  # fetched Dec 7, 14, 21, 28
+        # fetched Dec 7, 12, 17, 22 and 27 at 10:00 UTC, Jan 1 after that day's 08:00 tick
+        assert five == [True, False, True, True, False, True, True, False]
+    finally:
+        store.close()
 
 
 def test_the_calendar_page_shows_eight_ticks_and_moving_an_article_changes_it(tmp_path):

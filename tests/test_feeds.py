@@ -181,20 +181,30 @@ def test_wordpress_ghost_substack_and_json_feeds_become_articles_of_the_contract
     assert len(ghost.queued) == 1 and not ghost.held
     lanterns = (settings.issues_dir / ghost.queued[0]).read_text()
     assert "lanterns.jpg" not in lanterns and "*Yuki*" in lanterns
-    # Substack: the titled entry is queued; the one without a title is held, located by id.
+    # Substack: the titled entry is queued; the one without a title is written and held
+    # with the contract's located error, named by its link: the editor adds a title.
     assert len(substack.queued) == 1
     [(what, why)] = substack.held
-    assert what == "https://lastreel.example/p/untitled-note" and "has no title" in why
+    assert what == "Untitled entry https://lastreel.example/p/untitled-note"
+    assert re.fullmatch(
+        r"feed-entry-\w{10}\.md:\d+: no title: add 'title:' to the front matter", why
+    )
+    untitled = settings.issues_dir / why.split(":")[0]
+    assert "A short note without a title." in untitled.read_text()
     assert len(micro.queued) == 1
     jf = read_article(settings.issues_dir / micro.queued[0], headings=settings.contract.headings)
     assert jf.title == "The Long Table (2026): Ending Explained" and jf.author == "Ana Lima"
 
     queue = store.articles.queued(held=True)
     assert [a.status for a in queue].count(ArticleStatus.QUEUED) == 5
-    [held_row] = [a for a in queue if a.status == ArticleStatus.HELD]
+    held_row, untitled_row = [a for a in queue if a.status == ArticleStatus.HELD]
     assert held_row.title == "Five Films We Watched This Week"
     assert "does not fit the article contract" in held_row.last_error
-    assert (report.queued, report.held, report.skipped) == (5, 2, 0)
+    assert untitled_row.filename == untitled.name and "no title" in untitled_row.last_error
+    # The editor releases it once fixed: it is queued like any held article.
+    store.articles.release_article(untitled.name)
+    assert untitled.name in [a.filename for a in store.articles.queued()]
+    assert (report.queued, report.held, report.skipped) == (5, 2, 0)  # before the release
 
 
 def test_each_entry_is_taken_once_across_rounds_restarts_and_edits(tmp_path, site):

@@ -14,7 +14,7 @@ from newsletter.settings import load_settings, write_default_config
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, export_csv, import_csv
 from tests.conftest import run_cli, write
-from tests.test_web import live_web
+from tests.test_web import assert_only_the_zone_script, live_web
 
 PARIS = ZoneInfo("Europe/Paris")
 EIGHT = time(8, 0)
@@ -117,7 +117,8 @@ def test_the_sign_up_form_takes_an_iana_zone_and_names_a_wrong_one(tmp_path, mon
     monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
     with live_web(tmp_path) as web:
         form = web.get("/subscribe")
-        assert 'id="timezone" name="timezone"' in form.text and "<script" not in form.text
+        assert 'id="timezone" name="timezone"' in form.text
+        assert_only_the_zone_script(web, form)  # without it, the field is typed by hand
         wrong = web.post_form(
             "/subscribe", {"email": "kai@example.com", "name": "Kai", "timezone": "Mars/Olympus"}
         )
@@ -134,3 +135,43 @@ def test_the_sign_up_form_takes_an_iana_zone_and_names_a_wrong_one(tmp_path, mon
         assert (
             plain.status == 200 and web.store.subscribers.by_email("lee@example.com").timezone == ""
         )
+        # A zone the browser filled in (the script sets the hidden field to the same value)
+        # that this server does not know is dropped, not refused: the reader did not choose it.
+        filled = {"email": "mo@example.com", "timezone": "Mars/Olympus"}
+        dropped = web.post_form("/subscribe", {**filled, "timezone_detected": "Mars/Olympus"})
+        assert dropped.status == 200
+        assert web.store.subscribers.by_email("mo@example.com").timezone == ""
+        # One typed over the browser's is the reader's own: refused, the browser's kept.
+        typed = web.post_form(
+            "/subscribe",
+            {"email": "ny@example.com", "timezone": "Mars/Base", "timezone_detected": "Asia/Tokyo"},
+        )
+        assert typed.status == 400 and "unknown time zone &#39;Mars/Base&#39;" in typed.text
+        assert 'name="timezone_detected" value="Asia/Tokyo"' in typed.text
+        assert web.store.subscribers.by_email("ny@example.com") is None
+
+
+def test_the_workspace_import_names_the_line_of_an_unknown_zone(tmp_path, monkeypatch):
+    """The workspace's upload holds the `timezone` column to the same rule, by file and line
+    (a bad row refuses the whole upload there, as for any bad cell)."""
+    from newsletter.editors import add_editor
+    from tests.test_admin_http import PASSWORD
+    from tests.test_imports import Client, _free_port, finished, serving
+
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
+    write_default_config(tmp_path)
+    store = Store(load_settings(tmp_path / "newsletter.toml", env={}).database_url)
+    add_editor(store, "ed@example.com", PASSWORD)
+    port = _free_port()
+    with serving(tmp_path, port):
+        client = Client(port)
+        client.sign_in()
+        rows = b"email,name,timezone\nana@example.com,Ana,Europe/Lisbon\nbo@example.com,Bo,Mars/Olympus\n"
+        status, headers, _ = client.upload("zones.csv", rows)
+        assert status == 303
+        job = client.wait(headers["location"], finished)
+        assert job["state"] == "failed" and job["added"] == 0
+        _, _, page = client.request("GET", headers["location"])
+        assert "zones.csv:line 3: bo@example.com: unknown time zone &#39;Mars/Olympus&#39;" in page
+    assert store.subscribers.count() == 0
+    store.close()

@@ -321,3 +321,79 @@ def test_the_scheduler_wakes_once_at_the_next_wave(tmp_path):
     runner._wake_at_next_waves()
     job = runner.scheduler.get_job(f"{WAVE_JOB_ID}-{issue_id}")
     assert job is not None and job.trigger.run_date == next_at
+
+
+def test_a_run_killed_mid_wave_is_resumed_once_and_the_later_wave_still_waits(
+    tmp_path, monkeypatch
+):
+    """The real `newsletter run` sending the due wave through the local SendGrid server
+    (slowed), killed with SIGKILL in the middle: a second `run` goes on with that wave,
+    nobody gets it twice, the ones in flight at the kill are named uncertain, and the later
+    wave is untouched until its instant, then sent once (the send loop's clock injected)."""
+    import random
+    import time
+
+    from newsletter.testing.sendgrid_server import SendGridServer
+    from tests.faults import KEY, kill9, start, wait_until
+
+    due_readers, later_readers = 300, 60
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    past, future = _etc_zone((hour.hour - 1) % 24), _etc_zone((hour.hour + 5) % 24)
+    with SendGridServer(api_key=KEY) as server:
+        env = make_folder(tmp_path, server.url, subscribers=0, batch_size=10)
+        config = tmp_path / "newsletter.toml"
+        config.write_text(
+            config.read_text().replace('deliver_at = ""', 'deliver_at = "local 08:00"', 1)
+        )
+        settings = load_settings(config, env=env)
+        store = Store(settings.database_url)
+        secret = signing_secret(store)
+        zones = [past] * due_readers + [future] * later_readers
+        random.Random(24).shuffle(zones)  # the waves interleave in id
+        store.subscribers.add(
+            {
+                "email": f"r{i:03d}@example.com",
+                "name": "",
+                "token": new_token(secret),
+                "timezone": z,
+            }
+            for i, z in enumerate(zones)
+        )
+        due = {f"r{i:03d}@example.com" for i, z in enumerate(zones) if z == past}
+        later = {f"r{i:03d}@example.com" for i, z in enumerate(zones) if z == future}
+        publish.sync_queue(store, settings)
+        picked, _ = publish.pick(store, settings, datetime.now(UTC))
+        issue_id = publish.build_checked(
+            store, settings, picked, now=hour - timedelta(minutes=90)
+        ).issue_id
+
+        server.faults.slow = 10**6
+        server.faults.slow_seconds = 0.15
+        proc = start(["run", "--once"], tmp_path, env)
+        assert wait_until(lambda: server.stats().requests_accepted >= 3, timeout=60)
+        time.sleep(random.uniform(0.0, 0.3))
+        kill9(proc)
+        caught = {r.email for r in store.deliveries.in_state(issue_id, "in_flight")}
+        assert store.issues.get_issue(issue_id).status == IssueStatus.SENDING
+        assert len(store.deliveries.in_state(issue_id, "sent")) < due_readers  # mid-wave
+        server.faults.slow = 0
+        again = run_cli(["run", "--once"], tmp_path, env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        time.sleep(0.3)  # the request the killed sender left behind finishes at the server
+        delivered = [m.to for m in server.messages]
+        assert len(delivered) == len(set(delivered)), "somebody got the issue twice"
+        sent = {r.email for r in store.deliveries.in_state(issue_id, "sent")}
+        uncertain = {r.email for r in store.deliveries.in_state(issue_id, "uncertain")}
+        assert uncertain == caught and sent | uncertain == due
+        assert set(delivered) <= due and sent <= set(delivered)
+        waiting = {r.email for r in store.deliveries.in_state(issue_id, "pending")}
+        assert waiting == later  # the later wave: nothing of it went, nothing lost
+
+        for name, value in env.items():  # the key the provider reads, as the runs had it
+            monkeypatch.setenv(name, value)
+        report = _send_at(settings, store, issue_id, hour + timedelta(hours=5, minutes=1))
+        assert report.counts[DeliveryState.PENDING] == 0
+        delivered = [m.to for m in server.messages]
+        assert len(delivered) == len(set(delivered)) and later <= set(delivered)
+        assert {r.email for r in store.deliveries.in_state(issue_id, "sent")} == sent | later
+        store.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import hashlib
 import http.client
 import json
 import re
@@ -34,6 +35,7 @@ from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, signing_secret
 from newsletter.tokens import new_token
 from newsletter.web import create_app
+from newsletter.web.app import PAGE_CSP, SIGNUP_CSP
 from newsletter.web.confirm import confirmation_path
 from newsletter.web.events import PUBLIC_KEY_ENV, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from newsletter.web.ratelimit import SignupLimits
@@ -254,13 +256,36 @@ def signed_post(web: LiveWeb, body: bytes, timestamp: str | None = None) -> Repl
 # --------------------------------------------------------------------------- sign-up
 
 
+def assert_only_the_zone_script(web, page) -> None:
+    """The sign-up form carries exactly one script: ours, by URL and integrity hash, empty
+    inline; its policy is the public pages' own plus `script-src 'self'`, nothing else (every
+    other public page has no script-src at all)."""
+    tags = re.findall(r"<script\b[^>]*>(.*?)</script>", page.text, re.S)
+    assert tags == [""]  # one tag, nothing inline
+    [tag] = re.findall(r"<script\b[^>]*>", page.text)
+    body = web.get("/static/timezone.js")
+    assert body.status == 200 and body.headers["Content-Type"].startswith("text/javascript")
+    digest = base64.b64encode(hashlib.sha384(body.text.encode("utf-8")).digest()).decode()
+    assert tag == (f'<script src="{web.url}/static/timezone.js" integrity="sha384-{digest}" defer>')
+    policy = page.headers["Content-Security-Policy"]
+    assert (
+        policy
+        == SIGNUP_CSP
+        == PAGE_CSP.replace("default-src 'none'; ", "default-src 'none'; script-src 'self'; ")
+    )
+    assert (
+        "script-src" not in PAGE_CSP
+        and "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+    )
+
+
 def test_signup_sends_confirmation_and_the_link_activates(web):
     form = web.get("/subscribe")
     assert form.status == 200
     assert '<html lang="en">' in form.text and 'name="viewport"' in form.text
     assert '<label for="email">' in form.text and 'id="email" name="email"' in form.text
-    assert '<form method="post">' in form.text and "<script" not in form.text
-    assert "default-src 'none'" in form.headers["Content-Security-Policy"]
+    assert '<form method="post">' in form.text
+    assert_only_the_zone_script(web, form)
 
     reply = web.post_form("/subscribe", {"email": "Nina@Example.com", "name": "Nina\r\nBcc: x"})
     assert reply.status == 200 and "Check your inbox" in reply.text

@@ -130,3 +130,80 @@ def test_unsubscribe_in_a_browser(web, browser, tmp_path):
 
     browser.get(f"{web.url}/unsubscribe/{row.token[:-3]}")
     assert heading(browser) == "This link is not valid"
+
+
+@pytest.fixture(scope="module")
+def scripted_browser(tmp_path_factory):
+    """Chromium with JavaScript on (as most readers browse), on a phone's viewport."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path = CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-js-profile')}")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(driver_path)))
+    driver.set_page_load_timeout(15)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_sign_up_form_takes_the_browsers_time_zone_and_the_reader_may_change_it(
+    web, scripted_browser
+):
+    """The form's one script (ours, allowed by `script-src 'self'`) fills the time zone the
+    browser reports; the reader sees it and may type another; axe-core finds nothing on the
+    filled form. The browser's zone is set through CDP, not taken from the machine."""
+    from selenium.webdriver.common.by import By
+
+    from tests.test_accessibility import AXE, axe_violations
+
+    browser = scripted_browser
+    # Chromium's ICU reports Kolkata by its older IANA name, a link zoneinfo knows as well:
+    # what the browser says is what is stored.
+    said = "Asia/Calcutta"
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Kolkata"})
+    try:
+        browser.get(f"{web.url}/subscribe")
+        field = browser.find_element(By.ID, "timezone")
+        assert field.get_attribute("value") == said
+        assert browser.find_element(By.ID, "timezone-detected").get_attribute("value") == said
+        assert fits_the_screen(browser)
+        browser.find_element(By.ID, "email").send_keys("kolkata@example.com")
+        press(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        assert heading(browser) == "Check your inbox"
+        assert web.store.subscribers.by_email("kolkata@example.com").timezone == said
+
+        # A zone the reader types over the browser's is the one kept.
+        browser.get(f"{web.url}/subscribe")
+        field = browser.find_element(By.ID, "timezone")
+        assert field.get_attribute("value") == said
+        field.clear()
+        field.send_keys("America/New_York")
+        browser.find_element(By.ID, "email").send_keys("typed@example.com")
+        press(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        assert web.store.subscribers.by_email("typed@example.com").timezone == ("America/New_York")
+
+        if AXE.exists():
+            for dark in (False, True):
+                assert axe_violations(browser, f"{web.url}/subscribe", dark) == []
+                value = browser.find_element(By.ID, "timezone").get_attribute("value")
+                assert value == said  # axe looked at the filled form
+    finally:
+        browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
+def test_without_javascript_the_form_sends_no_zone_and_the_newsletters_applies(web, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{web.url}/subscribe")
+    assert browser.find_element(By.ID, "timezone").get_attribute("value") == ""
+    browser.find_element(By.ID, "email").send_keys("plain@example.com")
+    press(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert heading(browser) == "Check your inbox"
+    assert web.store.subscribers.by_email("plain@example.com").timezone == ""

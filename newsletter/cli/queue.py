@@ -19,16 +19,29 @@ def queue() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--not-before", help="Earliest send time, e.g. '2026-12-01 09:00'.")
 @click.option("--tz", help="Time zone of --not-before (default: the newsletter's).")
+@click.option(
+    "--editor",
+    envvar="NEWSLETTER_EDITOR",
+    help="Your editor address (or NEWSLETTER_EDITOR), recorded as who queued it: with "
+    '[issue] approval = "required", another editor approves its issue.',
+)
 @pass_app
-def queue_add(app: App, file: Path, not_before: str | None, tz: str | None) -> None:
+def queue_add(
+    app: App, file: Path, not_before: str | None, tz: str | None, editor: str | None
+) -> None:
     """Copy FILE into issues/ and queue it last. Problems with the article contract are
     listed by file and line; errors among them keep the file out of the queue."""
-    from newsletter import publish
+    from newsletter import approval, publish
     from newsletter.conformance import validate_file
 
-    article, target = publish.queue_add(app.store, app.settings, file, not_before, tz)
+    editor_id, email = approval.editor_named(app.store, editor) if editor else (None, None)
+    article, target = publish.queue_add(
+        app.store, app.settings, file, not_before, tz, queued_by=editor_id
+    )
     reports.echo(map(str, validate_file(file, app.settings.contract)), err=True)
     reports.echo(reports.queued(target.name, article.title))
+    if app.settings.approval.required:
+        reports.echo([reports.queued_by(email)], err=True)
 
 
 @queue.command("list")

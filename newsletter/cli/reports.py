@@ -57,6 +57,16 @@ def queued(filename: str, title: str | None = None) -> str:
     return f"queued {filename}: {title}" if title is not None else f"queued {filename}"
 
 
+def queued_by(email: str | None) -> str:
+    """Who `queue add` recorded as queuing the article, and what that means for approval."""
+    if email:
+        return f"recorded as queued by {email}: another editor approves its issue"
+    return (
+        "recorded as queued by no editor (say --editor EMAIL or set NEWSLETTER_EDITOR): "
+        "any editor may approve its issue"
+    )
+
+
 def queue_listing(
     view: publish.QueueView,
     upcoming: publish.NextIssue | None,
@@ -239,10 +249,24 @@ def held(held: Iterable[HeldArticle]) -> Iterator[str]:
         yield from _indented(article.reason, "  ")
 
 
-def run_plan(plan: publish.RunPlan) -> Iterator[str]:
+def run_plan(plan: publish.RunPlan, settings: Settings) -> Iterator[str]:
+    from newsletter.approval import awaiting_notice
+
     yield "dry run: nothing is sent, no issue is made, nothing is used up"
-    for issue_id, left in plan.resume:
-        yield f"would finish interrupted issue {issue_id}: {left} recipient(s) left"
+    for issue in plan.resume:
+        yield unfinished(issue, settings)
+    if plan.prepared is not None:
+        prepared = plan.prepared
+        if prepared.approved:
+            slot = prepared.scheduled_for
+            yield (
+                f"would send approved issue {prepared.issue_id} ({prepared.subject}) to "
+                f"{plan.recipients} active subscriber(s) now"
+                + (f", before its slot {local(slot, settings)}" if slot else "")
+            )
+        else:
+            yield f"would refuse (exit 1): {awaiting_notice(prepared.issue_id)}"
+        return
     for error in plan.skipped:
         yield f"would skip: {error}"
     for article in plan.held:
@@ -251,7 +275,14 @@ def run_plan(plan: publish.RunPlan) -> Iterator[str]:
     if plan.subject is None:
         yield NOTHING_DUE
         return
-    yield f"would send to {plan.recipients} active subscriber(s)"
+    if plan.needs_approval:
+        yield (
+            f"would prepare an issue for {plan.recipients} active subscriber(s) and send "
+            'nothing: [issue] approval = "required", it waits until another editor '
+            "approves it ('newsletter approve ISSUE --editor EMAIL')"
+        )
+    else:
+        yield f"would send to {plan.recipients} active subscriber(s)"
     yield f"  subject: {plan.subject}"
     yield f"  layout: {plan.layout}"
     for planned in plan.articles:
@@ -260,6 +291,24 @@ def run_plan(plan: publish.RunPlan) -> Iterator[str]:
 
 
 NOTHING_DUE = "nothing to send: no queued article is due"
+
+
+def unfinished(issue: publish.Unfinished, settings: Settings) -> str:
+    """An issue already sending, in a dry run: what `run` would do with it now, or what
+    it waits for (then `run` sends none of it)."""
+    left = f"{issue.left} recipient(s) left"
+    if issue.next_wave is not None:
+        return (
+            f"issue {issue.issue_id} waits for its next reader-time wave at "
+            f"{local(issue.next_wave, settings)}: none due now, {left} (the scheduler "
+            "sends each wave)"
+        )
+    if issue.paced_until is not None:
+        return (
+            f"issue {issue.issue_id} waits for the {issue.held_by}'s next window at "
+            f"{local(issue.paced_until, settings)}: nothing may go before it, {left}"
+        )
+    return f"would finish interrupted issue {issue.issue_id}: {left}"
 
 
 def stopped(signal_name: str | None, sent: Iterable[delivery.SendReport]) -> Iterator[str]:

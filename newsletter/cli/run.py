@@ -33,7 +33,7 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
 
     if dry_run:
         plan = publish.plan_run(app.store, app.settings, force=force, layout=layout)
-        reports.echo(reports.run_plan(plan))
+        reports.echo(reports.run_plan(plan, app.settings))
         if plan.refused:
             why = publish.no_audience(app.store, app.settings)
             raise NewsletterError(why or publish.NO_ACTIVE_SUBSCRIBER)

@@ -12,7 +12,6 @@ EDITOR_OPTION = click.option(
     "--editor",
     "editor",
     envvar="NEWSLETTER_EDITOR",
-    required=True,
     help="Your editor address (or NEWSLETTER_EDITOR): who decides is logged.",
 )
 
@@ -21,7 +20,7 @@ EDITOR_OPTION = click.option(
 @click.argument("issue_id", type=int)
 @EDITOR_OPTION
 @pass_app
-def approve(app: App, issue_id: int, editor: str) -> None:
+def approve(app: App, issue_id: int, editor: str | None) -> None:
     """Approve an issue awaiting approval: it goes out at its slot (at once if the slot has
     passed). Not by the editor who queued its articles, unless allow_self_approval."""
     from newsletter import approval
@@ -41,7 +40,7 @@ def approve(app: App, issue_id: int, editor: str) -> None:
 @EDITOR_OPTION
 @click.option("--reason", required=True, help="Why: the editors read it on the held articles.")
 @pass_app
-def reject(app: App, issue_id: int, editor: str, reason: str) -> None:
+def reject(app: App, issue_id: int, editor: str | None, reason: str) -> None:
     """Reject an issue awaiting approval: its articles go back to the queue, held with the
     reason, until an editor fixes and releases them ('newsletter queue release FILE')."""
     from newsletter import approval

@@ -191,12 +191,9 @@ def _take_one(
 ) -> None:
     """One new entry: an article file in issues/, queued, or held with its errors. The
     article is queued before the entry is remembered: a crash between the two finds the
-    same file (its name comes from the entry's id) and queues it in the same place."""
-    if not entry.title:
-        error = f"{feed.url}: entry {entry.guid!r} has no title, so it cannot become an article"
-        store.feeds.add_entries([_row(feed, entry, HELD, now, error=error)])
-        outcome.held.append((entry.guid, error))
-        return
+    same file (its name comes from the entry's id) and queues it in the same place. An
+    entry without a title is written and held as well (the contract's "no title", located
+    in its file): the editor adds one and releases it, nothing of the entry is lost."""
     name = _filename(entry)
     text = to_markdown(entry, settings.contract)
     problems = _problems(settings, name, text)
@@ -209,9 +206,10 @@ def _take_one(
         reason = f"from the feed {feed.url}, it does not fit the article contract:\n" + "\n".join(
             problems
         )
-        store.articles.add_article(name, entry.title, None, held_reason=reason)
+        shown = entry.title or f"Untitled entry {entry.link or entry.guid}"
+        store.articles.add_article(name, shown, None, held_reason=reason)
         store.feeds.add_entries([_row(feed, entry, HELD, now, name, "\n".join(problems))])
-        outcome.held.append((entry.title, "\n".join(problems)))
+        outcome.held.append((shown, "\n".join(problems)))
         return
     store.articles.add_article(name, entry.title, None)
     store.feeds.add_entries([_row(feed, entry, QUEUED, now, name)])

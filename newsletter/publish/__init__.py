@@ -21,7 +21,7 @@ from newsletter.publish.calendar import (
     next_ticks,
     parse_local_time,
 )
-from newsletter.publish.plan import PlannedArticle, RunPlan, plan_run
+from newsletter.publish.plan import PlannedArticle, Prepared, RunPlan, Unfinished, plan_run
 from newsletter.publish.queue import (
     AUTOMATIC,
     NextIssue,
@@ -65,6 +65,8 @@ __all__ = [
     "QueueEntry",
     "QueueView",
     "RunPlan",
+    "Prepared",
+    "Unfinished",
     "TickContext",
     "TickResult",
     "build_checked",

@@ -50,7 +50,9 @@ class Articles:
     ) -> int:
         """Put an article at the end of the queue (or back there if it was removed), noting
         the editor who queued it; with `held_reason`, held at once (a feed entry that does
-        not fit the contract), in the same transaction."""
+        not fit the contract), in the same transaction. Queued again by nobody named
+        (`queued_by` None) while still queued or held, it keeps the editor already noted:
+        an anonymous edit does not clear who wrote it."""
         with self._store.transaction() as conn:
             position = (conn.scalar(select(func.max(articles.c.position))) or 0) + 1
             existing = conn.execute(
@@ -68,6 +70,7 @@ class Articles:
             )
             if held_reason is not None:
                 values.update(status=ArticleStatus.HELD, last_error=held_reason)
+            keep_editor = articles.c.queued_by if queued_by is None else queued_by
             if existing is not None and held_reason is None:
                 if existing.status == ArticleStatus.HELD:  # the editor fixed it: in its place
                     conn.execute(
@@ -78,7 +81,7 @@ class Articles:
                             not_before=not_before,
                             status=ArticleStatus.QUEUED,
                             last_error=None,
-                            queued_by=queued_by,
+                            queued_by=keep_editor,
                         )
                     )
                     return int(existing.id)
@@ -86,7 +89,11 @@ class Articles:
                     conn.execute(
                         update(articles)
                         .where(articles.c.id == existing.id)
-                        .values(title=title, not_before=not_before, queued_by=queued_by)
+                        .values(
+                            title=title,
+                            not_before=not_before,
+                            queued_by=keep_editor,
+                        )
                     )
                     return int(existing.id)
             if existing is not None:

@@ -7,7 +7,11 @@ GET never changes anything (mail scanners prefetch links); POST does the change.
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import logging
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,6 +23,7 @@ from starlette.responses import Response
 
 from newsletter.addresses import normalize_address
 from newsletter.exceptions import Duplicate, NewsletterError
+from newsletter.links import static_url
 from newsletter.readertime import zone_name
 from newsletter.records import (
     PAUSE_LENGTH,
@@ -49,13 +54,53 @@ REASON_LABELS = {
 }
 
 
+# The sign-up form's one script (web/static/timezone.js): the reader's zone from the browser.
+# Served by us (`script-src 'self'` on this page only, see web/app.py) with its hash as the
+# tag's integrity, so the page runs that file and nothing else.
+ZONE_SCRIPT = "timezone.js"
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@functools.cache
+def _integrity(name: str) -> str:
+    digest = hashlib.sha384((STATIC / name).read_bytes()).digest()
+    return "sha384-" + base64.b64encode(digest).decode("ascii")
+
+
+def _subscribe_page(state: WebState, status_code: int = 200, **context: Any) -> Response:
+    """The sign-up form, with what the browser filled in carried over on an answer."""
+    context.setdefault("detected", "")
+    return state.page(
+        "subscribe.html",
+        status_code,
+        script_url=static_url(state.settings, ZONE_SCRIPT),
+        script_integrity=_integrity(ZONE_SCRIPT),
+        **context,
+    )
+
+
 def subscribe_form(request: Request) -> Response:
-    return web_state(request).page(
-        "subscribe.html", private=False, email="", name="", timezone="", error=""
+    return _subscribe_page(
+        web_state(request), private=False, email="", name="", timezone="", error=""
     )
 
 
 MAX_ZONE_LENGTH = 100
+
+
+def signup_zone(typed: str, detected: str) -> str:
+    """The sign-up's time zone: an IANA name, or "" (the newsletter's). A zone the reader
+    typed that we do not know is their mistake to fix (ValueError naming it); one the
+    browser filled in (`detected`, the hidden field the script sets to the same value) is
+    dropped instead: the reader did not choose it, and this server's zone list may be older
+    than their browser's."""
+    try:
+        return zone_name(typed)
+    except ValueError:
+        if detected.strip() and typed.strip() == detected.strip():
+            log.info("sign-up: the browser's time zone %r is unknown here: ignored", typed[:64])
+            return ""
+        raise
 
 
 async def subscribe_submit(request: Request) -> Response:
@@ -63,30 +108,36 @@ async def subscribe_submit(request: Request) -> Response:
     try:
         fields = await read_form(request)
     except BodyTooLarge:
-        return state.page(
-            "subscribe.html", 413, email="", name="", timezone="", error="The form is too long."
+        return _subscribe_page(
+            state, 413, email="", name="", timezone="", error="The form is too long."
         )
     except ValueError:
         fields = {}
     email = fields.get("email", "")[:MAX_EMAIL_LENGTH]
     name = fields.get("name", "")[:MAX_NAME_LENGTH]
     typed_zone = fields.get("timezone", "")[:MAX_ZONE_LENGTH]
-    again: dict[str, Any] = {"email": email, "name": name, "timezone": typed_zone}
+    detected = fields.get("timezone_detected", "")[:MAX_ZONE_LENGTH]
+    again: dict[str, Any] = {
+        "email": email,
+        "name": name,
+        "timezone": typed_zone,
+        "detected": detected,
+    }
     try:
         address = normalize_address(email)
     except EmailNotValidError as exc:
         message = str(exc) if email.strip() else "Enter your email address."
-        return state.page("subscribe.html", 400, **again, error=message)
+        return _subscribe_page(state, 400, **again, error=message)
     try:
-        zone = zone_name(typed_zone)
+        zone = signup_zone(typed_zone, detected)
     except ValueError as exc:
-        return state.page("subscribe.html", 400, **again, error="", zone_error=str(exc))
+        return _subscribe_page(state, 400, **again, error="", zone_error=str(exc))
     client = request.client.host if request.client else None
     verdict = await run_in_threadpool(state.limits.allow_signup, client)
     if not verdict.allowed:
         log.warning("sign-up refused: %s", verdict.reason)
-        response = state.page(
-            "subscribe.html",
+        response = _subscribe_page(
+            state,
             429,
             **again,
             error="Too many sign-ups from your network. Please try again in an hour.",

@@ -30,6 +30,7 @@ def approval_context(ctx: Ctx, issue_id: int, status: str) -> dict:
     may = approval.can_decide(ctx.store, ctx.settings, issue_id, ctx.editor.id)
     return {
         "reviews": approval.reviews(ctx.store, issue_id),
+        "queued_by": approval.queued_by_emails(ctx.store, issue_id),
         "awaiting": awaiting,
         "prepared": status in PREPARED,
         "may_approve": awaiting and may,
