@@ -105,7 +105,8 @@ def subject_for(articles: Sequence[Article], template: str = DEFAULT_SUBJECT_TEM
     return header_safe(issue_subject(articles, template), 250)
 
 
-def _newsletter_context(settings: Settings) -> dict:
+def newsletter_context(settings: Settings) -> dict:
+    """What every email's template knows of the newsletter (issues, pages, the welcome)."""
     return {
         "name": settings.name,
         "language": settings.language,
@@ -113,6 +114,12 @@ def _newsletter_context(settings: Settings) -> dict:
         "base_url": settings.base_url,
         "archive_url": archive_url(settings),
     }
+
+
+def render_text(env: Environment, name: str, context: dict) -> str:
+    """A plain-text part from its template, runs of blank lines left by skipped blocks
+    squeezed to one, ending in one line break."""
+    return re.sub(r"\n{3,}", "\n\n", env.get_template(name).render(context)).strip() + "\n"
 
 
 def render_issue(
@@ -152,7 +159,7 @@ def render_article_pages(
     """Each article's own page on the web edition: the canonical place for its full text,
     the ending behind a reveal. Rendered once, at publication, like the issue pages."""
     env = make_environment(settings.templates_dir)
-    newsletter = _newsletter_context(settings)
+    newsletter = newsletter_context(settings)
     slugs = list(article_slugs) if article_slugs else [article_slug(a) for a in articles]
     pages = []
     for article, slug in zip(articles, slugs, strict=True):
@@ -220,7 +227,7 @@ def _render(
     preheader = header_safe(teaser_for(articles[0], settings.contract), 300)
     urls = [article_url(settings, s) for s in slugs]
     context = {
-        "newsletter": _newsletter_context(settings),
+        "newsletter": newsletter_context(settings),
         "issue": {"subject": subject, "preheader": preheader, "view_url": view_url(settings, slug)},
         "articles": issue_articles(layout, articles, urls, settings.contract, collapse_after),
         "placeholders": Placeholders.make(nonce),
@@ -229,8 +236,7 @@ def _render(
     html_template = env.get_template(html_name)
     email_html = inline_css(html_template.render(context, archive=False))
     archive_html = inline_css(html_template.render(context, archive=True)) if archive else ""
-    text = env.get_template(text_name).render(context)
-    text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    text = render_text(env, text_name, context)
     return RenderedIssue(
         subject=subject,
         preheader=preheader,

@@ -11,7 +11,6 @@ second import never sends another, and a crash after the claim sends none rather
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,7 +34,14 @@ from newsletter.records import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.render import header_safe, inline_css, make_environment, personalize
+from newsletter.render import (
+    header_safe,
+    inline_css,
+    make_environment,
+    newsletter_context,
+    personalize,
+    render_text,
+)
 from newsletter.settings import Settings
 from newsletter.store import Store
 
@@ -111,21 +117,14 @@ def render_welcome(settings: Settings, latest: LatestIssue | None) -> RenderedIs
         f"The latest issue: {first.title}. {first.teaser}" if first else subject, 300
     )
     context = {
-        "newsletter": {
-            "name": settings.name,
-            "language": settings.language,
-            "postal_address": settings.postal_address,
-            "base_url": settings.base_url,
-            "archive_url": archive_url(settings),
-        },
+        "newsletter": newsletter_context(settings),
         "issue": {"subject": subject, "preheader": preheader, "view_url": archive_url(settings)},
         "latest": latest,
         "articles": list(latest.cards) if latest else [],
         "placeholders": Placeholders.make(nonce),
     }
     html = inline_css(env.get_template(HTML_TEMPLATE).render(context))
-    text = env.get_template(TEXT_TEMPLATE).render(context)
-    text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    text = render_text(env, TEXT_TEMPLATE, context)
     return RenderedIssue(
         subject=subject,
         preheader=preheader,

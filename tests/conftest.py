@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from newsletter.records import RenderedIssue
 from newsletter.settings import load_settings, settings_from_dict, write_default_config
 from newsletter.store import Store
 from tests.pg import database_url, fresh_postgres_url, postgres_url  # noqa: F401
@@ -151,3 +152,18 @@ def delivery_policy(**changes: Any) -> DeliveryPolicy:
 
     defaults = DeliveryPolicy.from_settings(settings_from_dict({}, REPO))
     return dataclasses.replace(defaults, **changes)
+
+
+def stub_issue(slug: str, subject: str) -> RenderedIssue:
+    """A rendered issue of one paragraph: for tests of the delivery log and the pages around
+    an issue, where what the email says does not matter."""
+    return RenderedIssue(
+        slug=slug,
+        subject=subject,
+        preheader="",
+        html="<p>x</p>",
+        text="x",
+        archive_html="<p>x</p>",
+        placeholder_nonce="0" * 16,
+        view_url="",
+    )

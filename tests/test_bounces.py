@@ -12,11 +12,11 @@ import pytest
 
 from newsletter.bounces.apply import apply_mailbox, source_of
 from newsletter.exceptions import ConfigError
-from newsletter.records import RenderedIssue, SubscriberStatus
+from newsletter.records import SubscriberStatus
 from newsletter.settings import load_settings
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber
-from tests.conftest import run_cli
+from tests.conftest import run_cli, stub_issue
 
 BOUNCES = "bounces@news.example.com"
 
@@ -75,16 +75,7 @@ def folder(tmp_path):
 def sent_issue(store: Store, slug: str) -> int:
     """An issue whose every planned row went out (as a provider would have recorded)."""
     issue_id = store.issues.create_issue(
-        RenderedIssue(
-            slug=slug,
-            subject=slug,
-            preheader="",
-            html="<p>x</p>",
-            text="x",
-            archive_html="<p>x</p>",
-            placeholder_nonce="0" * 16,
-            view_url="",
-        ),
+        stub_issue(slug, slug),
         [],
     )
     batch = store.deliveries.claim(issue_id, 1000)

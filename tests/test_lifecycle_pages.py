@@ -15,9 +15,9 @@ from newsletter.delivery import SendContext, send_issue
 from newsletter.editors import add_editor
 from newsletter.pacing import Caps
 from newsletter.providers.outbox import OutboxProvider
-from newsletter.records import RenderedIssue, SubscriberStatus, UnsubscribeReason, utcnow
+from newsletter.records import SubscriberStatus, UnsubscribeReason, utcnow
 from newsletter.subscribers import add_subscriber
-from tests.conftest import delivery_policy
+from tests.conftest import delivery_policy, stub_issue
 from tests.test_accessibility import AXE, axe_violations, browser  # noqa: F401
 from tests.test_web import live_web
 
@@ -47,16 +47,7 @@ def _readers(store) -> None:
 
 
 def _paced_issue(web) -> int:
-    rendered = RenderedIssue(
-        slug="paced",
-        subject="Paced",
-        preheader="",
-        html="<p>x</p>",
-        text="x",
-        archive_html="<p>x</p>",
-        placeholder_nonce="0" * 16,
-        view_url="",
-    )
+    rendered = stub_issue("paced", "Paced")
     issue_id = web.store.issues.create_issue(rendered, [])
     pace = Caps.parse(max_per_hour=1)
     policy = delivery_policy(batch_size=20, pace=pace, zone=UTC)

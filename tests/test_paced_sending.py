@@ -20,7 +20,7 @@ from newsletter.pacing import Caps
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.settings import load_settings
 from newsletter.store import Store
-from tests.conftest import delivery_policy, run_cli
+from tests.conftest import delivery_policy, run_cli, stub_issue
 from tests.faults import make_folder
 from tests.test_admin_http import web  # noqa: F401 (the live workspace fixture)
 from tests.test_delivery import eml_files, one_issue
@@ -290,22 +290,12 @@ def test_the_scheduler_resumes_nothing_before_the_window_then_goes_on(tmp_path, 
 
 
 def test_the_workspace_shows_why_the_issue_waits(web, clock):  # noqa: F811 (the fixture)
-    from newsletter.records import RenderedIssue
     from tests.test_admin_http import Browser
     from tests.test_web import add_subscriber
 
     for n in range(5):
         add_subscriber(web.store, f"r{n}@example.com", f"R{n}")
-    rendered = RenderedIssue(
-        slug="paced",
-        subject="Paced",
-        preheader="",
-        html="<p>x</p>",
-        text="x",
-        archive_html="<p>x</p>",
-        placeholder_nonce="0" * 16,
-        view_url="",
-    )
+    rendered = stub_issue("paced", "Paced")
     issue_id = web.store.issues.create_issue(rendered, [])  # planned for the five readers
     assert web.store.deliveries.counts(issue_id)["pending"] == 5
     ctx = context(web.store, web.settings, caps(max_per_hour=2))

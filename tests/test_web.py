@@ -39,6 +39,7 @@ from newsletter.web.app import PAGE_CSP, SIGNUP_CSP
 from newsletter.web.confirm import confirmation_path
 from newsletter.web.events import PUBLIC_KEY_ENV, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from newsletter.web.ratelimit import SignupLimits
+from tests.conftest import stub_issue
 
 ACTIVE = SubscriberStatus.ACTIVE
 BOUNCED = SubscriberStatus.BOUNCED
@@ -208,16 +209,7 @@ def uncertain_issue(store: Store, addresses: list[str]) -> tuple[int, dict[str, 
     """An issue whose only batch was in flight when the sender died: all rows uncertain."""
     ids = {a: add_subscriber(store, a, a.split("@")[0]).id for a in addresses}
     issue_id = store.issues.create_issue(
-        RenderedIssue(
-            slug="crashed-issue",
-            subject="Crashed",
-            preheader="",
-            html="<p>x</p>",
-            text="x",
-            archive_html="<p>x</p>",
-            placeholder_nonce="0" * 16,
-            view_url="",
-        ),
+        stub_issue("crashed-issue", "Crashed"),
         [],
     )
     assert store.deliveries.claim(issue_id, 1000) is not None
