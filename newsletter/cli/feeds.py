@@ -42,5 +42,6 @@ def feeds_poll(app: App) -> None:
 @pass_app
 def feeds_list(app: App) -> None:
     """Each feed with its last fetch, its next one and its last error."""
-    states = app.store.feeds.states()
-    echo(articles.feed_lines(app.settings.feeds, states, app.settings))
+    from newsletter.feeds import feed_statuses
+
+    echo(articles.feed_lines(feed_statuses(app.store, app.settings), app.settings))

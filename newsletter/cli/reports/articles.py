@@ -12,12 +12,10 @@ from newsletter.cli.reports import indented, local
 
 if TYPE_CHECKING:
     from newsletter import publish
-    from newsletter.feeds import FeedOutcome, PollReport
+    from newsletter.feeds import FeedOutcome, FeedStatus, PollReport
     from newsletter.folder import NewFolder
     from newsletter.records import QueuedArticle
     from newsletter.settings import Settings
-    from newsletter.settings.values import Feed
-    from newsletter.store.feeds import FeedState
 
 
 # -- init -----------------------------------------------------------------------------------
@@ -139,17 +137,15 @@ def poll_summary(report: PollReport) -> str:
     )
 
 
-def feed_lines(
-    feeds: Iterable[Feed], states: dict[str, FeedState], settings: Settings
-) -> Iterator[str]:
+def feed_lines(statuses: Iterable[FeedStatus], settings: Settings) -> Iterator[str]:
     """Each feed with its last fetch, its next one and its last error."""
     zone = settings.timezone
 
     def when(moment: datetime | None) -> str:
         return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if moment else "-"
 
-    for feed in feeds:
-        state = states.get(feed.url)
+    for status in statuses:
+        feed, state = status.feed, status.state
         if state is None:
             yield f"{feed.url}: never fetched (every {feed.every})"
             continue
