@@ -5,6 +5,7 @@ pre-send check all build their links here."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +34,12 @@ def _base(site: Site) -> str:
 
 def unsubscribe_url(site: Site, token: str) -> str:
     return f"{_base(site)}/unsubscribe/{token}"
+
+
+def unsubscribe_urls(site: Site, tokens: Iterable[str]) -> list[str]:
+    """`unsubscribe_url` for a batch's tokens: the site's part joined once."""
+    prefix = unsubscribe_url(site, "")
+    return [prefix + token for token in tokens]
 
 
 def confirm_url(site: Site, token: str) -> str:

@@ -11,7 +11,7 @@ from newsletter.addresses import normalize_address
 from newsletter.exceptions import CredentialsRefused, NewsletterError, ProviderError
 from newsletter.links import stored_issue, unsubscribe_url
 from newsletter.providers import OutgoingBatch, Provider
-from newsletter.records import Recipient, RenderedIssue
+from newsletter.records import Recipient, Recipients, RenderedIssue
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.subscribers import clean_name
@@ -52,7 +52,7 @@ def send_proof(
             issue_id=issue_id,
             batch=0,
             rendered=rendered,
-            recipients=(recipient,),
+            recipients=Recipients.of((recipient,)),
             unsubscribe_urls=(unsubscribe_url(settings, PROOF_TOKEN),),
             categories=("proof",),
         )

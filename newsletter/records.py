@@ -9,10 +9,11 @@ and hashes equal to its string, so the schema and existing data do not change.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple, overload
 
 from newsletter import clock
 
@@ -170,13 +171,100 @@ class Recipient(NamedTuple):
     token: str
 
 
+class Recipients(Sequence[Recipient]):
+    """A batch's recipients by columns: ids, emails, names and tokens, each in claim order.
+    A claim reads a thousand readers and a provider writes them out column by column, so no
+    row object is made per reader on that path; indexing or iterating makes `Recipient`s for
+    the code that wants one reader at a time. Equal to any sequence of the same recipients."""
+
+    __slots__ = ("ids", "emails", "names", "tokens")
+
+    def __init__(
+        self,
+        ids: Sequence[int] = (),
+        emails: Sequence[str] = (),
+        names: Sequence[str] = (),
+        tokens: Sequence[str] = (),
+    ) -> None:
+        if not len(ids) == len(emails) == len(names) == len(tokens):
+            raise ValueError("recipients' columns of different lengths")
+        self.ids, self.emails, self.names, self.tokens = ids, emails, names, tokens
+
+    @classmethod
+    def of(cls, rows: Iterable[Sequence[Any]]) -> Recipients:
+        """From rows of (subscriber id, email, name, token): `Recipient`s or a query's."""
+        if isinstance(rows, Recipients):
+            return rows
+        columns = tuple(zip(*rows, strict=True))
+        return cls(*columns) if columns else cls()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, at: int) -> Recipient: ...
+    @overload
+    def __getitem__(self, at: slice) -> Recipients: ...
+    def __getitem__(self, at: int | slice) -> Recipient | Recipients:
+        if isinstance(at, slice):
+            return Recipients(self.ids[at], self.emails[at], self.names[at], self.tokens[at])
+        return Recipient(self.ids[at], self.emails[at], self.names[at], self.tokens[at])
+
+    def __iter__(self) -> Iterator[Recipient]:
+        return map(Recipient, self.ids, self.emails, self.names, self.tokens)
+
+    def __add__(self, other: Sequence[Recipient]) -> Recipients:
+        more = Recipients.of(other)
+        return Recipients(
+            (*self.ids, *more.ids),
+            (*self.emails, *more.emails),
+            (*self.names, *more.names),
+            (*self.tokens, *more.tokens),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Recipients({list(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     issue_id: int
     number: int
-    recipients: tuple[Recipient, ...]
+    recipients: Recipients  # given as any sequence of `Recipient`s, kept by columns
     first_id: int  # the lowest and highest subscriber ids claimed: the next claim starts
     last_id: int  # after `last_id`, and the batch's rows lie between the two
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipients, Recipients):
+            object.__setattr__(self, "recipients", Recipients.of(self.recipients))
+
+
+@dataclass(frozen=True, slots=True)
+class AtCap:
+    """A claim's answer at a cap of `[sending]`: nothing claimed now, yet the issue is not
+    done (its readers wait for the window, or for batches in flight to be recorded)."""
+
+    issue_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotSending:
+    """A claim's answer when the issue is no longer sending (paused, cancelled, sent) as
+    the claim's transaction reads it: the sender stops without a read of its own."""
+
+    status: IssueStatus
+
+
+# What `claim` answers: a batch, a cap, a stopped issue, or None when nothing is left.
+Claim = Batch | AtCap | NotSending | None
 
 
 @dataclass(frozen=True, slots=True)

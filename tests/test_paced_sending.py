@@ -363,8 +363,9 @@ def test_two_worker_processes_never_pass_the_hourly_cap_together(tmp_path, datab
 def test_a_claim_is_cut_to_what_the_window_leaves_counting_batches_in_flight(tmp_path, clock):
     """The store's side of the cap across processes: a claim given the hour's window takes
     at most what is left of it, counting every batch in flight (another worker's), and at
-    the cap gives an empty batch (not None: the issue is not done)."""
+    the cap answers `AtCap` (not None: the issue is not done)."""
     from newsletter.pacing import Window
+    from newsletter.records import AtCap
 
     make_folder(tmp_path, "http://127.0.0.1:9", subscribers=50)
     store, settings, issue_id = one_issue(tmp_path)
@@ -375,11 +376,11 @@ def test_a_claim_is_cut_to_what_the_window_leaves_counting_batches_in_flight(tmp
     second = store.deliveries.claim(issue_id, 20, worker="b", windows=hour)  # 20 in flight
     assert second is not None and len(second.recipients) == 5
     full = store.deliveries.claim(issue_id, 20, worker="b", windows=hour)
-    assert full is not None and (full.number, full.recipients) == (0, ())
+    assert full == AtCap(issue_id)
     store.deliveries.mark_sent(first, "m1")
     store.deliveries.mark_sent(second, "m2")
     assert store.deliveries.sent_since(at(0)) == 25 and store.deliveries.in_flight_count() == 0
-    assert store.deliveries.claim(issue_id, 20, windows=hour).recipients == ()
+    assert store.deliveries.claim(issue_id, 20, windows=hour) == AtCap(issue_id)
     # The next hour's window: the claim takes its full size again.
     later = store.deliveries.claim(issue_id, 20, windows=(Window(since=at(1), limit=25),))
     assert later is not None and len(later.recipients) == 20

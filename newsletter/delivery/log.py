@@ -11,7 +11,7 @@ from typing import Protocol
 
 from newsletter.links import Site, stored_issue
 from newsletter.pacing import Window
-from newsletter.records import Batch, DeliveryRow, RenderedIssue, SubscriberStatus
+from newsletter.records import Batch, Claim, DeliveryRow, RenderedIssue, SubscriberStatus
 from newsletter.store import Store
 
 
@@ -89,7 +89,8 @@ class DeliveryLog(RecoveryLog, IssueStatuses, PaceLog, Protocol):
         after: int = 0,
         now: datetime | None = None,
         windows: Sequence[Window] = (),
-    ) -> Batch | None: ...
+        while_sending: bool = False,
+    ) -> Claim: ...
 
     def next_wave(self, issue_id: int, after: datetime) -> datetime | None: ...
 

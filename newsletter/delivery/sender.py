@@ -17,10 +17,18 @@ from newsletter.delivery.pace import Pace, is_pace_note
 from newsletter.delivery.policy import SendReport
 from newsletter.delivery.recovery import recover_in_flight
 from newsletter.exceptions import CredentialsRefused, LeaseLost, StoreError, WorkerStopping
-from newsletter.links import site_of, unsubscribe_url
+from newsletter.links import site_of, unsubscribe_urls
 from newsletter.pacing import Allowance
 from newsletter.providers import Accepted, OutgoingBatch
-from newsletter.records import Batch, DeliveryState, IssueStatus, RenderedIssue
+from newsletter.records import (
+    AtCap,
+    Batch,
+    Claim,
+    DeliveryState,
+    IssueStatus,
+    NotSending,
+    RenderedIssue,
+)
 
 PENDING, IN_FLIGHT = DeliveryState.PENDING, DeliveryState.IN_FLIGHT
 ISSUE_SENDING, ISSUE_PAUSED, ISSUE_SENT = IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT
@@ -119,19 +127,19 @@ class _IssueSender(Outcomes):
             self.wait_for_probe()
             if self.done.is_set():
                 return None
-            status = self.log.issue_status(self.issue_id)
-            if status != ISSUE_SENDING:
-                self.finish(status)
-                return None
             size = self._paced_size()
             if size == 0:
                 return None
             batch = self._claim(size)
             if self.pace.limited:
                 with self.lock:
-                    self.reserved -= size - (len(batch.recipients) if batch else 0)
+                    claimed = len(batch.recipients) if isinstance(batch, Batch) else 0
+                    self.reserved -= size - claimed
                     self.claiming -= size
-            if batch is not None and batch.number == 0:
+            if isinstance(batch, NotSending):  # paused, cancelled or sent meanwhile
+                self.finish(batch.status)
+                return None
+            if isinstance(batch, AtCap):
                 # At a cap as the claim counted it (another sender's batches in flight): the
                 # next pre-check counts them too; with nothing pending, the issue may finish.
                 if self.log.counts(self.issue_id)[PENDING]:
@@ -199,19 +207,28 @@ class _IssueSender(Outcomes):
             self.report.last_error = message
         log.info("issue %s: %s", self.issue_id, message)
 
-    def _claim(self, size: int) -> Batch | None:
+    def _claim(self, size: int) -> Claim:
+        """The claim's answer; the issue's status is read in the claim's own transaction."""
         worker = self.hooks.worker
         now = self.now()  # reader time: only the waves whose instant has come are claimed
         # [sending]'s caps, counted again in the claim's transaction over every process.
         caps = self.pace.windows() if self.pace.limited else ()
         batch = self.log.claim(
-            self.issue_id, size, worker=worker, after=self.cursor, now=now, windows=caps
+            self.issue_id,
+            size,
+            worker=worker,
+            after=self.cursor,
+            now=now,
+            windows=caps,
+            while_sending=True,
         )
         if batch is None and self.cursor:
             # Rows released for a retry (or left by others) may sit below the cursor.
             self.cursor = 0
-            batch = self.log.claim(self.issue_id, size, worker=worker, now=now, windows=caps)
-        if batch is not None:
+            batch = self.log.claim(
+                self.issue_id, size, worker=worker, now=now, windows=caps, while_sending=True
+            )
+        if isinstance(batch, Batch):
             with self.lock:
                 self.cursor = max(self.cursor, batch.last_id)
         return batch
@@ -231,9 +248,7 @@ class _IssueSender(Outcomes):
                 batch=batch.number,
                 rendered=self.rendered,
                 recipients=batch.recipients,
-                unsubscribe_urls=tuple(
-                    unsubscribe_url(self.site, r.token) for r in batch.recipients
-                ),
+                unsubscribe_urls=unsubscribe_urls(self.site, batch.recipients.tokens),
                 before_request=ready,
             )
             try:

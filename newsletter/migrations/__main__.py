@@ -4,7 +4,7 @@ python -m newsletter.migrations revision "add a column"   # autogenerate the nex
 python -m newsletter.migrations revision --empty "data fix"
 python -m newsletter.migrations current URL
 python -m newsletter.migrations upgrade URL [REVISION]
-python -m newsletter.migrations check URL                 # differences from store/schema.py
+python -m newsletter.migrations check URL                 # differences from store/schema/
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _revision(message: str, empty: bool) -> None:
     head = migrations.head_revision()
     rev_id = f"{int(head) + 1:04d}" if head.isdigit() else None
     with tempfile.TemporaryDirectory() as scratch:
-        # Autogenerate compares store/schema.py with a scratch database brought to head.
+        # Autogenerate compares store/schema/ with a scratch database brought to head.
         engine = create_engine(f"sqlite:///{Path(scratch) / 'head.db'}")
         try:
             migrations.upgrade(engine)

@@ -5,13 +5,13 @@ database layer nor the renderer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from newsletter.exceptions import ConfigError
-from newsletter.links import unsubscribe_url
-from newsletter.records import Recipient, RenderedIssue
+from newsletter.links import unsubscribe_urls
+from newsletter.records import Recipient, Recipients, RenderedIssue
 from newsletter.settings import Settings
 
 
@@ -22,13 +22,17 @@ class OutgoingBatch:
     issue_id: int
     batch: int
     rendered: RenderedIssue
-    recipients: tuple[Recipient, ...]
-    unsubscribe_urls: tuple[str, ...]
+    recipients: Recipients  # given as any sequence of `Recipient`s, kept by columns
+    unsubscribe_urls: Sequence[str]
     categories: tuple[str, ...] = ()
     sandbox: bool = False
     # Called by the provider right before it writes the request: raises `Stopped` when the
     # send was stopped (a refused key, a pause, a cancel) after this batch was claimed.
     before_request: Callable[[], None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipients, Recipients):
+            object.__setattr__(self, "recipients", Recipients.of(self.recipients))
 
     def ready(self) -> None:
         """The last check before the request goes out (see `before_request`)."""
@@ -53,8 +57,8 @@ class OutgoingBatch:
             issue_id=issue_id,
             batch=batch,
             rendered=rendered,
-            recipients=recipients,
-            unsubscribe_urls=tuple(unsubscribe_url(settings, r.token) for r in recipients),
+            recipients=(readers := Recipients.of(recipients)),
+            unsubscribe_urls=unsubscribe_urls(settings, readers.tokens),
             categories=settings.sendgrid.categories if categories is None else categories,
             sandbox=sandbox,
             before_request=before_request,

@@ -235,8 +235,8 @@ def _columns(batch: OutgoingBatch, keys: _Keys) -> _Columns | None:
     """The batch's columns, or None when the whole batch takes the general path: a
     duplicate address, an address that is not plain ASCII, a link that needs escaping (never
     ours) or a value long enough to reach SendGrid's substitutions limit."""
-    columns: tuple[Sequence[Any], ...] = tuple(zip(*batch.recipients, strict=True))
-    ids, emails, names, _tokens = columns
+    readers = batch.recipients
+    ids, emails, names = readers.ids, readers.emails, readers.names
     urls: Sequence[str] = batch.unsubscribe_urls
     if len(urls) != len(emails):
         raise ValueError("one unsubscribe link per recipient")
@@ -252,7 +252,8 @@ def _columns(batch: OutgoingBatch, keys: _Keys) -> _Columns | None:
     odd = _odd_names(names)
     if odd:
         kept = [i for i in range(len(names)) if i not in odd]
-        emails, names, urls, ids = ([c[i] for i in kept] for c in (emails, names, urls, ids))
+        emails, names, urls = ([c[i] for i in kept] for c in (emails, names, urls))
+        ids = [ids[i] for i in kept]
     if not names:
         return _Columns((), (), (), (), (), tuple(sorted(odd)))
     joined = "\n".join(names)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from newsletter.addresses import LOOPBACK_HOSTS
 from newsletter.exceptions import ConfigError, CredentialsRefused, Rejected, TransientError
 from newsletter.providers import Accepted, Message, OutgoingBatch
 from newsletter.providers.outbox import (
@@ -36,7 +37,6 @@ __all__ = ["SMTPProvider", "verp_address"]
 _PLAIN_ADDRESS = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z"
 )
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SECURITIES = ("starttls", "tls", "none")
 
 

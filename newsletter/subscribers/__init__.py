@@ -1,6 +1,7 @@
 """Subscribers in and out: CSV import (every row validated, errors by line, one transaction or
 chunks) and export (safe in a spreadsheet, read back exactly: addresses, names, statuses,
-time zones and tags), one subscriber added or removed, and the keys that sign their links.
+time zones and tags), one subscriber added, unsubscribed or removed, and the keys that sign
+their links.
 
 A package of one module per job, imports one way: `spreadsheet` (formula escaping both
 ways) <- `csv_read` (the file as rows) <- `csv_import`; `keys` <- `people` (one subscriber)
@@ -34,6 +35,7 @@ from newsletter.subscribers.people import (
     list_subscribers,
     mailbox_key,
     remove_subscriber,
+    unsubscribe_subscriber,
 )
 from newsletter.subscribers.spreadsheet import (
     ESCAPE,
@@ -72,6 +74,7 @@ __all__ = [
     "signing_keys",
     "signing_secret",
     "spreadsheet_safe",
+    "unsubscribe_subscriber",
     "valid_chunks",
     "write_chunk",
 ]

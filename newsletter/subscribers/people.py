@@ -1,5 +1,6 @@
-"""One subscriber at a time: added (sign-up, tests), listed, removed; the address's mailbox
-for sign-up limits and the name as it may go into a header."""
+"""One subscriber at a time: added (sign-up, tests), listed, unsubscribed (the one-click link,
+the workspace), removed; the address's mailbox for sign-up limits and the name as it may go
+into a header."""
 
 from __future__ import annotations
 
@@ -73,3 +74,9 @@ def list_subscribers(store: Store, status: str | None = None) -> Iterator[Subscr
 def remove_subscriber(store: Store, email: str) -> None:
     """Delete a subscriber and their delivery history (a removal, not an unsubscribe)."""
     store.subscribers.remove(email)
+
+
+def unsubscribe_subscriber(store: Store, email: str) -> bool:
+    """Unsubscribe an address (the one-click link, the workspace's button). A bounce or a
+    complaint is never softened into an unsubscribe; False when nothing changed."""
+    return store.subscribers.suppress(email, SubscriberStatus.UNSUBSCRIBED)

@@ -33,7 +33,7 @@ from newsletter.records import (
     UnsubscribeReason,
     utcnow,
 )
-from newsletter.subscribers import add_subscriber
+from newsletter.subscribers import add_subscriber, unsubscribe_subscriber
 from newsletter.tokens import verify_token
 from newsletter.web.bodies import BODY_LIMIT_FORM, BodyTooLarge, read_body
 from newsletter.web.confirm import send_confirmation
@@ -281,10 +281,8 @@ async def unsubscribe_submit(request: Request) -> Response:
         fields = {}  # whatever a mail provider posts, the unsubscribe happens
     if fields.get("action") == "pause":
         return await run_in_threadpool(_pause, state, subscriber)
-    # suppress_subscriber never turns a bounce or a complaint into a mere unsubscribe.
-    await run_in_threadpool(
-        state.store.subscribers.suppress, subscriber.email, SubscriberStatus.UNSUBSCRIBED
-    )
+    # Never turns a bounce or a complaint into a mere unsubscribe.
+    await run_in_threadpool(unsubscribe_subscriber, state.store, subscriber.email)
     reason = fields.get("reason", "")
     if reason in REASONS:
         detail = " ".join(fields.get("detail", "").split())[:MAX_DETAIL_LENGTH]

@@ -23,7 +23,17 @@ from sqlalchemy import (
 )
 
 from newsletter.pacing import Window
-from newsletter.records import SUPPRESSED, Batch, Recipient, utcnow
+from newsletter.records import (
+    SUPPRESSED,
+    AtCap,
+    Batch,
+    Claim,
+    IssueStatus,
+    NotSending,
+    Recipient,
+    Recipients,
+    utcnow,
+)
 from newsletter.store.audience import as_planned, planned, receiving
 from newsletter.store.deliveries.reports import in_flight, sent_since
 from newsletter.store.deliveries.rows import (
@@ -45,6 +55,7 @@ from newsletter.store.schema import (
     deliveries,
     delivery_batches,
     delivery_plans,
+    issues,
     subscribers,
 )
 
@@ -56,9 +67,17 @@ _DUE = bindparam("now", type_=UTCDateTime())  # the sender's clock: waves due, p
 # The PostgreSQL advisory lock paced claims take turns on ("pace" in ASCII).
 PACE_LOCK = 0x70616365
 PLAN = (
-    select(_P.last_id, _P.claimed_to, _P.next_batch, _P.planned_at, _P.expression)
+    select(
+        _P.last_id,
+        _P.claimed_to,
+        _P.next_batch,
+        _P.planned_at,
+        _P.expression,
+        issues.c.status.label("issue_status"),
+    )
+    .join(issues, issues.c.id == _P.issue_id)
     .where(_P.issue_id == bindparam("issue"))
-    .with_for_update()  # PostgreSQL: claimers of one issue take turns here
+    .with_for_update(of=delivery_plans)  # PostgreSQL: claimers of one issue take turns here
 )
 _RELEASED_BATCH = (
     select(*BATCH_COLUMNS)
@@ -160,21 +179,26 @@ def claim_range(
     if plan.claimed_to >= plan.last_id:
         return None
     after, due = plan.claimed_to, due or now
-    rows = conn.execute(
+    result = conn.execute(
         _next_recipients(plan.expression),
         {"after": after, "last": plan.last_id, "size": size, "now": due},
-    ).all()
-    top = rows[-1][0] if rows else plan.last_id
+    )
+    # The driver's own tuples, straight into columns: no row object per reader (ids,
+    # addresses, names and tokens need no conversion from what the driver returns).
+    recipients = Recipients.of(result.cursor.fetchall())
+    result.close()
+    ids = recipients.ids
+    top = ids[-1] if ids else plan.last_id
     skipped = conn.scalar(
         _skipped_between(plan.expression),
         {"after": after, "last": top, "now": due, "planned_at": plan.planned_at},
     )
     number = plan.next_batch + 1
-    if not rows and not skipped:  # the rest of the audience left before planning
+    if not ids and not skipped:  # the rest of the audience left before planning
         conn.execute(_ADVANCE, {"issue": issue_id, "top": top, "number": plan.next_batch})
         return None
     conn.execute(_ADVANCE, {"issue": issue_id, "top": top, "number": number})
-    first = rows[0][0] if rows else plan.claimed_to + 1
+    first = ids[0] if ids else plan.claimed_to + 1
     conn.execute(
         _NEW_BATCH,
         {
@@ -182,18 +206,17 @@ def claim_range(
             "number": number,
             "first_id": first,
             "last_id": top,
-            "recipients": len(rows),
+            "recipients": len(ids),
             "skipped": skipped,
-            "excluded": encode_members(first, top, (sid for sid, *_ in rows)),
+            "excluded": encode_members(first, top, ids),
             "listed": False,
-            "state": IN_FLIGHT if rows else SENT,
+            "state": IN_FLIGHT if ids else SENT,
             "worker": worker,
             "claimed_at": now,
             "updated_at": now,
             "attempts": 1,
         },
     )
-    recipients = tuple(map(Recipient._make, rows))
     return Batch(issue_id, number, recipients, first, top)
 
 
@@ -206,7 +229,8 @@ class Batches(LogPart):
         after: int = 0,
         now: datetime | None = None,
         windows: Sequence[Window] = (),
-    ) -> Batch | None:
+        while_sending: bool = False,
+    ) -> Claim:
         """Claim the next batch of up to `size` recipients, in flight under a new number, and
         return who they are: the next id range of the audience, else a released batch's range
         again, else recipients waiting to be sent alone. Readers of the audience who left,
@@ -218,7 +242,9 @@ class Batches(LogPart):
         `windows` ([sending]'s caps, from `delivery/pace.py`): the batch is cut to what every
         window still allows, counted here, in the claim's transaction, over every issue and
         every process's batches in flight, so several workers never pass a cap together. At
-        a cap the claim is an empty batch (number 0), not None: the issue is not done."""
+        a cap the claim is `AtCap`, not None: the issue is not done. `while_sending`: the
+        issue's status is read in the same transaction, and `NotSending` answers when it is
+        no longer sending (the sender's check before each batch, without a read of its own)."""
         del after
         due = now or utcnow()  # reader time: the waves whose instant has come
         now = utcnow()
@@ -226,10 +252,12 @@ class Batches(LogPart):
             plan = conn.execute(PLAN, {"issue": issue_id}).first()
             if plan is None:
                 return None
+            if while_sending and plan.issue_status != IssueStatus.SENDING:
+                return NotSending(IssueStatus(plan.issue_status))
             if windows:
                 size = min(size, self._room(conn, windows))
                 if size <= 0:
-                    return Batch(issue_id, 0, (), 0, 0)
+                    return AtCap(issue_id)
             # Forward first, as a sender's own cursor went: what was released or put back
             # waits until the audience's ranges are all claimed.
             return (
@@ -337,7 +365,7 @@ class Batches(LogPart):
                 ),
             )
         )
-        recipients = tuple(Recipient(*m[:4]) for m in sending)
+        recipients = Recipients.of(m[:4] for m in sending)
         return Batch(issue_id, batch.number, recipients, batch.first_id, last)
 
     def _claim_listed(
@@ -400,4 +428,4 @@ class Batches(LogPart):
                 attempts=1,
             )
         )
-        return Batch(issue_id, number, tuple(recipients), rows[0][0], rows[-1][0])
+        return Batch(issue_id, number, Recipients.of(recipients), rows[0][0], rows[-1][0])

@@ -21,7 +21,7 @@ _IN_FLIGHT_BATCH = and_(
 _LISTED = select(_B.listed).where(_IN_FLIGHT_BATCH)
 _SENT_WITH_ONE_ID = (
     update(delivery_batches)
-    .where(_IN_FLIGHT_BATCH)
+    .where(_IN_FLIGHT_BATCH, _B.listed.is_(False))
     .values(state=SENT, message_id=bindparam("mid"), error=None, updated_at=_NOW)
 )
 _OWN_ROWS = select(_D.subscriber_id).where(
@@ -69,9 +69,15 @@ class Outcomes(LogPart):
         row only) or one per subscriber (SMTP, the outbox: the batch sent, and each id on a
         row of its own, since it answers for that recipient alone)."""
         now = utcnow()
-        ids = {r.subscriber_id for r in batch.recipients}
         with self._store.transaction() as conn:
             key = {"issue": batch.issue_id, "batch_no": batch.number}
+            if isinstance(message_ids, str):
+                # The common answer (SendGrid: one id for a range batch): one statement.
+                one = conn.execute(_SENT_WITH_ONE_ID, {**key, "mid": message_ids, "now": now})
+                if one.rowcount:
+                    own = self._own_rows(conn, batch)
+                    return len(batch.recipients) - len(own.intersection(batch.recipients.ids))
+            ids = set(batch.recipients.ids)
             listed = conn.scalar(_LISTED, key)
             if listed is None:
                 return 0
@@ -96,10 +102,9 @@ class Outcomes(LogPart):
                 if not left:
                     self._move(conn, batch, {"state": SENT})
                 return moved
-            own = self._own_rows(conn, batch)
             if isinstance(message_ids, str):
-                conn.execute(_SENT_WITH_ONE_ID, {**key, "mid": message_ids, "now": now})
-                return len(ids - own)
+                return 0  # the range batch was no longer in flight (the statement above)
+            own = self._own_rows(conn, batch)
             named = {sid: mid for sid, mid in message_ids.items() if sid in ids and sid not in own}
             distinct = set(named.values())
             if ids - own <= set(named):
@@ -134,7 +139,9 @@ class Outcomes(LogPart):
 
     def _each(self, batch: Batch, state: str, reasons: dict[int, str], **extra: Any) -> int:
         """Exception rows in `state` for the batch's recipients named in `reasons`."""
-        ids = {r.subscriber_id for r in batch.recipients}
+        if not reasons:
+            return 0
+        ids = set(batch.recipients.ids)
         reasons = {sid: why for sid, why in reasons.items() if sid in ids}
         if not reasons:
             return 0

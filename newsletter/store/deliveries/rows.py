@@ -55,6 +55,8 @@ def encode_members(first_id: int, last_id: int, members: Iterable[int]) -> str:
     """The text that makes exactly `members` (ids in [first_id, last_id]) the recipients of
     a batch over that range: excluded runs, or a bitmap where that is shorter."""
     ids = sorted(members)
+    if len(ids) == last_id - first_id + 1 and (not ids or ids[0] == first_id):
+        return ""  # every id of the range (ids are distinct): the common batch
     runs: list[str] = []
     expected = first_id
     for sid in [*ids, last_id + 1]:

@@ -16,13 +16,11 @@ from newsletter import subscribers as lists
 from newsletter.exceptions import BadTag, NotFound, SegmentError
 from newsletter.records import SubscriberStatus
 from newsletter.store.subscribers import SEARCH_FIELDS
-from newsletter.tags import normalize_tag
 from newsletter.web.admin.base import Ctx
 from newsletter.web.admin.imports import BODY_LIMIT_IMPORT
 from newsletter.web.pages import REASON_LABELS
 
 STATUSES = tuple(s.value for s in SubscriberStatus)
-UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 PAGE_SIZE = 50
 MAX_SEGMENT_LENGTH = 500
 
@@ -83,17 +81,17 @@ def _audience(ctx: Ctx, expression: str) -> Audience:
 def tag_subscriber(ctx: Ctx) -> Response:
     """Give a tag to one address, or take it away (the CLI's `subscribers tag/untag`)."""
     email = ctx.form.get("email", "").strip()[:320]
-    action = ctx.form.get("action", "add")
+    remove = ctx.form.get("action", "add") == "remove"
+    change = segments.untag_subscribers if remove else segments.tag_subscribers
     try:
-        name = normalize_tag(ctx.form.get("tag", "")[:200])
-        if action == "remove":
-            changed = ctx.store.tags.untag([email], name)
-            message = f"Took {name} from {email}." if changed else f"{email} had no tag {name}."
-        else:
-            changed = ctx.store.tags.tag([email], name)
-            message = f"Tagged {email} {name}." if changed else f"{email} was tagged {name}."
+        done = change(ctx.store, [email], ctx.form.get("tag", "")[:200])
     except (BadTag, NotFound) as exc:
-        message = f"Nothing changed: {exc}"
+        return ctx.redirect("/admin/subscribers", f"Nothing changed: {exc}")
+    name = done.tag
+    if remove:
+        message = f"Took {name} from {email}." if done.changed else f"{email} had no tag {name}."
+    else:
+        message = f"Tagged {email} {name}." if done.changed else f"{email} was tagged {name}."
     return ctx.redirect("/admin/subscribers", message)
 
 
@@ -121,8 +119,8 @@ def unsubscribe(ctx: Ctx) -> Response:
     row = ctx.store.subscribers.row_by_id(int(ctx.request.path_params["subscriber_id"]))
     if row is None:
         raise NotFound("no such subscriber")
-    # The same rule as the one-click link: a bounce or complaint is never softened.
-    ctx.store.subscribers.suppress(row.email, UNSUBSCRIBED)
+    # The one-click link's own function: a bounce or complaint is never softened.
+    lists.unsubscribe_subscriber(ctx.store, row.email)
     back = ctx.form.get("back", "")
     target = back if back.startswith("/admin/subscribers") else "/admin/subscribers"
     return ctx.redirect(target, f"Unsubscribed {row.email}.")
