@@ -429,3 +429,21 @@ def test_feeds_and_approvals_on_both_backends(tmp_path, site, database_url):  # 
         assert [r.decision for r in approval.reviews(store, second)] == ["approved"]
     finally:
         store.close()
+
+
+def test_feeds_list_names_every_feed_in_the_files_order_before_any_fetch(tmp_path):
+    """`feeds list` reads each feed's status through `feeds.feed_statuses`: a feed never
+    fetched says so with its interval, in the order newsletter.toml lists them."""
+    folder = folder_with_feeds(
+        tmp_path,
+        [
+            {"url": "https://example.com/b.xml", "every_minutes": 90},
+            {"url": "https://example.com/a.xml"},
+        ],
+    )
+    listed = run_cli(["feeds", "list"], folder)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "https://example.com/b.xml: never fetched (every 1:30:00)",
+        "https://example.com/a.xml: never fetched (every 1:00:00)",
+    ]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsletter.cli import reports
+from newsletter.cli.reports import echo, sending
 from newsletter.exceptions import NewsletterError
 from newsletter.records import IssueStatus
 
@@ -120,14 +120,11 @@ def exit_after_sending(stop: delivery.StopRequest, sent: list[delivery.SendRepor
     paused or a send delivered nothing it tried; 75 (EX_TEMPFAIL: try again later) when a
     cap of [sending] held the rest back, saying when it can go on; else the command goes on."""
     if stop.is_set():
-        reports.echo(reports.stopped(stop.signal_name, sent))
+        echo(sending.stopped(stop.signal_name, sent))
         sys.exit(130)
     paced = [r for r in sent if r.paced_until is not None]
     for r in paced:
-        reports.echo(
-            f"issue {r.issue_id}: {r.last_error}; `newsletter resume {r.issue_id}` from then "
-            "(the scheduler and `newsletter worker` go on by themselves)"
-        )
+        echo(sending.paced(r))
     if paced:
         sys.exit(75)
     if any(r.status == IssueStatus.PAUSED or r.tried_in_vain for r in sent):

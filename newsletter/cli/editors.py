@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from newsletter.cli import reports
 from newsletter.cli.app import App, pass_app
+from newsletter.cli.reports import echo, people
 
 
 @click.group()
@@ -32,7 +32,7 @@ def editors_add(app: App, email: str, timezone: str) -> None:
     """Create an editor account; the password is asked for (or read from standard input)."""
     from newsletter.editors import add_editor
 
-    reports.echo(reports.editor_added(add_editor(app.store, email, _read_password(), timezone)))
+    echo(people.editor_added(add_editor(app.store, email, _read_password(), timezone)))
 
 
 @editors.command("password")
@@ -42,7 +42,7 @@ def editors_password(app: App, email: str) -> None:
     """Set a new password for EMAIL; the editor's open sessions end."""
     from newsletter.editors import change_password
 
-    reports.echo(reports.password_changed(change_password(app.store, email, _read_password())))
+    echo(people.password_changed(change_password(app.store, email, _read_password())))
 
 
 @editors.command("list")
@@ -51,7 +51,7 @@ def editors_list(app: App) -> None:
     """List the editor accounts."""
     from newsletter.editors import list_editors
 
-    reports.echo(reports.editor_lines(list_editors(app.store), app.settings))
+    echo(people.editor_lines(list_editors(app.store), app.settings))
 
 
 @editors.command("remove")
@@ -62,4 +62,4 @@ def editors_remove(app: App, email: str) -> None:
     from newsletter.editors import remove_editor
 
     remove_editor(app.store, email)
-    reports.echo(reports.editor_removed(email))
+    echo(people.editor_removed(email))

@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from newsletter.cli import reports
 from newsletter.cli.app import App, Bars, exit_after_sending, one_of, pass_app
+from newsletter.cli.reports import articles, echo, issues, sending
 from newsletter.exceptions import NewsletterError
 from newsletter.records import IssueStatus
 
@@ -23,8 +23,8 @@ def status(app: App, issue_id: int | None) -> None:
     from newsletter import publish
     from newsletter.issue_state import status_report
 
-    reports.echo(reports.status(status_report(app.store, issue_id), app.settings))
-    reports.echo(reports.held_articles(publish.held_articles(app.store)))
+    echo(issues.status(status_report(app.store, issue_id), app.settings))
+    echo(articles.held_articles(publish.held_articles(app.store)))
 
 
 @click.command("issues")
@@ -33,7 +33,7 @@ def issues_list(app: App) -> None:
     """List issues, newest first."""
     from newsletter.issue_state import list_issues
 
-    reports.echo(reports.issue_lines(list_issues(app.store), app.settings))
+    echo(issues.issue_lines(list_issues(app.store), app.settings))
 
 
 def status_command(name: str, status: IssueStatus, help: str) -> click.Command:
@@ -47,7 +47,7 @@ def status_command(name: str, status: IssueStatus, help: str) -> click.Command:
         from newsletter import delivery
 
         delivery.change_issue_status(app.store, issue_id, status)
-        reports.echo(reports.status_changed(issue_id, status))
+        echo(issues.status_changed(issue_id, status))
 
     return change
 
@@ -79,9 +79,9 @@ def resume(app: App, issue_id: int) -> None:
         finally:
             bars.close()
     if report is None:
-        reports.echo(reports.resumed_elsewhere(issue_id))
+        echo(sending.resumed_elsewhere(issue_id))
         return
-    reports.echo(reports.send_report(report))
+    echo(sending.send_report(report))
     exit_after_sending(stop, [report])
 
 
@@ -98,7 +98,7 @@ def resolve(app: App, issue_id: int, action: str) -> None:
 
     resend = action == "resend"
     moved = delivery.resolve_uncertain(app.store, issue_id, resend=resend)
-    reports.echo(reports.resolved(issue_id, moved, resend))
+    echo(issues.resolved(issue_id, moved, resend))
 
 
 @click.command("send-test")
@@ -126,11 +126,11 @@ def send_test(app: App, issue_id: int, to: str | None, sandbox: bool) -> None:
             )
         finally:
             bars.close()
-        reports.echo(reports.sandbox(report))
+        echo(issues.sandbox(report))
         if report.problems:
             sys.exit(1)
         return
     if not to:
         raise NewsletterError("say --to ADDRESS (or --sandbox)")
     proofs.send_test(app.store, app.settings, provider, issue_id, to)
-    reports.echo(reports.proof_sent(issue_id, to, provider.name))
+    echo(issues.proof_sent(issue_id, to, provider.name))

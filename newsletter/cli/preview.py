@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli import reports
 from newsletter.cli.app import LAYOUT_OPTION, App, pass_app
+from newsletter.cli.reports import echo, issues
 
 
 @click.command()
@@ -37,14 +37,14 @@ def preview(
 
     store = app.store if names_an_issue(source) else None
     written = write_preview(app.settings, store, source, out, layout)
-    reports.echo(reports.paths(written))
+    echo(issues.paths(written))
     if screenshot:
         from newsletter.screenshot import capture
 
         for shot in capture(written[0], written[0].parent):
-            reports.echo(str(shot.path))
+            echo(str(shot.path))
             if shot.scrolls_sideways:
-                reports.echo(reports.sideways(shot), err=True)
+                echo(issues.sideways(shot), err=True)
 
 
 @click.command()
@@ -60,6 +60,6 @@ def check(app: App, source: tuple[str, ...], layout: str | None) -> None:
 
     store = app.store if names_an_issue(source) else None
     findings = check_source(app.settings, store, source, layout)
-    reports.echo(format_findings(findings))
+    echo(format_findings(findings))
     if has_errors(findings):
         sys.exit(1)

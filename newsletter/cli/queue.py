@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli import reports
 from newsletter.cli.app import App, one_of, pass_app
+from newsletter.cli.reports import articles, echo
 
 
 @click.group()
@@ -38,10 +38,10 @@ def queue_add(
     article, target = publish.queue_add(
         app.store, app.settings, file, not_before, tz, queued_by=editor_id
     )
-    reports.echo(map(str, validate_file(file, app.settings.contract)), err=True)
-    reports.echo(reports.queued(target.name, article.title))
+    echo(map(str, validate_file(file, app.settings.contract)), err=True)
+    echo(articles.queued(target.name, article.title))
     if app.settings.approval.required:
-        reports.echo([reports.queued_by(email)], err=True)
+        echo([articles.queued_by(email)], err=True)
 
 
 @queue.command("list")
@@ -53,9 +53,7 @@ def queue_list(app: App) -> None:
     view = publish.queue_view(app.store, app.settings)
     upcoming = publish.next_issue(app.store, app.settings, view) if view.entries else None
     # The listing and its notes go to one stream, so they never interleave in a shared pipe.
-    reports.echo(
-        reports.queue_listing(view, upcoming, publish.missed_tick(app.store), app.settings)
-    )
+    echo(articles.queue_listing(view, upcoming, publish.missed_tick(app.store), app.settings))
 
 
 @queue.command("layout")
@@ -67,7 +65,7 @@ def queue_layout(app: App, layout: str) -> None:
     up; the workspace's queue page sets the same choice."""
     from newsletter import publish
 
-    reports.echo(reports.next_layout(publish.choose_next_layout(app.store, layout)))
+    echo(articles.next_layout(publish.choose_next_layout(app.store, layout)))
 
 
 @queue.command("release")
@@ -78,7 +76,7 @@ def queue_release(app: App, article: str) -> None:
     The next tick checks it again."""
     from newsletter import publish
 
-    reports.echo(reports.released(publish.release_article(app.store, article)))
+    echo(articles.released(publish.release_article(app.store, article)))
 
 
 @queue.command("move")
@@ -90,7 +88,7 @@ def queue_move(app: App, article: str, direction: str) -> None:
     from newsletter import publish
 
     did_move = publish.move_article(app.store, article, up=direction == "up")
-    reports.echo(reports.moved(Path(article).name, direction, did_move))
+    echo(articles.moved(Path(article).name, direction, did_move))
 
 
 @queue.command("remove")
@@ -100,4 +98,4 @@ def queue_remove(app: App, article: str) -> None:
     """Take ARTICLE (its file name in issues/) off the queue; the file is kept."""
     from newsletter import publish
 
-    reports.echo(reports.removed_article(publish.remove_article(app.store, article)))
+    echo(articles.removed_article(publish.remove_article(app.store, article)))

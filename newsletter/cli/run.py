@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from newsletter.cli import reports
 from newsletter.cli.app import LAYOUT_OPTION, App, Bars, exit_after_sending, pass_app
+from newsletter.cli.reports import echo, sending
 from newsletter.exceptions import NewsletterError
 
 
@@ -33,14 +33,14 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
 
     if dry_run:
         plan = publish.plan_run(app.store, app.settings, force=force, layout=layout)
-        reports.echo(reports.run_plan(plan, app.settings))
+        echo(sending.run_plan(plan, app.settings))
         if plan.refused:
             why = publish.no_audience(app.store, app.settings)
             raise NewsletterError(why or publish.NO_ACTIVE_SUBSCRIBER)
         return
     provider = make_provider(app.settings)  # a bad key or setting is named first
     gate = before_run(app.settings, app.store, force=force, now=utcnow())
-    reports.echo(gate.lines, err=True)
+    echo(gate.lines, err=True)
     if gate.refuse:
         sys.exit(1)
     bars = Bars()
@@ -52,21 +52,21 @@ def run(app: App, once: bool, force: bool, dry_run: bool, layout: str | None) ->
                 ctx,
                 force=force,
                 layout=layout,
-                warn=lambda line: reports.echo(line, err=True),
+                warn=lambda line: echo(line, err=True),
             )
         finally:
             bars.close()
-    reports.echo(map(reports.skipped, result.errors), err=True)
-    reports.echo(reports.held(result.held_articles), err=True)
+    echo(map(sending.skipped, result.errors), err=True)
+    echo(sending.held(result.held_articles), err=True)
     for report in result.resumed:
-        reports.echo(reports.resumed(report))
+        echo(sending.resumed(report))
     if result.report is None:
         if not stop.is_set():
-            reports.echo(reports.NOTHING_DUE)
+            echo(sending.NOTHING_DUE)
         exit_after_sending(stop, result.resumed)
         if result.held_articles:
             sys.exit(1)
         return
-    reports.echo(reports.sent_articles(result.articles))
-    reports.echo(reports.send_report(result.report))
+    echo(sending.sent_articles(result.articles))
+    echo(sending.send_report(result.report))
     exit_after_sending(stop, [*result.resumed, result.report])

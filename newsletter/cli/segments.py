@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from newsletter.cli.app import App, pass_app
+from newsletter.cli.reports import echo, people
 
 
 @click.command("tag")
@@ -17,9 +18,7 @@ def tag(app: App, tag: str, emails: tuple[str, ...]) -> None:
     """Give TAG to the subscribers EMAILS (all of them, or none if one is unknown)."""
     from newsletter.segments import tag_subscribers
 
-    done = tag_subscribers(app.store, emails, tag)
-    had = len(emails) - done.changed
-    click.echo(f"tagged {done.changed} subscriber(s) {done.tag} ({had} had it already)")
+    echo(people.tagged(tag_subscribers(app.store, emails, tag), len(emails)))
 
 
 @click.command("untag")
@@ -30,8 +29,7 @@ def untag(app: App, tag: str, emails: tuple[str, ...]) -> None:
     """Take TAG from the subscribers EMAILS."""
     from newsletter.segments import untag_subscribers
 
-    done = untag_subscribers(app.store, emails, tag)
-    click.echo(f"untagged {done.changed} subscriber(s) {done.tag}")
+    echo(people.untagged(untag_subscribers(app.store, emails, tag)))
 
 
 @click.group()
@@ -50,10 +48,6 @@ def segment_count(app: App, expression: str | None) -> None:
 
     expr = app.settings.segment if expression is None else expression
     matched = count(app.store, expr)
-    shown = repr(expr) if expr.strip() else "everyone (no segment)"
-    click.echo(f"{matched} subscriber(s) match {shown}")
+    echo(people.segment_count(matched, expr))
     if not matched:
-        raise click.ClickException(
-            f"segment {expr!r} matches no active subscriber: an issue sent to it would go to "
-            "nobody (`newsletter subscribers list`, `newsletter subscribers tag`)"
-        )
+        raise click.ClickException(people.segment_empty(expr))

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from newsletter.cli import reports
 from newsletter.cli.app import App, pass_app
+from newsletter.cli.reports import echo, sending
 
 
 @click.command()
@@ -53,23 +53,22 @@ def worker(app: App, once: bool) -> None:
     # Nobody reads a worker's terminal: on deliverability errors the gate pauses the issues in
     # progress with the reason and the worker stops (the scheduler's check, at start).
     gate = unattended(app.settings, app.store, now=utcnow())
-    for line in gate.lines:
-        click.echo(line, err=True)
+    echo(gate.lines, err=True)
     if gate.refuse:
         sys.exit(1)
-    reports.echo(reports.worker_started(delivery.PROCESS_ID, app.store.safe_url))
+    echo(sending.worker_started(delivery.PROCESS_ID, app.store.safe_url))
     try:
         # SIGINT and SIGTERM: finish the batch in flight, then stop.
         with delivery.stop_on_signals() as stop:
             ctx = delivery.SendContext.of(app.store, app.settings, provider)
             report = delivery.run_worker(ctx, stop=stop, once=once, echo=click.echo)
     except KeyboardInterrupt:
-        reports.echo(reports.WORKER_STOPPED)
+        echo(sending.WORKER_STOPPED)
         return
     except WorkerStopping:
-        reports.echo(reports.WORKER_STOPPED_BETWEEN_BATCHES)
+        echo(sending.WORKER_STOPPED_BETWEEN_BATCHES)
         return
-    reports.echo(reports.worker_done(report))
+    echo(sending.worker_done(report))
 
 
 @click.command("sendgrid-server")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli import reports
 from newsletter.cli.app import App, pass_app
+from newsletter.cli.reports import articles, echo
 
 
 @click.command()
@@ -18,7 +18,7 @@ def init(folder: Path, sample: bool) -> None:
     """Create newsletter.toml, issues/, outbox/ and the database in FOLDER."""
     from newsletter.folder import create_folder
 
-    reports.echo(reports.new_folder(create_folder(folder, sample=sample)))
+    echo(articles.new_folder(create_folder(folder, sample=sample)))
 
 
 @click.command()
@@ -34,6 +34,6 @@ def doctor(app: App, as_json: bool) -> None:
 
     report = diagnose(app.settings, app.store)
     remember(app.store, report)
-    reports.echo(report.to_json() if as_json else format_report(report))
+    echo(report.to_json() if as_json else format_report(report))
     if report.has_errors:
         sys.exit(1)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli import reports
 from newsletter.cli.app import App, pass_app
+from newsletter.cli.reports import echo, people
 
 
 @click.group()
@@ -35,12 +35,12 @@ def subscribers_import(app: App, file: Path, reactivate: bool, welcome: bool) ->
     from newsletter.subscribers import import_csv
 
     result = import_csv(app.store, file, reactivate=reactivate)
-    reports.echo(reports.import_problems(file, result), err=True)
-    reports.echo(reports.import_summary(result))
+    echo(people.import_problems(file, result), err=True)
+    echo(people.import_summary(result))
     if welcome:
         from newsletter.welcome import welcome_imported
 
-        click.echo(f"welcomed {welcome_imported(app.settings, app.store, result.added)}")
+        echo(people.welcomed(welcome_imported(app.settings, app.store, result.added)))
 
 
 @subscribers.command("list")
@@ -50,7 +50,7 @@ def subscribers_list(app: App, status: str | None) -> None:
     """List subscribers."""
     from newsletter.subscribers import list_subscribers
 
-    reports.echo(reports.subscriber_lines(list_subscribers(app.store, status)))
+    echo(people.subscriber_lines(list_subscribers(app.store, status)))
 
 
 @subscribers.command("remove")
@@ -61,7 +61,7 @@ def subscribers_remove(app: App, email: str) -> None:
     from newsletter.subscribers import remove_subscriber
 
     remove_subscriber(app.store, email)
-    reports.echo(reports.removed_subscriber(email))
+    echo(people.removed_subscriber(email))
 
 
 @subscribers.command("export")
@@ -79,4 +79,4 @@ def subscribers_export(app: App, out: Path | None) -> None:
         return
     with out.open("w", encoding="utf-8", newline="") as handle:
         count = export_subscribers(app.store, handle)
-    reports.echo(reports.exported(count, out), err=True)
+    echo(people.exported(count, out), err=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from newsletter.cli.app import App, pass_app
+from newsletter.cli.reports import echo, issues
 
 EDITOR_OPTION = click.option(
     "--editor",
@@ -26,13 +27,7 @@ def approve(app: App, issue_id: int, editor: str | None) -> None:
     from newsletter import approval
 
     decision = approval.approve(app.store, app.settings, issue_id, editor)
-    issue = decision.issue
-    when = (
-        issue.scheduled_for.astimezone(app.settings.timezone).strftime("%a %Y-%m-%d %H:%M %Z")
-        if issue.scheduled_for
-        else "the next run"
-    )
-    click.echo(f"approved issue {issue.id} ({issue.subject}): it goes out at {when}")
+    echo(issues.approved(decision, app.settings))
 
 
 @click.command()
@@ -45,7 +40,6 @@ def reject(app: App, issue_id: int, editor: str | None, reason: str) -> None:
     reason, until an editor fixes and releases them ('newsletter queue release FILE')."""
     from newsletter import approval
 
-    decision = approval.reject(app.store, app.settings, issue_id, editor, reason)
-    click.echo(f"rejected issue {decision.issue.id} ({decision.issue.subject})")
-    for name in decision.held:
-        click.echo(f"  held {name}: {reason}")
+    echo(
+        issues.rejected(approval.reject(app.store, app.settings, issue_id, editor, reason), reason)
+    )

@@ -25,7 +25,7 @@ from newsletter.feeds.parse import Entry, parse_feed
 from newsletter.records import utcnow
 from newsletter.settings import Feed, Settings
 from newsletter.store import Store
-from newsletter.store.feeds import FeedEntryRow
+from newsletter.store.feeds import FeedEntryRow, FeedState
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,21 @@ class PollReport:
     @property
     def failed(self) -> list[FeedOutcome]:
         return [f for f in self.feeds if f.error]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedStatus:
+    """One `[[feeds]]` feed and what the store remembers of it (`state` None: never fetched)."""
+
+    feed: Feed
+    state: FeedState | None
+
+
+def feed_statuses(store: Store, settings: Settings) -> list[FeedStatus]:
+    """Every feed of the settings, in the file's order, with its last fetch, next fetch and
+    failures: what `newsletter feeds list` shows."""
+    states = store.feeds.states()
+    return [FeedStatus(feed=feed, state=states.get(feed.url)) for feed in settings.feeds]
 
 
 def poll_feeds(

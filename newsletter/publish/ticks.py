@@ -9,7 +9,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Unpack
+from typing import Unpack
 
 from newsletter import alerts, segments
 from newsletter.alerts import HeldArticle
@@ -36,9 +36,6 @@ from newsletter.records import IssueStatus, utcnow
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.meta import LAST_TICK, MISSED_TICK, SCHEDULER_STARTED
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
