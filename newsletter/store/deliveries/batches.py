@@ -37,6 +37,7 @@ from newsletter.store.deliveries.reclaims import claim_listed, claim_released
 from newsletter.store.deliveries.reports import in_flight, sent_since
 from newsletter.store.deliveries.rows import (
     ACTIVE,
+    DUE,
     IN_FLIGHT,
     SENT,
     LogPart,
@@ -55,7 +56,6 @@ _B = delivery_batches.c
 _D = deliveries.c
 _P = delivery_plans.c
 # A sender runs these once per batch: built once, they skip SQLAlchemy's statement building.
-_DUE = bindparam("now", type_=UTCDateTime())  # the sender's clock: waves due, pauses over
 # The PostgreSQL advisory lock paced claims take turns on ("pace" in ASCII).
 PACE_LOCK = 0x70616365
 PLAN = (
@@ -81,7 +81,7 @@ def _next_recipients(expression: str) -> Select:
         .where(
             subscribers.c.id > bindparam("after"),
             subscribers.c.id <= bindparam("last"),
-            receiving(_DUE),
+            receiving(DUE),
             planned(expression),
         )
         .order_by(subscribers.c.id)
@@ -100,11 +100,11 @@ def _skipped_between(expression: str) -> Select:
     changed = row.updated_at >= since
     ways = [
         and_(row.status.in_(SUPPRESSED), changed),
-        and_(row.status == ACTIVE, row.paused_until > _DUE, changed),
+        and_(row.status == ACTIVE, row.paused_until > DUE, changed),
     ]
     if expression:
         ways.append(
-            and_(receiving(_DUE), or_(row.tags_changed_at >= since, row.last_opened_at >= since))
+            and_(receiving(DUE), or_(row.tags_changed_at >= since, row.last_opened_at >= since))
         )
     return (
         select(func.count())
@@ -112,7 +112,7 @@ def _skipped_between(expression: str) -> Select:
         .where(
             row.id > bindparam("after"),
             row.id <= bindparam("last"),
-            not_(and_(receiving(_DUE), planned(expression))),
+            not_(and_(receiving(DUE), planned(expression))),
             as_planned(expression, since),
             or_(*ways),
         )

@@ -14,6 +14,7 @@ from newsletter.store.audience import planned, receiving
 from newsletter.store.deliveries.rows import (
     ACTIVE,
     BATCH_COLUMNS,
+    DUE,
     IN_FLIGHT,
     LEFT,
     PAUSED,
@@ -25,7 +26,6 @@ from newsletter.store.deliveries.rows import (
     encode_members,
 )
 from newsletter.store.schema import (
-    UTCDateTime,
     deliveries,
     delivery_batches,
     delivery_plans,
@@ -35,7 +35,6 @@ from newsletter.store.schema import (
 _B = delivery_batches.c
 _D = deliveries.c
 _P = delivery_plans.c
-_DUE = bindparam("now", type_=UTCDateTime())  # the sender's clock: waves due, pauses over
 
 _RELEASED_BATCH = (
     select(*BATCH_COLUMNS)
@@ -50,14 +49,14 @@ _WAITING_ALONE = (
         subscribers.c.name,
         subscribers.c.token,
         subscribers.c.status,
-        receiving(_DUE).label("receiving"),
+        receiving(DUE).label("receiving"),
     )
     .join(subscribers, subscribers.c.id == _D.subscriber_id)
     .where(
         _D.issue_id == bindparam("issue"),
         _D.state == PENDING,
         # Reader time: a wave's readers only once its instant has come.
-        or_(_D.not_before.is_(None), _D.not_before <= _DUE),
+        or_(_D.not_before.is_(None), _D.not_before <= DUE),
     )
     .order_by(_D.subscriber_id)
     .limit(bindparam("size"))

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.records import Batch, BatchState, DeliveryState, SubscriberStatus
-from newsletter.store.schema import deliveries, delivery_batches, delivery_plans
+from newsletter.store.schema import UTCDateTime, deliveries, delivery_batches, delivery_plans
 
 if TYPE_CHECKING:
     from newsletter.store import Store
@@ -29,6 +29,8 @@ PAUSED = "subscriber on a pause"
 SEGMENT = "active"  # a plan without a segment: every receiving subscriber
 _B = delivery_batches.c
 _D = deliveries.c
+# The claims' clock parameter (the sender's: waves due, pauses over), one for every claim query.
+DUE = bindparam("now", type_=UTCDateTime())
 _P = delivery_plans.c
 
 
