@@ -1,7 +1,7 @@
 """Subscribers in and out: CSV import (every row validated, errors by line, one transaction or
 chunks) and export (safe in a spreadsheet, read back exactly: addresses, names, statuses,
-time zones and tags), one subscriber added, unsubscribed or removed, and the keys that sign
-their links.
+time zones and tags), one subscriber added, confirmed, unsubscribed (with their reason),
+paused or removed, unconfirmed sign-ups expired, and the keys that sign their links.
 
 A package of one module per job, imports one way: `spreadsheet` (formula escaping both
 ways) <- `csv_read` (the file as rows) <- `csv_import`; `keys` <- `people` (one subscriber)
@@ -30,10 +30,16 @@ from newsletter.subscribers.keys import (
     signing_secret,
 )
 from newsletter.subscribers.people import (
+    MAX_DETAIL_LENGTH,
+    UNCONFIRMED_EXPIRE_AFTER,
     add_subscriber,
     clean_name,
+    confirm_subscriber,
+    expire_unconfirmed,
     list_subscribers,
     mailbox_key,
+    pause_subscriber,
+    record_unsubscribe_reason,
     remove_subscriber,
     unsubscribe_subscriber,
 )
@@ -50,8 +56,10 @@ __all__ = [
     "ESCAPE",
     "FORMULA_PREFIXES",
     "IMPORT_CHUNK",
+    "MAX_DETAIL_LENGTH",
     "SECRET_KEY_ENV",
     "STATUSES",
+    "UNCONFIRMED_EXPIRE_AFTER",
     "ChunkCounts",
     "CsvCheck",
     "CsvRow",
@@ -61,6 +69,8 @@ __all__ = [
     "add_subscriber",
     "check_csv",
     "clean_name",
+    "confirm_subscriber",
+    "expire_unconfirmed",
     "export_csv",
     "export_subscribers",
     "from_spreadsheet",
@@ -68,7 +78,9 @@ __all__ = [
     "import_csv_chunked",
     "list_subscribers",
     "mailbox_key",
+    "pause_subscriber",
     "read_csv_rows",
+    "record_unsubscribe_reason",
     "remove_subscriber",
     "secret_keys_from_env",
     "signing_keys",

@@ -1,19 +1,35 @@
-"""One subscriber at a time: added (sign-up, tests), listed, unsubscribed (the one-click link,
-the workspace), removed; the address's mailbox for sign-up limits and the name as it may go
+"""One subscriber at a time: added (sign-up, tests), confirmed, listed, unsubscribed (the
+one-click link, the workspace) with the reason they gave, paused instead, removed; sign-ups
+never confirmed expire; the address's mailbox for sign-up limits and the name as it may go
 into a header."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 from newsletter.addresses import EmailNotValidError, normalize_address
 from newsletter.exceptions import NewsletterError
 from newsletter.readertime import zone_name
-from newsletter.records import Subscriber, SubscriberStatus
+from newsletter.records import (
+    PAUSE_LENGTH,
+    Subscriber,
+    SubscriberStatus,
+    UnsubscribeReason,
+    utcnow,
+)
 from newsletter.render import header_safe
 from newsletter.store import Store
 from newsletter.subscribers.keys import signing_secret
 from newsletter.tokens import new_token
+
+log = logging.getLogger(__name__)
+
+# Sign-ups never confirmed within this long are deleted (`expire_unconfirmed`).
+UNCONFIRMED_EXPIRE_AFTER = timedelta(hours=48)
+# The reader's own words with the reason `other`, whitespace folded, at most this long.
+MAX_DETAIL_LENGTH = 500
 
 
 def mailbox_key(address: str) -> str:
@@ -80,3 +96,41 @@ def unsubscribe_subscriber(store: Store, email: str) -> bool:
     """Unsubscribe an address (the one-click link, the workspace's button). A bounce or a
     complaint is never softened into an unsubscribe; False when nothing changed."""
     return store.subscribers.suppress(email, SubscriberStatus.UNSUBSCRIBED)
+
+
+def confirm_subscriber(store: Store, subscriber_id: int) -> bool:
+    """Activate a pending sign-up (its confirmation link). Never reactivates an address that
+    unsubscribed, bounced or complained, even a moment before; False when nothing changed."""
+    return store.subscribers.confirm(subscriber_id)
+
+
+def pause_subscriber(store: Store, subscriber_id: int) -> datetime | None:
+    """A pause of PAUSE_LENGTH instead of leaving: active again if they had just unsubscribed,
+    skipped by every claim until it ends. Returns when it ends, or None when there is nothing
+    to pause (a bounce or a complaint is never undone)."""
+    until = utcnow() + PAUSE_LENGTH
+    return until if store.subscribers.pause(subscriber_id, until) else None
+
+
+def record_unsubscribe_reason(
+    store: Store, subscriber_id: int, reason: str, detail: str = ""
+) -> bool:
+    """Keep a reader's answer to the one question after unsubscribing (a second replaces the
+    first). Only a reason we offer is stored (False otherwise); `detail` travels with `other`
+    only, whitespace folded and at most MAX_DETAIL_LENGTH characters."""
+    if reason not in tuple(UnsubscribeReason):
+        return False
+    words = " ".join(detail.split())[:MAX_DETAIL_LENGTH]
+    if reason != UnsubscribeReason.OTHER:
+        words = ""
+    store.subscribers.record_reason(subscriber_id, reason, words)
+    return True
+
+
+def expire_unconfirmed(store: Store, expire_after: timedelta = UNCONFIRMED_EXPIRE_AFTER) -> int:
+    """Delete the sign-ups never confirmed within `expire_after`, so a stale pending row never
+    blocks a new sign-up of the address; returns how many were deleted."""
+    deleted = store.subscribers.purge_unconfirmed(utcnow() - expire_after)
+    if deleted:
+        log.info("deleted %d sign-ups not confirmed within %s", deleted, expire_after)
+    return deleted

@@ -25,15 +25,14 @@ from newsletter.addresses import normalize_address
 from newsletter.exceptions import Duplicate, NewsletterError
 from newsletter.links import static_url
 from newsletter.readertime import zone_name
-from newsletter.records import (
-    PAUSE_LENGTH,
-    SUPPRESSED,
-    Subscriber,
-    SubscriberStatus,
-    UnsubscribeReason,
-    utcnow,
+from newsletter.records import SUPPRESSED, Subscriber, SubscriberStatus, UnsubscribeReason
+from newsletter.subscribers import (
+    add_subscriber,
+    confirm_subscriber,
+    pause_subscriber,
+    record_unsubscribe_reason,
+    unsubscribe_subscriber,
 )
-from newsletter.subscribers import add_subscriber, unsubscribe_subscriber
 from newsletter.tokens import verify_token
 from newsletter.web.bodies import BODY_LIMIT_FORM, BodyTooLarge, read_body
 from newsletter.web.confirm import send_confirmation
@@ -44,8 +43,6 @@ log = logging.getLogger(__name__)
 
 MAX_EMAIL_LENGTH = 320
 MAX_NAME_LENGTH = 200
-MAX_DETAIL_LENGTH = 500
-REASONS = tuple(str(r) for r in UnsubscribeReason)
 REASON_LABELS = {
     UnsubscribeReason.TOO_FREQUENT: "Too many emails",
     UnsubscribeReason.NOT_RELEVANT: "Not relevant to me",
@@ -236,7 +233,7 @@ def confirm_submit(request: Request) -> Response:
         return invalid_link(state)
     task = None
     if subscriber.status == SubscriberStatus.UNCONFIRMED:
-        if state.store.subscribers.confirm(subscriber.id) and state.settings.welcome.enabled:
+        if confirm_subscriber(state.store, subscriber.id) and state.settings.welcome.enabled:
             task = BackgroundTask(_send_welcome, state, subscriber.id)
         subscriber = state.store.subscribers.by_token(request.path_params["token"]) or subscriber
     return state.page(
@@ -283,21 +280,19 @@ async def unsubscribe_submit(request: Request) -> Response:
         return await run_in_threadpool(_pause, state, subscriber)
     # Never turns a bounce or a complaint into a mere unsubscribe.
     await run_in_threadpool(unsubscribe_subscriber, state.store, subscriber.email)
-    reason = fields.get("reason", "")
-    if reason in REASONS:
-        detail = " ".join(fields.get("detail", "").split())[:MAX_DETAIL_LENGTH]
-        if reason != UnsubscribeReason.OTHER:
-            detail = ""
-        await run_in_threadpool(
-            state.store.subscribers.record_reason, subscriber.id, reason, detail
-        )
-        return state.page("unsubscribed.html", answered=True, reasons=REASON_LABELS)
-    return state.page("unsubscribed.html", answered=False, reasons=REASON_LABELS)
+    answered = await run_in_threadpool(
+        record_unsubscribe_reason,
+        state.store,
+        subscriber.id,
+        fields.get("reason", ""),
+        fields.get("detail", ""),
+    )
+    return state.page("unsubscribed.html", answered=answered, reasons=REASON_LABELS)
 
 
 def _pause(state: WebState, subscriber: Subscriber) -> Response:
-    until = utcnow() + PAUSE_LENGTH
-    if not state.store.subscribers.pause(subscriber.id, until):
+    until = pause_subscriber(state.store, subscriber.id)
+    if until is None:
         # Bounced or complained meanwhile: nothing to pause, and the answer says so.
         return state.page("unsubscribed.html", answered=False, reasons=REASON_LABELS)
     shown = until.astimezone(state.settings.timezone)

@@ -14,14 +14,13 @@ every process on the same SQLite file or PostgreSQL database shares the counters
 running anything else (no Redis or memcached to set up).
 
 Unconfirmed sign-ups expire: rows never confirmed within UNCONFIRMED_EXPIRE_AFTER are deleted
-(on every sign-up, and when `serve` starts).
+(`subscribers.expire_unconfirmed`, on every sign-up, and when `serve` starts).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,17 +29,13 @@ from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from newsletter.exceptions import StoreError
-from newsletter.records import utcnow
 from newsletter.store import Store
-from newsletter.subscribers import mailbox_key
-
-log = logging.getLogger(__name__)
+from newsletter.subscribers import UNCONFIRMED_EXPIRE_AFTER, expire_unconfirmed, mailbox_key
 
 # The limits (limits' notation). Constants for now; they move to the settings with config.py.
 SIGNUPS_PER_CLIENT = "10/hour"
 CONFIRMATIONS_PER_MAILBOX = "1/10minutes;3/day"
 CONFIRMATIONS_PER_HOUR = "200/hour"
-UNCONFIRMED_EXPIRE_AFTER = timedelta(hours=48)
 
 
 class DatabaseStorage(Storage):
@@ -144,8 +139,6 @@ class SignupLimits:
     def purge(self) -> int:
         """Delete expired unconfirmed sign-ups and finished counters; returns how many sign-ups
         were deleted. Two small DELETEs, run on every sign-up (which the limits above bound)."""
-        deleted = self.store.subscribers.purge_unconfirmed(utcnow() - self.expire_after)
+        deleted = expire_unconfirmed(self.store, self.expire_after)
         self.store.rate_limits.prune()
-        if deleted:
-            log.info("deleted %d sign-ups not confirmed within %s", deleted, self.expire_after)
         return deleted

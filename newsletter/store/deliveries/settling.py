@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, select, update
 
@@ -18,6 +19,7 @@ from newsletter.store.deliveries.rows import (
     SENT,
     UNCERTAIN,
     BatchRow,
+    IssueLog,
     LogPart,
 )
 from newsletter.store.schema import deliveries, delivery_batches, delivery_plans, subscribers
@@ -65,59 +67,46 @@ class Settling(LogPart):
         moved = len(own)
         if from_state == PENDING and ids is None:
             moved += self._settle_unclaimed(conn, issue_id, batch_state, now)
-        # Recipients who follow their batch: whole batches move when all of their recipients
-        # that follow them do; otherwise the ones named get rows of their own.
-        wanted: dict[int, list[int]] = {}
+        singles: list[tuple[BatchRow, int]] = []
         if ids is None:
             whole = [b for b in log.ranges if b.member_state == from_state]
-            singles: list[tuple[BatchRow, int]] = []
         else:
-            for sid in ids:
-                base = log.base(sid)
-                if sid not in log.exceptions and base and base.member_state == from_state:
-                    wanted.setdefault(base.number, []).append(sid)
-            if not wanted:
-                return moved
-            by_number = {b.number: b for b in log.ranges}
-            whole, singles = [], []
-            for number, sids in wanted.items():
-                b = by_number[number]
-                if len(sids) >= b.recipients - self._own_count(conn, issue_id, b):
-                    whole.append(b)
-                else:
-                    singles.extend((b, sid) for sid in sids)
-        if whole:
-            for b in whole:
-                conn.execute(
-                    update(delivery_batches)
-                    .where(_B.issue_id == issue_id, _B.number == b.number)
-                    .values(
-                        state=batch_state, updated_at=now, **({"worker": None} if reset else {})
-                    )
-                )
-                moved += b.recipients - self._own_count(conn, issue_id, b)
+            whole, singles = self._whole_or_single(conn, issue_id, log, ids, from_state)
+        for b in whole:
+            conn.execute(
+                update(delivery_batches)
+                .where(_B.issue_id == issue_id, _B.number == b.number)
+                .values(state=batch_state, updated_at=now, **({"worker": None} if reset else {}))
+            )
+            moved += b.recipients - self._own_count(conn, issue_id, b)
         if singles:
             self._upsert(
                 conn,
-                [
-                    {
-                        "issue_id": issue_id,
-                        "subscriber_id": sid,
-                        "state": to_state,
-                        "batch": None if reset else b.number,
-                        "worker": None if reset else b.worker,
-                        "claimed_at": None,
-                        "message_id": None if reset else b.message_id,
-                        "error": b.error,
-                        "retryable": None,
-                        "attempts": 1,
-                        "updated_at": now,
-                    }
-                    for b, sid in singles
-                ],
+                [_single_row(issue_id, b, sid, to_state, now, bool(reset)) for b, sid in singles],
             )
             moved += len(singles)
         return moved
+
+    def _whole_or_single(
+        self, conn: Connection, issue_id: int, log: IssueLog, ids: list[int], from_state: str
+    ) -> tuple[list[BatchRow], list[tuple[BatchRow, int]]]:
+        """Recipients who follow their batch: whole batches move when all of their recipients
+        that follow them are named; otherwise the ones named get rows of their own."""
+        wanted: dict[int, list[int]] = {}
+        for sid in ids:
+            base = log.base(sid)
+            if sid not in log.exceptions and base and base.member_state == from_state:
+                wanted.setdefault(base.number, []).append(sid)
+        by_number = {b.number: b for b in log.ranges}
+        whole: list[BatchRow] = []
+        singles: list[tuple[BatchRow, int]] = []
+        for number, sids in wanted.items():
+            b = by_number[number]
+            if len(sids) >= b.recipients - self._own_count(conn, issue_id, b):
+                whole.append(b)
+            else:
+                singles.extend((b, sid) for sid in sids)
+        return whole, singles
 
     def _settle_unclaimed(self, conn: Connection, issue_id: int, state: str, now: datetime) -> int:
         """The audience not yet claimed, claimed here in batches straight into `state` (an
@@ -186,3 +175,23 @@ class Settling(LogPart):
                     .values(size=_P.size - 1)
                 )
         conn.execute(delete(deliveries).where(_D.subscriber_id == sid))
+
+
+def _single_row(
+    issue_id: int, b: BatchRow, sid: int, state: str, now: datetime, reset: bool
+) -> dict[str, Any]:
+    """A recipient settled apart from their batch: a row of their own (back to pending,
+    `reset`, it no longer names the batch)."""
+    return {
+        "issue_id": issue_id,
+        "subscriber_id": sid,
+        "state": state,
+        "batch": None if reset else b.number,
+        "worker": None if reset else b.worker,
+        "claimed_at": None,
+        "message_id": None if reset else b.message_id,
+        "error": b.error,
+        "retryable": None,
+        "attempts": 1,
+        "updated_at": now,
+    }
