@@ -23,7 +23,8 @@ class Site(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class SiteAt:
-    """A `Site` from a base URL alone (one read back from a stored link: `site_of`)."""
+    """A `Site` from a base URL alone: one read back from a stored link (`site_of`), the
+    address `serve` listens on (its banner) or base_url's path (redirects within the app)."""
 
     base_url: str
 
@@ -45,6 +46,11 @@ def unsubscribe_urls(site: Site, tokens: Iterable[str]) -> list[str]:
 def confirm_url(site: Site, token: str) -> str:
     """The double opt-in link of the confirmation email."""
     return f"{_base(site)}/confirm/{token}"
+
+
+def subscribe_url(site: Site) -> str:
+    """The sign-up form (the site's home redirects there)."""
+    return f"{_base(site)}/subscribe"
 
 
 def archive_url(site: Site) -> str:

@@ -27,7 +27,7 @@ from newsletter.check.findings import ERROR, WARNING, Finding
 from newsletter.check.links import check_images, check_links
 from newsletter.check.size import check_size
 from newsletter.layouts import choose_layout
-from newsletter.links import site_of, unsubscribe_url
+from newsletter.links import site_of, stored_issue, unsubscribe_url
 from newsletter.render import RenderedIssue, personalize, render_fitting
 from newsletter.settings import EXAMPLE_POSTAL_ADDRESS
 
@@ -104,8 +104,7 @@ def check_issue(
     rendered = render_fitting(
         articles, settings, slug=slug, layout=layout, article_slugs=article_slugs
     )
-    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
-    findings += check_articles(
+    editorial = check_articles(
         articles,
         subject=rendered.subject,
         preheader=rendered.preheader,
@@ -113,8 +112,18 @@ def check_issue(
         contract=settings.contract,
         spoiler_leak=settings.spoiler_leak,
     )
-    findings += check_settings(settings)
+    findings = _issue_findings(rendered, settings, editorial)
     return CheckedIssue(rendered=rendered, layout=layout, findings=findings)
+
+
+def _issue_findings(
+    rendered: RenderedIssue, settings: Settings, editorial: list[Finding]
+) -> list[Finding]:
+    """The one order of an issue's findings, for articles rendered now (`check_issue`) and a
+    stored issue as it went out (`check_source`): the email as a sample subscriber gets it,
+    the editorial rules' `editorial` findings, then the settings."""
+    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
+    return findings + editorial + check_settings(settings)
 
 
 def check_source(
@@ -126,15 +135,12 @@ def check_source(
     """Check what `newsletter preview SOURCE` would show: article files or a stored issue.
     Both are also held to the article contract and checked for spoiler leaks (a stored
     issue's articles are read from issues/, see `check_stored_issue`)."""
-    from newsletter.preview import rendered_for
-
     if store is None:
         articles = [read_article(Path(s), headings=settings.contract.headings) for s in source]
         return check_issue(articles, settings, slug="preview", layout=layout).findings
-    rendered = rendered_for(settings, store, source, layout)
-    findings = check_rendered(rendered, collapse_is_error=settings.collapse_is_error)
-    findings += check_stored_issue(settings, store, store.issues.get_issue(int(source[0])))
-    return findings + check_settings(settings)
+    issue = store.issues.get_issue(int(source[0]))
+    editorial = check_stored_issue(settings, store, issue)
+    return _issue_findings(stored_issue(settings, issue), settings, editorial)
 
 
 def check_settings(settings: Settings) -> list[Finding]:

@@ -48,11 +48,10 @@ def sending_of(settings: Settings) -> Sending:
             real=not is_local_host(host),
             include=SENDGRID_INCLUDE,
         )
-    smtp = getattr(settings, "smtp", None)  # [smtp] arrives with the SMTP provider (issue 20)
-    if settings.provider == "smtp" and smtp is not None:
-        host = str(getattr(smtp, "host", "")).lower()
+    if settings.provider == "smtp":
+        host = settings.smtp.host.lower()
         include = next((v for k, v in KNOWN_INCLUDES.items() if host.endswith(k)), "")
-        bounces = str(getattr(smtp, "bounce_address", "") or "")
+        bounces = settings.smtp.bounce_address
         return Sending(
             provider="smtp",
             label=f"SMTP host {host}",

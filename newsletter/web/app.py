@@ -36,6 +36,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter.editors import prune_sessions
+from newsletter.links import SiteAt, admin_url, archive_url, subscribe_url
 from newsletter.settings import Settings, secret
 from newsletter.store import Store
 from newsletter.subscribers import signing_secret
@@ -149,7 +150,7 @@ def _base_path(request: Request) -> str:
 
 
 def _home(request: Request) -> Response:
-    return RedirectResponse(f"{_base_path(request)}/subscribe", status_code=303)
+    return RedirectResponse(subscribe_url(SiteAt(base_url=_base_path(request))), status_code=303)
 
 
 BOTH = ["GET", "POST"]
@@ -280,10 +281,11 @@ def serve_banner(settings: Settings, host: str, port: int) -> list[str]:
     if host in ("0.0.0.0", "::", ""):
         shown = "127.0.0.1"
     here = f"http://{shown}:{port}"
+    listening = SiteAt(base_url=here)
     lines = [
-        f"sign-up form: {here}/subscribe",
-        f"archive:      {here}/archive",
-        f"workspace:    {here}/admin",
+        f"sign-up form: {subscribe_url(listening)}",
+        f"archive:      {archive_url(listening)}",
+        f"workspace:    {admin_url(listening)}",
     ]
     base = urlsplit(settings.base_url)
     base_host = base.hostname or ""

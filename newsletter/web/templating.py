@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from newsletter.links import archive_url, feed_url, subscribe_url
 from newsletter.settings import Settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -26,11 +27,13 @@ def environment() -> Environment:
 
 
 def site_context(settings: Settings) -> dict:
-    """What every page and email shows about the newsletter itself."""
+    """What every page and email shows about the newsletter itself; its links from `links`."""
     return {
         "name": settings.name,
         "language": settings.language or "en",
-        "base_url": settings.base_url,
+        "subscribe_url": subscribe_url(settings),
+        "archive_url": archive_url(settings),
+        "feed_url": feed_url(settings),
         "postal_address": settings.postal_address,
         "from_email": settings.from_email,
     }

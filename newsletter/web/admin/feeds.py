@@ -9,6 +9,7 @@ from datetime import datetime
 
 from starlette.responses import Response
 
+from newsletter.feeds import feed_statuses
 from newsletter.web.admin.base import Ctx
 
 HELD_SHOWN = 100
@@ -27,11 +28,10 @@ class FeedLine:
 
 
 def feeds_page(ctx: Ctx) -> Response:
-    states = ctx.store.feeds.states()
     counts = ctx.store.feeds.counts()
     lines = []
-    for feed in ctx.settings.feeds:
-        state = states.get(feed.url)
+    for status in feed_statuses(ctx.store, ctx.settings):
+        feed, state = status.feed, status.state
         lines.append(
             FeedLine(
                 url=feed.url,
