@@ -67,12 +67,17 @@ def heading(driver) -> str:
 
 
 def press(driver, button) -> None:
-    """Click a submit button and wait until the browser has left the page it was on."""
+    """Click a submit button and wait until the browser has left the page it was on. While
+    the page is being replaced, chromedriver may answer the staleness probe with "Node with
+    given id does not belong to the document" instead of a stale element: probed again."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     button.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(button))
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(
+        expected_conditions.staleness_of(button)
+    )
 
 
 def fits_the_screen(driver) -> bool:
