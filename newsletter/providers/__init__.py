@@ -31,8 +31,7 @@ class OutgoingBatch:
     before_request: Callable[[], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.recipients, Recipients):
-            object.__setattr__(self, "recipients", Recipients.of(self.recipients))
+        object.__setattr__(self, "recipients", Recipients.of(self.recipients))
 
     def ready(self) -> None:
         """The last check before the request goes out (see `before_request`)."""

@@ -119,8 +119,7 @@ class Batch:
     last_id: int  # after `last_id`, and the batch's rows lie between the two
 
     def __post_init__(self) -> None:
-        if not isinstance(self.recipients, Recipients):
-            object.__setattr__(self, "recipients", Recipients.of(self.recipients))
+        object.__setattr__(self, "recipients", Recipients.of(self.recipients))
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,7 @@ class Outcomes(LogPart):
                     self._move(conn, batch, {"state": SENT})
                 return moved
             if isinstance(message_ids, str):
-                return 0  # the range batch was no longer in flight (the statement above)
+                return 0  # not reached: the update above took an in-flight range batch
             own = self._own_rows(conn, batch)
             named = {sid: mid for sid, mid in message_ids.items() if sid in ids and sid not in own}
             distinct = set(named.values())
