@@ -7,6 +7,7 @@ silently sent twice. Each thread runs `claim -> send -> record`; what each outco
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -102,7 +103,7 @@ class _IssueSender(Outcomes):
         try:
             streak = Streak()
             while not streak.gave_up and (batch := self._next_batch()) is not None:
-                outcome, written = self._send(batch)
+                outcome, written = self._send(batch, claimed_at=time.monotonic())
                 try:
                     self.record(batch, outcome, streak, written=written)
                 finally:
@@ -233,13 +234,14 @@ class _IssueSender(Outcomes):
                 self.cursor = max(self.cursor, batch.last_id)
         return batch
 
-    def _send(self, batch: Batch) -> tuple[Accepted | Exception, bool]:
+    def _send(self, batch: Batch, claimed_at: float) -> tuple[Accepted | Exception, bool]:
         """The provider's answer, or the exception it raised; and whether the request may
-        have been written (the provider passed its last check)."""
+        have been written (the provider passed its last check). The claim, just made at
+        `claimed_at`, read the issue's status."""
         handed: list[bool] = []
 
         def ready() -> None:
-            self.before_request()
+            self.before_request(claimed_at)
             handed.append(True)
 
         try:

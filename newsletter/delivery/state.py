@@ -19,6 +19,10 @@ ISSUE_SENDING, ISSUE_PAUSED = IssueStatus.SENDING, IssueStatus.PAUSED
 
 log = logging.getLogger(__name__)
 
+# A claim reads the issue's status in its own transaction; a request that follows it within
+# this long needs no read of its own (a batch that waited reads the status again).
+CLAIMED_STATUS_HOLDS_SECONDS = 0.25
+
 
 class SendState:
     """One send of one issue, as its threads see it (the sender's base)."""
@@ -82,11 +86,15 @@ class SendState:
             if recipients and self.progress:
                 self.progress(recipients)
 
-    def before_request(self) -> None:
+    def before_request(self, claimed_at: float | None = None) -> None:
         """Right before a request is written (called by the provider): stop if the key was
-        refused, or the issue paused or cancelled, after this batch was claimed."""
+        refused, or the issue paused or cancelled, after this batch was claimed. The claim
+        read the status at `claimed_at` (`time.monotonic()`); read again only if that was
+        more than `CLAIMED_STATUS_HOLDS_SECONDS` ago."""
         if self.done.is_set():
             raise Stopped("the send was stopped before this request")
+        if claimed_at is not None and time.monotonic() - claimed_at < CLAIMED_STATUS_HOLDS_SECONDS:
+            return
         try:
             status = self.log.issue_status(self.issue_id)
         except StoreError as exc:
