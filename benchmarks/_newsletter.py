@@ -58,6 +58,7 @@ class CommandRun:
     seconds: float
     peak_kb: int  # the child's peak RSS; -1 when an earlier child was larger (not measured)
     summary: str  # what the command printed
+    cpu_seconds: float = 0.0  # the child's user + system CPU time, every thread's
 
     @property
     def ended_at(self) -> float:
@@ -77,7 +78,8 @@ def run_once(folder: Path, env: dict[str, str]) -> CommandRun:
     """`newsletter run --once` in its own process (so its peak memory is its own), in
     `command_environment(folder, env)`."""
     full_env = command_environment(folder, env)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     started_at = time.time()
     started = time.perf_counter()
     proc = subprocess.run(
@@ -88,12 +90,13 @@ def run_once(folder: Path, env: dict[str, str]) -> CommandRun:
         text=True,
     )
     seconds = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kb, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime - cpu_before
     if proc.returncode != 0:
         raise SystemExit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
     if peak_kb <= before:  # an earlier child was larger: say so rather than report it
         peak_kb = -1
-    return CommandRun(started_at, seconds, peak_kb, proc.stdout.strip())
+    return CommandRun(started_at, seconds, peak_kb, proc.stdout.strip(), cpu)
 
 
 def prebuilt_requests(settings, store, issue_id: int, provider, count: int = 20) -> list:

@@ -18,7 +18,10 @@ starts, posted 4 at a time (the sender's concurrency),
   it formats each body into a debug message and builds a new opener per request), and
 - as dicts the library JSON-encodes.
 And the delivery log alone: the same claims and records (4 threads, no request at all), which
-no sender on this database can outrun.
+no sender on this database can outrun. And the same command again once nothing is left to
+send: the fixed cost that the 1.1x target has to fit in. And the CPU each side spent per 1,000 recipients (the
+command's, this process's for the ceiling, the sink's own from its window): which of them
+holds each rate, and what the sender's one interpreter lock allows at most.
 Also printed: how much the SQLite database grew with the issue (file and write-ahead log).
 Targets (issue 22): send phase >= 0.8 of the ceiling, the whole command within 1.1x its send
 phase at 1,000,000 recipients, peak memory <= 150 MB, the database growing by <= 1 MB per
@@ -31,6 +34,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -77,14 +81,45 @@ def ceilings(settings, store, issue_id: int, server: ServerProcess, total: int, 
         ),
     }
     requests = total // 1000
-    results: dict[str, SinkWindow] = {}
+    results: dict[str, tuple[SinkWindow, float]] = {}
     for name, (post, bodies) in ways.items():
+        sent = [bodies[i % len(bodies)] for i in range(requests)]
         server.window()  # start a fresh window
+        cpu = _own_cpu()
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            sent = [bodies[i % len(bodies)] for i in range(requests)]
             list(pool.map(post, sent))
-        results[name] = server.window()
+        results[name] = (server.window(), _own_cpu() - cpu)
     return results
+
+
+def _own_cpu() -> float:
+    """This process's CPU time, every thread's, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_budget(command, send: SinkWindow, transport: tuple[SinkWindow, float]) -> list[str]:
+    """Where the CPU went, per 1000 recipients, in the send phase and in the transport's
+    ceiling: what bounds each rate on this machine."""
+    outside = (send.first - command.started_at) + (command.ended_at - send.last)
+    # The start-up and the close run on one thread: their CPU is at most their wall time.
+    sender = max(0.0, command.cpu_seconds - outside) / send.recipients * 1e6
+    window, client_cpu = transport
+    client = client_cpu / window.recipients * 1e6
+    sink_send = send.cpu_seconds / send.recipients * 1e6
+    sink_ceiling = window.cpu_seconds / window.recipients * 1e6
+    cores = os.cpu_count() or 1
+    return [
+        "CPU per 1,000 recipients (user + system, ms):",
+        f"  send phase: the sender {sender:.2f} (its whole CPU less the wall time outside "
+        f"the send phase), the sink {sink_send:.2f}",
+        f"  transport ceiling: the client {client:.2f}, the sink {sink_ceiling:.2f}",
+        f"  so the sender's one interpreter allows at most {1e6 / sender:,.0f} recipients/s, "
+        f"and the sink at most {1e6 / sink_ceiling:,.0f}/s; the ceiling is held by the "
+        + ("sink" if sink_ceiling >= client else "client")
+        + f"; sender + sink on {cores} cores at most "
+        f"{cores * 1e6 / (sender + sink_send):,.0f}/s",
+    ]
 
 
 def log_alone(store, issue_id: int, threads: int) -> tuple[int, float]:
@@ -191,17 +226,24 @@ def main() -> None:
             threads = settings.delivery.concurrency
             found = ceilings(settings, store, issue_id, server, min(n, args.ceiling), threads)
             print(f"ceilings: bodies built beforehand, {threads} at a time, same sink:")
-            for name, window in found.items():
+            for name, (window, _) in found.items():
                 print(
                     f"  {name}: {window.rate:,.0f} recipients/s; "
                     f"send phase / this = {rate / window.rate:.2f}"
                 )
+            print("\n".join(cpu_budget(command, send, next(iter(found.values())))))
             exactly_once = (
                 counts["sent"] == n and sum(counts.values()) == n and send.recipients == n
             )
             print(
                 f"exactly once: delivery log {json.dumps(counts)}, sink counted "
                 f"{send.recipients:,} -> {'OK' if exactly_once else 'MISMATCH'}"
+            )
+            idle = run_once(folder, env)  # the issue is sent: nothing is left to do
+            print(
+                f"the same command with nothing to send: {idle.seconds:.2f}s (start-up, "
+                f"settings, database, a tick that finds nothing); 1.1x of this send phase "
+                f"leaves {0.1 * send.seconds:.2f}s for everything outside it"
             )
             alone, alone_s = log_alone(store, issue_id, threads)
             print(

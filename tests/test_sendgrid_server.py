@@ -813,7 +813,10 @@ def test_sink_mode_counts_recipients_and_checks_nothing_else():
         window = srv.take_window()
         assert (window.requests, window.recipients) == (2, 5)
         assert window.first is not None and 0 < window.seconds < 60 and window.rate > 0
-        assert srv.take_window() == SinkWindow()  # a new window begins
+        assert window.cpu_seconds > 0  # what serving them cost the sink's process
+        after = srv.take_window()  # a new window begins
+        assert (after.requests, after.recipients, after.first) == (0, 0, None)
+        assert after == SinkWindow(cpu_seconds=after.cpu_seconds)
 
 
 def test_sink_counts_to_recipients_without_decoding_the_whole_body():

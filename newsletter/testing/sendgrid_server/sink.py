@@ -3,6 +3,7 @@ faults, no recording, so a benchmark measures the sender and not this server."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -60,6 +61,7 @@ class SinkServer(BaseServer):
         super().__init__(*args, **fields)
         self._ids = itertools.count()
         self._window = SinkWindow()
+        self._cpu_at = time.process_time()
 
     def answer(self, exchange: Exchange, length: int) -> None:
         started = time.time()
@@ -78,7 +80,9 @@ class SinkServer(BaseServer):
         exchange.send(202, headers={"X-Message-Id": f"sink{next(self._ids):018d}"})
 
     def take_window(self) -> SinkWindow:
-        """What was accepted since the last call (or the start), then start anew."""
+        """What was accepted since the last call (or the start), then start anew; with the
+        process's CPU time since then."""
         with self.lock:
             window, self._window = self._window, SinkWindow()
-        return window
+            cpu, self._cpu_at = time.process_time() - self._cpu_at, time.process_time()
+        return dataclasses.replace(window, cpu_seconds=cpu)

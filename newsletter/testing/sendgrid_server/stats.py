@@ -50,6 +50,9 @@ class SinkWindow(_Json):
     recipients: int = 0
     first: float | None = None
     last: float | None = None
+    # The sink process's CPU time over the window, every thread's: what serving cost it, so
+    # a benchmark can tell a sender's ceiling from the sink's own.
+    cpu_seconds: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -66,6 +69,7 @@ class SinkWindow(_Json):
             recipients=self.recipients + recipients,
             first=started if self.first is None else min(self.first, started),
             last=answered if self.last is None else max(self.last, answered),
+            cpu_seconds=self.cpu_seconds,
         )
 
 
