@@ -11,6 +11,11 @@ is left to claim, and the figures are printed: wall time, recipients per second,
 batches were shared, and whether the delivery log and the server agree that every subscriber
 got the issue exactly once. The machine has 2 cores, shared by the workers, the server and
 PostgreSQL: expect scaling to flatten past 2 workers.
+
+With --sink the server is the light sink instead (it authenticates, counts recipients and
+answers 202; no contract checks, so it is not the bottleneck), the send phase is timed where
+the requests land, and the provider's transport ceiling is measured against the same sink
+afterwards (`send_sink.ceilings`): the issue 22 figures, on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -70,10 +75,36 @@ def database_size(store: Store) -> int:
         return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
 
+def sink_figures(
+    server: ServerProcess, config: Path, store: Store, issue_id: int
+) -> tuple[int, list[str]]:
+    """The recipients the sink took from the workers and the send phase as it saw it, then
+    the provider's transport ceiling against the same sink (bodies built beforehand, as many
+    at a time as one worker sends)."""
+    from benchmarks.send_sink import ceilings
+
+    send = server.window()
+    env = {"SENDGRID_API_HOST": server.url, "SENDGRID_API_KEY": KEY}
+    settings = load_settings(config, env=env)
+    threads = settings.delivery.concurrency
+    total = min(send.recipients, 200_000)
+    transport, _ = next(iter(ceilings(settings, store, issue_id, server, total, threads).values()))
+    return send.recipients, [
+        f"send phase (at the sink): {send.recipients:,} recipients in {send.seconds:.2f}s = "
+        f"{send.rate:,.0f}/s; the sink's CPU {send.cpu_seconds / send.recipients * 1e6:.2f} ms "
+        "per 1,000",
+        f"provider transport ceiling ({threads} at a time, same sink): {transport.rate:,.0f}/s; "
+        f"send phase / this = {send.rate / transport.rate:.2f}",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument(
+        "--sink", action="store_true", help="the light sink, and the transport's ceiling"
+    )
     args = parser.parse_args()
     n = args.subscribers
     with tempfile.TemporaryDirectory(prefix="nl-workers-") as tmp_name:
@@ -115,8 +146,10 @@ def main() -> None:
                 picked, _ = publish.pick(store, settings, datetime.now(UTC))
                 issue_id = publish.build_issue(store, settings, picked)
                 plan = time.perf_counter() - started
-                server = ServerProcess(KEY)
+                server = ServerProcess(KEY, sink=args.sink)
                 server_url = server.url
+                if args.sink:
+                    server.window()  # nothing before the workers counts
                 env = {
                     **os.environ,
                     "NEWSLETTER_CONFIG": str(config),
@@ -143,7 +176,12 @@ def main() -> None:
                     if proc.returncode != 0:
                         raise SystemExit(f"a worker failed:\n{log.read_text()}")
                 seconds = time.perf_counter() - started
-                accepted = server.stop()
+                ceiling_lines: list[str] = []
+                if args.sink:  # what the sink took from the workers, before the ceiling's posts
+                    accepted, ceiling_lines = sink_figures(server, config, store, issue_id)
+                    server.stop()
+                else:
+                    accepted = server.stop()
                 counts = store.deliveries.counts(issue_id)
                 # Counted in SQL: a million rows loaded here would also inflate the peak
                 # memory the next workers report (a forked child starts with our pages).
@@ -158,6 +196,8 @@ def main() -> None:
                     f"server accepted {accepted:,}); the database grew by "
                     f"{(database_size(store) - size_before) / 1e6:.2f} MB"
                 )
+                for line in ceiling_lines:
+                    print("  " + line)
             store.close()
         finally:
             if pg_folder is not None:
