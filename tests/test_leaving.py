@@ -14,6 +14,7 @@ from newsletter.editors import add_editor
 from newsletter.records import PAUSE_LENGTH, SubscriberStatus, utcnow
 from newsletter.store.schema import subscribers
 from newsletter.subscribers import add_subscriber
+from newsletter.subscribers.people import MAX_DETAIL_LENGTH
 from tests.test_accessibility import AXE, TAGS, browser  # noqa: F401
 from tests.test_admin_http import PASSWORD, Browser
 from tests.test_web import ONE_CLICK, LiveWeb, live_web, publish_next
@@ -55,6 +56,15 @@ def test_one_click_stays_complete_and_the_question_is_optional(web):
     # A reason nobody offered is not stored, and the unsubscribe still stands.
     web.post_form(path, {"reason": "<script>"})
     assert web.store.subscribers.leaving_summary().answers == 1
+
+
+def test_a_long_answer_is_kept_to_its_first_500_characters(web):
+    reader = add_subscriber(web.store, "long@example.org", "L")
+    path = f"/unsubscribe/{reader.token}"
+    web.post_form(path, {"reason": "other", "detail": "  word\n" * 200})  # 1,600 characters
+    (kept,) = web.store.subscribers.leaving_summary().recent_other
+    assert kept == ("word " * 100)[:MAX_DETAIL_LENGTH] and len(kept) == MAX_DETAIL_LENGTH == 500
+    assert status(web, reader.id) == UNSUBSCRIBED
 
 
 def test_the_workspace_summarises_why_readers_left(web):
