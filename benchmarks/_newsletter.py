@@ -74,12 +74,22 @@ def command_environment(folder: Path, env: dict[str, str] | None = None) -> dict
     return {**inherited, **(env or {}), "NEWSLETTER_CONFIG": str(folder / "newsletter.toml")}
 
 
+def cpu_of(usage: resource.struct_rusage) -> float:
+    """User + system CPU seconds of a `getrusage` or `wait4` answer."""
+    return usage.ru_utime + usage.ru_stime
+
+
+def own_cpu() -> float:
+    """This process's CPU seconds so far, every thread's."""
+    return cpu_of(resource.getrusage(resource.RUSAGE_SELF))
+
+
 def run_once(folder: Path, env: dict[str, str]) -> CommandRun:
     """`newsletter run --once` in its own process (so its peak memory is its own), in
     `command_environment(folder, env)`."""
     full_env = command_environment(folder, env)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    before, cpu_before = usage.ru_maxrss, cpu_of(usage)
     started_at = time.time()
     started = time.perf_counter()
     proc = subprocess.run(
@@ -91,7 +101,7 @@ def run_once(folder: Path, env: dict[str, str]) -> CommandRun:
     )
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak_kb, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime - cpu_before
+    peak_kb, cpu = usage.ru_maxrss, cpu_of(usage) - cpu_before
     if proc.returncode != 0:
         raise SystemExit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
     if peak_kb <= before:  # an earlier child was larger: say so rather than report it

@@ -121,7 +121,8 @@ def main() -> None:
         os.sync()
         command = run_once(folder, {})
         seconds, peak_mb, summary = command.seconds, command.peak_kb / 1024, command.summary
-        files = sum(1 for _ in (folder / "outbox").rglob("*.eml"))
+        sizes = sorted(p.stat().st_size for p in (folder / "outbox").rglob("*.eml"))
+        files = len(sizes)
         store = Store(f"sqlite:///{folder / 'newsletter.db'}")
         counts = store.deliveries.counts(store.issues.list_issues()[0].id)
         store.close()
@@ -156,7 +157,6 @@ def main() -> None:
             f"{loop['sent'] / loop['cpu']:,.0f} messages per CPU-second; "
             f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
-        sizes = sorted(p.stat().st_size for p in (folder / "outbox").rglob("*.eml"))
         size = sizes[len(sizes) // 2]
         shutil.rmtree(target, ignore_errors=True)  # the same disk space for the floor
         os.sync()

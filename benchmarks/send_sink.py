@@ -19,9 +19,9 @@ starts, posted 4 at a time (the sender's concurrency),
 - as dicts the library JSON-encodes.
 And the delivery log alone: the same claims and records (4 threads, no request at all), which
 no sender on this database can outrun. And the same command again once nothing is left to
-send: the fixed cost that the 1.1x target has to fit in. And the CPU each side spent per 1,000 recipients (the
-command's, this process's for the ceiling, the sink's own from its window): which of them
-holds each rate, and what the sender's one interpreter lock allows at most.
+send: the fixed cost that the 1.1x target has to fit in. And the CPU each side spent per
+1,000 recipients (the command's, this process's for the ceiling, the sink's own from its
+window): which of them holds each rate, and what the sender's one interpreter lock allows.
 Also printed: how much the SQLite database grew with the issue (file and write-ahead log).
 Targets (issue 22): send phase >= 0.8 of the ceiling, the whole command within 1.1x its send
 phase at 1,000,000 recipients, peak memory <= 150 MB, the database growing by <= 1 MB per
@@ -34,7 +34,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._newsletter import prebuilt_requests, run_once  # noqa: E402
+from benchmarks._newsletter import own_cpu, prebuilt_requests, run_once  # noqa: E402
 from newsletter.providers.sendgrid import SendGridProvider  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.testing.sendgrid_server import ServerProcess, SinkWindow  # noqa: E402
@@ -85,17 +84,11 @@ def ceilings(settings, store, issue_id: int, server: ServerProcess, total: int, 
     for name, (post, bodies) in ways.items():
         sent = [bodies[i % len(bodies)] for i in range(requests)]
         server.window()  # start a fresh window
-        cpu = _own_cpu()
+        cpu = own_cpu()
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             list(pool.map(post, sent))
-        results[name] = (server.window(), _own_cpu() - cpu)
+        results[name] = (server.window(), own_cpu() - cpu)
     return results
-
-
-def _own_cpu() -> float:
-    """This process's CPU time, every thread's, user and system."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_budget(command, send: SinkWindow, transport: tuple[SinkWindow, float]) -> list[str]:

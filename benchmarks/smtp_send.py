@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import smtplib
 import socket
@@ -47,7 +46,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._newsletter import add_readers, article_path, command_environment  # noqa: E402
+from benchmarks._newsletter import (  # noqa: E402
+    add_readers,
+    article_path,
+    command_environment,
+    cpu_of,
+    own_cpu,
+)
 from newsletter import publish  # noqa: E402
 from newsletter.links import stored_issue  # noqa: E402
 from newsletter.providers import OutgoingBatch  # noqa: E402
@@ -234,18 +239,11 @@ def run_command(folder: Path) -> Command:
         printed, errors = out.read().decode(), err.read().decode()
     if proc.returncode != 0:
         raise SystemExit(f"run failed:\n{printed}\n{errors}")
-    return Command(
-        seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, printed.strip()
-    )
+    return Command(seconds, cpu_of(usage), usage.ru_maxrss / 1024, printed.strip())
 
 
 def loads() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

@@ -86,14 +86,14 @@ class SendState:
             if recipients and self.progress:
                 self.progress(recipients)
 
-    def before_request(self, claimed_at: float | None = None) -> None:
+    def before_request(self, claimed_at: float) -> None:
         """Right before a request is written (called by the provider): stop if the key was
         refused, or the issue paused or cancelled, after this batch was claimed. The claim
         read the status at `claimed_at` (`time.monotonic()`); read again only if that was
         more than `CLAIMED_STATUS_HOLDS_SECONDS` ago."""
         if self.done.is_set():
             raise Stopped("the send was stopped before this request")
-        if claimed_at is not None and time.monotonic() - claimed_at < CLAIMED_STATUS_HOLDS_SECONDS:
+        if time.monotonic() - claimed_at < CLAIMED_STATUS_HOLDS_SECONDS:
             return
         try:
             status = self.log.issue_status(self.issue_id)

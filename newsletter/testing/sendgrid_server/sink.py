@@ -84,5 +84,6 @@ class SinkServer(BaseServer):
         process's CPU time since then."""
         with self.lock:
             window, self._window = self._window, SinkWindow()
-            cpu, self._cpu_at = time.process_time() - self._cpu_at, time.process_time()
+            now = time.process_time()
+            cpu, self._cpu_at = now - self._cpu_at, now
         return dataclasses.replace(window, cpu_seconds=cpu)
